@@ -1,0 +1,1 @@
+"""Iceberg plumbing: catalogs, schema conversion and drift, the streaming writer, state in snapshots."""

@@ -1,0 +1,64 @@
+"""The run summary one ingest returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dativo_provider.sources.base import LineageDataset, RejectedRow
+
+
+@dataclass
+class SchemaField:
+    """A column of the written table, for lineage and the summary."""
+
+    name: str
+    type: str
+    required: bool
+    doc: str | None = None
+
+
+@dataclass
+class IngestResult:
+    """What one run did. ``rows_read == rows_written + rows_rejected`` always holds."""
+
+    table: str
+    mode: str
+    source: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    #: Rows removed from the table by ``replace``, ``overwrite`` or ``merge``.
+    rows_deleted: int = 0
+    files_written: int = 0
+    bytes_written: int = 0
+    #: Data files this commit dropped from the table (replaced, overwritten or rewritten by merge).
+    files_removed: int = 0
+    snapshot_id: int | None = None
+    previous_snapshot_id: int | None = None
+    branch: str = "main"
+    committed: bool = False
+    commit_attempts: int = 0
+    duration_seconds: float = 0.0
+    watermark_before: Any = None
+    watermark_after: Any = None
+    schema_changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rejected_samples: list[RejectedRow] = field(default_factory=list)
+    source_details: dict[str, Any] = field(default_factory=dict)
+    inputs: list[LineageDataset] = field(default_factory=list)
+    outputs: list[LineageDataset] = field(default_factory=list)
+    schema: list[SchemaField] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (for XCom and reports)."""
+        return asdict(self)
+
+    def summary_line(self) -> str:
+        return (
+            f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
+            f"rejected {self.rows_rejected}, deleted {self.rows_deleted}; "
+            f"{self.files_written} files / {self.bytes_written} bytes; snapshot {self.snapshot_id} "
+            f"on {self.branch}; watermark {self.watermark_before!r} -> {self.watermark_after!r}; "
+            f"{self.duration_seconds:.2f}s"
+        )
