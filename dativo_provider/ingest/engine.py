@@ -1,9 +1,308 @@
-"""Placeholder: the lead engineer is writing run_ingest here (see signature below)."""
+"""run_ingest: one source → one Iceberg table, in one atomic commit that also stores the source state.
+
+The steps, in order: read the state the last committed run stored; open the source after it;
+create or reconcile the table schema (policy); stream batches into data files; commit them as one
+snapshot whose summary holds the new state (retrying lost races with the same files); optionally
+audit that snapshot on a branch before main moves to it.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-def run_ingest(source, catalog, table, options=None, *, bounds=None, run_id=None, audit=None):  # noqa: ANN001
-    """run_ingest(source: Source, catalog: CatalogConfig, table: "ns.table", options: WriteOptions,
-    *, bounds: ReadBounds, run_id: str | None, audit: AuditGate | None) -> IngestResult"""
-    raise NotImplementedError
+from dativo_provider.exceptions import (
+    CommitConflictError,
+    ConcurrentRunError,
+    ConfigError,
+    SourceError,
+    TerminalError,
+)
+from dativo_provider.iceberg.commit import CommitPlan, commit
+from dativo_provider.iceberg.conform import BatchConformer
+from dativo_provider.iceberg.schema import apply_evolution, plan_schema, storage_schema
+from dativo_provider.iceberg.state import read_state, snapshot_properties
+from dativo_provider.iceberg.tables import load_or_create, parse_sort, sort_columns
+from dativo_provider.iceberg.writer import DataFileWriter
+from dativo_provider.ingest.options import WriteOptions
+from dativo_provider.ingest.result import IngestResult, SchemaField
+from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+    from dativo_provider.iceberg.catalog import CatalogConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditDecision:
+    """What an audit gate decided about a staged snapshot."""
+
+    publish: bool
+    reason: str = ""
+
+
+#: Called with (table, audit branch, staged snapshot id) before main moves; the contract seam.
+AuditGate = Callable[["Table", str, int], AuditDecision]
+
+
+class AuditRejectedError(TerminalError):
+    """The audit gate held the run back: main did not move."""
+
+    def __init__(self, reason: str, result: IngestResult) -> None:
+        super().__init__(f"{result.table}: the audit held this run back, main is unchanged: {reason}")
+        self.result = result
+
+
+def run_ingest(
+    source: Source,
+    catalog: CatalogConfig,
+    table: str,
+    options: WriteOptions | None = None,
+    *,
+    bounds: ReadBounds | None = None,
+    run_id: str | None = None,
+    audit: AuditGate | None = None,
+) -> IngestResult:
+    """Load ``source`` into the Iceberg table ``table`` ("namespace.name") of ``catalog``.
+
+    :param bounds: incremental limits (e.g. the Airflow data interval end as ``upper``).
+    :param run_id: recorded in the snapshot summary (e.g. the Airflow run id).
+    :param audit: if given, the commit lands on a temporary branch, ``audit`` inspects it, and main
+        moves to it only if it says publish.
+    :raises TerminalError: bad configuration, data or schema drift; nothing became visible.
+    :raises TransientError: a passing condition; rerunning is safe (no state was committed).
+    """
+    options = options or WriteOptions()
+    _check_fits(source, options, table)
+    started = time.monotonic()
+    result = IngestResult(
+        table=table,
+        mode=options.mode,
+        source=source.identity,
+        branch=options.branch or "main",
+        inputs=[source.lineage],
+        outputs=[LineageDataset(catalog.lineage_namespace, table)],
+    )
+    iceberg = catalog.load()
+    _Run(iceberg, source, table, options, result).execute(bounds or ReadBounds(), run_id, audit)
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    log.info("%s", result.summary_line())
+    return result
+
+
+def _check_fits(source: Source, options: WriteOptions, table: str) -> None:
+    if "." not in table:
+        raise ConfigError(f"table {table!r} must be 'namespace.table'")
+    if source.may_repeat_rows and options.mode not in ("merge", "replace"):
+        raise ConfigError(
+            f"the source re-reads rows (a lookback window) but write mode is {options.mode!r}: "
+            "use mode 'merge' with merge_keys so re-read rows replace themselves instead of repeating"
+        )
+
+
+class _Run:
+    """One run's steps; holds what they share so each step stays a few lines."""
+
+    def __init__(self, catalog: Catalog, source: Source, table: str, options: WriteOptions,
+                 result: IngestResult) -> None:
+        self.catalog = catalog
+        self.source = source
+        self.table_name = table
+        self.options = options
+        self.result = result
+        self.branch = options.branch or "main"
+
+    def execute(self, bounds: ReadBounds, run_id: str | None, audit: AuditGate | None) -> None:
+        prior = self._prior_state()
+        previous_state = prior.state if prior else None
+        self.result.watermark_before = (previous_state or {}).get(WATERMARK_KEY)
+        with self.source.open(previous_state, bounds) as stream:
+            table = self._prepare_table(stream.schema)
+            files, keys = self._write(table, stream)
+            new_state = stream.state()
+            self.result.rows_rejected = stream.report.rows_rejected
+            self.result.rejected_samples = list(stream.report.rejected_samples)
+            self.result.source_details = dict(stream.report.details)
+        self.result.rows_read = self.result.rows_written + self.result.rows_rejected
+        self.result.watermark_after = (new_state or previous_state or {}).get(WATERMARK_KEY)
+        self.result.schema = _schema_fields(table)
+        if not self._needs_commit(files, new_state, previous_state):
+            self.result.snapshot_id = _head(table, self.branch)
+            return
+        plan = CommitPlan(
+            identifier=self.table_name,
+            mode=self.options.mode,
+            branch=self.branch,
+            new_files=files,
+            properties=snapshot_properties(self.source.identity, new_state, run_id),
+            source_identity=self.source.identity,
+            expected_state_snapshot=prior.snapshot_id if prior else None,
+            merge_keys=self.options.merge_keys,
+            keys=keys,
+            sort_by=self._sort(table),
+            target_file_bytes=self.options.target_file_size_mb * 1024 * 1024,
+        )
+        self._commit(plan, audit)
+
+    def _prior_state(self) -> Any:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            table = self.catalog.load_table(self.table_name)
+        except NoSuchTableError:
+            return None
+        return read_state(table, self.source.identity, self.branch)
+
+    def _prepare_table(self, source_schema: pa.Schema) -> Table:
+        incoming = storage_schema(source_schema)
+        table, created = load_or_create(self.catalog, self.table_name, incoming, self.options)
+        if created:
+            self.result.schema_changes.append(f"created {self.table_name} with {len(incoming)} columns")
+        plan = plan_schema(table, incoming, self.options.schema_policy)
+        self.result.warnings.extend(plan.warnings)
+        for warning in plan.warnings:
+            log.warning("%s", warning)
+        if plan.evolve:
+            table = apply_evolution(table, incoming)
+            self.result.schema_changes.extend(c.describe() for c in plan.changes)
+        missing_keys = [k for k in self.options.merge_keys if k not in table.schema().column_names]
+        if missing_keys:
+            raise ConfigError(f"merge_keys {missing_keys} are not columns of {self.table_name}")
+        return table
+
+    def _write(self, table: Table, stream: Any) -> tuple[list[Any], pa.Table | None]:
+        writer = DataFileWriter(table, self._sort(table), self.options.target_file_size_mb * 1024 * 1024)
+        required = {f.name for f in table.schema().fields if f.required}
+        conform = BatchConformer(stream.schema, writer.arrow_schema, required)
+        keys = _KeyCollector(self.options.merge_keys)
+        try:
+            for batch in stream:
+                if batch.num_rows == 0:
+                    continue
+                batch = conform(batch)
+                keys.add(batch)
+                writer.write(batch)
+                self.result.rows_written += batch.num_rows
+            files = writer.close()
+            distinct_keys = keys.distinct()
+        except BaseException:
+            writer.abort()
+            raise
+        self.result.files_written = len(files)
+        self.result.bytes_written = sum(f.file_size_in_bytes for f in files)
+        return files, distinct_keys
+
+    def _sort(self, table: Table) -> list[tuple[str, str]]:
+        return parse_sort(self.options.sort_by) if self.options.sort_by else sort_columns(table)
+
+    def _needs_commit(self, files: list[Any], new_state: Any, previous_state: Any) -> bool:
+        if self.options.mode == "replace":
+            return True
+        return bool(files) or new_state != previous_state
+
+    def _commit(self, plan: CommitPlan, audit: AuditGate | None) -> None:
+        if audit is not None:
+            plan.branch = self._open_audit_branch()
+        try:
+            outcome = commit(self.catalog, plan, self.options.max_commit_attempts)
+        except (ConcurrentRunError, CommitConflictError):
+            # These guarantee nothing landed; after any other error the files may be referenced.
+            _delete_files(self.catalog, plan)
+            raise
+        self.result.commit_attempts = outcome.attempts
+        self.result.previous_snapshot_id = outcome.previous_snapshot_id
+        self.result.files_removed = outcome.files_removed
+        self.result.rows_deleted = outcome.rows_deleted
+        self.result.snapshot_id = outcome.snapshot_id
+        if audit is not None:
+            self._publish_if_approved(plan.branch, outcome.snapshot_id, audit)
+        self.result.committed = True
+
+    def _open_audit_branch(self) -> str:
+        table = self.catalog.load_table(self.table_name)
+        name = f"dativo-audit-{uuid.uuid4().hex[:12]}"
+        head = _head(table, self.branch)
+        if head is not None:
+            table.manage_snapshots().create_branch(head, name).commit()
+        return name
+
+    def _publish_if_approved(self, audit_branch: str, snapshot_id: int, audit: AuditGate) -> None:
+        table = self.catalog.load_table(self.table_name)
+        try:
+            decision = audit(table, audit_branch, snapshot_id)
+            if not decision.publish:
+                raise AuditRejectedError(decision.reason, self.result)
+            staged = table.metadata.snapshot_by_id(snapshot_id)
+            if _head(table, self.branch) != staged.parent_snapshot_id:
+                raise CommitConflictError(
+                    f"{self.table_name}: {self.branch} moved while the run was audited; rerun to audit again"
+                )
+            # Re-pointing an existing branch asserts it still points where we loaded it: a guarded
+            # fast-forward.
+            table.manage_snapshots().create_branch(snapshot_id, self.branch).commit()
+        finally:
+            self.catalog.load_table(self.table_name).manage_snapshots().remove_branch(audit_branch).commit()
+
+
+class _KeyCollector:
+    """Collects merge-key values of the written rows; refuses nulls and keys repeated in one run."""
+
+    def __init__(self, key_columns: tuple[str, ...]) -> None:
+        self.key_columns = key_columns
+        self.parts: list[pa.Table] = []
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        import pyarrow as pa
+
+        if self.key_columns:
+            self.parts.append(pa.Table.from_batches([batch.select(list(self.key_columns))]))
+
+    def distinct(self) -> pa.Table | None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not self.key_columns:
+            return None
+        keys = pa.concat_tables(self.parts) if self.parts else None
+        if keys is None:
+            return None
+        for column in self.key_columns:
+            if keys.column(column).null_count:
+                raise SourceError(f"merge key column {column!r} is null in {keys.column(column).null_count} rows")
+        counts = keys.group_by(list(self.key_columns)).aggregate([([], "count_all")])
+        repeated = counts.filter(pc.greater(counts["count_all"], 1))
+        if repeated.num_rows:
+            example = {c: repeated.column(c)[0].as_py() for c in self.key_columns}
+            raise SourceError(
+                f"merge key {example} appears {repeated['count_all'][0].as_py()} times in this run's rows "
+                f"({repeated.num_rows} keys repeat); a merge needs one row per key"
+            )
+        return counts.select(list(self.key_columns))
+
+
+def _head(table: Table, branch: str) -> int | None:
+    snapshot = table.metadata.snapshot_by_name(branch)
+    return snapshot.snapshot_id if snapshot else None
+
+
+def _schema_fields(table: Table) -> list[SchemaField]:
+    return [SchemaField(f.name, str(f.field_type), f.required, f.doc) for f in table.schema().fields]
+
+
+def _delete_files(catalog: Catalog, plan: CommitPlan) -> None:
+    """The commit did not land: remove this run's data files so no orphans pile up."""
+    try:
+        io = catalog.load_table(plan.identifier).io
+        for data_file in plan.new_files:
+            io.delete(data_file.file_path)
+    except Exception as exc:  # noqa: BLE001 - the commit error matters more than cleanup
+        log.warning("could not delete uncommitted data files of %s: %s", plan.identifier, exc)

@@ -1,0 +1,49 @@
+"""The one version-compatibility module: Airflow classes for Airflow 2.11 and 3.x.
+
+Names come from ``airflow.providers.common.compat.sdk`` when the installed common-compat has it.
+Older common-compat releases (1.7.0, which MWAA pins for Airflow 2.11, ships no ``sdk`` module) fall
+back to the import paths of the running Airflow major version.
+"""
+
+from __future__ import annotations
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+AIRFLOW_V_3_0_PLUS = Version(Version(_airflow_version).base_version) >= Version("3.0.0")
+
+try:
+    from airflow.providers.common.compat.sdk import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        Asset,
+        BaseHook,
+        BaseOperator,
+        Context,
+        mask_secret,
+    )
+except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat.py in a subprocess
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk import Asset, BaseHook, BaseOperator, Context
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+        from airflow.sdk.log import mask_secret
+    else:
+        from airflow.datasets import Dataset as Asset
+        from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+        from airflow.hooks.base import BaseHook
+        from airflow.models.baseoperator import BaseOperator
+        from airflow.utils.context import Context
+        from airflow.utils.log.secrets_masker import mask_secret
+
+__all__ = [
+    "AIRFLOW_V_3_0_PLUS",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "Asset",
+    "BaseHook",
+    "BaseOperator",
+    "Context",
+    "mask_secret",
+]

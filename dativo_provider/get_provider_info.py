@@ -1,0 +1,100 @@
+"""Airflow's provider registry entry, found through the ``apache_airflow_provider`` entry point.
+
+Airflow >= 3.2 reads the connection form from the ``conn-fields`` and ``ui-field-behaviour`` keys
+below without importing the hook; Airflow 2.x asks the hook's ``get_connection_form_widgets`` and
+``get_ui_field_behaviour`` classmethods, which build their widgets from the same table.
+The ``postgres``, ``mysql`` and ``aws`` connection types are the official providers'; not redefined here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dativo_provider import __version__
+
+INTEGRATION = "Apache Iceberg (Dativo)"
+
+_OPTIONAL_STRING: dict[str, Any] = {"type": ["string", "null"]}
+
+#: Extra fields of the ``iceberg`` connection: name -> label, JSON schema, help text.
+ICEBERG_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "catalog_type": {
+        "label": "Catalog type",
+        "schema": {"type": ["string", "null"], "enum": ["sql", "rest", "glue"], "default": "sql"},
+        "description": "sql (SQLite or Postgres via SQLAlchemy), rest, or glue.",
+    },
+    "warehouse": {
+        "label": "Warehouse",
+        "schema": _OPTIONAL_STRING,
+        "description": "file:///path or s3://bucket/prefix (for REST: the warehouse name).",
+    },
+    "catalog_name": {
+        "label": "Catalog name",
+        "schema": _OPTIONAL_STRING,
+        "description": "Name of the catalog inside a SQL catalog database (default: dativo).",
+    },
+    "credential": {
+        "label": "OAuth credential",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "REST: client_id:client_secret for the OAuth client-credentials flow.",
+    },
+    "oauth2-server-uri": {
+        "label": "OAuth2 server URI",
+        "schema": _OPTIONAL_STRING,
+        "description": "REST: token endpoint, if not the catalog's own /v1/oauth/tokens.",
+    },
+    "scope": {"label": "OAuth scope", "schema": _OPTIONAL_STRING, "description": "REST: OAuth scope."},
+    "region": {"label": "AWS region", "schema": _OPTIONAL_STRING, "description": "Glue and S3 region."},
+    "aws_conn_id": {
+        "label": "AWS connection id",
+        "schema": _OPTIONAL_STRING,
+        "description": "An aws connection whose credentials reach Glue and the S3 warehouse.",
+    },
+    "s3_endpoint": {
+        "label": "S3 endpoint",
+        "schema": _OPTIONAL_STRING,
+        "description": "S3 endpoint override for MinIO or tests, e.g. http://127.0.0.1:9000.",
+    },
+}
+
+ICEBERG_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": [],
+    "relabeling": {
+        "host": "Catalog URI or host",
+        "schema": "Database (SQL catalog)",
+        "login": "User (SQL catalog)",
+        "password": "Password or token",
+    },
+    "placeholders": {
+        "host": "sqlite:////data/catalog.db | postgresql+psycopg://... | https://rest-catalog | db-host",
+        "password": "SQL password or REST bearer token",
+        "extra": '{"catalog_type": "sql", "warehouse": "s3://bucket/warehouse"}',
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe this provider to Airflow's ProvidersManager."""
+    return {
+        "package-name": "dativo-airflow-provider",
+        "name": "Dativo",
+        "description": "Stream database, file and SaaS data into Apache Iceberg, exactly once.",
+        "versions": [__version__],
+        "integrations": [{"integration-name": INTEGRATION, "tags": ["software"]}],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["dativo_provider.hooks.iceberg", "dativo_provider.hooks.sources"],
+            }
+        ],
+        "operators": [{"integration-name": INTEGRATION, "python-modules": ["dativo_provider.operators.ingest"]}],
+        "connection-types": [
+            {
+                "connection-type": "iceberg",
+                "hook-class-name": "dativo_provider.hooks.iceberg.IcebergHook",
+                "hook-name": INTEGRATION,
+                "conn-fields": ICEBERG_CONN_FIELDS,
+                "ui-field-behaviour": ICEBERG_UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }

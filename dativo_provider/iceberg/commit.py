@@ -1,0 +1,270 @@
+"""Commit written data files as ONE snapshot, for every write mode, retrying lost races.
+
+Each attempt reloads the table, re-checks that no other run of the same source committed in the
+meantime, works out which existing files the mode removes, and commits a single ``append`` or
+``overwrite`` snapshot. The new data files are written once, before the first attempt; only the
+metadata (and, for ``merge``, the rewritten files) is redone on a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError
+from dativo_provider.iceberg.state import read_state
+from dativo_provider.iceberg.writer import DataFileWriter
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import FileScanTask, Table
+
+log = logging.getLogger(__name__)
+
+#: Up to this many distinct merge keys are pushed down as ``IN`` (pyiceberg stops pruning above 200).
+_IN_PUSHDOWN_LIMIT = 200
+
+
+@dataclass
+class CommitPlan:
+    """What to commit.
+
+    :param new_files: data files already written for this run.
+    :param keys: distinct merge-key values of the new rows (``merge`` only).
+    :param expected_state_snapshot: the snapshot holding the state this run started from; if
+        another snapshot of the same source appears first, the commit is refused.
+    """
+
+    identifier: str
+    mode: str
+    branch: str
+    new_files: list[DataFile]
+    properties: dict[str, str]
+    source_identity: str
+    expected_state_snapshot: int | None
+    merge_keys: tuple[str, ...] = ()
+    keys: pa.Table | None = None
+    sort_by: list[tuple[str, str]] = field(default_factory=list)
+    target_file_bytes: int = 128 * 1024 * 1024
+    track_state: bool = True
+
+
+@dataclass
+class CommitOutcome:
+    snapshot_id: int | None
+    previous_snapshot_id: int | None
+    attempts: int
+    files_removed: int = 0
+    rows_deleted: int = 0
+
+
+@dataclass
+class _Removal:
+    """Existing files the mode drops, and (merge) the files rewritten without the merged keys."""
+
+    files: list[DataFile] = field(default_factory=list)
+    replacements: list[DataFile] = field(default_factory=list)
+    rows_deleted: int = 0
+    writer: DataFileWriter | None = None
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutcome:
+    """Commit ``plan`` as one snapshot on ``plan.branch``.
+
+    :raises ConcurrentRunError: another run of the same source committed first (its rows would repeat).
+    :raises CommitConflictError: other writers won the race ``max_attempts`` times.
+    """
+    for attempt in range(1, max_attempts + 1):
+        table = catalog.load_table(plan.identifier)
+        _check_no_concurrent_run(table, plan)
+        previous = _head_id(table, plan.branch)
+        removal = _plan_removal(table, plan)
+        try:
+            committed = _commit_once(table, plan, removal)
+        except Exception as exc:
+            removal.discard()
+            if not _is_lost_race(exc):
+                raise
+            log.warning("commit to %s lost a race with another writer (attempt %d/%d)", plan.identifier,
+                        attempt, max_attempts)
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            continue
+        return CommitOutcome(
+            snapshot_id=_head_id(committed, plan.branch),
+            previous_snapshot_id=previous,
+            attempts=attempt,
+            files_removed=len(removal.files),
+            rows_deleted=removal.rows_deleted,
+        )
+    raise CommitConflictError(
+        f"could not commit to {plan.identifier}: other writers won the commit race {max_attempts} times"
+    )
+
+
+def _check_no_concurrent_run(table: Table, plan: CommitPlan) -> None:
+    if not plan.track_state:
+        return
+    current = read_state(table, plan.source_identity, plan.branch)
+    current_id = current.snapshot_id if current else None
+    if current_id != plan.expected_state_snapshot:
+        raise ConcurrentRunError(
+            f"another run of {plan.source_identity} committed snapshot {current_id} to {plan.identifier} "
+            "while this run was writing; this run's rows would repeat. Rerun to continue from its watermark."
+        )
+
+
+def _head_id(table: Table, branch: str) -> int | None:
+    snapshot = table.metadata.snapshot_by_name(branch)
+    return snapshot.snapshot_id if snapshot else None
+
+
+def _commit_once(table: Table, plan: CommitPlan, removal: _Removal) -> Table:
+    _disable_builtin_retries(table)
+    transaction = table.transaction()
+    update = transaction.update_snapshot(snapshot_properties=plan.properties, branch=plan.branch)
+    if removal.files:
+        with update.overwrite() as overwrite:
+            for data_file in removal.files:
+                overwrite.delete_data_file(data_file)
+            for data_file in [*removal.replacements, *plan.new_files]:
+                overwrite.append_data_file(data_file)
+    else:
+        with update.fast_append() as append:
+            for data_file in plan.new_files:
+                append.append_data_file(data_file)
+    return transaction.commit_transaction()
+
+
+def _disable_builtin_retries(table: Table) -> None:
+    """pyiceberg retries a lost race by itself, skipping our same-source check: we retry instead.
+
+    The property is changed on this in-memory copy only; nothing is written to the catalog.
+    """
+    properties = {**table.metadata.properties, "commit.retry.num-retries": "0"}
+    table.metadata = table.metadata.model_copy(update={"properties": properties})
+
+
+def _is_lost_race(exc: Exception) -> bool:
+    from pyiceberg.exceptions import CommitFailedException
+
+    if isinstance(exc, CommitFailedException):
+        return True
+    # SQLite-backed SQL catalogs report a concurrent writer as a locked database.
+    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
+
+
+def _plan_removal(table: Table, plan: CommitPlan) -> _Removal:
+    if plan.mode == "append" or _head_id(table, plan.branch) is None:
+        return _Removal()
+    if plan.mode == "replace":
+        return _removal_of(list(_live_files(table, plan.branch)))
+    if plan.mode == "overwrite":
+        return _removal_of(_files_in_partitions_of(table, plan))
+    return _rewrite_without_keys(table, plan)
+
+
+def _removal_of(files: list[DataFile]) -> _Removal:
+    return _Removal(files=files, rows_deleted=sum(f.record_count for f in files))
+
+
+def _live_files(table: Table, branch: str, row_filter: Any = None) -> Iterator[DataFile]:
+    for task in _scan_tasks(table, branch, row_filter):
+        yield task.file
+
+
+def _scan_tasks(table: Table, branch: str, row_filter: Any = None) -> list[FileScanTask]:
+    from pyiceberg.expressions import AlwaysTrue
+
+    scan = table.scan(row_filter=row_filter or AlwaysTrue(), snapshot_id=_head_id(table, branch))
+    return list(scan.plan_files())
+
+
+def _files_in_partitions_of(table: Table, plan: CommitPlan) -> list[DataFile]:
+    """Files whose partition equals one of the new files' partitions (all files if unpartitioned)."""
+    written = {(f.spec_id, _partition_tuple(f)) for f in plan.new_files}
+    return [f for f in _live_files(table, plan.branch) if (f.spec_id, _partition_tuple(f)) in written]
+
+
+def _partition_tuple(data_file: DataFile) -> tuple[Any, ...]:
+    return tuple(data_file.partition)
+
+
+def _rewrite_without_keys(table: Table, plan: CommitPlan) -> _Removal:
+    """Copy-on-write delete of every row whose merge key is among the new rows' keys.
+
+    Candidate files are first probed on the key columns alone; only files that hold a key are
+    rewritten, streamed batch by batch.
+    """
+    from pyiceberg.io.pyarrow import ArrowScan
+
+    assert plan.keys is not None
+    removal = _Removal()
+    candidates = _scan_tasks(table, plan.branch, _key_filter(plan.keys, plan.merge_keys))
+    key_scan = ArrowScan(table.metadata, table.io, table.schema().select(*plan.merge_keys), _always_true())
+    full_scan = ArrowScan(table.metadata, table.io, table.schema(), _always_true())
+    try:
+        for task in candidates:
+            hits = sum(
+                batch.num_rows - _without_keys(batch, plan.keys, plan.merge_keys).num_rows
+                for batch in key_scan.to_record_batches([task])
+            )
+            if not hits:
+                continue
+            removal.writer = removal.writer or DataFileWriter(table, plan.sort_by, plan.target_file_bytes)
+            removal.files.append(task.file)
+            removal.rows_deleted += hits
+            for batch in full_scan.to_record_batches([task]):
+                remaining = _without_keys(batch, plan.keys, plan.merge_keys)
+                if remaining.num_rows:
+                    removal.writer.write(remaining)
+        if removal.writer is not None:
+            removal.replacements = removal.writer.close()
+    except BaseException:
+        removal.discard()
+        raise
+    return removal
+
+
+def _always_true() -> Any:
+    from pyiceberg.expressions import AlwaysTrue
+
+    return AlwaysTrue()
+
+
+def _without_keys(batch: pa.RecordBatch, keys: pa.Table, key_columns: tuple[str, ...]) -> pa.Table:
+    """The rows of ``batch`` whose key is not in ``keys``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = pa.Table.from_batches([batch])
+    if len(key_columns) == 1:
+        column = key_columns[0]
+        hit = pc.is_in(rows.column(column), value_set=keys.column(column).combine_chunks())
+        return rows.filter(pc.invert(hit))
+    return rows.join(keys, keys=list(key_columns), join_type="left anti").select(rows.column_names)
+
+
+def _key_filter(keys: pa.Table, key_columns: tuple[str, ...]) -> Any:
+    """A pruning filter on the first key column: ``IN`` for few keys, else its min..max range."""
+    import pyarrow.compute as pc
+    import pyarrow.types as t
+    from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, In, LessThanOrEqual
+
+    column = key_columns[0]
+    values = keys.column(column)
+    if not (t.is_integer(values.type) or t.is_string(values.type)) or len(values) == 0:
+        return AlwaysTrue()
+    if len(key_columns) == 1 and len(values) <= _IN_PUSHDOWN_LIMIT:
+        return In(column, set(values.to_pylist()))
+    bounds = pc.min_max(values)
+    return And(GreaterThanOrEqual(column, bounds["min"].as_py()), LessThanOrEqual(column, bounds["max"].as_py()))

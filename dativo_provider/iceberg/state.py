@@ -1,0 +1,52 @@
+"""Incremental state lives in the snapshot summary of the commit that wrote the rows.
+
+Reading it back walks the branch's ancestry to the newest snapshot a run of the same source
+committed. A crash before the commit leaves no state and no rows, so the next run starts from the
+last committed watermark: the watermark can never be ahead of committed data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+SOURCE_KEY = "dativo.source"
+STATE_KEY = "dativo.state"
+RUN_ID_KEY = "dativo.run-id"
+
+
+@dataclass(frozen=True)
+class CommittedState:
+    """The state a run of ``source`` stored, and the snapshot that stored it."""
+
+    snapshot_id: int
+    state: dict[str, Any] | None
+
+
+def read_state(table: Table, source_identity: str, branch: str = "main") -> CommittedState | None:
+    """The newest state ``source_identity`` committed on ``branch``; None if it never did."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    head = table.metadata.snapshot_by_name(branch)
+    if head is None:
+        return None
+    for snapshot in ancestors_of(head, table.metadata):
+        summary = snapshot.summary
+        if summary is not None and summary.get(SOURCE_KEY) == source_identity:
+            raw = summary.get(STATE_KEY)
+            return CommittedState(snapshot.snapshot_id, json.loads(raw) if raw else None)
+    return None
+
+
+def snapshot_properties(source_identity: str, state: dict[str, Any] | None, run_id: str | None) -> dict[str, str]:
+    """The summary properties that record which source (and state) a commit belongs to."""
+    properties = {SOURCE_KEY: source_identity}
+    if state is not None:
+        properties[STATE_KEY] = json.dumps(state, sort_keys=True, default=str)
+    if run_id:
+        properties[RUN_ID_KEY] = run_id
+    return properties
