@@ -192,7 +192,7 @@ def _type_relation(table_type: object, source_type: object, source_arrow: pa.Dat
             return "same" if source_type.precision <= table_type.precision else "widened"
     if (type(table_type), type(source_type)) in {(IntegerType, LongType), (FloatType, DoubleType)}:
         return "widened"
-    if table_type.is_nested and type(table_type) is type(source_type):
+    if not table_type.is_primitive and type(table_type) is type(source_type):
         if _arrow_of(table_type) == source_arrow:
             return "same"
         # Nested columns are reconciled field by field by pyiceberg's union_by_name.

@@ -42,7 +42,7 @@ class DataFileWriter:
     """
 
     def __init__(self, table: Table, sort_by: list[tuple[str, str]], target_file_bytes: int) -> None:
-        from pyiceberg.io.pyarrow import _pyarrow_schema_ensure_small_types, schema_to_pyarrow
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
         from pyiceberg.schema import sanitize_column_names
         from pyiceberg.table.locations import load_location_provider
 
@@ -51,9 +51,7 @@ class DataFileWriter:
         self._schema = metadata.schema()
         self._spec = metadata.spec()
         self._file_schema = sanitize_column_names(self._schema)
-        self._file_arrow = _pyarrow_schema_ensure_small_types(
-            schema_to_pyarrow(self._file_schema, include_field_ids=True)
-        )
+        self._file_arrow = _small_types(schema_to_pyarrow(self._file_schema, include_field_ids=True))
         self._locations = load_location_provider(metadata.location, metadata.properties)
         self._sort_by = sort_by
         self._target = target_file_bytes
@@ -119,12 +117,11 @@ class DataFileWriter:
             self._append(part.partition_key, part.arrow_table_partition)
 
     def _append(self, partition_key: PartitionKey | None, table: pa.Table) -> None:
-        import pyarrow as pa
-
         key = partition_key.to_path() if partition_key else ""
         open_file = self._open.get(key) or self._start(key, partition_key)
-        # Same columns in the same order; only names (sanitised) and field ids differ.
-        renamed = pa.Table.from_arrays(table.columns, schema=self._file_arrow)
+        # Same columns in the same order; names (sanitised) and field ids differ. The cast carries
+        # the field ids into nested children (list elements, struct fields), which Parquet needs.
+        renamed = table.rename_columns(self._file_arrow.names).cast(self._file_arrow)
         open_file.writer.write_table(renamed, row_group_size=len(renamed) or None)
         open_file.arrow_bytes += table.nbytes
         if open_file.arrow_bytes >= self._target:
@@ -181,6 +178,34 @@ class DataFileWriter:
         # from_args does not keep the spec id (it is not stored in the file), so set it here.
         data_file.spec_id = metadata.default_spec_id
         self._written.append(data_file)
+
+
+def _small_types(schema: pa.Schema) -> pa.Schema:
+    """pyiceberg's Arrow schema with 32-bit offsets (string, binary, list), keeping every field id.
+
+    Readers then get ``string`` rather than ``large_string`` back, and no batch needs an offsets copy.
+    """
+    import pyarrow as pa
+
+    return pa.schema([_small_field(f) for f in schema], metadata=schema.metadata)
+
+
+def _small_field(field: pa.Field) -> pa.Field:
+    import pyarrow as pa
+    import pyarrow.types as t
+
+    kind = field.type
+    if t.is_large_string(kind):
+        kind = pa.string()
+    elif t.is_large_binary(kind):
+        kind = pa.binary()
+    elif t.is_large_list(kind) or t.is_list(kind):
+        kind = pa.list_(_small_field(kind.value_field))
+    elif t.is_struct(kind):
+        kind = pa.struct([_small_field(kind.field(i)) for i in range(kind.num_fields)])
+    elif t.is_map(kind):
+        kind = pa.map_(_small_field(kind.key_field), _small_field(kind.item_field))
+    return field.with_type(kind)
 
 
 def _close_quietly(open_file: _OpenFile) -> None:

@@ -1,0 +1,1 @@
+"""Hooks: Airflow Connections turned into the engine's typed configuration. Import-light."""

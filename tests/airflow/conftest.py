@@ -1,0 +1,91 @@
+"""Airflow test environment: a private AIRFLOW_HOME with a migrated SQLite metadata DB.
+
+The environment is set when this file is imported, before any test module imports airflow, because
+Airflow reads its configuration once, on first import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = REPO / "example_dags"
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dativo-airflow-home-"))
+
+AIRFLOW_ENV = {
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+        {"type": "file", "log_file_path": str(AIRFLOW_HOME / "openlineage.jsonl"), "append": True}
+    ),
+}
+os.environ.update(AIRFLOW_ENV)
+os.environ.pop("DATIVO_HOME", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the metadata DB once per session (about 5 s); returns AIRFLOW_HOME."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **AIRFLOW_ENV},
+        timeout=300,
+    )
+    return AIRFLOW_HOME
+
+
+@pytest.fixture
+def dativo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh embedded catalog (SQLite + local warehouse) for one test."""
+    monkeypatch.setenv("DATIVO_HOME", str(tmp_path / "dativo"))
+    return tmp_path / "dativo"
+
+
+def connection_env(conn_id: str, **fields: object) -> tuple[str, str]:
+    """``AIRFLOW_CONN_<ID>`` and its JSON value: connections with no metadata DB involved."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields)
+
+
+@pytest.fixture
+def postgres_conn(postgres_config, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``postgres_default`` connection to the test server."""
+    monkeypatch.setenv(
+        *connection_env(
+            "postgres_default",
+            conn_type="postgres",
+            host=postgres_config.host,
+            port=postgres_config.port,
+            login=postgres_config.user,
+            password=postgres_config.password,
+            schema=postgres_config.database,
+        )
+    )
+    return "postgres_default"
+
+
+@pytest.fixture
+def mysql_conn(mysql_config, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``mysql_default`` connection to the test server."""
+    monkeypatch.setenv(
+        *connection_env(
+            "mysql_default",
+            conn_type="mysql",
+            host=mysql_config.host,
+            port=mysql_config.port,
+            login=mysql_config.user,
+            password=mysql_config.password,
+            schema=mysql_config.database,
+        )
+    )
+    return "mysql_default"
