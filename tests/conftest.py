@@ -1,4 +1,5 @@
-"""Shared fixtures: the real database servers the tests run against.
+"""Shared fixtures: the real database servers the tests run against, a private schema (Postgres)
+or database (MySQL) per test, and the plain drivers to set data up and to compare values against.
 
 A server that is not reachable skips its tests with the reason, unless ``DATIVO_REQUIRE_SERVICES=1``
 (CI), where it fails them: a green run must never mean "nothing ran".
@@ -6,7 +7,11 @@ A server that is not reachable skips its tests with the reason, unless ``DATIVO_
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -63,3 +68,54 @@ def mysql_config() -> DatabaseConfig:
     except Exception as exc:  # any failure to connect means the server cannot be used
         _unavailable(f"MySQL at {config.host}:{config.port}", exc)
     return config
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pg(postgres_config: DatabaseConfig) -> Iterator[Any]:
+    """A psycopg connection in autocommit mode (the reference driver for value comparisons)."""
+    import psycopg
+
+    c = postgres_config
+    with psycopg.connect(
+        host=c.host, port=c.port, user=c.user, password=c.password, dbname=c.database, autocommit=True
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pg_schema(pg: Any) -> Iterator[str]:
+    """A fresh schema, dropped with everything in it after the test."""
+    name = _unique("dativo_src")
+    pg.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    pg.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def my(mysql_config: DatabaseConfig) -> Iterator[Any]:
+    """A pymysql connection with its default converters (the reference for value comparisons)."""
+    import pymysql
+
+    c = mysql_config
+    conn = pymysql.connect(
+        host=c.host, port=c.port, user=c.user, password=c.password or "", database=c.database,
+        autocommit=True, charset="utf8mb4", init_command="SET time_zone = '+00:00'",
+    )
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def my_db(my: Any, mysql_config: DatabaseConfig) -> Iterator[DatabaseConfig]:
+    """A fresh database (the connection's default for the source), dropped after the test."""
+    name = _unique("dativo_src")
+    with my.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        cur.execute(f"USE `{name}`")
+    yield dataclasses.replace(mysql_config, database=name)
+    with my.cursor() as cur:
+        cur.execute(f"DROP DATABASE `{name}`")

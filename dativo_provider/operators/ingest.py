@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from dativo_provider.compat import AirflowException, AirflowFailException, Asset, BaseOperator, Context
@@ -29,8 +29,9 @@ class IcebergIngestOperator(BaseOperator):
         catalog under ``$AIRFLOW_HOME/dativo`` is used.
     :param upper_bound: inclusive upper bound for the cursor, e.g. ``"{{ data_interval_end }}"``;
         ISO timestamps are read as datetimes, an empty or ``"None"`` rendering as no bound.
-    :param lookback: re-read this far behind the stored watermark to catch late rows (a ``timedelta``
-        for time cursors, a number for numeric ones); needs ``mode="merge"``.
+
+    A lookback window for late-arriving rows belongs to the source spec (``"lookback": "2h"``): the
+    source then reports that it may repeat rows, and the engine insists on ``merge``.
     """
 
     template_fields: Sequence[str] = ("source", "table", "write_options", "upper_bound")
@@ -45,7 +46,6 @@ class IcebergIngestOperator(BaseOperator):
         write_options: Mapping[str, Any] | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
         upper_bound: Any = None,
-        lookback: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and not _is_template(table):
@@ -56,7 +56,6 @@ class IcebergIngestOperator(BaseOperator):
         self.write_options = write_options or {}
         self.iceberg_conn_id = iceberg_conn_id
         self.upper_bound = upper_bound
-        self.lookback = lookback
         self.ingest_result: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -69,7 +68,7 @@ class IcebergIngestOperator(BaseOperator):
             catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
             source = build_source(self.source, source_connection_config(self.source))
             options = WriteOptions.from_mapping(self.write_options)
-            bounds = ReadBounds(upper=native_bound(self.upper_bound), lookback=self.lookback)
+            bounds = ReadBounds(upper=native_bound(self.upper_bound))
             result = run_ingest(source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"))
         self.log.info("%s", result.summary_line())
         self.ingest_result = result.to_dict()

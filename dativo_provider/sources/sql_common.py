@@ -193,9 +193,9 @@ def quote_identifier(name: str, quote_char: str) -> str:
 
 
 def quote_literal(text: str) -> str:
-    """Quote a constant string; only for fixed messages, never for user values (those are bound).
+    """Quote a constant Postgres string; for fixed texts only, never for values (those are bound).
 
-    Assumes ``standard_conforming_strings`` (Postgres) / no backslash escapes, which the sources set.
+    Relies on ``standard_conforming_strings``, which the Postgres source turns on for its session.
     """
     return "'" + text.replace("'", "''") + "'"
 
@@ -449,8 +449,8 @@ class SqlStream(SourceStream):
         try:
             for batch in self._reader.batches():
                 yield from self._slices(batch)
-        except DativoError:
-            raise
+        except SourceError as exc:  # a value that cannot be converted: say where it was read
+            raise SourceError(f"{self.report.details.get('identity')}: {exc}") from None
         except Exception as exc:  # driver errors of every kind: translated, never leaked raw
             raise self._reader.translate(exc) from None
         self._exhausted = True
@@ -516,14 +516,6 @@ class SqlSource(Source):
         """The dotted parts of the OpenLineage dataset name of the table."""
         raise NotImplementedError
 
-    @property
-    def secrets(self) -> tuple[str | None, ...]:
-        return self.config.secrets
-
-
-def select_list(columns: Sequence[str], quote_char: str) -> str:
-    """``"a", "b"`` for the chosen columns."""
-    return ", ".join(quote_identifier(c, quote_char) for c in columns)
 
 
 def resolve_columns(spec: SqlSpec, available: Sequence[str], where: str, fold_case: bool = False) -> list[str]:

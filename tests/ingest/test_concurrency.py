@@ -71,6 +71,39 @@ def test_four_processes_append_to_one_table_on_a_postgres_catalog(tmp_path, post
         },
     )
     outcomes = _run_writers(config)
+    assert [rows for _, rows, _ in outcomes] == [ROWS_PER_WRITER] * WRITERS
     _assert_no_row_lost(config)
-    # With four writers racing, at least one must have lost a race and retried.
-    assert max(attempts for _, _, attempts in outcomes) > 1
+
+
+class _StaleOnce:
+    """A catalog whose first load returns an outdated table: exactly what a lost race looks like."""
+
+    def __init__(self, catalog, stale):
+        self.catalog = catalog
+        self.stale = stale
+
+    def load_table(self, identifier):
+        stale, self.stale = self.stale, None
+        return stale or self.catalog.load_table(identifier)
+
+
+def test_a_lost_commit_race_is_retried_with_the_same_files(tmp_path):
+    from dativo_provider.iceberg.commit import CommitPlan, commit
+    from dativo_provider.iceberg.writer import DataFileWriter
+    from tests.memory_source import TableSource
+
+    config = embedded_catalog(tmp_path / "lake")
+    first = pa.table({"id": pa.array([1, 2], pa.int64())})
+    run_ingest(TableSource(first, identity="memory://a"), config, "lake.t")
+    catalog = config.load()
+    stale = catalog.load_table("lake.t")
+    run_ingest(TableSource(pa.table({"id": pa.array([3], pa.int64())}), identity="memory://b"), config, "lake.t")
+
+    writer = DataFileWriter(stale, [], 1 << 20)
+    writer.write(pa.table({"id": pa.array([4, 5], pa.int64())}))
+    plan = CommitPlan(identifier="lake.t", mode="append", branch="main", new_files=writer.close(),
+                      properties={}, source_identity="memory://c", expected_state_snapshot=None,
+                      track_state=False)
+    outcome = commit(_StaleOnce(catalog, stale), plan, max_attempts=3)
+    assert outcome.attempts == 2
+    assert sorted(catalog.load_table("lake.t").scan().to_arrow()["id"].to_pylist()) == [1, 2, 3, 4, 5]

@@ -1,0 +1,455 @@
+"""Postgres → Iceberg ingestion benchmark: our engine vs dlt vs the ADBC → Parquet ceiling.
+
+Reads ``bench.wide_1m`` and ``bench.wide_5m`` (seed them with ``bench/pg_seed.py``). Each contender
+runs in its own fresh child process, so its peak RSS is its own; runs are interleaved
+(contender A, B, C, A, B, C, ...) so background noise spreads over all of them, and the median of
+``--repeats`` runs is reported.
+
+Contenders:
+
+* ``ours``: ``run_ingest(build_source({"type": "postgres", "table": ...}), embedded_catalog(dir),
+  "bench.wide", WriteOptions(mode="append"))`` into a SQLite-catalog table on local disk.
+* ``dlt-pyarrow`` / ``dlt-connectorx``: dlt ``sql_table`` (pyarrow backend; connectorx backend in
+  its documented streaming mode ``return_type="arrow_stream"``) into dlt's ``filesystem``
+  destination with ``table_format="iceberg"`` on a local bucket, with a SQLite SQL catalog
+  configured through ``[iceberg_catalog]`` (env ``ICEBERG_CATALOG__*``). Both run at 1M; the faster
+  runs at 5M.
+* ``ceiling``: ADBC (``adbc_driver_postgresql``) record-batch stream → one zstd Parquet file, no
+  catalog, no type conversion (numerics stay the strings ADBC returns).
+* ``ref-pyiceberg`` (reference, not a goal): the same ADBC stream, numerics cast to
+  decimal128(p, s), into ``pyiceberg`` ``Table.append(RecordBatchReader)`` on a SQLite catalog:
+  what pyiceberg itself costs, with no engine around it.
+
+Usage::
+
+    python bench/pg_seed.py                       # once
+    python bench/ingest_postgres.py               # 1M and 5M, 3 repeats
+    python bench/ingest_postgres.py --sizes 1m --repeats 1 --contenders ceiling,ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+SIZES = {"1m": "bench.wide_1m", "5m": "bench.wide_5m"}
+TARGET = "bench.wide"  # namespace.table written by every Iceberg contender
+DLT_BACKENDS = ("pyarrow", "connectorx")
+
+WARM_UP_MODULES = (
+    "pyarrow", "pyarrow.parquet", "pyarrow.compute", "pyarrow.dataset",
+    "pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow", "sqlalchemy",
+    "adbc_driver_postgresql.dbapi", "psycopg", "connectorx",
+    "dlt", "dlt.sources.sql_database", "dlt.destinations", "dlt.common.libs.pyiceberg",
+    "dlt.destinations.impl.filesystem.filesystem",
+    "dativo_provider.ingest.engine", "dativo_provider.sources", "dativo_provider.sources.postgres",
+    "dativo_provider.iceberg.catalog", "dativo_provider.ingest.options",
+)
+
+GOALS = {"ours_vs_dlt": 3.0, "ours_vs_ceiling": 0.75, "peak_rss_mb": 600.0}
+
+
+# ============================================================================================
+# Children: one contender each. Imports happen before the timer starts.
+# ============================================================================================
+
+
+def _preimport(*modules: str) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # the timed code will raise the real error
+
+
+def iceberg_total_records(catalog: Any, table: str) -> int | None:
+    snapshot = catalog.load_table(table).current_snapshot()
+    return int(snapshot.summary["total-records"]) if snapshot else 0
+
+
+def child_ours(args: argparse.Namespace) -> dict[str, Any]:
+    _preimport("pyarrow", "pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow",
+               "adbc_driver_postgresql.dbapi", "dativo_provider.sources.postgres")
+    from dativo_provider.connections import DatabaseConfig
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.ingest.engine import run_ingest
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.sources import build_source
+
+    catalog = embedded_catalog(args.workdir)
+    started = time.perf_counter()
+    source = build_source(
+        {"type": "postgres", "table": args.table},
+        DatabaseConfig(host=c.PG_HOST, port=c.PG_PORT, user=c.PG_USER, database=c.PG_DB),
+    )
+    result = run_ingest(source, catalog, TARGET, WriteOptions(mode="append"))
+    seconds = time.perf_counter() - started
+    summary = result.to_dict()
+    return {
+        "seconds": seconds,
+        "rows": result.rows_written,
+        "rows_in_table": iceberg_total_records(catalog.load(), TARGET),
+        "engine": {k: summary.get(k) for k in (
+            "rows_read", "rows_written", "files_written", "bytes_written", "duration_seconds",
+            "commit_attempts", "snapshot_id", "source_details", "warnings")},
+    }
+
+
+def dlt_setup(workdir: str) -> None:
+    """Point dlt's Iceberg catalog at a SQLite file in the workdir (dlt's ``[iceberg_catalog]``)."""
+    import os
+
+    os.environ["ICEBERG_CATALOG__ICEBERG_CATALOG_NAME"] = "default"
+    os.environ["ICEBERG_CATALOG__ICEBERG_CATALOG_TYPE"] = "sql"
+    os.environ["ICEBERG_CATALOG__ICEBERG_CATALOG_CONFIG"] = json.dumps({
+        "type": "sql",
+        "uri": f"sqlite:///{workdir}/dlt_catalog.db",
+        "warehouse": f"file://{workdir}/dlt_warehouse",
+    })
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+
+
+def dlt_pipeline(workdir: str, name: str = "bench_dlt") -> Any:
+    import dlt
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.filesystem(bucket_url=f"file://{workdir}/dlt_bucket"),
+        dataset_name=TARGET.split(".")[0],
+        pipelines_dir=f"{workdir}/dlt_pipelines",
+    )
+
+
+def dlt_table(table: str, backend: str, **kwargs: Any) -> Any:
+    from dlt.sources.sql_database import sql_table
+
+    schema, name = table.split(".")
+    backend_kwargs = {"return_type": "arrow_stream"} if backend == "connectorx" else {}
+    return sql_table(credentials=c.PG_URI, schema=schema, table=name, backend=backend,
+                     backend_kwargs=backend_kwargs, **kwargs)
+
+
+def dlt_catalog(workdir: str) -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    return SqlCatalog("default", uri=f"sqlite:///{workdir}/dlt_catalog.db",
+                      warehouse=f"file://{workdir}/dlt_warehouse")
+
+
+def dlt_trace(pipeline: Any) -> dict[str, float]:
+    trace = pipeline.last_trace
+    return {s.step: (s.finished_at - s.started_at).total_seconds() for s in trace.steps} if trace else {}
+
+
+def child_dlt(args: argparse.Namespace) -> dict[str, Any]:
+    backend = args.child.removeprefix("dlt-")
+    dlt_setup(args.workdir)
+    _preimport("dlt", "dlt.sources.sql_database", "dlt.destinations", "dlt.common.libs.pyiceberg",
+               "dlt.destinations.impl.filesystem.filesystem", "pyiceberg.catalog.sql", "sqlalchemy",
+               "connectorx", "psycopg2", "pyarrow")
+    started = time.perf_counter()
+    pipeline = dlt_pipeline(args.workdir)
+    info = pipeline.run(dlt_table(args.table, backend), table_format="iceberg",
+                        write_disposition="append", table_name=TARGET.split(".")[1])
+    seconds = time.perf_counter() - started
+    info.raise_on_failed_jobs()
+    rows = iceberg_total_records(dlt_catalog(args.workdir), TARGET)
+    return {"seconds": seconds, "rows": rows, "rows_in_table": rows, "dlt_steps": dlt_trace(pipeline)}
+
+
+def _adbc_stream(table: str) -> tuple[Any, Any, Any]:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    conn = adbc.connect(c.PG_URI)
+    cur = conn.cursor()
+    cur.execute(f"SELECT * FROM {table}")
+    return conn, cur, cur.fetch_record_batch()
+
+
+def child_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    _preimport("pyarrow", "pyarrow.parquet", "adbc_driver_postgresql.dbapi")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(args.workdir) / "ceiling.parquet"
+    started = time.perf_counter()
+    conn, cur, reader = _adbc_stream(args.table)
+    # ADBC returns numerics as an opaque extension over strings: write the storage as it comes.
+    schema = pa.schema([pa.field(f.name, getattr(f.type, "storage_type", f.type), f.nullable)
+                        for f in reader.schema])
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in reader:
+            arrays = [getattr(col, "storage", col) for col in batch.columns]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            rows += batch.num_rows
+    cur.close()
+    conn.close()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "rows_in_table": pq.ParquetFile(path).metadata.num_rows,
+            "bytes": path.stat().st_size}
+
+
+def _numeric_type(field: Any) -> Any:
+    """decimal128(p, s) from the Postgres typmod ADBC puts in the field metadata."""
+    import pyarrow as pa
+
+    typmod = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+    if typmod < 4:
+        return pa.decimal128(38, 9)
+    return pa.decimal128(((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF)
+
+
+def child_ref_pyiceberg(args: argparse.Namespace) -> dict[str, Any]:
+    _preimport("pyarrow", "pyarrow.compute", "pyiceberg.catalog.sql", "pyiceberg.table",
+               "pyiceberg.io.pyarrow", "adbc_driver_postgresql.dbapi")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    started = time.perf_counter()
+    catalog = SqlCatalog("ref", uri=f"sqlite:///{args.workdir}/ref_catalog.db",
+                         warehouse=f"file://{args.workdir}/ref_warehouse")
+    catalog.create_namespace_if_not_exists(TARGET.split(".")[0])
+    conn, cur, reader = _adbc_stream(args.table)
+    fields = [pa.field(f.name, _numeric_type(f) if hasattr(f.type, "storage_type") else f.type, f.nullable)
+              for f in reader.schema]
+    schema = pa.schema(fields)
+
+    def batches():  # noqa: ANN202
+        for batch in reader:
+            cols = [pc.cast(col.storage, f.type) if hasattr(col, "storage") else col
+                    for col, f in zip(batch.columns, fields)]
+            yield pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    table = catalog.create_table(TARGET, schema=schema)
+    table.append(pa.RecordBatchReader.from_batches(schema, batches()))
+    cur.close()
+    conn.close()
+    seconds = time.perf_counter() - started
+    rows = iceberg_total_records(catalog, TARGET)
+    return {"seconds": seconds, "rows": rows, "rows_in_table": rows}
+
+
+HANDLERS = {
+    "ours": child_ours,
+    "dlt-pyarrow": child_dlt,
+    "dlt-connectorx": child_dlt,
+    "ceiling": child_ceiling,
+    "ref-pyiceberg": child_ref_pyiceberg,
+}
+
+
+# ============================================================================================
+# Parent: schedule, measure, report
+# ============================================================================================
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.runs: list[dict[str, Any]] = []
+        self.ours_not_ready: str | None = None
+
+    def run(self, contender: str, size: str, repeat: int) -> dict[str, Any] | None:
+        if contender == "ours" and self.ours_not_ready:
+            return None
+        workdir = c.new_workdir(f"{contender}-{size}")
+        argv = [sys.executable, __file__, "--child", contender, "--table", SIZES[size],
+                "--workdir", str(workdir), "--result", str(workdir / "result.json")]
+        out = c.run_child(argv, timeout=self.args.timeout, log=c.SCRATCH_DIR / f"{contender}-{size}-{repeat}.log")
+        out.update(contender=contender, size=size, repeat=repeat, expected_rows=self.expected[size])
+        if out.get("rows_in_table") not in (None, self.expected[size]) and "error" not in out:
+            out["error"] = f"table holds {out['rows_in_table']} rows, source has {self.expected[size]}"
+        if contender == "ours" and out.get("not_ready"):
+            self.ours_not_ready = out["error"]
+        self.runs.append(out)
+        status = out.get("error") or (
+            f"{out['seconds']:.2f}s  {out['expected_rows'] / out['seconds']:,.0f} rows/s  "
+            f"peak {out['peak_rss_mb']:.0f} MB")
+        print(f"  [{size} #{repeat + 1}] {contender:15s} {status}", flush=True)
+        if not self.args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return out
+
+    def round_robin(self, size: str, contenders: list[str]) -> None:
+        for repeat in range(self.args.repeats):
+            for contender in contenders:
+                self.run(contender, size, repeat)
+
+    def stats(self, size: str, contender: str) -> dict[str, Any] | None:
+        ok = [r for r in self.runs if r["size"] == size and r["contender"] == contender and "error" not in r]
+        if not ok:
+            errors = [r["error"] for r in self.runs if r["size"] == size and r["contender"] == contender]
+            return {"contender": contender, "size": size, "error": errors[0]} if errors else None
+        seconds = c.median([r["seconds"] for r in ok])
+        rows = ok[0]["expected_rows"]
+        return {
+            "contender": contender, "size": size, "rows": rows, "runs": len(ok),
+            "seconds": seconds, "rows_per_s": rows / seconds,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
+            "process_seconds": c.median([r["process_seconds"] for r in ok]),
+            "noise": c.spread([r["seconds"] for r in ok]),
+            "all_seconds": [round(r["seconds"], 3) for r in ok],
+        }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="1m,5m", help="comma list of 1m,5m")
+    p.add_argument("--repeats", type=int, default=3, help="runs per contender and size (median)")
+    p.add_argument("--contenders", default="ceiling,ours,dlt,ref-pyiceberg",
+                   help="comma list of ceiling, ours, dlt (both backends at 1M, faster at 5M), "
+                        "dlt-pyarrow, dlt-connectorx, ref-pyiceberg")
+    p.add_argument("--dlt-backend", choices=("auto", *DLT_BACKENDS), default="auto",
+                   help="dlt backend for 5M (auto: faster median at 1M)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a child is killed")
+    p.add_argument("--keep", action="store_true", help="keep the work directories")
+    # child mode
+    p.add_argument("--child", choices=sorted(HANDLERS), help=argparse.SUPPRESS)
+    p.add_argument("--table", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def contenders_for(size: str, wanted: list[str], dlt_best: str | None, first_size: bool) -> list[str]:
+    out: list[str] = []
+    for name in wanted:
+        if name == "dlt":
+            if dlt_best and not first_size:
+                out.append(f"dlt-{dlt_best}")
+            else:
+                out.extend(f"dlt-{b}" for b in DLT_BACKENDS)
+        else:
+            out.append(name)
+    return out
+
+
+def report(runner: Runner, sizes: list[str], warm: dict[str, Any], info: dict[str, Any],
+           dlt_choice: dict[str, Any]) -> dict[str, Any]:
+    names = sorted({r["contender"] for r in runner.runs}, key=lambda n: list(HANDLERS).index(n))
+    stats = [s for size in sizes for n in names if (s := runner.stats(size, n))]
+    headers = ["contender", "size", "rows", "median s", "rows/s", "peak RSS MB", "process s", "runs", "noise"]
+    rows = [[s["contender"], s["size"], s.get("rows"), s.get("seconds"), s.get("rows_per_s"),
+             s.get("peak_rss_mb"), s.get("process_seconds"), s.get("runs"), s.get("noise")]
+            if "error" not in s else [s["contender"], s["size"], "ERROR (below)"] + [None] * 6
+            for s in stats]
+    print("\n" + c.format_table(headers, rows))
+    for s in stats:
+        if "error" in s:
+            print(f"  {s['contender']} {s['size']}: {s['error']}")
+
+    by = {(s["contender"], s["size"]): s for s in stats if "error" not in s}
+    ratios: dict[str, Any] = {}
+    lines = []
+    for size in sizes:
+        ours = by.get(("ours", size))
+        dlts = [by[(n, size)] for n in names if n.startswith("dlt-") and (n, size) in by]
+        dlt = max(dlts, key=lambda s: s["rows_per_s"]) if dlts else None
+        ceiling = by.get(("ceiling", size))
+        entry: dict[str, Any] = {}
+        if ours and dlt:
+            entry["ours_vs_dlt"] = ours["rows_per_s"] / dlt["rows_per_s"]
+            entry["dlt_contender"] = dlt["contender"]
+        if ours and ceiling:
+            entry["ours_vs_ceiling"] = ours["rows_per_s"] / ceiling["rows_per_s"]
+        if dlt and ceiling:
+            entry["dlt_vs_ceiling"] = dlt["rows_per_s"] / ceiling["rows_per_s"]
+        ratios[size] = entry
+        parts = [f"{k} = {v:.2f}" for k, v in entry.items() if isinstance(v, float)]
+        lines.append(f"{size}: " + (", ".join(parts) if parts else "no ratio (a contender missing)")
+                     + (f"  [dlt = {entry['dlt_contender']}]" if "dlt_contender" in entry else ""))
+    print("\nRatios (rows/s):\n  " + "\n  ".join(lines))
+
+    goals = []
+    big = sizes[-1]
+    o, r1 = by.get(("ours", big)), by.get(("ours", sizes[0]))
+    if o:
+        rv = ratios[big]
+        goals.append(("ours ≥ 3× dlt", rv.get("ours_vs_dlt"), GOALS["ours_vs_dlt"]))
+        goals.append(("ours ≥ 75 % of ceiling", rv.get("ours_vs_ceiling"), GOALS["ours_vs_ceiling"]))
+        goals.append(("peak RSS ≤ 600 MB", o["peak_rss_mb"], GOALS["peak_rss_mb"]))
+        if r1 and r1 is not o:
+            growth = o["peak_rss_mb"] - r1["peak_rss_mb"]
+            ratios["ours_rss_growth_mb"] = growth
+            print(f"\nours peak RSS {sizes[0]} → {big}: {r1['peak_rss_mb']:.0f} → {o['peak_rss_mb']:.0f} MB "
+                  f"({growth:+.0f} MB)")
+        print(f"\nGoals at {big}:")
+        for label, value, target in goals:
+            if value is None:
+                print(f"  {label}: n/a")
+                continue
+            ok = value <= target if "RSS" in label else value >= target
+            print(f"  {label}: {value:.2f} → {'met' if ok else 'NOT met'}")
+    else:
+        why = runner.ours_not_ready or "no successful run"
+        print(f"\nours: not measured ({why}); goals not evaluated.")
+
+    info["loadavg_end"] = __import__("os").getloadavg()
+    print(f"\nload average start {info['loadavg_start']}, end {info['loadavg_end']}")
+    print(c.MEASURING_NOTE + " 'process s' = the whole child process (start-up, imports, run, check).")
+    print(f"warm-up import: {warm['process_seconds']:.1f}s"
+          + (f"; not importable: {sorted(warm['failed'])}" if warm.get("failed") else ""))
+    if dlt_choice:
+        print(f"dlt backend at 5M: {dlt_choice}")
+    return {"stats": stats, "ratios": ratios, "goals": GOALS, "dlt_choice": dlt_choice,
+            "ours_not_ready": runner.ours_not_ready, "runs": runner.runs, "machine": info,
+            "warm_up": warm, "measuring": c.MEASURING_NOTE}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return c.child_main(HANDLERS, args)
+
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    wanted = [w.strip() for w in args.contenders.split(",") if w.strip()]
+    for size in sizes:
+        if not c.pg_table_exists(SIZES[size]):
+            print(f"{SIZES[size]} is missing: run bench/pg_seed.py first", file=sys.stderr)
+            return 2
+    info = c.machine_info()
+    print(f"dativo ingest benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {info['cpus']} CPUs, "
+          f"Python {info['python']}, pyarrow {info['pyarrow']}, pyiceberg {info['pyiceberg']}, "
+          f"dlt {info['dlt']}, Postgres {info['postgres']}")
+    print(c.MEASURING_NOTE)
+    warm = c.warm_up(Path(__file__), WARM_UP_MODULES)
+    print(f"warm-up import child: {warm['process_seconds']:.1f}s"
+          + (f" (not importable: {', '.join(sorted(warm['failed']))})" if warm["failed"] else ""))
+
+    runner = Runner(args)
+    runner.expected = {size: c.pg_count(SIZES[size]) for size in sizes}
+    dlt_best = None if args.dlt_backend == "auto" else args.dlt_backend
+    dlt_choice: dict[str, Any] = {}
+    for i, size in enumerate(sizes):
+        contenders = contenders_for(size, wanted, dlt_best, first_size=(i == 0))
+        print(f"\n{SIZES[size]} ({runner.expected[size]:,} rows): {', '.join(contenders)}", flush=True)
+        runner.round_robin(size, contenders)
+        if dlt_best is None and "dlt" in wanted:
+            medians = {b: (s or {}).get("rows_per_s") for b in DLT_BACKENDS
+                       if (s := runner.stats(size, f"dlt-{b}"))}
+            medians = {b: v for b, v in medians.items() if v}
+            if medians:
+                dlt_best = max(medians, key=medians.get)
+                dlt_choice = {"chosen": dlt_best, "at": size, "rows_per_s": medians}
+    payload = report(runner, sizes, warm, info, dlt_choice)
+    payload["args"] = vars(args)
+    path = c.write_results("ingest_postgres", payload)
+    print(f"results: {path.relative_to(c.REPO_DIR)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

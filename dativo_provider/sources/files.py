@@ -1,0 +1,505 @@
+"""Files source: CSV, Parquet and JSON Lines files in a local directory or under an S3 prefix.
+
+Local disk and S3 share one code path through :mod:`pyarrow.fs`. Every file is streamed block by
+block (CSV and JSON Lines in 1 MB blocks, Parquet by row group batches), never read whole.
+
+Decisions a user can observe:
+
+* **Listing.** Files under ``path`` whose path relative to it matches ``glob``: ``*`` and ``?`` stay
+  inside one directory, ``**/`` spans any number of them. Names starting with ``.`` or ``_`` at any
+  level (``_SUCCESS``, ``.part`` files) are skipped, as Spark and pyarrow datasets do. Files are read
+  in (modification time, path) order. Compressed files (``.gz``, ``.bz2``, ``.zst``) are decompressed
+  on the fly for CSV and JSON Lines.
+* **Schema.** The declared ``columns``; without them, pyarrow's type inference over the first block
+  of the oldest non-empty matching file, widened so Iceberg can store it (no-type columns become
+  strings, timestamps microseconds; CSV times stay strings). Inferring from the oldest file keeps the
+  schema stable across incremental runs; declare ``columns`` when later rows need wider types.
+  Every batch has exactly this schema: a file missing a column or carrying another one fails the
+  run, naming the file and the column. No lineage column is added (the run report lists the files).
+* **Incremental.** Each file *version* is read once: state keeps the newest modification time read
+  and the paths that have exactly that time. A file rewritten later has a newer time and is read
+  again in full, so files appended in place need a merge write. A file that appears with a time
+  older than the watermark (``cp -p``, a slow multipart upload) is not seen; write files atomically.
+  S3 times have whole-second precision: a rewrite within the same second is not seen.
+* **Bad rows.** With ``bad_rows="fail"`` the first malformed row fails the run; with ``"skip"`` every
+  one is counted in the report. A location is ``<file>:<n>``: for CSV ``n`` is the record number with
+  the header as 1 (the physical line unless the file has blank lines or values spanning lines), for
+  JSON Lines the line, for Parquet the row. Messages never quote values: they may be personal data.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from dativo_provider.connections import ObjectStoreConfig
+from dativo_provider.exceptions import ConfigError, DativoError, SourceError, TransientError
+from dativo_provider.sources.base import (
+    WATERMARK_KEY,
+    LineageDataset,
+    ReadBounds,
+    Source,
+    SourceReport,
+    SourceStream,
+)
+from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead, infer_schema, read_batches
+
+SPEC_KEYS = frozenset(
+    {"type", "conn_id", "path", "glob", "format", "columns", "csv", "incremental", "bad_rows", "batch_rows"}
+)
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Suffixes pyarrow decompresses by itself (``compression="detect"``), ignored when finding the format.
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "binary": pa.binary(),
+}
+_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+#: Iceberg's largest decimal precision.
+MAX_DECIMAL_PRECISION = 38
+FILES_STATE_KEY = "files_at_watermark"
+#: The report lists this many files; ``files_read`` always has the full count.
+MAX_FILE_DETAILS = 100
+HIDDEN_PREFIXES = (".", "_")
+#: pyarrow S3 error fragments that a retry cannot fix.
+_TERMINAL_IO_MARKERS = ("ACCESS_DENIED", "NO_SUCH_BUCKET", "INVALID_ACCESS_KEY", "SIGNATURE", "status 403")
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One listed file: its pyarrow.fs path, its path relative to the prefix, and its version."""
+
+    path: str
+    relative: str
+    mtime: datetime
+    size: int
+
+
+@dataclass(frozen=True)
+class Location:
+    """A local directory (``bucket`` None) or an S3 bucket and prefix; ``base`` is the pyarrow.fs path."""
+
+    base: str
+    bucket: str | None = None
+
+    def display(self, path: str) -> str:
+        return f"s3://{path}" if self.bucket else path
+
+
+class FilesSource(Source):
+    """Files matching a glob under a local directory or an S3 prefix, read as one Arrow stream."""
+
+    def __init__(
+        self,
+        location: Location,
+        glob: str,
+        file_format: str,
+        *,
+        columns: pa.Schema | None = None,
+        csv: CsvOptions | None = None,
+        incremental: bool = True,
+        skip_bad_rows: bool = False,
+        batch_rows: int | None = None,
+        connection: ObjectStoreConfig | None = None,
+    ) -> None:
+        self.location = location
+        self.glob = glob
+        self.format = file_format
+        self.columns = columns
+        self.csv = csv or CsvOptions()
+        self.incremental = incremental
+        self.skip_bad_rows = skip_bad_rows
+        self.batch_rows = batch_rows
+        self.connection = connection
+        self._pattern = glob_regex(glob)
+
+    @property
+    def identity(self) -> str:
+        return f"files://{self.location.base.rstrip('/')}?glob={self.glob}&format={self.format}"
+
+    @property
+    def lineage(self) -> LineageDataset:
+        if self.location.bucket:
+            prefix = self.location.base.removeprefix(self.location.bucket).strip("/")
+            return LineageDataset(f"s3://{self.location.bucket}", prefix or "/")
+        return LineageDataset("file", self.location.base)
+
+    def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> FilesStream:
+        if bounds.lookback is not None:
+            raise ConfigError(
+                "files source: 'lookback' is not supported; each file version is read once by its "
+                "modification time"
+            )
+        upper = _as_utc(bounds.upper, "the upper bound") if bounds.upper is not None else None
+        fs = self._filesystem()
+        files = list_files(fs, self.location, self._pattern)
+        schema, origin = self._schema(fs, files)
+        todo = [f for f in files if upper is None or f.mtime <= upper]
+        if self.incremental:
+            todo = unread_files(todo, state)
+        previous = dict(state) if self.incremental and state else None
+        return FilesStream(self, fs, todo, schema, previous, origin)
+
+    def _filesystem(self) -> pafs.FileSystem:
+        return s3_filesystem(self.connection) if self.location.bucket else pafs.LocalFileSystem()
+
+    def _schema(self, fs: pafs.FileSystem, files: list[FileVersion]) -> tuple[pa.Schema, str]:
+        """The declared schema, else the one inferred from the oldest non-empty file, and its origin."""
+        if self.columns is not None:
+            return self.columns, "declared"
+        sample = next((f for f in files if f.size > 0), None)
+        if sample is None:
+            where = self.location.display(self.location.base)
+            raise SourceError(
+                f"files source: no files match glob {self.glob!r} under {where} and no 'columns' are "
+                "declared to give an empty result its schema"
+            )
+        reading = FileRead(fs, sample.path, self.location.display(sample.path), csv=self.csv)
+        try:
+            return infer_schema(self.format, reading), reading.display
+        except pa.ArrowException as exc:
+            raise SourceError(f"{reading.display}: cannot infer a schema ({exc}); declare 'columns'") from exc
+        except OSError as exc:
+            raise io_error(exc, f"reading {reading.display}") from exc
+
+
+class FilesStream(SourceStream):
+    """The batches of the files to read this run, in (modification time, path) order."""
+
+    def __init__(
+        self,
+        source: FilesSource,
+        fs: pafs.FileSystem,
+        files: list[FileVersion],
+        schema: pa.Schema,
+        previous_state: dict[str, Any] | None,
+        schema_origin: str,
+    ) -> None:
+        self._source = source
+        self._fs = fs
+        self._files = files
+        self._schema = schema
+        self._previous = previous_state
+        self._read: list[FileVersion] = []
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self.report = SourceReport(details={"files": [], "files_read": 0, "schema_from": schema_origin})
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._batches is not None:
+            raise SourceError("a files stream can be iterated only once; open the source again")
+        self._batches = self._all_batches()
+        return self._batches
+
+    def _all_batches(self) -> Iterator[pa.RecordBatch]:
+        for file in self._files:
+            yield from self._file_batches(file)
+            self._read.append(file)
+
+    def _file_batches(self, file: FileVersion) -> Iterator[pa.RecordBatch]:
+        detail = self._detail(file)
+        if file.size == 0:
+            return
+        reading = FileRead(
+            self._fs,
+            file.path,
+            detail["path"],
+            self._schema,
+            self._source.csv,
+            self._source.batch_rows,
+            reject=lambda location, reason: self._reject(detail, location, reason),
+        )
+        try:
+            for batch in read_batches(self._source.format, reading):
+                detail["rows"] += batch.num_rows
+                yield batch
+        except pa.ArrowException as exc:
+            raise SourceError(f"{reading.display}: {exc}") from exc
+        except OSError as exc:
+            raise io_error(exc, f"reading {reading.display}") from exc
+
+    def _detail(self, file: FileVersion) -> dict[str, Any]:
+        detail = {
+            "path": self._source.location.display(file.path),
+            "mtime": _iso(file.mtime),
+            "size": file.size,
+            "rows": 0,
+            "rejected": 0,
+        }
+        self.report.details["files_read"] += 1
+        if len(self.report.details["files"]) < MAX_FILE_DETAILS:
+            self.report.details["files"].append(detail)
+        return detail
+
+    def _reject(self, detail: dict[str, Any], location: str, reason: str) -> None:
+        if not self._source.skip_bad_rows:
+            raise SourceError(f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows")
+        detail["rejected"] += 1
+        self.report.reject(location, reason)
+
+    def state(self) -> dict[str, Any] | None:
+        if not self._source.incremental:
+            return None
+        return next_state(self._previous, self._read)
+
+    def close(self) -> None:
+        # Closing the generator runs its ``with`` blocks, which close the open file.
+        if self._batches is not None:
+            self._batches.close()
+
+
+# --- spec ---------------------------------------------------------------------------------------
+
+
+def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> FilesSource:
+    """Build a :class:`FilesSource` from a spec dict, naming the key of any mistake.
+
+    :param spec: ``{"type": "files", "path": ..., "glob": ..., "format": ..., "columns": ...,
+        "csv": {...}, "incremental": ..., "bad_rows": ..., "batch_rows": ...}``.
+    :param connection: S3 credentials and endpoint for an ``s3://`` path; None uses the default
+        AWS credential chain. Ignored for local paths.
+    """
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"files source: unknown key {unknown[0]!r}; allowed: {sorted(SPEC_KEYS)}")
+    if spec.get("type", "files") != "files":
+        raise ConfigError(f"files source: 'type' is {spec['type']!r}, not 'files'")
+    glob = _typed(spec, "glob", str, "*")
+    bad_rows = _typed(spec, "bad_rows", str, "fail")
+    if bad_rows not in ("fail", "skip"):
+        raise ConfigError(f"files source: 'bad_rows' is {bad_rows!r}; expected 'fail' or 'skip'")
+    batch_rows = _typed(spec, "batch_rows", int, None)
+    if batch_rows is not None and batch_rows < 1:
+        raise ConfigError("files source: 'batch_rows' must be at least 1")
+    columns = spec.get("columns")
+    return FilesSource(
+        parse_location(spec.get("path")),
+        glob,
+        _file_format(spec.get("format"), glob),
+        columns=None if columns is None else parse_columns(columns),
+        csv=parse_csv_options(spec.get("csv") or {}),
+        incremental=_typed(spec, "incremental", bool, True),
+        skip_bad_rows=bad_rows == "skip",
+        batch_rows=batch_rows,
+        connection=connection,
+    )
+
+
+def _typed(spec: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = spec.get(key, default)
+    if value is None and default is None:
+        return None
+    # bool is an int subclass: True must not pass as a batch size.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or value == "":
+        raise ConfigError(f"files source: {key!r} must be a non-empty {kind.__name__}, not {value!r}")
+    return value
+
+
+def parse_location(path: Any) -> Location:
+    """``s3://bucket/prefix`` or a local directory (absolute, relative or ``file://``)."""
+    wrong = ConfigError(f"files source: 'path' must be a local directory or s3://bucket/prefix, not {path!r}")
+    if not isinstance(path, str) or not path:
+        raise wrong
+    if path.startswith("s3://"):
+        bucket, _, prefix = path.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise wrong
+        return Location(f"{bucket}/{prefix.strip('/')}".rstrip("/"), bucket)
+    if "://" in path and not path.startswith("file://"):
+        raise wrong
+    return Location(os.path.abspath(path.removeprefix("file://")))
+
+
+def _file_format(value: Any, glob: str) -> str:
+    if value is not None:
+        if value not in FORMATS:
+            raise ConfigError(f"files source: 'format' is {value!r}; expected one of {', '.join(FORMATS)}")
+        return value
+    name = glob.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        name = name.removesuffix(suffix)
+    fmt = EXTENSIONS.get(os.path.splitext(name)[1])
+    if fmt is None:
+        raise ConfigError(
+            f"files source: set 'format' ({', '.join(FORMATS)}); glob {glob!r} has no known extension"
+        )
+    return fmt
+
+
+def parse_columns(columns: Any) -> pa.Schema:
+    """``{name: type name}`` to an Arrow schema; type names are :data:`SIMPLE_TYPES` or ``decimal(p,s)``."""
+    if not isinstance(columns, Mapping) or not columns:
+        raise ConfigError("files source: 'columns' must be a non-empty mapping of column name to type name")
+    return pa.schema([pa.field(str(name), _parse_type(str(name), kind)) for name, kind in columns.items()])
+
+
+def _parse_type(column: str, name: Any) -> pa.DataType:
+    text = str(name).strip().lower()
+    if text in SIMPLE_TYPES:
+        return SIMPLE_TYPES[text]
+    match = _DECIMAL.fullmatch(text)
+    if match:
+        precision, scale = int(match[1]), int(match[2])
+        if 1 <= precision <= MAX_DECIMAL_PRECISION and scale <= precision:
+            return pa.decimal128(precision, scale)
+    raise ConfigError(
+        f"files source: 'columns.{column}' has type {name!r}; expected one of "
+        f"{', '.join(SIMPLE_TYPES)} or decimal(p,s) with 1 <= p <= {MAX_DECIMAL_PRECISION}, s <= p"
+    )
+
+
+def parse_csv_options(values: Any) -> CsvOptions:
+    """The ``csv`` spec block to :class:`CsvOptions`, naming any wrong key."""
+    if not isinstance(values, Mapping):
+        raise ConfigError("files source: 'csv' must be a mapping")
+    allowed = sorted(CsvOptions.__dataclass_fields__)
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"files source: unknown key 'csv.{unknown[0]}'; allowed: {allowed}")
+    options = CsvOptions(**{k: tuple(v) if k == "null_values" else v for k, v in values.items()})
+    for key in ("delimiter", "quote_char"):
+        if not isinstance(getattr(options, key), str) or len(getattr(options, key)) != 1:
+            raise ConfigError(f"files source: 'csv.{key}' must be one character")
+    if not isinstance(options.header, bool):
+        raise ConfigError("files source: 'csv.header' must be true or false")
+    if not all(isinstance(v, str) for v in options.null_values):
+        raise ConfigError("files source: 'csv.null_values' must be a list of strings")
+    try:
+        codecs.lookup(options.encoding)
+    except (LookupError, TypeError) as exc:
+        raise ConfigError(f"files source: 'csv.encoding' {options.encoding!r} is not an encoding") from exc
+    return options
+
+
+# --- listing and state --------------------------------------------------------------------------
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a glob matched against a path relative to the prefix: ``*``, ``?``, ``[...]``, ``**/``."""
+    parts, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            parts.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            parts.append(".*")
+            i += 2
+        elif pattern[i] in "*?":
+            parts.append("[^/]*" if pattern[i] == "*" else "[^/]")
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            parts.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            parts.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def list_files(fs: pafs.FileSystem, location: Location, pattern: re.Pattern[str]) -> list[FileVersion]:
+    """Every visible file under the location matching ``pattern``, sorted by (mtime, path)."""
+    selector = pafs.FileSelector(location.base, recursive=True, allow_not_found=True)
+    try:
+        infos = fs.get_file_info(selector)
+    except OSError as exc:
+        raise io_error(exc, f"listing {location.display(location.base)}") from exc
+    files = []
+    for info in infos:
+        relative = info.path[len(location.base) :].lstrip("/")
+        hidden = any(part.startswith(HIDDEN_PREFIXES) for part in relative.split("/"))
+        if info.type == pafs.FileType.File and not hidden and pattern.fullmatch(relative):
+            mtime = info.mtime.astimezone(UTC)
+            files.append(FileVersion(info.path, relative, mtime, info.size or 0))
+    return sorted(files, key=lambda f: (f.mtime, f.path))
+
+
+def unread_files(files: list[FileVersion], state: Mapping[str, Any] | None) -> list[FileVersion]:
+    """The files newer than the state's watermark, or at it and not yet read."""
+    if not state:
+        return files
+    watermark, seen = _parse_state(state)
+    return [f for f in files if f.mtime > watermark or (f.mtime == watermark and f.relative not in seen)]
+
+
+def next_state(previous: Mapping[str, Any] | None, read: list[FileVersion]) -> dict[str, Any] | None:
+    """The state after reading ``read`` (all at or after the previous watermark): newest time + its files."""
+    if not read:
+        return dict(previous) if previous else None
+    top = max(f.mtime for f in read)
+    at_top = {f.relative for f in read if f.mtime == top}
+    if previous:
+        watermark, seen = _parse_state(previous)
+        if watermark == top:
+            at_top |= seen
+    return {WATERMARK_KEY: _iso(top), FILES_STATE_KEY: sorted(at_top)}
+
+
+def _parse_state(state: Mapping[str, Any]) -> tuple[datetime, set[str]]:
+    try:
+        return _as_utc(state[WATERMARK_KEY], "the stored watermark"), set(state.get(FILES_STATE_KEY) or ())
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise SourceError(f"files source: stored state {dict(state)!r} is not a files-source state") from exc
+
+
+def _as_utc(value: Any, what: str) -> datetime:
+    """A datetime or ISO-8601 string as an aware UTC datetime; naive values are taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ConfigError(f"files source: {what} {value!r} is not an ISO-8601 timestamp") from exc
+    if not isinstance(value, datetime):
+        raise ConfigError(f"files source: {what} must be a datetime or ISO-8601 string, not {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def s3_filesystem(config: ObjectStoreConfig | None) -> pafs.S3FileSystem:
+    """A pyarrow S3 filesystem from an :class:`ObjectStoreConfig`; None uses the AWS credential chain."""
+    config = config or ObjectStoreConfig()
+    if bool(config.access_key_id) != bool(config.secret_access_key):
+        raise ConfigError("S3 connection: set both the access key id and the secret access key, or neither")
+    options = {
+        "access_key": config.access_key_id,
+        "secret_key": config.secret_access_key,
+        "session_token": config.session_token,
+        "region": config.region,
+    }
+    if config.endpoint_url:
+        scheme, _, host = config.endpoint_url.partition("://")
+        if not host:
+            raise ConfigError(
+                f"S3 connection: endpoint_url {config.endpoint_url!r} must start with http:// or https://"
+            )
+        options.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    return pafs.S3FileSystem(**{k: v for k, v in options.items() if v})
+
+
+def io_error(exc: OSError, action: str) -> DativoError:
+    """Terminal for missing permissions, buckets or directories; transient for the rest (network)."""
+    terminal = isinstance(exc, (PermissionError, NotADirectoryError))
+    if terminal or any(marker in str(exc) for marker in _TERMINAL_IO_MARKERS):
+        return SourceError(f"{action} failed: {exc}")
+    return TransientError(f"{action} failed: {exc}; a retry may succeed")

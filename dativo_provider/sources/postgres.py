@@ -1,0 +1,566 @@
+"""PostgreSQL source: streams a table or query through ADBC's binary COPY, batch by batch.
+
+Type mapping (anything not listed raises :class:`UnsupportedTypeError` naming the column and its
+type; cast it in a ``query``, e.g. ``SELECT period::text``):
+
+=============================================  ==============================  ====================================
+PostgreSQL                                     Arrow                           notes
+=============================================  ==============================  ====================================
+smallint / integer / bigint                    int16 / int32 / int64
+numeric(p, s)                                  decimal128(p, s)                s < 0: decimal128(p - s, 0);
+                                                                               s > p: decimal128(s, s); p > 38: error
+numeric (no precision)                         decimal128(38, 18)              a value needing more than 20 integer
+                                                                               or 18 fraction digits fails naming the
+                                                                               column: cast it in a query
+real / double precision                        float32 / float64
+boolean                                        bool
+text, varchar(n), char(n), "char", name        string                          char(n) keeps its padding
+enum types (table reads)                       string                          cast to text on the server
+domains (table reads)                          their base type                 cast to the base type on the server
+date                                           date32
+time                                           time64[us]                      24:00:00 fails naming the column
+timestamp                                      timestamp[us]                   ±infinity fails naming the column
+timestamptz                                    timestamp[us, tz=UTC]           ±infinity fails naming the column
+uuid                                           pa.uuid() (arrow.uuid)          pyiceberg maps it to Iceberg uuid
+json, jsonb                                    string                          the JSON text (jsonb as normalised)
+bytea                                          binary
+1-D arrays of the types above                  list<T>                         multi-dimensional values fail
+interval, timetz, money, oid, inet, xml, ...   UnsupportedTypeError            no exact Iceberg type
+=============================================  ==============================  ====================================
+
+NaN and ±Infinity in ``numeric`` columns fail naming the column (Iceberg decimals have neither).
+ADBC would silently flatten multi-dimensional arrays and wrap ±infinity timestamps into garbage, so
+both are checked: arrays on the server, timestamps and dates on each batch (one vectorised min).
+
+Cursor bounds are bound as parameters into transaction-local settings (``set_config``) and cast
+on the server to the cursor's type: ADBC buffers the whole result of a *parameterised* query, while
+a parameterless one streams through COPY, and this keeps both properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from dativo_provider.connections import DatabaseConfig
+from dativo_provider.exceptions import DativoError, SourceError, TransientError, UnsupportedTypeError, redact
+from dativo_provider.optional import require
+from dativo_provider.sources.base import ReadBounds
+from dativo_provider.sources.sql_common import (
+    BatchReader,
+    CursorWindow,
+    SqlSource,
+    SqlStream,
+    WatermarkTracker,
+    cursor_window,
+    parse_spec,
+    previous_watermark,
+    quote_identifier,
+    quote_literal,
+    resolve_columns,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+DEFAULT_PORT = 5432
+EXTRA = "postgres"
+#: Numeric without a declared precision: 20 integer and 18 fraction digits.
+UNCONSTRAINED_NUMERIC = (38, 18)
+#: ADBC's batch size hint is in bytes; ``batch_rows`` is turned into one within these limits.
+MIN_HINT_BYTES, MAX_HINT_BYTES = 256 << 10, 64 << 20
+
+_TYPE = b"POSTGRESQL:type"
+_TYPMOD = b"POSTGRESQL:typmod"
+#: PostgreSQL's first day (4714-11-24 BC) in days since 1970. ADBC shifts PostgreSQL's 2000 epoch
+#: to 1970 without overflow checks: ±infinity and years past 294246 wrap to values below this.
+_FIRST_DAY = -2_440_588
+_FIRST_MICROS = _FIRST_DAY * 86_400_000_000
+_DAY_MICROS = 86_400_000_000
+_STRINGS = ("text", "varchar", "bpchar", "char", "name")
+_TRANSIENT_CONNECT = ("too many clients", "starting up", "shutting down", "in recovery")
+_TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "53", "57P")
+
+
+def from_spec(spec: Mapping[str, Any], connection: DatabaseConfig) -> PostgresSource:
+    """Build a Postgres source from its spec (see :mod:`dativo_provider.sources.sql_common`).
+
+    :param spec: ``{"type": "postgres", "table": "schema.table" | "query": "...", ...}``.
+    :param connection: the server to read from.
+    """
+    return PostgresSource(parse_spec(spec, "postgres"), connection)
+
+
+class PostgresSource(SqlSource):
+    """Reads one table (default schema ``public``) or one query."""
+
+    scheme = "postgres"
+    default_port = DEFAULT_PORT
+
+    @property
+    def schema_name(self) -> str | None:
+        if self.spec.query is not None:
+            return None
+        return self.spec.schema or "public"
+
+    def lineage_parts(self) -> tuple[str | None, ...]:
+        return (self.config.database, self.schema_name, self.spec.table)
+
+    @property
+    def relation(self) -> str:
+        """The quoted ``"schema"."table"``."""
+        return f"{_q(self.schema_name or '')}.{_q(self.spec.table or '')}"
+
+    def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> SqlStream:
+        session = _Session.connect(self.config)
+        try:
+            return self._open(session, state, bounds)
+        except BaseException:
+            session.close(exhausted=False)
+            raise
+
+    def _open(self, session: _Session, state: Mapping[str, Any] | None, bounds: ReadBounds) -> SqlStream:
+        columns = self._describe(session)
+        tracker, window = None, None
+        if self.spec.cursor is not None:
+            cursor_type = next(c.arrow_type for c in columns if c.name == self.spec.cursor)
+            window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback)
+            tracker = WatermarkTracker(self.spec.cursor, cursor_type, previous_watermark(self.spec.cursor, state))
+        sql = self._select(columns, window)
+        session.start(window, _hint_bytes(columns, self.spec.batch_rows))
+        reader = _PostgresReader(session, columns, sql)
+        details = {"identity": self.identity, "sql": sql}
+        return SqlStream(reader, self.spec.batch_rows, tracker, details)
+
+    @property
+    def from_clause(self) -> str:
+        """What the SELECT reads: the quoted relation, or the query as a subquery."""
+        return self.relation if self.spec.query is None else f"({self.spec.query}) AS q"
+
+    def _describe(self, session: _Session) -> list[_Column]:
+        """The columns to read with their Arrow types; fails on missing names and unsupported types."""
+        if self.spec.query is not None:
+            casts, typmods, what = {}, {}, "the query"
+            available = [f.name for f in session.describe(f"SELECT * FROM {self.from_clause}", what)]
+        else:
+            what = f"table {self._table_name()}"
+            available, casts, typmods = session.table_columns(self.relation, self._table_name())
+        where = f"{what} on {session.where}"
+        _refuse_duplicates(available, where)
+        values = {name: _cast(name, casts.get(name)) for name in resolve_columns(self.spec, available, where)}
+        projection = ", ".join(_aliased(value, name) for name, value in values.items())
+        fields = session.describe(f"SELECT {projection} FROM {self.from_clause}", what)
+        return _plan(fields, list(values.values()), typmods)
+
+    def _select(self, columns: list[_Column], window: CursorWindow | None) -> str:
+        sql = f"SELECT {', '.join(c.select_expr for c in columns)} FROM {self.from_clause}"
+        if window is None or window.is_open:
+            return sql
+        cursor = next(c for c in columns if c.name == self.spec.cursor)
+        return f"{sql} WHERE {_window_predicate(cursor, window)}"
+
+    def _table_name(self) -> str:
+        return f"{self.config.database}.{self.schema_name}.{self.spec.table}"
+
+
+def _q(name: str) -> str:
+    return quote_identifier(name, '"')
+
+
+def _aliased(value: str, name: str) -> str:
+    """``value AS "name"``, or just the quoted name when the value is the column itself."""
+    quoted = _q(name)
+    return quoted if value == quoted else f"{value} AS {quoted}"
+
+
+# --- columns and types --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One column to read: its name, server type, Arrow type, SELECT expression and converter."""
+
+    name: str
+    pg_type: str
+    arrow_type: pa.DataType
+    select_expr: str
+    convert: Callable[[pa.Array], pa.Array]
+
+
+def _cast(name: str, cast_to: str | None) -> str:
+    """The value expression of a column: itself, or cast (enums to text, domains to their base)."""
+    quoted = _q(name)
+    # cast_to is format_type() output: the server's own, properly quoted, type name.
+    return quoted if cast_to is None else f"CAST({quoted} AS {cast_to})"
+
+
+def _refuse_duplicates(names: list[str], where: str) -> None:
+    seen = {n for n in names if names.count(n) > 1}
+    if seen:
+        raise SourceError(f"{where} returns column(s) {sorted(seen)} more than once; give them distinct aliases")
+
+
+def _plan(fields: pa.Schema, values: list[str], typmods: Mapping[str, int]) -> list[_Column]:
+    """Map every described field, collecting all unsupported columns into one error.
+
+    :param fields: the described projection.
+    :param values: each column's value expression, in the same order.
+    :param typmods: the catalog's typmods (table reads), used where ADBC reports none.
+    """
+    columns, unsupported = [], []
+    for field, expr in zip(fields, values):
+        try:
+            columns.append(_column(field, expr, typmods.get(field.name, -1)))
+        except UnsupportedTypeError as exc:
+            unsupported.append(str(exc))
+    if unsupported:
+        raise UnsupportedTypeError(
+            "; ".join(unsupported) + ". Cast these columns in a 'query' (e.g. SELECT col::text) or leave "
+            "them out of 'columns'"
+        )
+    return columns
+
+
+def _column(field: pa.Field, value: str, catalog_typmod: int) -> _Column:
+    pg_type = _pg_type(field)
+    arrow_type, convert = _mapping(field, pg_type, catalog_typmod)
+    if pg_type.startswith("_"):
+        value = _flat_array_guard(field.name, pg_type, value)
+    return _Column(field.name, pg_type, arrow_type, _aliased(value, field.name), convert)
+
+
+def _pg_type(field: pa.Field) -> str:
+    return (field.metadata or {}).get(_TYPE, b"unknown").decode()
+
+
+def _mapping(field: pa.Field, pg_type: str, catalog_typmod: int) -> tuple[pa.DataType, Callable]:
+    """The Arrow type of one field and the function that converts ADBC's array to it."""
+    pa = require("pyarrow", EXTRA)
+    name = field.name
+    fixed = {
+        "int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "float4": pa.float32(),
+        "float8": pa.float64(), "bool": pa.bool_(), "bytea": pa.binary(), "uuid": pa.uuid(),
+        **{s: pa.string() for s in _STRINGS},
+    }
+    if pg_type in fixed:
+        return fixed[pg_type], _unchanged
+    if pg_type in ("json", "jsonb"):
+        return pa.string(), _json_text
+    if pg_type == "numeric":
+        typmod = int((field.metadata or {}).get(_TYPMOD, catalog_typmod))
+        target = _numeric_type(name, typmod)
+        return target, _numeric_converter(name, target)
+    if pg_type in _CHECKED:
+        target, check = _CHECKED[pg_type]
+        return target(pa), _range_checked(name, check)
+    if pg_type.startswith("_") and pa.types.is_list(field.type):
+        return _list_mapping(field, catalog_typmod)
+    raise UnsupportedTypeError(f"column {name!r} has type {pg_type}")
+
+
+def _list_mapping(field: pa.Field, catalog_typmod: int) -> tuple[pa.DataType, Callable]:
+    pa = require("pyarrow", EXTRA)
+    element = field.type.value_field
+    element_type, convert_element = _mapping(element.with_name(field.name), _pg_type(element), catalog_typmod)
+    if pa.types.is_list(element_type):
+        raise UnsupportedTypeError(f"column {field.name!r} has type {_pg_type(field)}")
+    target = pa.list_(element_type)
+
+    def convert(array: pa.Array) -> pa.Array:
+        mask = array.is_null() if array.null_count else None
+        return pa.ListArray.from_arrays(array.offsets, convert_element(array.values), type=target, mask=mask)
+
+    return target, convert
+
+
+def _numeric_type(name: str, typmod: int) -> pa.DataType:
+    """decimal128 for a numeric typmod: ``((precision << 16) | (scale & 0x7ff)) + 4``, or -1."""
+    pa = require("pyarrow", EXTRA)
+    if typmod < 0:
+        return pa.decimal128(*UNCONSTRAINED_NUMERIC)
+    precision = ((typmod - 4) >> 16) & 0xFFFF
+    scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024  # an 11-bit signed scale since PostgreSQL 15
+    if scale < 0:
+        precision, scale = precision - scale, 0
+    precision = max(precision, scale)
+    if precision > 38:
+        raise UnsupportedTypeError(f"column {name!r} has type numeric({precision}, {scale}): Iceberg decimals hold 38 digits")
+    return pa.decimal128(precision, scale)
+
+
+def _unchanged(array: pa.Array) -> pa.Array:
+    return array
+
+
+def _json_text(array: pa.Array) -> pa.Array:
+    return array.storage
+
+
+def _numeric_converter(name: str, target: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+    pa = require("pyarrow", EXTRA)
+
+    def convert(array: pa.Array) -> pa.Array:
+        try:
+            return array.storage.cast(target)
+        except pa.ArrowInvalid as exc:
+            raise SourceError(
+                f"column {name!r} holds a numeric value that does not fit {target} exactly "
+                f"(or NaN/Infinity): {exc}. Cast it in a 'query' to a numeric(p, s) that fits"
+            ) from None
+
+    return convert
+
+
+def _range_checked(name: str, check: Callable[[pa.Array], str | None]) -> Callable[[pa.Array], pa.Array]:
+    def convert(array: pa.Array) -> pa.Array:
+        problem = check(array) if len(array) - array.null_count else None
+        if problem:
+            raise SourceError(f"column {name!r} {problem}; filter or cast it in a 'query'")
+        return array
+
+    return convert
+
+
+def _min_max(array: pa.Array, storage: pa.DataType) -> tuple[int, int]:
+    pc = require("pyarrow.compute", EXTRA)
+    bounds = pc.min_max(array.view(storage))
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def _timestamp_problem(array: pa.Array) -> str | None:
+    pa = require("pyarrow", EXTRA)
+    if _min_max(array, pa.int64())[0] < _FIRST_MICROS:
+        return "holds a timestamp Arrow cannot represent ('infinity', '-infinity' or after year 294246)"
+    return None
+
+
+def _date_problem(array: pa.Array) -> str | None:
+    pa = require("pyarrow", EXTRA)
+    if _min_max(array, pa.int32())[0] < _FIRST_DAY:
+        return "holds the date 'infinity' or '-infinity'"
+    return None
+
+
+def _time_problem(array: pa.Array) -> str | None:
+    pa = require("pyarrow", EXTRA)
+    if _min_max(array, pa.int64())[1] >= _DAY_MICROS:
+        return "holds the time 24:00:00, which Arrow and Iceberg times cannot represent"
+    return None
+
+
+_CHECKED: dict[str, tuple[Callable[[Any], pa.DataType], Callable[[pa.Array], str | None]]] = {
+    "timestamp": (lambda pa: pa.timestamp("us"), _timestamp_problem),
+    "timestamptz": (lambda pa: pa.timestamp("us", tz="UTC"), _timestamp_problem),
+    "date": (lambda pa: pa.date32(), _date_problem),
+    "time": (lambda pa: pa.time64("us"), _time_problem),
+}
+
+
+def _flat_array_guard(name: str, pg_type: str, value: str) -> str:
+    """Make the server fail on a multi-dimensional value, which ADBC would silently flatten.
+
+    The failing branch casts a message to the array type, so the error reads "malformed array
+    literal: <message>". The message depends on the row, which keeps the planner from folding it.
+    """
+    message = quote_literal(f"column {name} holds a multi-dimensional array (only 1-D arrays are supported): ndims=")
+    ndims = f"pg_catalog.array_ndims({value})"
+    array_type = "pg_catalog." + _q(pg_type)
+    return (
+        f"CASE WHEN {ndims} > 1 THEN CAST({message} || {ndims}::text AS {array_type}) "
+        f"ELSE {value} END"
+    )
+
+
+def _window_predicate(cursor: _Column, window: CursorWindow) -> str:
+    """``cursor > lower [- lookback] AND cursor <= upper``, reading the bound settings."""
+    column = _q(cursor.name)
+    cast_type = "pg_catalog." + _q(cursor.pg_type)
+    clauses = []
+    if window.lower is not None:
+        lower = f"CAST(pg_catalog.current_setting('dativo.lower') AS {cast_type})"
+        if window.lookback is not None:
+            unit = "interval" if _is_time(cursor.arrow_type) else "numeric"
+            lower += f" - CAST(pg_catalog.current_setting('dativo.lookback') AS pg_catalog.{unit})"
+        clauses.append(f"{column} > {lower}")
+    if window.upper is not None:
+        clauses.append(f"{column} <= CAST(pg_catalog.current_setting('dativo.upper') AS {cast_type})")
+    return " AND ".join(clauses)
+
+
+def _is_time(arrow_type: pa.DataType) -> bool:
+    pa = require("pyarrow", EXTRA)
+    return pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)
+
+
+def _hint_bytes(columns: list[_Column], batch_rows: int) -> int:
+    """ADBC's batch size hint for about ``batch_rows`` rows (its batches are cut by bytes)."""
+    width = sum(_width(c.arrow_type) for c in columns) or 1
+    return max(MIN_HINT_BYTES, min(MAX_HINT_BYTES, width * batch_rows))
+
+
+def _width(arrow_type: pa.DataType) -> int:
+    try:
+        return arrow_type.bit_width // 8 + 1
+    except ValueError:  # variable width: assume a short string
+        return 40
+
+
+# --- the connection -----------------------------------------------------------------------------
+
+
+class _Session:
+    """One ADBC connection in one read-only transaction, with redacted error translation."""
+
+    def __init__(self, connection: Any, config: DatabaseConfig, secrets: tuple[str | None, ...]) -> None:
+        self.connection = connection
+        self.cursor = connection.cursor()
+        self.config = config
+        self.secrets = secrets
+        self.where = f"postgres://{config.host}:{config.port or DEFAULT_PORT}/{config.database}"
+        self.reader: pa.RecordBatchReader | None = None
+
+    @classmethod
+    def connect(cls, config: DatabaseConfig) -> _Session:
+        dbapi = require("adbc_driver_postgresql.dbapi", EXTRA)
+        conninfo, secrets = _conninfo(config)
+        try:
+            return cls(dbapi.connect(conninfo), config, secrets)
+        except Exception as exc:  # every driver failure becomes a project error, redacted
+            raise _connect_error(config, redact(str(exc), secrets)) from None
+
+    def table_columns(self, relation: str, shown: str) -> tuple[list[str], dict[str, str], dict[str, int]]:
+        """Names, server-side casts (enums, domains) and typmods of a table's columns, in order."""
+        rows = self.query(_CATALOG_SQL, (relation,), f"looking up table {shown}")
+        if not rows:
+            raise SourceError(f"table {shown} not found on {self.where} (or not visible to user {self.config.user!r})")
+        rows = [r for r in rows if r[0] is not None]
+        return [r[0] for r in rows], {r[0]: r[2] for r in rows if r[2]}, {r[0]: r[1] for r in rows}
+
+    def describe(self, sql: str, where: str) -> pa.Schema:
+        """The result schema of ``sql`` (prepared, not run)."""
+        try:
+            return self.cursor.adbc_execute_schema(sql)
+        except Exception as exc:  # every driver failure becomes a project error, redacted
+            raise self.translate(exc, f"describing {where}") from None
+
+    def query(self, sql: str, parameters: tuple[Any, ...], doing: str) -> list[tuple[Any, ...]]:
+        try:
+            self.cursor.execute(sql, parameters=parameters or None)
+            return self.cursor.fetchall()
+        except Exception as exc:  # every driver failure becomes a project error, redacted
+            raise self.translate(exc, doing) from None
+
+    def start(self, window: CursorWindow | None, hint_bytes: int) -> None:
+        """Pin the session to UTC and bind the window bounds into transaction-local settings."""
+        settings = {"TimeZone": "UTC", "standard_conforming_strings": "on", **_window_settings(window)}
+        names = list(settings)
+        calls = ", ".join(f"pg_catalog.set_config({quote_literal(n)}, ${i + 1}, true)" for i, n in enumerate(names))
+        self.query(f"SELECT {calls}", tuple(settings[n] for n in names), "starting the read")
+        self.cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint_bytes)})
+
+    def translate(self, exc: Exception, doing: str) -> DativoError:
+        message = f"{self.where}: {doing} failed: {redact(str(exc), self.secrets)}"
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+            return TransientError(message)
+        return SourceError(message)
+
+    def stream(self, sql: str) -> pa.RecordBatchReader:
+        """Start the COPY; batches arrive as the reader is consumed."""
+        try:
+            self.cursor.execute(sql)
+            self.reader = self.cursor.fetch_record_batch()
+        except Exception as exc:  # every driver failure becomes a project error, redacted
+            raise self.translate(exc, "starting the read") from None
+        return self.reader
+
+    def close(self, exhausted: bool) -> None:
+        """Cancel an unfinished COPY (closing the reader would drain it), then release everything."""
+        # Cleanup must not hide the error that brought us here, so failures to close are ignored.
+        if not exhausted:
+            with suppress(Exception):
+                self.connection.adbc_cancel()
+        closers = (getattr(self.reader, "close", None), self.cursor.close, self.connection.rollback, self.connection.close)
+        for close in filter(None, closers):
+            with suppress(Exception):
+                close()
+
+
+def _window_settings(window: CursorWindow | None) -> dict[str, str]:
+    """The settings :func:`_window_predicate` reads, as text for the server to cast."""
+    if window is None:
+        return {}
+    settings = {}
+    if window.lower is not None:
+        settings["dativo.lower"] = window.lower
+        if isinstance(window.lookback, timedelta):
+            settings["dativo.lookback"] = f"{window.lookback // timedelta(microseconds=1)} microseconds"
+        elif window.lookback is not None:
+            settings["dativo.lookback"] = format(window.lookback, "f")
+    if window.upper is not None:
+        settings["dativo.upper"] = window.upper
+    return settings
+
+
+_CATALOG_SQL = """
+SELECT a.attname, a.atttypmod,
+       CASE t.typtype WHEN 'e' THEN 'text' WHEN 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END
+FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
+LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+WHERE r.oid IS NOT NULL
+ORDER BY a.attnum
+"""
+
+
+def _conninfo(config: DatabaseConfig) -> tuple[str, tuple[str | None, ...]]:
+    """A libpq ``key='value'`` string, and the secrets to redact (the password, raw and escaped)."""
+    values = {
+        "host": config.host, "port": str(config.port or DEFAULT_PORT), "dbname": config.database,
+        "user": config.user, "password": config.password, "application_name": "dativo", **config.options,
+    }
+    text = " ".join(f"{key}={_conninfo_value(str(v))}" for key, v in values.items() if v is not None)
+    password = config.password
+    return text, (*config.secrets, _conninfo_value(password)[1:-1] if password else None)
+
+
+def _conninfo_value(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _connect_error(config: DatabaseConfig, message: str) -> DativoError:
+    where = f"postgres://{config.host}:{config.port or DEFAULT_PORT}/{config.database}"
+    text = f"cannot connect to {where} as user {config.user!r}: {message}"
+    # libpq reports refusals by the server as FATAL; anything else is the network or a server that
+    # is not up yet, which a retry may fix.
+    rejected = "FATAL" in message and not any(marker in message for marker in _TRANSIENT_CONNECT)
+    return SourceError(text) if rejected or "invalid connection option" in message else TransientError(text)
+
+
+# --- the stream ---------------------------------------------------------------------------------
+
+
+class _PostgresReader(BatchReader):
+    """Runs the SELECT through COPY and converts ADBC's batches to the planned schema."""
+
+    def __init__(self, session: _Session, columns: list[_Column], sql: str) -> None:
+        pa = require("pyarrow", EXTRA)
+        self.schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
+        self._session = session
+        self._columns = columns
+        self._stream = session.stream(sql)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        pa = require("pyarrow", EXTRA)
+        for batch in self._stream:
+            arrays = [c.convert(batch.column(i)) for i, c in enumerate(self._columns)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def close(self, exhausted: bool) -> None:
+        self._session.close(exhausted)
+
+    def translate(self, exc: Exception) -> DativoError:
+        return self._session.translate(exc, "reading")

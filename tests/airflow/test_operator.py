@@ -1,0 +1,106 @@
+"""IcebergIngestOperator: XCom summary, error mapping, outlet Assets, OpenLineage facets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from dativo_provider.compat import AirflowException, AirflowFailException, Asset
+from dativo_provider.exceptions import CommitConflictError
+from dativo_provider.operators.ingest import IcebergIngestOperator, native_bound
+from tests.airflow.helpers import read_table
+
+CSV = "id,name,score\n1,ada,9.5\n2,grace,8.25\n3,linus,\n"
+
+
+@pytest.fixture
+def csv_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "people.csv").write_text(CSV)
+    return folder
+
+
+def _operator(csv_dir: Path, **kwargs) -> IcebergIngestOperator:
+    return IcebergIngestOperator(
+        task_id="ingest_people",
+        source={"type": "files", "path": str(csv_dir), "glob": "*.csv"},
+        table="tests.people",
+        **kwargs,
+    )
+
+
+def test_execute_returns_the_run_summary_for_xcom(iceberg_default, csv_dir):
+    summary = _operator(csv_dir).execute({"run_id": "manual__1"})
+    assert (summary["table"], summary["mode"], summary["rows_read"], summary["rows_written"]) == (
+        "tests.people", "append", 3, 3
+    )
+    assert summary["committed"] and summary["snapshot_id"]
+    assert [field["name"] for field in summary["schema"]] == ["id", "name", "score"]
+    assert sorted(read_table("tests.people").column("name").to_pylist()) == ["ada", "grace", "linus"]
+
+
+def test_openlineage_facets_name_inputs_outputs_and_schema(iceberg_default, csv_dir):
+    operator = _operator(csv_dir)
+    operator.execute({"run_id": "manual__1"})
+    lineage = operator.get_openlineage_facets_on_complete(task_instance=None)
+    (source,) = lineage.inputs
+    (target,) = lineage.outputs
+    assert source.namespace.startswith("file") and "drop" in source.name
+    assert target.name == "tests.people"
+    assert [(field.name, field.type) for field in target.facets["schema"].fields] == [
+        ("id", "long"), ("name", "string"), ("score", "double")
+    ]
+    assert target.outputFacets["outputStatistics"].rowCount == 3
+
+
+def test_openlineage_never_fails_the_task(csv_dir):
+    operator = _operator(csv_dir)
+    assert operator.get_openlineage_facets_on_complete(None).outputs == []
+    operator.ingest_result = {"table": "t", "outputs": [{"no_namespace": True}]}
+    assert operator.get_openlineage_facets_on_complete(None).outputs == []
+
+
+def test_terminal_errors_fail_without_retry(iceberg_default, csv_dir):
+    operator = _operator(csv_dir, write_options={"mode": "upsert"})
+    with pytest.raises(AirflowFailException, match="ConfigError: write option 'mode' is 'upsert'"):
+        operator.execute({"run_id": "manual__1"})
+
+
+def test_transient_errors_fail_for_a_retry(iceberg_default, csv_dir, monkeypatch):
+    def lose_every_commit_race(*args, **kwargs):
+        raise CommitConflictError("another writer won 10 times")
+
+    monkeypatch.setattr("dativo_provider.ingest.engine.run_ingest", lose_every_commit_race)
+    with pytest.raises(AirflowException, match="will retry") as raised:
+        _operator(csv_dir).execute({"run_id": "manual__1"})
+    assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_the_target_table_is_an_outlet_asset(csv_dir):
+    assert _operator(csv_dir).outlets == [Asset("iceberg://iceberg_default/tests/people")]
+    custom = _operator(csv_dir, iceberg_conn_id="lake")
+    assert custom.outlets == [Asset("iceberg://lake/tests/people")]
+
+
+def test_a_templated_table_declares_no_outlet(csv_dir):
+    operator = IcebergIngestOperator(
+        task_id="t", source={"type": "files", "path": str(csv_dir)}, table="raw.{{ params.name }}"
+    )
+    assert operator.outlets == []
+
+
+@pytest.mark.parametrize(
+    ("rendered", "expected"),
+    [
+        ("2024-01-02T00:00:00+00:00", dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)),
+        ("None", None),
+        ("", None),
+        (42, 42),
+        ("not a time", "not a time"),
+    ],
+)
+def test_rendered_upper_bounds_become_cursor_values(rendered, expected):
+    assert native_bound(rendered) == expected
