@@ -37,7 +37,9 @@ SCRATCH_DIR = Path(os.environ.get("DATIVO_BENCH_SCRATCH", Path(tempfile.gettempd
 MEASURING_NOTE = (
     "Measuring (FACTS.md): children run with PYTHONDONTWRITEBYTECODE unset and "
     f"PYTHONPYCACHEPREFIX={PYCACHE_DIR}; one warm-up child imported every library first, so no "
-    "timed run pays for byte-compiling. Timed sections exclude interpreter start-up and imports."
+    "timed run pays for byte-compiling. Each child also runs its contender once, untimed, on the "
+    "1,000-row bench.wide_warm table, so timed sections exclude interpreter start-up, imports and "
+    "first-call set-up for every contender alike."
 )
 
 

@@ -263,12 +263,8 @@ def _infer_jsonl(reading: FileRead) -> pa.Schema:
 
 
 def _read_jsonl(reading: FileRead) -> Iterator[pa.RecordBatch]:
-    """Parse newline-aligned blocks with pyarrow (``open_json`` cannot go on after a bad line).
-
-    A block that fails is screened line by line with :mod:`json` (syntax, shape, unknown fields),
-    then the lines that pass are parsed again, halving around any that still fail (values of the
-    wrong type), so the good lines load and every bad one is named.
-    """
+    """Parse newline-aligned blocks with pyarrow: ``open_json`` cannot go on after a bad line,
+    and a block that fails here is parsed again line-aware by :func:`_reparse_block`."""
     # pyarrow's JSON reader has no date parser: dates travel as text and are cast afterwards.
     parse_schema = pa.schema(
         field.with_type(pa.string()) if pa.types.is_date(field.type) else field for field in reading.schema
@@ -280,19 +276,29 @@ def _read_jsonl(reading: FileRead) -> Iterator[pa.RecordBatch]:
             try:
                 table = _parse_json(block, parse_schema)
             except pa.ArrowInvalid:
-                numbered = _numbered_lines(block, first_line)
-                screened = [(number, _shape_problem(line, parse_schema.names)) for number, line in numbered]
-                problems = [(number, reason) for number, reason in screened if reason]
-                candidates = [
-                    line for line, (_, reason) in zip(numbered, screened, strict=True) if not reason
-                ]
-                table, lines.numbers, wrong_type = _merge(
-                    _parse_lines(candidates[start : start + RETRY_LINES], parse_schema)
-                    for start in range(0, len(candidates), RETRY_LINES)
+                table, lines.numbers, problems = _reparse_block(
+                    _numbered_lines(block, first_line), parse_schema
                 )
-                problems += wrong_type
             yield from _emit(reading, _one_batch(table), lines, problems)
             first_line += block.count(b"\n")
+
+
+def _reparse_block(
+    lines: list[tuple[int, bytes]], schema: pa.Schema
+) -> tuple[pa.Table, list[int], list[Problem]]:
+    """Parse the numbered lines of a block that failed as a whole: the good lines' table and line
+    numbers, and the bad lines. :mod:`json` screens out syntax, shape and unknown fields first;
+    values of the wrong type are found by pyarrow in pieces of :data:`RETRY_LINES` lines."""
+    screened = [(number, line, _shape_problem(line, schema.names)) for number, line in lines]
+    candidates = [(number, line) for number, line, reason in screened if reason is None]
+    table, numbers, problems = _merge(
+        (
+            _parse_lines(candidates[start : start + RETRY_LINES], schema)
+            for start in range(0, len(candidates), RETRY_LINES)
+        ),
+        schema,
+    )
+    return table, numbers, problems + [(number, reason) for number, _, reason in screened if reason]
 
 
 def _line_blocks(stream: pa.NativeFile) -> Iterator[bytes]:
@@ -358,13 +364,13 @@ def _parse_lines(
         if row is None
         else [lines[:row], lines[row : row + 1], lines[row + 1 :]]
     )
-    return _merge(_parse_lines(piece, schema) for piece in pieces if piece)
+    return _merge((_parse_lines(piece, schema) for piece in pieces if piece), schema)
 
 
 def _merge(
-    parsed: Iterable[tuple[pa.Table, list[int], list[Problem]]],
+    parsed: Iterable[tuple[pa.Table, list[int], list[Problem]]], schema: pa.Schema
 ) -> tuple[pa.Table, list[int], list[Problem]]:
-    tables, numbers, problems = [], [], []
+    tables, numbers, problems = [schema.empty_table()], [], []
     for table, piece_numbers, piece_problems in parsed:
         tables.append(table)
         numbers += piece_numbers

@@ -1,7 +1,8 @@
 """Files source: CSV, Parquet and JSON Lines files in a local directory or under an S3 prefix.
 
-Local disk and S3 share one code path through :mod:`pyarrow.fs`. Every file is streamed block by
-block (CSV and JSON Lines in 1 MB blocks, Parquet by row group batches), never read whole.
+Local disk and S3 share one code path through :mod:`pyarrow.fs`. Every file is streamed, never read
+whole: CSV and JSON Lines in 1 MB blocks, Parquet in batches (``batch_rows``, default 64Ki rows).
+The format readers live in :mod:`dativo_provider.sources.file_formats`.
 
 Decisions a user can observe:
 
@@ -16,6 +17,8 @@ Decisions a user can observe:
   schema stable across incremental runs; declare ``columns`` when later rows need wider types.
   Every batch has exactly this schema: a file missing a column or carrying another one fails the
   run, naming the file and the column. No lineage column is added (the run report lists the files).
+  ``timestamptz`` values need a zone (``Z`` or an offset) in CSV; in JSON Lines pyarrow reads a
+  value without one as UTC.
 * **Incremental.** Each file *version* is read once: state keeps the newest modification time read
   and the paths that have exactly that time. A file rewritten later has a newer time and is read
   again in full, so files appended in place need a merge write. A file that appears with a time

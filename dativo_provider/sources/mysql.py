@@ -7,32 +7,30 @@ datetimes and Decimals and exact: the text is what the server sent.
 Type mapping (from the result metadata, so tables and queries map the same way; anything not
 listed raises :class:`UnsupportedTypeError` naming the column and its type):
 
-===================================  ===========================  ====================================
-MySQL / MariaDB                      Arrow                        notes
-===================================  ===========================  ====================================
-tinyint(1) / boolean                 bool                         a value other than 0/1 fails, naming
-                                                                  the column (cast it in a query)
-tinyint / unsigned                   int8 / int16
-smallint / unsigned                  int16 / int32
-mediumint / unsigned                 int32 / int32
-int / unsigned                       int32 / int64
-bigint / unsigned                    int64 / decimal128(20, 0)    Iceberg has no unsigned 64-bit type
-decimal(p, s)                        decimal128(p, s)             p > 38: UnsupportedTypeError
-float                                float32                      read as CAST(x AS DOUBLE): the text
-                                                                  protocol rounds FLOAT to 6 digits
-double                               float64
-datetime(n)                          timestamp[us]
-timestamp(n)                         timestamp[us, tz=UTC]        the session runs in '+00:00'
-date                                 date32
-time(n)                              time64[us]                   negative or ≥ 24h (a MySQL TIME is
-                                                                  a duration) fails naming the column
-year                                 int16
-bit(n), n ≤ 63 / bit(64)             int64 / decimal128(20, 0)    the bits as an unsigned number
-json                                 string                       the JSON text
-enum, set, char, varchar, text       string
-binary, varbinary, blob              binary                       binary(n) keeps its zero padding
-geometry                             UnsupportedTypeError
-===================================  ===========================  ====================================
+=============================  =========================  ==============================================
+MySQL / MariaDB                Arrow                      notes
+=============================  =========================  ==============================================
+tinyint(1) / boolean           bool                       a value other than 0/1 fails naming the column
+tinyint / unsigned             int8 / int16
+smallint / unsigned            int16 / int32
+mediumint / unsigned           int32 / int32
+int / unsigned                 int32 / int64
+bigint / unsigned              int64 / decimal128(20, 0)  Iceberg has no unsigned 64-bit integer
+decimal(p, s)                  decimal128(p, s)           p > 38: unsupported
+float                          float32                    read as CAST(x AS DOUBLE): the text protocol
+                                                          prints FLOAT with 6 digits only
+double                         float64
+datetime(n)                    timestamp[us]
+timestamp(n)                   timestamp[us, UTC]         the session time zone is '+00:00'
+date                           date32
+time(n)                        time64[us]                 a TIME is a duration: negative or ≥ 24 h fails
+year                           int16
+bit(n ≤ 63) / bit(64)          int64 / decimal128(20, 0)  the bits as an unsigned number
+json                           string                     the JSON text
+enum, set, char, varchar, text string
+binary, varbinary, blob        binary                     binary(n) keeps its zero padding
+geometry                       unsupported                cast it in a query, e.g. ST_AsText(x)
+=============================  =========================  ==============================================
 
 Zero dates ('0000-00-00') fail naming the column: they are not dates.
 """
@@ -47,7 +45,14 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.connections import DatabaseConfig
-from dativo_provider.exceptions import ConfigError, DativoError, SourceError, TransientError, UnsupportedTypeError, redact
+from dativo_provider.exceptions import (
+    ConfigError,
+    DativoError,
+    SourceError,
+    TransientError,
+    UnsupportedTypeError,
+    redact,
+)
 from dativo_provider.optional import require
 from dativo_provider.sources.base import ReadBounds
 from dativo_provider.sources.sql_common import (
@@ -202,7 +207,8 @@ class _Code(IntEnum):
 
     DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, NULL, TIMESTAMP, LONGLONG, INT24 = range(10)
     DATE, TIME, DATETIME, YEAR, NEWDATE, VARCHAR, BIT = range(10, 17)
-    JSON, NEWDECIMAL, ENUM, SET, TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB, VAR_STRING, STRING, GEOMETRY = range(245, 256)
+    JSON, NEWDECIMAL, ENUM, SET, TINY_BLOB, MEDIUM_BLOB = range(245, 251)
+    LONG_BLOB, BLOB, VAR_STRING, STRING, GEOMETRY = range(251, 256)
 
 
 _TEXTS = frozenset({
@@ -224,13 +230,14 @@ def _column(field: Any) -> _Column:
         return _integer(field)
     if code in (_Code.DECIMAL, _Code.NEWDECIMAL):
         target = _decimal_type(field)
-        return _Column(name, target, quoted, f"DECIMAL({target.precision},{target.scale})", _text_cast(name, target))
+        sql_type = f"DECIMAL({target.precision},{target.scale})"
+        return _Column(name, target, quoted, sql_type, _text_cast(name, target))
     if code in _TEMPORAL_TYPES:
         target, sql_type, convert = _TEMPORAL_TYPES[code](name)
         return _Column(name, target, quoted, sql_type, convert)
     if code == _Code.BIT:
         target = pa.int64() if field.length <= 63 else pa.decimal128(20, 0)
-        return _Column(name, target, quoted, None, _bits(target))
+        return _Column(name, target, quoted, "UNSIGNED", _bits(target))
     if code in _TEXTS:
         binary = field.charsetnr == _BINARY_CHARSET and code != _Code.JSON
         target = pa.binary() if binary else pa.string()
@@ -303,7 +310,8 @@ def _boolean(name: str) -> Callable[[Sequence[Any]], pa.Array]:
         bounds = pc.min_max(numbers)
         if (bounds["min"].as_py() or 0) < 0 or (bounds["max"].as_py() or 0) > 1:
             raise SourceError(
-                f"column {name!r} is tinyint(1), read as boolean, but holds {bounds['min']}..{bounds['max']}; "
+                f"column {name!r} is tinyint(1), read as boolean, but holds "
+                f"{bounds['min']}..{bounds['max']}; "
                 f"read it in a 'query' as `{name}` + 0 to get the numbers"
             )
         return numbers.cast(pa.bool_())
@@ -329,7 +337,8 @@ def _time_of_day(name: str) -> Callable[[Sequence[Any]], pa.Array]:
             return stamped.cast(pa.timestamp("us")).cast(pa.time64("us"))
         except pa.ArrowInvalid as exc:
             raise SourceError(
-                f"column {name!r} holds a TIME that is not a time of day (negative or 24 hours or more): {exc}"
+                f"column {name!r} holds a TIME that is not a time of day "
+                f"(negative or 24 hours or more): {exc}"
             ) from None
 
     return convert
@@ -460,7 +469,8 @@ def _driver_options(options: Mapping[str, str]) -> dict[str, Any]:
             f"mysql connection: unknown option(s) {unknown or ['ssl_mode=' + ssl_mode]}; allowed: "
             f"{sorted(DRIVER_OPTIONS)} and ssl_mode in {sorted(SSL_MODES)}"
         )
-    return {"charset": "utf8mb4", **{k: DRIVER_OPTIONS[k](str(v)) for k, v in options.items()}, **SSL_MODES[ssl_mode]}
+    typed = {key: DRIVER_OPTIONS[key](str(value)) for key, value in options.items()}
+    return {"charset": "utf8mb4", **typed, **SSL_MODES[ssl_mode]}
 
 
 def _where(config: DatabaseConfig) -> str:
@@ -480,7 +490,12 @@ class _MySQLReader(BatchReader):
     """Fetches ``batch_rows`` rows at a time and converts each chunk to one batch."""
 
     def __init__(
-        self, session: _Session, columns: list[_Column], sql: str, parameters: tuple[Any, ...], batch_rows: int,
+        self,
+        session: _Session,
+        columns: list[_Column],
+        sql: str,
+        parameters: tuple[Any, ...],
+        batch_rows: int,
     ) -> None:
         pa = require("pyarrow", EXTRA)
         self.schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])

@@ -3,30 +3,30 @@
 Type mapping (anything not listed raises :class:`UnsupportedTypeError` naming the column and its
 type; cast it in a ``query``, e.g. ``SELECT period::text``):
 
-=============================================  ==============================  ====================================
-PostgreSQL                                     Arrow                           notes
-=============================================  ==============================  ====================================
-smallint / integer / bigint                    int16 / int32 / int64
-numeric(p, s)                                  decimal128(p, s)                s < 0: decimal128(p - s, 0);
-                                                                               s > p: decimal128(s, s); p > 38: error
-numeric (no precision)                         decimal128(38, 18)              a value needing more than 20 integer
-                                                                               or 18 fraction digits fails naming the
-                                                                               column: cast it in a query
-real / double precision                        float32 / float64
-boolean                                        bool
-text, varchar(n), char(n), "char", name        string                          char(n) keeps its padding
-enum types (table reads)                       string                          cast to text on the server
-domains (table reads)                          their base type                 cast to the base type on the server
-date                                           date32
-time                                           time64[us]                      24:00:00 fails naming the column
-timestamp                                      timestamp[us]                   ±infinity fails naming the column
-timestamptz                                    timestamp[us, tz=UTC]           ±infinity fails naming the column
-uuid                                           pa.uuid() (arrow.uuid)          pyiceberg maps it to Iceberg uuid
-json, jsonb                                    string                          the JSON text (jsonb as normalised)
-bytea                                          binary
-1-D arrays of the types above                  list<T>                         multi-dimensional values fail
-interval, timetz, money, oid, inet, xml, ...   UnsupportedTypeError            no exact Iceberg type
-=============================================  ==============================  ====================================
+====================================  =====================  ========================================
+PostgreSQL                            Arrow                  notes
+====================================  =====================  ========================================
+smallint / integer / bigint           int16 / int32 / int64
+numeric(p, s)                         decimal128(p, s)       s < 0: decimal128(p - s, 0); s > p:
+                                                             decimal128(s, s); p > 38: unsupported
+numeric (no precision)                decimal128(38, 18)     a value with more than 20 integer or 18
+                                                             fraction digits fails naming the column
+real / double precision               float32 / float64
+boolean                               bool
+text, varchar, char(n), "char", name  string                 char(n) keeps its padding
+enum types (table reads)              string                 cast to text on the server
+domains (table reads)                 the base type's        cast to the base type on the server
+date                                  date32                 ±infinity fails naming the column
+time                                  time64[us]             24:00:00 fails naming the column
+timestamp                             timestamp[us]          ±infinity fails naming the column
+timestamptz                           timestamp[us, UTC]     ±infinity fails naming the column
+uuid                                  pa.uuid()              pyiceberg maps arrow.uuid to Iceberg uuid
+json, jsonb                           string                 the JSON text (jsonb as normalised)
+bytea                                 binary
+1-D arrays of the types above         list<T>                multi-dimensional values fail
+interval, timetz, money, oid, inet,   unsupported            no exact Iceberg type: cast in a query
+xml, geometric, range, ...
+====================================  =====================  ========================================
 
 NaN and ±Infinity in ``numeric`` columns fail naming the column (Iceberg decimals have neither).
 ADBC would silently flatten multi-dimensional arrays and wrap ±infinity timestamps into garbage, so
@@ -128,7 +128,8 @@ class PostgresSource(SqlSource):
         if self.spec.cursor is not None:
             cursor_type = next(c.arrow_type for c in columns if c.name == self.spec.cursor)
             window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback)
-            tracker = WatermarkTracker(self.spec.cursor, cursor_type, previous_watermark(self.spec.cursor, state))
+            previous = previous_watermark(self.spec.cursor, state)
+            tracker = WatermarkTracker(self.spec.cursor, cursor_type, previous)
         sql = self._select(columns, window)
         session.start(window, _hint_bytes(columns, self.spec.batch_rows))
         reader = _PostgresReader(session, columns, sql)
@@ -200,7 +201,9 @@ def _cast(name: str, cast_to: str | None) -> str:
 def _refuse_duplicates(names: list[str], where: str) -> None:
     seen = {n for n in names if names.count(n) > 1}
     if seen:
-        raise SourceError(f"{where} returns column(s) {sorted(seen)} more than once; give them distinct aliases")
+        raise SourceError(
+            f"{where} returns column(s) {sorted(seen)} more than once; give them distinct aliases"
+        )
 
 
 def _plan(fields: pa.Schema, values: list[str], typmods: Mapping[str, int]) -> list[_Column]:
@@ -287,7 +290,9 @@ def _numeric_type(name: str, typmod: int) -> pa.DataType:
         precision, scale = precision - scale, 0
     precision = max(precision, scale)
     if precision > 38:
-        raise UnsupportedTypeError(f"column {name!r} has type numeric({precision}, {scale}): Iceberg decimals hold 38 digits")
+        raise UnsupportedTypeError(
+            f"column {name!r} has type numeric({precision}, {scale}): Iceberg decimals hold 38 digits"
+        )
     return pa.decimal128(precision, scale)
 
 
@@ -365,7 +370,9 @@ def _flat_array_guard(name: str, pg_type: str, value: str) -> str:
     The failing branch casts a message to the array type, so the error reads "malformed array
     literal: <message>". The message depends on the row, which keeps the planner from folding it.
     """
-    message = quote_literal(f"column {name} holds a multi-dimensional array (only 1-D arrays are supported): ndims=")
+    message = quote_literal(
+        f"column {name} holds a multi-dimensional array (only 1-D arrays are supported): ndims="
+    )
     ndims = f"pg_catalog.array_ndims({value})"
     array_type = "pg_catalog." + _q(pg_type)
     return (
@@ -435,7 +442,9 @@ class _Session:
         """Names, server-side casts (enums, domains) and typmods of a table's columns, in order."""
         rows = self.query(_CATALOG_SQL, (relation,), f"looking up table {shown}")
         if not rows:
-            raise SourceError(f"table {shown} not found on {self.where} (or not visible to user {self.config.user!r})")
+            raise SourceError(
+                f"table {shown} not found on {self.where} (or not visible to user {self.config.user!r})"
+            )
         rows = [r for r in rows if r[0] is not None]
         return [r[0] for r in rows], {r[0]: r[2] for r in rows if r[2]}, {r[0]: r[1] for r in rows}
 
@@ -457,7 +466,9 @@ class _Session:
         """Pin the session to UTC and bind the window bounds into transaction-local settings."""
         settings = {"TimeZone": "UTC", "standard_conforming_strings": "on", **_window_settings(window)}
         names = list(settings)
-        calls = ", ".join(f"pg_catalog.set_config({quote_literal(n)}, ${i + 1}, true)" for i, n in enumerate(names))
+        calls = ", ".join(
+            f"pg_catalog.set_config({quote_literal(name)}, ${i + 1}, true)" for i, name in enumerate(names)
+        )
         self.query(f"SELECT {calls}", tuple(settings[n] for n in names), "starting the read")
         self.cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint_bytes)})
 
@@ -483,7 +494,8 @@ class _Session:
         if not exhausted:
             with suppress(Exception):
                 self.connection.adbc_cancel()
-        closers = (getattr(self.reader, "close", None), self.cursor.close, self.connection.rollback, self.connection.close)
+        closers = (self.reader.close if self.reader else None, self.cursor.close, self.connection.rollback,
+                   self.connection.close)
         for close in filter(None, closers):
             with suppress(Exception):
                 close()
@@ -507,7 +519,10 @@ def _window_settings(window: CursorWindow | None) -> dict[str, str]:
 
 _CATALOG_SQL = """
 SELECT a.attname, a.atttypmod,
-       CASE t.typtype WHEN 'e' THEN 'text' WHEN 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END
+       CASE t.typtype
+           WHEN 'e' THEN 'text'
+           WHEN 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod)
+       END
 FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
 LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid

@@ -23,12 +23,21 @@ from urllib.parse import quote
 from dativo_provider.connections import DatabaseConfig
 from dativo_provider.exceptions import ConfigError, DativoError, SourceError
 from dativo_provider.optional import require
-from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source, SourceReport, SourceStream
+from dativo_provider.sources.base import (
+    WATERMARK_KEY,
+    LineageDataset,
+    ReadBounds,
+    Source,
+    SourceReport,
+    SourceStream,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SPEC_KEYS = frozenset({"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows"})
+SPEC_KEYS = frozenset(
+    {"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows"}
+)
 DEFAULT_BATCH_ROWS = 65_536
 CURSOR_STATE_KEY = "cursor"
 
@@ -311,7 +320,9 @@ def bound_text(value: Any, cursor_type: pa.DataType, cursor: str) -> str:
     try:
         return _bound_text(value, cursor_type)
     except (TypeError, ValueError, InvalidOperation) as exc:
-        raise ConfigError(f"bound {value!r} cannot be compared with cursor {cursor!r} ({cursor_type}): {exc}") from exc
+        raise ConfigError(
+            f"bound {value!r} cannot be compared with cursor {cursor!r} ({cursor_type}): {exc}"
+        ) from exc
 
 
 def _bound_text(value: Any, cursor_type: pa.DataType) -> str:
@@ -488,7 +499,9 @@ class SqlSource(Source):
 
     def __init__(self, spec: SqlSpec, config: DatabaseConfig) -> None:
         if not isinstance(config, DatabaseConfig):
-            raise ConfigError(f"{spec.kind} source needs a DatabaseConfig connection, got {type(config).__name__}")
+            raise ConfigError(
+                f"{spec.kind} source needs a DatabaseConfig connection, got {type(config).__name__}"
+            )
         self.spec = spec
         self.config = config
         self.may_repeat_rows = spec.lookback is not None
@@ -518,33 +531,33 @@ class SqlSource(Source):
 
 
 
-def resolve_columns(spec: SqlSpec, available: Sequence[str], where: str, fold_case: bool = False) -> list[str]:
-    """The columns to read, in the order asked (all when ``columns`` is None); names every missing one.
+def resolve_columns(
+    spec: SqlSpec, available: Sequence[str], where: str, fold_case: bool = False
+) -> list[str]:
+    """The columns to read, in the order asked (all when ``columns`` is None), plus the cursor
+    column when ``columns`` leaves it out: the watermark is computed from the rows read.
 
     :param available: the columns the table or query has.
     :param where: what is being read, for error messages.
     :param fold_case: match names case-insensitively (MySQL), returning the server's spelling.
     """
-    by_key = {(c.lower() if fold_case else c): c for c in available}
-    wanted = list(spec.columns) if spec.columns is not None else list(available)
-    if spec.cursor is not None and spec.columns is not None and _key(spec.cursor, fold_case) not in {
-        _key(c, fold_case) for c in wanted
-    }:
-        wanted.append(spec.cursor)
-    missing = [c for c in wanted if _key(c, fold_case) not in by_key]
-    if spec.cursor is not None and _key(spec.cursor, fold_case) not in by_key:
+    key = str.lower if fold_case else str
+    by_key = {key(c): c for c in available}
+    if spec.cursor is not None and key(spec.cursor) not in by_key:
         raise SourceError(f"cursor column {spec.cursor!r} not found in {where}; it has {list(available)}")
+    wanted = list(available) if spec.columns is None else list(spec.columns)
+    missing = [c for c in wanted if key(c) not in by_key]
     if missing:
         raise SourceError(f"column(s) {missing} not found in {where}; it has {list(available)}")
-    return [by_key[_key(c, fold_case)] for c in wanted]
-
-
-def _key(name: str, fold_case: bool) -> str:
-    return name.lower() if fold_case else name
+    if spec.cursor is not None and key(spec.cursor) not in {key(c) for c in wanted}:
+        wanted.append(spec.cursor)
+    return [by_key[key(c)] for c in wanted]
 
 
 def rows_to_batch(
-    rows: Sequence[tuple[Any, ...]], schema: pa.Schema, converters: Sequence[Callable[[Sequence[Any]], pa.Array]],
+    rows: Sequence[tuple[Any, ...]],
+    schema: pa.Schema,
+    converters: Sequence[Callable[[Sequence[Any]], pa.Array]],
 ) -> pa.RecordBatch:
     """Turn a chunk of driver rows into one batch of exactly ``schema``.
 

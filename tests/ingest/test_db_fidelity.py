@@ -35,10 +35,10 @@ def ingest_and_read_back(source: Source, tmp_path, name: str) -> tuple[list[dict
 def test_postgres_types_survive_iceberg(pg, pg_schema, postgres_config, tmp_path):
     columns = {"id": "int primary key", **{c: d for c, (d, _) in test_postgres.ALL_TYPES.items()}}
     test_postgres.create_table(pg, pg_schema, "all_types", columns)
+    placeholders = ", ".join(["%s"] * len(columns))
     with pg.cursor() as cur:
-        cur.executemany(
-            f'INSERT INTO "{pg_schema}".all_types VALUES ({", ".join(["%s"] * len(columns))})', test_postgres.EDGE_ROWS
-        )
+        insert = f'INSERT INTO "{pg_schema}".all_types VALUES ({placeholders})'
+        cur.executemany(insert, test_postgres.EDGE_ROWS)
     source = build_source({"type": "postgres", "table": f"{pg_schema}.all_types"}, postgres_config)
 
     back, schema = ingest_and_read_back(source, tmp_path, "pg_types")
@@ -56,8 +56,9 @@ def test_postgres_types_survive_iceberg(pg, pg_schema, postgres_config, tmp_path
 def test_mysql_types_survive_iceberg(my, my_db, tmp_path):
     columns = {"id": "int primary key", **{c: d for c, (d, _) in test_mysql.ALL_TYPES.items()}}
     test_mysql.create_table(my, "all_types", columns)
+    placeholders = ", ".join(["%s"] * len(columns))
     with my.cursor() as cur:
-        cur.executemany(f"INSERT INTO all_types VALUES ({', '.join(['%s'] * len(columns))})", test_mysql.EDGE_ROWS)
+        cur.executemany(f"INSERT INTO all_types VALUES ({placeholders})", test_mysql.EDGE_ROWS)
     source = build_source({"type": "mysql", "table": "all_types"}, my_db)
 
     back, schema = ingest_and_read_back(source, tmp_path, "mysql_types")

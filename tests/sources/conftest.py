@@ -17,7 +17,9 @@ ReadResult = tuple[pa.Table, Any]
 def read_all() -> Callable[..., ReadResult]:
     """Read a source to the end; checks every batch has the declared schema. Returns (table, state)."""
 
-    def read(source: Source, state: Mapping[str, Any] | None = None, bounds: ReadBounds = ReadBounds()) -> ReadResult:
+    def read(
+        source: Source, state: Mapping[str, Any] | None = None, bounds: ReadBounds = ReadBounds()
+    ) -> ReadResult:
         with source.open(state, bounds) as stream:
             schema = stream.schema
             batches = list(stream)

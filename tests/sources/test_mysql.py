@@ -55,13 +55,14 @@ ALL_TYPES = {
 EDGE_ROWS = [
     (1, 1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807,
      18446744073709551615, "99999999999999999999999999999.999999999", "999.99", 3.4028234e38,
-     1.7976931348623157e308, "9999-12-31 23:59:59.999999", "9999-12-31 23:59:59", "2038-01-19 03:14:07.999999",
-     "9999-12-31", "23:59:59.999999", '{"a": [1, 2, {"b": null}], "é": "ü"}', b"\x00\xff", b"ab",
+     1.7976931348623157e308, "9999-12-31 23:59:59.999999", "9999-12-31 23:59:59",
+     "2038-01-19 03:14:07.999999", "9999-12-31", "23:59:59.999999", '{"a": [1, 2, {"b": null}], "é": "ü"}',
+     b"\x00\xff", b"ab",
      b"\x00\x01", "ü", "x,y", "héllo wörld ✓ 日本語 🎉", "t" * 1000, "abc", 2155, 0b1111111111, 2**64 - 1),
     (2, 0, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0,
      "-99999999999999999999999999999.999999999", "0.00", -3.4028234e38, 2.2250738585072014e-308,
-     "1000-01-01 00:00:00.000000", "1000-01-01 00:00:00", "1970-01-01 00:00:01.000000", "1000-01-01", "00:00:00",
-     "[]", b"", b"\x00\x00\x00\x00", b"", "a", "", "", "", "", 1901, 0, 0),
+     "1000-01-01 00:00:00.000000", "1000-01-01 00:00:00", "1970-01-01 00:00:01.000000", "1000-01-01",
+     "00:00:00", "[]", b"", b"\x00\x00\x00\x00", b"", "a", "", "", "", "", 1901, 0, 0),
     (3, *([None] * len(ALL_TYPES))),
     (4, None, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, "0.000000001", "0.01", 0.1, -0.0, "2024-03-10 01:02:03.123456",
      "1969-12-31 23:59:59", "2024-03-10 01:02:03.123456", "1969-12-31", "12:00:00.000001", "null", b"\x00",
@@ -69,8 +70,19 @@ EDGE_ROWS = [
 ]
 
 
+UPPER_BOUNDS = [
+    datetime(2024, 1, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
+    "2024-01-01T12:00:00.999999Z",
+]
+
+
 def source(config, **spec):
     return build_source({"type": "mysql", **spec}, config)
+
+
+def open_source(config, **spec):
+    """Open (and close) a source: enough to raise the errors found while connecting and planning."""
+    source(config, **spec).open(None, ReadBounds()).close()
 
 
 def create_table(my, name, columns: dict[str, str]):
@@ -101,7 +113,8 @@ def as_reference(column, value):
 def test_every_type_matches_the_driver(my, my_db, read_all):
     create_table(my, "all_types", {"id": "int primary key", **{c: d for c, (d, _) in ALL_TYPES.items()}})
     with my.cursor() as cur:
-        cur.executemany(f"INSERT INTO all_types VALUES ({', '.join(['%s'] * (len(ALL_TYPES) + 1))})", EDGE_ROWS)
+        placeholders = ", ".join(["%s"] * (len(ALL_TYPES) + 1))
+        cur.executemany(f"INSERT INTO all_types VALUES ({placeholders})", EDGE_ROWS)
         cur.execute("SET time_zone = '+05:30'")  # a TIMESTAMP written at a non-UTC offset
         cur.execute("UPDATE all_types SET c_timestamp = '2024-03-10 01:02:03.123456' WHERE id = 4")
         cur.execute("SET time_zone = '+00:00'")
@@ -109,7 +122,8 @@ def test_every_type_matches_the_driver(my, my_db, read_all):
 
     assert state is None
     assert table.schema == pa.schema([("id", pa.int32())] + [(c, t) for c, (_, t) in ALL_TYPES.items()])
-    # The text protocol prints FLOAT with 6 digits; the source reads it as DOUBLE, exactly. So does the reference.
+    # The text protocol prints FLOAT with 6 digits; the source reads it as DOUBLE, exactly: so does
+    # the reference query.
     select = ", ".join("CAST(c_float AS DOUBLE)" if c == "c_float" else f"`{c}`" for c in ["id", *ALL_TYPES])
     theirs = execute(my, f"SELECT {select} FROM all_types ORDER BY id")
     ours = table.sort_by("id").to_pylist()
@@ -148,8 +162,10 @@ def test_unsupported_types_are_named_and_can_be_cast_in_a_query(my, my_db, read_
     execute(my, "INSERT INTO odd VALUES (1, 1.5, POINT(1, 2))")
     with pytest.raises(UnsupportedTypeError) as caught:
         read_all(source(my_db, table="odd"))
-    assert "'wide' has type decimal(65,30)" in str(caught.value) and "'shape' has MySQL type geometry" in str(caught.value)
-    table, _ = read_all(source(my_db, query="SELECT id, CAST(wide AS DECIMAL(38,30)) AS wide, ST_AsText(shape) AS shape FROM odd"))
+    assert "'wide' has type decimal(65,30)" in str(caught.value)
+    assert "'shape' has MySQL type geometry" in str(caught.value)
+    query = "SELECT id, CAST(wide AS DECIMAL(38,30)) AS wide, ST_AsText(shape) AS shape FROM odd"
+    table, _ = read_all(source(my_db, query=query))
     assert table.to_pylist() == [{"id": 1, "wide": Decimal("1.5"), "shape": "POINT(1 2)"}]
 
 
@@ -178,7 +194,9 @@ def test_reads_stream_from_the_server_in_small_batches(my, my_db):
         first = next(batches)
         # The unbuffered query is still sending while we hold the first batch: nothing was fetched whole.
         running = execute(
-            my, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+            my,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+            " WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
             (f"%{my_db.database}%",),
         )[0][0]
         rest = list(batches)
@@ -199,7 +217,9 @@ def test_stopping_early_drops_the_query_without_draining_it(my, my_db):
 @pytest.fixture
 def events(my, my_db):
     create_table(my, "events", {"id": "int", "updated_at": "datetime(6)", "stamped": "timestamp(6) NULL"})
-    insert_events(my, [(1, "2024-01-01 08:00:00.000001"), (2, "2024-01-01 14:30:00.5"), (3, "2024-01-01 12:00:00.999999")])
+    insert_events(my, [
+        (1, "2024-01-01 08:00:00.000001"), (2, "2024-01-01 14:30:00.5"), (3, "2024-01-01 12:00:00.999999"),
+    ])
     return my_db
 
 
@@ -218,7 +238,9 @@ def test_incremental_second_run_reads_exactly_the_new_rows(my, events, read_all,
     first, state = read_all(src)
     assert ids(first) == [1, 2, 3]
     assert state == {"watermark": f"2024-01-01T14:30:00.500000{suffix}", "cursor": cursor}
-    insert_events(my, [(4, "2024-01-01 14:30:00.500001"), (5, "2024-01-01 15:00:00"), (6, "2024-01-01 14:30:00.5")])
+    insert_events(my, [
+        (4, "2024-01-01 14:30:00.500001"), (5, "2024-01-01 15:00:00"), (6, "2024-01-01 14:30:00.5"),
+    ])
     second, state2 = read_all(src, state)
     assert ids(second) == [4, 5]
     assert state2["watermark"] == f"2024-01-01T15:00:00.000000{suffix}"
@@ -236,9 +258,7 @@ def test_lookback_rereads_late_rows(my, events, read_all):
     assert ids(read_all(src, state, ReadBounds(lookback=timedelta(hours=3)))[0]) == [2, 3, 7, 8]
 
 
-@pytest.mark.parametrize(
-    "upper", [datetime(2024, 1, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))), "2024-01-01T12:00:00.999999Z"]
-)
+@pytest.mark.parametrize("upper", UPPER_BOUNDS)
 @pytest.mark.parametrize("cursor", ["updated_at", "stamped"])
 def test_upper_bound_is_inclusive_and_cast_on_the_server(events, read_all, upper, cursor):
     table, state = read_all(source(events, table="events", cursor=cursor), None, ReadBounds(upper=upper))
@@ -279,7 +299,7 @@ def test_hostile_names_are_quoted_not_executed(my, my_db, read_all):
 def test_wrong_password_names_the_server_and_hides_the_password(mysql_config):
     secret = "Sup3r-S3cret%pass"
     with pytest.raises(SourceError) as caught:
-        source(dataclasses.replace(mysql_config, password=secret), table="t").open(None, ReadBounds())
+        open_source(dataclasses.replace(mysql_config, password=secret), table="t")
     message = str(caught.value)
     assert "mysql://127.0.0.1:3306/test" in message and "Access denied" in message and "'root'" in message
     assert secret not in message
@@ -287,23 +307,24 @@ def test_wrong_password_names_the_server_and_hides_the_password(mysql_config):
 
 def test_unknown_database_and_unreachable_server(mysql_config):
     with pytest.raises(SourceError, match="Unknown database 'dativo_no_such_db'"):
-        source(dataclasses.replace(mysql_config, database="dativo_no_such_db"), table="t").open(None, ReadBounds())
+        open_source(dataclasses.replace(mysql_config, database="dativo_no_such_db"), table="t")
     unreachable = dataclasses.replace(mysql_config, port=1, options={"connect_timeout": "2"})
     with pytest.raises(TransientError, match="127.0.0.1:1"):
-        source(unreachable, table="t").open(None, ReadBounds())
+        open_source(unreachable, table="t")
     with pytest.raises(ConfigError, match="unknown option"):
-        source(dataclasses.replace(mysql_config, options={"sslmode": "require"}), table="t").open(None, ReadBounds())
+        open_source(dataclasses.replace(mysql_config, options={"sslmode": "require"}), table="t")
 
 
 def test_missing_table_column_and_cursor_are_named(my, my_db):
     create_table(my, "t", {"id": "int", "at": "datetime", "name": "text"})
-    with pytest.raises(SourceError, match=f"mysql://127.0.0.1:3306/{my_db.database}: describing table {my_db.database}.nope failed.*doesn.t exist"):
-        source(my_db, table="nope").open(None, ReadBounds())
+    db = my_db.database
+    with pytest.raises(SourceError, match=f"{db}: describing table {db}.nope failed.*doesn.t exist"):
+        open_source(my_db, table="nope")
     with pytest.raises(SourceError, match=r"column\(s\) \['ghost'\] not found in table"):
-        source(my_db, table="t", columns=["id", "ghost"]).open(None, ReadBounds())
+        open_source(my_db, table="t", columns=["id", "ghost"])
     with pytest.raises(SourceError, match="cursor column 'changed' not found"):
-        source(my_db, table="t", cursor="changed").open(None, ReadBounds())
+        open_source(my_db, table="t", cursor="changed")
     with pytest.raises(ConfigError, match="cursor column 'name' has type string"):
-        source(my_db, table="t", cursor="name").open(None, ReadBounds())
+        open_source(my_db, table="t", cursor="name")
     with pytest.raises(ConfigError, match="must be a duration"):
-        source(my_db, table="t", cursor="at", lookback=5).open(None, ReadBounds())
+        open_source(my_db, table="t", cursor="at", lookback=5)

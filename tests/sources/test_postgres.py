@@ -50,8 +50,9 @@ EDGE_ROWS = [
     (1, 32767, 2147483647, 9223372036854775807, "9999999999999999999999999999.9999999999", "999.99",
      "12345678901234567890.123456789012345678", 3.4028235e38, 1.7976931348623157e308, True,
      "héllo wörld ✓ 日本語 🎉", "x" * 20, "ab", "9999-12-31", "23:59:59.999999", "9999-12-31 23:59:59.999999",
-     "2024-03-10 01:02:03.123456-07:00", str(uuid.uuid4()), '{"a": [1, 2, {"b": null}]}', '{"z": 1, "a": "é"}',
-     b"\x00\xff\x10", [2147483647, -2147483648, None], ["a", "", None, "é"], ["1.50", "-9999.99"]),
+     "2024-03-10 01:02:03.123456-07:00", str(uuid.uuid4()), '{"a": [1, 2, {"b": null}]}',
+     '{"z": 1, "a": "é"}', b"\x00\xff\x10", [2147483647, -2147483648, None], ["a", "", None, "é"],
+     ["1.50", "-9999.99"]),
     (2, -32768, -2147483648, -9223372036854775808, "-9999999999999999999999999999.9999999999", "-999.99",
      "-0.000000000000000001", -1.17549435e-38, 5e-324, False, "", "", "", "0001-01-01", "00:00:00",
      "0001-01-01 00:00:00", "1900-01-01 00:00:00.000001+05:30", "00000000-0000-0000-0000-000000000000", "[]",
@@ -63,8 +64,33 @@ EDGE_ROWS = [
 ]
 
 
+UPPER_BOUNDS = [
+    datetime(2024, 1, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
+    "2024-01-01T12:00:00.999999Z",
+]
+
+
 def source(config, **spec):
     return build_source({"type": "postgres", **spec}, config)
+
+
+def open_source(config, state=None, **spec):
+    """Open (and close) a source: enough to raise the errors found while connecting and planning."""
+    source(config, **spec).open(state, ReadBounds()).close()
+
+
+def fill_big(pg, schema, rows=300_000):
+    create_table(pg, schema, "big", {"id": "int", "payload": "text"})
+    pg.execute(f"INSERT INTO \"{schema}\".big SELECT g, repeat('x', 200) FROM generate_series(1, {rows}) g")
+
+
+def server_queries(pg, marker, state="%"):
+    """How many other sessions run a query mentioning ``marker`` (in the given state)."""
+    return pg.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE state LIKE %s AND query LIKE %s AND pid <> pg_backend_pid()",
+        (state, f"%{marker}%"),
+    ).fetchone()[0]
 
 
 def create_table(pg, schema, name, columns: dict[str, str]):
@@ -77,7 +103,8 @@ def float32(value):
 
 
 def test_every_type_matches_the_driver(pg, pg_schema, postgres_config, read_all):
-    create_table(pg, pg_schema, "all_types", {"id": "int primary key", **{c: d for c, (d, _) in ALL_TYPES.items()}})
+    columns = {"id": "int primary key", **{c: d for c, (d, _) in ALL_TYPES.items()}}
+    create_table(pg, pg_schema, "all_types", columns)
     placeholders = ", ".join(["%s"] * (len(ALL_TYPES) + 1))
     with pg.cursor() as cur:
         cur.executemany(f'INSERT INTO "{pg_schema}".all_types VALUES ({placeholders})', EDGE_ROWS)
@@ -109,7 +136,8 @@ def test_numeric_that_does_not_fit_fails_naming_the_column(pg, pg_schema, postgr
     with pytest.raises(SourceError, match="'amount'"):
         read_all(source(postgres_config, table=f"{pg_schema}.big"))
     query = f'SELECT amount::numeric(30,2) AS amount FROM "{pg_schema}".big WHERE amount <> \'NaN\''
-    assert read_all(source(postgres_config, query=query))[0].schema.field("amount").type == pa.decimal128(30, 2)
+    table, _ = read_all(source(postgres_config, query=query))
+    assert table.schema.field("amount").type == pa.decimal128(30, 2)
 
 
 def test_unsupported_types_are_all_named_and_can_be_left_out(pg, pg_schema, postgres_config, read_all):
@@ -171,17 +199,13 @@ def test_query_with_columns_identity_and_lineage(pg, pg_schema, postgres_config,
 
 
 def test_reads_stream_from_the_server_in_small_batches(pg, pg_schema, postgres_config):
-    create_table(pg, pg_schema, "big", {"id": "int", "payload": "text"})
-    pg.execute(f"INSERT INTO \"{pg_schema}\".big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g")
+    fill_big(pg, pg_schema)
     src = source(postgres_config, table=f"{pg_schema}.big", batch_rows=5_000)
     with src.open(None, ReadBounds()) as stream:
         batches = iter(stream)
         first = next(batches)
         # The COPY is still running on the server while we hold the first batch: nothing was fetched whole.
-        active = pg.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s AND pid <> pg_backend_pid()",
-            (f"%{pg_schema}%",),
-        ).fetchone()[0]
+        active = server_queries(pg, pg_schema, state="active")
         rest = list(batches)
     sizes = [first.num_rows] + [b.num_rows for b in rest]
     assert active == 1
@@ -190,14 +214,13 @@ def test_reads_stream_from_the_server_in_small_batches(pg, pg_schema, postgres_c
 
 
 def test_stopping_early_cancels_the_server_query(pg, pg_schema, postgres_config):
-    create_table(pg, pg_schema, "big", {"id": "int", "payload": "text"})
-    pg.execute(f"INSERT INTO \"{pg_schema}\".big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g")
+    fill_big(pg, pg_schema)
     started = time.monotonic()
-    with source(postgres_config, table=f"{pg_schema}.big", batch_rows=1_000).open(None, ReadBounds()) as stream:
+    src = source(postgres_config, table=f"{pg_schema}.big", batch_rows=1_000)
+    with src.open(None, ReadBounds()) as stream:
         next(iter(stream))
     assert time.monotonic() - started < 5
-    assert pg.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
-                      (f"%{pg_schema}%",)).fetchone()[0] == 0
+    assert server_queries(pg, pg_schema) == 0
 
 
 def insert_events(pg, schema, rows):
@@ -249,9 +272,7 @@ def test_lookback_rereads_late_rows(pg, events, postgres_config, read_all):
     assert ids(read_all(src, state, ReadBounds(lookback=timedelta(hours=3)))[0]) == [2, 3, 7, 8]
 
 
-@pytest.mark.parametrize(
-    "upper", [datetime(2024, 1, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))), "2024-01-01T12:00:00.999999Z"]
-)
+@pytest.mark.parametrize("upper", UPPER_BOUNDS)
 def test_upper_bound_is_inclusive_and_cast_on_the_server(events, postgres_config, read_all, upper):
     src = source(postgres_config, table=f"{events}.events", cursor="updated_at")
     table, state = read_all(src, None, ReadBounds(upper=upper))
@@ -261,7 +282,7 @@ def test_upper_bound_is_inclusive_and_cast_on_the_server(events, postgres_config
 
 def test_numeric_and_integer_cursors_keep_exact_watermarks(pg, pg_schema, postgres_config, read_all):
     create_table(pg, pg_schema, "n", {"id": "bigint", "amount": "numeric(20,6)"})
-    pg.execute(f"INSERT INTO \"{pg_schema}\".n VALUES (9007199254740993, 12345678901234.123456), (1, 0.000001)")
+    pg.execute(f'INSERT INTO "{pg_schema}".n VALUES (9007199254740993, 12345678901234.123456), (1, 0.000001)')
     by_id = source(postgres_config, table=f"{pg_schema}.n", cursor="id")
     assert read_all(by_id)[1]["watermark"] == 9007199254740993  # 2**53 + 1 survives
     by_amount = source(postgres_config, table=f"{pg_schema}.n", cursor="amount", lookback=1)
@@ -283,8 +304,8 @@ def test_hostile_names_are_quoted_not_executed(pg, pg_schema, postgres_config, r
     schema, table = 'sch"ema; DROP SCHEMA x; --', 'ta"ble 🎉.dot; SELECT 1'
     pg.execute(f'CREATE SCHEMA "{schema.replace(chr(34), chr(34) * 2)}"')
     try:
-        columns = {'"quoted" col': "int", "semi;colon": "text", "ünïcode spaced": "text", "per%cent $1": "text",
-                   'up"dated at': "timestamptz"}
+        columns = {'"quoted" col': "int", "semi;colon": "text", "ünïcode spaced": "text",
+                   "per%cent $1": "text", 'up"dated at': "timestamptz"}
         quoted = {c.replace('"', '""'): d for c, d in columns.items()}
         create_table(pg, schema.replace('"', '""'), table.replace('"', '""'), quoted)
         pg.execute(
@@ -295,8 +316,9 @@ def test_hostile_names_are_quoted_not_executed(pg, pg_schema, postgres_config, r
                      columns=["semi;colon", '"quoted" col', "per%cent $1"])
         rows, state = read_all(src, {"watermark": "2023-12-31T00:00:00+00:00", "cursor": 'up"dated at'},
                                ReadBounds(upper="2024-01-15T00:00:00Z"))
+        first = datetime(2024, 1, 1, tzinfo=timezone.utc)
         assert rows.to_pylist() == [
-            {"semi;colon": "a", '"quoted" col': 1, "per%cent $1": "%s", 'up"dated at': datetime(2024, 1, 1, tzinfo=timezone.utc)}
+            {"semi;colon": "a", '"quoted" col': 1, "per%cent $1": "%s", 'up"dated at': first}
         ]
         assert state["watermark"] == "2024-01-01T00:00:00.000000+00:00"
         assert pg.execute("SELECT to_regnamespace(%s) IS NOT NULL", (f'"{pg_schema}"',)).fetchone()[0]
@@ -308,7 +330,7 @@ def test_bad_credentials_name_the_server_and_hide_the_password(postgres_config):
     secret = "Sup3r-S3cret'pass"
     bad = dataclasses.replace(postgres_config, user="dativo_no_such_role", password=secret)
     with pytest.raises(SourceError) as caught:
-        source(bad, table="t").open(None, ReadBounds())
+        open_source(bad, table="t")
     message = str(caught.value)
     assert "127.0.0.1:5432" in message and "dativo_no_such_role" in message and "does not exist" in message
     assert secret not in message and "S3cret" not in message
@@ -316,26 +338,27 @@ def test_bad_credentials_name_the_server_and_hide_the_password(postgres_config):
 
 def test_unknown_database_and_unreachable_server(postgres_config):
     with pytest.raises(SourceError, match="dativo_no_such_db"):
-        source(dataclasses.replace(postgres_config, database="dativo_no_such_db"), table="t").open(None, ReadBounds())
+        open_source(dataclasses.replace(postgres_config, database="dativo_no_such_db"), table="t")
     unreachable = dataclasses.replace(postgres_config, port=1, options={"connect_timeout": "2"})
     with pytest.raises(TransientError, match="127.0.0.1:1"):
-        source(unreachable, table="t").open(None, ReadBounds())
+        open_source(unreachable, table="t")
 
 
 def test_missing_table_column_and_cursor_are_named(pg, pg_schema, postgres_config):
     create_table(pg, pg_schema, "t", {"id": "int", "at": "timestamptz", "name": "text"})
-    with pytest.raises(SourceError, match=f"test.{pg_schema}.nope not found on postgres://127.0.0.1:5432/test"):
-        source(postgres_config, table=f"{pg_schema}.nope").open(None, ReadBounds())
+    table = f"{pg_schema}.t"
+    with pytest.raises(SourceError, match=f"{pg_schema}.nope not found on postgres://127.0.0.1:5432/test"):
+        open_source(postgres_config, table=f"{pg_schema}.nope")
     with pytest.raises(SourceError, match=r"column\(s\) \['ghost'\] not found in table"):
-        source(postgres_config, table=f"{pg_schema}.t", columns=["id", "ghost"]).open(None, ReadBounds())
+        open_source(postgres_config, table=table, columns=["id", "ghost"])
     with pytest.raises(SourceError, match="cursor column 'changed' not found"):
-        source(postgres_config, table=f"{pg_schema}.t", cursor="changed").open(None, ReadBounds())
+        open_source(postgres_config, table=table, cursor="changed")
     with pytest.raises(ConfigError, match="cursor column 'name' has type string"):
-        source(postgres_config, table=f"{pg_schema}.t", cursor="name").open(None, ReadBounds())
+        open_source(postgres_config, table=table, cursor="name")
     with pytest.raises(ConfigError, match="must be a number"):
-        source(postgres_config, table=f"{pg_schema}.t", cursor="id", lookback="2h").open(None, ReadBounds())
+        open_source(postgres_config, table=table, cursor="id", lookback="2h")
     with pytest.raises(ConfigError, match="tracks cursor 'id'"):
-        source(postgres_config, table=f"{pg_schema}.t", cursor="at").open({"watermark": 5, "cursor": "id"}, ReadBounds())
+        open_source(postgres_config, {"watermark": 5, "cursor": "id"}, table=table, cursor="at")
 
 
 @pytest.mark.parametrize(
