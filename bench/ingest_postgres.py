@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -267,7 +268,9 @@ def warm_then_time(run: Any, contender: str, args: argparse.Namespace, *steps: t
         run(contender, args.warm_table, workdir / "warm")
         warm["warm_call_seconds"] = time.perf_counter() - started
         shutil.rmtree(workdir / "warm", ignore_errors=True)
-    return {**run(contender, args.table, workdir / "run"), **warm}
+    cpu = time.process_time()  # all threads of this process; the Postgres server is not included
+    result = run(contender, args.table, workdir / "run")
+    return {**result, "cpu_seconds": time.process_time() - cpu, **warm}
 
 
 HANDLERS = {name: (lambda args, fn=fn: warm_then_time(fn, args.child, args)) for name, fn in INGESTERS.items()}
@@ -291,7 +294,9 @@ class Runner:
         argv = [sys.executable, __file__, "--child", contender, "--table", SIZES[size],
                 "--workdir", str(workdir), "--result", str(workdir / "result.json"),
                 "--warm-table", self.args.warm_table]
+        load = os.getloadavg()[0]
         out = c.run_child(argv, timeout=self.args.timeout, log=c.SCRATCH_DIR / f"{contender}-{size}-{repeat}.log")
+        out["loadavg_1m_before"] = load
         out.update(contender=contender, size=size, repeat=repeat, expected_rows=self.expected[size])
         if out.get("rows_in_table") not in (None, self.expected[size]) and "error" not in out:
             out["error"] = f"table holds {out['rows_in_table']} rows, source has {self.expected[size]}"
@@ -300,7 +305,7 @@ class Runner:
         self.runs.append(out)
         status = out.get("error") or (
             f"{out['seconds']:.2f}s  {out['expected_rows'] / out['seconds']:,.0f} rows/s  "
-            f"peak {out['peak_rss_mb']:.0f} MB")
+            f"peak {out['peak_rss_mb']:.0f} MB  cpu {out.get('cpu_seconds', 0):.1f}s  load {load:.1f}")
         print(f"  [{size} #{repeat + 1}] {contender:15s} {status}", flush=True)
         if not self.args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -321,6 +326,8 @@ class Runner:
         return {
             "contender": contender, "size": size, "rows": rows, "runs": len(ok),
             "seconds": seconds, "rows_per_s": rows / seconds,
+            "best_seconds": min(r["seconds"] for r in ok),
+            "cpu_seconds": c.median([r.get("cpu_seconds") for r in ok]),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
             "process_seconds": c.median([r["process_seconds"] for r in ok]),
             "noise": c.spread([r["seconds"] for r in ok]),
@@ -366,10 +373,12 @@ def report(runner: Runner, sizes: list[str], warm: dict[str, Any], info: dict[st
            dlt_choice: dict[str, Any]) -> dict[str, Any]:
     names = sorted({r["contender"] for r in runner.runs}, key=lambda n: list(HANDLERS).index(n))
     stats = [s for size in sizes for n in names if (s := runner.stats(size, n))]
-    headers = ["contender", "size", "rows", "median s", "rows/s", "peak RSS MB", "process s", "runs", "noise"]
+    headers = ["contender", "size", "rows", "median s", "rows/s", "peak RSS MB", "best s", "client CPU s",
+               "process s", "runs", "noise"]
     rows = [[s["contender"], s["size"], s.get("rows"), s.get("seconds"), s.get("rows_per_s"),
-             s.get("peak_rss_mb"), s.get("process_seconds"), s.get("runs"), s.get("noise")]
-            if "error" not in s else [s["contender"], s["size"], "ERROR (below)"] + [None] * 6
+             s.get("peak_rss_mb"), s.get("best_seconds"), s.get("cpu_seconds"), s.get("process_seconds"),
+             s.get("runs"), s.get("noise")]
+            if "error" not in s else [s["contender"], s["size"], "ERROR (below)"] + [None] * 8
             for s in stats]
     print("\n" + c.format_table(headers, rows))
     for s in stats:
@@ -422,9 +431,11 @@ def report(runner: Runner, sizes: list[str], warm: dict[str, Any], info: dict[st
         why = runner.ours_not_ready or "no successful run"
         print(f"\nours: not measured ({why}); goals not evaluated.")
 
-    info["loadavg_end"] = __import__("os").getloadavg()
+    info["loadavg_end"] = os.getloadavg()
     print(f"\nload average start {info['loadavg_start']}, end {info['loadavg_end']}")
-    print(c.MEASURING_NOTE + " 'process s' = the whole child process (start-up, imports, run, check).")
+    print(c.MEASURING_NOTE + " 'process s' = the whole child process (start-up, imports, warm call, run, "
+          "check); 'client CPU s' = CPU of the contender's process during the timed run (all threads; "
+          "not the Postgres server); 'noise' = half the min-max range of the runs over the median.")
     print(f"warm-up import: {warm['process_seconds']:.1f}s"
           + (f"; not importable: {sorted(warm['failed'])}" if warm.get("failed") else ""))
     if dlt_choice:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -58,21 +59,18 @@ GOAL_VS_DLT = 10.0
 # ============================================================================================
 
 
-def _verify(table_obj: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Untimed: row count unchanged, sampled changed rows carry the Postgres values."""
+def _verify(table_obj: Any, pg_table: str, sample: list[int]) -> dict[str, Any]:
+    """Untimed: the row count, and that sampled changed rows carry the Postgres values."""
     import psycopg
     from pyiceberg.expressions import In
 
-    sample = json.loads(args.sample) if args.sample else []
     snapshot = table_obj.current_snapshot()
-    total = int(snapshot.summary["total-records"]) if snapshot else 0
-    out: dict[str, Any] = {"rows_in_table": total}
+    out: dict[str, Any] = {"rows_in_table": int(snapshot.summary["total-records"]) if snapshot else 0}
     if sample:
         with psycopg.connect(c.PG_DSN) as conn:
-            expected = dict(conn.execute(f"SELECT id, qty FROM {args.table} WHERE id = ANY(%s)", (sample,)).fetchall())
-        got_rows = table_obj.scan(row_filter=In("id", sample), selected_fields=("id", "qty")).to_arrow().to_pylist()
+            expected = dict(conn.execute(f"SELECT id, qty FROM {pg_table} WHERE id = ANY(%s)", (sample,)).fetchall())
         got: dict[int, list[int]] = {}
-        for row in got_rows:
+        for row in table_obj.scan(row_filter=In("id", sample), selected_fields=("id", "qty")).to_arrow().to_pylist():
             got.setdefault(row["id"], []).append(row["qty"])
         wrong = {i: (got.get(i), expected[i]) for i in sample if got.get(i) != [expected[i]]}
         out["sample_checked"] = len(sample)
@@ -81,7 +79,7 @@ def _verify(table_obj: Any, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _ours_run(args: argparse.Namespace, spec: dict[str, Any], mode: str) -> dict[str, Any]:
+def ours_run(spec: dict[str, Any], workdir: Path, merge: bool) -> tuple[dict[str, Any], Any]:
     ip._preimport("pyarrow", "pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow",
                   "adbc_driver_postgresql.dbapi", "dativo_provider.sources.postgres", "psycopg")
     from dativo_provider.connections import DatabaseConfig
@@ -90,8 +88,8 @@ def _ours_run(args: argparse.Namespace, spec: dict[str, Any], mode: str) -> dict
     from dativo_provider.ingest.options import WriteOptions
     from dativo_provider.sources import build_source
 
-    catalog = embedded_catalog(Path(args.workdir) / "ours")
-    options = WriteOptions(mode="merge", merge_keys=("id",)) if mode == "merge" else WriteOptions(mode="append")
+    catalog = embedded_catalog(workdir / "ours")
+    options = WriteOptions(mode="merge", merge_keys=("id",)) if merge else WriteOptions(mode="append")
     started = time.perf_counter()
     source = build_source(spec, DatabaseConfig(host=c.PG_HOST, port=c.PG_PORT, user=c.PG_USER, database=c.PG_DB))
     result = run_ingest(source, catalog, ip.TARGET, options)
@@ -100,21 +98,11 @@ def _ours_run(args: argparse.Namespace, spec: dict[str, Any], mode: str) -> dict
     out = {"seconds": seconds, "rows": result.rows_written, "engine": {k: summary.get(k) for k in (
         "rows_read", "rows_written", "rows_deleted", "files_written", "files_removed", "bytes_written",
         "duration_seconds", "commit_attempts", "warnings")}}
-    out.update(_verify(catalog.load().load_table(ip.TARGET), args))
-    return out
+    return out, catalog.load().load_table(ip.TARGET)
 
 
-def child_ours_load(args: argparse.Namespace) -> dict[str, Any]:
-    return _ours_run(args, {"type": "postgres", "table": args.table}, "append")
-
-
-def child_ours_merge(args: argparse.Namespace) -> dict[str, Any]:
-    spec = json.loads(args.ours_spec.replace("{table}", args.table).replace("{since}", args.since))
-    return _ours_run(args, spec, "merge")
-
-
-def _dlt_run(args: argparse.Namespace, merge: bool) -> dict[str, Any]:
-    workdir = str(Path(args.workdir) / "dlt")
+def dlt_run(table: str, workdir: Path, merge: bool, since: str = "") -> tuple[dict[str, Any], Any]:
+    workdir = workdir / "dlt"
     ip.dlt_setup(workdir)
     ip._preimport("dlt", "dlt.sources.sql_database", "dlt.destinations", "dlt.common.libs.pyiceberg",
                   "dlt.destinations.impl.filesystem.filesystem", "pyiceberg.catalog.sql", "sqlalchemy",
@@ -123,38 +111,57 @@ def _dlt_run(args: argparse.Namespace, merge: bool) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {}
     if merge:
-        since = args.since
-        kwargs["query_adapter_callback"] = lambda query, table: query.where(
+        kwargs["query_adapter_callback"] = lambda query, tbl: query.where(
             sa.text(f"updated_at > '{since}'::timestamptz"))
+    run_kwargs: dict[str, Any] = (
+        {"write_disposition": "merge", "primary_key": "id"} if merge else {"write_disposition": "append"})
     started = time.perf_counter()
     pipeline = ip.dlt_pipeline(workdir)
-    run_kwargs: dict[str, Any] = {"write_disposition": "merge", "primary_key": "id"} if merge else {
-        "write_disposition": "append"}
-    info = pipeline.run(ip.dlt_table(args.table, DLT_BACKEND, **kwargs), table_format="iceberg",
+    info = pipeline.run(ip.dlt_table(table, DLT_BACKEND, **kwargs), table_format="iceberg",
                         table_name=ip.TARGET.split(".")[1], **run_kwargs)
     seconds = time.perf_counter() - started
     info.raise_on_failed_jobs()
-    out: dict[str, Any] = {"seconds": seconds, "dlt_steps": ip.dlt_trace(pipeline)}
     table_obj = ip.dlt_catalog(workdir).load_table(ip.TARGET)
-    out["snapshots"] = len(table_obj.metadata.snapshots)
-    out.update(_verify(table_obj, args))
-    return out
+    return {"seconds": seconds, "dlt_steps": ip.dlt_trace(pipeline),
+            "snapshots": len(table_obj.metadata.snapshots)}, table_obj
 
 
-def child_dlt_load(args: argparse.Namespace) -> dict[str, Any]:
-    return _dlt_run(args, merge=False)
+def _ours_spec(args: argparse.Namespace, table: str, since: str) -> dict[str, Any]:
+    return json.loads(args.ours_spec.replace("{table}", table).replace("{since}", since))
 
 
-def child_dlt_merge(args: argparse.Namespace) -> dict[str, Any]:
-    return _dlt_run(args, merge=True)
+def _step(args: argparse.Namespace, contender: str, table: str, workdir: Path, since: str) -> tuple[dict[str, Any], Any]:
+    """One load or merge by one contender; the merge reads only rows changed after ``since``."""
+    if contender == "ours-load":
+        return ours_run({"type": "postgres", "table": table}, workdir, merge=False)
+    if contender == "ours-merge":
+        return ours_run(_ours_spec(args, table, since), workdir, merge=True)
+    if contender == "dlt-load":
+        return dlt_run(table, workdir, merge=False)
+    return dlt_run(table, workdir, merge=True, since=since)
 
 
-HANDLERS = {
-    "ours-load": child_ours_load,
-    "ours-merge": child_ours_merge,
-    "dlt-load": child_dlt_load,
-    "dlt-merge": child_dlt_merge,
-}
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up on the tiny table (a load, plus a merge of all its rows), untimed; then the real step."""
+    workdir = Path(args.workdir)
+    extra: dict[str, Any] = {}
+    if args.warm_table:
+        started = time.perf_counter()
+        warm_dir = workdir / f"warm-{args.child}"
+        load = args.child.split("-")[0] + "-load"
+        _step(args, load, args.warm_table, warm_dir, "")
+        if args.child.endswith("-merge"):
+            _step(args, args.child, args.warm_table, warm_dir, "-infinity")
+        extra["warm_call_seconds"] = time.perf_counter() - started
+        shutil.rmtree(warm_dir, ignore_errors=True)
+    cpu = time.process_time()
+    out, table_obj = _step(args, args.child, args.table, workdir, args.since)
+    out["cpu_seconds"] = time.process_time() - cpu
+    out.update(_verify(table_obj, args.table, json.loads(args.sample)))
+    return {**out, **extra}
+
+
+HANDLERS = {name: child for name in ("ours-load", "ours-merge", "dlt-load", "dlt-merge")}
 
 
 # ============================================================================================
@@ -206,15 +213,17 @@ def run(args: argparse.Namespace, contender: str, size: str, table: str, workdir
         since: str = "", sample: list[int] | None = None, timeout: float | None = None) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--child", contender, "--table", table, "--workdir", str(workdir),
             "--result", str(workdir / f"{contender}.json"), "--since", since,
-            "--sample", json.dumps(sample or []), "--ours-spec", args.ours_spec]
+            "--sample", json.dumps(sample or []), "--ours-spec", args.ours_spec, "--warm-table", args.warm_table]
+    load = os.getloadavg()[0]
     out = c.run_child(argv, timeout=timeout or args.timeout, log=c.SCRATCH_DIR / f"merge-{contender}-{size}-{label}.log")
-    out.update(contender=contender, size=size, label=label)
+    out.update(contender=contender, size=size, label=label, loadavg_1m_before=load)
     if "error" not in out and out.get("rows_in_table") not in (None, args.expected[size]):
         out["error"] = f"table holds {out['rows_in_table']} rows, expected {args.expected[size]}"
     if out.get("timed_out"):
         status = f"> {timeout:.0f}s (cap hit, killed)"
     else:
-        status = out.get("error") or f"{out['seconds']:.2f}s  peak {out['peak_rss_mb']:.0f} MB"
+        status = out.get("error") or (f"{out['seconds']:.2f}s  peak {out['peak_rss_mb']:.0f} MB  "
+                                      f"cpu {out.get('cpu_seconds', 0):.1f}s  load {load:.1f}")
     print(f"  [{size} {label}] {contender:10s} {status}", flush=True)
     return out
 
@@ -263,23 +272,27 @@ def summarize(args: argparse.Namespace, runs: list[dict[str, Any]], sizes: list[
             if ok:
                 secs = c.median([r["seconds"] for r in ok])
                 entry[contender] = {"seconds": secs, "runs": len(ok), "all_seconds": [round(r["seconds"], 3) for r in ok],
+                                    "best_seconds": min(r["seconds"] for r in ok),
+                                    "cpu_seconds": c.median([r.get("cpu_seconds") for r in ok]),
                                     "peak_rss_mb": max(r["peak_rss_mb"] for r in ok)}
                 shown = f"{secs:.2f}" + (" (+ > cap)" if capped else "")
-                table_rows.append([contender, size, shown, len(ok), c.spread([r["seconds"] for r in ok]),
-                                   entry[contender]["peak_rss_mb"]])
+                e = entry[contender]
+                table_rows.append([contender, size, shown, e["best_seconds"], e["cpu_seconds"], len(ok),
+                                   c.spread([r["seconds"] for r in ok]), e["peak_rss_mb"]])
             elif capped:
                 entry[contender] = {"seconds": None, "capped_at": args.dlt_cap}
-                table_rows.append([contender, size, f"> {args.dlt_cap:.0f} (cap)", 0, "-", None])
+                table_rows.append([contender, size, f"> {args.dlt_cap:.0f} (cap)", None, None, 0, "-", None])
             elif mine:
                 entry[contender] = {"error": mine[0]["error"]}
-                table_rows.append([contender, size, "ERROR (below)", 0, "-", None])
+                table_rows.append([contender, size, "ERROR (below)", None, None, 0, "-", None])
         om, dm = entry.get("ours-merge", {}), entry.get("dlt-merge", {})
         if om.get("seconds") and dm.get("seconds"):
             entry["dlt_over_ours"] = dm["seconds"] / om["seconds"]
         elif om.get("seconds") and dm.get("capped_at"):
             entry["dlt_over_ours_at_least"] = dm["capped_at"] / om["seconds"]
         summary[size] = entry
-    print("\n" + c.format_table(["step", "size", "median s", "runs", "noise", "peak RSS MB"], table_rows))
+    print("\n" + c.format_table(
+        ["step", "size", "median s", "best s", "client CPU s", "runs", "noise", "peak RSS MB"], table_rows))
     for r in runs:
         if "error" in r and not r.get("timed_out"):
             print(f"  {r['contender']} {r['size']} {r['label']}: {r['error']}")
@@ -315,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--since", default="", help=argparse.SUPPRESS)
     p.add_argument("--sample", default="[]", help=argparse.SUPPRESS)
+    p.add_argument("--warm-table", default=ip.WARM_TABLE,
+                   help="tiny table each child loads and merges once, untimed, before its timed step ('' = none)")
     return p.parse_args(argv)
 
 
@@ -323,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return c.child_main(HANDLERS, args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    for size in sizes:
-        if not c.pg_table_exists(SIZES[size]):
-            print(f"{SIZES[size]} is missing: run bench/pg_seed.py first", file=sys.stderr)
+    for table in [SIZES[s] for s in sizes] + ([args.warm_table] if args.warm_table else []):
+        if not c.pg_table_exists(table):
+            print(f"{table} is missing: run bench/pg_seed.py first", file=sys.stderr)
             return 2
     info = c.machine_info()
     print(f"dativo merge benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {info['cpus']} CPUs, "
@@ -347,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\ndlt hit its cap at 5M: measuring 1M as well", flush=True)
             queue.append("1m")
     summary = summarize(args, runs, done, state)
-    info["loadavg_end"] = __import__("os").getloadavg()
+    info["loadavg_end"] = os.getloadavg()
     print(f"\nload average start {info['loadavg_start']}, end {info['loadavg_end']}")
     print(c.MEASURING_NOTE)
     payload = {"summary": summary, "runs": runs, "machine": info, "warm_up": warm, "state": state,

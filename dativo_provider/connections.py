@@ -40,3 +40,45 @@ class ObjectStoreConfig:
     @property
     def secrets(self) -> tuple[str | None, ...]:
         return (self.secret_access_key, self.session_token)
+
+
+@dataclass(frozen=True)
+class StripeConfig:
+    """A Stripe secret (or restricted) key and, optionally, the connected account to read as."""
+
+    api_key: str = field(repr=False)
+    #: ``acct_...``: sent as the ``Stripe-Account`` header to read a connected account's data.
+    account: str | None = None
+    #: Override for proxies and tests; the client code is the same for the real API.
+    base_url: str = "https://api.stripe.com"
+    #: Pins the ``Stripe-Version`` header; None uses the account's default API version.
+    api_version: str | None = None
+    #: The Airflow connection the key came from, named in authentication errors.
+    conn_id: str | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.api_key,)
+
+
+@dataclass(frozen=True)
+class HubSpotConfig:
+    """A HubSpot private-app token, or an OAuth app's client id/secret and refresh token."""
+
+    access_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    #: Override for proxies and tests; the client code is the same for the real API.
+    base_url: str = "https://api.hubapi.com"
+    #: The Airflow connection the credentials came from, named in authentication errors.
+    conn_id: str | None = None
+
+    @property
+    def uses_oauth(self) -> bool:
+        """True when the refresh-token flow is configured (it wins over a static token)."""
+        return bool(self.refresh_token)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.access_token, self.client_secret, self.refresh_token)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from dativo_provider.compat import AirflowNotFoundException, BaseHook, mask_secret
 from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.get_provider_info import INTEGRATION, ICEBERG_CONN_FIELDS, ICEBERG_UI_FIELD_BEHAVIOUR
+from dativo_provider.get_provider_info import ICEBERG_CONN_FIELDS, ICEBERG_UI_FIELD_BEHAVIOUR, INTEGRATION
 from dativo_provider.hooks.sources import extras_of, object_store_config
 from dativo_provider.iceberg.catalog import CATALOG_TYPES, CatalogConfig, embedded_catalog
 

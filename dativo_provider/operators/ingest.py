@@ -6,7 +6,7 @@ import contextlib
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from dativo_provider.compat import AirflowException, AirflowFailException, Asset, BaseOperator, Context
 from dativo_provider.exceptions import TerminalError, TransientError
@@ -35,7 +35,7 @@ class IcebergIngestOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("source", "table", "write_options", "upper_bound")
-    template_fields_renderers = {"source": "json", "write_options": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"source": "json", "write_options": "json"}
     ui_color = "#cfe8fc"
 
     def __init__(

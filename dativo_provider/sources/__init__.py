@@ -17,6 +17,7 @@ SOURCE_MODULES: dict[str, str] = {
     "postgres": "dativo_provider.sources.postgres",
     "mysql": "dativo_provider.sources.mysql",
     "files": "dativo_provider.sources.files",
+    "markdown_kv": "dativo_provider.sources.markdown_kv",
 }
 
 

@@ -73,6 +73,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 DEFAULT_PORT = 3306
+#: Rows per batch unless the spec says otherwise. A chunk is held as Python tuples before it becomes
+#: Arrow: 16k rows x 10 columns peaks near 65 MB (64k rows: 170 MB) and reads as fast.
+DEFAULT_BATCH_ROWS = 16_384
 EXTRA = "mysql"
 #: A consumer that pauses (an Iceberg writer flushing a file) must not make the server give up.
 NET_WRITE_TIMEOUT_SECONDS = 3600
@@ -103,7 +106,7 @@ def from_spec(spec: Mapping[str, Any], connection: DatabaseConfig) -> MySQLSourc
     :param spec: ``{"type": "mysql", "table": "db.table" | "query": "...", ...}``.
     :param connection: the server to read from.
     """
-    return MySQLSource(parse_spec(spec, "mysql"), connection)
+    return MySQLSource(parse_spec(spec, "mysql", DEFAULT_BATCH_ROWS), connection)
 
 
 class MySQLSource(SqlSource):

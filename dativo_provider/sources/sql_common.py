@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 SPEC_KEYS = frozenset(
     {"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows"}
 )
-DEFAULT_BATCH_ROWS = 65_536
 CURSOR_STATE_KEY = "cursor"
 
 _LOOKBACK_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -75,11 +75,12 @@ class SqlSpec:
         return hashlib.sha256((self.query or "").encode()).hexdigest()[:16]
 
 
-def parse_spec(spec: Mapping[str, Any], kind: str) -> SqlSpec:
+def parse_spec(spec: Mapping[str, Any], kind: str, default_batch_rows: int) -> SqlSpec:
     """Validate a source spec; every error names the offending key.
 
     :param spec: the plain-dict spec.
     :param kind: the connector asked for (``postgres`` or ``mysql``).
+    :param default_batch_rows: ``batch_rows`` when the spec gives none.
     """
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
@@ -106,7 +107,7 @@ def parse_spec(spec: Mapping[str, Any], kind: str) -> SqlSpec:
         columns=_parse_columns(spec.get("columns"), kind),
         cursor=cursor,
         lookback=lookback,
-        batch_rows=_parse_batch_rows(spec.get("batch_rows", DEFAULT_BATCH_ROWS), kind),
+        batch_rows=_parse_batch_rows(spec.get("batch_rows", default_batch_rows), kind),
     )
 
 
@@ -416,21 +417,22 @@ class WatermarkTracker:
 # --- the stream ---------------------------------------------------------------------------------
 
 
-class BatchReader:
+class BatchReader(ABC):
     """What a dialect hands to :class:`SqlStream`: converted batches plus cleanup and error mapping."""
 
     schema: pa.Schema
 
+    @abstractmethod
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Batches of exactly ``schema``, read from the server as they are consumed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self, exhausted: bool) -> None:
         """Release the connection; ``exhausted`` is False when the caller stopped early."""
 
+    @abstractmethod
     def translate(self, exc: Exception) -> DativoError:
         """Turn a driver error into a project error with a redacted message."""
-        raise NotImplementedError
 
 
 class SqlStream(SourceStream):
@@ -504,6 +506,7 @@ class SqlSource(Source):
             )
         self.spec = spec
         self.config = config
+        # A lookback passed at run time (ReadBounds.lookback) also re-reads rows; its caller knows.
         self.may_repeat_rows = spec.lookback is not None
 
     @property
@@ -525,10 +528,9 @@ class SqlSource(Source):
             name = ".".join(part for part in self.lineage_parts() if part)
         return LineageDataset(namespace=namespace, name=name)
 
+    @abstractmethod
     def lineage_parts(self) -> tuple[str | None, ...]:
         """The dotted parts of the OpenLineage dataset name of the table."""
-        raise NotImplementedError
-
 
 
 def resolve_columns(

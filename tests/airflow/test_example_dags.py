@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ def _day(day: int) -> datetime:
     """Noon on a January 2024 day. The run reads rows up to its data interval end: that midnight on
     Airflow 2 (CronDataIntervalTimetable), noon itself on Airflow 3 (CronTriggerTimetable); the
     rows below fall on the same side of both."""
-    return datetime(2024, 1, day, 12, tzinfo=timezone.utc)
+    return datetime(2024, 1, day, 12, tzinfo=UTC)
 
 
 def test_every_example_dag_imports_without_errors(airflow_db):

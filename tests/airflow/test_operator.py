@@ -95,7 +95,7 @@ def test_a_templated_table_declares_no_outlet(csv_dir):
 @pytest.mark.parametrize(
     ("rendered", "expected"),
     [
-        ("2024-01-02T00:00:00+00:00", dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)),
+        ("2024-01-02T00:00:00+00:00", dt.datetime(2024, 1, 2, tzinfo=dt.UTC)),
         ("None", None),
         ("", None),
         (42, 42),

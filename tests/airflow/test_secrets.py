@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def _files_holding(root: Path, secret: bytes) -> list[str]:
 def test_password_stays_out_of_logs_xcom_rendered_fields_and_table(
     airflow_db, iceberg_default, dativo_home, postgres_with_password, capfd, caplog
 ):
-    run = run_dag("example_postgres_to_iceberg", datetime(2024, 1, 2, 12, tzinfo=timezone.utc))
+    run = run_dag("example_postgres_to_iceberg", datetime(2024, 1, 2, 12, tzinfo=UTC))
     (summary,) = return_values(run, "ingest_orders")
     assert summary["rows_written"] == 3, "the run must really have read through the connection"
 

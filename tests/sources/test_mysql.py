@@ -175,6 +175,8 @@ def test_query_columns_case_identity_and_lineage(my, my_db, read_all):
     query = "SELECT id, UPPER(Name) AS shout, id * 2 AS twice FROM t WHERE Name LIKE '%'"
     table, _ = read_all(source(my_db, query=query, columns=["TWICE", "shout"]))
     assert table.sort_by("twice").to_pylist() == [{"twice": 2, "shout": "A"}, {"twice": 4, "shout": "B"}]
+    newer, state = read_all(source(my_db, query=query, cursor="twice"), {"watermark": 2, "cursor": "twice"})
+    assert newer.to_pylist() == [{"id": 2, "shout": "B", "twice": 4}] and state["watermark"] == 4
     src = source(my_db, table="t", cursor="id", columns=["name"])
     assert read_all(src)[0].column_names == ["Name", "id"]
     assert src.identity == f"mysql://127.0.0.1:3306/{my_db.database}/{my_db.database}.t?cursor=id"

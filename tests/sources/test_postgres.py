@@ -192,6 +192,9 @@ def test_query_with_columns_identity_and_lineage(pg, pg_schema, postgres_config,
     assert table.sort_by("twice").to_pylist() == [{"twice": 2, "shout": "A"}, {"twice": 4, "shout": "B"}]
     assert src.identity.startswith("postgres://127.0.0.1:5432/test?query=")
     assert src.identity == source(postgres_config, query=query).identity
+    incremental = source(postgres_config, query=query, cursor="twice")
+    newer, state = read_all(incremental, {"watermark": 2, "cursor": "twice"})
+    assert newer.to_pylist() == [{"id": 2, "shout": "B", "twice": 4}] and state["watermark"] == 4
     tab = source(postgres_config, table=f"{pg_schema}.t", cursor="id")
     assert tab.identity == f"postgres://127.0.0.1:5432/test/{pg_schema}.t?cursor=id"
     assert (tab.lineage.namespace, tab.lineage.name) == ("postgres://127.0.0.1:5432", f"test.{pg_schema}.t")

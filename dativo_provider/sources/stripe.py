@@ -1,0 +1,316 @@
+"""Stripe source: one list endpoint (``/v1/<object>``) into Arrow batches, incrementally by ``created``.
+
+Spec::
+
+    {"type": "stripe", "conn_id": "stripe_default", "object": "charges",
+     "expand": ["customer"], "lookback": "1h", "start": "2024-01-01", "params": {"type": "charge"}}
+
+**Objects.** ``customers``, ``charges``, ``invoices``, ``subscriptions`` (``status=all``: canceled
+ones too), ``payment_intents``, ``balance_transactions`` and ``events`` have declared, typed columns
+(:mod:`dativo_provider.sources.stripe_objects`). Any other list endpoint is read by its path
+(``"refunds"``, ``"checkout/sessions"``) with the generic columns ``id, object, created, livemode,
+metadata`` plus ``data``, the whole object as JSON.
+
+**Column rule.** Scalars become typed columns (strings, int64, float64, bool); amounts stay int64 in
+the currency's minor unit, as Stripe sends them; unix timestamps become timestamp[us, UTC]; nested
+objects, lists and ``metadata`` become JSON text. An expandable field (``customer``) is its id as a
+string; expanded through ``expand`` it becomes the object as JSON text. ``extra_fields``
+(``{"field": "kind"}``) adds fields the declaration lacks.
+
+**Incremental** (default for the declared objects; ``"incremental": true`` for others whose list
+takes ``created`` filters). Stripe lists newest first and pages with ``starting_after``. A run asks
+for ``created[gt]=<watermark>`` (minus ``lookback``) and, with an upper bound, ``created[lte]``.
+The run's cut-off is Stripe's own clock (the first response's ``Date`` header) minus ``settle``
+(default 10 s, for objects whose creation is still completing), or the upper bound if earlier:
+objects newer than it are left for the next run. The new watermark is that cut-off, stored only
+after every page was read; a failure mid-paging commits nothing. ``created`` never changes, so
+later updates to an object are not seen unless a ``lookback`` re-reads it (then write with
+``merge`` on ``id``), or read ``events``.
+
+Reads are GETs: idempotent, retried on 429/5xx with backoff, honouring ``Stripe-Should-Retry``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from dativo_provider.connections import StripeConfig
+from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
+from dativo_provider.sources.http import BearerAuth, Clock, Dialect, HttpClient, RetryPolicy, json_or_none
+from dativo_provider.sources.records import Column
+from dativo_provider.sources.saas import (
+    CURSOR_KEY,
+    DEFAULT_BATCH_ROWS,
+    RecordStream,
+    check_keys,
+    duration,
+    iso,
+    name_list,
+    positive_int,
+    previous_watermark,
+    retry_policy,
+    utc_moment,
+)
+from dativo_provider.sources.stripe_objects import DEFAULT_PARAMS, KNOWN_OBJECTS, declared_columns
+
+SPEC_KEYS = frozenset({
+    "type", "conn_id", "object", "expand", "incremental", "lookback", "settle", "start", "params",
+    "extra_fields", "account", "page_size", "batch_rows", "retry",
+})
+MAX_PAGE_SIZE = 100
+DEFAULT_SETTLE = timedelta(seconds=10)
+_OBJECT_NAME = re.compile(r"[a-z][a-z_]*(/[a-z][a-z_]*)*")
+_RESERVED_PARAMS = ("limit", "starting_after", "ending_before", "created", "expand")
+#: Stripe echoes a masked key (``sk_test_****1234``) in some errors: scrub every key-shaped word.
+_KEY_PATTERN = re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z*]+")
+
+
+@dataclass(frozen=True)
+class StripeSpec:
+    """A validated Stripe source spec (see the module docstring)."""
+
+    object: str
+    expand: tuple[str, ...] = ()
+    incremental: bool = True
+    lookback: timedelta | None = None
+    settle: timedelta = DEFAULT_SETTLE
+    start: datetime | None = None
+    params: tuple[tuple[str, str], ...] = ()
+    extra_fields: tuple[tuple[str, str], ...] = ()
+    account: str | None = None
+    page_size: int = MAX_PAGE_SIZE
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    retry: RetryPolicy = RetryPolicy()
+
+
+def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
+    """Validate a spec; every error names the key."""
+    check_keys(spec, SPEC_KEYS, "stripe")
+    name = spec.get("object")
+    if not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name):
+        raise ConfigError(f"stripe source: 'object' must be a list endpoint such as 'charges', got {name!r}")
+    incremental = spec.get("incremental", name in KNOWN_OBJECTS)
+    if not isinstance(incremental, bool):
+        raise ConfigError(f"stripe source: 'incremental' must be true or false, got {incremental!r}")
+    return StripeSpec(
+        object=name,
+        expand=tuple(e.removeprefix("data.") for e in name_list(spec.get("expand"), "expand", "stripe") or ()),
+        incremental=incremental,
+        lookback=duration(spec.get("lookback"), "stripe source: 'lookback'"),
+        settle=duration(spec.get("settle", DEFAULT_SETTLE), "stripe source: 'settle'"),
+        start=utc_moment(spec.get("start"), "stripe source: 'start'"),
+        params=_params(spec.get("params"), name),
+        extra_fields=_pairs(spec.get("extra_fields"), "extra_fields"),
+        account=spec.get("account"),
+        page_size=positive_int(spec, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE, "stripe"),
+        batch_rows=positive_int(spec, "batch_rows", DEFAULT_BATCH_ROWS, 1_000_000, "stripe"),
+        retry=retry_policy(spec.get("retry"), "stripe"),
+    )
+
+
+def _pairs(value: Any, key: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping) or not all(isinstance(v, (str, int, bool)) for v in value.values()):
+        raise ConfigError(f"stripe source: {key!r} must be a mapping of names to scalar values, got {value!r}")
+    return tuple((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items())
+
+
+def _params(value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    params = dict(DEFAULT_PARAMS.get(name, {}))
+    params.update(_pairs(value, "params"))
+    reserved = [k for k in params if k.split("[")[0] in _RESERVED_PARAMS]
+    if reserved:
+        raise ConfigError(f"stripe source: 'params' may not set {reserved}; the source pages and filters itself")
+    return tuple(params.items())
+
+
+def from_spec(spec: Mapping[str, Any], connection: StripeConfig) -> StripeSource:
+    """Build a Stripe source from its spec and the connection's :class:`StripeConfig`."""
+    return StripeSource(parse_spec(spec), connection)
+
+
+class StripeDialect(Dialect):
+    """Stripe's error body ``{"error": {"type", "message", "code"}}`` and ``Stripe-Should-Retry``."""
+
+    scrub = (_KEY_PATTERN,)
+
+    def should_retry(self, response: requests.Response) -> bool | None:
+        hint = response.headers.get("Stripe-Should-Retry", "").strip().lower()
+        return {"true": True, "false": False}.get(hint)
+
+    def message(self, response: requests.Response) -> str:
+        body = json_or_none(response)
+        error = body.get("error") if isinstance(body, Mapping) else None
+        if not isinstance(error, Mapping):
+            return super().message(response)
+        code = error.get("code") or error.get("type")
+        return f"{error.get('message', '')} ({code})" if code else str(error.get("message", ""))
+
+
+class StripeSource(Source):
+    """One Stripe list endpoint.
+
+    :param spec: the validated spec.
+    :param config: the key and account; the spec's ``account`` overrides the connection's.
+    :param clock: time source for retry waits (tests inject one that does not sleep).
+    """
+
+    def __init__(self, spec: StripeSpec, config: StripeConfig, clock: Clock | None = None) -> None:
+        if not isinstance(config, StripeConfig):
+            raise ConfigError(f"stripe source needs a StripeConfig connection, got {type(config).__name__}")
+        if not config.api_key:
+            raise ConfigError(f"stripe connection {config.conn_id!r} has no secret key (the password field)")
+        self.spec = spec
+        self.config = config
+        self.clock = clock
+        self.may_repeat_rows = spec.incremental and spec.lookback is not None
+
+    @property
+    def account(self) -> str | None:
+        return self.spec.account or self.config.account
+
+    @property
+    def identity(self) -> str:
+        return f"stripe://{self.account or 'default'}/{self.spec.object}"
+
+    @property
+    def lineage(self) -> LineageDataset:
+        return LineageDataset(f"stripe://{self.account or 'default'}", self.spec.object)
+
+    def columns(self) -> list[Column]:
+        """The declared columns with extra fields added and expanded fields turned into JSON."""
+        columns = declared_columns(self.spec.object)
+        names = {c.name for c in columns}
+        columns += [Column(name, kind) for name, kind in self.spec.extra_fields if name not in names]
+        expanded = {path.split(".")[0] for path in self.spec.expand}
+        columns = [Column(c.name, "json", c.path) if c.name in expanded else c for c in columns]
+        columns += [Column(name, "json") for name in sorted(expanded - {c.name for c in columns})]
+        return columns
+
+    def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> StripeStream:
+        window = self._window(state, bounds)
+        client = self._client()
+        details = {"identity": self.identity, "object": self.spec.object, "window": window.describe()}
+        return StripeStream(self, client, window, state, details)
+
+    def _window(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> CreatedWindow:
+        if not self.spec.incremental:
+            return CreatedWindow(None, None, None, None)
+        where = f"stripe {self.spec.object}"
+        previous = previous_watermark(state, "created", where)
+        lookback = duration(bounds.lookback, "ReadBounds.lookback") if bounds.lookback is not None else None
+        lookback = lookback or self.spec.lookback or timedelta(0)
+        after = None if previous is None else int((previous - lookback).timestamp())
+        since = None if previous is not None or self.spec.start is None else int(self.spec.start.timestamp())
+        upper = utc_moment(bounds.upper, "the upper bound")
+        return CreatedWindow(after, since, None if upper is None else int(upper.timestamp()), previous)
+
+    def _client(self) -> HttpClient:
+        headers = {"Stripe-Account": self.account, "Stripe-Version": self.config.api_version}
+        return HttpClient(
+            "Stripe", self.config.base_url, BearerAuth(self.config.api_key), conn_id=self.config.conn_id,
+            headers={k: v for k, v in headers.items() if v}, dialect=StripeDialect(), policy=self.spec.retry,
+            clock=self.clock,
+        )
+
+
+@dataclass(frozen=True)
+class CreatedWindow:
+    """``created`` limits in unix seconds: ``gt`` (after the watermark), ``gte`` (the spec's start),
+    ``lte`` (the upper bound); ``previous`` is the committed watermark."""
+
+    gt: int | None
+    gte: int | None
+    lte: int | None
+    previous: datetime | None
+
+    def params(self) -> list[tuple[str, str]]:
+        named = (("created[gt]", self.gt), ("created[gte]", self.gte), ("created[lte]", self.lte))
+        return [(key, str(value)) for key, value in named if value is not None]
+
+    def describe(self) -> dict[str, int]:
+        return {key: int(value) for key, value in self.params()}
+
+
+class StripeStream(RecordStream):
+    """The pages of one list request, newest first, cut off at the run's upper limit."""
+
+    def __init__(self, source: StripeSource, client: HttpClient, window: CreatedWindow,
+                 state: Mapping[str, Any] | None, details: dict[str, Any]) -> None:
+        spec = source.spec
+        super().__init__(client, source.columns(), f"Stripe {spec.object}", state, spec.batch_rows, details)
+        self.spec = spec
+        self.window = window
+        self.incremental = spec.incremental
+        self._cutoff: int | None = None
+        self._cutoff_known = False
+        self._newest: int | None = None
+        self._rows = 0
+
+    def records(self) -> Iterator[Mapping[str, Any]]:
+        path = f"/v1/{self.spec.object}"
+        params = [("limit", str(self.spec.page_size)), *self.window.params(), *self.spec.params]
+        params += [("expand[]", f"data.{e}") for e in self.spec.expand]
+        starting_after = None
+        while True:
+            paging = [("starting_after", starting_after)] if starting_after else []
+            page = self.client.get(path, params + paging, what=f"the {self.spec.object} list")
+            data = self._data(page.body)
+            if not self._cutoff_known:
+                self._cutoff, self._cutoff_known = self._cutoff_from(page.server_time), True
+            yield from self._within_cutoff(data)
+            self.report.details["pages"] += 1
+            if not page.body.get("has_more") or not data:
+                return
+            starting_after = data[-1]["id"]
+
+    def _data(self, body: Any) -> list[dict[str, Any]]:
+        is_list = isinstance(body, Mapping) and body.get("object") == "list" and isinstance(body.get("data"), list)
+        if not is_list:
+            raise SourceError(
+                f"Stripe /v1/{self.spec.object} did not answer with a list object; is it a list endpoint?"
+            )
+        return body["data"]
+
+    def _cutoff_from(self, server_time: datetime | None) -> int | None:
+        """Newest ``created`` this run takes: Stripe's clock minus ``settle``, or the upper bound."""
+        if not self.incremental:
+            return None
+        limits = [self.window.lte] if self.window.lte is not None else []
+        if server_time is not None:
+            limits.append(int((server_time - self.spec.settle).timestamp()))
+        return min(limits) if limits else None
+
+    def _within_cutoff(self, data: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in data:
+            created = record.get("created")
+            if self.incremental and not isinstance(created, int):
+                raise SourceError(
+                    f"Stripe {self.spec.object} record {record.get('id')!r} has no 'created'; read it with "
+                    "'incremental': false"
+                )
+            if self._cutoff is not None and created > self._cutoff:
+                continue
+            if self.incremental and (self._newest is None or created > self._newest):
+                self._newest = created
+            self._rows += 1
+            yield record
+
+    def new_state(self) -> dict[str, Any] | None:
+        if not self.incremental:
+            return None
+        if self._rows == 0:
+            return self.previous
+        reached = self._cutoff if self._cutoff is not None else self._newest
+        moment = utc_moment(reached, "watermark")
+        if self.window.previous is not None and moment < self.window.previous:
+            moment = self.window.previous
+        return {WATERMARK_KEY: iso(moment), CURSOR_KEY: "created"}

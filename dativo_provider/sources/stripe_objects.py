@@ -1,0 +1,92 @@
+"""The columns of each Stripe object this package knows, by the rule in :mod:`dativo_provider.sources.stripe`.
+
+Each entry is ``"field:kind"`` (kind defaults to ``string``); kinds are those of
+:mod:`dativo_provider.sources.records`. Fields an API version does not return arrive as null;
+fields not listed here are not read (add them with the spec's ``extra_fields``). ``client_secret``
+of payment intents is left out on purpose: Stripe treats it as a credential.
+"""
+
+from __future__ import annotations
+
+from dativo_provider.sources.records import WHOLE_RECORD, Column
+
+_OBJECTS: dict[str, str] = {
+    "customers": """
+        id object address:json balance:int created:unix currency default_source:ref delinquent:bool
+        description discount:json email invoice_prefix invoice_settings:json livemode:bool metadata:json name
+        next_invoice_sequence:int phone preferred_locales:json shipping:json tax_exempt test_clock:ref
+    """,
+    "charges": """
+        id object amount:int amount_captured:int amount_refunded:int application:ref application_fee:ref
+        application_fee_amount:int balance_transaction:ref billing_details:json calculated_statement_descriptor
+        captured:bool created:unix currency customer:ref description disputed:bool
+        failure_balance_transaction:ref failure_code failure_message fraud_details:json invoice:ref
+        livemode:bool metadata:json on_behalf_of:ref outcome:json paid:bool payment_intent:ref payment_method
+        payment_method_details:json receipt_email receipt_number receipt_url refunded:bool refunds:json
+        review:ref shipping:json source_transfer:ref statement_descriptor statement_descriptor_suffix status
+        transfer_data:json transfer_group
+    """,
+    "invoices": """
+        id object account_country account_name amount_due:int amount_paid:int amount_remaining:int
+        amount_shipping:int application:ref attempt_count:int attempted:bool auto_advance:bool
+        automatic_tax:json billing_reason collection_method created:unix currency customer:ref
+        customer_address:json customer_email customer_name customer_phone customer_tax_exempt
+        default_payment_method:ref description discounts:json due_date:unix effective_at:unix
+        ending_balance:int footer hosted_invoice_url invoice_pdf last_finalization_error:json lines:json
+        livemode:bool metadata:json next_payment_attempt:unix number on_behalf_of:ref parent:json paid:bool
+        period_end:unix period_start:unix receipt_number starting_balance:int statement_descriptor status
+        status_transitions:json subscription:ref subtotal:int subtotal_excluding_tax:int tax:int
+        test_clock:ref total:int total_excluding_tax:int webhooks_delivered_at:unix
+    """,
+    "subscriptions": """
+        id object application:ref application_fee_percent:float automatic_tax:json
+        billing_cycle_anchor:unix billing_thresholds:json cancel_at:unix cancel_at_period_end:bool
+        canceled_at:unix cancellation_details:json collection_method created:unix currency
+        current_period_end:unix current_period_start:unix customer:ref days_until_due:int
+        default_payment_method:ref default_source:ref description discounts:json ended_at:unix items:json
+        latest_invoice:ref livemode:bool metadata:json next_pending_invoice_item_invoice:unix
+        on_behalf_of:ref pause_collection:json payment_settings:json pending_setup_intent:ref
+        pending_update:json schedule:ref start_date:unix status test_clock:ref transfer_data:json
+        trial_end:unix trial_settings:json trial_start:unix
+    """,
+    "payment_intents": """
+        id object amount:int amount_capturable:int amount_details:json amount_received:int application:ref
+        application_fee_amount:int automatic_payment_methods:json canceled_at:unix cancellation_reason
+        capture_method confirmation_method created:unix currency customer:ref description invoice:ref
+        last_payment_error:json latest_charge:ref livemode:bool metadata:json next_action:json
+        on_behalf_of:ref payment_method:ref payment_method_options:json payment_method_types:json
+        processing:json receipt_email review:ref setup_future_usage shipping:json statement_descriptor
+        statement_descriptor_suffix status transfer_data:json transfer_group
+    """,
+    "balance_transactions": """
+        id object amount:int available_on:unix created:unix currency description exchange_rate:float fee:int
+        fee_details:json net:int reporting_category source:ref status type
+    """,
+    "events": """
+        id object account api_version created:unix data:json livemode:bool pending_webhooks:int request:json
+        type
+    """,
+}
+
+#: Any other list endpoint: the common fields typed, the whole object as JSON in ``data``.
+GENERIC = "id object created:unix livemode:bool metadata:json"
+
+#: List parameters Stripe needs to return every object, not only the default selection.
+DEFAULT_PARAMS: dict[str, dict[str, str]] = {"subscriptions": {"status": "all"}}
+
+KNOWN_OBJECTS = tuple(sorted(_OBJECTS))
+
+
+def _parse(fields: str) -> list[Column]:
+    columns = []
+    for entry in fields.split():
+        name, _, kind = entry.partition(":")
+        columns.append(Column(name, kind or "string"))
+    return columns
+
+
+def declared_columns(object_name: str) -> list[Column]:
+    """The columns of a known object, or the generic ones plus ``data`` (the whole object as JSON)."""
+    if object_name in _OBJECTS:
+        return _parse(_OBJECTS[object_name])
+    return [*_parse(GENERIC), Column("data", "json", WHOLE_RECORD)]

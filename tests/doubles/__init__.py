@@ -1,0 +1,1 @@
+"""Loopback HTTP doubles of the SaaS APIs, following their documented wire contracts."""

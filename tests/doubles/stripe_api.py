@@ -1,0 +1,319 @@
+"""A loopback double of Stripe's list API (``GET /v1/<object>``), following its wire contract.
+
+* **Auth:** ``Authorization: Bearer sk_...`` or HTTP Basic with the key as user name. A wrong key
+  gets 401 ``{"error": {"type": "invalid_request_error", "message": "Invalid API Key provided:
+  sk_test_****wxyz"}}`` (Stripe masks the key the same way).
+* **Connected accounts:** ``Stripe-Account: acct_...`` selects that account's data; an unknown
+  account gets 403 ``account_invalid``.
+* **Lists:** newest first (``created`` descending, then id), ``limit`` 1..100 (default 10),
+  ``starting_after`` / ``ending_before`` cursors, ``created[gt|gte|lt|lte]``, ``expand[]=data.<field>``
+  (the field's id replaced by the object it names). Response ``{"object": "list", "data": [...],
+  "has_more": bool, "url": "/v1/<object>"}``. Unknown parameters get 400 "Received unknown
+  parameter"; unknown endpoints 404 "Unrecognized request URL". Subscriptions leave out canceled
+  ones unless ``status=all`` (as Stripe does).
+* **Speed:** objects are serialised once; a page is the joined bytes of its objects.
+
+Run it standalone (the benchmark does): ``python -m tests.doubles.stripe_api --charges 50000``
+prints ``READY http://127.0.0.1:<port>`` and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import bisect
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.doubles.server import ApiDouble, Request, Response
+
+API_KEY = "sk_test_51DativoDoubleKey0000000000wxyz"
+T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
+_COMMON_PARAMS = {"limit", "starting_after", "ending_before", "expand[]", "created"}
+_EXTRA_PARAMS = {"status", "type", "customer", "currency"}
+#: Expandable field -> the collection its id points into.
+_EXPANDS = {"customer": "customers", "balance_transaction": "balance_transactions", "invoice": "invoices",
+            "payment_intent": "payment_intents", "latest_charge": "charges", "subscription": "subscriptions"}
+_ID_PREFIX = {"customers": "cus", "charges": "ch", "subscriptions": "sub", "payment_intents": "pi",
+              "invoices": "in", "balance_transactions": "txn", "events": "evt", "products": "prod"}
+
+
+def _error(status: int, message: str, code: str | None = None, **extra: Any) -> Response:
+    error = {"type": "invalid_request_error", "message": message, **extra}
+    if code:
+        error["code"] = code
+    return Response(status, {"error": error}, {"Request-Id": "req_double"})
+
+
+@dataclass
+class _Collection:
+    """One list endpoint's objects, kept sorted newest first, each serialised once."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _order: list[str] = field(default_factory=list)
+    _keys: list[int] = field(default_factory=list)
+    _position: dict[str, int] = field(default_factory=dict)
+    _bytes: dict[str, bytes] = field(default_factory=dict)
+    _dirty: bool = True
+
+    def put(self, obj: dict[str, Any]) -> None:
+        self.objects[obj["id"]] = obj
+        self._bytes.pop(obj["id"], None)
+        self._dirty = True
+
+    def sorted(self) -> tuple[list[str], list[int], dict[str, int]]:
+        if self._dirty:
+            self._order = sorted(self.objects, key=lambda i: (-self.objects[i]["created"], _reverse(i)))
+            self._keys = [-self.objects[i]["created"] for i in self._order]
+            self._position = {object_id: n for n, object_id in enumerate(self._order)}
+            self._dirty = False
+        return self._order, self._keys, self._position
+
+    def serialised(self, object_id: str) -> bytes:
+        data = self._bytes.get(object_id)
+        if data is None:
+            data = self._bytes[object_id] = json.dumps(self.objects[object_id]).encode()
+        return data
+
+
+def _reverse(object_id: str) -> tuple[int, ...]:
+    """Sort ids descending inside one second (the ``created`` tie-break)."""
+    return tuple(-ord(c) for c in object_id)
+
+
+class StripeDouble(ApiDouble):
+    """Stripe's list endpoints for one secret key, a platform account and connected accounts."""
+
+    def __init__(self, api_key: str = API_KEY, accounts: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.accounts = set(accounts)
+        self.data: dict[tuple[str | None, str], _Collection] = {}
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def add(self, resource: str, objects: Iterable[dict[str, Any]], account: str | None = None) -> None:
+        with self.lock:
+            collection = self.data.setdefault((account, resource), _Collection())
+            for obj in objects:
+                collection.put(obj)
+
+    def update(self, resource: str, object_id: str, account: str | None = None, **fields: Any) -> None:
+        with self.lock:
+            collection = self.data[(account, resource)]
+            collection.put({**collection.objects[object_id], **fields})
+
+    def get(self, resource: str, object_id: str, account: str | None = None) -> dict[str, Any]:
+        return self.data[(account, resource)].objects[object_id]
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def route(self, request: Request) -> Response:
+        denied = self._authenticate(request)
+        if denied is not None:
+            return denied
+        account = request.headers.get("stripe-account")
+        if account is not None and account not in self.accounts:
+            return _error(403, f"The provided key '{_masked(self.api_key)}' does not have access to account "
+                          f"'{account}' (or that account does not exist).", "account_invalid")
+        resource = request.path.removeprefix("/v1/")
+        if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
+            return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                          "https://stripe.com/docs or we can help at https://support.stripe.com/.")
+        return self._list(request, resource, self.data.get((account, resource)) or _Collection())
+
+    def _authenticate(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            key = header.removeprefix("Bearer ")
+        elif header.startswith("Basic "):
+            key = base64.b64decode(header.removeprefix("Basic ")).decode().split(":")[0]
+        else:
+            return _error(401, "You did not provide an API key. You need to provide your API key in the "
+                          "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+        if key != self.api_key:
+            return _error(401, f"Invalid API Key provided: {_masked(key)}")
+        return None
+
+    def _list(self, request: Request, resource: str, collection: _Collection) -> Response:
+        unknown = [k for k in request.params if k.split("[")[0] not in _COMMON_PARAMS | _EXTRA_PARAMS
+                   and k != "expand[]"]
+        if unknown:
+            return _error(400, f"Received unknown parameter: {unknown[0]}", "parameter_unknown", param=unknown[0])
+        try:
+            limit = int(request.param("limit", "10"))
+        except ValueError:
+            return _error(400, "Invalid integer: limit", "parameter_invalid_integer", param="limit")
+        if not 1 <= limit <= 100:
+            return _error(400, "This value must be less than or equal to 100.", "parameter_invalid_integer")
+        ids = self._matching(request, resource, collection)
+        if isinstance(ids, Response):
+            return ids
+        page, has_more = ids[:limit], len(ids) > limit
+        return self._page(request, resource, collection, page, has_more)
+
+    def _matching(self, request: Request, resource: str, collection: _Collection) -> list[str] | Response:
+        order, keys, position = collection.sorted()
+        start, end = _created_range(request, keys)
+        after, before = request.param("starting_after"), request.param("ending_before")
+        for cursor in (after, before):
+            if cursor is not None and cursor not in position:
+                return _error(400, f"No such {resource.rstrip('s')}: '{cursor}'", "resource_missing")
+        if after is not None:
+            start = max(start, position[after] + 1)
+        if before is not None:
+            end = min(end, position[before])
+        ids = order[start:end]
+        status = request.param("status")
+        if resource == "subscriptions" and status != "all":
+            ids = [i for i in ids if collection.objects[i].get("status") == status
+                   or (status is None and collection.objects[i].get("status") != "canceled")]
+        return ids
+
+    def _page(self, request: Request, resource: str, collection: _Collection, page: list[str],
+              has_more: bool) -> Response:
+        expand = [e.removeprefix("data.") for e in request.params.get("expand[]", [])]
+        if expand:
+            items = [json.dumps(self._expanded(collection.objects[i], expand, request)).encode() for i in page]
+        else:
+            items = [collection.serialised(i) for i in page]
+        raw = (b'{"object": "list", "data": [' + b", ".join(items) + b'], "has_more": '
+               + (b"true" if has_more else b"false") + b', "url": "/v1/' + resource.encode() + b'"}')
+        return Response(200, raw=raw, headers={"Request-Id": "req_double"})
+
+    def _expanded(self, obj: dict[str, Any], expand: list[str], request: Request) -> dict[str, Any]:
+        obj = dict(obj)
+        account = request.headers.get("stripe-account")
+        for name in expand:
+            target = self.data.get((account, _EXPANDS.get(name, "")))
+            if isinstance(obj.get(name), str) and target is not None and obj[name] in target.objects:
+                obj[name] = target.objects[obj[name]]
+        return obj
+
+
+def _known(data: dict[tuple[str | None, str], _Collection]) -> set[str]:
+    return {resource for _, resource in data} | set(_ID_PREFIX)
+
+
+def _created_range(request: Request, keys: list[int]) -> tuple[int, int]:
+    """Index range of objects (sorted by -created ascending) inside the ``created[...]`` filters."""
+    start, end = 0, len(keys)
+    bounds = {op: request.param(f"created[{op}]") for op in ("gt", "gte", "lt", "lte")}
+    if bounds["lte"] is not None:
+        start = max(start, bisect.bisect_left(keys, -int(bounds["lte"])))
+    if bounds["lt"] is not None:
+        start = max(start, bisect.bisect_right(keys, -int(bounds["lt"])))
+    if bounds["gt"] is not None:
+        end = min(end, bisect.bisect_left(keys, -int(bounds["gt"])))
+    if bounds["gte"] is not None:
+        end = min(end, bisect.bisect_right(keys, -int(bounds["gte"])))
+    if request.param("created") is not None:
+        exact = -int(request.param("created"))
+        start, end = max(start, bisect.bisect_left(keys, exact)), min(end, bisect.bisect_right(keys, exact))
+    return start, end
+
+
+def _masked(key: str) -> str:
+    prefix = key[: key.find("_", 3) + 1] if key.count("_") >= 2 else ""
+    return f"{prefix}****{key[-4:]}"
+
+
+# --- realistic objects --------------------------------------------------------------------------
+
+
+def object_id(resource: str, n: int) -> str:
+    return f"{_ID_PREFIX.get(resource, 'obj')}_{n:014d}"
+
+
+def customer(n: int, created: int, **fields: Any) -> dict[str, Any]:
+    """A customer shaped as Stripe documents it."""
+    return {
+        "id": object_id("customers", n), "object": "customer", "address": None, "balance": 0, "created": created,
+        "currency": "usd", "default_source": None, "delinquent": False, "description": None, "discount": None,
+        "email": f"customer{n}@example.com", "invoice_prefix": f"INV{n:05d}",
+        "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
+                             "rendering_options": None},
+        "livemode": False, "metadata": {"n": str(n)}, "name": f"Customer {n}", "next_invoice_sequence": 1,
+        "phone": None, "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
+        **fields,
+    }
+
+
+def charge(n: int, created: int, customer_n: int | None = None, **fields: Any) -> dict[str, Any]:
+    """A card charge shaped as Stripe documents it (amounts in cents)."""
+    return {
+        "id": object_id("charges", n), "object": "charge", "amount": 1000 + n % 9000, "amount_captured": 1000 + n % 9000,
+        "amount_refunded": 0, "application": None, "application_fee": None, "application_fee_amount": None,
+        "balance_transaction": object_id("balance_transactions", n),
+        "billing_details": {"address": {"city": None, "country": "DE", "line1": None, "line2": None,
+                                        "postal_code": "10115", "state": None},
+                            "email": None, "name": f"Jenny {n}", "phone": None},
+        "calculated_statement_descriptor": "DATIVO", "captured": True, "created": created, "currency": "eur",
+        "customer": None if customer_n is None else object_id("customers", customer_n), "description": None,
+        "disputed": False, "failure_balance_transaction": None, "failure_code": None, "failure_message": None,
+        "fraud_details": {}, "invoice": None, "livemode": False, "metadata": {"order": f"o-{n}"},
+        "on_behalf_of": None,
+        "outcome": {"network_status": "approved_by_network", "reason": None, "risk_level": "normal",
+                    "risk_score": n % 100, "seller_message": "Payment complete.", "type": "authorized"},
+        "paid": True, "payment_intent": object_id("payment_intents", n), "payment_method": f"pm_{n:014d}",
+        "payment_method_details": {"card": {"brand": "visa", "country": "US", "exp_month": 8, "exp_year": 2030,
+                                            "funding": "credit", "last4": "4242", "network": "visa"},
+                                   "type": "card"},
+        "receipt_email": None, "receipt_number": None,
+        "receipt_url": f"https://pay.stripe.com/receipts/acct_double/{object_id('charges', n)}",
+        "refunded": False, "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
+        "statement_descriptor_suffix": None, "status": "succeeded", "transfer_data": None, "transfer_group": None,
+        **fields,
+    }
+
+
+def subscription(n: int, created: int, status: str = "active", **fields: Any) -> dict[str, Any]:
+    return {
+        "id": object_id("subscriptions", n), "object": "subscription", "application": None,
+        "billing_cycle_anchor": created, "cancel_at": None, "cancel_at_period_end": False,
+        "canceled_at": created + 86400 if status == "canceled" else None, "collection_method": "charge_automatically",
+        "created": created, "currency": "usd", "current_period_end": created + 30 * 86400,
+        "current_period_start": created, "customer": object_id("customers", n), "days_until_due": None,
+        "items": {"object": "list", "data": [{"id": f"si_{n}", "object": "subscription_item", "quantity": 1}],
+                  "has_more": False, "url": f"/v1/subscription_items?subscription=sub_{n}"},
+        "latest_invoice": object_id("invoices", n), "livemode": False, "metadata": {}, "start_date": created,
+        "status": status, "trial_end": None, "trial_start": None, **fields,
+    }
+
+
+def product(n: int, created: int) -> dict[str, Any]:
+    """An object of an endpoint the source does not declare (read with the generic columns)."""
+    return {"id": object_id("products", n), "object": "product", "active": True, "created": created,
+            "description": None, "livemode": False, "metadata": {"sku": f"S{n}"}, "name": f"Product {n}",
+            "updated": created}
+
+
+def charges(count: int, start: int = T0, step: int = 1, first: int = 0) -> list[dict[str, Any]]:
+    """``count`` charges created ``step`` seconds apart from ``start``."""
+    return [charge(first + i, start + i * step, customer_n=(first + i) % 50) for i in range(count)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--charges", type=int, default=50_000)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    double = StripeDouble()
+    double.add("charges", charges(args.charges))
+    double.data[(None, "charges")].sorted()
+    for object_id_ in double.data[(None, "charges")].objects:  # serialise up front: serving stays cheap
+        double.data[(None, "charges")].serialised(object_id_)
+    double.start(args.port)
+    print(f"READY {double.url}", flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin or kills us
+    finally:
+        double.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
