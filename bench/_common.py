@@ -143,6 +143,19 @@ def _poll_tree_rss(proc: subprocess.Popen, psutil: Any, timeout: float | None, s
     return peak, False
 
 
+def wait_for_quiet(max_busy: float | None, max_wait: float) -> float:
+    """Before a run: the machine's CPU use (%, all cores) over one second — other people's work, as
+    no benchmark child is running. With ``max_busy`` set, wait (at most ``max_wait`` s) until it is
+    below that. Returns the last reading, recorded with the run as a noise indicator."""
+    import psutil
+
+    deadline = time.monotonic() + max_wait
+    busy = psutil.cpu_percent(interval=1.0)
+    while max_busy is not None and busy >= max_busy and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=2.0)
+    return busy
+
+
 def child_report(path: str, payload: dict[str, Any]) -> None:
     """Called in the child: add kernel RSS high-water marks and write the result JSON."""
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -294,9 +294,9 @@ class Runner:
         argv = [sys.executable, __file__, "--child", contender, "--table", SIZES[size],
                 "--workdir", str(workdir), "--result", str(workdir / "result.json"),
                 "--warm-table", self.args.warm_table]
-        load = os.getloadavg()[0]
+        busy = c.wait_for_quiet(self.args.quiet_cpu, self.args.quiet_wait)
         out = c.run_child(argv, timeout=self.args.timeout, log=c.SCRATCH_DIR / f"{contender}-{size}-{repeat}.log")
-        out["loadavg_1m_before"] = load
+        out["busy_cpu_pct_before"] = busy
         out.update(contender=contender, size=size, repeat=repeat, expected_rows=self.expected[size])
         if out.get("rows_in_table") not in (None, self.expected[size]) and "error" not in out:
             out["error"] = f"table holds {out['rows_in_table']} rows, source has {self.expected[size]}"
@@ -305,7 +305,7 @@ class Runner:
         self.runs.append(out)
         status = out.get("error") or (
             f"{out['seconds']:.2f}s  {out['expected_rows'] / out['seconds']:,.0f} rows/s  "
-            f"peak {out['peak_rss_mb']:.0f} MB  cpu {out.get('cpu_seconds', 0):.1f}s  load {load:.1f}")
+            f"peak {out['peak_rss_mb']:.0f} MB  cpu {out.get('cpu_seconds', 0):.1f}s  busy-before {busy:.0f}%")
         print(f"  [{size} #{repeat + 1}] {contender:15s} {status}", flush=True)
         if not self.args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -346,6 +346,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="dlt backend for 5M (auto: faster median at 1M)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a child is killed")
     p.add_argument("--keep", action="store_true", help="keep the work directories")
+    p.add_argument("--quiet-cpu", type=float, default=None,
+                   help="before each run, wait until machine CPU use (%% of all cores, over 1 s) is below "
+                        "this; default: only record it")
+    p.add_argument("--quiet-wait", type=float, default=180, help="longest wait for --quiet-cpu, seconds")
     # child mode
     p.add_argument("--child", choices=sorted(HANDLERS), help=argparse.SUPPRESS)
     p.add_argument("--table", help=argparse.SUPPRESS)

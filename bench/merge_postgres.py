@@ -214,16 +214,16 @@ def run(args: argparse.Namespace, contender: str, size: str, table: str, workdir
     argv = [sys.executable, __file__, "--child", contender, "--table", table, "--workdir", str(workdir),
             "--result", str(workdir / f"{contender}.json"), "--since", since,
             "--sample", json.dumps(sample or []), "--ours-spec", args.ours_spec, "--warm-table", args.warm_table]
-    load = os.getloadavg()[0]
+    busy = c.wait_for_quiet(args.quiet_cpu, args.quiet_wait)
     out = c.run_child(argv, timeout=timeout or args.timeout, log=c.SCRATCH_DIR / f"merge-{contender}-{size}-{label}.log")
-    out.update(contender=contender, size=size, label=label, loadavg_1m_before=load)
+    out.update(contender=contender, size=size, label=label, busy_cpu_pct_before=busy)
     if "error" not in out and out.get("rows_in_table") not in (None, args.expected[size]):
         out["error"] = f"table holds {out['rows_in_table']} rows, expected {args.expected[size]}"
     if out.get("timed_out"):
         status = f"> {timeout:.0f}s (cap hit, killed)"
     else:
         status = out.get("error") or (f"{out['seconds']:.2f}s  peak {out['peak_rss_mb']:.0f} MB  "
-                                      f"cpu {out.get('cpu_seconds', 0):.1f}s  load {load:.1f}")
+                                      f"cpu {out.get('cpu_seconds', 0):.1f}s  busy-before {busy:.0f}%")
     print(f"  [{size} {label}] {contender:10s} {status}", flush=True)
     return out
 
@@ -322,6 +322,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="JSON source spec for our merge run; {table} and {since} are substituted")
     p.add_argument("--no-auto-1m", action="store_true", help="do not add 1m when dlt is capped at 5m")
     p.add_argument("--keep", action="store_true", help="keep the work directories")
+    p.add_argument("--quiet-cpu", type=float, default=None,
+                   help="before each run, wait until machine CPU use (%% of all cores, over 1 s) is below "
+                        "this; default: only record it")
+    p.add_argument("--quiet-wait", type=float, default=180, help="longest wait for --quiet-cpu, seconds")
     p.add_argument("--child", choices=sorted(HANDLERS), help=argparse.SUPPRESS)
     p.add_argument("--table", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)

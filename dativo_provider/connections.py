@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,41 @@ class HubSpotConfig:
     @property
     def secrets(self) -> tuple[str | None, ...]:
         return (self.access_token, self.client_secret, self.refresh_token)
+
+
+#: Read-only scopes for the Drive and Sheets sources.
+GOOGLE_READONLY_SCOPES = (
+    "https://www.googleapis.com/auth/drive.readonly",
+    "https://www.googleapis.com/auth/spreadsheets.readonly",
+)
+
+
+@dataclass(frozen=True)
+class GoogleConfig:
+    """Google credentials for the Drive and Sheets sources, in this order of precedence:
+
+    1. ``service_account_info``: a service-account key (the parsed JSON key file); access tokens
+       are minted from it with the OAuth2 JWT-bearer grant at the key's ``token_uri``;
+    2. ``access_token``: an OAuth2 access token minted elsewhere (it is never refreshed);
+    3. ``metadata_url``: the GCE/GKE metadata server (Application Default Credentials on Cloud
+       Composer and GKE Workload Identity), e.g. ``http://metadata.google.internal``.
+    """
+
+    service_account_info: Mapping[str, Any] | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = GOOGLE_READONLY_SCOPES
+    #: A Workspace user to act as (domain-wide delegation): the JWT's ``sub`` claim.
+    subject: str | None = None
+    #: Sent as ``x-goog-user-project``: the project billed for quota.
+    quota_project: str | None = None
+    metadata_url: str | None = None
+    #: Overrides for proxies and tests; the client code is the same for the real APIs.
+    drive_url: str = "https://www.googleapis.com"
+    sheets_url: str = "https://sheets.googleapis.com"
+    #: The Airflow connection the credentials came from, named in authentication errors.
+    conn_id: str | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        key = (self.service_account_info or {}).get("private_key")
+        return (key if isinstance(key, str) else None, self.access_token)

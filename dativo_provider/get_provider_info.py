@@ -73,6 +73,66 @@ ICEBERG_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+STRIPE_INTEGRATION = "Stripe (Dativo)"
+HUBSPOT_INTEGRATION = "HubSpot (Dativo)"
+_SECRET_STRING: dict[str, Any] = {"type": ["string", "null"], "format": "password"}
+
+#: Extra fields of the ``stripe`` connection (the secret key is the password field).
+STRIPE_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "account": {
+        "label": "Connected account",
+        "schema": _OPTIONAL_STRING,
+        "description": "acct_...: read this connected account's data (Stripe-Account header).",
+    },
+    "api_version": {
+        "label": "API version",
+        "schema": _OPTIONAL_STRING,
+        "description": "Pin Stripe-Version, e.g. 2024-06-20 (default: the account's version).",
+    },
+    "base_url": {
+        "label": "Base URL",
+        "schema": _OPTIONAL_STRING,
+        "description": "Only for a proxy or a test double (default https://api.stripe.com).",
+    },
+}
+
+STRIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "schema", "login", "port"],
+    "relabeling": {"password": "Secret key"},
+    "placeholders": {"password": "sk_live_... or a restricted key rk_live_... with read access"},
+}
+
+#: Extra fields of the ``hubspot`` connection (a private-app token is the password field).
+HUBSPOT_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "client_id": {
+        "label": "OAuth client id",
+        "schema": _OPTIONAL_STRING,
+        "description": "OAuth apps only: the app's client id.",
+    },
+    "client_secret": {
+        "label": "OAuth client secret",
+        "schema": _SECRET_STRING,
+        "description": "OAuth apps only: the app's client secret.",
+    },
+    "refresh_token": {
+        "label": "OAuth refresh token",
+        "schema": _SECRET_STRING,
+        "description": "OAuth apps only: access tokens are obtained and refreshed from it.",
+    },
+    "base_url": {
+        "label": "Base URL",
+        "schema": _OPTIONAL_STRING,
+        "description": "Only for a proxy or a test double (default https://api.hubapi.com).",
+    },
+}
+
+HUBSPOT_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "schema", "login", "port"],
+    "relabeling": {"password": "Private app access token"},
+    "placeholders": {"password": "pat-... (leave empty when using OAuth)"},
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow's ProvidersManager."""
     return {
@@ -80,12 +140,18 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Dativo",
         "description": "Stream database, file and SaaS data into Apache Iceberg, exactly once.",
         "versions": [__version__],
-        "integrations": [{"integration-name": INTEGRATION, "tags": ["software"]}],
+        "integrations": [
+            {"integration-name": INTEGRATION, "tags": ["software"]},
+            {"integration-name": STRIPE_INTEGRATION, "tags": ["service"]},
+            {"integration-name": HUBSPOT_INTEGRATION, "tags": ["service"]},
+        ],
         "hooks": [
             {
                 "integration-name": INTEGRATION,
                 "python-modules": ["dativo_provider.hooks.iceberg", "dativo_provider.hooks.sources"],
-            }
+            },
+            {"integration-name": STRIPE_INTEGRATION, "python-modules": ["dativo_provider.hooks.stripe"]},
+            {"integration-name": HUBSPOT_INTEGRATION, "python-modules": ["dativo_provider.hooks.hubspot"]},
         ],
         "operators": [{"integration-name": INTEGRATION, "python-modules": ["dativo_provider.operators.ingest"]}],
         "connection-types": [
@@ -95,6 +161,20 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": INTEGRATION,
                 "conn-fields": ICEBERG_CONN_FIELDS,
                 "ui-field-behaviour": ICEBERG_UI_FIELD_BEHAVIOUR,
-            }
+            },
+            {
+                "connection-type": "stripe",
+                "hook-class-name": "dativo_provider.hooks.stripe.StripeHook",
+                "hook-name": STRIPE_INTEGRATION,
+                "conn-fields": STRIPE_CONN_FIELDS,
+                "ui-field-behaviour": STRIPE_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": "hubspot",
+                "hook-class-name": "dativo_provider.hooks.hubspot.HubSpotHook",
+                "hook-name": HUBSPOT_INTEGRATION,
+                "conn-fields": HUBSPOT_CONN_FIELDS,
+                "ui-field-behaviour": HUBSPOT_UI_FIELD_BEHAVIOUR,
+            },
         ],
     }

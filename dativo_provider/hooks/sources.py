@@ -6,12 +6,13 @@ connection's fields are read, so none of those providers needs to be installed.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from dativo_provider.compat import BaseHook, mask_secret
-from dativo_provider.connections import DatabaseConfig, ObjectStoreConfig
+from dativo_provider.connections import DatabaseConfig, HubSpotConfig, ObjectStoreConfig, StripeConfig
 from dativo_provider.exceptions import ConfigError
 
 #: source ``type`` -> connection types it accepts. Files read local paths without a connection.
@@ -19,6 +20,14 @@ EXPECTED_CONN_TYPES: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "mysql": ("mysql",),
     "files": ("aws",),
+    "stripe": ("stripe",),
+    "hubspot": ("hubspot",),
+}
+
+#: connection type -> "module:function" building its config; imported only when such a connection is used.
+CONFIG_BUILDERS: dict[str, str] = {
+    "stripe": "dativo_provider.hooks.stripe:stripe_config",
+    "hubspot": "dativo_provider.hooks.hubspot:hubspot_config",
 }
 
 #: Connection extras handed to the driver as options: libpq keywords and PyMySQL ``connect`` kwargs.
@@ -43,7 +52,9 @@ DRIVER_OPTIONS: dict[str, tuple[str, ...]] = {
 _MYSQL_SSL_KEYS = ("ca", "cert", "key")
 
 
-def source_connection_config(spec: Mapping[str, Any]) -> DatabaseConfig | ObjectStoreConfig | None:
+def source_connection_config(
+    spec: Mapping[str, Any],
+) -> DatabaseConfig | ObjectStoreConfig | StripeConfig | HubSpotConfig | None:
     """The connection config for ``spec["conn_id"]``, or None when the spec names no connection.
 
     :param spec: a source spec; ``type`` picks the expected connection type.
@@ -64,6 +75,9 @@ def source_connection_config(spec: Mapping[str, Any]) -> DatabaseConfig | Object
         )
     if conn.conn_type == "aws":
         return object_store_config(conn)
+    if conn.conn_type in CONFIG_BUILDERS:
+        module, _, function = CONFIG_BUILDERS[conn.conn_type].partition(":")
+        return getattr(importlib.import_module(module), function)(conn)
     return database_config(conn)
 
 

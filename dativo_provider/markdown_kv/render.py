@@ -148,7 +148,9 @@ class _Plan:
             return str(number)
         for name in columns:
             if row[name] is None:
-                raise MarkdownKVRenderError(f"markdown_kv: row {number} has a null {name!r}; it names the document")
+                raise MarkdownKVRenderError(
+                    f"markdown_kv: row {number} has a null {name!r}; it names the document"
+                )
         return DOC_ID_SEPARATOR.join(format_value(row[name]) for name in columns)
 
     def claim(self, doc_id: str, number: int) -> None:
@@ -156,12 +158,13 @@ class _Plan:
         if not (self.group_by or self.key_columns):
             return  # row numbers are unique; no need to remember them
         earlier = self.seen.setdefault(doc_id, number)
-        if earlier != number:
-            what = "group_by values reappear" if self.group_by else "key_columns repeat"
-            hint = "sort the rows by group_by (a pa.Table is sorted for you)" if self.group_by else "use group_by"
-            raise MarkdownKVRenderError(
-                f"markdown_kv: {what} at row {number} (first at row {earlier}); {hint}"
-            )
+        if earlier == number:
+            return
+        if self.group_by:
+            what, hint = "group_by values reappear", "sort rows by group_by (a pa.Table is sorted for you)"
+        else:
+            what, hint = "key_columns repeat", "use group_by to put rows with one key into one document"
+        raise MarkdownKVRenderError(f"markdown_kv: {what} at row {number} (first at row {earlier}); {hint}")
 
     def title(self, row: dict[str, Any]) -> str | None:
         value = row[self.title_column] if self.title_column else None
@@ -169,10 +172,14 @@ class _Plan:
 
 
 def _entries(row: dict[str, Any], skip: Sequence[str] = ()) -> list[tuple[str, str]]:
-    return [(name, format_value(value)) for name, value in row.items() if value is not None and name not in skip]
+    return [
+        (name, format_value(value)) for name, value in row.items() if value is not None and name not in skip
+    ]
 
 
-def _rows(data: pa.Table | Iterable[pa.RecordBatch], plan_args: dict[str, Any]) -> tuple[_Plan, Iterator[dict]]:
+def _rows(
+    data: pa.Table | Iterable[pa.RecordBatch], plan_args: dict[str, Any]
+) -> tuple[_Plan, Iterator[dict[str, Any]]]:
     """The plan and the rows one batch at a time; a table is sorted by ``group_by`` first (stable)."""
     if isinstance(data, pa.Table):
         if plan_args["group_by"]:
@@ -236,7 +243,8 @@ def _grouped(plan: _Plan, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[str,
             if current is not None:
                 yield current, render_group(head, members, title=title)
             plan.claim(doc_id, number)
-            current, head, members, title = doc_id, _entries({k: row[k] for k in plan.group_by}), [], plan.title(row)
+            current, members, title = doc_id, [], plan.title(row)
+            head = _entries({name: row[name] for name in plan.group_by})
         members.append(_entries(row, skip=plan.group_by))
     if current is not None:
         yield current, render_group(head, members, title=title)

@@ -99,7 +99,9 @@ def write_markdown_kv_files(
     try:
         location = parse_location(path)
     except ConfigError:
-        raise ConfigError(f"markdown_kv sink: path must be a local directory or s3://bucket/prefix, not {path!r}") from None
+        raise ConfigError(
+            f"markdown_kv sink: path must be a local directory or s3://bucket/prefix, not {path!r}"
+        ) from None
     fs = s3_filesystem(connection) if location.bucket else pafs.LocalFileSystem()
     if location.bucket is None:
         with _io_errors(f"creating {location.base}"):

@@ -17,6 +17,8 @@ SOURCE_MODULES: dict[str, str] = {
     "postgres": "dativo_provider.sources.postgres",
     "mysql": "dativo_provider.sources.mysql",
     "files": "dativo_provider.sources.files",
+    "stripe": "dativo_provider.sources.stripe",
+    "hubspot": "dativo_provider.sources.hubspot",
     "markdown_kv": "dativo_provider.sources.markdown_kv",
 }
 

@@ -263,12 +263,19 @@ class HttpClient:
         """POST a read (search, batch read, token refresh): safe to retry like a GET."""
         return self.request("POST", path, json=json, data=data, what=what)
 
-    def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> Page:
-        """Send one logical request, retrying as the policy allows; see the module docstring."""
+    def request(self, method: str, path: str, *, what: str,
+                read_body: Callable[[requests.Response], Any] | None = None, **kwargs: Any) -> Page:
+        """Send one logical request, retrying as the policy allows; see the module docstring.
+
+        :param read_body: reads a successful response instead of decoding it as JSON (a download
+            sent with ``stream=True``); its return value becomes ``Page.body``. A retry calls it
+            again on a new response, so it must start over. A ``ValueError`` or a network error
+            while it reads is retried like a truncated body. The response is closed afterwards.
+        """
         attempts = _Attempts()
         while True:
             attempts.count += 1
-            outcome = self._attempt(method, path, what, kwargs, attempts)
+            outcome = self._attempt(method, path, what, kwargs, attempts, read_body)
             if isinstance(outcome, Page):
                 return outcome
             self._wait_or_give_up(method, path, what, outcome, attempts)
@@ -286,7 +293,8 @@ class HttpClient:
     # -- one attempt -----------------------------------------------------------------------------
 
     def _attempt(
-        self, method: str, path: str, what: str, kwargs: dict[str, Any], attempts: _Attempts
+        self, method: str, path: str, what: str, kwargs: dict[str, Any], attempts: _Attempts,
+        read_body: Callable[[requests.Response], Any] | None = None,
     ) -> Page | float | None:
         """A decoded page, or the delay the server asked for (a float, or None: use backoff)."""
         try:
@@ -298,6 +306,8 @@ class HttpClient:
         if response.status_code == 401 and not attempts.refreshed and self.auth.refresh():
             attempts.refreshed = True
             return 0.0
+        if response.ok and read_body is not None:
+            return self._read(response, attempts, read_body)
         if response.ok:
             return self._decode(response, attempts)
         self._raise_if_final(method, path, what, response)
@@ -319,6 +329,15 @@ class HttpClient:
             attempts.last_problem = "the response body is not JSON (truncated?)"
             return None
         return Page(body, response.headers, response.status_code)
+
+    def _read(self, response: requests.Response, attempts: _Attempts,
+              read_body: Callable[[requests.Response], Any]) -> Page | None:
+        try:
+            with response:
+                return Page(read_body(response), response.headers, response.status_code)
+        except (ValueError, *_NETWORK_ERRORS) as exc:
+            attempts.last_problem = self.redact(f"reading the body failed: {type(exc).__name__}: {exc}")[:300]
+            return None
 
     def _raise_if_final(self, method: str, path: str, what: str, response: requests.Response) -> None:
         """Raise now unless the response is worth retrying."""

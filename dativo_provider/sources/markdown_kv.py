@@ -98,7 +98,9 @@ class MarkdownKVSource(Source):
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> MarkdownKVStream:
         if bounds.lookback is not None:
-            raise ConfigError("markdown_kv source: 'lookback' is not supported; each file version is read once")
+            raise ConfigError(
+                "markdown_kv source: 'lookback' is not supported; each file version is read once"
+            )
         upper = None if bounds.upper is None else _utc(bounds.upper)
         fs = s3_filesystem(self.connection) if self.location.bucket else pafs.LocalFileSystem()
         files = [f for f in list_files(fs, self.location, self._pattern) if upper is None or f.mtime <= upper]
@@ -287,7 +289,9 @@ def _utc(value: Any) -> dt.datetime:
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise ConfigError(f"markdown_kv source: upper bound {value!r} is not an ISO-8601 timestamp") from None
+            raise ConfigError(
+                f"markdown_kv source: upper bound {value!r} is not an ISO-8601 timestamp"
+            ) from None
     if not isinstance(value, dt.datetime):
         raise ConfigError(f"markdown_kv source: the upper bound must be a datetime, not {value!r}")
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -16,7 +16,7 @@ kind           Arrow type                   accepts
 ``unix``       timestamp[us, UTC]           unix seconds
 ``iso``        timestamp[us, UTC]           ISO-8601 text (``Z`` or an offset), or epoch
                                             milliseconds as text; "" → null
-``date``       date32                       "YYYY-MM-DD"; "" → null
+``date``       date32                       "YYYY-MM-DD" (a time after it is ignored); "" → null
 ``decimal``    decimal128(38, 18)           decimal text; "" → null
 ``json``       string                       any JSON value as compact JSON text (objects, arrays,
                                             metadata); JSON null → null
@@ -208,7 +208,8 @@ def _one_moment(value: str | None) -> datetime | None:
 
 
 def _date(values: list[Any]) -> pa.Array:
-    return pa.array(values, pa.string()).cast(pa.date32())
+    """``YYYY-MM-DD``, also when followed by a midnight time (``2024-01-31T00:00:00Z``)."""
+    return pc.utf8_slice_codeunits(pa.array(values, pa.string()), 0, 10).cast(pa.date32())
 
 
 def _decimal(values: list[Any]) -> pa.Array:

@@ -12,13 +12,13 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.sources.base import WATERMARK_KEY, SourceReport, SourceStream
-from dativo_provider.sources.http import HttpClient, RetryPolicy
+from dativo_provider.sources.http import RetryPolicy
 from dativo_provider.sources.records import Column, arrow_schema, to_batch
 from dativo_provider.sources.sql_common import parse_lookback, to_datetime
 
@@ -92,6 +92,14 @@ def name_list(value: Any, key: str, kind: str) -> tuple[str, ...] | None:
 # --- the stream ---------------------------------------------------------------------------------
 
 
+class ApiClient(Protocol):
+    """What a stream needs of its API client: a request count and a way to close it."""
+
+    requests_sent: int
+
+    def close(self) -> None: ...
+
+
 class RecordStream(SourceStream):
     """Batches of converted records; the new state only after the last page.
 
@@ -103,7 +111,7 @@ class RecordStream(SourceStream):
     :param details: facts for the run summary.
     """
 
-    def __init__(self, client: HttpClient, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
+    def __init__(self, client: ApiClient, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
                  batch_rows: int, details: dict[str, Any]) -> None:
         self.client = client
         self.columns = list(columns)

@@ -26,7 +26,6 @@ AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
         {"type": "file", "log_file_path": str(AIRFLOW_HOME / "openlineage.jsonl"), "append": True}
     ),

@@ -126,3 +126,19 @@ def test_files_example_loads_sample_data_once_with_mapped_tasks(airflow_db, iceb
     rerun = run_dag("example_files_to_iceberg", _day(3))
     assert [summary["rows_written"] for summary in return_values(rerun, "ingest_table")] == [0, 0, 0]
     assert {table: len(read_table(table)) for table in expected} == expected
+
+
+def test_markdown_kv_example_loads_the_sample_docs_in_three_layouts_once(airflow_db, iceberg_default):
+    expected = {"ingest_doc_entries": 51, "ingest_documents": 5, "ingest_doc_text": 5}
+    run = run_dag("example_markdown_kv_to_iceberg", _day(2))
+    assert {task: return_values(run, task)[0]["rows_written"] for task in expected} == expected
+    documents = rows_by(read_table("examples.documents"), "doc_id")
+    assert documents["policies/refunds.md"]["title"] == "Refund policy"
+    entries = read_table("examples.doc_entries").to_pylist()
+    (hours,) = [row for row in entries if row["key"] == "opening_hours"]
+    assert (hours["doc_id"], hours["section"]) == ("stores/berlin-mitte.md", "Berlin Mitte")
+    assert hours["value_json"] == hours["value"]
+
+    rerun = run_dag("example_markdown_kv_to_iceberg", _day(3))
+    assert [return_values(rerun, task)[0]["rows_written"] for task in expected] == [0, 0, 0]
+    assert len(read_table("examples.doc_entries")) == 51

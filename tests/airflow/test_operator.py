@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import pytest
 
 from dativo_provider.compat import AirflowException, AirflowFailException, Asset
 from dativo_provider.exceptions import CommitConflictError
-from dativo_provider.operators.ingest import IcebergIngestOperator, native_bound
+from dativo_provider.operators.ingest import IcebergIngestOperator, native_bound, table_asset
 from tests.airflow.helpers import read_table
 
 CSV = "id,name,score\n1,ada,9.5\n2,grace,8.25\n3,linus,\n"
@@ -83,6 +84,13 @@ def test_the_target_table_is_an_outlet_asset(csv_dir):
     assert _operator(csv_dir).outlets == [Asset("iceberg://iceberg_default/tests/people")]
     custom = _operator(csv_dir, iceberg_conn_id="lake")
     assert custom.outlets == [Asset("iceberg://lake/tests/people")]
+
+
+def test_asset_uris_pass_airflow_validation_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asset = table_asset("iceberg_default", "raw.kundenüberblick")
+    assert asset.uri == "iceberg://iceberg_default/raw/kunden%C3%BCberblick"  # Airflow 2.11 wants ASCII
 
 
 def test_a_templated_table_declares_no_outlet(csv_dir):

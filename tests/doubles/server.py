@@ -167,7 +167,9 @@ def _handler_for(double: ApiDouble) -> type[BaseHTTPRequestHandler]:
             response = double.dispatch(request)
             payload = response.payload()
             self.send_response(response.status)
-            self.send_header("Content-Type", "application/json")
+            # A double may answer with another type (a file download): its header replaces the default.
+            if "Content-Type" not in response.headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             for key, value in response.headers.items():
                 self.send_header(key, value)

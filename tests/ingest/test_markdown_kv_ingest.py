@@ -69,13 +69,12 @@ def test_row_per_kv_lands_one_row_per_entry(tmp_path, catalog):
     assert str(table.schema.field("ord").type) == "int32"
     assert table.schema.field("extracted_at").type == pa.timestamp("us", tz="UTC")
     rows = sorted(table.to_pylist(), key=lambda r: (r["doc_id"], r["ord"]))
-    failover = [(1, "front_matter"), (1, "front_matter"), (1, "Failover"), (1, "Failover > Steps")]
     assert rows == [
         {"doc_id": "faq.md", "section": "FAQ", "key": "question", "value": "How do refunds work?",
          "value_json": None, "ord": 0, "extracted_at": at(2)},
         {"doc_id": "faq.md", "section": "FAQ", "key": "answer", "value": "Within 14 days.",
          "value_json": None, "ord": 1, "extracted_at": at(2)},
-        {"doc_id": "ops/failover.md", "section": failover[0][1], "key": "title", "value": "Failover",
+        {"doc_id": "ops/failover.md", "section": "front_matter", "key": "title", "value": "Failover",
          "value_json": None, "ord": 0, "extracted_at": at(1)},
         {"doc_id": "ops/failover.md", "section": "front_matter", "key": "owner", "value": "sre",
          "value_json": None, "ord": 1, "extracted_at": at(1)},
@@ -86,7 +85,8 @@ def test_row_per_kv_lands_one_row_per_entry(tmp_path, catalog):
         {"doc_id": "ops/failover.md", "section": "Failover > Steps", "key": "command",
          "value": "pg_ctl promote\n-D /data", "value_json": None, "ord": 4, "extracted_at": at(1)},
         {"doc_id": "ops/failover.md", "section": "Failover > Steps", "key": "limits",
-         "value": '{"rto_minutes": 15}', "value_json": '{"rto_minutes": 15}', "ord": 5, "extracted_at": at(1)},
+         "value": '{"rto_minutes": 15}', "value_json": '{"rto_minutes": 15}', "ord": 5,
+         "extracted_at": at(1)},
     ]
 
 
@@ -142,7 +142,8 @@ def test_incremental_runs_read_each_file_version_once(tmp_path, catalog):
 
     # Appending entries keeps every version; extracted_at (the file version here) tells them apart.
     assert (facts.rows_written, facts_2.rows_written) == (2, 3)
-    rows = {(r["doc_id"], r["key"], r["value"], r["extracted_at"]) for r in read(catalog, "kb.facts").to_pylist()}
+    facts_rows = read(catalog, "kb.facts").to_pylist()
+    rows = {(r["doc_id"], r["key"], r["value"], r["extracted_at"]) for r in facts_rows}
     assert rows == {("a.md", "v", "1", at(1)), ("b.md", "v", "1", at(2)), ("b.md", "v", "2", at(3)),
                     ("b.md", "new", "yes", at(3)), ("c.md", "v", "1", at(4))}
 
@@ -168,7 +169,9 @@ def test_a_bad_document_in_a_later_batch_commits_nothing_and_the_next_run_recove
     facts = source(tmp_path, "row_per_kv", batch_docs=2)
     with pytest.raises(MarkdownKVSyntaxError, match="9.md: line 2: malformed YAML"):
         run_ingest(facts, catalog, "kb.facts")
-    assert not catalog.load().table_exists("kb.facts")
+    # The table may have been created from the schema, but no snapshot holds any of the rows read.
+    iceberg = catalog.load()
+    assert not iceberg.table_exists("kb.facts") or iceberg.load_table("kb.facts").current_snapshot() is None
 
     write(tmp_path / "9.md", "---\nfixed: true\n---\n", 9)
     result = run_ingest(facts, catalog, "kb.facts")
@@ -188,7 +191,8 @@ def test_sink_files_ingest_back_to_the_same_keys_and_values(tmp_path, catalog):
                      "bio": ["Wrote the first program.\n\nAlso: poetry::science", None]})
     write_markdown_kv_files(rows, str(tmp_path / "out"), key_columns=["id"], title_column="name")
     run_ingest(source(tmp_path / "out", "row_per_kv", glob="*.mdkv"), catalog, "kb.people")
-    back = sorted((r["doc_id"], r["section"], r["key"], r["value"]) for r in read(catalog, "kb.people").to_pylist())
+    people = read(catalog, "kb.people").to_pylist()
+    back = sorted((r["doc_id"], r["section"], r["key"], r["value"]) for r in people)
     assert back == [
         ("1.mdkv", "Ada", "bio", "Wrote the first program.\n\nAlso: poetry::science"),
         ("1.mdkv", "Ada", "id", "1"),

@@ -205,6 +205,13 @@ def test_yaml_error_messages_do_not_quote_the_document():
     assert "sk_live_123" not in str(caught.value)
 
 
+def test_yaml_aliases_are_refused_so_front_matter_cannot_expand_exponentially():
+    laughs = "---\na: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n---\n"
+    with pytest.raises(MarkdownKVSyntaxError, match="line 3: YAML aliases"):
+        parse_document(laughs, "doc.md")
+    assert parse_document("---\nemphasis: '*not an alias*'\n---\n").front_matter == {"emphasis": "*not an alias*"}
+
+
 def test_crlf_line_ends_and_a_bom():
     text = "\ufeff---\r\ntitle: Windows\r\n---\r\n# H\r\nk:: one\r\n  two\r\n"
     document = parse_document(text)
@@ -246,7 +253,9 @@ VALUE_PIECES = [
     "- ", "- **k**: v", "**", "`", "```", "~~~", "---", ">", "|", "{", "}", '"', "é", "日本", "🚀",
     "\u00a0", "\u0301", "key:: value", "\n    ", "\n\t",
 ]
-KEY_PIECES = [*string.ascii_letters[:8], " ", ":", "-", "*", "#", "_", ".", "é", "日", "🚀", "(", ")", "/", "\u00a0"]
+KEY_PIECES = [
+    *string.ascii_letters[:8], " ", ":", "-", "*", "#", "_", ".", "é", "日", "🚀", "(", ")", "/", "\u00a0"
+]
 
 
 def random_text(rng: random.Random, pieces: list[str], most: int) -> str:

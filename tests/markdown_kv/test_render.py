@@ -39,7 +39,7 @@ def test_every_arrow_type_is_written_as_documented():
             "b": [True],
             "d": pa.array([decimal.Decimal("12.50")], pa.decimal128(10, 2)),
             "day": pa.array([dt.date(2024, 2, 29)]),
-            "at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)], pa.timestamp("us", tz="UTC")),
+            "at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)], pa.timestamp("us", "UTC")),
             "raw": pa.array([b"\x00\xff"], pa.binary()),
             "tags": pa.array([["a", "é"]], pa.list_(pa.string())),
             "obj": pa.array([{"n": 1, "price": decimal.Decimal("1.10")}],
@@ -68,11 +68,14 @@ def test_every_arrow_type_is_written_as_documented():
 
 
 def test_one_document_per_row_with_key_columns_and_a_title():
-    documents = list(render_table_to_markdown_kv(ORDERS, key_columns=["customer", "order_id"], title_column="note"))
+    rendered = render_table_to_markdown_kv(ORDERS, key_columns=["customer", "order_id"], title_column="note")
+    documents = list(rendered)
     assert [doc_id for doc_id, _ in documents] == ["bob/1", "ann/2", "bob/3", "ann/4"]
     assert documents[2][1] == "# multi line\n\ncustomer:: bob\norder_id:: 3\nnote:: multi\n    line\n"
     assert kv(documents[2][1]) == [
-        ("multi line", "customer", "bob"), ("multi line", "order_id", "3"), ("multi line", "note", "multi\nline")
+        ("multi line", "customer", "bob"),
+        ("multi line", "order_id", "3"),
+        ("multi line", "note", "multi\nline"),
     ]
     assert kv(documents[1][1]) == [(None, "customer", "ann"), (None, "order_id", "2")]  # null note: no title
 
@@ -86,13 +89,17 @@ def test_group_by_makes_one_document_per_group_with_a_section_per_row():
         "\n## Row 2\n\norder_id:: 3\nnote:: multi\n    line\n"
     )
     assert kv(documents["ann"]) == [
-        (None, "customer", "ann"), ("Row 1", "order_id", "2"), ("Row 2", "order_id", "4"), ("Row 2", "note", "x::y")
+        (None, "customer", "ann"),
+        ("Row 1", "order_id", "2"),
+        ("Row 2", "order_id", "4"),
+        ("Row 2", "note", "x::y"),
     ]
 
 
 def test_group_by_streams_batches_whose_groups_are_adjacent():
     batches = ORDERS.sort_by("customer").to_batches(max_chunksize=1)
-    assert [doc_id for doc_id, _ in render_table_to_markdown_kv(iter(batches), group_by=["customer"])] == ["ann", "bob"]
+    documents = render_table_to_markdown_kv(iter(batches), group_by=["customer"])
+    assert [doc_id for doc_id, _ in documents] == ["ann", "bob"]
     with pytest.raises(MarkdownKVRenderError, match=r"group_by values reappear at row 2 \(first at row 0\)"):
         list(render_table_to_markdown_kv(ORDERS.to_batches(max_chunksize=1), group_by=["customer"]))
 
@@ -135,7 +142,8 @@ def test_file_names_are_flat_reversible_and_never_hidden():
 def test_write_files_locally(tmp_path: Path):
     target = tmp_path / "out" / "docs"
     result = write_markdown_kv_files(ORDERS, str(target), group_by=["customer"], title_column="customer")
-    assert (result.documents, sorted(result.paths)) == (2, [str(target / "ann.mdkv"), str(target / "bob.mdkv")])
+    assert result.documents == 2
+    assert sorted(result.paths) == [str(target / "ann.mdkv"), str(target / "bob.mdkv")]
     assert sorted(p.name for p in target.iterdir()) == ["ann.mdkv", "bob.mdkv"]  # no temporary files left
     text = (target / "ann.mdkv").read_text(encoding="utf-8")
     assert result.bytes_written == len(text.encode()) + len((target / "bob.mdkv").read_bytes())

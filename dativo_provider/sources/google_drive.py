@@ -1,0 +1,442 @@
+"""Google Drive source: CSV (or JSON Lines, Parquet) files in a Drive folder, each file version read once.
+
+Spec::
+
+    {"type": "google_drive", "conn_id": "google_cloud_default", "folder_id": "1AbC...",
+     "recursive": true, "glob": "orders_*.csv", "format": "csv", "columns": {"id": "int64", ...},
+     "csv": {"delimiter": ";"}, "bad_rows": "skip", "export_google_sheets": false}
+
+* **Listing.** Drive v3 ``files.list`` with ``q = "'<folder>' in parents and trashed = false"``, 1000
+  items a page (``pageToken``), shared drives included (``supportsAllDrives``,
+  ``includeItemsFromAllDrives``); with ``recursive`` every subfolder is listed the same way and a
+  file's path is ``sub/folder/name``. ``glob`` is matched against the file *name* (``fnmatch``, case
+  sensitive). Folders, shortcuts and Google Docs types are skipped; native Google Sheets are exported
+  as CSV (their first sheet, Drive's export limit is 10 MB) when ``export_google_sheets`` is true.
+* **Reading.** Each file is downloaded to a temporary file (one at a time; deleted after it was
+  read) and read by the files source's format readers (:mod:`dativo_provider.sources.file_formats`):
+  same CSV options, type conversion, bad-row handling and messages. A binary file is fetched by its
+  head revision (``revisions/<headRevisionId>?alt=media``), so the bytes are exactly the version that
+  was listed even if the file changes meanwhile, and checked against its ``md5Checksum``.
+* **Schema.** The declared ``columns``; without them, inferred from the first MiB of the oldest
+  matching file (the whole file for Parquet), as the files source does, so it is stable across runs.
+* **Incremental** (default). State is the newest ``modifiedTime`` read and the ids of the files
+  that have exactly that time, like the files source. A new or modified file (a later
+  ``modifiedTime``) is read in full, once; unchanged ones are not downloaded. The state is committed
+  with the rows, so a failure while listing or downloading commits nothing and the next run reads
+  the same files again. A file whose ``modifiedTime`` is set into the past by its uploader (some sync
+  clients keep the local time) is not seen; ``upper`` bounds leave later files for later runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import requests
+
+from dativo_provider.connections import GoogleConfig
+from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
+from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead, infer_schema, read_batches
+from dativo_provider.sources.files import (
+    COMPRESSION_SUFFIXES,
+    FileVersion,
+    io_error,
+    next_state,
+    parse_columns,
+    parse_csv_options,
+    unread_files,
+)
+from dativo_provider.sources.google_auth import GoogleAuth, api_client
+from dativo_provider.sources.http import Clock, HttpClient, RetryPolicy
+from dativo_provider.sources.saas import check_keys, positive_int, retry_policy, utc_moment
+
+SPEC_KEYS = frozenset({
+    "type", "conn_id", "folder_id", "recursive", "glob", "format", "columns", "csv", "bad_rows", "batch_rows",
+    "incremental", "export_google_sheets", "page_size", "retry",
+})
+FOLDER_MIME = "application/vnd.google-apps.folder"
+SHEET_MIME = "application/vnd.google-apps.spreadsheet"
+GOOGLE_TYPES_PREFIX = "application/vnd.google-apps."
+LIST_FIELDS = "nextPageToken,files(id,name,mimeType,modifiedTime,md5Checksum,size,headRevisionId)"
+MAX_PAGE_SIZE = 1000
+#: Bytes downloaded to infer a schema (the format readers look at their first block, 1 MiB, too).
+SAMPLE_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16
+#: The report lists this many files; ``files_read`` always has the full count.
+MAX_FILE_DETAILS = 100
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """A validated Google Drive source spec (see the module docstring)."""
+
+    folder_id: str
+    recursive: bool = False
+    glob: str = "*"
+    format: str = "csv"
+    columns: pa.Schema | None = None
+    csv: CsvOptions = CsvOptions()
+    skip_bad_rows: bool = False
+    batch_rows: int | None = None
+    incremental: bool = True
+    export_google_sheets: bool = False
+    page_size: int = MAX_PAGE_SIZE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class DriveItem:
+    """One listed file: its id, path below the folder, type, version and what identifies its bytes."""
+
+    id: str
+    path: str
+    mime_type: str
+    modified: datetime
+    size: int | None = None
+    md5: str | None = None
+    revision: str | None = None
+
+    @property
+    def version(self) -> FileVersion:
+        """The item as the files source's incremental state functions see it (keyed by id)."""
+        return FileVersion(self.id, self.id, self.modified, self.size or 0)
+
+    @property
+    def exported(self) -> bool:
+        return self.mime_type == SHEET_MIME
+
+
+def parse_spec(spec: Mapping[str, Any]) -> DriveSpec:
+    """Validate a spec; every error names the key."""
+    check_keys(spec, SPEC_KEYS, "google_drive")
+    folder = spec.get("folder_id")
+    if not isinstance(folder, str) or not folder.strip() or "'" in folder:
+        raise ConfigError(f"google_drive source: 'folder_id' must be a Drive folder id, got {folder!r}")
+    fmt = spec.get("format", "csv")
+    if fmt not in FORMATS:
+        raise ConfigError(f"google_drive source: 'format' is {fmt!r}; expected one of {', '.join(FORMATS)} "
+                          "(XLSX is not supported: export the workbook as CSV, or use the google_sheets source)")
+    bad_rows = spec.get("bad_rows", "fail")
+    if bad_rows not in ("fail", "skip"):
+        raise ConfigError(f"google_drive source: 'bad_rows' is {bad_rows!r}; expected 'fail' or 'skip'")
+    return DriveSpec(
+        folder_id=folder.strip(),
+        recursive=_flag(spec, "recursive", False),
+        glob=_text(spec, "glob", "*"),
+        format=fmt,
+        columns=_reworded(parse_columns, spec["columns"]) if spec.get("columns") is not None else None,
+        csv=_reworded(parse_csv_options, spec.get("csv") or {}),
+        skip_bad_rows=bad_rows == "skip",
+        batch_rows=positive_int(spec, "batch_rows", 0, 10_000_000, "google_drive") if spec.get("batch_rows") else None,
+        incremental=_flag(spec, "incremental", True),
+        export_google_sheets=_flag(spec, "export_google_sheets", False),
+        page_size=positive_int(spec, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE, "google_drive"),
+        retry=retry_policy(spec.get("retry"), "google_drive"),
+    )
+
+
+def _flag(spec: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"google_drive source: {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _text(spec: Mapping[str, Any], key: str, default: str) -> str:
+    value = spec.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"google_drive source: {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _reworded(parse: Any, value: Any) -> Any:
+    """The files source's parsers, their messages naming this source."""
+    try:
+        return parse(value)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("files source", "google_drive source", 1)) from None
+
+
+def from_spec(spec: Mapping[str, Any], connection: GoogleConfig | None) -> GoogleDriveSource:
+    """Build a Drive source from its spec and the connection's :class:`GoogleConfig`."""
+    return GoogleDriveSource(parse_spec(spec), connection)
+
+
+class GoogleDriveSource(Source):
+    """Files in one Drive folder (and, with ``recursive``, its subfolders).
+
+    :param spec: the validated spec.
+    :param config: the Google credentials.
+    :param clock: time source for retry waits and token expiry (tests inject one that does not sleep).
+    """
+
+    def __init__(self, spec: DriveSpec, config: GoogleConfig | None, clock: Clock | None = None) -> None:
+        if not isinstance(config, GoogleConfig):
+            raise ConfigError("google_drive source needs a Google connection: set 'conn_id' to a "
+                              "google_cloud_platform or dativo_google connection")
+        self.spec = spec
+        self.config = config
+        self.clock = clock
+
+    @property
+    def identity(self) -> str:
+        spec = self.spec
+        sheets = "&export_google_sheets=true" if spec.export_google_sheets else ""
+        return (f"gdrive://{spec.folder_id}?glob={spec.glob}&recursive={str(spec.recursive).lower()}"
+                f"&format={spec.format}{sheets}")
+
+    @property
+    def lineage(self) -> LineageDataset:
+        return LineageDataset("gdrive://drive.google.com", self.spec.folder_id)
+
+    def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> DriveStream:
+        if bounds.lookback is not None:
+            raise ConfigError("google_drive source: 'lookback' is not supported; each file version is read once "
+                              "by its modifiedTime")
+        auth = GoogleAuth(self.config, clock=self.clock, policy=self.spec.retry)
+        client = api_client("Google Drive", self.config.drive_url, auth, policy=self.spec.retry, clock=self.clock)
+        stream = DriveStream(self, client, auth, dict(state) if self.spec.incremental and state else None)
+        try:
+            stream.prepare(utc_moment(bounds.upper, "google_drive source: the upper bound"))
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+
+class DriveStream(SourceStream):
+    """The batches of the files to read this run, in (modifiedTime, path) order."""
+
+    def __init__(self, source: GoogleDriveSource, client: HttpClient, auth: GoogleAuth,
+                 previous: dict[str, Any] | None) -> None:
+        self.source = source
+        self.spec = source.spec
+        self.client = client
+        self.auth = auth
+        self.previous = previous
+        self.report = SourceReport(details={"folder_id": self.spec.folder_id, "files": [], "files_read": 0})
+        self._todo: list[DriveItem] = []
+        self._read: list[FileVersion] = []
+        self._schema: pa.Schema | None = None
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="dativo-gdrive-")
+
+    def prepare(self, upper: datetime | None) -> None:
+        """List the folder, settle the schema and pick the file versions not read yet."""
+        items = list_items(self.client, self.spec)
+        self.report.details["files_listed"] = len(items)
+        self._schema = self._settle_schema(items)
+        todo = [item for item in items if upper is None or item.modified <= upper]
+        if self.spec.incremental:
+            unread = {v.relative for v in unread_files([item.version for item in todo], self.previous)}
+            todo = [item for item in todo if item.id in unread]
+        self._todo = todo
+
+    @property
+    def schema(self) -> pa.Schema:
+        assert self._schema is not None
+        return self._schema
+
+    def _settle_schema(self, items: list[DriveItem]) -> pa.Schema:
+        if self.spec.columns is not None:
+            self.report.details["schema_from"] = "declared"
+            return self.spec.columns
+        sample = next((item for item in items if item.size != 0), None)
+        if sample is None:
+            raise SourceError(
+                f"google_drive source: no file in folder {self.spec.folder_id!r} matches glob {self.spec.glob!r} "
+                "and no 'columns' are declared to give an empty result its schema"
+            )
+        partial_read = self.spec.format != "parquet"
+        target = self._download(sample, "sample", SAMPLE_BYTES if partial_read else None)
+        reading = FileRead(pafs.LocalFileSystem(), target, _display(sample), csv=self.spec.csv)
+        self.report.details["schema_from"] = reading.display
+        try:
+            return infer_schema(self.spec.format, reading)
+        except pa.ArrowException as exc:
+            raise SourceError(f"{reading.display}: cannot infer a schema ({exc}); declare 'columns'") from exc
+        finally:
+            os.remove(target)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._batches is not None:
+            raise SourceError("a google_drive stream can be iterated only once; open the source again")
+        self._batches = self._all_batches()
+        return self._batches
+
+    def _all_batches(self) -> Iterator[pa.RecordBatch]:
+        for number, item in enumerate(self._todo):
+            yield from self._file_batches(item, str(number))
+            self._read.append(item.version)
+        self.report.details["requests"] = self.client.requests_sent
+
+    def _file_batches(self, item: DriveItem, name: str) -> Iterator[pa.RecordBatch]:
+        detail = self._detail(item)
+        target = self._download(item, name)
+        reading = FileRead(pafs.LocalFileSystem(), target, detail["path"], self.schema, self.spec.csv,
+                           self.spec.batch_rows, reject=partial(self._reject, detail))
+        try:
+            if os.path.getsize(target):
+                for batch in read_batches(self.spec.format, reading):
+                    detail["rows"] += batch.num_rows
+                    yield batch
+        except pa.ArrowException as exc:
+            raise SourceError(f"{reading.display}: {exc}") from exc
+        except OSError as exc:
+            raise io_error(exc, f"reading the download of {reading.display}") from exc
+        finally:
+            os.remove(target)
+
+    def _download(self, item: DriveItem, name: str, limit: int | None = None) -> str:
+        """Save the item's bytes (the first ``limit`` of them, cut at a line end) to a temporary file."""
+        target = os.path.join(self._tmp.name, name + _compression_suffix(item.path))
+        path, params = content_request(item)
+        check = item.md5 if limit is None else None
+        self.client.request("GET", path, params=params, stream=True, what=f"the content of {_display(item)}",
+                            read_body=partial(save_body, target, check, limit))
+        return target
+
+    def _detail(self, item: DriveItem) -> dict[str, Any]:
+        detail = {"path": _display(item), "id": item.id, "modified": _iso(item.modified), "size": item.size,
+                  "rows": 0, "rejected": 0}
+        self.report.details["files_read"] += 1
+        if len(self.report.details["files"]) < MAX_FILE_DETAILS:
+            self.report.details["files"].append(detail)
+        return detail
+
+    def _reject(self, detail: dict[str, Any], location: str, reason: str) -> None:
+        if not self.spec.skip_bad_rows:
+            raise SourceError(f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows")
+        detail["rejected"] += 1
+        self.report.reject(location, reason)
+
+    def state(self) -> dict[str, Any] | None:
+        if not self.spec.incremental:
+            return None
+        return next_state(self.previous, self._read)
+
+    def close(self) -> None:
+        if self._batches is not None:
+            self._batches.close()
+        self.client.close()
+        self.auth.close()
+        self._tmp.cleanup()
+
+
+# --- listing and downloading --------------------------------------------------------------------
+
+
+def list_items(client: HttpClient, spec: DriveSpec) -> list[DriveItem]:
+    """The readable files of the folder (and subfolders if recursive) that match, by (modified, path)."""
+    folders, seen, items = [(spec.folder_id, "")], {spec.folder_id}, []
+    while folders:
+        folder, prefix = folders.pop(0)
+        for entry in list_children(client, folder, spec.page_size):
+            name, mime = str(entry.get("name", "")), str(entry.get("mimeType", ""))
+            if mime == FOLDER_MIME:
+                if spec.recursive and entry["id"] not in seen:
+                    seen.add(entry["id"])
+                    folders.append((entry["id"], f"{prefix}{name}/"))
+            elif _readable(mime, spec) and fnmatch.fnmatchcase(name, spec.glob):
+                items.append(_item(entry, prefix + name))
+    return sorted(items, key=lambda item: (item.modified, item.path, item.id))
+
+
+def list_children(client: HttpClient, folder: str, page_size: int) -> Iterator[Mapping[str, Any]]:
+    """Every item directly in ``folder`` that is not trashed, page by page."""
+    params = {"q": f"'{folder}' in parents and trashed = false", "fields": LIST_FIELDS, "pageSize": page_size,
+              "supportsAllDrives": "true", "includeItemsFromAllDrives": "true"}
+    token, tokens = None, set()
+    while True:
+        page = client.get("/drive/v3/files", {**params, **({"pageToken": token} if token else {})},
+                          what=f"the items of folder {folder!r}").body
+        yield from page.get("files") or []
+        token = page.get("nextPageToken")
+        if not token:
+            return
+        if token in tokens:
+            raise SourceError(f"Google Drive returned the same page token twice while listing folder {folder!r}")
+        tokens.add(token)
+
+
+def _readable(mime: str, spec: DriveSpec) -> bool:
+    if mime == SHEET_MIME:
+        return spec.export_google_sheets and spec.format == "csv"
+    return not mime.startswith(GOOGLE_TYPES_PREFIX)
+
+
+def _item(entry: Mapping[str, Any], path: str) -> DriveItem:
+    try:
+        modified = utc_moment(entry["modifiedTime"], "Drive modifiedTime")
+        size = int(entry["size"]) if entry.get("size") is not None else None
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise SourceError(f"Google Drive listed {path!r} without a readable modifiedTime or size") from exc
+    assert modified is not None
+    return DriveItem(str(entry["id"]), path, str(entry["mimeType"]), modified, size, entry.get("md5Checksum"),
+                     entry.get("headRevisionId"))
+
+
+def content_request(item: DriveItem) -> tuple[str, dict[str, str]]:
+    """Where an item's bytes are: the CSV export of a Google Sheet, else the listed head revision."""
+    file_id = urllib.parse.quote(item.id, safe="")
+    if item.exported:
+        return f"/drive/v3/files/{file_id}/export", {"mimeType": "text/csv"}
+    if item.revision:
+        return f"/drive/v3/files/{file_id}/revisions/{urllib.parse.quote(item.revision, safe='')}", {"alt": "media"}
+    return f"/drive/v3/files/{file_id}", {"alt": "media", "supportsAllDrives": "true"}
+
+
+def save_body(target: str, md5: str | None, limit: int | None, response: requests.Response) -> int:
+    """Stream a download into ``target`` (starting over on a retry); returns the bytes written.
+
+    :param md5: the listed ``md5Checksum``: a mismatch (a truncated or changed download) raises
+        ``ValueError``, which the HTTP client retries.
+    :param limit: stop after about this many bytes and cut the file after its last line end.
+    """
+    digest = hashlib.md5(usedforsecurity=False) if md5 else None
+    written = 0
+    with open(target, "wb") as out:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            out.write(chunk)
+            written += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            if limit is not None and written >= limit:
+                return _cut_at_line_end(out)
+    if digest is not None and digest.hexdigest() != md5:
+        raise ValueError("the downloaded bytes do not match the file's md5Checksum")
+    return written
+
+
+def _cut_at_line_end(out: Any) -> int:
+    """A sample must not end in half a row: drop the bytes after the last newline."""
+    out.flush()
+    with open(out.name, "rb") as sample:
+        data = sample.read()
+    end = data.rfind(b"\n") + 1
+    out.truncate(end or len(data))
+    return end or len(data)
+
+
+def _display(item: DriveItem) -> str:
+    return f"gdrive:{item.path}"
+
+
+def _compression_suffix(name: str) -> str:
+    """Keep ``.gz`` & co. on the temporary file: the readers pick the decompression from the suffix."""
+    return next((suffix for suffix in COMPRESSION_SUFFIXES if name.lower().endswith(suffix)), "")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,409 @@
+"""HubSpot source: one CRM object type (contacts, companies, deals, tickets, custom objects) into Arrow.
+
+Spec::
+
+    {"type": "hubspot", "conn_id": "hubspot_default", "object": "deals",
+     "properties": ["dealname", "amount"], "associations": ["companies"], "archived": true,
+     "lookback": "1h", "start": "2024-01-01"}
+
+**Objects.** ``contacts``, ``companies``, ``deals``, ``tickets``, and custom objects by name
+(``p_<name>``) or objectTypeId (``2-123456``). Every property by default (``GET
+/crm/v3/properties/{object}``), or the ``properties`` listed.
+
+**Column rule.** Fixed columns ``id`` (string), ``created_at``, ``updated_at`` (timestamp[us, UTC]),
+``archived`` (bool), ``archived_at``; then one column per property, typed by the property's
+definition: ``number`` → decimal128(38, 18), ``datetime`` → timestamp[us, UTC], ``date`` → date32,
+``bool`` (and ``booleancheckbox`` fields) → bool, everything else (text, enumerations, multi-selects
+as HubSpot's ``;``-separated text, phone numbers) → string. ``string_properties`` keeps chosen
+properties as text. A property whose name collides with a fixed column is called
+``property_<name>``. Each association asked for becomes ``associations_<to>``: list<string> of ids.
+
+**Incremental** (default): the search API, filtered on the last-modified property
+(``lastmodifieddate`` for contacts, ``hs_lastmodifieddate`` otherwise) with ``GTE`` lower / ``LT``
+upper time windows sorted ascending. The search API answers at most 10,000 results per query, so a
+window with more is split in half until each fits; more than 10,000 records modified in the same
+millisecond are read by ``hs_object_id`` keyset paging. A window is read whole (≤ 10,000 records)
+and checked against the ``total`` HubSpot reported; if records moved while it was paged, it is
+read again. The run's upper limit is HubSpot's own clock (``Date`` header) minus ``settle``
+(default 1 minute, for the search index to catch up), or the upper bound if earlier; it becomes the
+new watermark once everything was read, and the next run starts there. Updated records come back
+with the same ``id``: write with ``merge`` on ``id`` (the engine insists).
+
+**Full reads** (``"incremental": false``): the list endpoint, paged with ``after``.
+
+**Archived records** (``"archived": true``): the recycle bin (``archived=true`` listing) is read as
+well, with ``archived`` true; incrementally only those archived inside the run's window.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dativo_provider.connections import HubSpotConfig
+from dativo_provider.exceptions import ConfigError, SourceError, TransientError
+from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
+from dativo_provider.sources.http import Clock, RetryPolicy
+from dativo_provider.sources.hubspot_api import SEARCH_CAP, SEARCH_PAGE, HubSpotApi
+from dativo_provider.sources.records import Column
+from dativo_provider.sources.saas import (
+    CURSOR_KEY,
+    DEFAULT_BATCH_ROWS,
+    RecordStream,
+    check_keys,
+    duration,
+    iso,
+    name_list,
+    positive_int,
+    previous_watermark,
+    retry_policy,
+    utc_moment,
+)
+
+SPEC_KEYS = frozenset({
+    "type", "conn_id", "object", "properties", "associations", "incremental", "archived", "lookback",
+    "settle", "start", "cursor_property", "string_properties", "batch_rows", "retry",
+})
+DEFAULT_SETTLE = timedelta(minutes=1)
+FIXED = ("id", "created_at", "updated_at", "archived", "archived_at")
+#: Longer property lists are fetched with batch reads (POST) rather than in the list request's URL.
+MAX_URL_PROPERTIES_CHARS = 2_000
+#: Times a window is read again when its records kept moving while it was paged.
+MAX_REREADS = 3
+_OBJECT_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*|\d+-\d+")
+_KINDS = {"number": "decimal", "datetime": "iso", "date": "date", "bool": "bool_text"}
+
+
+@dataclass(frozen=True)
+class HubSpotSpec:
+    """A validated HubSpot source spec (see the module docstring)."""
+
+    object: str
+    properties: tuple[str, ...] | None = None
+    associations: tuple[str, ...] = ()
+    incremental: bool = True
+    archived: bool = False
+    lookback: timedelta | None = None
+    settle: timedelta = DEFAULT_SETTLE
+    start: datetime | None = None
+    cursor_property: str | None = None
+    string_properties: tuple[str, ...] = ()
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    retry: RetryPolicy = RetryPolicy()
+
+    @property
+    def cursor(self) -> str:
+        """The last-modified property searched on."""
+        default = "lastmodifieddate" if self.object == "contacts" else "hs_lastmodifieddate"
+        return self.cursor_property or default
+
+
+def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
+    """Validate a spec; every error names the key."""
+    check_keys(spec, SPEC_KEYS, "hubspot")
+    name = spec.get("object")
+    if not isinstance(name, str) or not _OBJECT_TYPE.fullmatch(name):
+        raise ConfigError(f"hubspot source: 'object' must be an object type such as 'contacts', 'p_orders' or "
+                          f"'2-123456', got {name!r}")
+    flags = {key: spec.get(key, default) for key, default in (("incremental", True), ("archived", False))}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"hubspot source: {key!r} must be true or false, got {value!r}")
+    return HubSpotSpec(
+        object=name,
+        properties=name_list(spec.get("properties"), "properties", "hubspot"),
+        associations=name_list(spec.get("associations"), "associations", "hubspot") or (),
+        incremental=flags["incremental"],
+        archived=flags["archived"],
+        lookback=duration(spec.get("lookback"), "hubspot source: 'lookback'"),
+        settle=duration(spec.get("settle", DEFAULT_SETTLE), "hubspot source: 'settle'"),
+        start=utc_moment(spec.get("start"), "hubspot source: 'start'"),
+        cursor_property=spec.get("cursor_property"),
+        string_properties=name_list(spec.get("string_properties"), "string_properties", "hubspot") or (),
+        batch_rows=positive_int(spec, "batch_rows", DEFAULT_BATCH_ROWS, 1_000_000, "hubspot"),
+        retry=retry_policy(spec.get("retry"), "hubspot"),
+    )
+
+
+def from_spec(spec: Mapping[str, Any], connection: HubSpotConfig) -> HubSpotSource:
+    """Build a HubSpot source from its spec and the connection's :class:`HubSpotConfig`."""
+    return HubSpotSource(parse_spec(spec), connection)
+
+
+class HubSpotSource(Source):
+    """One HubSpot CRM object type.
+
+    :param spec: the validated spec.
+    :param config: credentials and base URL.
+    :param clock: time source for retry waits and token expiry (tests inject one that does not sleep).
+    """
+
+    def __init__(self, spec: HubSpotSpec, config: HubSpotConfig, clock: Clock | None = None) -> None:
+        if not isinstance(config, HubSpotConfig):
+            raise ConfigError(f"hubspot source needs a HubSpotConfig connection, got {type(config).__name__}")
+        self.spec = spec
+        self.config = config
+        self.clock = clock
+        # An updated record is read again with the same id: only a merge keeps one row per record.
+        self.may_repeat_rows = spec.incremental
+
+    @property
+    def identity(self) -> str:
+        return f"hubspot://crm/{self.spec.object}"
+
+    @property
+    def lineage(self) -> LineageDataset:
+        host = urllib.parse.urlsplit(self.config.base_url).netloc
+        return LineageDataset(f"hubspot://{host}", f"crm.{self.spec.object}")
+
+    def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> HubSpotStream:
+        api = HubSpotApi(self.config, self.spec.retry, self.clock)
+        try:
+            page = api.properties_page(self.spec.object)
+            properties = self._properties(page.body.get("results") or [])
+            window = self._window(state, bounds, page.server_time)
+        except BaseException:
+            api.close()
+            raise
+        details = {"identity": self.identity, "object": self.spec.object, "properties": len(properties),
+                   "mode": "search" if self.spec.incremental else "list"}
+        if window is not None:
+            details["window"] = {"gte": iso(window.lower), "lt": iso(window.upper)}
+        return HubSpotStream(self, api, properties, window, state, details)
+
+    def _properties(self, definitions: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The definitions of the properties to read, in name order, checked against the spec."""
+        by_name = {d["name"]: d for d in definitions}
+        wanted = sorted(by_name) if self.spec.properties is None else list(self.spec.properties)
+        unknown = [n for n in [*wanted, *self.spec.string_properties] if n not in by_name]
+        if unknown:
+            raise ConfigError(f"hubspot {self.spec.object}: no properties {unknown}; it has {len(by_name)} "
+                              f"properties, e.g. {sorted(by_name)[:10]}")
+        return [by_name[name] for name in wanted]
+
+    def _window(self, state: Mapping[str, Any] | None, bounds: ReadBounds, now: datetime | None) -> Window | None:
+        if not self.spec.incremental:
+            return None
+        where = f"hubspot {self.spec.object}"
+        previous = previous_watermark(state, self.spec.cursor, where)
+        lookback = duration(bounds.lookback, "ReadBounds.lookback") if bounds.lookback is not None else None
+        lookback = lookback or self.spec.lookback or timedelta(0)
+        lower = previous - lookback if previous is not None else self.spec.start or datetime(1970, 1, 1, tzinfo=UTC)
+        limits = [m for m in (utc_moment(bounds.upper, "the upper bound"),
+                              None if now is None else now - self.spec.settle) if m is not None]
+        if not limits:
+            raise SourceError(f"{where}: HubSpot sent no Date header and no upper bound was given; pass an upper "
+                              "bound (the operator's upper_bound) so the run knows where to stop")
+        return Window(lower, min(limits), previous)
+
+    def columns(self, properties: Sequence[Mapping[str, Any]]) -> list[Column]:
+        """The fixed columns, one per property, and one per association (see the module docstring)."""
+        columns = [Column("id", "string"), Column("created_at", "iso", ("createdAt",)),
+                   Column("updated_at", "iso", ("updatedAt",)), Column("archived", "bool"),
+                   Column("archived_at", "iso", ("archivedAt",))]
+        for definition in properties:
+            name = definition["name"]
+            column = f"property_{name}" if name in FIXED else name
+            columns.append(Column(column, self._kind(definition), ("properties", name)))
+        columns += [Column(f"associations_{to}", "id_list", ("associations", to)) for to in self.spec.associations]
+        return columns
+
+    def _kind(self, definition: Mapping[str, Any]) -> str:
+        if definition["name"] in self.spec.string_properties:
+            return "string"
+        if definition.get("fieldType") == "booleancheckbox":
+            return "bool_text"
+        return _KINDS.get(str(definition.get("type")), "string")
+
+
+@dataclass(frozen=True)
+class Window:
+    """This run's last-modified range: ``lower <= t < upper``; ``previous`` is the committed watermark."""
+
+    lower: datetime
+    upper: datetime
+    previous: datetime | None
+
+    def millis(self) -> tuple[int, int]:
+        return _millis(self.lower), _millis(self.upper)
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class HubSpotStream(RecordStream):
+    """Records of one object type: searched window by window, or listed; plus archived ones."""
+
+    def __init__(self, source: HubSpotSource, api: HubSpotApi, properties: list[Mapping[str, Any]],
+                 window: Window | None, state: Mapping[str, Any] | None, details: dict[str, Any]) -> None:
+        spec = source.spec
+        super().__init__(api, source.columns(properties), f"HubSpot {spec.object}", state, spec.batch_rows,
+                         {**details, "windows": 0, "splits": 0, "rereads": 0, "same_millisecond_reads": 0})
+        self.api = api
+        self.spec = spec
+        self.names = [p["name"] for p in properties]
+        self.window = window
+        self._rows = 0
+
+    def records(self) -> Iterator[Mapping[str, Any]]:
+        archived_ids: set[str] = set()
+        if self.spec.archived:
+            for chunk in _chunks(self._archived(), 1_000):
+                archived_ids.update(r["id"] for r in chunk)
+                yield from self._counted(chunk)
+        active = self._list(archived=False) if self.window is None else self._searched()
+        for chunk in _chunks(active, 1_000):
+            yield from self._counted([r for r in chunk if r["id"] not in archived_ids])
+
+    def _counted(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._attach_associations(chunk)
+        self._rows += len(chunk)
+        return chunk
+
+    def _attach_associations(self, chunk: list[dict[str, Any]]) -> None:
+        if not chunk or not self.spec.associations:
+            return
+        ids = [r["id"] for r in chunk]
+        found = {to: self.api.associations(self.spec.object, to, ids) for to in self.spec.associations}
+        for record in chunk:
+            record["associations"] = {to: found[to].get(record["id"], []) for to in self.spec.associations}
+
+    # -- full reads ------------------------------------------------------------------------------
+
+    def _list(self, archived: bool) -> Iterator[dict[str, Any]]:
+        inline = len(",".join(self.names)) <= MAX_URL_PROPERTIES_CHARS
+        after = None
+        while True:
+            page = self.api.list_page(self.spec.object, self.names if inline else (), after, archived)
+            results = list(page.body.get("results") or [])
+            self.report.details["pages"] += 1
+            yield from results if inline else self._with_properties(results, archived)
+            after = ((page.body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def _with_properties(self, results: list[dict[str, Any]], archived: bool) -> list[dict[str, Any]]:
+        """The listed records re-read by id with every property (POST: no URL length limit)."""
+        full = {r["id"]: r for r in self.api.batch_read(self.spec.object, [r["id"] for r in results],
+                                                        self.names, archived)}
+        return [full[r["id"]] for r in results if r["id"] in full]
+
+    def _archived(self) -> Iterator[dict[str, Any]]:
+        for record in self._list(archived=True):
+            if self.window is None or self._archived_inside(record):
+                yield record
+
+    def _archived_inside(self, record: Mapping[str, Any]) -> bool:
+        moment = utc_moment(record.get("archivedAt") or record.get("updatedAt"), "archivedAt")
+        lower = self.window.lower
+        return moment is not None and lower <= moment < self.window.upper
+
+    # -- incremental reads -----------------------------------------------------------------------
+
+    def _searched(self) -> Iterator[dict[str, Any]]:
+        """Every record modified inside the window, window by window in ascending time."""
+        lower, upper = self.window.millis()
+        pending = [(lower, upper, 0)]
+        while pending:
+            start, end, rereads = pending.pop()
+            if start >= end:
+                continue
+            first = self._search(self._range(start, end), after=None)
+            total = int(first.get("total", 0))
+            if total > SEARCH_CAP and end - start > 1:
+                start = max(start, self._earliest(first))  # nothing older exists: split what is left
+                middle = (start + end + 1) // 2
+                pending += [(middle, end, 0), (start, middle, 0)]
+                self.report.details["splits"] += 1
+            elif total > SEARCH_CAP:
+                yield from self._same_millisecond(start)
+            else:
+                records = self._read_window(start, end, first)
+                if records is None:
+                    pending.append((start, end, self._reread(start, end, rereads)))
+                    continue
+                self.report.details["windows"] += 1
+                yield from records
+
+    def _earliest(self, page: Mapping[str, Any]) -> int:
+        """The first result's last-modified time (results are sorted ascending), in epoch ms."""
+        first = (page.get("results") or [{}])[0]
+        moment = utc_moment((first.get("properties") or {}).get(self.spec.cursor), "last-modified")
+        return 0 if moment is None else _millis(moment)
+
+    def _read_window(self, start: int, end: int, first: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """All records of a window of at most 10,000, or None if its total changed while paging."""
+        total, page, records = int(first.get("total", 0)), first, []
+        while True:
+            if int(page.get("total", 0)) != total:
+                return None
+            records.extend(page.get("results") or [])
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            page = self._search(self._range(start, end), after=after)
+        return records if len(records) == total else None
+
+    def _reread(self, start: int, end: int, rereads: int) -> int:
+        if rereads >= MAX_REREADS:
+            raise TransientError(
+                f"HubSpot {self.spec.object}: the records modified between {start} and {end} (epoch ms) kept "
+                f"changing while they were paged ({rereads + 1} reads); rerun later, nothing was committed"
+            )
+        self.report.details["rereads"] += 1
+        return rereads + 1
+
+    def _same_millisecond(self, moment: int) -> Iterator[dict[str, Any]]:
+        """More than 10,000 records share one last-modified millisecond: keyset paging by id."""
+        self.report.details["same_millisecond_reads"] += 1
+        last_id = 0
+        while True:
+            filters = [_filter(self.spec.cursor, "EQ", moment), _filter("hs_object_id", "GT", last_id)]
+            page = self._search(filters, after=None, sort="hs_object_id")
+            results = page.get("results") or []
+            yield from results
+            if len(results) < SEARCH_PAGE:
+                return
+            last_id = int(results[-1]["id"])
+
+    def _range(self, start: int, end: int) -> list[dict[str, str]]:
+        return [_filter(self.spec.cursor, "GTE", start), _filter(self.spec.cursor, "LT", end)]
+
+    def _search(self, filters: list[dict[str, str]], after: str | None, sort: str | None = None) -> Mapping[str, Any]:
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort or self.spec.cursor, "direction": "ASCENDING"}],
+            "properties": self.names, "limit": SEARCH_PAGE,
+        }
+        if after is not None:
+            body["after"] = after
+        self.report.details["pages"] += 1
+        return self.api.search_page(self.spec.object, body).body
+
+    def new_state(self) -> dict[str, Any] | None:
+        if self.window is None:
+            return None
+        if self._rows == 0:
+            return self.previous
+        reached = max(self.window.upper, self.window.previous or self.window.upper)
+        return {WATERMARK_KEY: iso(reached), CURSOR_KEY: self.spec.cursor}
+
+
+def _filter(name: str, operator: str, value: int) -> dict[str, str]:
+    return {"propertyName": name, "operator": operator, "value": str(value)}
+
+
+def _chunks(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

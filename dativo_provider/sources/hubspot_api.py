@@ -1,0 +1,226 @@
+"""The HubSpot endpoints the HubSpot source calls, over :class:`~dativo_provider.sources.http.HttpClient`.
+
+* ``GET  /crm/v3/properties/{object}``: every property of an object type (name, type, fieldType).
+* ``GET  /crm/v3/objects/{object}``: the list, paged with ``after`` (100 per page), ``archived=true``
+  for the recycle bin.
+* ``POST /crm/v3/objects/{object}/search``: filters and one sort, 200 per page, offset ``after``,
+  never more than 10,000 results per query (the source walks time windows).
+* ``POST /crm/v3/objects/{object}/batch/read``: properties for up to 100 ids (when a long property
+  list does not fit a list request's URL).
+* ``POST /crm/v4/associations/{from}/{to}/batch/read``: associated ids, up to 1,000 ids per call.
+* ``POST /oauth/v1/token``: an access token from an OAuth refresh token.
+
+Errors: HubSpot answers ``{"status": "error", "message", "category", "correlationId"}``. A 429 whose
+``policyName`` is ``DAILY`` is the daily quota: :class:`DailyLimitError`, never retried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import requests
+
+from dativo_provider.connections import HubSpotConfig
+from dativo_provider.exceptions import ConfigError
+from dativo_provider.sources.http import (
+    ApiAuthError,
+    ApiError,
+    ApiNotFoundError,
+    Auth,
+    BearerAuth,
+    Clock,
+    DailyLimitError,
+    Dialect,
+    HttpClient,
+    Page,
+    RetryPolicy,
+    SystemClock,
+    json_or_none,
+    retry_after_seconds,
+)
+
+API = "HubSpot"
+LIST_PAGE = 100
+SEARCH_PAGE = 200
+#: The search API answers at most this many results per query (offset ``after`` stops there).
+SEARCH_CAP = 10_000
+BATCH_READ_SIZE = 100
+ASSOCIATION_BATCH = 1_000
+#: Refresh an OAuth access token this long before HubSpot says it expires.
+TOKEN_MARGIN = timedelta(seconds=60)
+_TOKEN_PATTERN = re.compile(r"\b(?:pat|CJ|COj)[-A-Za-z0-9_]{20,}")
+
+
+class HubSpotDialect(Dialect):
+    """HubSpot's error bodies, its daily limit, and object types it cannot resolve."""
+
+    scrub = (_TOKEN_PATTERN,)
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def message(self, response: requests.Response) -> str:
+        body = json_or_none(response)
+        if not isinstance(body, Mapping):
+            return super().message(response)
+        category = body.get("category") or body.get("errorType") or body.get("status")
+        message = str(body.get("message", ""))
+        return f"{message} ({category})" if category else message
+
+    def special_error(self, response: requests.Response, api: str) -> ApiError | None:
+        body = json_or_none(response)
+        if not isinstance(body, Mapping):
+            return None
+        path = response.request.path_url.split("?")[0] if response.request is not None else ""
+        fields = {"api": api, "status": response.status_code, "method": response.request.method or "", "path": path}
+        if response.status_code == 429 and str(body.get("policyName", "")).upper() == "DAILY":
+            return self._daily_limit(response, fields)
+        if str(body.get("message", "")).startswith("Unable to infer object type"):
+            return ApiNotFoundError(
+                f"HubSpot has no object type at {path}: {body['message']}. Use contacts, companies, deals, "
+                "tickets, a custom object's name (p_<name>) or its objectTypeId (2-123456)", **fields
+            )
+        return None
+
+    def _daily_limit(self, response: requests.Response, fields: dict[str, Any]) -> DailyLimitError:
+        wait = retry_after_seconds(response.headers.get("Retry-After"), self.clock.now())
+        resets_at = None if wait is None else self.clock.now() + timedelta(seconds=wait)
+        when = (f"HubSpot says it resets at {resets_at.isoformat(timespec='seconds')}" if resets_at else
+                "it resets at midnight in the HubSpot account's time zone")
+        quota = response.headers.get("X-HubSpot-RateLimit-Daily")
+        return DailyLimitError(
+            f"HubSpot's daily API limit is used up{f' ({quota} requests)' if quota else ''}; {when}. Retrying "
+            "before then fails the same way: the next run after the reset continues from the committed "
+            "watermark (nothing of this run was committed)",
+            resets_at=resets_at, **fields,
+        )
+
+
+class OAuthRefreshAuth(Auth):
+    """Bearer tokens from HubSpot's refresh-token grant; refreshed before expiry and once on a 401.
+
+    :param token_client: a client for ``/oauth/v1/token`` (no auth of its own).
+    :param config: the app's client id and secret and the refresh token.
+    :param clock: decides when a token is about to expire.
+    """
+
+    def __init__(self, token_client: HttpClient, config: HubSpotConfig, clock: Clock) -> None:
+        self._client = token_client
+        self._config = config
+        self._clock = clock
+        self._refresh_token = config.refresh_token
+        self._access_token: str | None = None
+        self._expires_at = 0.0
+
+    def headers(self) -> dict[str, str]:
+        if self._access_token is None or self._clock.monotonic() >= self._expires_at:
+            self.refresh()
+        return {"Authorization": f"Bearer {self._access_token}"}
+
+    def refresh(self) -> bool:
+        form = {"grant_type": "refresh_token", "client_id": self._config.client_id or "",
+                "client_secret": self._config.client_secret or "", "refresh_token": self._refresh_token or ""}
+        try:
+            body = self._client.post("/oauth/v1/token", data=form, what="an OAuth access token").body
+        except ApiError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                raise ApiAuthError(
+                    f"authentication failed for HubSpot (check connection {self._config.conn_id!r}): the OAuth "
+                    f"refresh was refused: {exc}", api=API, status=exc.status, method="POST", path="/oauth/v1/token"
+                ) from None
+            raise
+        self._access_token = body["access_token"]
+        self._refresh_token = body.get("refresh_token") or self._refresh_token
+        lifetime = float(body.get("expires_in", 1800))
+        self._expires_at = self._clock.monotonic() + max(0.0, lifetime - TOKEN_MARGIN.total_seconds())
+        return True
+
+    def secrets(self) -> tuple[str | None, ...]:
+        return (*self._config.secrets, self._access_token, self._refresh_token)
+
+    def __repr__(self) -> str:
+        return "OAuthRefreshAuth(***)"
+
+
+class HubSpotApi:
+    """The calls the source makes, each returning decoded JSON.
+
+    :param config: credentials and base URL.
+    :param policy: retry limits.
+    :param clock: time source (tests inject one that does not sleep).
+    """
+
+    def __init__(self, config: HubSpotConfig, policy: RetryPolicy | None = None, clock: Clock | None = None) -> None:
+        if not (config.access_token or config.uses_oauth):
+            raise ConfigError(
+                f"hubspot connection {config.conn_id!r} has no private-app token (password) and no OAuth "
+                "refresh token (extras client_id, client_secret, refresh_token)"
+            )
+        clock = clock or SystemClock()
+        dialect = HubSpotDialect(clock)
+        common = {"conn_id": config.conn_id, "dialect": dialect, "policy": policy, "clock": clock}
+        auth: Auth = BearerAuth(config.access_token or "")
+        if config.uses_oauth:
+            auth = OAuthRefreshAuth(HttpClient(API, config.base_url, **common), config, clock)
+        self.client = HttpClient(API, config.base_url, auth, **common)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def properties_page(self, object_type: str) -> Page:
+        """Every property definition of ``object_type`` (``body["results"]``), and HubSpot's clock."""
+        return self.client.get(f"/crm/v3/properties/{object_type}", what=f"the properties of {object_type!r}")
+
+    def list_page(self, object_type: str, properties: Sequence[str], after: str | None, archived: bool) -> Page:
+        params = [("limit", str(LIST_PAGE)), ("archived", str(archived).lower())]
+        if properties:
+            params.append(("properties", ",".join(properties)))
+        if after:
+            params.append(("after", after))
+        return self.client.get(f"/crm/v3/objects/{object_type}", params, what=f"the {object_type} list")
+
+    def search_page(self, object_type: str, body: Mapping[str, Any]) -> Page:
+        return self.client.post(f"/crm/v3/objects/{object_type}/search", json=dict(body),
+                                what=f"a search of {object_type}")
+
+    def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
+                   archived: bool) -> list[dict[str, Any]]:
+        """Records by id with ``properties`` (ids in chunks of 100)."""
+        results = []
+        for start in range(0, len(ids), BATCH_READ_SIZE):
+            chunk = ids[start:start + BATCH_READ_SIZE]
+            body = {"properties": list(properties), "inputs": [{"id": i} for i in chunk]}
+            page = self.client.request("POST", f"/crm/v3/objects/{object_type}/batch/read", json=body,
+                                       params={"archived": str(archived).lower()},
+                                       what=f"a batch read of {object_type}")
+            results.extend(page.body.get("results") or [])
+        return results
+
+    def associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """``{from id: [associated to ids]}`` for every id (empty list when none)."""
+        found: dict[str, list[str]] = {i: [] for i in ids}
+        for start in range(0, len(ids), ASSOCIATION_BATCH):
+            for from_id, to_ids in self._association_pages(from_type, to_type, ids[start:start + ASSOCIATION_BATCH]):
+                found.setdefault(from_id, []).extend(to_ids)
+        return found
+
+    def _association_pages(self, from_type: str, to_type: str, ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+        inputs: list[dict[str, str]] = [{"id": i} for i in ids]
+        path = f"/crm/v4/associations/{from_type}/{to_type}/batch/read"
+        while inputs:
+            page = self.client.post(path, json={"inputs": inputs}, what=f"{from_type} → {to_type} associations")
+            inputs = []
+            for result in page.body.get("results") or []:
+                from_id = str(result["from"]["id"])
+                yield from_id, [str(to["toObjectId"]) for to in result.get("to") or []]
+                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if after:
+                    inputs.append({"id": from_id, "after": after})
+
+    @property
+    def requests_sent(self) -> int:
+        return self.client.requests_sent
+

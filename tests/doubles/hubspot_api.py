@@ -1,0 +1,338 @@
+"""A loopback double of HubSpot's CRM v3 API, following its documented wire contract.
+
+* **Auth:** ``Authorization: Bearer <private-app token>`` or an access token issued by
+  ``POST /oauth/v1/token`` (form ``grant_type=refresh_token``, ``client_id``, ``client_secret``,
+  ``refresh_token``; answers ``{"token_type": "bearer", "access_token", "refresh_token",
+  "expires_in": 1800}``). A bad token gets 401 ``{"status": "error", "message": "Authentication
+  credentials not found. ...", "category": "INVALID_AUTHENTICATION", "correlationId": ...}``; an
+  expired one ``EXPIRED_AUTHENTICATION``; a bad refresh token 400 ``BAD_REFRESH_TOKEN``.
+* **Records:** ``{"id", "properties": {name: text or null}, "createdAt", "updatedAt" (ISO, ms),
+  "archived"}`` (+ ``archivedAt``). Property values are strings, as HubSpot sends them.
+* ``GET /crm/v3/properties/{object}`` → ``{"results": [definition, ...]}``.
+* ``GET /crm/v3/objects/{object}``: ``limit`` ≤ 100, ``after`` cursor, ``properties`` (comma
+  separated), ``archived``; ``{"results", "paging": {"next": {"after", "link"}}}`` (no ``paging`` on
+  the last page).
+* ``POST /crm/v3/objects/{object}/search``: ``filterGroups`` (EQ, NEQ, GT, GTE, LT, LTE), one sort,
+  ``limit`` ≤ 200, offset ``after``; ``{"total", "results", "paging"}``; paging to 10,000 or beyond
+  is a 400, as HubSpot documents. Archived records are never found.
+* ``POST /crm/v3/objects/{object}/batch/read`` and ``POST /crm/v4/associations/{from}/{to}/batch/read``
+  (``{"status": "COMPLETE", "results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``,
+  paged per id beyond ``association_page`` associations).
+* An unknown object type gets 400 "Unable to infer object type from: <name>".
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.doubles.server import ApiDouble, Request, Response
+
+TOKEN = "pat-na1-00000000-dati-vo00-doub-le0000000001"
+T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+_DEFAULT_PROPERTIES = {
+    "contacts": ["firstname", "lastname", "email"],
+    "companies": ["name", "domain"],
+    "deals": ["dealname", "amount", "closedate", "pipeline", "dealstage"],
+    "tickets": ["subject", "content", "hs_pipeline", "hs_pipeline_stage"],
+}
+_ASSOCIATION_TYPE = {"category": "HUBSPOT_DEFINED", "typeId": 1, "label": None}
+
+
+def iso_ms(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cursor_of(object_type: str) -> str:
+    return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+
+
+def created_of(object_type: str) -> str:
+    return "createdate" if object_type in ("contacts", "companies", "deals") else "hs_createdate"
+
+
+def _error(status: int, message: str, category: str, **extra: Any) -> Response:
+    return Response(status, {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
+                             "category": category, **extra})
+
+
+def definition(name: str, kind: str = "string", field_type: str = "text") -> dict[str, Any]:
+    """A property definition shaped as ``GET /crm/v3/properties/{object}`` returns it."""
+    return {"name": name, "label": name.replace("_", " ").title(), "type": kind, "fieldType": field_type,
+            "description": "", "groupName": "info", "options": [], "displayOrder": -1, "calculated": False,
+            "externalOptions": False, "hasUniqueValue": name == "hs_object_id", "hidden": False,
+            "hubspotDefined": not name.startswith("custom_"),
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": True, "readOnlyValue": False},
+            "formField": True}
+
+
+class HubSpotDouble(ApiDouble):
+    """CRM objects of one portal, reachable with a private-app token or OAuth."""
+
+    def __init__(self, token: str = TOKEN, oauth: dict[str, str] | None = None, association_page: int = 500) -> None:
+        super().__init__()
+        self.token = token
+        self.oauth = oauth or {}
+        self.issued: set[str] = set()
+        self.expired: set[str] = set()
+        self.association_page = association_page
+        self.definitions: dict[str, list[dict[str, Any]]] = {}
+        self.records: dict[str, dict[str, dict[str, Any]]] = {}
+        self.links: dict[tuple[str, str], dict[str, list[str]]] = {}
+        self.aliases: dict[str, str] = {}
+        self._index: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def define(self, object_type: str, definitions: Iterable[dict[str, Any]], alias: str | None = None) -> None:
+        """Declare an object type's properties (the id/created/modified ones are added)."""
+        base = [definition("hs_object_id", "number", "number"), definition(created_of(object_type), "datetime", "date"),
+                definition(cursor_of(object_type), "datetime", "date")]
+        with self.lock:
+            self.definitions[object_type] = base + list(definitions)
+            self.records.setdefault(object_type, {})
+            if alias:
+                self.aliases[alias] = object_type
+
+    def put(self, object_type: str, record_id: int, properties: dict[str, str | None], created: int,
+            modified: int | None = None) -> None:
+        """Create or replace a record; ``created``/``modified`` are epoch milliseconds."""
+        modified = created if modified is None else modified
+        props = {**properties, "hs_object_id": str(record_id), created_of(object_type): iso_ms(created),
+                 cursor_of(object_type): iso_ms(modified)}
+        with self.lock:
+            self._index.pop(object_type, None)
+            self.records[object_type][str(record_id)] = {
+                "id": str(record_id), "properties": props, "createdAt": iso_ms(created),
+                "updatedAt": iso_ms(modified), "archived": False, "_modified": modified,
+            }
+
+    def update(self, object_type: str, record_id: int, modified: int, **properties: str | None) -> None:
+        with self.lock:
+            record = self.records[object_type][str(record_id)]
+            record["properties"].update(properties, **{cursor_of(object_type): iso_ms(modified)})
+            record.update(updatedAt=iso_ms(modified), _modified=modified)
+            self._index.pop(object_type, None)
+
+    def archive(self, object_type: str, record_id: int, at: int) -> None:
+        with self.lock:
+            record = self.records[object_type][str(record_id)]
+            record.update(archived=True, archivedAt=iso_ms(at), updatedAt=iso_ms(at))
+            self._index.pop(object_type, None)
+
+    def link(self, from_type: str, to_type: str, from_id: int, to_ids: Iterable[int]) -> None:
+        with self.lock:
+            self.links.setdefault((from_type, to_type), {})[str(from_id)] = [str(i) for i in to_ids]
+
+    def expire_tokens(self) -> None:
+        """Every OAuth access token issued so far now gets 401 EXPIRED_AUTHENTICATION."""
+        with self.lock:
+            self.expired |= self.issued
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def route(self, request: Request) -> Response:
+        if request.path == "/oauth/v1/token" and request.method == "POST":
+            return self._token(request.body or {})
+        denied = self._authenticate(request)
+        if denied is not None:
+            return denied
+        parts = request.path.strip("/").split("/")
+        if parts[:3] == ["crm", "v4", "associations"] and parts[-2:] == ["batch", "read"]:
+            return self._associations(parts[3], parts[4], request.body or {})
+        if parts[:2] != ["crm", "v3"] or len(parts) < 4:
+            return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
+        object_type = self.aliases.get(parts[3], parts[3])
+        if object_type not in self.definitions:
+            return _error(400, f"Unable to infer object type from: {parts[3]}", "VALIDATION_ERROR")
+        return self._crm(request, parts, object_type)
+
+    def _crm(self, request: Request, parts: list[str], object_type: str) -> Response:
+        if parts[2] == "properties" and request.method == "GET":
+            return Response(200, {"results": self.definitions[object_type]})
+        rest = parts[4:]
+        if rest == [] and request.method == "GET":
+            return self._list(request, object_type)
+        if rest == ["search"] and request.method == "POST":
+            return self._search(request.body or {}, object_type)
+        if rest == ["batch", "read"] and request.method == "POST":
+            return self._batch_read(request, object_type)
+        return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
+
+    def _authenticate(self, request: Request) -> Response | None:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token in self.expired:
+            return _error(401, "The OAuth token used to make this call expired 0 second(s) ago.",
+                          "EXPIRED_AUTHENTICATION")
+        if token != self.token and token not in self.issued:
+            return _error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication "
+                          "and you can find more details at https://developers.hubspot.com/docs/methods/auth/"
+                          "oauth-overview", "INVALID_AUTHENTICATION")
+        return None
+
+    def _token(self, form: dict[str, str]) -> Response:
+        expected = self.oauth
+        if form.get("grant_type") != "refresh_token" or not expected:
+            return Response(400, {"status": "BAD_GRANT_TYPE", "message": "unsupported grant type",
+                                  "correlationId": str(uuid.uuid4())})
+        if form.get("client_id") != expected["client_id"] or form.get("client_secret") != expected["client_secret"]:
+            return Response(400, {"status": "BAD_CLIENT_ID", "message": "missing or invalid client credentials",
+                                  "correlationId": str(uuid.uuid4())})
+        if form.get("refresh_token") != expected["refresh_token"]:
+            return Response(400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token",
+                                  "correlationId": str(uuid.uuid4())})
+        access = f"COj{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        self.issued.add(access)
+        return Response(200, {"token_type": "bearer", "refresh_token": expected["refresh_token"],
+                              "access_token": access, "expires_in": 1800})
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _shaped(self, object_type: str, record: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+        names = wanted if wanted else _DEFAULT_PROPERTIES.get(object_type, [])
+        names = [*names, "hs_object_id", created_of(object_type), cursor_of(object_type)]
+        props = {n: record["properties"].get(n) for n in dict.fromkeys(names)}
+        shaped = {"id": record["id"], "properties": props, "createdAt": record["createdAt"],
+                  "updatedAt": record["updatedAt"], "archived": record["archived"]}
+        if record["archived"]:
+            shaped["archivedAt"] = record["archivedAt"]
+        return shaped
+
+    def _indexes(self, object_type: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids in order, and (last modified ms, id) in order: rebuilt after a change."""
+        if object_type not in self._index:
+            records = self.records[object_type].values()
+            self._index[object_type] = (sorted(int(r["id"]) for r in records),
+                                        sorted((r["_modified"], int(r["id"])) for r in records))
+        return self._index[object_type]
+
+    def _list(self, request: Request, object_type: str) -> Response:
+        limit = min(int(request.param("limit", "10")), 100)
+        archived = request.param("archived", "false") == "true"
+        wanted = [p for p in (request.param("properties") or "").split(",") if p] or None
+        ids = self._indexes(object_type)[0]
+        records, page = self.records[object_type], []
+        for record_id in ids[bisect.bisect_left(ids, int(request.param("after") or 0)):]:
+            if records[str(record_id)]["archived"] == archived:
+                page.append(records[str(record_id)])
+                if len(page) > limit:
+                    break
+        body: dict[str, Any] = {"results": [self._shaped(object_type, r, wanted) for r in page[:limit]]}
+        if len(page) > limit:
+            next_after = page[limit]["id"]
+            body["paging"] = {"next": {"after": next_after,
+                                       "link": f"https://api.hubapi.com{request.path}?after={next_after}"}}
+        return Response(200, body)
+
+    def _search(self, body: dict[str, Any], object_type: str) -> Response:
+        limit, offset = int(body.get("limit", 10)), int(body.get("after") or 0)
+        if limit > 200:
+            return _error(400, "limit must be less than or equal to 200", "VALIDATION_ERROR")
+        if offset >= 10_000:
+            return _error(400, "There was a problem with the request.", "VALIDATION_ERROR",
+                          errors=[{"message": "after must be less than 10000"}])
+        rows, exact = self._candidates(object_type, body.get("filterGroups") or [])
+        rows = [r for r in rows if not r["archived"] and (exact or _matches(r, body.get("filterGroups") or []))]
+        for sort in reversed(body.get("sorts") or []):
+            rows.sort(key=lambda r: _comparable(_value(r, sort["propertyName"])),
+                      reverse=sort.get("direction") == "DESCENDING")
+        page = rows[offset: offset + limit]
+        out: dict[str, Any] = {"total": len(rows),
+                               "results": [self._shaped(object_type, r, body.get("properties")) for r in page]}
+        if offset + limit < len(rows):
+            out["paging"] = {"next": {"after": str(offset + limit)}}
+        return Response(200, out)
+
+    def _candidates(self, object_type: str, groups: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """Records that may match, narrowed through the last-modified index when there is one group;
+        True when the narrowing applied every filter (the source's window and keyset searches)."""
+        records = self.records[object_type]
+        if len(groups) != 1:
+            return list(records.values()), False
+        low, high, handled = (-(2**63), -1), (2**63, -1), 0
+        for flt in groups[0].get("filters", []):
+            value, operator = int(_comparable(flt["value"])[1]), flt["operator"]
+            if flt["propertyName"] == cursor_of(object_type) and operator in ("EQ", "GTE", "LT"):
+                low = max(low, (value, -1)) if operator in ("EQ", "GTE") else low
+                high = min(high, (value + 1 if operator == "EQ" else value, -1)) if operator in ("EQ", "LT") else high
+                handled += 1
+        equal = [f for f in groups[0]["filters"] if f["operator"] == "EQ" and f["propertyName"] == cursor_of(object_type)]
+        for flt in groups[0]["filters"]:
+            if equal and flt["propertyName"] == "hs_object_id" and flt["operator"] == "GT":
+                low, handled = max(low, (low[0], int(flt["value"]) + 1)), handled + 1
+        by_modified = self._indexes(object_type)[1]
+        start, end = bisect.bisect_left(by_modified, low), bisect.bisect_left(by_modified, high)
+        rows = [records[str(record_id)] for _, record_id in by_modified[start:end]]
+        return rows, handled == len(groups[0]["filters"])
+
+    def _batch_read(self, request: Request, object_type: str) -> Response:
+        body = request.body or {}
+        records = self.records[object_type]
+        found = [records[i["id"]] for i in body.get("inputs", []) if i["id"] in records]
+        now = iso_ms(T0_MS)
+        return Response(200, {"status": "COMPLETE", "startedAt": now, "completedAt": now,
+                              "results": [self._shaped(object_type, r, body.get("properties")) for r in found]})
+
+    def _associations(self, from_type: str, to_type: str, body: dict[str, Any]) -> Response:
+        links = self.links.get((self.aliases.get(from_type, from_type), to_type), {})
+        results = []
+        for item in body.get("inputs", []):
+            to_ids = links.get(str(item["id"]), [])
+            start = int(item.get("after") or 0)
+            chunk = to_ids[start:start + self.association_page]
+            if not chunk:
+                continue
+            result: dict[str, Any] = {"from": {"id": str(item["id"])},
+                                      "to": [{"toObjectId": int(i), "associationTypes": [_ASSOCIATION_TYPE]}
+                                             for i in chunk]}
+            if start + self.association_page < len(to_ids):
+                result["paging"] = {"next": {"after": str(start + self.association_page), "link": None}}
+            results.append(result)
+        now = iso_ms(T0_MS)
+        return Response(200, {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now})
+
+
+def _value(record: dict[str, Any], name: str) -> Any:
+    if name == "hs_object_id":
+        return int(record["id"])
+    if name in ("hs_lastmodifieddate", "lastmodifieddate"):
+        return record["_modified"]  # kept as epoch ms: searches stay fast over many records
+    return record["properties"].get(name)
+
+
+def _comparable(value: Any) -> Any:
+    """Dates compare as epoch ms, numbers as numbers, other text as text (None first)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int):
+        return (1, value)
+    return _text_key(str(value))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _text_key(text: str) -> tuple[int, Any]:
+    if text.lstrip("-").replace(".", "", 1).isdigit():
+        return (1, float(text))
+    try:
+        return (1, datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return (2, text)
+
+
+def _matches(record: dict[str, Any], groups: list[dict[str, Any]]) -> bool:
+    if not groups:
+        return True
+    return any(all(_test(record, f) for f in group.get("filters", [])) for group in groups)
+
+
+def _test(record: dict[str, Any], flt: dict[str, Any]) -> bool:
+    value, wanted = _comparable(_value(record, flt["propertyName"])), _comparable(flt.get("value"))
+    operator = flt["operator"]
+    if value == (0, 0):
+        return operator == "NEQ"
+    return {"EQ": value == wanted, "NEQ": value != wanted, "GT": value > wanted, "GTE": value >= wanted,
+            "LT": value < wanted, "LTE": value <= wanted}[operator]
