@@ -20,6 +20,7 @@ EXPECTED_CONN_TYPES: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "mysql": ("mysql",),
     "files": ("aws",),
+    "markdown_kv": ("aws",),
     "stripe": ("stripe",),
     "hubspot": ("hubspot",),
 }
