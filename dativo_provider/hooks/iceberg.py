@@ -2,8 +2,10 @@
 
 Field mapping (``catalog_type`` extra picks the kind, default ``sql``):
 
-- **sql**: ``host`` is a SQLAlchemy URI (``sqlite:////data/catalog.db``, ``postgresql+psycopg://...``),
+- **sql**: ``host`` is a database URI (``sqlite:////data/catalog.db``, ``postgresql+psycopg://...``),
   or a database host, from which ``postgresql+psycopg://login:password@host:port/schema`` is built.
+  pyiceberg's ``SqlCatalog`` serves it where SQLAlchemy 2 is installed (Airflow >= 3.1), our
+  ``DbApiCatalog`` (same tables, ``sqlite3`` or psycopg) elsewhere.
 - **rest**: ``host`` is the catalog URI; ``password`` a bearer token, or the ``credential`` extra an
   OAuth ``client_id:client_secret``; extras ``warehouse``, ``oauth2-server-uri``, ``scope``.
 - **glue**: extras ``region`` and ``aws_conn_id`` (an ``aws`` connection: keys, region, endpoint).
@@ -19,7 +21,6 @@ catalog: SQLite and a local warehouse under ``$DATIVO_HOME`` (default ``$AIRFLOW
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 import os
 import urllib.parse
@@ -64,10 +65,7 @@ class IcebergHook(BaseHook):
     def get_catalog_config(self) -> CatalogConfig:
         """The engine's catalog configuration for this connection (secrets stay out of its ``repr``)."""
         conn = self._connection_or_none()
-        config = embedded_default() if conn is None else catalog_config(conn, self._aws_config(conn))
-        if config.properties["type"] == "sql":
-            _require_sqlalchemy_2(self.iceberg_conn_id)
-        return config
+        return embedded_default() if conn is None else catalog_config(conn, self._aws_config(conn))
 
     def _connection_or_none(self) -> Any:
         try:
@@ -160,7 +158,7 @@ def _announce_embedded(home: str) -> None:
 def _sql_properties(conn: Any, extras: Mapping[str, Any], aws: ObjectStoreConfig | None) -> dict[str, Any]:
     host = conn.host or ""
     if not host:
-        raise ConfigError(f"connection {conn.conn_id!r}: a sql catalog needs 'host' (a SQLAlchemy URI or a host)")
+        raise ConfigError(f"connection {conn.conn_id!r}: a sql catalog needs 'host' (a database URI or a host)")
     if "://" in host:
         embedded_password = urllib.parse.urlsplit(host).password
         if embedded_password:
@@ -217,13 +215,3 @@ def _pyiceberg_passthrough(extras: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
-
-
-def _require_sqlalchemy_2(conn_id: str) -> None:
-    version = importlib.metadata.version("sqlalchemy")
-    if int(version.split(".")[0]) < 2:
-        raise ConfigError(
-            f"Iceberg connection {conn_id!r} is a SQL catalog (also the embedded default), and pyiceberg's "
-            f"SqlCatalog needs SQLAlchemy >= 2, but this environment has {version} (Airflow 2.x pins "
-            "SQLAlchemy < 2). Point the connection at a REST or Glue catalog, or run Airflow >= 3.1."
-        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +14,8 @@ from dativo_provider.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+
+log = logging.getLogger(__name__)
 
 #: Property name fragments whose values are secrets (pyiceberg's own property names).
 _SECRET_MARKERS = ("token", "credential", "secret", "password", "session")
@@ -46,18 +50,43 @@ class CatalogConfig:
         return f"CatalogConfig(name={self.name!r}, properties={shown!r})"
 
     def load(self) -> Catalog:
-        """Build the pyiceberg catalog. Creates a local warehouse directory if there is one."""
+        """Build the pyiceberg catalog. Creates a local warehouse directory if there is one.
+
+        A ``sql`` catalog is the class :func:`sql_catalog_class` picks for this environment.
+        """
         from pyiceberg.catalog import load_catalog
 
         warehouse = self.properties.get("warehouse", "")
         if warehouse.startswith("file://"):
             Path(warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        if self.properties["type"] == "sql":
+            return sql_catalog_class()(self.name, **dict(self.properties))
         return load_catalog(self.name, **dict(self.properties))
 
     @property
     def lineage_namespace(self) -> str:
         """Where OpenLineage should say the tables live: the warehouse, else the catalog URI."""
         return self.properties.get("warehouse") or self.properties.get("uri") or f"iceberg://{self.name}"
+
+
+@functools.cache
+def sql_catalog_class() -> type[Catalog]:
+    """pyiceberg's ``SqlCatalog`` where it can be imported (SQLAlchemy >= 2), else our ``DbApiCatalog``.
+
+    Both use the same tables, so a catalog database stays readable when an upgrade switches class.
+    The choice is logged once.
+    """
+    try:
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        chosen: type[Catalog] = SqlCatalog
+        reason = "SQLAlchemy 2 is installed"
+    except ImportError as exc:  # Airflow < 3.1 pins SQLAlchemy < 2
+        from dativo_provider.iceberg.dbapi_catalog import DbApiCatalog
+
+        chosen, reason = DbApiCatalog, f"pyiceberg's SqlCatalog cannot be imported: {exc}"
+    log.info("SQL Iceberg catalogs use %s.%s (%s)", chosen.__module__, chosen.__name__, reason)
+    return chosen
 
 
 def _is_secret(key: str) -> bool:

@@ -6,14 +6,11 @@ Airflow reads its configuration once, on first import.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,41 +51,14 @@ def dativo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "dativo"
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server (S3 + Glue) on loopback; in-process ``mock_aws`` does not work with pyarrow."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def iceberg_default(dativo_home: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The catalog the example DAGs write to, fresh for each test.
+def iceberg_default(dativo_home: Path) -> str:
+    """The catalog the example DAGs write to, fresh for each test: the embedded default.
 
-    With SQLAlchemy 2 (Airflow 3) that is the embedded default: no ``iceberg_default`` connection.
-    Airflow 2.11 pins SQLAlchemy < 2, which pyiceberg's SqlCatalog cannot use, so there
-    ``iceberg_default`` is a Glue catalog with an S3 warehouse, both served by moto.
+    There is no ``iceberg_default`` connection; its SQLite catalog is pyiceberg's SqlCatalog on
+    Airflow 3 and DbApiCatalog on Airflow 2.11 (SQLAlchemy 1.4).
     """
-    if int(importlib.metadata.version("sqlalchemy").split(".")[0]) >= 2:
-        return "embedded"
-    moto_endpoint = request.getfixturevalue("moto_endpoint")
-    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")).close()
-    credentials = {"login": "testing", "password": "testing-secret"}
-    extra = {"region_name": "us-east-1", "endpoint_url": moto_endpoint}
-    monkeypatch.setenv(*connection_env("aws_moto", conn_type="aws", extra=extra, **credentials))
-    monkeypatch.setenv(*connection_env("iceberg_default", conn_type="iceberg", extra={
-        "catalog_type": "glue", "aws_conn_id": "aws_moto", "warehouse": "s3://warehouse/iceberg",
-    }))
-    import boto3
-
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing-secret").create_bucket(Bucket="warehouse")
-    return "glue"
+    return "embedded"
 
 
 def connection_env(conn_id: str, **fields: object) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 
 import pytest
@@ -13,8 +12,6 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook, catalog_config
 from dativo_provider.hooks.sources import source_connection_config
 from tests.airflow.conftest import connection_env
-
-SQLALCHEMY_2 = int(importlib.metadata.version("sqlalchemy").split(".")[0]) >= 2
 
 
 @pytest.fixture
@@ -99,7 +96,6 @@ def test_unknown_catalog_type_is_named(connect):
         IcebergHook("cat").get_catalog_config()
 
 
-@pytest.mark.skipif(not SQLALCHEMY_2, reason="pyiceberg's SqlCatalog needs SQLAlchemy 2")
 def test_missing_default_connection_falls_back_to_the_embedded_catalog(dativo_home, caplog):
     with caplog.at_level(logging.INFO, logger="dativo_provider.hooks.iceberg"):
         config = IcebergHook().get_catalog_config()
@@ -108,10 +104,15 @@ def test_missing_default_connection_falls_back_to_the_embedded_catalog(dativo_ho
     assert "embedded Iceberg catalog" in caplog.text
 
 
-@pytest.mark.skipif(SQLALCHEMY_2, reason="only where Airflow pins SQLAlchemy < 2")
-def test_sql_catalog_without_sqlalchemy_2_says_what_to_do(dativo_home):
-    with pytest.raises(ConfigError, match="needs SQLAlchemy >= 2.*REST or Glue"):
-        IcebergHook().get_catalog_config()
+def test_the_embedded_catalog_works_on_every_supported_airflow(dativo_home):
+    """pyiceberg's SqlCatalog with SQLAlchemy 2 (Airflow >= 3.1), DbApiCatalog with Airflow 2.11's 1.4."""
+    import sqlalchemy
+
+    catalog = IcebergHook().get_conn()
+    expected = "SqlCatalog" if int(sqlalchemy.__version__.split(".")[0]) >= 2 else "DbApiCatalog"
+    assert type(catalog).__name__ == expected
+    catalog.create_namespace("lake")
+    assert catalog.list_namespaces() == [("lake",)]
 
 
 def test_a_missing_named_connection_is_an_error():

@@ -1,4 +1,8 @@
-"""Concurrent writers on one table, in real separate processes, on SQLite and Postgres catalogs."""
+"""Concurrent writers on one table, in real separate processes, on SQLite and Postgres catalogs.
+
+Each runs with the SQL catalog class of this environment (pyiceberg's SqlCatalog where SQLAlchemy 2 is
+installed) and again with DbApiCatalog forced, the class Airflow versions without SQLAlchemy 2 get.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
+from dativo_provider.iceberg import catalog as catalog_module
+from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog, sql_catalog_class
+from dativo_provider.iceberg.dbapi_catalog import DbApiCatalog
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
 
@@ -17,9 +23,25 @@ WRITERS = 4
 ROWS_PER_WRITER = 20_000
 
 
-def _writer(config: CatalogConfig, number: int, start_at: float, results) -> None:
+def _force_dbapi_catalog() -> None:
+    catalog_module.sql_catalog_class = lambda: DbApiCatalog
+
+
+@pytest.fixture(params=["default", "dbapi"])
+def sql_catalog(request, monkeypatch) -> str:
+    """Which SQL catalog class the test (and its writer processes) use."""
+    if request.param == "dbapi":
+        if sql_catalog_class() is DbApiCatalog:
+            pytest.skip("DbApiCatalog already is this environment's SQL catalog (SQLAlchemy < 2)")
+        monkeypatch.setattr(catalog_module, "sql_catalog_class", lambda: DbApiCatalog)
+    return request.param
+
+
+def _writer(config: CatalogConfig, number: int, start_at: float, results, sql_catalog: str) -> None:
     from tests.memory_source import TableSource
 
+    if sql_catalog == "dbapi":
+        _force_dbapi_catalog()
     ids = pa.array(range(number * ROWS_PER_WRITER, (number + 1) * ROWS_PER_WRITER), pa.int64())
     rows = pa.table({"id": ids, "writer": pa.array([number] * ROWS_PER_WRITER, pa.int32())})
     source = TableSource(rows, identity=f"memory://writer-{number}", batch_rows=2_000)
@@ -28,7 +50,7 @@ def _writer(config: CatalogConfig, number: int, start_at: float, results) -> Non
     results.put((number, result.rows_written, result.commit_attempts))
 
 
-def _run_writers(config: CatalogConfig) -> list[tuple[int, int, int]]:
+def _run_writers(config: CatalogConfig, sql_catalog: str) -> list[tuple[int, int, int]]:
     # Create the table first so the race is on commits, the part under test.
     from tests.memory_source import TableSource
 
@@ -37,7 +59,9 @@ def _run_writers(config: CatalogConfig) -> list[tuple[int, int, int]]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start_at = time.time() + 4.0  # after every spawned interpreter has imported pyiceberg
-    workers = [context.Process(target=_writer, args=(config, n, start_at, results)) for n in range(WRITERS)]
+    workers = [
+        context.Process(target=_writer, args=(config, n, start_at, results, sql_catalog)) for n in range(WRITERS)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -52,15 +76,15 @@ def _assert_no_row_lost(config: CatalogConfig) -> None:
     assert sorted(table["id"].to_pylist()) == list(range(WRITERS * ROWS_PER_WRITER))
 
 
-def test_four_processes_append_to_one_table_on_sqlite(tmp_path):
+def test_four_processes_append_to_one_table_on_sqlite(tmp_path, sql_catalog):
     config = embedded_catalog(tmp_path / "lake")
-    outcomes = _run_writers(config)
+    outcomes = _run_writers(config, sql_catalog)
     assert [rows for _, rows, _ in outcomes] == [ROWS_PER_WRITER] * WRITERS
     _assert_no_row_lost(config)
 
 
 @pytest.mark.postgres
-def test_four_processes_append_to_one_table_on_a_postgres_catalog(tmp_path, postgres_config):
+def test_four_processes_append_to_one_table_on_a_postgres_catalog(tmp_path, postgres_config, sql_catalog):
     config = CatalogConfig(
         name=f"concurrency_{uuid.uuid4().hex[:8]}",
         properties={
@@ -70,7 +94,7 @@ def test_four_processes_append_to_one_table_on_a_postgres_catalog(tmp_path, post
             "warehouse": f"file://{tmp_path / 'warehouse'}",
         },
     )
-    outcomes = _run_writers(config)
+    outcomes = _run_writers(config, sql_catalog)
     assert [rows for _, rows, _ in outcomes] == [ROWS_PER_WRITER] * WRITERS
     _assert_no_row_lost(config)
 
