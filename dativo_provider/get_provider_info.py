@@ -21,7 +21,7 @@ ICEBERG_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "catalog_type": {
         "label": "Catalog type",
         "schema": {"type": ["string", "null"], "enum": ["sql", "rest", "glue"], "default": "sql"},
-        "description": "sql (SQLite or Postgres via SQLAlchemy), rest, or glue.",
+        "description": "sql (SQLite or Postgres), rest, or glue.",
     },
     "warehouse": {
         "label": "Warehouse",
@@ -132,6 +132,44 @@ HUBSPOT_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"password": "pat-... (leave empty when using OAuth)"},
 }
 
+GOOGLE_INTEGRATION = "Google Drive and Sheets (Dativo)"
+
+#: Extra fields of the ``dativo_google`` connection (the key JSON or an access token is the password).
+#: The official ``google_cloud_platform`` connection works too; see docs/sources-google.md.
+GOOGLE_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "scope": {
+        "label": "Scopes (comma separated)",
+        "schema": _OPTIONAL_STRING,
+        "description": "Default: drive.readonly and spreadsheets.readonly.",
+    },
+    "subject": {
+        "label": "Delegated user",
+        "schema": _OPTIONAL_STRING,
+        "description": "Workspace domain-wide delegation: the user whose files are read.",
+    },
+    "quota_project_id": {
+        "label": "Quota project",
+        "schema": _OPTIONAL_STRING,
+        "description": "Project billed for API quota (x-goog-user-project header).",
+    },
+    "drive_url": {
+        "label": "Drive base URL",
+        "schema": _OPTIONAL_STRING,
+        "description": "Only for a proxy or a test double (default https://www.googleapis.com).",
+    },
+    "sheets_url": {
+        "label": "Sheets base URL",
+        "schema": _OPTIONAL_STRING,
+        "description": "Only for a proxy or a test double (default https://sheets.googleapis.com).",
+    },
+}
+
+GOOGLE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "schema", "login", "port"],
+    "relabeling": {"password": "Service-account key JSON (or access token)"},
+    "placeholders": {"password": '{"type": "service_account", "client_email": ..., "private_key": ...}'},
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow's ProvidersManager."""
@@ -144,6 +182,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": INTEGRATION, "tags": ["software"]},
             {"integration-name": STRIPE_INTEGRATION, "tags": ["service"]},
             {"integration-name": HUBSPOT_INTEGRATION, "tags": ["service"]},
+            {"integration-name": GOOGLE_INTEGRATION, "tags": ["service"]},
         ],
         "hooks": [
             {
@@ -152,6 +191,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {"integration-name": STRIPE_INTEGRATION, "python-modules": ["dativo_provider.hooks.stripe"]},
             {"integration-name": HUBSPOT_INTEGRATION, "python-modules": ["dativo_provider.hooks.hubspot"]},
+            {"integration-name": GOOGLE_INTEGRATION, "python-modules": ["dativo_provider.hooks.google"]},
         ],
         "operators": [{"integration-name": INTEGRATION, "python-modules": ["dativo_provider.operators.ingest"]}],
         "connection-types": [
@@ -175,6 +215,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": HUBSPOT_INTEGRATION,
                 "conn-fields": HUBSPOT_CONN_FIELDS,
                 "ui-field-behaviour": HUBSPOT_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": "dativo_google",
+                "hook-class-name": "dativo_provider.hooks.google.GoogleHook",
+                "hook-name": GOOGLE_INTEGRATION,
+                "conn-fields": GOOGLE_CONN_FIELDS,
+                "ui-field-behaviour": GOOGLE_UI_FIELD_BEHAVIOUR,
             },
         ],
     }

@@ -20,8 +20,10 @@ def form_widgets(fields: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     widgets: dict[str, Any] = {}
     for name, spec in fields.items():
         secret = spec["schema"].get("format") == "password"
-        field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-        widgets[name] = field_class(lazy_gettext(spec["label"]), widget=widget(), description=spec["description"])
+        field_class = PasswordField if secret else StringField
+        widget = BS3PasswordFieldWidget() if secret else BS3TextFieldWidget()
+        label = lazy_gettext(spec["label"])
+        widgets[name] = field_class(label, widget=widget, description=spec["description"])
     return widgets
 
 

@@ -14,7 +14,11 @@ from typing import Any
 from dativo_provider.compat import BaseHook, mask_secret
 from dativo_provider.connections import HubSpotConfig
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.get_provider_info import HUBSPOT_CONN_FIELDS, HUBSPOT_INTEGRATION, HUBSPOT_UI_FIELD_BEHAVIOUR
+from dativo_provider.get_provider_info import (
+    HUBSPOT_CONN_FIELDS,
+    HUBSPOT_INTEGRATION,
+    HUBSPOT_UI_FIELD_BEHAVIOUR,
+)
 from dativo_provider.hooks.forms import field_behaviour, form_widgets
 from dativo_provider.hooks.sources import extras_of
 
@@ -62,13 +66,19 @@ def hubspot_config(conn: Any) -> HubSpotConfig:
     given = [key for key, value in oauth.items() if value]
     if given and len(given) < len(_OAUTH_EXTRAS):
         missing = sorted(set(_OAUTH_EXTRAS) - set(given))
-        raise ConfigError(f"connection {conn.conn_id!r}: OAuth needs client_id, client_secret and refresh_token; "
-                          f"{missing} missing")
+        raise ConfigError(
+            f"connection {conn.conn_id!r}: OAuth needs client_id, client_secret and refresh_token; "
+            f"{missing} missing"
+        )
     if not conn.password and not given:
-        raise ConfigError(f"connection {conn.conn_id!r}: put a private-app token in the password field, or set "
-                          "the extras client_id, client_secret and refresh_token")
-    config = HubSpotConfig(access_token=conn.password or None, base_url=extras.get("base_url") or DEFAULT_BASE_URL,
-                           conn_id=conn.conn_id, **oauth)
+        raise ConfigError(
+            f"connection {conn.conn_id!r}: put a private-app token in the password field, or set the "
+            "extras client_id, client_secret and refresh_token"
+        )
+    config = HubSpotConfig(
+        access_token=conn.password or None, base_url=extras.get("base_url") or DEFAULT_BASE_URL,
+        conn_id=conn.conn_id, **oauth,
+    )
     for secret in config.secrets:
         if secret:
             mask_secret(secret)

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dativo_provider.compat import BaseHook, mask_secret
-from dativo_provider.connections import DatabaseConfig, HubSpotConfig, ObjectStoreConfig, StripeConfig
+from dativo_provider.connections import (
+    DatabaseConfig,
+    GoogleConfig,
+    HubSpotConfig,
+    ObjectStoreConfig,
+    StripeConfig,
+)
 from dativo_provider.exceptions import ConfigError
 
 #: source ``type`` -> connection types it accepts. Files read local paths without a connection.
@@ -23,12 +29,16 @@ EXPECTED_CONN_TYPES: dict[str, tuple[str, ...]] = {
     "markdown_kv": ("aws",),
     "stripe": ("stripe",),
     "hubspot": ("hubspot",),
+    "google_drive": ("google_cloud_platform", "dativo_google"),
+    "google_sheets": ("google_cloud_platform", "dativo_google"),
 }
 
 #: connection type -> "module:function" building its config; imported only when such a connection is used.
 CONFIG_BUILDERS: dict[str, str] = {
     "stripe": "dativo_provider.hooks.stripe:stripe_config",
     "hubspot": "dativo_provider.hooks.hubspot:hubspot_config",
+    "google_cloud_platform": "dativo_provider.hooks.google:google_config",
+    "dativo_google": "dativo_provider.hooks.google:google_config",
 }
 
 #: Connection extras handed to the driver as options: libpq keywords and PyMySQL ``connect`` kwargs.
@@ -55,7 +65,7 @@ _MYSQL_SSL_KEYS = ("ca", "cert", "key")
 
 def source_connection_config(
     spec: Mapping[str, Any],
-) -> DatabaseConfig | ObjectStoreConfig | StripeConfig | HubSpotConfig | None:
+) -> DatabaseConfig | ObjectStoreConfig | StripeConfig | HubSpotConfig | GoogleConfig | None:
     """The connection config for ``spec["conn_id"]``, or None when the spec names no connection.
 
     :param spec: a source spec; ``type`` picks the expected connection type.

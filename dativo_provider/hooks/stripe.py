@@ -14,7 +14,11 @@ from typing import Any
 from dativo_provider.compat import BaseHook, mask_secret
 from dativo_provider.connections import StripeConfig
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.get_provider_info import STRIPE_CONN_FIELDS, STRIPE_INTEGRATION, STRIPE_UI_FIELD_BEHAVIOUR
+from dativo_provider.get_provider_info import (
+    STRIPE_CONN_FIELDS,
+    STRIPE_INTEGRATION,
+    STRIPE_UI_FIELD_BEHAVIOUR,
+)
 from dativo_provider.hooks.forms import field_behaviour, form_widgets
 from dativo_provider.hooks.sources import extras_of
 

@@ -19,6 +19,8 @@ SOURCE_MODULES: dict[str, str] = {
     "files": "dativo_provider.sources.files",
     "stripe": "dativo_provider.sources.stripe",
     "hubspot": "dativo_provider.sources.hubspot",
+    "google_drive": "dativo_provider.sources.google_drive",
+    "google_sheets": "dativo_provider.sources.google_sheets",
     "markdown_kv": "dativo_provider.sources.markdown_kv",
 }
 

@@ -1,4 +1,4 @@
-"""Google OAuth2 access tokens without the google-auth library.
+"""Google OAuth2 access tokens without the google-auth library, and the Google APIs' error dialect.
 
 Three credential kinds, picked by :class:`~dativo_provider.connections.GoogleConfig`:
 
@@ -14,6 +14,10 @@ Three credential kinds, picked by :class:`~dativo_provider.connections.GoogleCon
 
 The private key, the signed assertion and the access token are never logged; every error message
 passes through the HTTP client's redaction, which knows all three.
+
+:func:`api_client` gives Drive and Sheets an :class:`~dativo_provider.sources.http.HttpClient` with
+these credentials and :class:`GoogleDialect`, which reads Google's error bodies and retries Drive's
+403 rate limits.
 """
 
 from __future__ import annotations
@@ -104,7 +108,9 @@ class TokenDialect(Dialect):
     def special_error(self, response: requests.Response, api: str) -> ApiError | None:
         body = json_or_none(response)
         code = body.get("error") if isinstance(body, Mapping) else None
-        if response.status_code not in (400, 401, 403) or code not in _AUTH_ERRORS:
+        if response.status_code not in (400, 401, 403) or not isinstance(code, str):
+            return None
+        if code not in _AUTH_ERRORS:
             return None
         return ApiAuthError(
             f"{api} refused the service-account key of {self.where} ({code}: {self.message(response)}). "
@@ -132,12 +138,13 @@ class GoogleAuth(Auth):
     :param policy: retry limits for the token endpoint.
     """
 
-    def __init__(self, config: GoogleConfig, *, clock: Clock | None = None, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, config: GoogleConfig, *, clock: Clock | None = None,
+                 policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.policy = policy
-        self.key = service_account_key(config.service_account_info, config.conn_id) if (
-            config.service_account_info) else None
+        info = config.service_account_info
+        self.key = service_account_key(info, config.conn_id) if info else None
         self._signing_key = _load_private_key(self.key, config.conn_id) if self.key else None
         self._token: str | None = None if self.refreshable else config.access_token
         self._expires_at = 0.0
@@ -146,7 +153,8 @@ class GoogleAuth(Auth):
         self.tokens_minted = 0
         if not (self.key or config.access_token or config.metadata_url):
             where = f"connection {config.conn_id!r}" if config.conn_id else "the Google credentials"
-            raise ConfigError(f"{where}: no service-account key, access token or metadata server to authenticate with")
+            raise ConfigError(f"{where}: no service-account key, access token or metadata server to "
+                              "authenticate with")
 
     @property
     def refreshable(self) -> bool:
@@ -204,8 +212,8 @@ class GoogleAuth(Auth):
         jwt = require("jwt", "google")
         assert self.key is not None
         issued = int(self.clock.now().timestamp())
-        claims = {"iss": self.key.client_email, "scope": " ".join(self.config.scopes), "aud": self.key.token_uri,
-                  "iat": issued, "exp": issued + ASSERTION_LIFETIME}
+        claims = {"iss": self.key.client_email, "scope": " ".join(self.config.scopes),
+                  "aud": self.key.token_uri, "iat": issued, "exp": issued + ASSERTION_LIFETIME}
         if self.config.subject:
             claims["sub"] = self.config.subject
         headers = {"kid": self.key.private_key_id} if self.key.private_key_id else None
@@ -213,15 +221,15 @@ class GoogleAuth(Auth):
 
     def client(self) -> HttpClient:
         """The HTTP client of the token endpoint (or metadata server), made on first use."""
-        if self._client is None:
-            if self.key:
-                self._client = HttpClient("Google OAuth", self.key.token_uri, _Secrets(self),
-                                          conn_id=self.config.conn_id, dialect=TokenDialect(self.config.conn_id),
-                                          policy=self.policy, clock=self.clock)
-            else:
-                self._client = HttpClient("Google metadata server", str(self.config.metadata_url), _Secrets(self),
-                                          conn_id=self.config.conn_id, headers={"Metadata-Flavor": "Google"},
-                                          policy=self.policy, clock=self.clock)
+        if self._client is not None:
+            return self._client
+        common: dict[str, Any] = {"conn_id": self.config.conn_id, "policy": self.policy, "clock": self.clock}
+        if self.key:
+            self._client = HttpClient("Google OAuth", self.key.token_uri, _Secrets(self),
+                                      dialect=TokenDialect(self.config.conn_id), **common)
+        else:
+            self._client = HttpClient("Google metadata server", str(self.config.metadata_url), _Secrets(self),
+                                      headers={"Metadata-Flavor": "Google"}, **common)
         return self._client
 
 
@@ -273,10 +281,10 @@ def _error_object(response: requests.Response) -> Mapping[str, Any] | None:
 
 
 def _reasons(response: requests.Response) -> set[str]:
-    error = _error_object(response) or {}
-    items = error.get("errors")
-    return {str(item.get("reason")) for item in items if isinstance(item, Mapping) and item.get("reason")} if (
-        isinstance(items, list)) else set()
+    items = (_error_object(response) or {}).get("errors")
+    if not isinstance(items, list):
+        return set()
+    return {str(item["reason"]) for item in items if isinstance(item, Mapping) and item.get("reason")}
 
 
 def _load_private_key(key: ServiceAccountKey, conn_id: str | None) -> Any:
@@ -290,7 +298,8 @@ def _load_private_key(key: ServiceAccountKey, conn_id: str | None) -> Any:
         loaded = None
     if not isinstance(loaded, rsa.RSAPrivateKey):
         where = f"connection {conn_id!r}" if conn_id else "the Google credentials"
-        raise ConfigError(f"{where}: the service-account private_key is not an unencrypted RSA key in PEM form")
+        raise ConfigError(f"{where}: the service-account private_key is not an unencrypted RSA key in "
+                          "PEM form")
     return loaded
 
 
@@ -303,4 +312,6 @@ def _token_from(body: Any, api: str) -> tuple[str, float]:
     return token, float(lifetime)
 
 
-__all__ = ["GoogleAuth", "GoogleDialect", "ServiceAccountKey", "TokenDialect", "api_client", "service_account_key"]
+__all__ = [
+    "GoogleAuth", "GoogleDialect", "ServiceAccountKey", "TokenDialect", "api_client", "service_account_key",
+]

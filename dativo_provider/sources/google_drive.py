@@ -24,7 +24,10 @@ Spec::
   ``modifiedTime``) is read in full, once; unchanged ones are not downloaded. The state is committed
   with the rows, so a failure while listing or downloading commits nothing and the next run reads
   the same files again. A file whose ``modifiedTime`` is set into the past by its uploader (some sync
-  clients keep the local time) is not seen; ``upper`` bounds leave later files for later runs.
+  clients keep the local time) is not seen.
+* **Cut-off.** Drive's listing lags changes by a few seconds, so a run takes only files modified up to
+  Drive's own clock (the first listing response's ``Date`` header) minus ``settle`` (default 60 s),
+  and up to the caller's upper bound; later files wait for the next run (see ADR 0004).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -59,11 +62,11 @@ from dativo_provider.sources.files import (
 )
 from dativo_provider.sources.google_auth import GoogleAuth, api_client
 from dativo_provider.sources.http import Clock, HttpClient, RetryPolicy
-from dativo_provider.sources.saas import check_keys, positive_int, retry_policy, utc_moment
+from dativo_provider.sources.saas import check_keys, duration, positive_int, retry_policy, utc_moment
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "folder_id", "recursive", "glob", "format", "columns", "csv", "bad_rows", "batch_rows",
-    "incremental", "export_google_sheets", "page_size", "retry",
+    "incremental", "export_google_sheets", "page_size", "retry", "settle",
 })
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SHEET_MIME = "application/vnd.google-apps.spreadsheet"
@@ -73,6 +76,9 @@ MAX_PAGE_SIZE = 1000
 #: Bytes downloaded to infer a schema (the format readers look at their first block, 1 MiB, too).
 SAMPLE_BYTES = 1 << 20
 CHUNK_BYTES = 1 << 16
+MAX_BATCH_ROWS = 10_000_000
+#: Files modified this close to Drive's clock may not be listed yet: they are left to the next run.
+DEFAULT_SETTLE = timedelta(seconds=60)
 #: The report lists this many files; ``files_read`` always has the full count.
 MAX_FILE_DETAILS = 100
 
@@ -93,6 +99,7 @@ class DriveSpec:
     export_google_sheets: bool = False
     page_size: int = MAX_PAGE_SIZE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    settle: timedelta = DEFAULT_SETTLE
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,8 @@ def parse_spec(spec: Mapping[str, Any]) -> DriveSpec:
     fmt = spec.get("format", "csv")
     if fmt not in FORMATS:
         raise ConfigError(f"google_drive source: 'format' is {fmt!r}; expected one of {', '.join(FORMATS)} "
-                          "(XLSX is not supported: export the workbook as CSV, or use the google_sheets source)")
+                          "(XLSX is not supported: export the workbook as CSV, or use the google_sheets "
+                          "source)")
     bad_rows = spec.get("bad_rows", "fail")
     if bad_rows not in ("fail", "skip"):
         raise ConfigError(f"google_drive source: 'bad_rows' is {bad_rows!r}; expected 'fail' or 'skip'")
@@ -138,11 +146,13 @@ def parse_spec(spec: Mapping[str, Any]) -> DriveSpec:
         columns=_reworded(parse_columns, spec["columns"]) if spec.get("columns") is not None else None,
         csv=_reworded(parse_csv_options, spec.get("csv") or {}),
         skip_bad_rows=bad_rows == "skip",
-        batch_rows=positive_int(spec, "batch_rows", 0, 10_000_000, "google_drive") if spec.get("batch_rows") else None,
+        batch_rows=positive_int(spec, "batch_rows", 1, MAX_BATCH_ROWS, "google_drive") if "batch_rows" in spec
+        else None,
         incremental=_flag(spec, "incremental", True),
         export_google_sheets=_flag(spec, "export_google_sheets", False),
         page_size=positive_int(spec, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE, "google_drive"),
         retry=retry_policy(spec.get("retry"), "google_drive"),
+        settle=duration(spec.get("settle", DEFAULT_SETTLE), "google_drive source: 'settle'") or timedelta(0),
     )
 
 
@@ -202,10 +212,11 @@ class GoogleDriveSource(Source):
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> DriveStream:
         if bounds.lookback is not None:
-            raise ConfigError("google_drive source: 'lookback' is not supported; each file version is read once "
-                              "by its modifiedTime")
+            raise ConfigError("google_drive source: 'lookback' is not supported; each file version is read "
+                              "once by its modifiedTime")
         auth = GoogleAuth(self.config, clock=self.clock, policy=self.spec.retry)
-        client = api_client("Google Drive", self.config.drive_url, auth, policy=self.spec.retry, clock=self.clock)
+        client = api_client("Google Drive", self.config.drive_url, auth, policy=self.spec.retry,
+                            clock=self.clock)
         stream = DriveStream(self, client, auth, dict(state) if self.spec.incremental and state else None)
         try:
             stream.prepare(utc_moment(bounds.upper, "google_drive source: the upper bound"))
@@ -234,10 +245,12 @@ class DriveStream(SourceStream):
 
     def prepare(self, upper: datetime | None) -> None:
         """List the folder, settle the schema and pick the file versions not read yet."""
-        items = list_items(self.client, self.spec)
-        self.report.details["files_listed"] = len(items)
-        self._schema = self._settle_schema(items)
-        todo = [item for item in items if upper is None or item.modified <= upper]
+        listing = list_items(self.client, self.spec)
+        self.report.details["files_listed"] = len(listing.items)
+        self._schema = self._settle_schema(listing.items)
+        cutoff = _cutoff(upper, listing.started, self.spec.settle)
+        self.report.details["cutoff"] = _iso(cutoff) if cutoff else None
+        todo = [item for item in listing.items if cutoff is None or item.modified <= cutoff]
         if self.spec.incremental:
             unread = {v.relative for v in unread_files([item.version for item in todo], self.previous)}
             todo = [item for item in todo if item.id in unread]
@@ -255,10 +268,11 @@ class DriveStream(SourceStream):
         sample = next((item for item in items if item.size != 0), None)
         if sample is None:
             raise SourceError(
-                f"google_drive source: no file in folder {self.spec.folder_id!r} matches glob {self.spec.glob!r} "
-                "and no 'columns' are declared to give an empty result its schema"
+                f"google_drive source: no file in folder {self.spec.folder_id!r} matches glob "
+                f"{self.spec.glob!r} and no 'columns' are declared to give an empty result its schema"
             )
-        partial_read = self.spec.format != "parquet"
+        # Parquet keeps its schema at the end, and half a compressed stream does not decompress.
+        partial_read = self.spec.format != "parquet" and not _compression_suffix(sample.path)
         target = self._download(sample, "sample", SAMPLE_BYTES if partial_read else None)
         reading = FileRead(pafs.LocalFileSystem(), target, _display(sample), csv=self.spec.csv)
         self.report.details["schema_from"] = reading.display
@@ -337,12 +351,21 @@ class DriveStream(SourceStream):
 # --- listing and downloading --------------------------------------------------------------------
 
 
-def list_items(client: HttpClient, spec: DriveSpec) -> list[DriveItem]:
-    """The readable files of the folder (and subfolders if recursive) that match, by (modified, path)."""
-    folders, seen, items = [(spec.folder_id, "")], {spec.folder_id}, []
+@dataclass
+class Listing:
+    """The matching files, by (modified, path), and Drive's clock when the listing began."""
+
+    items: list[DriveItem] = field(default_factory=list)
+    started: datetime | None = None
+
+
+def list_items(client: HttpClient, spec: DriveSpec) -> Listing:
+    """The readable files of the folder (and subfolders if recursive) that match."""
+    folders, seen, listing = [(spec.folder_id, "")], {spec.folder_id}, Listing()
+    items = listing.items
     while folders:
         folder, prefix = folders.pop(0)
-        for entry in list_children(client, folder, spec.page_size):
+        for entry in list_children(client, folder, spec.page_size, listing):
             name, mime = str(entry.get("name", "")), str(entry.get("mimeType", ""))
             if mime == FOLDER_MIME:
                 if spec.recursive and entry["id"] not in seen:
@@ -350,24 +373,34 @@ def list_items(client: HttpClient, spec: DriveSpec) -> list[DriveItem]:
                     folders.append((entry["id"], f"{prefix}{name}/"))
             elif _readable(mime, spec) and fnmatch.fnmatchcase(name, spec.glob):
                 items.append(_item(entry, prefix + name))
-    return sorted(items, key=lambda item: (item.modified, item.path, item.id))
+    items.sort(key=lambda item: (item.modified, item.path, item.id))
+    return listing
 
 
-def list_children(client: HttpClient, folder: str, page_size: int) -> Iterator[Mapping[str, Any]]:
-    """Every item directly in ``folder`` that is not trashed, page by page."""
+def list_children(client: HttpClient, folder: str, page_size: int,
+                  listing: Listing) -> Iterator[Mapping[str, Any]]:
+    """Every item directly in ``folder`` that is not trashed, page by page; notes Drive's clock in
+    ``listing.started``."""
     params = {"q": f"'{folder}' in parents and trashed = false", "fields": LIST_FIELDS, "pageSize": page_size,
               "supportsAllDrives": "true", "includeItemsFromAllDrives": "true"}
     token, tokens = None, set()
     while True:
-        page = client.get("/drive/v3/files", {**params, **({"pageToken": token} if token else {})},
-                          what=f"the items of folder {folder!r}").body
-        yield from page.get("files") or []
-        token = page.get("nextPageToken")
+        response = client.get("/drive/v3/files", {**params, **({"pageToken": token} if token else {})},
+                              what=f"the items of folder {folder!r}")
+        listing.started = listing.started or response.server_time
+        yield from response.body.get("files") or []
+        token = response.body.get("nextPageToken")
         if not token:
             return
         if token in tokens:
-            raise SourceError(f"Google Drive returned the same page token twice while listing folder {folder!r}")
+            raise SourceError(f"Google Drive returned the same page token twice listing folder {folder!r}")
         tokens.add(token)
+
+
+def _cutoff(upper: datetime | None, started: datetime | None, settle: timedelta) -> datetime | None:
+    """The newest modifiedTime this run takes: the caller's bound or Drive's clock less ``settle``."""
+    limits = [moment for moment in (upper, started - settle if started else None) if moment is not None]
+    return min(limits) if limits else None
 
 
 def _readable(mime: str, spec: DriveSpec) -> bool:
@@ -393,7 +426,8 @@ def content_request(item: DriveItem) -> tuple[str, dict[str, str]]:
     if item.exported:
         return f"/drive/v3/files/{file_id}/export", {"mimeType": "text/csv"}
     if item.revision:
-        return f"/drive/v3/files/{file_id}/revisions/{urllib.parse.quote(item.revision, safe='')}", {"alt": "media"}
+        revision = urllib.parse.quote(item.revision, safe="")
+        return f"/drive/v3/files/{file_id}/revisions/{revision}", {"alt": "media"}
     return f"/drive/v3/files/{file_id}", {"alt": "media", "supportsAllDrives": "true"}
 
 

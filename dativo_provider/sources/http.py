@@ -319,7 +319,8 @@ class HttpClient:
         response = self.session.request(
             method, self.base_url + path, headers=self.auth.headers(), timeout=self.timeout, **kwargs
         )
-        log.debug("%s %s %s %s -> %s", self.api, method, path, _loggable(kwargs.get("params")), response.status_code)
+        log.debug("%s %s %s %s -> %s", self.api, method, path, _loggable(kwargs.get("params")),
+                  response.status_code)
         return response
 
     def _decode(self, response: requests.Response, attempts: _Attempts) -> Page | None:
@@ -356,15 +357,22 @@ class HttpClient:
         fields = {"api": self.api, "status": status, "method": method, "path": path}
         if status in (401, 403):
             where = f"connection {self.conn_id!r}" if self.conn_id else "the credentials"
-            return ApiAuthError(f"authentication failed for {self.api} (check {where}): HTTP {status}: {detail}",
-                                **fields)
+            return ApiAuthError(
+                f"authentication failed for {self.api} (check {where}): HTTP {status}: {detail}", **fields
+            )
         if status == 404:
-            return ApiNotFoundError(f"{self.api}: {what} not found ({method} {path}, HTTP 404): {detail}", **fields)
-        return ApiRequestError(f"{self.api} refused {method} {path} ({what}): HTTP {status}: {detail}", **fields)
+            return ApiNotFoundError(
+                f"{self.api}: {what} not found ({method} {path}, HTTP 404): {detail}", **fields
+            )
+        return ApiRequestError(
+            f"{self.api} refused {method} {path} ({what}): HTTP {status}: {detail}", **fields
+        )
 
     # -- waiting ---------------------------------------------------------------------------------
 
-    def _wait_or_give_up(self, method: str, path: str, what: str, asked: float | None, attempts: _Attempts) -> None:
+    def _wait_or_give_up(
+        self, method: str, path: str, what: str, asked: float | None, attempts: _Attempts
+    ) -> None:
         delay = asked if asked is not None else self._backoff(attempts.count)
         problem = f"HTTP {attempts.last_status}" if attempts.last_status else "no response"
         if attempts.count >= self.policy.max_attempts or attempts.waited + delay > self.policy.max_total_wait:

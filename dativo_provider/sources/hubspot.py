@@ -107,8 +107,10 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
     check_keys(spec, SPEC_KEYS, "hubspot")
     name = spec.get("object")
     if not isinstance(name, str) or not _OBJECT_TYPE.fullmatch(name):
-        raise ConfigError(f"hubspot source: 'object' must be an object type such as 'contacts', 'p_orders' or "
-                          f"'2-123456', got {name!r}")
+        raise ConfigError(
+            "hubspot source: 'object' must be an object type such as 'contacts', 'p_orders' or "
+            f"'2-123456', got {name!r}"
+        )
     flags = {key: spec.get(key, default) for key, default in (("incremental", True), ("archived", False))}
     for key, value in flags.items():
         if not isinstance(value, bool):
@@ -185,19 +187,24 @@ class HubSpotSource(Source):
                               f"properties, e.g. {sorted(by_name)[:10]}")
         return [by_name[name] for name in wanted]
 
-    def _window(self, state: Mapping[str, Any] | None, bounds: ReadBounds, now: datetime | None) -> Window | None:
+    def _window(
+        self, state: Mapping[str, Any] | None, bounds: ReadBounds, now: datetime | None
+    ) -> Window | None:
         if not self.spec.incremental:
             return None
         where = f"hubspot {self.spec.object}"
         previous = previous_watermark(state, self.spec.cursor, where)
         lookback = duration(bounds.lookback, "ReadBounds.lookback") if bounds.lookback is not None else None
         lookback = lookback or self.spec.lookback or timedelta(0)
-        lower = previous - lookback if previous is not None else self.spec.start or datetime(1970, 1, 1, tzinfo=UTC)
+        first = self.spec.start or datetime(1970, 1, 1, tzinfo=UTC)
+        lower = first if previous is None else previous - lookback
         limits = [m for m in (utc_moment(bounds.upper, "the upper bound"),
                               None if now is None else now - self.spec.settle) if m is not None]
         if not limits:
-            raise SourceError(f"{where}: HubSpot sent no Date header and no upper bound was given; pass an upper "
-                              "bound (the operator's upper_bound) so the run knows where to stop")
+            raise SourceError(
+                f"{where}: HubSpot sent no Date header and no upper bound was given; pass an upper bound "
+                "(the operator's upper_bound) so the run knows where to stop"
+            )
         return Window(lower, min(limits), previous)
 
     def columns(self, properties: Sequence[Mapping[str, Any]]) -> list[Column]:
@@ -209,7 +216,9 @@ class HubSpotSource(Source):
             name = definition["name"]
             column = f"property_{name}" if name in FIXED else name
             columns.append(Column(column, self._kind(definition), ("properties", name)))
-        columns += [Column(f"associations_{to}", "id_list", ("associations", to)) for to in self.spec.associations]
+        columns += [
+            Column(f"associations_{to}", "id_list", ("associations", to)) for to in self.spec.associations
+        ]
         return columns
 
     def _kind(self, definition: Mapping[str, Any]) -> str:
@@ -374,7 +383,9 @@ class HubSpotStream(RecordStream):
     def _range(self, start: int, end: int) -> list[dict[str, str]]:
         return [_filter(self.spec.cursor, "GTE", start), _filter(self.spec.cursor, "LT", end)]
 
-    def _search(self, filters: list[dict[str, str]], after: str | None, sort: str | None = None) -> Mapping[str, Any]:
+    def _search(
+        self, filters: list[dict[str, str]], after: str | None, sort: str | None = None
+    ) -> Mapping[str, Any]:
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": sort or self.spec.cursor, "direction": "ASCENDING"}],

@@ -75,7 +75,8 @@ class HubSpotDialect(Dialect):
         if not isinstance(body, Mapping):
             return None
         path = response.request.path_url.split("?")[0] if response.request is not None else ""
-        fields = {"api": api, "status": response.status_code, "method": response.request.method or "", "path": path}
+        method = response.request.method or "" if response.request is not None else ""
+        fields = {"api": api, "status": response.status_code, "method": method, "path": path}
         if response.status_code == 429 and str(body.get("policyName", "")).upper() == "DAILY":
             return self._daily_limit(response, fields)
         if str(body.get("message", "")).startswith("Unable to infer object type"):
@@ -92,7 +93,8 @@ class HubSpotDialect(Dialect):
                 "it resets at midnight in the HubSpot account's time zone")
         quota = response.headers.get("X-HubSpot-RateLimit-Daily")
         return DailyLimitError(
-            f"HubSpot's daily API limit is used up{f' ({quota} requests)' if quota else ''}; {when}. Retrying "
+            f"HubSpot's daily API limit is used up{f' ({quota} requests)' if quota else ''}; {when}. "
+            "Retrying "
             "before then fails the same way: the next run after the reset continues from the committed "
             "watermark (nothing of this run was committed)",
             resets_at=resets_at, **fields,
@@ -128,8 +130,9 @@ class OAuthRefreshAuth(Auth):
         except ApiError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 raise ApiAuthError(
-                    f"authentication failed for HubSpot (check connection {self._config.conn_id!r}): the OAuth "
-                    f"refresh was refused: {exc}", api=API, status=exc.status, method="POST", path="/oauth/v1/token"
+                    f"authentication failed for HubSpot (check connection {self._config.conn_id!r}): the "
+                    f"OAuth refresh was refused: {exc}",
+                    api=API, status=exc.status, method="POST", path="/oauth/v1/token",
                 ) from None
             raise
         self._access_token = body["access_token"]
@@ -153,7 +156,9 @@ class HubSpotApi:
     :param clock: time source (tests inject one that does not sleep).
     """
 
-    def __init__(self, config: HubSpotConfig, policy: RetryPolicy | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: HubSpotConfig, policy: RetryPolicy | None = None, clock: Clock | None = None
+    ) -> None:
         if not (config.access_token or config.uses_oauth):
             raise ConfigError(
                 f"hubspot connection {config.conn_id!r} has no private-app token (password) and no OAuth "
@@ -174,7 +179,9 @@ class HubSpotApi:
         """Every property definition of ``object_type`` (``body["results"]``), and HubSpot's clock."""
         return self.client.get(f"/crm/v3/properties/{object_type}", what=f"the properties of {object_type!r}")
 
-    def list_page(self, object_type: str, properties: Sequence[str], after: str | None, archived: bool) -> Page:
+    def list_page(
+        self, object_type: str, properties: Sequence[str], after: str | None, archived: bool
+    ) -> Page:
         params = [("limit", str(LIST_PAGE)), ("archived", str(archived).lower())]
         if properties:
             params.append(("properties", ",".join(properties)))
@@ -203,15 +210,19 @@ class HubSpotApi:
         """``{from id: [associated to ids]}`` for every id (empty list when none)."""
         found: dict[str, list[str]] = {i: [] for i in ids}
         for start in range(0, len(ids), ASSOCIATION_BATCH):
-            for from_id, to_ids in self._association_pages(from_type, to_type, ids[start:start + ASSOCIATION_BATCH]):
+            chunk = ids[start:start + ASSOCIATION_BATCH]
+            for from_id, to_ids in self._association_pages(from_type, to_type, chunk):
                 found.setdefault(from_id, []).extend(to_ids)
         return found
 
-    def _association_pages(self, from_type: str, to_type: str, ids: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    def _association_pages(
+        self, from_type: str, to_type: str, ids: Sequence[str]
+    ) -> Iterator[tuple[str, list[str]]]:
         inputs: list[dict[str, str]] = [{"id": i} for i in ids]
         path = f"/crm/v4/associations/{from_type}/{to_type}/batch/read"
         while inputs:
-            page = self.client.post(path, json={"inputs": inputs}, what=f"{from_type} → {to_type} associations")
+            page = self.client.post(path, json={"inputs": inputs},
+                                    what=f"{from_type} → {to_type} associations")
             inputs = []
             for result in page.body.get("results") or []:
                 from_id = str(result["from"]["id"])

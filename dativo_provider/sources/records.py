@@ -40,7 +40,9 @@ import pyarrow.compute as pc
 
 from dativo_provider.exceptions import ConfigError, SourceError
 
-KINDS = ("string", "ref", "int", "float", "bool", "bool_text", "unix", "iso", "date", "decimal", "json", "id_list")
+KINDS = (
+    "string", "ref", "int", "float", "bool", "bool_text", "unix", "iso", "date", "decimal", "json", "id_list",
+)
 DECIMAL_TYPE = pa.decimal128(38, 18)
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -159,16 +161,25 @@ def _json(values: list[Any]) -> pa.Array:
     return pa.array([None if v is None else _json_text(v) for v in values], pa.string())
 
 
+#: One encoder for every value: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not value and isinstance(value, dict):
+        return "{}"  # empty metadata, the most common nested value
+    return _ENCODER.encode(value)
+
+
+def _int(values: list[Any]) -> pa.Array:
+    # pyarrow refuses booleans and text but truncates 1.5 to 1: floats are refused here.
+    if any(type(v) is float for v in values):
+        raise TypeError("not an integer")
+    return pa.array(values, pa.int64())
 
 
 def _typed(arrow_type: pa.DataType) -> Callable[[list[Any]], pa.Array]:
     def convert(values: list[Any]) -> pa.Array:
-        if arrow_type == pa.int64() and any(isinstance(v, (float, bool)) for v in values):
-            raise TypeError("not an integer")
-        if arrow_type == pa.bool_() and any(v is not None and not isinstance(v, bool) for v in values):
-            raise TypeError("not a boolean")
         return pa.array(values, arrow_type)
 
     return convert
@@ -183,7 +194,7 @@ def _bool_text(values: list[Any]) -> pa.Array:
 
 
 def _unix(values: list[Any]) -> pa.Array:
-    seconds = _typed(pa.int64())(values)
+    seconds = _int(values)
     return pc.multiply_checked(seconds, 1_000_000).cast(TIMESTAMP_TYPE)
 
 
@@ -223,7 +234,7 @@ def _id_list(values: list[Any]) -> pa.Array:
 
 
 _CONVERTERS: dict[str, Callable[[list[Any]], pa.Array]] = {
-    "string": _string, "ref": _ref, "int": _typed(pa.int64()), "float": _typed(pa.float64()),
+    "string": _string, "ref": _ref, "int": _int, "float": _typed(pa.float64()),
     "bool": _typed(pa.bool_()), "bool_text": _bool_text, "unix": _unix, "iso": _iso, "date": _date,
     "decimal": _decimal, "json": _json, "id_list": _id_list,
 }

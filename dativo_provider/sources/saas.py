@@ -22,7 +22,7 @@ from dativo_provider.sources.http import RetryPolicy
 from dativo_provider.sources.records import Column, arrow_schema, to_batch
 from dativo_provider.sources.sql_common import parse_lookback, to_datetime
 
-DEFAULT_BATCH_ROWS = 10_000
+DEFAULT_BATCH_ROWS = 5_000
 RETRY_KEYS = frozenset({"max_attempts", "base_delay", "max_delay", "max_total_wait", "jitter"})
 #: State key naming the API field the watermark is compared with.
 CURSOR_KEY = "cursor"
@@ -84,7 +84,8 @@ def name_list(value: Any, key: str, kind: str) -> tuple[str, ...] | None:
     """A list of names (or None); a single string is refused to catch ``"a,b"`` typos."""
     if value is None:
         return None
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
+    names = isinstance(value, Sequence) and not isinstance(value, str)
+    if not names or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{kind} source: {key!r} must be a list of names, got {value!r}")
     return tuple(value)
 
@@ -111,8 +112,10 @@ class RecordStream(SourceStream):
     :param details: facts for the run summary.
     """
 
-    def __init__(self, client: ApiClient, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
-                 batch_rows: int, details: dict[str, Any]) -> None:
+    def __init__(
+        self, client: ApiClient, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
+        batch_rows: int, details: dict[str, Any],
+    ) -> None:
         self.client = client
         self.columns = list(columns)
         self.where = where

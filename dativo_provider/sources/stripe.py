@@ -101,7 +101,7 @@ def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
         raise ConfigError(f"stripe source: 'incremental' must be true or false, got {incremental!r}")
     return StripeSpec(
         object=name,
-        expand=tuple(e.removeprefix("data.") for e in name_list(spec.get("expand"), "expand", "stripe") or ()),
+        expand=_expand(spec.get("expand")),
         incremental=incremental,
         lookback=duration(spec.get("lookback"), "stripe source: 'lookback'"),
         settle=duration(spec.get("settle", DEFAULT_SETTLE), "stripe source: 'settle'"),
@@ -115,11 +115,18 @@ def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
     )
 
 
+def _expand(value: Any) -> tuple[str, ...]:
+    """Fields to expand, with or without the ``data.`` prefix list endpoints need."""
+    return tuple(e.removeprefix("data.") for e in name_list(value, "expand", "stripe") or ())
+
+
 def _pairs(value: Any, key: str) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
     if not isinstance(value, Mapping) or not all(isinstance(v, (str, int, bool)) for v in value.values()):
-        raise ConfigError(f"stripe source: {key!r} must be a mapping of names to scalar values, got {value!r}")
+        raise ConfigError(
+            f"stripe source: {key!r} must be a mapping of names to scalar values, got {value!r}"
+        )
     return tuple((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items())
 
 
@@ -128,7 +135,9 @@ def _params(value: Any, name: str) -> tuple[tuple[str, str], ...]:
     params.update(_pairs(value, "params"))
     reserved = [k for k in params if k.split("[")[0] in _RESERVED_PARAMS]
     if reserved:
-        raise ConfigError(f"stripe source: 'params' may not set {reserved}; the source pages and filters itself")
+        raise ConfigError(
+            f"stripe source: 'params' may not set {reserved}; the source pages and filters itself"
+        )
     return tuple(params.items())
 
 
@@ -273,8 +282,8 @@ class StripeStream(RecordStream):
             starting_after = data[-1]["id"]
 
     def _data(self, body: Any) -> list[dict[str, Any]]:
-        is_list = isinstance(body, Mapping) and body.get("object") == "list" and isinstance(body.get("data"), list)
-        if not is_list:
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list) or body.get("object") != "list":
             raise SourceError(
                 f"Stripe /v1/{self.spec.object} did not answer with a list object; is it a list endpoint?"
             )

@@ -18,8 +18,9 @@ _OBJECTS: dict[str, str] = {
     """,
     "charges": """
         id object amount:int amount_captured:int amount_refunded:int application:ref application_fee:ref
-        application_fee_amount:int balance_transaction:ref billing_details:json calculated_statement_descriptor
-        captured:bool created:unix currency customer:ref description disputed:bool
+        application_fee_amount:int balance_transaction:ref billing_details:json
+        calculated_statement_descriptor captured:bool created:unix currency customer:ref description
+        disputed:bool
         failure_balance_transaction:ref failure_code failure_message fraud_details:json invoice:ref
         livemode:bool metadata:json on_behalf_of:ref outcome:json paid:bool payment_intent:ref payment_method
         payment_method_details:json receipt_email receipt_number receipt_url refunded:bool refunds:json

@@ -9,6 +9,7 @@ import pytest
 
 from tests.airflow.conftest import EXAMPLE_DAGS
 from tests.airflow.helpers import dagbag, openlineage_complete, read_table, return_values, rows_by, run_dag
+from tests.airflow.saas_fixtures import at, hubspot_api, millis, stripe_api  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.airflow
 
@@ -142,3 +143,38 @@ def test_markdown_kv_example_loads_the_sample_docs_in_three_layouts_once(airflow
     rerun = run_dag("example_markdown_kv_to_iceberg", _day(3))
     assert [return_values(rerun, task)[0]["rows_written"] for task in expected] == [0, 0, 0]
     assert len(read_table("examples.doc_entries")) == 51
+
+
+def test_stripe_example_loads_charges_by_day_once(airflow_db, iceberg_default, stripe_api):
+    run = run_dag("example_stripe_to_iceberg", _day(2))
+    (charges,) = return_values(run, "ingest_charges")
+    (customers,) = return_values(run, "ingest_customers")
+    assert (charges["rows_written"], customers["rows_written"]) == (3, 2)
+    assert charges["inputs"][0]["name"] == "charges"
+    assert [r.headers["authorization"] for r in stripe_api.requests][:1] == [f"Bearer {stripe_api.api_key}"]
+
+    run = run_dag("example_stripe_to_iceberg", _day(3))
+    assert return_values(run, "ingest_charges")[0]["rows_written"] == 1
+    rerun = run_dag("example_stripe_to_iceberg", _day(3))
+    assert [return_values(rerun, t)[0]["rows_written"] for t in ("ingest_charges", "ingest_customers")] == [0, 0]
+    run_dag("example_stripe_to_iceberg", _day(4))
+    table = rows_by(read_table("examples.stripe_charges"), "id")
+    assert sorted(table) == [f"ch_{n:014d}" for n in range(1, 6)] and len(read_table("examples.stripe_charges")) == 5
+    assert table["ch_00000000000001"]["amount"] == 1001 and table["ch_00000000000001"]["currency"] == "eur"
+
+
+def test_hubspot_example_merges_updated_deals_once(airflow_db, iceberg_default, hubspot_api):
+    run = run_dag("example_hubspot_to_iceberg", _day(2))
+    assert [return_values(run, t)[0]["rows_written"] for t in ("ingest_deals", "ingest_contacts")] == [3, 2]
+    deals = rows_by(read_table("examples.hubspot_deals"), "id")
+    assert deals["1"]["associations_companies"] == ["101", "102"] and deals["1"]["amount"] == Decimal("100.5")
+
+    hubspot_api.update("deals", 2, millis(at(2, 20)), dealstage="closedwon")
+    hubspot_api.put("deals", 4, {"dealname": "Deal 4", "amount": "4", "dealstage": "qualified"}, created=millis(at(2, 18)))
+    run = run_dag("example_hubspot_to_iceberg", _day(3))
+    assert return_values(run, "ingest_deals")[0]["rows_written"] == 2
+    rerun = run_dag("example_hubspot_to_iceberg", _day(3))
+    assert return_values(rerun, "ingest_deals")[0]["rows_written"] == 0
+    deals = rows_by(read_table("examples.hubspot_deals"), "id")
+    assert sorted(deals) == ["1", "2", "3", "4"] and len(read_table("examples.hubspot_deals")) == 4
+    assert deals["2"]["dealstage"] == "closedwon" and deals["3"]["dealstage"] == "appointmentscheduled"

@@ -26,7 +26,8 @@ def test_entry_point_returns_provider_info():
 
 def test_connection_types_reuse_official_ones():
     types = {conn["connection-type"]: conn for conn in get_provider_info()["connection-types"]}
-    assert set(types) == {"iceberg"}
+    assert {"iceberg", "stripe", "hubspot"} <= set(types)
+    assert not set(types) & {"postgres", "mysql", "aws", "google_cloud_platform"}, "official types are reused"
     assert types["iceberg"]["hook-class-name"] == "dativo_provider.hooks.iceberg.IcebergHook"
     assert types["iceberg"]["conn-fields"]["credential"]["schema"]["format"] == "password"
 

@@ -4,7 +4,8 @@ Followed wire contracts (field names, nesting and types as Google documents them
 
 * **Token endpoint** ``POST /token`` (form ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``
   and ``assertion``): the RS256 signature is checked against the registered service account's public
-  key, ``aud`` must be this endpoint, ``exp - iat`` at most an hour, ``scope`` known scopes. Answers
+  key (with :attr:`GoogleDouble.clock_skew` seconds of leeway), ``aud`` must be this endpoint,
+  ``exp - iat`` at most an hour, ``scope`` known scopes. Answers
   ``{"access_token", "expires_in", "token_type": "Bearer"}``; a refused grant is 400
   ``{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}``.
 * **Metadata server** ``GET /computeMetadata/v1/instance/service-accounts/default/token`` with the
@@ -105,7 +106,11 @@ class GoogleDouble(ApiDouble):
         super().__init__()
         self.public_keys: dict[str, Any] = {}
         self.tokens: dict[str, set[str]] = {}
+        #: Every token ever issued, live or not (the secret-leak tests search for them).
+        self.issued: list[str] = []
         self.token_lifetime = 3599
+        #: Seconds of clock difference tolerated in ``iat``/``exp`` (tests' fake clocks run a little ahead).
+        self.clock_skew = 300
         self.files: dict[str, DriveFile] = {}
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.subjects: list[str | None] = []
@@ -125,12 +130,15 @@ class GoogleDouble(ApiDouble):
         token = f"ya29.double-{secrets.token_urlsafe(24)}"
         with self.lock:
             self.tokens[token] = set(scopes)
+            self.issued.append(token)
         return token
 
     # -- Drive content ---------------------------------------------------------------------------
 
-    def add_folder(self, name: str, parent: str = "root", drive_id: str | None = None) -> str:
-        return self._add(name, FOLDER_MIME, parent, b"", datetime(2024, 1, 1, tzinfo=UTC), drive_id)
+    def add_folder(self, name: str, parent: str = "root", drive_id: str | None = None,
+                   folder_id: str | None = None) -> str:
+        """A folder; ``folder_id`` fixes its id (an example DAG names one)."""
+        return self._add(name, FOLDER_MIME, parent, b"", datetime(2024, 1, 1, tzinfo=UTC), drive_id, folder_id)
 
     def add_file(self, name: str, parent: str, content: bytes, modified: datetime, mime_type: str = "text/csv",
                  drive_id: str | None = None) -> str:
@@ -152,9 +160,9 @@ class GoogleDouble(ApiDouble):
             self.files[file_id].trashed = True
 
     def _add(self, name: str, mime: str, parent: str, content: bytes, modified: datetime,
-             drive_id: str | None) -> str:
+             drive_id: str | None, file_id: str | None = None) -> str:
         with self.lock:
-            file_id = f"1{next(self._ids):04d}{secrets.token_hex(8)}"
+            file_id = file_id or f"1{next(self._ids):04d}{secrets.token_hex(8)}"
             item = DriveFile(file_id, name, mime, [parent], modified, content, drive_id=drive_id)
             self._new_revision(item)
             self.files[file_id] = item
@@ -205,7 +213,7 @@ class GoogleDouble(ApiDouble):
             return _oauth_error("invalid_grant", "Invalid grant: account not found")
         try:
             claims = jwt.decode(assertion, self.public_keys[issuer], algorithms=["RS256"], audience=self.url + "/token",
-                                options={"require": ["iss", "aud", "iat", "exp", "scope"]})
+                                options={"require": ["iss", "aud", "iat", "exp", "scope"]}, leeway=self.clock_skew)
         except jwt.InvalidSignatureError:
             return _oauth_error("invalid_grant", "Invalid JWT Signature.")
         except jwt.PyJWTError as exc:
@@ -251,7 +259,9 @@ class GoogleDouble(ApiDouble):
         if parts == ["files"]:
             return self._list(request)
         item = self.files.get(parts[1]) if len(parts) >= 2 and parts[0] == "files" else None
-        if item is None or (item.drive_id and request.param("supportsAllDrives") != "true"):
+        # files.get hides shared-drive items without supportsAllDrives; revisions.get and export take no such flag.
+        hidden = item is not None and item.drive_id and len(parts) == 2 and request.param("supportsAllDrives") != "true"
+        if item is None or hidden:
             file_id = parts[1] if len(parts) > 1 else ""
             return google_error(404, f"File not found: {file_id}.", "notFound")
         if len(parts) == 2:

@@ -7,38 +7,16 @@ so the shared conftest files stay untouched.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from dativo_provider.connections import GoogleConfig
+from tests.doubles.clock import FakeClock
 from tests.doubles.google_api import GoogleDouble, make_service_account_key
 
 CLIENT_EMAIL = "ingest@dativo-test.iam.gserviceaccount.com"
-
-
-class FakeClock:
-    """The HTTP client's clock without real sleeps: sleeping moves time forward and is recorded."""
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-        self._monotonic = 1000.0
-        self._now = datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return self._monotonic
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._monotonic += seconds
-        self._now += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +47,8 @@ def google_config(google, service_account_info) -> GoogleConfig:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A fake clock at the real time: the token endpoint checks the assertion's ``iat``/``exp``."""
+    return FakeClock(datetime.now(UTC))
 
 
 def key_marker(info: dict[str, Any]) -> str:

@@ -76,7 +76,8 @@ class ApiDouble:
     def start(self, port: int = 0) -> ApiDouble:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
@@ -151,6 +152,9 @@ class ApiDouble:
 def _handler_for(double: ApiDouble) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY each keep-alive response waits
+        # ~40 ms for a delayed ACK, which would make the double, not the client, the bottleneck.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             self._serve("GET")

@@ -66,8 +66,8 @@ class _Collection:
 
     def sorted(self) -> tuple[list[str], list[int], dict[str, int]]:
         if self._dirty:
-            self._order = sorted(self.objects, key=lambda i: (-self.objects[i]["created"], _reverse(i)))
-            self._keys = [-self.objects[i]["created"] for i in self._order]
+            self._order = sorted(self.objects, key=lambda i: (-(self.objects[i]["created"] or 0), _reverse(i)))
+            self._keys = [-(self.objects[i]["created"] or 0) for i in self._order]
             self._position = {object_id: n for n, object_id in enumerate(self._order)}
             self._dirty = False
         return self._order, self._keys, self._position

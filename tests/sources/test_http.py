@@ -29,7 +29,7 @@ from dativo_provider.sources.http import (
 from dativo_provider.sources.hubspot_api import HubSpotDialect
 from dativo_provider.sources.stripe import StripeDialect
 from tests.doubles.clock import FakeClock
-from tests.doubles.server import ApiDouble, Request, Response
+from tests.doubles.server import ApiDouble, Fault, Request, Response
 
 TOKEN = "tok-Secret-0123456789abcdef"
 EXACT = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=4.0, max_total_wait=60.0, jitter=0.0)
@@ -126,7 +126,7 @@ def test_connection_errors_are_retried_then_reported(clock):
 
 
 def test_a_body_that_is_not_json_is_retried(api, clock):
-    api.fail(200, "not json", times=1)
+    api.faults.append(Fault(Response(200, raw=b'{"truncated": '), times=1))
     assert client(api, clock).get("/x", what="x").body == {"n": 2}
 
 
