@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError
+from dativo_provider.iceberg.reader import stream_file
 from dativo_provider.iceberg.state import read_state
 from dativo_provider.iceberg.writer import DataFileWriter
 
@@ -205,25 +206,22 @@ def _rewrite_without_keys(table: Table, plan: CommitPlan) -> _Removal:
     Candidate files are first probed on the key columns alone; only files that hold a key are
     rewritten, streamed batch by batch.
     """
-    from pyiceberg.io.pyarrow import ArrowScan
-
     assert plan.keys is not None
     removal = _Removal()
     candidates = _scan_tasks(table, plan.branch, _key_filter(plan.keys, plan.merge_keys))
-    key_scan = ArrowScan(table.metadata, table.io, table.schema().select(*plan.merge_keys), _always_true())
-    full_scan = ArrowScan(table.metadata, table.io, table.schema(), _always_true())
+    key_schema = table.schema().select(*plan.merge_keys)
     try:
         for task in candidates:
             hits = sum(
                 batch.num_rows - _without_keys(batch, plan.keys, plan.merge_keys).num_rows
-                for batch in key_scan.to_record_batches([task])
+                for batch in stream_file(table, task, key_schema)
             )
             if not hits:
                 continue
             removal.writer = removal.writer or DataFileWriter(table, plan.sort_by, plan.target_file_bytes)
             removal.files.append(task.file)
             removal.rows_deleted += hits
-            for batch in full_scan.to_record_batches([task]):
+            for batch in stream_file(table, task, table.schema()):
                 remaining = _without_keys(batch, plan.keys, plan.merge_keys)
                 if remaining.num_rows:
                     removal.writer.write(remaining)
@@ -233,12 +231,6 @@ def _rewrite_without_keys(table: Table, plan: CommitPlan) -> _Removal:
         removal.discard()
         raise
     return removal
-
-
-def _always_true() -> Any:
-    from pyiceberg.expressions import AlwaysTrue
-
-    return AlwaysTrue()
 
 
 def _without_keys(batch: pa.RecordBatch, keys: pa.Table, key_columns: tuple[str, ...]) -> pa.Table:

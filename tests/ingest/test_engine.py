@@ -297,3 +297,15 @@ def _table_dir(table):
     from pathlib import Path
 
     return Path(table.location().removeprefix("file://"))
+
+
+def test_merge_rewrites_files_written_before_a_schema_change(catalog):
+    options = WriteOptions(mode="merge", merge_keys=("id",))
+    run_ingest(TableSource(rows(1000), batch_rows=100), catalog, "lake.t", options)
+    changed = rows(2, start=998, value="changed").append_column("score", pa.array([1.5, 2.5]))
+    run_ingest(TableSource(changed, identity="memory://changes"), catalog, "lake.t", options)
+    back = read(catalog)
+    assert back.column_names == ["id", "value", "day", "score"]
+    assert back.slice(0, 998).drop_columns(["score"]).equals(rows(998))
+    assert back["score"].null_count == 998
+    assert back.slice(998).to_pylist() == changed.to_pylist()
