@@ -275,7 +275,19 @@ def machine_info() -> dict[str, Any]:
         )
     except OSError:
         pass
+    info["engine_tree_sha1"] = engine_tree_hash()
     return info
+
+
+def engine_tree_hash() -> str:
+    """sha1 of every ``dativo_provider/**/*.py`` as it is on disk (the code measured, committed or not)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted((REPO_DIR / "dativo_provider").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:

@@ -3,7 +3,8 @@
 Reads ``bench.wide_1m`` and ``bench.wide_5m`` (seed them with ``bench/pg_seed.py``). Each contender
 runs in its own fresh child process, so its peak RSS is its own; runs are interleaved
 (contender A, B, C, A, B, C, ...) so background noise spreads over all of them, and the median of
-``--repeats`` runs is reported.
+``--repeats`` runs is reported. Each child first runs its contender once, untimed, on the 1,000-row
+``bench.wide_warm`` so that lazy imports and first-call set-up are not timed for anyone.
 
 Contenders:
 
@@ -463,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     info = c.machine_info()
     print(f"dativo ingest benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {info['cpus']} CPUs, "
           f"Python {info['python']}, pyarrow {info['pyarrow']}, pyiceberg {info['pyiceberg']}, "
-          f"dlt {info['dlt']}, Postgres {info['postgres']}")
+          f"dlt {info['dlt']}, Postgres {info['postgres']}; code {info.get('git_commit')}"
+          f"{'+uncommitted' if info.get('git_dirty') else ''} (dativo_provider sha1 {info['engine_tree_sha1']})")
     print(c.MEASURING_NOTE)
     warm = c.warm_up(Path(__file__), WARM_UP_MODULES)
     print(f"warm-up import child: {warm['process_seconds']:.1f}s"

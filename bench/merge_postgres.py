@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     info = c.machine_info()
     print(f"dativo merge benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {info['cpus']} CPUs, "
-          f"pyiceberg {info['pyiceberg']}, dlt {info['dlt']} (backend {DLT_BACKEND}), Postgres {info['postgres']}")
+          f"pyiceberg {info['pyiceberg']}, dlt {info['dlt']} (backend {DLT_BACKEND}), Postgres {info['postgres']}; "
+          f"code {info.get('git_commit')}{'+uncommitted' if info.get('git_dirty') else ''} "
+          f"(dativo_provider sha1 {info['engine_tree_sha1']})")
     print(c.MEASURING_NOTE)
     warm = c.warm_up(Path(__file__), ip.WARM_UP_MODULES + ("pyiceberg.expressions",))
     print(f"warm-up import child: {warm['process_seconds']:.1f}s")
