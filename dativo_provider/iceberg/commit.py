@@ -63,6 +63,9 @@ class CommitOutcome:
     attempts: int
     files_removed: int = 0
     rows_deleted: int = 0
+    #: Files merge wrote to keep the other rows of files that held a merged key.
+    files_rewritten: int = 0
+    bytes_rewritten: int = 0
 
 
 @dataclass
@@ -106,6 +109,8 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
             attempts=attempt,
             files_removed=len(removal.files),
             rows_deleted=removal.rows_deleted,
+            files_rewritten=len(removal.replacements),
+            bytes_rewritten=sum(f.file_size_in_bytes for f in removal.replacements),
         )
     raise CommitConflictError(
         f"could not commit to {plan.identifier}: other writers won the commit race {max_attempts} times"

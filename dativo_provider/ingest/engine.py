@@ -223,6 +223,8 @@ class _Run:
         self.result.previous_snapshot_id = outcome.previous_snapshot_id
         self.result.files_removed = outcome.files_removed
         self.result.rows_deleted = outcome.rows_deleted
+        self.result.files_rewritten = outcome.files_rewritten
+        self.result.bytes_rewritten = outcome.bytes_rewritten
         self.result.snapshot_id = outcome.snapshot_id
         if audit is not None:
             self._publish_if_approved(plan.branch, outcome.snapshot_id, audit)

@@ -34,6 +34,9 @@ class IngestResult:
     bytes_written: int = 0
     #: Data files this commit dropped from the table (replaced, overwritten or rewritten by merge).
     files_removed: int = 0
+    #: Files ``merge`` wrote to keep the unchanged rows of the files it removed (copy-on-write).
+    files_rewritten: int = 0
+    bytes_rewritten: int = 0
     snapshot_id: int | None = None
     previous_snapshot_id: int | None = None
     branch: str = "main"
@@ -58,7 +61,8 @@ class IngestResult:
         return (
             f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
             f"rejected {self.rows_rejected}, deleted {self.rows_deleted}; "
-            f"{self.files_written} files / {self.bytes_written} bytes; snapshot {self.snapshot_id} "
+            f"{self.files_written} files / {self.bytes_written} bytes written, {self.files_removed} removed, "
+            f"{self.files_rewritten} rewritten; snapshot {self.snapshot_id} "
             f"on {self.branch}; watermark {self.watermark_before!r} -> {self.watermark_after!r}; "
             f"{self.duration_seconds:.2f}s"
         )

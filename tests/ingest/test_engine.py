@@ -169,6 +169,11 @@ def test_merge_replaces_matching_keys_in_one_snapshot(catalog, keys):
     assert back.slice(19_900).equals(changes)
     assert back.slice(0, 19_900).equals(rows(19_900))
     assert result.rows_deleted == 100
+    table = catalog.load().load_table("lake.t")
+    assert result.files_rewritten >= 1 and result.files_removed >= 1
+    summary = table.current_snapshot().summary
+    assert int(summary["added-data-files"]) == result.files_written + result.files_rewritten
+    assert int(summary["deleted-data-files"]) == result.files_removed
     assert catalog.load().load_table("lake.t").current_snapshot().summary.operation.value == "overwrite"
 
 
