@@ -21,12 +21,13 @@ from dativo_provider.connections import (
 )
 from dativo_provider.exceptions import ConfigError
 
-#: source ``type`` -> connection types it accepts. Files read local paths without a connection.
+#: source ``type`` -> connection types it accepts. Files read local paths without a connection;
+#: markdown_kv takes an aws connection for an S3 path and a Google one for a gdrive:// path.
 EXPECTED_CONN_TYPES: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "mysql": ("mysql",),
     "files": ("aws",),
-    "markdown_kv": ("aws",),
+    "markdown_kv": ("aws", "google_cloud_platform", "dativo_google"),
     "stripe": ("stripe",),
     "hubspot": ("hubspot",),
     "google_drive": ("google_cloud_platform", "dativo_google"),

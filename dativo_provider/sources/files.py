@@ -428,11 +428,16 @@ def list_files(fs: pafs.FileSystem, location: Location, pattern: re.Pattern[str]
     files = []
     for info in infos:
         relative = info.path[len(location.base) :].lstrip("/")
-        hidden = any(part.startswith(HIDDEN_PREFIXES) for part in relative.split("/"))
-        if info.type == pafs.FileType.File and not hidden and pattern.fullmatch(relative):
+        if info.type == pafs.FileType.File and wanted(relative, pattern):
             mtime = info.mtime.astimezone(UTC)
             files.append(FileVersion(info.path, relative, mtime, info.size or 0))
     return sorted(files, key=lambda f: (f.mtime, f.path))
+
+
+def wanted(relative: str, pattern: re.Pattern[str]) -> bool:
+    """Whether a file at ``relative`` (below the prefix) is read: it matches and no part of it is hidden."""
+    hidden = any(part.startswith(HIDDEN_PREFIXES) for part in relative.split("/"))
+    return not hidden and pattern.fullmatch(relative) is not None
 
 
 def unread_files(files: list[FileVersion], state: Mapping[str, Any] | None) -> list[FileVersion]:

@@ -28,6 +28,9 @@ Spec::
 * **Cut-off.** Drive's listing lags changes by a few seconds, so a run takes only files modified up to
   Drive's own clock (the first listing response's ``Date`` header) minus ``settle`` (default 60 s),
   and up to the caller's upper bound; later files wait for the next run (see ADR 0004).
+
+The markdown_kv source reads ``gdrive://`` folders through :func:`open_api`, :func:`list_items`,
+:func:`unread_items` and :func:`download`, so both sources list, cut off, track and download alike.
 """
 
 from __future__ import annotations
@@ -214,9 +217,7 @@ class GoogleDriveSource(Source):
         if bounds.lookback is not None:
             raise ConfigError("google_drive source: 'lookback' is not supported; each file version is read "
                               "once by its modifiedTime")
-        auth = GoogleAuth(self.config, clock=self.clock, policy=self.spec.retry)
-        client = api_client("Google Drive", self.config.drive_url, auth, policy=self.spec.retry,
-                            clock=self.clock)
+        auth, client = open_api(self.config, self.spec, self.clock)
         stream = DriveStream(self, client, auth, dict(state) if self.spec.incremental and state else None)
         try:
             stream.prepare(utc_moment(bounds.upper, "google_drive source: the upper bound"))
@@ -248,13 +249,8 @@ class DriveStream(SourceStream):
         listing = list_items(self.client, self.spec)
         self.report.details["files_listed"] = len(listing.items)
         self._schema = self._settle_schema(listing.items)
-        cutoff = _cutoff(upper, listing.started, self.spec.settle)
+        self._todo, cutoff = unread_items(listing, self.spec, upper, self.previous)
         self.report.details["cutoff"] = _iso(cutoff) if cutoff else None
-        todo = [item for item in listing.items if cutoff is None or item.modified <= cutoff]
-        if self.spec.incremental:
-            unread = {v.relative for v in unread_files([item.version for item in todo], self.previous)}
-            todo = [item for item in todo if item.id in unread]
-        self._todo = todo
 
     @property
     def schema(self) -> pa.Schema:
@@ -274,7 +270,7 @@ class DriveStream(SourceStream):
         # Parquet keeps its schema at the end, and half a compressed stream does not decompress.
         partial_read = self.spec.format != "parquet" and not _compression_suffix(sample.path)
         target = self._download(sample, "sample", SAMPLE_BYTES if partial_read else None)
-        reading = FileRead(pafs.LocalFileSystem(), target, _display(sample), csv=self.spec.csv)
+        reading = FileRead(pafs.LocalFileSystem(), target, display(sample), csv=self.spec.csv)
         self.report.details["schema_from"] = reading.display
         try:
             return infer_schema(self.spec.format, reading)
@@ -315,14 +311,11 @@ class DriveStream(SourceStream):
     def _download(self, item: DriveItem, name: str, limit: int | None = None) -> str:
         """Save the item's bytes (the first ``limit`` of them, cut at a line end) to a temporary file."""
         target = os.path.join(self._tmp.name, name + _compression_suffix(item.path))
-        path, params = content_request(item)
-        check = item.md5 if limit is None else None
-        self.client.request("GET", path, params=params, stream=True, what=f"the content of {_display(item)}",
-                            read_body=partial(save_body, target, check, limit))
+        download(self.client, item, target, limit)
         return target
 
     def _detail(self, item: DriveItem) -> dict[str, Any]:
-        detail = {"path": _display(item), "id": item.id, "modified": _iso(item.modified), "size": item.size,
+        detail = {"path": display(item), "id": item.id, "modified": _iso(item.modified), "size": item.size,
                   "rows": 0, "rejected": 0}
         self.report.details["files_read"] += 1
         if len(self.report.details["files"]) < MAX_FILE_DETAILS:
@@ -397,6 +390,25 @@ def list_children(client: HttpClient, folder: str, page_size: int,
         tokens.add(token)
 
 
+def open_api(config: GoogleConfig, spec: DriveSpec,
+             clock: Clock | None = None) -> tuple[GoogleAuth, HttpClient]:
+    """The credentials and the Drive API client a run uses (the caller closes both)."""
+    auth = GoogleAuth(config, clock=clock, policy=spec.retry)
+    return auth, api_client("Google Drive", config.drive_url, auth, policy=spec.retry, clock=clock)
+
+
+def unread_items(listing: Listing, spec: DriveSpec, upper: datetime | None,
+                 previous: Mapping[str, Any] | None) -> tuple[list[DriveItem], datetime | None]:
+    """The listed file versions this run reads, in listing order, and the cut-off it applied: those
+    modified up to the cut-off and, when incremental, not in the ``previous`` state (keyed by file id)."""
+    cutoff = _cutoff(upper, listing.started, spec.settle)
+    todo = [item for item in listing.items if cutoff is None or item.modified <= cutoff]
+    if spec.incremental:
+        unread = {v.relative for v in unread_files([item.version for item in todo], previous)}
+        todo = [item for item in todo if item.id in unread]
+    return todo, cutoff
+
+
 def _cutoff(upper: datetime | None, started: datetime | None, settle: timedelta) -> datetime | None:
     """The newest modifiedTime this run takes: the caller's bound or Drive's clock less ``settle``."""
     limits = [moment for moment in (upper, started - settle if started else None) if moment is not None]
@@ -418,6 +430,14 @@ def _item(entry: Mapping[str, Any], path: str) -> DriveItem:
     assert modified is not None
     return DriveItem(str(entry["id"]), path, str(entry["mimeType"]), modified, size, entry.get("md5Checksum"),
                      entry.get("headRevisionId"))
+
+
+def download(client: HttpClient, item: DriveItem, target: str, limit: int | None = None) -> None:
+    """Save the item's listed version to ``target``; in full it is checked against its ``md5Checksum``."""
+    path, params = content_request(item)
+    check = item.md5 if limit is None else None
+    client.request("GET", path, params=params, stream=True, what=f"the content of {display(item)}",
+                   read_body=partial(save_body, target, check, limit))
 
 
 def content_request(item: DriveItem) -> tuple[str, dict[str, str]]:
@@ -463,7 +483,8 @@ def _cut_at_line_end(out: Any) -> int:
     return end or len(data)
 
 
-def _display(item: DriveItem) -> str:
+def display(item: DriveItem) -> str:
+    """How errors and reports name a Drive file: ``gdrive:<path below the folder>``."""
     return f"gdrive:{item.path}"
 
 

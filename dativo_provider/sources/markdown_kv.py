@@ -1,17 +1,21 @@
-"""Markdown-KV source: ``.md`` documents in a local directory or under an S3 prefix, in one of three
-Arrow layouts (``string``, ``row_per_kv``, ``document_level``).
+"""Markdown-KV source: ``.md`` documents in a local directory, under an S3 prefix or in a Google Drive
+folder, in one of three Arrow layouts (``string``, ``row_per_kv``, ``document_level``).
 
-Listing, the glob, hidden-file rules and incremental state are the files source's
-(:mod:`dativo_provider.sources.files`): each file *version* is read once, by modification time.
+Local and S3 listing, the glob, hidden-file rules and incremental state are the files source's
+(:mod:`dativo_provider.sources.files`): each file *version* is read once, by modification time. A
+``gdrive://<folder_id>`` path is listed, cut off, downloaded (the listed head revision, md5-checked)
+and tracked (by file id and ``modifiedTime``) by the google_drive source's functions
+(:mod:`dativo_provider.sources.google_drive`); the glob and hidden-name rules are the same as on disk.
 The format and the layouts are specified in ``docs/sources-markdown-kv.md``.
 
 Decisions a user can observe:
 
-* **doc_id** is the file's path relative to ``path`` (``"guides/setup.md"``), or with
+* **doc_id** is the file's path relative to ``path`` (``"guides/setup.md"``; in Drive the folder
+  names below the folder joined by ``/``), or with
   ``doc_id: "front_matter:<key>"`` that front-matter value as text (a document without it is bad).
 * **extracted_at** (``row_per_kv``) is the run's upper bound (the operator's ``upper_bound``, e.g.
-  the data interval end) when one is given, else the file's modification time. The source never
-  reads the clock, so a rerun produces identical rows.
+  the data interval end) when one is given, else the file's modification time (in Drive its
+  ``modifiedTime``). The source never reads the clock, so a rerun produces identical rows.
 * **Batches** hold ``batch_docs`` documents (default 500); one document is read at a time.
 * **Bad documents** (not UTF-8, malformed front matter, no front-matter doc_id, larger than
   :data:`MAX_DOCUMENT_BYTES`) fail the run naming the file and line, or with ``bad_docs: "skip"``
@@ -21,16 +25,21 @@ Decisions a user can observe:
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from dativo_provider.connections import ObjectStoreConfig
+from dativo_provider.connections import GoogleConfig, ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.markdown_kv.layouts import LAYOUTS, BatchBuilder, layout_schema
 from dativo_provider.markdown_kv.parser import Document, MarkdownKVSyntaxError, parse_document, yaml_text
+from dativo_provider.sources import google_drive
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
 from dativo_provider.sources.files import (
     FileVersion,
@@ -42,11 +51,15 @@ from dativo_provider.sources.files import (
     parse_location,
     s3_filesystem,
     unread_files,
+    wanted,
 )
 
+#: Passed on to the google_drive source's spec; valid with a ``gdrive://`` path only.
+DRIVE_KEYS = frozenset({"page_size", "retry", "settle"})
 SPEC_KEYS = frozenset(
     {"type", "conn_id", "path", "glob", "layout", "incremental", "doc_id", "batch_docs", "bad_docs"}
-)
+) | DRIVE_KEYS
+DRIVE_SCHEME = "gdrive://"
 DEFAULT_GLOB = "**/*.md"
 BATCH_DOCUMENTS = 500
 #: Documents are expected to be small; a bigger file is a bad document rather than a memory spike.
@@ -56,15 +69,45 @@ FRONT_MATTER_ID = "front_matter:"
 MAX_FILE_DETAILS = 100
 
 
-class MarkdownKVSource(Source):
-    """Markdown-KV files matching a glob under a local directory or an S3 prefix.
+@dataclass(frozen=True)
+class StoredDocument:
+    """One document version to read.
 
+    :param version: what the incremental state records (a Drive file is keyed by its id).
+    :param relative: the path below ``path``: the default doc_id.
+    :param display: names the document in errors and the report.
+    """
+
+    version: FileVersion
+    relative: str
+    display: str
+
+
+class DocumentStore(Protocol):
+    """Where the documents are: lists the versions a run reads and returns their bytes."""
+
+    details: dict[str, Any]
+
+    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
+                upper: dt.datetime | None) -> list[StoredDocument]: ...
+
+    def read(self, document: StoredDocument) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class MarkdownKVSource(Source):
+    """Markdown-KV files matching a glob under a local directory, an S3 prefix or a Drive folder.
+
+    :param location: a local directory or S3 prefix, or the Drive folder as a google_drive spec
+        (its ``glob`` and ``recursive`` are not used: ``glob`` here applies to the whole path).
     :param doc_id_key: take doc_id from this front-matter key; None: the relative path.
+    :param connection: S3 settings for an S3 location, the Google credentials for a Drive folder.
     """
 
     def __init__(
         self,
-        location: Location,
+        location: Location | google_drive.DriveSpec,
         glob: str,
         layout: str,
         *,
@@ -72,9 +115,15 @@ class MarkdownKVSource(Source):
         incremental: bool = True,
         batch_docs: int = BATCH_DOCUMENTS,
         skip_bad_docs: bool = False,
-        connection: ObjectStoreConfig | None = None,
+        connection: ObjectStoreConfig | GoogleConfig | None = None,
     ) -> None:
         layout_schema(layout)  # fail on a wrong layout now, not at the first batch
+        if isinstance(location, google_drive.DriveSpec) and not isinstance(connection, GoogleConfig):
+            raise ConfigError("markdown_kv source: a gdrive:// path needs a Google connection: set 'conn_id' "
+                              "to a google_cloud_platform or dativo_google connection")
+        if isinstance(location, Location) and isinstance(connection, GoogleConfig):
+            raise ConfigError("markdown_kv source: a Google connection reads gdrive:// paths only; use an "
+                              "aws connection for S3")
         self.location = location
         self.glob = glob
         self.layout = layout
@@ -87,10 +136,14 @@ class MarkdownKVSource(Source):
 
     @property
     def identity(self) -> str:
-        return f"markdown_kv://{self.location.base.rstrip('/')}?glob={self.glob}&layout={self.layout}"
+        where = self.location
+        base = f"gdrive://{where.folder_id}" if isinstance(where, google_drive.DriveSpec) else where.base
+        return f"markdown_kv://{base.rstrip('/')}?glob={self.glob}&layout={self.layout}"
 
     @property
     def lineage(self) -> LineageDataset:
+        if isinstance(self.location, google_drive.DriveSpec):
+            return LineageDataset("gdrive://drive.google.com", self.location.folder_id)
         if self.location.bucket:
             prefix = self.location.base.removeprefix(self.location.bucket).strip("/")
             return LineageDataset(f"s3://{self.location.bucket}", prefix or "/")
@@ -102,12 +155,81 @@ class MarkdownKVSource(Source):
                 "markdown_kv source: 'lookback' is not supported; each file version is read once"
             )
         upper = None if bounds.upper is None else _utc(bounds.upper)
-        fs = s3_filesystem(self.connection) if self.location.bucket else pafs.LocalFileSystem()
-        files = [f for f in list_files(fs, self.location, self._pattern) if upper is None or f.mtime <= upper]
-        if self.incremental:
-            files = unread_files(files, state)
         previous = dict(state) if self.incremental and state else None
-        return MarkdownKVStream(self, fs, files, previous, upper)
+        store = self._store()
+        try:
+            documents = store.pending(self._pattern, previous, upper)
+        except BaseException:
+            store.close()
+            raise
+        return MarkdownKVStream(self, store, documents, previous, upper)
+
+    def _store(self) -> DocumentStore:
+        if isinstance(self.location, google_drive.DriveSpec):
+            assert isinstance(self.connection, GoogleConfig)  # checked in __init__
+            return DriveDocuments(self.location, self.connection)
+        assert not isinstance(self.connection, GoogleConfig)
+        return FileDocuments(self.location, self.connection)
+
+
+class FileDocuments:
+    """Documents in a local directory or under an S3 prefix, listed by the files source."""
+
+    def __init__(self, location: Location, connection: ObjectStoreConfig | None) -> None:
+        self.location = location
+        self.fs = s3_filesystem(connection) if location.bucket else pafs.LocalFileSystem()
+        self.details: dict[str, Any] = {}
+
+    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
+                upper: dt.datetime | None) -> list[StoredDocument]:
+        files = [f for f in list_files(self.fs, self.location, pattern) if upper is None or f.mtime <= upper]
+        files = unread_files(files, previous)
+        return [StoredDocument(f, f.relative, self.location.display(f.path)) for f in files]
+
+    def read(self, document: StoredDocument) -> bytes:
+        try:
+            with self.fs.open_input_stream(document.version.path) as stream:
+                return stream.read()
+        except OSError as exc:
+            raise io_error(exc, f"reading {document.display}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+class DriveDocuments:
+    """Documents in a Drive folder, listed, cut off, downloaded and tracked by the google_drive source's
+    functions; the glob and hidden-name rules are the files source's, matched against the path."""
+
+    def __init__(self, spec: google_drive.DriveSpec, config: GoogleConfig) -> None:
+        self.spec = spec
+        self.auth, self.client = google_drive.open_api(config, spec)
+        self.details: dict[str, Any] = {"folder_id": spec.folder_id}
+        self._items: dict[str, google_drive.DriveItem] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="dativo-mdkv-gdrive-")
+
+    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
+                upper: dt.datetime | None) -> list[StoredDocument]:
+        listing = google_drive.list_items(self.client, self.spec)
+        listing.items = [item for item in listing.items if wanted(item.path, pattern)]
+        items, cutoff = google_drive.unread_items(listing, self.spec, upper, previous)
+        self.details["cutoff"] = cutoff.isoformat(timespec="microseconds") if cutoff else None
+        self._items = {item.id: item for item in items}
+        return [StoredDocument(item.version, item.path, google_drive.display(item)) for item in items]
+
+    def read(self, document: StoredDocument) -> bytes:
+        target = os.path.join(self._tmp.name, "document")
+        google_drive.download(self.client, self._items[document.version.relative], target)
+        try:
+            with open(target, "rb") as file:
+                return file.read()
+        finally:
+            os.remove(target)
+
+    def close(self) -> None:
+        self.client.close()
+        self.auth.close()
+        self._tmp.cleanup()
 
 
 class MarkdownKVStream(SourceStream):
@@ -116,19 +238,20 @@ class MarkdownKVStream(SourceStream):
     def __init__(
         self,
         source: MarkdownKVSource,
-        fs: pafs.FileSystem,
-        files: list[FileVersion],
+        store: DocumentStore,
+        documents: list[StoredDocument],
         previous_state: dict[str, Any] | None,
         upper: dt.datetime | None,
     ) -> None:
         self._source = source
-        self._fs = fs
-        self._files = files
+        self._store = store
+        self._documents = documents
         self._previous = previous_state
         self._upper = upper
         self._read: list[FileVersion] = []
         self._batches: Iterator[pa.RecordBatch] | None = None
-        self.report = SourceReport(details={"files": [], "files_read": 0, "documents": 0})
+        details = {"files": [], "files_read": 0, "documents": 0}
+        self.report = SourceReport(details={**store.details, **details})
 
     @property
     def schema(self) -> pa.Schema:
@@ -142,21 +265,21 @@ class MarkdownKVStream(SourceStream):
 
     def _all_batches(self) -> Iterator[pa.RecordBatch]:
         builder = BatchBuilder(self._source.layout)
-        for file in self._files:
-            self._add(builder, file)
-            self._read.append(file)
+        for document in self._documents:
+            self._add(builder, document)
+            self._read.append(document.version)
             if builder.documents >= self._source.batch_docs:
                 yield builder.flush()
         if builder.documents:
             yield builder.flush()
 
-    def _add(self, builder: BatchBuilder, file: FileVersion) -> None:
+    def _add(self, builder: BatchBuilder, stored: StoredDocument) -> None:
         """Read, parse and add one file; a bad one raises, or is rejected under ``bad_docs: skip``."""
-        detail = self._detail(file)
+        detail = self._detail(stored)
         try:
-            text = self._text(file, detail["path"])
-            document = self._parse(builder, text, detail["path"])
-            doc_id = self._doc_id(file, document, detail["path"])
+            text = self._text(stored)
+            document = self._parse(builder, text, stored.display)
+            doc_id = self._doc_id(stored, document)
         except MarkdownKVSyntaxError as exc:
             if not self._source.skip_bad_docs:
                 hint = f"{exc.problem}. Fix the document, or set bad_docs='skip' to skip such documents"
@@ -164,23 +287,20 @@ class MarkdownKVStream(SourceStream):
             self.report.reject(f"{exc.file}:{exc.line}", exc.problem)
             detail["rejected"] = True
             return
-        extracted_at = self._upper or file.mtime
+        extracted_at = self._upper or stored.version.mtime
         detail["rows"] = builder.add(doc_id, text, document, extracted_at)
         self.report.details["documents"] += 1
 
-    def _text(self, file: FileVersion, display: str) -> str:
-        if file.size > MAX_DOCUMENT_BYTES:
-            raise MarkdownKVSyntaxError(display, 1, f"larger than {MAX_DOCUMENT_BYTES} bytes")
-        try:
-            with self._fs.open_input_stream(file.path) as stream:
-                data = stream.read()
-        except OSError as exc:
-            raise io_error(exc, f"reading {display}") from exc
+    def _text(self, stored: StoredDocument) -> str:
+        if stored.version.size > MAX_DOCUMENT_BYTES:
+            raise MarkdownKVSyntaxError(stored.display, 1, f"larger than {MAX_DOCUMENT_BYTES} bytes")
+        data = self._store.read(stored)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = data.count(b"\n", 0, exc.start) + 1
-            raise MarkdownKVSyntaxError(display, line, f"not UTF-8 (byte offset {exc.start})") from None
+            problem = f"not UTF-8 (byte offset {exc.start})"
+            raise MarkdownKVSyntaxError(stored.display, line, problem) from None
 
     def _parse(self, builder: BatchBuilder, text: str, display: str) -> Document | None:
         # The string layout stores text as is: it parses only to find a front-matter doc_id.
@@ -188,20 +308,20 @@ class MarkdownKVStream(SourceStream):
             return parse_document(text, display)
         return None
 
-    def _doc_id(self, file: FileVersion, document: Document | None, display: str) -> str:
+    def _doc_id(self, stored: StoredDocument, document: Document | None) -> str:
         key = self._source.doc_id_key
         if key is None:
-            return file.relative
+            return stored.relative
         value = document.front_matter.get(key) if document is not None else None
         if value is None or value == "":
-            raise MarkdownKVSyntaxError(display, 1, f"front matter has no {key!r} to use as doc_id")
+            raise MarkdownKVSyntaxError(stored.display, 1, f"front matter has no {key!r} to use as doc_id")
         return yaml_text(value)
 
-    def _detail(self, file: FileVersion) -> dict[str, Any]:
+    def _detail(self, stored: StoredDocument) -> dict[str, Any]:
         detail = {
-            "path": self._source.location.display(file.path),
-            "mtime": file.mtime.isoformat(timespec="microseconds"),
-            "size": file.size,
+            "path": stored.display,
+            "mtime": stored.version.mtime.isoformat(timespec="microseconds"),
+            "size": stored.version.size,
             "rows": 0,
         }
         self.report.details["files_read"] += 1
@@ -217,19 +337,23 @@ class MarkdownKVStream(SourceStream):
     def close(self) -> None:
         if self._batches is not None:
             self._batches.close()
+        self._store.close()
 
 
 # --- spec ---------------------------------------------------------------------------------------
 
 
-def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> MarkdownKVSource:
+def from_spec(
+    spec: Mapping[str, Any], connection: ObjectStoreConfig | GoogleConfig | None
+) -> MarkdownKVSource:
     """Build a :class:`MarkdownKVSource` from a spec dict, naming the key of any mistake.
 
     :param spec: ``{"type": "markdown_kv", "path": ..., "glob": "**/*.md", "layout": "row_per_kv",
         "doc_id": "path" | "front_matter:<key>", "incremental": true, "batch_docs": 500,
-        "bad_docs": "fail" | "skip", "conn_id": ...}``.
-    :param connection: S3 credentials and endpoint for an ``s3://`` path; None uses the default
-        AWS credential chain. Ignored for local paths.
+        "bad_docs": "fail" | "skip", "conn_id": ...}``; with ``path: "gdrive://<folder_id>"`` also
+        the google_drive source's ``page_size``, ``retry`` and ``settle``.
+    :param connection: S3 credentials and endpoint for an ``s3://`` path (None uses the default
+        AWS credential chain; ignored for local paths); the Google credentials for a Drive folder.
     """
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
@@ -245,12 +369,22 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
     batch_docs = _typed(spec, "batch_docs", int, BATCH_DOCUMENTS)
     if batch_docs < 1:
         raise ConfigError("markdown_kv source: 'batch_docs' must be at least 1")
+    glob = _typed(spec, "glob", str, DEFAULT_GLOB)
+    incremental = _typed(spec, "incremental", bool, True)
+    path = spec.get("path")
+    if isinstance(path, str) and path.startswith(DRIVE_SCHEME):
+        location: Location | google_drive.DriveSpec = _drive_folder(spec, path, glob, incremental)
+    else:
+        location = _location(path)
+        given = sorted(DRIVE_KEYS & set(spec))
+        if given:
+            raise ConfigError(f"markdown_kv source: {given[0]!r} applies to gdrive:// paths only")
     return MarkdownKVSource(
-        _location(spec.get("path")),
-        _typed(spec, "glob", str, DEFAULT_GLOB),
+        location,
+        glob,
         layout,
         doc_id_key=_doc_id_key(_typed(spec, "doc_id", str, "path")),
-        incremental=_typed(spec, "incremental", bool, True),
+        incremental=incremental,
         batch_docs=batch_docs,
         skip_bad_docs=bad_docs == "skip",
         connection=connection,
@@ -279,8 +413,25 @@ def _location(path: Any) -> Location:
     except ConfigError:
         # parse_location words its message for the files source.
         raise ConfigError(
-            f"markdown_kv source: 'path' must be a local directory or s3://bucket/prefix, not {path!r}"
+            f"markdown_kv source: 'path' must be a local directory or s3://bucket/prefix, or "
+            f"gdrive://<folder_id> for a Drive folder, not {path!r}"
         ) from None
+
+
+def _drive_folder(
+    spec: Mapping[str, Any], path: str, glob: str, incremental: bool
+) -> google_drive.DriveSpec:
+    """The Drive folder as a google_drive spec: every file listed (the glob is matched later against the
+    path), subfolders only when the glob can reach into them."""
+    folder = path.removeprefix(DRIVE_SCHEME).rstrip("/")
+    if not folder or "/" in folder:
+        raise ConfigError(f"markdown_kv source: 'path' must be gdrive://<folder_id>, not {path!r}")
+    drive = {"folder_id": folder, "recursive": "/" in glob or "**" in glob, "incremental": incremental,
+             **{key: spec[key] for key in DRIVE_KEYS & set(spec)}}
+    try:
+        return google_drive.parse_spec(drive)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("google_drive source", "markdown_kv source", 1)) from None
 
 
 def _utc(value: Any) -> dt.datetime:

@@ -101,6 +101,7 @@ def test_source_specs_accept_both_connection_types(connect, monkeypatch):
     connect("gcp", conn_type="google_cloud_platform", extra={"keyfile_dict": KEY})
     assert source_connection_config({"type": "google_sheets", "conn_id": "g"}).access_token == "ya29.tok"
     assert source_connection_config({"type": "google_drive", "conn_id": "gcp"}).service_account_info == KEY
+    assert source_connection_config({"type": "markdown_kv", "conn_id": "gcp"}).service_account_info == KEY
     monkeypatch.setenv(*connection_env("pg", conn_type="postgres", host="db"))
     with pytest.raises(ConfigError, match="needs a google_cloud_platform or dativo_google connection"):
         source_connection_config({"type": "google_drive", "conn_id": "pg"})
