@@ -103,6 +103,14 @@ class Location:
     def display(self, path: str) -> str:
         return f"s3://{path}" if self.bucket else path
 
+    @property
+    def lineage(self) -> LineageDataset:
+        """The directory or prefix as OpenLineage names it."""
+        if self.bucket:
+            prefix = self.base.removeprefix(self.bucket).strip("/")
+            return LineageDataset(f"s3://{self.bucket}", prefix or "/")
+        return LineageDataset("file", self.base)
+
 
 class FilesSource(Source):
     """Files matching a glob under a local directory or an S3 prefix, read as one Arrow stream."""
@@ -137,10 +145,7 @@ class FilesSource(Source):
 
     @property
     def lineage(self) -> LineageDataset:
-        if self.location.bucket:
-            prefix = self.location.base.removeprefix(self.location.bucket).strip("/")
-            return LineageDataset(f"s3://{self.location.bucket}", prefix or "/")
-        return LineageDataset("file", self.location.base)
+        return self.location.lineage
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> FilesStream:
         if bounds.lookback is not None:

@@ -144,10 +144,7 @@ class MarkdownKVSource(Source):
     def lineage(self) -> LineageDataset:
         if isinstance(self.location, google_drive.DriveSpec):
             return LineageDataset("gdrive://drive.google.com", self.location.folder_id)
-        if self.location.bucket:
-            prefix = self.location.base.removeprefix(self.location.bucket).strip("/")
-            return LineageDataset(f"s3://{self.location.bucket}", prefix or "/")
-        return LineageDataset("file", self.location.base)
+        return self.location.lineage
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> MarkdownKVStream:
         if bounds.lookback is not None:
