@@ -13,14 +13,34 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dativo_provider.exceptions import ConfigError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Keys of a source state that the engine understands; everything else is the source's own.
 WATERMARK_KEY = "watermark"
+#: The cursor column (or field) a state's watermark belongs to.
+CURSOR_KEY = "cursor"
 
 #: How many rejected rows a report keeps as samples (the count is always exact).
 MAX_REJECT_SAMPLES = 20
+
+
+def committed_watermark(state: Mapping[str, Any] | None, cursor: str, where: str) -> Any:
+    """The watermark a previous run committed, refusing a state kept for another cursor.
+
+    :param where: names the source in the error, e.g. ``"postgres source"``.
+    """
+    if not state:
+        return None
+    stored = state.get(CURSOR_KEY)
+    if stored is not None and stored != cursor:
+        raise ConfigError(
+            f"{where}: the table's stored state tracks cursor {stored!r} but this source reads by "
+            f"{cursor!r}; reset the table's state (or use a new table) before changing the cursor"
+        )
+    return state.get(WATERMARK_KEY)
 
 
 @dataclass(frozen=True)

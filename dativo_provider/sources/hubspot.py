@@ -46,12 +46,11 @@ from typing import Any
 
 from dativo_provider.connections import HubSpotConfig
 from dativo_provider.exceptions import ConfigError, SourceError, TransientError
-from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
+from dativo_provider.sources.base import CURSOR_KEY, WATERMARK_KEY, LineageDataset, ReadBounds, Source
 from dativo_provider.sources.http import Clock, RetryPolicy
 from dativo_provider.sources.hubspot_api import SEARCH_CAP, SEARCH_PAGE, HubSpotApi
 from dativo_provider.sources.records import Column
 from dativo_provider.sources.saas import (
-    CURSOR_KEY,
     DEFAULT_BATCH_ROWS,
     RecordStream,
     check_keys,

@@ -54,7 +54,7 @@ from dativo_provider.exceptions import (
     redact,
 )
 from dativo_provider.optional import require
-from dativo_provider.sources.base import ReadBounds
+from dativo_provider.sources.base import ReadBounds, committed_watermark
 from dativo_provider.sources.sql_common import (
     BatchReader,
     CursorWindow,
@@ -63,7 +63,6 @@ from dativo_provider.sources.sql_common import (
     WatermarkTracker,
     cursor_window,
     parse_spec,
-    previous_watermark,
     quote_identifier,
     resolve_columns,
     rows_to_batch,
@@ -144,8 +143,10 @@ class MySQLSource(SqlSource):
         tracker, window = None, None
         if self.spec.cursor is not None:
             cursor = _find(columns, self.spec.cursor)
-            window = cursor_window(cursor.name, cursor.arrow_type, state, bounds, self.spec.lookback)
-            tracker = WatermarkTracker(cursor.name, cursor.arrow_type, previous_watermark(cursor.name, state))
+            where = f"{self.spec.kind} source"
+            window = cursor_window(cursor.name, cursor.arrow_type, state, bounds, self.spec.lookback, where)
+            previous = committed_watermark(state, cursor.name, where)
+            tracker = WatermarkTracker(cursor.name, cursor.arrow_type, previous)
         sql, parameters = self._select(columns, window)
         reader = _MySQLReader(session, columns, sql, parameters, self.spec.batch_rows)
         return SqlStream(reader, self.spec.batch_rows, tracker, {"identity": self.identity, "sql": sql})

@@ -55,7 +55,7 @@ from dativo_provider.exceptions import (
     redact,
 )
 from dativo_provider.optional import require
-from dativo_provider.sources.base import ReadBounds
+from dativo_provider.sources.base import ReadBounds, committed_watermark
 from dativo_provider.sources.sql_common import (
     BatchReader,
     CursorWindow,
@@ -64,7 +64,6 @@ from dativo_provider.sources.sql_common import (
     WatermarkTracker,
     cursor_window,
     parse_spec,
-    previous_watermark,
     quote_identifier,
     quote_literal,
     resolve_columns,
@@ -137,8 +136,9 @@ class PostgresSource(SqlSource):
         tracker, window = None, None
         if self.spec.cursor is not None:
             cursor_type = next(c.arrow_type for c in columns if c.name == self.spec.cursor)
-            window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback)
-            previous = previous_watermark(self.spec.cursor, state)
+            where = f"{self.spec.kind} source"
+            window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback, where)
+            previous = committed_watermark(state, self.spec.cursor, where)
             tracker = WatermarkTracker(self.spec.cursor, cursor_type, previous)
         sql = self._select(columns, window)
         session.start(window, _hint_bytes(columns, self.spec.batch_rows))

@@ -17,16 +17,13 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.sources.base import WATERMARK_KEY, SourceReport, SourceStream
+from dativo_provider.sources.base import WATERMARK_KEY, SourceReport, SourceStream, committed_watermark
 from dativo_provider.sources.http import RetryPolicy
 from dativo_provider.sources.records import Column, arrow_schema, to_batch
 from dativo_provider.sources.sql_common import parse_lookback, to_datetime
 
 DEFAULT_BATCH_ROWS = 5_000
 RETRY_KEYS = frozenset({"max_attempts", "base_delay", "max_delay", "max_total_wait", "jitter"})
-#: State key naming the API field the watermark is compared with.
-CURSOR_KEY = "cursor"
-
 
 # --- spec values --------------------------------------------------------------------------------
 
@@ -161,13 +158,6 @@ class RecordStream(SourceStream):
 
 
 def previous_watermark(state: Mapping[str, Any] | None, cursor: str, where: str) -> datetime | None:
-    """The committed watermark as a UTC datetime; refuses a state kept for another cursor."""
-    if not state or state.get(WATERMARK_KEY) is None:
-        return None
-    stored = state.get(CURSOR_KEY)
-    if stored is not None and stored != cursor:
-        raise ConfigError(
-            f"{where}: the table's state tracks {stored!r} but this source reads by {cursor!r}; reset the "
-            "table's state (or use a new table) before changing the cursor"
-        )
-    return utc_moment(state[WATERMARK_KEY], f"{where}: stored watermark")
+    """The committed watermark as a UTC datetime (see ``base.committed_watermark``)."""
+    watermark = committed_watermark(state, cursor, where)
+    return None if watermark is None else utc_moment(watermark, f"{where}: stored watermark")

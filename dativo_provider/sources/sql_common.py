@@ -25,12 +25,14 @@ from dativo_provider.connections import DatabaseConfig
 from dativo_provider.exceptions import ConfigError, DativoError, SourceError
 from dativo_provider.optional import require
 from dativo_provider.sources.base import (
+    CURSOR_KEY,
     WATERMARK_KEY,
     LineageDataset,
     ReadBounds,
     Source,
     SourceReport,
     SourceStream,
+    committed_watermark,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 SPEC_KEYS = frozenset(
     {"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows"}
 )
-CURSOR_STATE_KEY = "cursor"
 
 _LOOKBACK_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _LOOKBACK_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -255,7 +256,7 @@ class CursorWindow:
 
 def cursor_window(
     cursor: str, cursor_type: pa.DataType, state: Mapping[str, Any] | None, bounds: ReadBounds,
-    lookback: timedelta | Decimal | None,
+    lookback: timedelta | Decimal | None, where: str,
 ) -> CursorWindow:
     """Build the window for this run from the committed state and the caller's bounds.
 
@@ -264,9 +265,10 @@ def cursor_window(
     :param state: the state the previous run committed, or None.
     :param bounds: the caller's bounds; ``bounds.lookback`` overrides the spec's lookback.
     :param lookback: the spec's lookback.
+    :param where: names the source in errors.
     """
     check_cursor_type(cursor, cursor_type)
-    previous = previous_watermark(cursor, state)
+    previous = committed_watermark(state, cursor, where)
     if bounds.lookback is not None:
         lookback = parse_lookback(bounds.lookback, "ReadBounds.lookback")
     _check_lookback(cursor, cursor_type, lookback)
@@ -275,19 +277,6 @@ def cursor_window(
         lookback=lookback,
         upper=None if bounds.upper is None else bound_text(bounds.upper, cursor_type, cursor),
     )
-
-
-def previous_watermark(cursor: str, state: Mapping[str, Any] | None) -> Any:
-    """The committed watermark, refusing a state that was written for another cursor column."""
-    if not state:
-        return None
-    stored = state.get(CURSOR_STATE_KEY)
-    if stored is not None and stored != cursor:
-        raise ConfigError(
-            f"the stored state tracks cursor {stored!r} but the spec's 'cursor' is {cursor!r}; "
-            "reset the table's state (or use a new table) before changing the cursor column"
-        )
-    return state.get(WATERMARK_KEY)
 
 
 def check_cursor_type(cursor: str, cursor_type: pa.DataType) -> None:
@@ -387,7 +376,7 @@ class WatermarkTracker:
 
     def state(self) -> dict[str, Any]:
         """``{"watermark": <exact JSON value>, "cursor": <column>}``."""
-        return {WATERMARK_KEY: self._json(self._best), CURSOR_STATE_KEY: self.cursor}
+        return {WATERMARK_KEY: self._json(self._best), CURSOR_KEY: self.cursor}
 
     def _python(self, value: Any) -> Any:
         """A committed JSON value as the Python value Arrow yields for the cursor type."""

@@ -42,11 +42,10 @@ import requests
 
 from dativo_provider.connections import StripeConfig
 from dativo_provider.exceptions import ConfigError, SourceError
-from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
+from dativo_provider.sources.base import CURSOR_KEY, WATERMARK_KEY, LineageDataset, ReadBounds, Source
 from dativo_provider.sources.http import BearerAuth, Clock, Dialect, HttpClient, RetryPolicy, json_or_none
 from dativo_provider.sources.records import Column
 from dativo_provider.sources.saas import (
-    CURSOR_KEY,
     DEFAULT_BATCH_ROWS,
     RecordStream,
     check_keys,
