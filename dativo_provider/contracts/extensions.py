@@ -16,6 +16,8 @@ from pydantic.alias_generators import to_camel
 
 PREFIX = "dativo"
 MIN_ROWS_SLA = "dativoMinRowsPerRun"
+HANDWRITTEN_SODA = "dativoSodaContract"
+HANDWRITTEN_GX = "dativoGxSuite"
 
 HandlingValue = Literal["block", "quarantine", "warn"]
 
@@ -57,7 +59,12 @@ EXTENSIONS: dict[str, dict[str, TypeAdapter[Any]]] = {
         "dativoSchemaPolicy": TypeAdapter(SchemaPolicyValue),
         "dativoViolationHandling": TypeAdapter(ViolationHandlingValue),
     },
-    "dataset": {"dativoFeatures": TypeAdapter(FeaturesValue)},
+    "dataset": {
+        "dativoFeatures": TypeAdapter(FeaturesValue),
+        # Hand-written engine files, relative to the contract file; run next to the compiled rules.
+        HANDWRITTEN_SODA: TypeAdapter(str, config=ConfigDict(strict=True)),
+        HANDWRITTEN_GX: TypeAdapter(str, config=ConfigDict(strict=True)),
+    },
     "column": {"dativoDataSubject": TypeAdapter(str, config=ConfigDict(strict=True))},
     "rule": {"dativoEngine": TypeAdapter(str, config=ConfigDict(strict=True))},
 }

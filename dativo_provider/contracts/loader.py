@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from dativo_provider.contracts import checks
 from dativo_provider.contracts.checks import ExternalRef, Finding, Path, custom_values, format_path
 from dativo_provider.contracts.extensions import (
+    HANDWRITTEN_GX,
+    HANDWRITTEN_SODA,
     MIN_ROWS_SLA,
     FeaturesValue,
     SchemaPolicyValue,
@@ -174,8 +176,20 @@ def _lint_into(file: FsPath, result: _FileResult) -> None:
     findings, result.external = checks.check_document(doc)
     for finding in findings:
         result.add(finding.path, finding.message, finding.severity)
+    _check_handwritten(file, doc, result)
     if result.ok:
         result.contract = _build(str(file), doc)
+
+
+def _check_handwritten(file: FsPath, doc: OdcsDocument, result: _FileResult) -> None:
+    """Hand-written Soda contracts and GX suites must exist next to the contract."""
+    for i, obj in enumerate(doc.schema_):
+        for j, prop in enumerate(obj.custom_properties):
+            if prop.property in (HANDWRITTEN_SODA, HANDWRITTEN_GX) and isinstance(prop.value, str):
+                target = file.parent / prop.value
+                if not target.is_file():
+                    result.add(("schema", i, "customProperties", j, "value"),
+                               f"{prop.property} file {prop.value!r} does not exist (looked for {target})")
 
 
 # --- YAML --------------------------------------------------------------------------------------------
@@ -259,7 +273,7 @@ def _build(file: str, doc: OdcsDocument) -> Contract:
         version=doc.version,
         name=doc.name,
         status=doc.status,
-        datasets=tuple(_dataset(obj) for obj in doc.schema_),
+        datasets=tuple(_dataset(obj, FsPath(file).parent) for obj in doc.schema_),
         rules=tuple(_rules(doc)),
         relationships=tuple(_relationships(doc)),
         sla=_sla(doc),
@@ -275,7 +289,7 @@ def _build(file: str, doc: OdcsDocument) -> Contract:
     )
 
 
-def _dataset(obj: SchemaObject) -> Dataset:
+def _dataset(obj: SchemaObject, base: FsPath) -> Dataset:
     columns = tuple(
         Column(
             name=p.name,
@@ -296,7 +310,11 @@ def _dataset(obj: SchemaObject) -> Dataset:
         value = FeaturesValue.model_validate(features)
         view = FeatureView(tuple(value.entities), value.timestamp_column, tuple(value.features),
                            value.ttl_days, value.online)
-    return Dataset(obj.name, obj.physical_name, columns, view, obj.description)
+    ext = custom_values(obj.custom_properties)
+    soda, gx = ext.get(HANDWRITTEN_SODA), ext.get(HANDWRITTEN_GX)
+    return Dataset(obj.name, obj.physical_name, columns, view, obj.description,
+                   soda_contract=str(base / soda) if soda else None,
+                   gx_suite=str(base / gx) if gx else None)
 
 
 def _rules(doc: OdcsDocument) -> Iterator[QualityRule]:

@@ -14,6 +14,7 @@ Status = Literal["active", "deprecated", "sunset"]
 Engine = Literal["soda", "great_expectations", "custom"]
 Severity = Literal["error", "warning"]
 Handling = Literal["block", "quarantine", "warn"]
+Category = Literal["quality", "sla"]
 
 ENGINES: tuple[str, ...] = ("soda", "great_expectations", "custom")
 HANDLINGS: tuple[str, ...] = ("block", "quarantine", "warn")
@@ -45,6 +46,8 @@ class QualityRule:
     :param kind: the ODCS rule type: ``text`` (documentation only), ``library``, ``sql`` or ``custom``.
     :param threshold: the ODCS comparison operator and value, e.g. ``{"mustBe": 0}``.
     :param implementation: for ``custom`` rules, the Soda check, GX expectation or ``module:callable``.
+    :param category: ``sla`` for the checks the contract's SLA implies (freshness, rows per run); their
+        failures are handled as SLA violations.
     """
 
     name: str
@@ -60,6 +63,7 @@ class QualityRule:
     implementation: Any = None
     dimension: str | None = None
     description: str | None = None
+    category: Category = "quality"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class Dataset:
 
     :param name: the logical name other contracts reference (``customers`` in ``customers.customer_id``).
     :param physical_name: the table's name in the catalog, e.g. ``examples.customers``.
+    :param soda_contract: a hand-written Soda 4 contract file run in addition to the compiled rules.
+    :param gx_suite: a hand-written GX expectation suite (JSON) run in addition to the compiled rules.
     """
 
     name: str
@@ -86,6 +92,8 @@ class Dataset:
     columns: tuple[Column, ...]
     features: FeatureView | None = None
     description: str | None = None
+    soda_contract: str | None = None
+    gx_suite: str | None = None
 
     def column(self, name: str) -> Column | None:
         """The column called ``name``, or None."""

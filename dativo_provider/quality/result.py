@@ -1,0 +1,124 @@
+"""One contract run's result: a row per check, with totals, in a form for XCom, JSON and the log."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["passed", "failed", "error"]
+Category = Literal["quality", "sla", "schema"]
+
+#: How many failing rows' keys a check result keeps (the count is always exact).
+MAX_FAILING_KEYS = 20
+
+
+@dataclass
+class CheckResult:
+    """What one check found.
+
+    :param engine: ``soda``, ``great_expectations``, ``custom`` or ``dativo`` (schema policy checks).
+    :param outcome: ``error`` means the engine could not evaluate the check (bad SQL, a type it
+        cannot compare...); it counts as a failure.
+    :param observed: the metric value the engine measured (a count, a timestamp age in seconds...).
+    :param failing_rows: how many rows fail a row-level check; None for a dataset-level check.
+    :param failing_keys: up to :data:`MAX_FAILING_KEYS` failing rows, as their key columns' values.
+    :param row_ids: positions of the failing rows in the checked data (for quarantine); never reported.
+    """
+
+    name: str
+    engine: str
+    category: Category
+    severity: str
+    outcome: Outcome
+    dataset: str
+    column: str | None = None
+    metric: str | None = None
+    observed: Any = None
+    threshold: str | None = None
+    failing_rows: int | None = None
+    failing_keys: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    row_ids: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("row_ids")
+        return data
+
+    def line(self) -> str:
+        """One readable line, e.g. ``FAILED  email_well_formed (soda, error) on email: 12 rows ...``."""
+        where = f" on {self.column}" if self.column else ""
+        status = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}[self.outcome]
+        detail = f"observed {self.observed!r}" if self.observed is not None else ""
+        if self.threshold:
+            detail += f", expected {self.threshold}"
+        if self.failing_rows:
+            detail += f"; {self.failing_rows} failing rows"
+        if self.message and self.outcome != "passed":
+            detail += f"; {self.message}"
+        return f"{status:<7} {self.name} ({self.engine}, {self.category}, {self.severity}){where}: {detail.strip(', ;')}"
+
+
+@dataclass
+class QualityReport:
+    """A contract run on one dataset.
+
+    :param target: what was checked, e.g. ``iceberg://warehouse/examples.customers@branch:dativo-audit-…``.
+    """
+
+    contract: str
+    contract_version: str
+    dataset: str
+    target: str
+    rows_checked: int
+    checks: list[CheckResult] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    snapshot_id: int | None = None
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for c in self.checks if not c.failed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for c in self.checks if c.failed)
+
+    def failures(self, severity: str | None = None, category: str | None = None) -> list[CheckResult]:
+        return [
+            c for c in self.checks
+            if c.failed and (severity is None or c.severity == severity)
+            and (category is None or c.category == category)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contract": self.contract,
+            "contract_version": self.contract_version,
+            "dataset": self.dataset,
+            "target": self.target,
+            "snapshot_id": self.snapshot_id,
+            "rows_checked": self.rows_checked,
+            "checks_total": len(self.checks),
+            "checks_passed": self.passed,
+            "checks_failed": self.failed,
+            "duration_seconds": self.duration_seconds,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def summary(self) -> str:
+        """A readable multi-line summary for the task log and error messages."""
+        head = (f"contract {self.contract} v{self.contract_version} on {self.target}: "
+                f"{self.rows_checked} rows, {len(self.checks)} checks, {self.passed} passed, "
+                f"{self.failed} failed ({self.duration_seconds:.2f}s)")
+        return "\n".join([head, *("  " + c.line() for c in self.checks)])
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON (values the JSON module cannot encode become strings)."""
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(self.to_dict(), out, indent=2, default=str)
