@@ -64,3 +64,7 @@ def redact(message: str, secrets: tuple[str | None, ...]) -> str:
         if secret:
             message = message.replace(secret, "***")
     return message
+
+
+class ContractViolationError(TerminalError):
+    """The data breaks its contract and the contract says block: nothing was published."""

@@ -99,8 +99,8 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
             removal.discard()
             if not _is_lost_race(exc):
                 raise
-            log.warning("commit to %s lost a race with another writer (attempt %d/%d)", plan.identifier,
-                        attempt, max_attempts)
+            log.warning("commit to %s lost a race with another writer (attempt %d/%d): %s", plan.identifier,
+                        attempt, max_attempts, exc)
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
             continue
         return CommitOutcome(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +43,49 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuditDecision:
-    """What an audit gate decided about a staged snapshot."""
+    """What an audit gate decided about a staged snapshot.
+
+    :param snapshot_id: the snapshot main moves to; by default the staged one. A gate that changed the
+        audit branch (e.g. took quarantined rows out) names its own descendant of the staged snapshot.
+    :param rows_quarantined: rows of this run the gate moved to a quarantine table instead of publishing.
+    :param report: the gate's report (JSON-serialisable), kept in the run summary.
+    """
 
     publish: bool
     reason: str = ""
+    snapshot_id: int | None = None
+    rows_quarantined: int = 0
+    report: dict[str, Any] | None = None
 
 
-#: Called with (table, audit branch, staged snapshot id) before main moves; the contract seam.
-AuditGate = Callable[["Table", str, int], AuditDecision]
+@dataclass(frozen=True)
+class StagedRun:
+    """A run committed to its audit branch and waiting for the gate.
+
+    :param new_files: the data files holding this run's rows (``merge`` rewrites are not among them).
+    """
+
+    catalog: Catalog
+    table: Table
+    audit_branch: str
+    snapshot_id: int
+    new_files: list[Any]
+    run_id: str | None
+    result: IngestResult
+
+
+class AuditGate:
+    """The write-audit-publish seam: the contract enforcement in :mod:`dativo_provider.quality.wap`."""
+
+    def before_write(self, table: str, schema: pa.Schema) -> None:
+        """Called with the source's schema before anything is written; raise to refuse the run."""
+
+    def audit(self, staged: StagedRun) -> AuditDecision:
+        """Decide whether main may move to the staged snapshot."""
+        raise NotImplementedError
+
+    def abandon(self, staged: StagedRun, decision: AuditDecision) -> None:
+        """Main could not move after the gate said publish: undo what the gate did elsewhere."""
 
 
 class AuditRejectedError(TerminalError):
@@ -76,8 +110,8 @@ def run_ingest(
 
     :param bounds: incremental limits (e.g. the Airflow data interval end as ``upper``).
     :param run_id: recorded in the snapshot summary (e.g. the Airflow run id).
-    :param audit: if given, the commit lands on a temporary branch, ``audit`` inspects it, and main
-        moves to it only if it says publish.
+    :param audit: if given, the commit lands on a temporary branch, the gate inspects it, and main
+        moves only if it says publish; the branch is removed either way.
     :raises TerminalError: bad configuration, data or schema drift; nothing became visible.
     :raises TransientError: a passing condition; rerunning is safe (no state was committed).
     """
@@ -127,6 +161,8 @@ class _Run:
         previous_state = prior.state if prior else None
         self.result.watermark_before = (previous_state or {}).get(WATERMARK_KEY)
         with self.source.open(previous_state, bounds) as stream:
+            if audit is not None:
+                audit.before_write(self.table_name, stream.schema)
             table = self._prepare_table(stream.schema)
             files, keys = self._write(table, stream)
             new_state = stream.state()
@@ -152,7 +188,7 @@ class _Run:
             sort_by=self._sort(table),
             target_file_bytes=self.options.target_file_size_mb * 1024 * 1024,
         )
-        self._commit(plan, audit)
+        self._commit(plan, audit, run_id)
 
     def _prior_state(self) -> Any:
         from pyiceberg.exceptions import NoSuchTableError
@@ -210,7 +246,7 @@ class _Run:
             return True
         return bool(files) or new_state != previous_state
 
-    def _commit(self, plan: CommitPlan, audit: AuditGate | None) -> None:
+    def _commit(self, plan: CommitPlan, audit: AuditGate | None, run_id: str | None) -> None:
         if audit is not None:
             plan.branch = self._open_audit_branch()
         try:
@@ -227,33 +263,54 @@ class _Run:
         self.result.bytes_rewritten = outcome.bytes_rewritten
         self.result.snapshot_id = outcome.snapshot_id
         if audit is not None:
-            self._publish_if_approved(plan.branch, outcome.snapshot_id, audit)
+            self._publish_if_approved(plan, outcome.snapshot_id, audit, run_id)
         self.result.committed = True
 
     def _open_audit_branch(self) -> str:
         table = self.catalog.load_table(self.table_name)
         name = f"dativo-audit-{uuid.uuid4().hex[:12]}"
         head = _head(table, self.branch)
-        if head is not None:
-            table.manage_snapshots().create_branch(head, name).commit()
+        if head is None:
+            # Iceberg lets a table without snapshots be written only on main: give it an empty one.
+            transaction = table.transaction()
+            update = transaction.update_snapshot(snapshot_properties={"dativo.operation": "create"},
+                                                 branch=self.branch)
+            with update.fast_append():
+                pass
+            table = transaction.commit_transaction()
+            head = _head(table, self.branch)
+        table.manage_snapshots().create_branch(head, name).commit()
         return name
 
-    def _publish_if_approved(self, audit_branch: str, snapshot_id: int, audit: AuditGate) -> None:
+    def _publish_if_approved(self, plan: CommitPlan, snapshot_id: int, gate: AuditGate,
+                             run_id: str | None) -> None:
         table = self.catalog.load_table(self.table_name)
+        staged = StagedRun(self.catalog, table, plan.branch, snapshot_id, plan.new_files, run_id, self.result)
         try:
-            decision = audit(table, audit_branch, snapshot_id)
+            decision = gate.audit(staged)
+            self.result.quality = decision.report
             if not decision.publish:
                 raise AuditRejectedError(decision.reason, self.result)
-            staged = table.metadata.snapshot_by_id(snapshot_id)
-            if _head(table, self.branch) != staged.parent_snapshot_id:
-                raise CommitConflictError(
-                    f"{self.table_name}: {self.branch} moved while the run was audited; rerun to audit again"
-                )
-            # Re-pointing an existing branch asserts it still points where we loaded it: a guarded
-            # fast-forward.
-            table.manage_snapshots().create_branch(snapshot_id, self.branch).commit()
+            try:
+                self._fast_forward(snapshot_id, decision.snapshot_id or snapshot_id)
+            except BaseException:
+                gate.abandon(staged, decision)
+                raise
+            self.result.rows_quarantined = decision.rows_quarantined
+            self.result.snapshot_id = decision.snapshot_id or snapshot_id
         finally:
-            self.catalog.load_table(self.table_name).manage_snapshots().remove_branch(audit_branch).commit()
+            self.catalog.load_table(self.table_name).manage_snapshots().remove_branch(plan.branch).commit()
+
+    def _fast_forward(self, staged_id: int, publish_id: int) -> None:
+        table = self.catalog.load_table(self.table_name)
+        staged = table.metadata.snapshot_by_id(staged_id)
+        if _head(table, self.branch) != staged.parent_snapshot_id:
+            raise CommitConflictError(
+                f"{self.table_name}: {self.branch} moved while the run was audited; rerun to audit again"
+            )
+        # Re-pointing an existing branch asserts it still points where we loaded it: a guarded
+        # fast-forward.
+        table.manage_snapshots().create_branch(publish_id, self.branch).commit()
 
 
 class _KeyCollector:

@@ -20,7 +20,12 @@ class SchemaField:
 
 @dataclass
 class IngestResult:
-    """What one run did. ``rows_read == rows_written + rows_rejected`` always holds."""
+    """What one run did.
+
+    ``rows_read == rows_written + rows_rejected`` and ``rows_written == rows_published +
+    rows_quarantined`` always hold: rejected rows could not be read as the schema says, quarantined rows
+    were read and written but held back by the contract.
+    """
 
     table: str
     mode: str
@@ -28,6 +33,8 @@ class IngestResult:
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
+    #: Rows a contract held back in the quarantine table instead of publishing them.
+    rows_quarantined: int = 0
     #: Rows removed from the table by ``replace``, ``overwrite`` or ``merge``.
     rows_deleted: int = 0
     files_written: int = 0
@@ -52,15 +59,21 @@ class IngestResult:
     inputs: list[LineageDataset] = field(default_factory=list)
     outputs: list[LineageDataset] = field(default_factory=list)
     schema: list[SchemaField] = field(default_factory=list)
+    #: The contract run's report when the ingest was audited (see dativo_provider.quality.report).
+    quality: dict[str, Any] | None = None
+
+    @property
+    def rows_published(self) -> int:
+        return self.rows_written - self.rows_quarantined
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (for XCom and reports)."""
-        return asdict(self)
+        return {**asdict(self), "rows_published": self.rows_published}
 
     def summary_line(self) -> str:
         return (
             f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
-            f"rejected {self.rows_rejected}, deleted {self.rows_deleted}; "
+            f"rejected {self.rows_rejected}, quarantined {self.rows_quarantined}, deleted {self.rows_deleted}; "
             f"{self.files_written} files / {self.bytes_written} bytes written, {self.files_removed} removed, "
             f"{self.files_rewritten} rewritten; snapshot {self.snapshot_id} "
             f"on {self.branch}; watermark {self.watermark_before!r} -> {self.watermark_after!r}; "

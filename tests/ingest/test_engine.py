@@ -21,7 +21,7 @@ from dativo_provider.exceptions import (
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.state import SOURCE_KEY, STATE_KEY
-from dativo_provider.ingest.engine import AuditDecision, AuditRejectedError, run_ingest
+from dativo_provider.ingest.engine import AuditDecision, AuditGate, AuditRejectedError, run_ingest
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.sources.base import ReadBounds
 from tests.memory_source import TableSource
@@ -260,18 +260,23 @@ def test_audit_gate_publishes_or_holds_back(catalog):
     head = catalog.load().load_table("lake.t").current_snapshot().snapshot_id
     seen = []
 
-    def reject(table, branch, snapshot_id):
-        seen.append(table.scan(snapshot_id=snapshot_id).to_arrow().num_rows)
-        return AuditDecision(publish=False, reason="3 rows break rule 'positive_amount'")
+    class Reject(AuditGate):
+        def audit(self, staged):
+            seen.append(staged.table.scan(snapshot_id=staged.snapshot_id).to_arrow().num_rows)
+            return AuditDecision(publish=False, reason="3 rows break rule 'positive_amount'")
+
+    class Publish(AuditGate):
+        def audit(self, staged):
+            return AuditDecision(True)
 
     with pytest.raises(AuditRejectedError, match="positive_amount"):
-        run_ingest(TableSource(rows(3, start=5)), catalog, "lake.t", audit=reject)
+        run_ingest(TableSource(rows(3, start=5)), catalog, "lake.t", audit=Reject())
     table = catalog.load().load_table("lake.t")
     assert seen == [8]
     assert table.current_snapshot().snapshot_id == head
     assert set(table.metadata.refs) == {"main"}
 
-    run_ingest(TableSource(rows(3, start=5)), catalog, "lake.t", audit=lambda *_: AuditDecision(True))
+    run_ingest(TableSource(rows(3, start=5)), catalog, "lake.t", audit=Publish())
     assert read(catalog).equals(rows(8))
     assert set(catalog.load().load_table("lake.t").metadata.refs) == {"main"}
 

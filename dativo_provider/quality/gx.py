@@ -1,0 +1,531 @@
+"""Run contract checks with Great Expectations 1.x: on a pandas DataFrame or in place on a SQL table.
+
+GX measures, this module translates: each check becomes one or more GX expectations, GX computes the
+unexpected count (row-level checks) or the observed value (row count, SQL query), and the contract's
+ODCS threshold is compared against that number here (:func:`meets`). A ``custom`` rule is a GX
+expectation written by hand (``implementation: {type, kwargs}``); GX's own success decides it.
+
+Decisions worth knowing:
+
+* ``pattern`` means a full match (the ODCS/JSON-schema reading). GX searches (pandas ``str.contains``,
+  Postgres ``~``, MySQL ``REGEXP``), so the pattern is anchored per target: ``\\Z`` on pandas (Python's
+  ``$`` also matches before a final newline), ``$`` on Postgres (it never does), and ``(?-i)`` plus
+  ``\\z`` on MySQL/MariaDB, whose REGEXP otherwise follows a case-insensitive collation.
+* ``duplicateValues`` is GX's count: every row of a repeated group counts (1, 1, 3, 3 gives 4), not
+  rows minus distinct values as Soda counts.
+* ``missingValues`` is two expectations whose failing rows never overlap (nulls, then non-null values
+  in ``arguments.missingValues``); their counts add up.
+* A ``sql`` rule runs as GX's ``UnexpectedRowsExpectation`` (SQL targets only). A query that returns one
+  row with one number (``SELECT COUNT(*) ...``, the ODCS form) is that number; any other result is
+  measured by its row count.
+* One ephemeral GX context per process (importing GX takes seconds): nothing is written to disk, no data
+  docs, analytics off unless ``GX_ANALYTICS_ENABLED`` says otherwise, no progress bars, GX's log records
+  below WARNING dropped unless its logger was configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from dativo_provider.connections import DatabaseConfig
+from dativo_provider.contracts.model import Dataset, QualityRule
+from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.optional import require
+from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult
+
+if TYPE_CHECKING:
+    import pandas
+
+ENGINE = "great_expectations"
+EXTRA = "great-expectations"
+
+#: How a check's number is judged: against the ODCS threshold, or by GX's own success.
+_COUNT, _VALUE, _QUERY, _SUCCESS = "count", "value", "query", "success"
+_KEY = "dativo_check"
+_MAX_MESSAGE = 2000
+
+
+# --- thresholds -------------------------------------------------------------------------------------
+
+def meets(observed: Any, threshold: dict[str, Any]) -> bool:
+    """Whether ``observed`` satisfies every ODCS operator in ``threshold`` (e.g. ``{"mustBe": 0}``)."""
+    tests = {
+        "mustBe": lambda v: observed == v,
+        "mustNotBe": lambda v: observed != v,
+        "mustBeGreaterThan": lambda v: observed > v,
+        "mustBeGreaterOrEqualTo": lambda v: observed >= v,
+        "mustBeLessThan": lambda v: observed < v,
+        "mustBeLessOrEqualTo": lambda v: observed <= v,
+        "mustBeBetween": lambda v: v[0] <= observed <= v[1],
+        "mustNotBeBetween": lambda v: not v[0] <= observed <= v[1],
+    }
+    unknown = set(threshold) - set(tests)
+    if unknown:
+        raise ConfigError(f"unknown ODCS threshold operator(s) {sorted(unknown)}; use one of {list(tests)}")
+    return all(tests[op](value) for op, value in threshold.items())
+
+
+def describe(threshold: dict[str, Any]) -> str | None:
+    """A readable threshold, e.g. ``mustBe 0`` or ``mustBeBetween [1, 10]``."""
+    return ", ".join(f"{op} {value}" for op, value in threshold.items()) or None
+
+
+# --- compiling --------------------------------------------------------------------------------------
+
+@dataclass
+class _Check:
+    """One contract check as GX expectations, and how to judge what GX measures for it."""
+
+    key: str
+    name: str
+    severity: str
+    category: str
+    column: str | None
+    metric: str | None
+    mode: str
+    threshold: dict[str, Any] = field(default_factory=dict)
+    expectations: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+
+def compile_gx_suite(rules: list[QualityRule], dataset: Dataset, *, dialect: str = "pandas") -> Any:
+    """A great_expectations ExpectationSuite for the rules whose engine is ``great_expectations``, plus
+    the expectations of ``dataset.gx_suite`` (each tagged ``meta["dativo_check"]``).
+
+    :param dialect: the target the suite is for (``pandas``, ``postgresql`` or ``mysql``): regex anchoring
+        differs. ``sql`` rules are left out for pandas; rules that cannot be mapped are left out.
+    """
+    gx, _ = _gx(), _context()
+    expectations = [e for check in _compile(rules, dataset, dialect) for e in check.expectations]
+    return gx.ExpectationSuite(name=f"dativo.{dataset.name}", expectations=expectations)
+
+
+def _compile(rules: Iterable[QualityRule], dataset: Dataset, dialect: str) -> list[_Check]:
+    checks = [_compile_rule(rule, f"c{i}", dialect) for i, rule in enumerate(rules) if rule.engine == ENGINE]
+    if dataset.gx_suite:
+        checks.extend(_handwritten(dataset.gx_suite, start=len(checks)))
+    return checks
+
+
+def _compile_rule(rule: QualityRule, key: str, dialect: str) -> _Check:
+    check = _Check(key, rule.name, rule.severity, rule.category, rule.column, rule.metric, _COUNT,
+                   dict(rule.threshold) or {"mustBe": 0})
+    try:
+        check.mode, specs = _specs(rule, dialect)
+        check.expectations = [_expectation(kind, kwargs, key) for kind, kwargs in specs]
+    except Exception as exc:  # a rule GX cannot express must still appear, as an error
+        check.error = _message(exc)
+    if check.mode == _VALUE and not rule.threshold:
+        check.threshold = {"mustBeGreaterThan": 0}
+    if check.mode == _SUCCESS:
+        check.threshold, check.metric = {}, (rule.implementation or {}).get("type")
+    return check
+
+
+def _specs(rule: QualityRule, dialect: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """How ``rule`` is judged and the (expectation type, kwargs) pairs that measure it."""
+    if rule.kind == "custom":
+        return _SUCCESS, [_custom(rule)]
+    if rule.kind == "sql":
+        return _QUERY, [_sql(rule, dialect)]
+    column, args = rule.column, rule.arguments
+    if rule.metric == "rowCount":
+        return _VALUE, [("expect_table_row_count_to_be_between", {"min_value": 0})]
+    if rule.metric == "nullValues":
+        return _COUNT, [("expect_column_values_to_not_be_null", {"column": _need(column, rule)})]
+    if rule.metric == "missingValues":
+        return _COUNT, _missing(rule)
+    if rule.metric == "invalidValues":
+        return _COUNT, [_invalid(rule, dialect)]
+    if rule.metric == "duplicateValues":
+        columns = list(args.get("properties") or [_need(column, rule)])
+        if len(columns) == 1:
+            return _COUNT, [("expect_column_values_to_be_unique", {"column": columns[0]})]
+        return _COUNT, [("expect_compound_columns_to_be_unique", {"column_list": columns})]
+    raise ConfigError(f"rule {rule.name!r}: metric {rule.metric!r} has no Great Expectations mapping "
+                      "(supported: nullValues, missingValues, invalidValues, duplicateValues, rowCount, "
+                      "sql and custom rules); run it with engine soda")
+
+
+def _need(column: str | None, rule: QualityRule) -> str:
+    if not column:
+        raise ConfigError(f"rule {rule.name!r}: {rule.metric} needs a column (put it under a property)")
+    return column
+
+
+def _missing(rule: QualityRule) -> list[tuple[str, dict[str, Any]]]:
+    column = _need(rule.column, rule)
+    values = [v for v in rule.arguments.get("missingValues") or [] if v is not None]
+    specs = [("expect_column_values_to_not_be_null", {"column": column})]
+    if values:
+        specs.append(("expect_column_values_to_not_be_in_set", {"column": column, "value_set": values}))
+    return specs
+
+
+def _invalid(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
+    column, args = _need(rule.column, rule), rule.arguments
+    if "pattern" in args and "validValues" in args:
+        raise ConfigError(f"rule {rule.name!r}: invalidValues with both pattern and validValues cannot be "
+                          "counted by one GX expectation; split it into two rules")
+    if "pattern" in args:
+        return "expect_column_values_to_match_regex", {"column": column,
+                                                       "regex": full_match(args["pattern"], dialect)}
+    if "validValues" in args:
+        return "expect_column_values_to_be_in_set", {"column": column, "value_set": list(args["validValues"])}
+    raise ConfigError(f"rule {rule.name!r}: invalidValues needs arguments.pattern or arguments.validValues")
+
+
+def full_match(pattern: str, dialect: str) -> str:
+    """``pattern`` anchored so that GX's search matches whole values only, on ``dialect``."""
+    if dialect == "mysql":  # PCRE (MariaDB) / ICU (MySQL 8): \z is the very end; REGEXP follows collation
+        return f"(?-i)^(?:{pattern})\\z"
+    if dialect == "postgresql":  # ARE: $ is the very end (no newline-sensitive mode by default)
+        return f"^(?:{pattern})$"
+    return f"^(?:{pattern})\\Z"  # Python re: $ would also match before a final newline
+
+
+def _custom(rule: QualityRule) -> tuple[str, dict[str, Any]]:
+    impl = rule.implementation
+    if not (isinstance(impl, dict) and isinstance(impl.get("type"), str)):
+        raise ConfigError(f"rule {rule.name!r}: a great_expectations rule needs implementation "
+                          f"{{type: <expectation name>, kwargs: {{...}}}}, got {impl!r}")
+    kwargs = dict(impl.get("kwargs") or {})
+    if rule.column and "column" not in kwargs and "column" in _expectation_class(impl["type"]).__fields__:
+        kwargs["column"] = rule.column
+    return impl["type"], kwargs
+
+
+def _sql(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
+    if dialect == "pandas":
+        raise ConfigError(f"rule {rule.name!r}: sql rules need a SQL target (Great Expectations cannot run "
+                          "SQL on a DataFrame); run this check in place on the database or with engine soda")
+    if not rule.query:
+        raise ConfigError(f"rule {rule.name!r}: a sql rule needs 'query'")
+    query = rule.query.replace("{", "{{").replace("}", "}}")
+    query = query.replace("${{object}}", "{batch}").replace("${{property}}", rule.column or "")
+    return "unexpected_rows_expectation", {"unexpected_rows_query": query}
+
+
+def _expectation(kind: str, kwargs: dict[str, Any], key: str, meta: dict[str, Any] | None = None) -> Any:
+    return _expectation_class(kind)(**kwargs, meta={**(meta or {}), _KEY: key})
+
+
+def _expectation_class(kind: str) -> type:
+    _gx()
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    return get_expectation_impl(kind)
+
+
+def _handwritten(path: str, start: int) -> list[_Check]:
+    """One check per expectation of a GX suite JSON file (as GX writes it)."""
+    gx = _gx()
+    try:
+        with open(path, encoding="utf-8") as src:
+            suite = gx.ExpectationSuite(**json.load(src))
+    except Exception as exc:
+        raise ConfigError(f"cannot read the Great Expectations suite {path}: {_message(exc)}") from exc
+    checks, seen = [], set()
+    for i, expectation in enumerate(suite.expectations, start=start):
+        name = _unique(_suite_name(expectation), seen)
+        severity = "error" if str(getattr(expectation.severity, "value", "critical")) == "critical" else "warning"
+        expectation.meta = {**(expectation.meta or {}), _KEY: f"c{i}"}
+        checks.append(_Check(f"c{i}", name, severity, "quality", getattr(expectation, "column", None),
+                             expectation.expectation_type, _SUCCESS, expectations=[expectation]))
+    return checks
+
+
+def _suite_name(expectation: Any) -> str:
+    meta, notes = expectation.meta or {}, expectation.notes
+    if meta.get("name"):
+        return str(meta["name"])
+    if isinstance(notes, str) and notes.strip():
+        return notes.strip().splitlines()[0]
+    column = getattr(expectation, "column", None)
+    return f"{expectation.expectation_type}({column})" if column else expectation.expectation_type
+
+
+def _unique(name: str, seen: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in seen:
+        n += 1
+        candidate = f"{name}#{n}"
+    seen.add(candidate)
+    return candidate
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+def run_gx_frame(rules: list[QualityRule], dataset: Dataset, frame: pandas.DataFrame, *,
+                 row_id_column: str | None = None, key_columns: tuple[str, ...] = ()) -> list[CheckResult]:
+    """Run the ``great_expectations`` rules (and ``dataset.gx_suite``) on an in-memory DataFrame.
+
+    :param row_id_column: a column that identifies rows (e.g. the position in the checked data); each
+        row-level result's ``row_ids`` then lists that column's value for every failing row.
+    :param key_columns: the columns whose values identify failing rows in ``failing_keys``.
+    """
+    checks = _compile(rules, dataset, "pandas")
+    index = _index_columns(row_id_column, key_columns)
+    with _LOCK:
+        batch = _pandas_batch().get_batch(batch_parameters={"dataframe": frame})
+        results = _validate(batch, checks, index, None)
+    return [_result(check, dataset, results.get(check.key, []), row_id_column, key_columns)
+            for check in checks]
+
+
+def run_gx_sql(rules: list[QualityRule], dataset: Dataset, url: str, table: str, *, schema: str | None = None,
+               key_columns: tuple[str, ...] = ()) -> list[CheckResult]:
+    """Run the ``great_expectations`` rules (and ``dataset.gx_suite``) in place on a database table.
+
+    Counts are exact; ``failing_keys`` holds up to :data:`MAX_FAILING_KEYS` rows (GX limits its SQL
+    sample to that many). Raises :class:`SourceError` when the server or the table cannot be reached.
+
+    :param url: an SQLAlchemy URL, see :func:`sqlalchemy_url`.
+    """
+    with _sql_batch(url, table, schema) as (batch, dialect):
+        checks = _compile(rules, dataset, dialect)
+        results = _validate(batch, checks, _index_columns(None, key_columns), MAX_FAILING_KEYS)
+    return [_result(check, dataset, results.get(check.key, []), None, key_columns) for check in checks]
+
+
+def sqlalchemy_url(dialect: str, config: DatabaseConfig) -> str:
+    """An SQLAlchemy URL for ``config``: ``postgres`` → ``postgresql+psycopg://`` (``+psycopg2`` under
+    SQLAlchemy 1.4, which has no psycopg 3 dialect), ``mysql`` → ``mysql+pymysql://``. The user and
+    password are URL-quoted; ``config.options`` become query parameters.
+    """
+    drivers = {"postgres": _postgres_driver(), "postgresql": _postgres_driver(), "mysql": "mysql+pymysql"}
+    if dialect not in drivers:
+        raise ConfigError(f"no SQLAlchemy URL for dialect {dialect!r}; use postgres or mysql")
+    auth = quote(config.user or "", safe="")
+    if config.password is not None:
+        auth += ":" + quote(config.password, safe="")
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    port = f":{config.port}" if config.port else ""
+    query = "&".join(f"{quote(k, safe='')}={quote(str(v), safe='')}" for k, v in config.options.items())
+    url = f"{drivers[dialect]}://{auth + '@' if auth else ''}{host}{port}/{quote(config.database or '', safe='')}"
+    return url + (f"?{query}" if query else "")
+
+
+def _postgres_driver() -> str:
+    import sqlalchemy
+
+    return "postgresql+psycopg" if int(sqlalchemy.__version__.split(".")[0]) >= 2 else "postgresql+psycopg2"
+
+
+def _index_columns(row_id_column: str | None, key_columns: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys([*([row_id_column] if row_id_column else []), *key_columns]))
+
+
+def _validate(batch: Any, checks: list[_Check], index: list[str], sample: int | None) -> dict[str, list[Any]]:
+    """GX's results for every runnable check in one validation, grouped by check key."""
+    gx = _gx()
+    runnable = [e for check in checks if not check.error for e in check.expectations]
+    if not runnable:
+        return {}
+    result_format: dict[str, Any] = {"result_format": "COMPLETE", "exclude_unexpected_values": True,
+                                     "return_unexpected_index_query": False}
+    if index:
+        result_format["unexpected_index_column_names"] = index
+    if sample is not None:
+        result_format["partial_unexpected_count"] = sample
+    suite = gx.ExpectationSuite(name=f"dativo-{uuid.uuid4().hex}", expectations=runnable)
+    grouped: dict[str, list[Any]] = {}
+    for res in batch.validate(suite, result_format=result_format).results:
+        grouped.setdefault(res.expectation_config.meta[_KEY], []).append(res)
+    return grouped
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+def _result(check: _Check, dataset: Dataset, results: list[Any], row_id_column: str | None,
+            key_columns: tuple[str, ...]) -> CheckResult:
+    out = CheckResult(name=check.name, engine=ENGINE, category=check.category, severity=check.severity,
+                      outcome="error", dataset=dataset.name, column=check.column, metric=check.metric,
+                      threshold=describe(check.threshold))
+    error = check.error or next(filter(None, map(_exception, results)), None)
+    if error or not results:
+        out.message = error or "Great Expectations returned no result for this check"
+        return out
+    out.observed, out.failing_rows, rows = _measure(check, results)
+    passed = all(r.success for r in results) if check.mode == _SUCCESS else meets(out.observed, check.threshold)
+    out.outcome = "passed" if passed else "failed"
+    if rows is not None:
+        out.failing_keys = _keys(rows, key_columns)
+        if row_id_column and check.mode != _QUERY:
+            out.row_ids = [row[row_id_column] for row in rows]
+    return out
+
+
+def _measure(check: _Check, results: list[Any]) -> tuple[Any, int | None, list[dict[str, Any]] | None]:
+    """What GX measured for ``check``: the observed value, the failing row count (row-level checks) and
+    the failing rows' index columns as GX listed them (None when it lists none)."""
+    first = results[0].result
+    if check.mode == _QUERY:
+        rows = [_plain_row(row) for row in (first.get("details") or {}).get("unexpected_rows") or []]
+        scalar = _scalar(rows)
+        if scalar is not None:
+            return scalar, None, None
+        count = _count(first.get("observed_value"))
+        return count, count, rows
+    if "unexpected_count" not in first:
+        return _plain(first.get("observed_value")), None, None
+    count = sum(_count(r.result.get("unexpected_count")) for r in results)
+    return count, count, [row for r in results for row in _index_rows(r.result)]
+
+
+def _scalar(rows: list[dict[str, Any]]) -> int | float | None:
+    """The value of a query that returned one row with one number (the ODCS form), else None."""
+    if len(rows) != 1 or len(rows[0]) != 1:
+        return None
+    value = next(iter(rows[0].values()))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _index_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """GX's ``unexpected_index_list`` as one dict per failing row.
+
+    With ``exclude_unexpected_values`` GX returns it column-wise, ``[{"id": [1, 2, ...]}]``; without,
+    row-wise ``[{"id": 1, "col": v}, ...]``; with no index columns, a list of DataFrame positions.
+    """
+    listing = result.get("unexpected_index_list") or []
+    if len(listing) == 1 and isinstance(listing[0], dict) and listing[0] \
+            and all(isinstance(v, list) for v in listing[0].values()):
+        columns = listing[0]
+        return [_plain_row(dict(zip(columns, values))) for values in zip(*columns.values())]
+    return [_plain_row(row) for row in listing if isinstance(row, dict)]
+
+
+def _keys(rows: list[dict[str, Any]], key_columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not key_columns:
+        return []
+    picked = [{k: row[k] for k in key_columns} for row in rows if all(k in row for k in key_columns)]
+    return picked[:MAX_FAILING_KEYS]
+
+
+def _exception(result: Any) -> str | None:
+    """GX's exception message for a result that could not be computed, else None."""
+    info = result.exception_info or {}
+    infos = [info] if "raised_exception" in info else list(info.values())
+    messages = [i.get("exception_message") or "error" for i in infos if isinstance(i, dict) and i.get("raised_exception")]
+    return "; ".join(dict.fromkeys(messages))[:_MAX_MESSAGE] if messages else None
+
+
+def _message(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:_MAX_MESSAGE]
+
+
+def _count(value: Any) -> int:
+    return int(value or 0)
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): _plain(v) for k, v in row.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy/Decimal scalars as plain Python values (JSON- and XCom-friendly); NaN as None."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        value = value.item()
+    if isinstance(value, Decimal):
+        value = int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# --- the GX context ---------------------------------------------------------------------------------
+
+_LOCK = threading.RLock()
+_STATE: dict[str, Any] = {}
+
+
+def _gx() -> Any:
+    """The great_expectations module, imported quietly once per process."""
+    if "gx" not in _STATE:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        gx_logger = logging.getLogger("great_expectations")
+        if gx_logger.level == logging.NOTSET:  # GX logs hundreds of INFO records on import
+            gx_logger.setLevel(logging.WARNING)
+        _STATE["gx"] = require("great_expectations", EXTRA)
+    return _STATE["gx"]
+
+
+def _context() -> Any:
+    """One ephemeral context per process: in-memory stores, no data docs, no analytics, no progress bars."""
+    with _LOCK:
+        if "context" not in _STATE:
+            gx = _gx()
+            from great_expectations.data_context.types.base import (
+                DataContextConfig,
+                InMemoryStoreBackendDefaults,
+                ProgressBarsConfig,
+            )
+
+            enabled = os.environ.get("GX_ANALYTICS_ENABLED", "false").lower() in ("1", "true", "yes")
+            config = DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                analytics_enabled=enabled, progress_bars=ProgressBarsConfig(globally=False))
+            _STATE["context"] = gx.get_context(mode="ephemeral", project_config=config)
+        return _STATE["context"]
+
+
+def _pandas_batch() -> Any:
+    """The batch definition every DataFrame is validated through (a DataFrame is a batch parameter)."""
+    with _LOCK:
+        if "pandas" not in _STATE:
+            source = _context().data_sources.add_pandas(name="dativo_pandas")
+            _STATE["pandas"] = source.add_dataframe_asset(name="frame").add_batch_definition_whole_dataframe(
+                "whole")
+        return _STATE["pandas"]
+
+
+class _sql_batch:
+    """A GX batch over ``table`` for the duration of a ``with`` block; the data source and its
+    connections are removed afterwards."""
+
+    def __init__(self, url: str, table: str, schema: str | None) -> None:
+        self.url, self.table, self.schema = url, table, schema
+        self.name = f"dativo_sql_{uuid.uuid4().hex}"
+
+    def __enter__(self) -> tuple[Any, str]:
+        context = _context()
+        try:
+            source = context.data_sources.add_sql(name=self.name, connection_string=self.url)
+            asset = source.add_table_asset(name="table", table_name=self.table, schema_name=self.schema)
+            batch = asset.add_batch_definition_whole_table("whole").get_batch()
+        except Exception as exc:
+            self.__exit__(None, None, None)
+            where = f"{self.schema}.{self.table}" if self.schema else self.table
+            raise SourceError(f"Great Expectations cannot read {where}: {_redact(_message(exc), self.url)}") from exc
+        name = source.get_engine().dialect.name
+        return batch, "mysql" if name in ("mysql", "mariadb") else name
+
+    def __exit__(self, *exc: object) -> None:
+        context = _context()
+        if self.name in context.data_sources.all():
+            context.data_sources.all()[self.name].get_engine().dispose()
+            context.data_sources.delete(self.name)
+
+
+def _redact(text: str, url: str) -> str:
+    """``text`` without the password of ``url``."""
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(url).password
+    for secret in filter(None, {password, password and unquote(password)}):
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,207 @@
+"""The quarantine table: rows a contract held back, with why, until they are released or purged.
+
+A quarantine table sits next to the table it guards (``<table>_quarantine`` by default) and holds its
+columns plus:
+
+* ``_dativo_run_id`` — the ingest run that read the row;
+* ``_dativo_failed_checks`` — the names of the checks the row failed;
+* ``_dativo_reason`` — a readable reason;
+* ``_dativo_quarantined_at`` — when (UTC);
+* ``_dativo_audited_snapshot`` — the audit snapshot the row was checked in.
+
+Rows are written through the ingest engine (one snapshot per quarantine, schema evolution like the
+table itself). Releasing re-ingests rows through the same contract gate, so rows that still fail stay
+quarantined (under the release's run id) and the rest is published; purging deletes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from dativo_provider.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dativo_provider.contracts.model import Contract
+    from dativo_provider.iceberg.catalog import CatalogConfig
+    from dativo_provider.ingest.result import IngestResult
+
+log = logging.getLogger(__name__)
+
+RUN_ID = "_dativo_run_id"
+FAILED_CHECKS = "_dativo_failed_checks"
+REASON = "_dativo_reason"
+QUARANTINED_AT = "_dativo_quarantined_at"
+AUDITED_SNAPSHOT = "_dativo_audited_snapshot"
+META_COLUMNS = (RUN_ID, FAILED_CHECKS, REASON, QUARANTINED_AT, AUDITED_SNAPSHOT)
+
+
+def quarantine_table_for(table: str) -> str:
+    """``ns.orders`` → ``ns.orders_quarantine``."""
+    return f"{table}_quarantine"
+
+
+def meta_fields() -> list[pa.Field]:
+    import pyarrow as pa
+
+    return [
+        pa.field(RUN_ID, pa.string()),
+        pa.field(FAILED_CHECKS, pa.list_(pa.string())),
+        pa.field(REASON, pa.string()),
+        pa.field(QUARANTINED_AT, pa.timestamp("us", tz="UTC")),
+        pa.field(AUDITED_SNAPSHOT, pa.int64()),
+    ]
+
+
+def with_reasons(rows: pa.Table, checks: Sequence[list[str]], reasons: Sequence[str], run_id: str,
+                 snapshot_id: int | None, at: datetime) -> pa.Table:
+    """``rows`` with the quarantine columns appended (one entry of ``checks``/``reasons`` per row)."""
+    import pyarrow as pa
+
+    n = rows.num_rows
+    fields = meta_fields()
+    values = [
+        pa.array([run_id] * n, fields[0].type),
+        pa.array(list(checks), fields[1].type),
+        pa.array(list(reasons), fields[2].type),
+        pa.array([at] * n, fields[3].type),
+        pa.array([snapshot_id] * n, fields[4].type),
+    ]
+    for f, column in zip(fields, values):
+        rows = rows.append_column(f, column)
+    return rows
+
+
+def write_quarantine(catalog: CatalogConfig, quarantine_table: str, schema: pa.Schema,
+                     batches: Iterable[pa.RecordBatch], run_id: str) -> IngestResult:
+    """Append quarantined rows (``schema`` already includes the quarantine columns) in one snapshot."""
+    from dativo_provider.ingest.engine import run_ingest
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.sources.arrow import ArrowSource
+
+    source = ArrowSource(schema, lambda: batches, identity=f"dativo-quarantine://{quarantine_table}/{run_id}")
+    return run_ingest(source, catalog, quarantine_table, WriteOptions(mode="append", schema_policy="evolve"),
+                      run_id=run_id)
+
+
+def delete_run(catalog: CatalogConfig, quarantine_table: str, run_ids: Sequence[str]) -> int:
+    """Delete the quarantined rows of ``run_ids``; returns how many were deleted."""
+    from pyiceberg.expressions import In
+
+    table = catalog.load().load_table(quarantine_table)
+    condition = In(RUN_ID, set(run_ids))
+    count = table.scan(row_filter=condition, selected_fields=(RUN_ID,)).to_arrow().num_rows
+    if count:
+        table.delete(condition, snapshot_properties={"dativo.purged-runs": ",".join(sorted(run_ids))})
+    return count
+
+
+@dataclass
+class ReleaseResult:
+    """What a release did: ``rows_considered == rows_published + rows_requarantined``."""
+
+    table: str
+    quarantine_table: str
+    released_runs: list[str] = field(default_factory=list)
+    rows_considered: int = 0
+    rows_published: int = 0
+    rows_requarantined: int = 0
+    snapshot_id: int | None = None
+    quality: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def release(catalog: CatalogConfig, table: str, contract: Contract | str, *,
+            quarantine_table: str | None = None, run_ids: Sequence[str] | None = None,
+            dataset: str | None = None, now: datetime | None = None) -> ReleaseResult:
+    """Re-check quarantined rows with ``contract`` (as it is now) and publish the ones that pass.
+
+    Rows that fail again stay in quarantine under this release's run id; the released runs' rows are
+    then deleted from the quarantine. ``run_ids`` None releases every quarantined run.
+    """
+    from pyiceberg.expressions import AlwaysTrue, In
+
+    from dativo_provider.ingest.engine import run_ingest
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.quality.wap import ContractGate
+    from dativo_provider.sources.arrow import ArrowSource
+
+    quarantine_table = quarantine_table or quarantine_table_for(table)
+    iceberg = catalog.load()
+    if not iceberg.table_exists(quarantine_table):
+        raise ConfigError(f"{table} has no quarantine table {quarantine_table}")
+    held = iceberg.load_table(quarantine_table)
+    condition = In(RUN_ID, set(run_ids)) if run_ids else AlwaysTrue()
+    runs = sorted(set(held.scan(row_filter=condition, selected_fields=(RUN_ID,)).to_arrow()
+                      .column(RUN_ID).to_pylist()))
+    result = ReleaseResult(table, quarantine_table, released_runs=runs)
+    if not runs:
+        return result
+    target_columns = [f.name for f in iceberg.load_table(table).schema().fields]
+    reader = held.scan(row_filter=In(RUN_ID, set(runs))).to_arrow_batch_reader()
+    schema = _project(reader.schema, target_columns)
+
+    def batches() -> Iterable[pa.RecordBatch]:
+        for batch in reader:
+            result.rows_considered += batch.num_rows
+            yield batch.select([c for c in schema.names])
+
+    digest = hashlib.sha256(",".join(runs).encode()).hexdigest()[:16]
+    run_id = f"release-{uuid.uuid4().hex[:12]}"
+    gate = ContractGate(contract, catalog, dataset=dataset, quarantine_table=quarantine_table, now=now)
+    ingest = run_ingest(
+        ArrowSource(schema, batches, identity=f"dativo-release://{quarantine_table}/{digest}"),
+        catalog, table, WriteOptions(mode="append"), run_id=run_id, audit=gate,
+    )
+    result.rows_published = ingest.rows_published
+    result.rows_requarantined = ingest.rows_quarantined
+    result.snapshot_id = ingest.snapshot_id
+    result.quality = ingest.quality
+    # Published (or re-quarantined under the new run id): the released runs' rows can go. A crash
+    # right here leaves them in both tables; releasing those runs again would publish them twice.
+    delete_run(catalog, quarantine_table, runs)
+    log.info("released %d quarantined rows of %s into %s: %d published, %d still quarantined",
+             result.rows_considered, quarantine_table, table, result.rows_published, result.rows_requarantined)
+    return result
+
+
+def purge(catalog: CatalogConfig, quarantine_table: str, *, run_ids: Sequence[str] | None = None,
+          quarantined_before: datetime | None = None) -> int:
+    """Delete quarantined rows for good (of ``run_ids``, or quarantined before a time); returns the count.
+
+    The rows leave the current snapshot; old snapshots keep them until they are expired.
+    """
+    from pyiceberg.expressions import And, In, LessThan
+
+    if not run_ids and quarantined_before is None:
+        raise ConfigError("purge needs run_ids or quarantined_before (purging everything must be explicit: "
+                          "pass quarantined_before=now)")
+    table = catalog.load().load_table(quarantine_table)
+    conditions = []
+    if run_ids:
+        conditions.append(In(RUN_ID, set(run_ids)))
+    if quarantined_before is not None:
+        moment = quarantined_before if quarantined_before.tzinfo else quarantined_before.replace(tzinfo=timezone.utc)
+        conditions.append(LessThan(QUARANTINED_AT, moment.isoformat()))
+    condition = conditions[0] if len(conditions) == 1 else And(*conditions)
+    count = table.scan(row_filter=condition, selected_fields=(RUN_ID,)).to_arrow().num_rows
+    if count:
+        table.delete(condition)
+    return count
+
+
+def _project(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns if c in schema.names])

@@ -1,0 +1,377 @@
+"""Run a contract on data: an Iceberg table at a snapshot or branch, or a Postgres/MySQL table in place.
+
+Iceberg data is streamed into an in-memory DuckDB once; Soda checks it there (one query for all its
+rules), GX gets it as a pandas frame only when a rule uses GX (GX on DuckDB is broken), custom callables
+get Arrow. Database tables are checked where they live: Soda and GX connect to Postgres, GX to MySQL
+(Soda 4 has no MySQL data source, so Soda rules on MySQL run on a DuckDB copy streamed from the server).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dativo_provider.contracts.model import Contract, Dataset, QualityRule
+from dativo_provider.exceptions import ConfigError
+from dativo_provider.quality import rows as row_sql
+from dativo_provider.quality.plan import checks_for, dataset_of
+from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult, QualityReport
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dativo_provider.connections import DatabaseConfig
+    from dativo_provider.iceberg.catalog import CatalogConfig
+
+log = logging.getLogger(__name__)
+
+ROW_ID = "__dativo_row"
+_ROWS = "__dativo_rows"
+#: The view the engines see: the rows without our row ids.
+DATA_VIEW = "dataset"
+
+
+@dataclass(frozen=True)
+class IcebergTarget:
+    """An Iceberg table at ``snapshot_id``, or the head of ``branch`` (default: main)."""
+
+    catalog: CatalogConfig
+    table: str
+    snapshot_id: int | None = None
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
+class SqlTableTarget:
+    """A Postgres (``schema.table``, default schema public) or MySQL (``table`` in the config's database)
+    table, checked in place."""
+
+    dialect: Literal["postgres", "mysql"]
+    config: DatabaseConfig
+    table: str
+
+
+Target = IcebergTarget | SqlTableTarget
+
+
+class LoadedRows:
+    """Rows held in an in-memory DuckDB: a table with row ids and the :data:`DATA_VIEW` without them."""
+
+    def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+        import duckdb
+        import numpy as np
+        import pyarrow as pa
+
+        self.connection = duckdb.connect()
+        self.count = 0
+
+        def numbered() -> Iterable[pa.RecordBatch]:
+            for batch in batches:
+                ids = pa.array(np.arange(self.count, self.count + batch.num_rows, dtype=np.int64))
+                self.count += batch.num_rows
+                yield pa.RecordBatch.from_arrays([*batch.columns, ids], schema=numbered_schema)
+
+        numbered_schema = schema.append(pa.field(ROW_ID, pa.int64(), nullable=False))
+        self.connection.register("incoming", pa.RecordBatchReader.from_batches(numbered_schema, numbered()))
+        self.connection.execute(f'CREATE TABLE "{_ROWS}" AS SELECT * FROM incoming')
+        self.connection.unregister("incoming")
+        self.connection.execute(f'CREATE VIEW "{DATA_VIEW}" AS SELECT * EXCLUDE ("{ROW_ID}") FROM "{_ROWS}"')
+        self.schema = schema
+
+    def arrow(self, *, row_ids: bool = False) -> pa.Table:
+        relation = _ROWS if row_ids else DATA_VIEW
+        order = f' ORDER BY "{ROW_ID}"' if row_ids else ""
+        return self.connection.sql(f'SELECT * FROM "{relation}"{order}').to_arrow_table()
+
+    def row_ids(self) -> pa.Array:
+        return self.connection.sql(f'SELECT "{ROW_ID}" FROM "{_ROWS}"').to_arrow_table().column(0)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def run_contract(contract: Contract | str | Path, target: Target, *, dataset: str | None = None,
+                 now: datetime | None = None, rules: list[QualityRule] | None = None,
+                 collect_row_ids: bool = False) -> QualityReport:
+    """Run ``contract`` (its dataset ``dataset``) on ``target`` and report every check.
+
+    :param now: the time freshness is measured against (default: now, UTC).
+    :param rules: run these instead of all the contract's checks (e.g. only its SLA checks).
+    :param collect_row_ids: keep the failing rows' positions (Iceberg targets), for quarantine.
+    """
+    from dativo_provider.contracts.loader import load_contract
+
+    contract = contract if isinstance(contract, Contract) else load_contract(contract)
+    chosen = dataset_of(contract, dataset)
+    if isinstance(target, IcebergTarget):
+        table, snapshot_id = _iceberg_snapshot(target)
+        loaded = _load_snapshot(table, snapshot_id)
+        try:
+            return check_rows(contract, chosen, loaded, target=_describe(target, snapshot_id), now=now,
+                              rules=rules, collect_row_ids=collect_row_ids, snapshot_id=snapshot_id)
+        finally:
+            loaded.close()
+    return _check_in_place(contract, chosen, target, now=now, rules=rules)
+
+
+def check_rows(contract: Contract, dataset: Dataset, loaded: LoadedRows, *, target: str,
+               now: datetime | None = None, rules: list[QualityRule] | None = None,
+               collect_row_ids: bool = False, snapshot_id: int | None = None) -> QualityReport:
+    """Run the contract's checks on rows already loaded into DuckDB."""
+    started = time.monotonic()
+    checks = rules if rules is not None else checks_for(contract, dataset)
+    keys = key_columns(dataset)
+    results: dict[str, CheckResult] = {}
+    extra: list[CheckResult] = []
+    if _uses(checks, "soda") or dataset.soda_contract:
+        from dativo_provider.quality.soda import DuckDbData, run_soda
+
+        for result in run_soda(checks, dataset, DuckDbData(loaded.connection, DATA_VIEW), now=now):
+            _collect(results, extra, checks, result)
+    if _uses(checks, "great_expectations") or dataset.gx_suite:
+        from dativo_provider.quality.gx import run_gx_frame
+
+        frame = loaded.arrow(row_ids=True).to_pandas()
+        for result in run_gx_frame(checks, dataset, frame, row_id_column=ROW_ID, key_columns=keys):
+            _collect(results, extra, checks, result)
+        del frame
+    if _uses(checks, "custom"):
+        from dativo_provider.quality.custom import run_custom
+
+        rows = loaded.arrow(row_ids=True)
+        ids = rows.column(ROW_ID).combine_chunks()
+        rows = rows.drop_columns([ROW_ID])
+        for rule in checks:
+            if rule.engine == "custom":
+                results[rule.name] = _with_samples(run_custom(rule, rows, ids), loaded, keys)
+    for rule in checks:
+        result = results.get(rule.name)
+        if result is not None and rule.engine == "soda" and row_sql.is_row_level(rule):
+            _locate(rule, result, loaded, keys, collect_row_ids)
+    ordered = [results[r.name] for r in checks if r.name in results] + extra
+    return QualityReport(
+        contract=contract.id, contract_version=contract.version, dataset=dataset.name, target=target,
+        rows_checked=loaded.count, checks=ordered, duration_seconds=round(time.monotonic() - started, 3),
+        snapshot_id=snapshot_id,
+    )
+
+
+def key_columns(dataset: Dataset) -> tuple[str, ...]:
+    """The columns that name a row in samples: the primary key, else the subject identifiers."""
+    return dataset.primary_key or tuple(c.name for c in dataset.subject_identifiers)
+
+
+def _uses(checks: list[QualityRule], engine: str) -> bool:
+    return any(rule.engine == engine for rule in checks)
+
+
+def _collect(results: dict[str, CheckResult], extra: list[CheckResult], checks: list[QualityRule],
+             result: CheckResult) -> None:
+    if any(rule.name == result.name for rule in checks):
+        results[result.name] = result
+    else:
+        extra.append(result)  # from a hand-written Soda contract or GX suite
+
+
+def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...],
+            collect_row_ids: bool) -> None:
+    """Find the rows the engine counted as failing: samples of their keys, and their ids."""
+    if not result.failing_rows:
+        return
+    predicate = row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb")
+    con = loaded.connection
+    rows = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchone()[0]
+    groups = 0
+    if rule.metric == "duplicateValues":
+        columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
+        cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
+        groups = con.execute(f'SELECT count(*) FROM (SELECT DISTINCT {cols} FROM "{_ROWS}" '
+                             f'WHERE {predicate})').fetchone()[0]
+    if not row_sql.engine_count_matches(rule, result.failing_rows, rows, groups):
+        result.message = (f"{result.message} the rule's predicate finds {rows} rows but the engine counted "
+                          f"{result.failing_rows}; these rows cannot be quarantined").strip()
+        return
+    shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
+    if shown:
+        cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in shown)
+        sample = con.execute(f'SELECT {cols} FROM "{_ROWS}" WHERE {predicate} ORDER BY "{ROW_ID}" '
+                             f'LIMIT {MAX_FAILING_KEYS}').to_arrow_table()
+        result.failing_keys = sample.to_pylist()
+    if collect_row_ids:
+        result.row_ids = con.execute(f'SELECT "{ROW_ID}" FROM "{_ROWS}" WHERE {predicate}') \
+            .to_arrow_table().column(0).combine_chunks()
+
+
+def _with_samples(result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...]) -> CheckResult:
+    """Key samples for a custom check's failing rows (it returns their ids)."""
+    if result.row_ids is not None and len(result.row_ids) and keys:
+        import pyarrow as pa
+
+        loaded.connection.register("failing_ids", pa.table({"id": result.row_ids[:MAX_FAILING_KEYS]}))
+        cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in keys)
+        result.failing_keys = loaded.connection.execute(
+            f'SELECT {cols} FROM "{_ROWS}" WHERE "{ROW_ID}" IN (SELECT id FROM failing_ids) ORDER BY "{ROW_ID}"'
+        ).to_arrow_table().to_pylist()
+        loaded.connection.unregister("failing_ids")
+    return result
+
+
+# --- Iceberg -----------------------------------------------------------------------------------------
+
+
+def _iceberg_snapshot(target: IcebergTarget) -> tuple[Any, int | None]:
+    table = target.catalog.load().load_table(target.table)
+    if target.snapshot_id is not None and target.branch is not None:
+        raise ConfigError(f"check of {target.table}: give a snapshot_id or a branch, not both")
+    if target.snapshot_id is not None:
+        if table.metadata.snapshot_by_id(target.snapshot_id) is None:
+            raise ConfigError(f"{target.table} has no snapshot {target.snapshot_id}")
+        return table, target.snapshot_id
+    ref = target.branch or "main"
+    snapshot = table.metadata.snapshot_by_name(ref)
+    if snapshot is None and target.branch is not None:
+        refs = ", ".join(sorted(table.metadata.refs)) or "none"
+        raise ConfigError(f"{target.table} has no branch or tag {ref!r} (it has: {refs})")
+    return table, snapshot.snapshot_id if snapshot else None
+
+
+def _load_snapshot(table: Any, snapshot_id: int | None) -> LoadedRows:
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    schema = schema_to_pyarrow(table.schema() if snapshot_id is None else _schema_at(table, snapshot_id))
+    if snapshot_id is None:
+        return LoadedRows(schema, [])
+    reader = table.scan(snapshot_id=snapshot_id).to_arrow_batch_reader()
+    return LoadedRows(reader.schema, reader)
+
+
+def _schema_at(table: Any, snapshot_id: int) -> Any:
+    snapshot = table.metadata.snapshot_by_id(snapshot_id)
+    schemas = {s.schema_id: s for s in table.metadata.schemas}
+    return schemas.get(snapshot.schema_id, table.schema())
+
+
+def _describe(target: IcebergTarget, snapshot_id: int | None) -> str:
+    at = f"branch {target.branch}" if target.branch else "main"
+    return f"iceberg table {target.table} ({at}, snapshot {snapshot_id})"
+
+
+# --- Databases in place ------------------------------------------------------------------------------
+
+
+def _check_in_place(contract: Contract, dataset: Dataset, target: SqlTableTarget, *,
+                    now: datetime | None, rules: list[QualityRule] | None) -> QualityReport:
+    started = time.monotonic()
+    checks = rules if rules is not None else checks_for(contract, dataset)
+    schema, table = _split(target)
+    keys = key_columns(dataset)
+    results: dict[str, CheckResult] = {}
+    extra: list[CheckResult] = []
+    copy: LoadedRows | None = None
+
+    def local_copy() -> LoadedRows:
+        nonlocal copy
+        if copy is None:
+            copy = _copy_table(target)
+        return copy
+
+    try:
+        if _uses(checks, "soda") or dataset.soda_contract:
+            from dativo_provider.quality.soda import DuckDbData, PostgresData, run_soda
+
+            data: Any = (PostgresData(target.config, schema or "public", table) if target.dialect == "postgres"
+                         else DuckDbData(local_copy().connection, DATA_VIEW))
+            for result in run_soda(checks, dataset, data, now=now):
+                _collect(results, extra, checks, result)
+        if _uses(checks, "great_expectations") or dataset.gx_suite:
+            from dativo_provider.quality.gx import run_gx_sql, sqlalchemy_url
+
+            url = sqlalchemy_url(target.dialect, target.config)
+            for result in run_gx_sql(checks, dataset, url, table, schema=schema, key_columns=keys):
+                _collect(results, extra, checks, result)
+        if _uses(checks, "custom"):
+            from dativo_provider.quality.custom import run_custom
+
+            rows = local_copy().arrow()
+            for rule in checks:
+                if rule.engine == "custom":
+                    results[rule.name] = run_custom(rule, rows, None)
+        with _connect(target) as connection:
+            relation = _relation(target)
+            for rule in checks:
+                result = results.get(rule.name)
+                if result is not None and result.failing_rows and rule.engine == "soda" \
+                        and row_sql.is_row_level(rule):
+                    _sample_in_place(connection, target.dialect, relation, rule, result, keys)
+            count = _scalar(connection, f"SELECT COUNT(*) FROM {relation}")
+    finally:
+        if copy is not None:
+            copy.close()
+    ordered = [results[r.name] for r in checks if r.name in results] + extra
+    return QualityReport(
+        contract=contract.id, contract_version=contract.version, dataset=dataset.name,
+        target=f"{target.dialect} table {target.table} (in place)", rows_checked=count, checks=ordered,
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _split(target: SqlTableTarget) -> tuple[str | None, str]:
+    schema, _, table = target.table.rpartition(".")
+    return schema or None, table
+
+
+def _relation(target: SqlTableTarget) -> str:
+    schema, table = _split(target)
+    if target.dialect == "postgres":
+        schema = schema or "public"
+    parts = [p for p in (schema, table) if p]
+    return ".".join(row_sql.quote_identifier(p, target.dialect) for p in parts)
+
+
+def _connect(target: SqlTableTarget) -> Any:
+    config = target.config
+    if target.dialect == "postgres":
+        import psycopg
+
+        return psycopg.connect(host=config.host, port=config.port or 5432, user=config.user,
+                               password=config.password, dbname=config.database, autocommit=True)
+    import pymysql
+
+    return pymysql.connect(host=config.host, port=config.port or 3306, user=config.user,
+                           password=config.password or "", database=config.database, autocommit=True)
+
+
+def _scalar(connection: Any, sql: str) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def _sample_in_place(connection: Any, dialect: str, relation: str, rule: QualityRule, result: CheckResult,
+                     keys: tuple[str, ...]) -> None:
+    predicate = row_sql.failing_predicate(rule, relation, dialect)  # type: ignore[arg-type]
+    if dialect == "mysql" and rule.metric == "duplicateValues":
+        # MySQL cannot read the table it filters in a subquery of the same statement's IN list
+        # without a derived table.
+        predicate = predicate.replace(f"IN (SELECT", "IN (SELECT * FROM (SELECT").replace(
+            "HAVING COUNT(*) > 1)", "HAVING COUNT(*) > 1) AS repeated)")
+    shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
+    cols = ", ".join(row_sql.quote_identifier(c, dialect) for c in shown)  # type: ignore[arg-type]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {cols} FROM {relation} WHERE {predicate} LIMIT {MAX_FAILING_KEYS}")
+        result.failing_keys = [dict(zip(shown, row)) for row in cursor.fetchall()]
+
+
+def _copy_table(target: SqlTableTarget) -> LoadedRows:
+    """Stream a database table into DuckDB (for checks the engine cannot run in place)."""
+    from dativo_provider.sources import ReadBounds, build_source
+
+    source = build_source({"type": target.dialect, "table": target.table}, target.config)
+    stream = source.open(None, ReadBounds())
+    with stream:
+        return LoadedRows(stream.schema, iter(stream))

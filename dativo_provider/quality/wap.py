@@ -1,0 +1,313 @@
+"""Contract enforcement on ingest: write, audit, publish.
+
+The engine commits a run to an audit branch; :class:`ContractGate` checks the rows that run wrote
+(Soda/GX/custom, on an in-memory DuckDB copy of the new data files) and decides per failed check, by
+the contract's violation handling for its kind (schema, quality, SLA; a ``warning`` rule only warns):
+
+* block: main does not move, the task fails with the summary;
+* quarantine: the failing rows go to the quarantine table with the checks they failed, the audit branch
+  gets one more snapshot without them, and main moves there. A failed dataset-level check (row count,
+  freshness, a SQL metric) or schema check cannot name rows, so it quarantines the whole run;
+* warn: published, the failure is logged and reported.
+
+Rows written = rows published + rows quarantined, reported on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dativo_provider.contracts.model import Contract
+from dativo_provider.exceptions import ContractViolationError
+from dativo_provider.ingest.engine import AuditDecision, AuditGate, StagedRun
+from dativo_provider.quality import quarantine as q
+from dativo_provider.quality.plan import dataset_of
+from dativo_provider.quality.result import CheckResult, QualityReport
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dativo_provider.iceberg.catalog import CatalogConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _FileSpan:
+    """One new data file and the row ids its rows got when loaded for checking."""
+
+    data_file: Any
+    first_row: int
+    rows: int
+
+
+class ContractGate(AuditGate):
+    """Enforce ``contract`` on each run of an ingest (pass as ``run_ingest(..., audit=gate)``).
+
+    :param dataset: the contract dataset to enforce (needed when the contract describes several).
+    :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
+    :param report_path: also write each run's JSON report there.
+    :param now: the time freshness is measured against (default: the time of the check).
+    """
+
+    def __init__(self, contract: Contract | str | Path, catalog: CatalogConfig, *, dataset: str | None = None,
+                 quarantine_table: str | None = None, report_path: str | Path | None = None,
+                 now: datetime | None = None) -> None:
+        from dativo_provider.contracts.loader import load_contract
+
+        self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
+        self.dataset = dataset_of(self.contract, dataset)
+        self.catalog = catalog
+        self.quarantine_table = quarantine_table
+        self.report_path = report_path
+        self.now = now
+        self._schema_results: list[CheckResult] = []
+        self._run_id: str | None = None
+        self.report: QualityReport | None = None
+
+    # --- before anything is written ---------------------------------------------------------------
+
+    def before_write(self, table: str, schema: pa.Schema) -> None:
+        from dativo_provider.quality.schema_policy import schema_findings
+
+        self.quarantine_table = self.quarantine_table or q.quarantine_table_for(table)
+        self._schema_results = schema_findings(self.dataset, schema, self.contract.schema_policy)
+        violations = [r for r in self._schema_results if r.failed]
+        if violations and self.contract.handling.schema == "block":
+            lines = "\n".join("  " + r.line() for r in violations)
+            raise ContractViolationError(
+                f"{table}: the incoming schema breaks contract {self.contract.id} (schema violations are "
+                f"blocked; nothing was written):\n{lines}"
+            )
+        for violation in violations:
+            log.warning("schema violation (%s): %s", self.contract.handling.schema, violation.message)
+
+    # --- on the audit branch ----------------------------------------------------------------------
+
+    def audit(self, staged: StagedRun) -> AuditDecision:
+        from dativo_provider.quality.runner import check_rows
+
+        run_id = staged.run_id or f"run-{uuid.uuid4().hex[:12]}"
+        loaded, spans = _load_new_rows(staged)
+        try:
+            report = check_rows(self.contract, self.dataset, loaded, now=self.now, collect_row_ids=True,
+                                snapshot_id=staged.snapshot_id,
+                                target=f"iceberg table {staged.result.table} (audit branch "
+                                       f"{staged.audit_branch}, snapshot {staged.snapshot_id}, this run's rows)")
+            report.checks[:0] = self._schema_results
+            self.report = report
+            verdict = _Verdict.of(report, self.contract)
+            log.info("%s", report.summary())
+            if verdict.blocking:
+                return self._decision(False, _block_reason(verdict, self.contract), report, verdict)
+            if not verdict.quarantining:
+                return self._decision(True, "", report, verdict)
+            failing = verdict.failing_rows(loaded)
+        finally:
+            loaded.close()
+        snapshot_id, rows = self._quarantine(staged, spans, failing, verdict, run_id)
+        return self._decision(True, "", report, verdict, snapshot_id=snapshot_id, quarantined=rows)
+
+    def abandon(self, staged: StagedRun, decision: AuditDecision) -> None:
+        if decision.rows_quarantined and self._run_id and self.quarantine_table:
+            q.delete_run(self.catalog, self.quarantine_table, [self._run_id])
+
+    def _decision(self, publish: bool, reason: str, report: QualityReport, verdict: _Verdict, *,
+                  snapshot_id: int | None = None, quarantined: int = 0) -> AuditDecision:
+        data = report.to_dict()
+        data["decision"] = "block" if not publish else "quarantine" if quarantined else "publish"
+        data["rows_quarantined"] = quarantined
+        data["quarantine_table"] = self.quarantine_table if quarantined else None
+        data["warnings"] = [c.name for c in verdict.warned]
+        if self.report_path:
+            import json
+
+            Path(self.report_path).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        return AuditDecision(publish, reason, snapshot_id=snapshot_id, rows_quarantined=quarantined, report=data)
+
+    def _quarantine(self, staged: StagedRun, spans: list[_FileSpan], failing: pa.Table, verdict: _Verdict,
+                    run_id: str) -> tuple[int, int]:
+        """Move the failing rows to the quarantine table and out of the audit branch."""
+        import pyarrow as pa
+
+        self._run_id = run_id
+        assert self.quarantine_table is not None
+        at = datetime.now(timezone.utc)
+        reasons = verdict.reasons()
+        affected = [s for s in spans if _ids_in(failing, s).num_rows]
+        first = next(iter(_split_file(staged, affected[0], _ids_in(failing, affected[0]), want_failing=True)))
+        meta = q.with_reasons(first.slice(0, 0), [], [], run_id, staged.snapshot_id, at).schema
+
+        def quarantined() -> Iterator[pa.RecordBatch]:
+            for span in affected:
+                ids = _ids_in(failing, span)
+                done = 0  # the file's failing rows come in position order, as ``ids`` is sorted
+                for rows in _split_file(staged, span, ids, want_failing=True):
+                    checks = ids.column("checks").slice(done, rows.num_rows).to_pylist()
+                    done += rows.num_rows
+                    text = ["failed " + ", ".join(f"{c} ({reasons[c]})" for c in names) for names in checks]
+                    yield from q.with_reasons(rows, checks, text, run_id, staged.snapshot_id, at).to_batches()
+
+        written = q.write_quarantine(self.catalog, self.quarantine_table, meta, quarantined(), run_id)
+        try:
+            snapshot_id = _rewrite_without(staged, affected, failing, run_id, written.rows_written)
+        except BaseException:
+            q.delete_run(self.catalog, self.quarantine_table, [run_id])
+            raise
+        log.warning("%s: %d rows quarantined in %s (run %s)", staged.result.table, written.rows_written,
+                    self.quarantine_table, run_id)
+        return snapshot_id, written.rows_written
+
+
+@dataclass
+class _Verdict:
+    blocking: list[CheckResult]
+    quarantining: list[CheckResult]
+    whole_run: list[CheckResult]
+    warned: list[CheckResult]
+
+    @classmethod
+    def of(cls, report: QualityReport, contract: Contract) -> _Verdict:
+        verdict = cls([], [], [], [])
+        for check in report.failures():
+            handling = "warn" if check.severity == "warning" else getattr(contract.handling, _kind(check))
+            if handling == "warn":
+                verdict.warned.append(check)
+            elif handling == "block" or check.outcome == "error":
+                verdict.blocking.append(check)
+            elif check.category == "schema" or check.failing_rows is None:
+                verdict.quarantining.append(check)
+                verdict.whole_run.append(check)
+            elif check.row_ids is None:
+                check.message = (check.message + " Its failing rows could not be located, so the run is "
+                                 "blocked instead of quarantined.").strip()
+                verdict.blocking.append(check)
+            else:
+                verdict.quarantining.append(check)
+        return verdict
+
+    def failing_rows(self, loaded: Any) -> pa.Table:
+        """(id, checks) of every row to quarantine, sorted by id."""
+        import pyarrow as pa
+
+        parts = []
+        everyone = loaded.row_ids() if self.whole_run else None
+        for check in self.quarantining:
+            ids = everyone if check in self.whole_run else check.row_ids
+            parts.append(pa.table({"id": pa.array(ids, pa.int64()),
+                                   "check": pa.array([check.name] * len(ids), pa.string())}))
+        grouped = pa.concat_tables(parts).group_by("id").aggregate([("check", "list")])
+        return grouped.rename_columns(["id", "checks"]).sort_by("id")
+
+    def reasons(self) -> dict[str, str]:
+        out = {}
+        for check in self.quarantining:
+            where = f" on {check.column}" if check.column else ""
+            out[check.name] = f"{check.metric or check.category}{where}"
+        return out
+
+
+def _kind(check: CheckResult) -> str:
+    return {"schema": "schema", "sla": "sla"}.get(check.category, "quality")
+
+
+def _block_reason(verdict: _Verdict, contract: Contract) -> str:
+    lines = "\n".join("  " + c.line() for c in verdict.blocking)
+    return f"contract {contract.id} v{contract.version} is violated ({len(verdict.blocking)} blocking checks):\n{lines}"
+
+
+def _load_new_rows(staged: StagedRun) -> tuple[Any, list[_FileSpan]]:
+    """This run's rows (its new data files, in order) in DuckDB, remembering which ids each file got."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    from dativo_provider.quality.runner import LoadedRows
+
+    spans: list[_FileSpan] = []
+    schema = staged.table.schema()
+    arrow_schema = None
+    first_batch = None
+    batches = _stream_new_files(staged, spans)
+    first_batch = next(batches, None)
+    arrow_schema = first_batch.schema if first_batch is not None else schema_to_pyarrow(schema)
+
+    def all_batches() -> Iterable[Any]:
+        if first_batch is not None:
+            yield first_batch
+            yield from batches
+
+    return LoadedRows(arrow_schema, all_batches()), spans
+
+
+def _stream_new_files(staged: StagedRun, spans: list[_FileSpan]) -> Iterator[Any]:
+    from pyiceberg.table import FileScanTask
+
+    from dativo_provider.iceberg.reader import stream_file
+
+    offset = 0
+    for data_file in staged.new_files:
+        spans.append(_FileSpan(data_file, offset, data_file.record_count))
+        for batch in stream_file(staged.table, FileScanTask(data_file), staged.table.schema()):
+            yield batch
+        offset += data_file.record_count
+
+
+def _ids_in(failing: pa.Table, span: _FileSpan) -> pa.Table:
+    import pyarrow.compute as pc
+
+    ids = failing.column("id")
+    mask = pc.and_(pc.greater_equal(ids, span.first_row), pc.less(ids, span.first_row + span.rows))
+    return failing.filter(mask)
+
+
+def _split_file(staged: StagedRun, span: _FileSpan, ids: pa.Table, *, want_failing: bool) -> Iterator[pa.Table]:
+    """The failing (or the other) rows of one data file, batch by batch, with exact types."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyiceberg.table import FileScanTask
+
+    from dativo_provider.iceberg.reader import stream_file
+
+    positions = pc.subtract(ids.column("id"), span.first_row).combine_chunks()
+    offset = 0
+    for batch in stream_file(staged.table, FileScanTask(span.data_file), staged.table.schema()):
+        here = pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+        hit = pc.is_in(here, value_set=positions)
+        offset += batch.num_rows
+        rows = pa.Table.from_batches([batch]).filter(hit if want_failing else pc.invert(hit))
+        if rows.num_rows:
+            yield rows
+
+
+def _rewrite_without(staged: StagedRun, affected: list[_FileSpan], failing: pa.Table, run_id: str,
+                     quarantined: int) -> int:
+    """One more snapshot on the audit branch: each affected file replaced by its passing rows."""
+    from dativo_provider.iceberg.tables import sort_columns
+    from dativo_provider.iceberg.writer import DataFileWriter
+
+    table = staged.catalog.load_table(staged.result.table)
+    writer = DataFileWriter(table, sort_columns(table), 256 * 1024 * 1024)
+    try:
+        for span in affected:
+            for rows in _split_file(staged, span, _ids_in(failing, span), want_failing=False):
+                writer.write(rows)
+        kept = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    properties = {"dativo.quarantine-run": run_id, "dativo.rows-quarantined": str(quarantined)}
+    transaction = table.transaction()
+    update = transaction.update_snapshot(snapshot_properties=properties, branch=staged.audit_branch)
+    with update.overwrite() as overwrite:
+        for span in affected:
+            overwrite.delete_data_file(span.data_file)
+        for data_file in kept:
+            overwrite.append_data_file(data_file)
+    committed = transaction.commit_transaction()
+    return committed.metadata.snapshot_by_name(staged.audit_branch).snapshot_id
