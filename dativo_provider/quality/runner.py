@@ -199,11 +199,11 @@ def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tu
     shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
     if shown:
         cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in shown)
-        sample = con.execute(f'SELECT {cols} FROM "{_ROWS}" WHERE {predicate} ORDER BY "{ROW_ID}" '
+        sample = con.sql(f'SELECT {cols} FROM "{_ROWS}" WHERE {predicate} ORDER BY "{ROW_ID}" '
                              f'LIMIT {MAX_FAILING_KEYS}').to_arrow_table()
         result.failing_keys = sample.to_pylist()
     if collect_row_ids:
-        result.row_ids = con.execute(f'SELECT "{ROW_ID}" FROM "{_ROWS}" WHERE {predicate}') \
+        result.row_ids = con.sql(f'SELECT "{ROW_ID}" FROM "{_ROWS}" WHERE {predicate}') \
             .to_arrow_table().column(0).combine_chunks()
 
 
@@ -214,7 +214,7 @@ def _with_samples(result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...]
 
         loaded.connection.register("failing_ids", pa.table({"id": result.row_ids[:MAX_FAILING_KEYS]}))
         cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in keys)
-        result.failing_keys = loaded.connection.execute(
+        result.failing_keys = loaded.connection.sql(
             f'SELECT {cols} FROM "{_ROWS}" WHERE "{ROW_ID}" IN (SELECT id FROM failing_ids) ORDER BY "{ROW_ID}"'
         ).to_arrow_table().to_pylist()
         loaded.connection.unregister("failing_ids")
