@@ -185,13 +185,13 @@ def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tu
         return
     predicate = row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb")
     con = loaded.connection
-    rows = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchone()[0]
+    rows = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchall()[0][0]
     groups = 0
     if rule.metric == "duplicateValues":
         columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
         cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
         groups = con.execute(f'SELECT count(*) FROM (SELECT DISTINCT {cols} FROM "{_ROWS}" '
-                             f'WHERE {predicate})').fetchone()[0]
+                             f'WHERE {predicate})').fetchall()[0][0]
     if not row_sql.engine_count_matches(rule, result.failing_rows, rows, groups):
         result.message = (f"{result.message} the rule's predicate finds {rows} rows but the engine counted "
                           f"{result.failing_rows}; these rows cannot be quarantined").strip()
@@ -349,7 +349,7 @@ def _connect(target: SqlTableTarget) -> Any:
 def _scalar(connection: Any, sql: str) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        return cursor.fetchone()[0]
+        return cursor.fetchall()[0][0]
 
 
 def _sample_in_place(connection: Any, dialect: str, relation: str, rule: QualityRule, result: CheckResult,
