@@ -20,12 +20,13 @@ try:
         Asset,
         BaseHook,
         BaseOperator,
+        BaseSensorOperator,
         Context,
         mask_secret,
     )
 except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat.py in a subprocess
     if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk import Asset, BaseHook, BaseOperator, Context
+        from airflow.sdk import Asset, BaseHook, BaseOperator, BaseSensorOperator, Context
         from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
         from airflow.sdk.log import mask_secret
     else:
@@ -33,6 +34,7 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
         from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
         from airflow.hooks.base import BaseHook
         from airflow.models.baseoperator import BaseOperator
+        from airflow.sensors.base import BaseSensorOperator
         from airflow.utils.context import Context
         from airflow.utils.log.secrets_masker import mask_secret
 
@@ -44,6 +46,7 @@ __all__ = [
     "Asset",
     "BaseHook",
     "BaseOperator",
+    "BaseSensorOperator",
     "Context",
     "mask_secret",
 ]

@@ -31,11 +31,12 @@ import math
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from dativo_provider.connections import DatabaseConfig
 from dativo_provider.contracts.model import Dataset, QualityRule
@@ -77,7 +78,7 @@ def meets(observed: Any, threshold: dict[str, Any]) -> bool:
 
 def describe(threshold: dict[str, Any]) -> str | None:
     """A readable threshold, e.g. ``mustBe 0`` or ``mustBeBetween [1, 10]``."""
-    return ", ".join(f"{op} {value}" for op, value in threshold.items()) or None
+    return ", ".join(f"{op} {_plain(value)}" for op, value in threshold.items()) or None
 
 
 # --- compiling --------------------------------------------------------------------------------------
@@ -118,40 +119,39 @@ def _compile(rules: Iterable[QualityRule], dataset: Dataset, dialect: str) -> li
 
 
 def _compile_rule(rule: QualityRule, key: str, dialect: str) -> _Check:
-    check = _Check(key, rule.name, rule.severity, rule.category, rule.column, rule.metric, _COUNT,
-                   dict(rule.threshold) or {"mustBe": 0})
+    mode = {"custom": _SUCCESS, "sql": _QUERY}.get(rule.kind, _VALUE if rule.metric == "rowCount" else _COUNT)
+    default = {_COUNT: {"mustBe": 0}, _QUERY: {"mustBe": 0}, _VALUE: {"mustBeGreaterThan": 0}}.get(mode, {})
+    check = _Check(key, rule.name, rule.severity, rule.category, rule.column, rule.metric, mode,
+                   (dict(rule.threshold) or default) if mode != _SUCCESS else {})
+    if mode == _SUCCESS:
+        check.metric = rule.implementation.get("type") if isinstance(rule.implementation, dict) else None
     try:
-        check.mode, specs = _specs(rule, dialect)
-        check.expectations = [_expectation(kind, kwargs, key) for kind, kwargs in specs]
+        check.expectations = [_expectation(kind, kwargs, key) for kind, kwargs in _specs(rule, dialect)]
     except Exception as exc:  # a rule GX cannot express must still appear, as an error
         check.error = _message(exc)
-    if check.mode == _VALUE and not rule.threshold:
-        check.threshold = {"mustBeGreaterThan": 0}
-    if check.mode == _SUCCESS:
-        check.threshold, check.metric = {}, (rule.implementation or {}).get("type")
     return check
 
 
-def _specs(rule: QualityRule, dialect: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
-    """How ``rule`` is judged and the (expectation type, kwargs) pairs that measure it."""
+def _specs(rule: QualityRule, dialect: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (expectation type, kwargs) pairs that measure ``rule``."""
     if rule.kind == "custom":
-        return _SUCCESS, [_custom(rule)]
+        return [_custom(rule)]
     if rule.kind == "sql":
-        return _QUERY, [_sql(rule, dialect)]
+        return [_sql(rule, dialect)]
     column, args = rule.column, rule.arguments
     if rule.metric == "rowCount":
-        return _VALUE, [("expect_table_row_count_to_be_between", {"min_value": 0})]
+        return [("expect_table_row_count_to_be_between", {"min_value": 0})]
     if rule.metric == "nullValues":
-        return _COUNT, [("expect_column_values_to_not_be_null", {"column": _need(column, rule)})]
+        return [("expect_column_values_to_not_be_null", {"column": _need(column, rule)})]
     if rule.metric == "missingValues":
-        return _COUNT, _missing(rule)
+        return _missing(rule)
     if rule.metric == "invalidValues":
-        return _COUNT, [_invalid(rule, dialect)]
+        return [_invalid(rule, dialect)]
     if rule.metric == "duplicateValues":
         columns = list(args.get("properties") or [_need(column, rule)])
         if len(columns) == 1:
-            return _COUNT, [("expect_column_values_to_be_unique", {"column": columns[0]})]
-        return _COUNT, [("expect_compound_columns_to_be_unique", {"column_list": columns})]
+            return [("expect_column_values_to_be_unique", {"column": columns[0]})]
+        return [("expect_compound_columns_to_be_unique", {"column_list": columns})]
     raise ConfigError(f"rule {rule.name!r}: metric {rule.metric!r} has no Great Expectations mapping "
                       "(supported: nullValues, missingValues, invalidValues, duplicateValues, rowCount, "
                       "sql and custom rules); run it with engine soda")
@@ -276,6 +276,7 @@ def run_gx_frame(rules: list[QualityRule], dataset: Dataset, frame: pandas.DataF
     """
     checks = _compile(rules, dataset, "pandas")
     index = _index_columns(row_id_column, key_columns)
+    _require_columns(index, list(frame.columns), "the DataFrame")
     with _LOCK:
         batch = _pandas_batch().get_batch(batch_parameters={"dataframe": frame})
         results = _validate(batch, checks, index, None)
@@ -293,6 +294,7 @@ def run_gx_sql(rules: list[QualityRule], dataset: Dataset, url: str, table: str,
     :param url: an SQLAlchemy URL, see :func:`sqlalchemy_url`.
     """
     with _sql_batch(url, table, schema) as (batch, dialect):
+        _require_columns(list(key_columns), batch.columns(), f"table {table}")
         checks = _compile(rules, dataset, dialect)
         results = _validate(batch, checks, _index_columns(None, key_columns), MAX_FAILING_KEYS)
     return [_result(check, dataset, results.get(check.key, []), None, key_columns) for check in checks]
@@ -301,9 +303,10 @@ def run_gx_sql(rules: list[QualityRule], dataset: Dataset, url: str, table: str,
 def sqlalchemy_url(dialect: str, config: DatabaseConfig) -> str:
     """An SQLAlchemy URL for ``config``: ``postgres`` → ``postgresql+psycopg://`` (``+psycopg2`` under
     SQLAlchemy 1.4, which has no psycopg 3 dialect), ``mysql`` → ``mysql+pymysql://``. The user and
-    password are URL-quoted; ``config.options`` become query parameters.
+    password are percent-encoded here (SQLAlchemy 1.4's own rendering leaves ``%`` bare, so a password
+    such as ``a%41b`` would come back as ``aAb``); ``config.options`` become query parameters.
     """
-    drivers = {"postgres": _postgres_driver(), "postgresql": _postgres_driver(), "mysql": "mysql+pymysql"}
+    drivers = {"postgres": _postgres_driver, "postgresql": _postgres_driver, "mysql": lambda: "mysql+pymysql"}
     if dialect not in drivers:
         raise ConfigError(f"no SQLAlchemy URL for dialect {dialect!r}; use postgres or mysql")
     auth = quote(config.user or "", safe="")
@@ -311,15 +314,20 @@ def sqlalchemy_url(dialect: str, config: DatabaseConfig) -> str:
         auth += ":" + quote(config.password, safe="")
     host = f"[{config.host}]" if ":" in config.host else config.host
     port = f":{config.port}" if config.port else ""
-    query = "&".join(f"{quote(k, safe='')}={quote(str(v), safe='')}" for k, v in config.options.items())
-    url = f"{drivers[dialect]}://{auth + '@' if auth else ''}{host}{port}/{quote(config.database or '', safe='')}"
-    return url + (f"?{query}" if query else "")
+    url = f"{drivers[dialect]()}://{auth + '@' if auth else ''}{host}{port}/{config.database or ''}"
+    return url + (f"?{urlencode(dict(config.options))}" if config.options else "")
 
 
 def _postgres_driver() -> str:
     import sqlalchemy
 
     return "postgresql+psycopg" if int(sqlalchemy.__version__.split(".")[0]) >= 2 else "postgresql+psycopg2"
+
+
+def _require_columns(wanted: list[str], present: list[str], where: str) -> None:
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise ConfigError(f"key/row-id column(s) {missing} are not in {where} (it has {present})")
 
 
 def _index_columns(row_id_column: str | None, key_columns: tuple[str, ...]) -> list[str]:
@@ -436,7 +444,9 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """numpy/Decimal scalars as plain Python values (JSON- and XCom-friendly); NaN as None."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, dict):
         value = value.item()
     if isinstance(value, Decimal):
         value = int(value) if value == value.to_integral_value() else float(value)
@@ -504,7 +514,10 @@ class _sql_batch:
     def __enter__(self) -> tuple[Any, str]:
         context = _context()
         try:
-            source = context.data_sources.add_sql(name=self.name, connection_string=self.url)
+            with _LOCK, warnings.catch_warnings():
+                # GX suggests its dialect-specific data sources; the generic one takes any SQLAlchemy URL.
+                warnings.filterwarnings("ignore", message="You are using a generic SQLDatasource")
+                source = context.data_sources.add_sql(name=self.name, connection_string=self.url)
             asset = source.add_table_asset(name="table", table_name=self.table, schema_name=self.schema)
             batch = asset.add_batch_definition_whole_table("whole").get_batch()
         except Exception as exc:
@@ -516,9 +529,11 @@ class _sql_batch:
 
     def __exit__(self, *exc: object) -> None:
         context = _context()
-        if self.name in context.data_sources.all():
-            context.data_sources.all()[self.name].get_engine().dispose()
-            context.data_sources.delete(self.name)
+        with _LOCK:
+            source = context.data_sources.all().get(self.name)
+            if source is not None:
+                source.get_engine().dispose()
+                context.data_sources.delete(self.name)
 
 
 def _redact(text: str, url: str) -> str:

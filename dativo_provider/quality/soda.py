@@ -217,10 +217,17 @@ def _scaled(value: Any, scale: float) -> Any:
 
 def _freshness_threshold(rule: QualityRule) -> dict[str, Any]:
     """Soda's smallest freshness unit is the minute: seconds are given as fractions of minutes."""
-    threshold = rule.threshold or {"mustBeLessOrEqualTo": rule.arguments.get("maxAgeSeconds")}
-    if None in threshold.values():
+    threshold = _rule_threshold(rule)
+    if not threshold or None in threshold.values():
         raise ConfigError("freshness needs arguments.maxAgeSeconds or a threshold")
     return {"unit": "minute", **_threshold(threshold, scale=60)}
+
+
+def _rule_threshold(rule: QualityRule) -> dict[str, Any]:
+    """The rule's ODCS threshold; a freshness rule without one has ``mustBeLessOrEqualTo maxAgeSeconds``."""
+    if rule.threshold or rule.metric != FRESHNESS:
+        return rule.threshold
+    return {"mustBeLessOrEqualTo": rule.arguments.get("maxAgeSeconds")}
 
 
 def _custom(rule: QualityRule, head: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -328,15 +335,40 @@ def _data_source(data: DuckDbData | PostgresData) -> Iterator[tuple[Any, str]]:
         raise ConfigError(f"run_soda takes DuckDbData or PostgresData, got {type(data).__name__}")
     source = _postgres_source(data.config)
     target = f"{data.config.host}:{data.config.port or 5432}/{data.config.database}"
-    try:
-        source.open_connection()
-    except Exception as exc:  # Soda wraps every driver error in its own exception type
-        raise TransientError(f"Soda could not connect to Postgres at {target}: "
-                             f"{redact(str(exc), data.config.secrets)}") from None
+    with _soda_errors() as errors:
+        try:
+            source.open_connection()
+        except Exception as exc:  # Soda wraps driver errors in its own exception type
+            errors.append(str(exc))
+    if not source.has_open_connection():  # Soda logs a failed connect instead of raising
+        reason = redact("; ".join(errors) or "see the 'soda' logger", data.config.secrets)
+        raise TransientError(f"Soda could not connect to Postgres at {target}: {reason}")
     try:
         yield source, f"{DATA_SOURCE}/{data.config.database}/{data.schema}/{data.table}"
     finally:
         source.close_connection()
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+@contextmanager
+def _soda_errors() -> Iterator[list[str]]:
+    """The messages Soda logs at ERROR inside the block."""
+    errors: list[str] = []
+    handler = _Collect(errors)
+    soda_logger = logging.getLogger("soda")
+    soda_logger.addHandler(handler)
+    try:
+        yield errors
+    finally:
+        soda_logger.removeHandler(handler)
 
 
 def _postgres_source(config: DatabaseConfig) -> Any:
@@ -406,7 +438,7 @@ def _rule_result(rule: QualityRule, dataset: Dataset, soda_result: Any, errors: 
     result = CheckResult(
         name=rule.name, engine="soda", category=rule.category, severity=rule.severity, outcome="error",
         dataset=dataset.name, column=rule.column, metric=rule.metric or rule.kind,
-        threshold=_readable(rule.threshold) or _readable_soda(soda_result),
+        threshold=_readable(_rule_threshold(rule)) or _readable_soda(soda_result),
     )
     return _fill(result, soda_result, errors)
 
