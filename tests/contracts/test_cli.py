@@ -56,3 +56,69 @@ def test_missing_path_and_bad_usage() -> None:
     assert missing.returncode == 1 and "no such file or directory" in missing.stdout
     usage = dativo("contract")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_a_missing_hand_written_soda_contract_is_named_with_its_line() -> None:
+    target = MALFORMED / "handwritten_soda_missing.yaml"
+    result = dativo("contract", "lint", str(target))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{target}:12: schema[0].customProperties[0].value: dativoSodaContract "
+                                    "file 'soda/t.yaml' does not exist")
+
+
+def test_compile_prints_the_soda_contract_and_the_gx_suite() -> None:
+    import json
+
+    import yaml
+
+    soda = dativo("contract", "compile", "contracts/customers.odcs.yaml", "--engine", "soda")
+    assert soda.returncode == 0, soda.stderr
+    document = yaml.safe_load(soda.stdout)
+    assert document["dataset"] == "examples.customers"
+    names = {next(iter(c.values()))["name"] for col in document["columns"] for c in col.get("checks", [])}
+    assert {"customer_id__unique", "email_well_formed", "country_is_iso_code"} <= names
+    gx = dativo("contract", "compile", "contracts/customers.odcs.yaml", "--engine", "great_expectations")
+    assert gx.returncode == 0, gx.stderr
+    suite = json.loads(gx.stdout)
+    kinds = {(e["type"], e["kwargs"].get("column")) for e in suite["expectations"]}
+    assert ("expect_column_values_to_be_between", "birth_year") in kinds
+
+
+def test_check_runs_a_contract_on_an_embedded_table(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.ingest.engine import run_ingest
+    from tests.memory_source import TableSource
+
+    contract = tmp_path / "t.yaml"
+    contract.write_text("""\
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:test:cli-check
+version: 1.0.0
+status: active
+team: {name: qa}
+schema:
+  - name: t
+    properties:
+      - name: id
+        logicalType: integer
+        required: true
+        unique: true
+""")
+    run_ingest(TableSource(pa.table({"id": pa.array([1, 2, 2], pa.int64())})), embedded_catalog(tmp_path / "w"),
+               "ns.t")
+    report = tmp_path / "report.json"
+    result = dativo("contract", "check", str(contract), "--warehouse", str(tmp_path / "w"), "--table", "ns.t",
+                    "--report", str(report))
+    assert result.returncode == 1, result.stderr
+    assert "FAILED  id__unique" in result.stdout and "passed  id__required" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["rows_checked"] == 3 and data["checks_failed"] == 1
+    missing = dativo("contract", "check", str(contract), "--warehouse", str(tmp_path / "w"), "--table", "ns.t",
+                     "--branch", "nope")
+    assert missing.returncode == 1 and "no branch or tag 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr

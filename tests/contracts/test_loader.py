@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "unknown_engine.yaml": (16, "schema[0].quality[0].engine",
                             "unknown engine 'dbt'; use one of soda, great_expectations, custom"),
     "hyphenated_engine.yaml": (16, "schema[0].quality[0].engine", "(spelled great_expectations)"),
+    "handwritten_soda_missing.yaml": (12, "schema[0].customProperties[0].value", "file 'soda/t.yaml' does not exist"),
     "rule_on_missing_column.yaml": (17, "schema[0].quality[0].arguments.properties[1]",
                                     "rule 'order_unique' is on column 'order_id', which 't' does not have"),
     "bad_regex_in_type_options.yaml": (14, "schema[0].properties[0].logicalTypeOptions.pattern",
