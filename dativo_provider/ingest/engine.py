@@ -63,6 +63,7 @@ class StagedRun:
     """A run committed to its audit branch and waiting for the gate.
 
     :param new_files: the data files holding this run's rows (``merge`` rewrites are not among them).
+    :param merge_keys: the key columns when the run merged (its rows replaced older rows by key).
     """
 
     catalog: Catalog
@@ -72,6 +73,7 @@ class StagedRun:
     new_files: list[Any]
     run_id: str | None
     result: IngestResult
+    merge_keys: tuple[str, ...] = ()
 
 
 class AuditGate:
@@ -285,7 +287,8 @@ class _Run:
     def _publish_if_approved(self, plan: CommitPlan, snapshot_id: int, gate: AuditGate,
                              run_id: str | None) -> None:
         table = self.catalog.load_table(self.table_name)
-        staged = StagedRun(self.catalog, table, plan.branch, snapshot_id, plan.new_files, run_id, self.result)
+        staged = StagedRun(self.catalog, table, plan.branch, snapshot_id, plan.new_files, run_id, self.result,
+                           plan.merge_keys if plan.mode == "merge" else ())
         try:
             decision = gate.audit(staged)
             self.result.quality = decision.report

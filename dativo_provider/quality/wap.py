@@ -293,9 +293,17 @@ def _rewrite_without(staged: StagedRun, affected: list[_FileSpan], failing: pa.T
 
     table = staged.catalog.load_table(staged.result.table)
     writer = DataFileWriter(table, sort_columns(table), 256 * 1024 * 1024)
+    held_keys = []
     try:
         for span in affected:
-            for rows in _split_file(staged, span, _ids_in(failing, span), want_failing=False):
+            ids = _ids_in(failing, span)
+            for rows in _split_file(staged, span, ids, want_failing=False):
+                writer.write(rows)
+            if staged.merge_keys:
+                held_keys += [r.select(list(staged.merge_keys)) for r in _split_file(staged, span, ids, want_failing=True)]
+        if held_keys:
+            # The merge deleted these keys' previous rows; a held-back update must not lose them.
+            for rows in _previous_rows(staged, held_keys):
                 writer.write(rows)
         kept = writer.close()
     except BaseException:
@@ -311,3 +319,25 @@ def _rewrite_without(staged: StagedRun, affected: list[_FileSpan], failing: pa.T
             overwrite.append_data_file(data_file)
     committed = transaction.commit_transaction()
     return committed.metadata.snapshot_by_name(staged.audit_branch).snapshot_id
+
+
+def _previous_rows(staged: StagedRun, held_keys: list[pa.Table]) -> Iterator[pa.Table]:
+    """The rows main held for ``held_keys`` before this merge run (what its quarantined rows replaced)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyiceberg.expressions import In
+
+    keys = pa.concat_tables(held_keys)
+    parent = staged.table.metadata.snapshot_by_id(staged.snapshot_id).parent_snapshot_id
+    if parent is None or keys.num_rows == 0:
+        return
+    first = staged.merge_keys[0]
+    scan = staged.table.scan(snapshot_id=parent, row_filter=In(first, set(keys.column(first).to_pylist())))
+    for batch in scan.to_arrow_batch_reader():
+        rows = pa.Table.from_batches([batch])
+        if len(staged.merge_keys) == 1:
+            rows = rows.filter(pc.is_in(rows.column(first), value_set=keys.column(first).combine_chunks()))
+        else:
+            rows = rows.join(keys, keys=list(staged.merge_keys), join_type="left semi")
+        if rows.num_rows:
+            yield rows

@@ -277,3 +277,26 @@ def test_schema_quarantine_holds_the_whole_run(catalog, tmp_path):
     assert table_rows(catalog, "lake.orders").num_rows == 3
     held = table_rows(catalog, "lake.orders_quarantine")
     assert held["_dativo_failed_checks"].to_pylist() == [["schema:quantity:narrowed"]] * 3
+
+
+def test_a_quarantined_merge_update_keeps_the_previous_row(catalog, tmp_path):
+    from dativo_provider.ingest.options import WriteOptions
+
+    contract = write_contract(tmp_path / "orders.yaml")
+    merge = WriteOptions(mode="merge", merge_keys=("order_id",))
+    run_ingest(TableSource(orders(1_000, bad=False)), catalog, "lake.orders", merge,
+               audit=ContractGate(contract, catalog))
+    update = orders(1_000, bad=False).slice(0, 10)
+    update = update.set_column(2, "amount", pa.array([-1.0] * 5 + [500.0] * 5))  # 5 bad updates, 5 good
+    result = run_ingest(TableSource(update, identity="memory://updates"), catalog, "lake.orders", merge,
+                        audit=ContractGate(contract, catalog))
+    assert (result.rows_published, result.rows_quarantined) == (5, 5)
+    main = table_rows(catalog, "lake.orders").sort_by("order_id")
+    assert main.num_rows == 1_000
+    amounts = dict(zip(main["order_id"].to_pylist(), main["amount"].to_pylist()))
+    original = orders(1_000, bad=False)
+    for order_id in range(5):  # held back: the previous value stays
+        assert amounts[order_id] == original["amount"][order_id].as_py()
+    for order_id in range(5, 10):
+        assert amounts[order_id] == 500.0
+    assert sorted(table_rows(catalog, "lake.orders_quarantine")["order_id"].to_pylist()) == [0, 1, 2, 3, 4]
