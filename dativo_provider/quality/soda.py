@@ -104,7 +104,7 @@ class DuckDbData:
 
 @dataclass(frozen=True)
 class PostgresData:
-    """A Postgres table checked in place (Soda opens and closes its own connection)."""
+    """A Postgres table checked in place; a connection is opened for the run and closed after it."""
 
     config: DatabaseConfig
     schema: str
@@ -114,7 +114,8 @@ class PostgresData:
 # --- compiling -------------------------------------------------------------------------------------
 
 
-def compile_soda_contract(rules: list[QualityRule], dataset: Dataset, dataset_identifier: str) -> dict[str, Any]:
+def compile_soda_contract(rules: list[QualityRule], dataset: Dataset,
+                          dataset_identifier: str) -> dict[str, Any]:
     """The Soda 4 contract (as YAML-ready data) for the rules whose engine is ``soda``.
 
     Check ``qualifier`` s are the rules' positions in ``rules``.
@@ -385,7 +386,8 @@ def _postgres_source(config: DatabaseConfig) -> Any:
     return module.PostgresDataSourceImpl(data_source_model=model)
 
 
-def _verify(source: Any, contract: dict[str, Any], timestamp: str | None, what: str) -> tuple[list[Any], list[str]]:
+def _verify(source: Any, contract: dict[str, Any], timestamp: str | None,
+            what: str) -> tuple[list[Any], list[str]]:
     """Soda's check results and error messages for one contract."""
     import yaml
     from soda_core.common.yaml import ContractYamlSource
@@ -430,8 +432,12 @@ def _run_alone(index: int, rule: QualityRule, dataset: Dataset, source: Any, ide
 
 def _unsure(soda_result: Any) -> bool:
     """Soda did not evaluate the check, or (freshness) could not read a timestamp."""
-    return (soda_result is None or soda_result.outcome.name == "NOT_EVALUATED"
-            or (soda_result.check.type == "freshness" and getattr(soda_result, "freshness_in_seconds", 1) is None))
+    return _not_evaluated(soda_result) or (
+        soda_result.check.type == "freshness" and getattr(soda_result, "freshness_in_seconds", 1) is None)
+
+
+def _not_evaluated(soda_result: Any) -> bool:
+    return soda_result is None or soda_result.outcome.name == "NOT_EVALUATED"
 
 
 def _rule_result(rule: QualityRule, dataset: Dataset, soda_result: Any, errors: list[str]) -> CheckResult:
@@ -445,7 +451,7 @@ def _rule_result(rule: QualityRule, dataset: Dataset, soda_result: Any, errors: 
 
 def _fill(result: CheckResult, soda_result: Any, errors: list[str]) -> CheckResult:
     """Outcome, observed value, failing rows and message from Soda's result."""
-    if _unsure(soda_result) and (soda_result is None or soda_result.outcome.name == "NOT_EVALUATED" or errors):
+    if _not_evaluated(soda_result) or (errors and _unsure(soda_result)):
         result.outcome = "error"
         result.message = "; ".join(errors) or "Soda did not evaluate this check"
         return result
@@ -463,8 +469,8 @@ def _fill(result: CheckResult, soda_result: Any, errors: list[str]) -> CheckResu
 def _freshness_message(soda_result: Any) -> str:
     if soda_result.max_timestamp_utc is None:
         return "no timestamp found (no rows, or only nulls)"
-    return (f"newest value {soda_result.max_timestamp_utc.isoformat()} is {soda_result.freshness_in_seconds} s "
-            f"old at {soda_result.data_timestamp_utc.isoformat()}")
+    newest, now = soda_result.max_timestamp_utc.isoformat(), soda_result.data_timestamp_utc.isoformat()
+    return f"newest value {newest} is {soda_result.freshness_in_seconds} s old at {now}"
 
 
 def _number(value: Any) -> Any:
@@ -482,14 +488,16 @@ def _readable_soda(soda_result: Any) -> str | None:
     threshold = getattr(getattr(soda_result, "check", None), "threshold", None)
     if threshold is None:
         return None
-    parts = [f"{key} {value}" for key, value in vars(threshold).items() if key != "level" and value is not None]
+    parts = [f"{key} {value}" for key, value in vars(threshold).items()
+             if key != "level" and value is not None]
     return ", ".join(parts) or None
 
 
 # --- hand-written contract ---------------------------------------------------------------------------
 
 
-def _run_handwritten(dataset: Dataset, source: Any, identifier: str, timestamp: str | None) -> list[CheckResult]:
+def _run_handwritten(dataset: Dataset, source: Any, identifier: str,
+                     timestamp: str | None) -> list[CheckResult]:
     """The checks of ``dataset.soda_contract``, run with its ``dataset:`` pointed at the data."""
     import yaml
 
