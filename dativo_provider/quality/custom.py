@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.contracts.model import QualityRule
 from dativo_provider.quality.result import CheckResult
-from dativo_provider.quality.thresholds import describe, holds
+from dativo_provider.quality.thresholds import describe, meets
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,7 +67,7 @@ def run_custom(rule: QualityRule, rows: pa.Table, row_ids: pa.Array | None) -> C
     invalid = pc.invert(pc.fill_null(valid, False))
     failing = pc.sum(invalid).as_py() or 0
     result.observed = result.failing_rows = failing
-    result.outcome = "passed" if holds(rule.threshold or {"mustBe": 0}, failing) else "failed"
+    result.outcome = "passed" if meets(failing, rule.threshold or {"mustBe": 0}) else "failed"
     if row_ids is not None and failing:
         result.row_ids = pc.filter(row_ids, invalid)
     return result

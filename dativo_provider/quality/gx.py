@@ -32,7 +32,8 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from dativo_provider.contracts.model import Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.optional import require
 from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult
+from dativo_provider.quality.thresholds import describe, meets
 
 if TYPE_CHECKING:
     import pandas
@@ -57,29 +59,6 @@ _MAX_MESSAGE = 2000
 
 
 # --- thresholds -------------------------------------------------------------------------------------
-
-def meets(observed: Any, threshold: dict[str, Any]) -> bool:
-    """Whether ``observed`` satisfies every ODCS operator in ``threshold`` (e.g. ``{"mustBe": 0}``)."""
-    tests = {
-        "mustBe": lambda v: observed == v,
-        "mustNotBe": lambda v: observed != v,
-        "mustBeGreaterThan": lambda v: observed > v,
-        "mustBeGreaterOrEqualTo": lambda v: observed >= v,
-        "mustBeLessThan": lambda v: observed < v,
-        "mustBeLessOrEqualTo": lambda v: observed <= v,
-        "mustBeBetween": lambda v: v[0] <= observed <= v[1],
-        "mustNotBeBetween": lambda v: not v[0] <= observed <= v[1],
-    }
-    unknown = set(threshold) - set(tests)
-    if unknown:
-        raise ConfigError(f"unknown ODCS threshold operator(s) {sorted(unknown)}; use one of {list(tests)}")
-    return all(tests[op](value) for op, value in threshold.items())
-
-
-def describe(threshold: dict[str, Any]) -> str | None:
-    """A readable threshold, e.g. ``mustBe 0`` or ``mustBeBetween [1, 10]``."""
-    return ", ".join(f"{op} {_plain(value)}" for op, value in threshold.items()) or None
-
 
 # --- compiling --------------------------------------------------------------------------------------
 
@@ -216,8 +195,8 @@ def _sql(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
     return "unexpected_rows_expectation", {"unexpected_rows_query": query}
 
 
-def _expectation(kind: str, kwargs: dict[str, Any], key: str, meta: dict[str, Any] | None = None) -> Any:
-    return _expectation_class(kind)(**kwargs, meta={**(meta or {}), _KEY: key})
+def _expectation(kind: str, kwargs: dict[str, Any], key: str) -> Any:
+    return _expectation_class(kind)(**kwargs, meta={_KEY: key})
 
 
 def _expectation_class(kind: str) -> type:
@@ -277,8 +256,9 @@ def run_gx_frame(rules: list[QualityRule], dataset: Dataset, frame: pandas.DataF
     checks = _compile(rules, dataset, "pandas")
     index = _index_columns(row_id_column, key_columns)
     _require_columns(index, list(frame.columns), "the DataFrame")
-    with _LOCK:
-        batch = _pandas_batch().get_batch(batch_parameters={"dataframe": frame})
+    if any(name is not None for name in frame.index.names):  # GX would read index columns from a named index
+        frame = frame.reset_index(drop=True)
+    with _frame_batch(frame) as batch:
         results = _validate(batch, checks, index, None)
     return [_result(check, dataset, results.get(check.key, []), row_id_column, key_columns)
             for check in checks]
@@ -294,7 +274,7 @@ def run_gx_sql(rules: list[QualityRule], dataset: Dataset, url: str, table: str,
     :param url: an SQLAlchemy URL, see :func:`sqlalchemy_url`.
     """
     with _sql_batch(url, table, schema) as (batch, dialect):
-        _require_columns(list(key_columns), batch.columns(), f"table {table}")
+        _require_columns(list(key_columns), _table_columns(batch, table, schema), f"table {table}")
         checks = _compile(rules, dataset, dialect)
         results = _validate(batch, checks, _index_columns(None, key_columns), MAX_FAILING_KEYS)
     return [_result(check, dataset, results.get(check.key, []), None, key_columns) for check in checks]
@@ -328,6 +308,14 @@ def _require_columns(wanted: list[str], present: list[str], where: str) -> None:
     missing = [c for c in wanted if c not in present]
     if missing:
         raise ConfigError(f"key/row-id column(s) {missing} are not in {where} (it has {present})")
+
+
+def _table_columns(batch: Any, table: str, schema: str | None) -> list[str]:
+    """The table's column names, read with SQLAlchemy (GX's ``batch.columns()`` forces a progress bar)."""
+    import sqlalchemy
+
+    engine = batch.datasource.get_engine()
+    return [c["name"] for c in sqlalchemy.inspect(engine).get_columns(table, schema=schema)]
 
 
 def _index_columns(row_id_column: str | None, key_columns: tuple[str, ...]) -> list[str]:
@@ -369,8 +357,12 @@ def _result(check: _Check, dataset: Dataset, results: list[Any], row_id_column: 
     out.outcome = "passed" if passed else "failed"
     if rows is not None:
         out.failing_keys = _keys(rows, key_columns)
-        if row_id_column and check.mode != _QUERY:
-            out.row_ids = [row[row_id_column] for row in rows]
+    if row_id_column and rows is not None and check.mode != _QUERY:
+        ids = [row[row_id_column] for row in rows if row_id_column in row]
+        if len(ids) == out.failing_rows:
+            out.row_ids = ids
+        else:  # never hand on a partial list: quarantine would keep failing rows
+            out.message = f"Great Expectations listed {len(ids)} of {out.failing_rows} failing rows; no row ids"
     return out
 
 
@@ -493,47 +485,49 @@ def _context() -> Any:
         return _STATE["context"]
 
 
-def _pandas_batch() -> Any:
-    """The batch definition every DataFrame is validated through (a DataFrame is a batch parameter)."""
+@contextmanager
+def _frame_batch(frame: pandas.DataFrame) -> Iterator[Any]:
+    """A GX batch over ``frame``; its data source is removed afterwards, so GX keeps no reference to it."""
+    name = f"dativo_frame_{uuid.uuid4().hex}"
     with _LOCK:
-        if "pandas" not in _STATE:
-            source = _context().data_sources.add_pandas(name="dativo_pandas")
-            _STATE["pandas"] = source.add_dataframe_asset(name="frame").add_batch_definition_whole_dataframe(
-                "whole")
-        return _STATE["pandas"]
-
-
-class _sql_batch:
-    """A GX batch over ``table`` for the duration of a ``with`` block; the data source and its
-    connections are removed afterwards."""
-
-    def __init__(self, url: str, table: str, schema: str | None) -> None:
-        self.url, self.table, self.schema = url, table, schema
-        self.name = f"dativo_sql_{uuid.uuid4().hex}"
-
-    def __enter__(self) -> tuple[Any, str]:
-        context = _context()
-        try:
-            with _LOCK, warnings.catch_warnings():
-                # GX suggests its dialect-specific data sources; the generic one takes any SQLAlchemy URL.
-                warnings.filterwarnings("ignore", message="You are using a generic SQLDatasource")
-                source = context.data_sources.add_sql(name=self.name, connection_string=self.url)
-            asset = source.add_table_asset(name="table", table_name=self.table, schema_name=self.schema)
-            batch = asset.add_batch_definition_whole_table("whole").get_batch()
-        except Exception as exc:
-            self.__exit__(None, None, None)
-            where = f"{self.schema}.{self.table}" if self.schema else self.table
-            raise SourceError(f"Great Expectations cannot read {where}: {_redact(_message(exc), self.url)}") from exc
-        name = source.get_engine().dialect.name
-        return batch, "mysql" if name in ("mysql", "mariadb") else name
-
-    def __exit__(self, *exc: object) -> None:
-        context = _context()
+        source = _context().data_sources.add_pandas(name=name)
+    try:
+        yield source.add_dataframe_asset(name="frame").add_batch_definition_whole_dataframe(
+            "whole").get_batch(batch_parameters={"dataframe": frame})
+    finally:
         with _LOCK:
-            source = context.data_sources.all().get(self.name)
-            if source is not None:
-                source.get_engine().dispose()
-                context.data_sources.delete(self.name)
+            _context().data_sources.delete(name)
+
+
+@contextmanager
+def _sql_batch(url: str, table: str, schema: str | None) -> Iterator[tuple[Any, str]]:
+    """A GX batch over ``table`` and the dialect name (``postgresql``, ``mysql``...); the data source and
+    its connections are removed afterwards. Raises :class:`SourceError` when GX cannot read the table."""
+    name = f"dativo_sql_{uuid.uuid4().hex}"
+    try:
+        with _LOCK, warnings.catch_warnings():
+            # GX suggests its dialect-specific data sources; the generic one takes any SQLAlchemy URL.
+            warnings.filterwarnings("ignore", message="You are using a generic SQLDatasource")
+            source = _context().data_sources.add_sql(name=name, connection_string=url)
+        asset = source.add_table_asset(name="table", table_name=table, schema_name=schema)
+        batch = asset.add_batch_definition_whole_table("whole").get_batch()
+    except Exception as exc:
+        _drop_source(name)
+        where = f"{schema}.{table}" if schema else table
+        raise SourceError(f"Great Expectations cannot read {where}: {_redact(_message(exc), url)}") from exc
+    dialect = source.get_engine().dialect.name
+    try:
+        yield batch, "mysql" if dialect in ("mysql", "mariadb") else dialect
+    finally:
+        _drop_source(name)
+
+
+def _drop_source(name: str) -> None:
+    with _LOCK:
+        source = _context().data_sources.all().get(name)
+        if source is not None:
+            source.get_engine().dispose()
+            _context().data_sources.delete(name)
 
 
 def _redact(text: str, url: str) -> str:

@@ -62,6 +62,7 @@ from dativo_provider.exceptions import ConfigError, SourceError, TransientError,
 from dativo_provider.optional import require
 from dativo_provider.quality.plan import FRESHNESS
 from dativo_provider.quality.result import CheckResult
+from dativo_provider.quality.thresholds import describe
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +445,7 @@ def _rule_result(rule: QualityRule, dataset: Dataset, soda_result: Any, errors: 
     result = CheckResult(
         name=rule.name, engine="soda", category=rule.category, severity=rule.severity, outcome="error",
         dataset=dataset.name, column=rule.column, metric=rule.metric or rule.kind,
-        threshold=_readable(_rule_threshold(rule)) or _readable_soda(soda_result),
+        threshold=describe(_rule_threshold(rule)) or _readable_soda(soda_result),
     )
     return _fill(result, soda_result, errors)
 
@@ -477,11 +478,6 @@ def _number(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _readable(threshold: dict[str, Any]) -> str | None:
-    """``{"mustBe": 0}`` -> ``mustBe 0``."""
-    return ", ".join(f"{op} {value}" for op, value in threshold.items()) or None
 
 
 def _readable_soda(soda_result: Any) -> str | None:

@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "mustBe": operator.eq,
-    "mustNotBe": operator.ne,
-    "mustBeGreaterThan": operator.gt,
-    "mustBeGreaterOrEqualTo": operator.ge,
-    "mustBeLessThan": operator.lt,
-    "mustBeLessOrEqualTo": operator.le,
+from dativo_provider.exceptions import ConfigError
+
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    "mustBe": lambda observed, v: observed == v,
+    "mustNotBe": lambda observed, v: observed != v,
+    "mustBeGreaterThan": lambda observed, v: observed > v,
+    "mustBeGreaterOrEqualTo": lambda observed, v: observed >= v,
+    "mustBeLessThan": lambda observed, v: observed < v,
+    "mustBeLessOrEqualTo": lambda observed, v: observed <= v,
+    "mustBeBetween": lambda observed, v: v[0] <= observed <= v[1],
+    "mustNotBeBetween": lambda observed, v: not v[0] <= observed <= v[1],
 }
 
 
-def holds(threshold: dict[str, Any], value: Any) -> bool:
-    """Does ``value`` satisfy the threshold? A rule without an operator holds when nothing failed."""
-    if not threshold:
-        return value == 0
-    ((op, bound),) = threshold.items()
-    if op == "mustBeBetween":
-        return bound[0] <= value <= bound[1]
-    if op == "mustNotBeBetween":
-        return not bound[0] <= value <= bound[1]
-    return _COMPARE[op](value, bound)
+def meets(observed: Any, threshold: dict[str, Any]) -> bool:
+    """Does ``observed`` satisfy every operator in ``threshold`` (e.g. ``{"mustBe": 0}``)?"""
+    unknown = set(threshold) - set(_TESTS)
+    if unknown:
+        raise ConfigError(f"unknown ODCS threshold operator(s) {sorted(unknown)}; use one of {list(_TESTS)}")
+    return all(_TESTS[op](observed, value) for op, value in threshold.items())
 
 
 def describe(threshold: dict[str, Any]) -> str | None:
-    """``{"mustBe": 0}`` → ``"mustBe 0"``."""
-    if not threshold:
-        return None
-    ((op, bound),) = threshold.items()
-    return f"{op} {bound}"
+    """A readable threshold, e.g. ``mustBe 0`` or ``mustBeBetween [1, 10]``."""
+    return ", ".join(f"{op} {value}" for op, value in threshold.items()) or None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from dativo_provider.contracts.model import Contract
 from dativo_provider.exceptions import ContractViolationError
 from dativo_provider.ingest.engine import AuditDecision, AuditGate, StagedRun
+from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.quality import quarantine as q
 from dativo_provider.quality.plan import dataset_of
 from dativo_provider.quality.result import CheckResult, QualityReport
@@ -36,6 +37,33 @@ if TYPE_CHECKING:
     from dativo_provider.iceberg.catalog import CatalogConfig
 
 log = logging.getLogger(__name__)
+
+
+#: Classifications whose values must not appear in manifest statistics (min/max bounds).
+PERSONAL = ("pii", "restricted")
+
+
+def write_options_for(contract: Contract, dataset: str | None, options: WriteOptions) -> WriteOptions:
+    """``options`` with the column properties a contract implies for a table it creates.
+
+    Each column's description becomes its Iceberg doc; columns that identify a data subject or are
+    classified pii/restricted get metrics mode ``counts``, so no personal value is kept as a min/max
+    bound in manifests (those outlive deletes; see FACTS.md). Properties the caller set win.
+    """
+    import dataclasses
+
+    implied: dict[str, dict[str, str]] = {}
+    for column in dataset_of(contract, dataset).columns:
+        props: dict[str, str] = {}
+        if column.description:
+            props["doc"] = column.description
+        if column.data_subject or column.classification in PERSONAL:
+            props["metrics"] = "counts"
+        if props:
+            implied[column.name] = props
+    for name, props in options.column_properties.items():
+        implied[name] = {**implied.get(name, {}), **props}
+    return dataclasses.replace(options, column_properties=implied)
 
 
 @dataclass

@@ -300,3 +300,28 @@ def test_a_quarantined_merge_update_keeps_the_previous_row(catalog, tmp_path):
     for order_id in range(5, 10):
         assert amounts[order_id] == 500.0
     assert sorted(table_rows(catalog, "lake.orders_quarantine")["order_id"].to_pylist()) == [0, 1, 2, 3, 4]
+
+
+def test_a_table_created_under_a_contract_keeps_personal_values_out_of_statistics(catalog, tmp_path):
+    from dativo_provider.contracts.loader import load_contract
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.quality.wap import write_options_for
+
+    contract = load_contract("contracts/customers.odcs.yaml")
+    options = write_options_for(contract, None, WriteOptions(column_properties={"country": {"metrics": "full"}}))
+    assert options.column_properties["email"]["metrics"] == "counts"          # pii
+    assert options.column_properties["customer_id"]["metrics"] == "counts"    # identifies the subject
+    assert options.column_properties["country"] == {"metrics": "full", "doc": "ISO 3166-1 alpha-2 country code."}
+    rows = pa.table({"customer_id": pa.array([7, 9], pa.int64()), "email": ["a@x.org", "b@x.org"],
+                     "first_name": ["A", "B"], "last_name": ["C", "D"], "country": ["DE", "FR"],
+                     "signup_at": pa.array([0, 1], pa.timestamp("us", "UTC")), "is_active": [True, False],
+                     "marketing_opt_in": [False, True], "birth_year": pa.array([1980, None], pa.int32())})
+    run_ingest(TableSource(rows), catalog, "lake.customers", options,
+               audit=ContractGate("contracts/customers.odcs.yaml", catalog))
+    table = catalog.load().load_table("lake.customers")
+    email_id = table.schema().find_field("email").field_id
+    country_id = table.schema().find_field("country").field_id
+    files = list(table.scan().plan_files())
+    assert files and all(email_id not in (t.file.lower_bounds or {}) for t in files)
+    assert all(country_id in t.file.lower_bounds for t in files)
+    assert table.schema().find_field("email").doc == "Contact e-mail address."
