@@ -17,6 +17,7 @@ try:
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
+        AirflowSensorTimeout,
         Asset,
         BaseHook,
         BaseOperator,
@@ -27,11 +28,21 @@ try:
 except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat.py in a subprocess
     if AIRFLOW_V_3_0_PLUS:
         from airflow.sdk import Asset, BaseHook, BaseOperator, BaseSensorOperator, Context
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowSensorTimeout,
+        )
         from airflow.sdk.log import mask_secret
     else:
         from airflow.datasets import Dataset as Asset
-        from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowSensorTimeout,
+        )
         from airflow.hooks.base import BaseHook
         from airflow.models.baseoperator import BaseOperator
         from airflow.sensors.base import BaseSensorOperator
@@ -43,6 +54,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowSensorTimeout",
     "Asset",
     "BaseHook",
     "BaseOperator",

@@ -193,7 +193,15 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": HUBSPOT_INTEGRATION, "python-modules": ["dativo_provider.hooks.hubspot"]},
             {"integration-name": GOOGLE_INTEGRATION, "python-modules": ["dativo_provider.hooks.google"]},
         ],
-        "operators": [{"integration-name": INTEGRATION, "python-modules": ["dativo_provider.operators.ingest"]}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["dativo_provider.operators.ingest", "dativo_provider.operators.contracts"],
+            }
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["dativo_provider.sensors.contracts"]}
+        ],
         "connection-types": [
             {
                 "connection-type": "iceberg",

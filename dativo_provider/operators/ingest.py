@@ -29,12 +29,27 @@ class IcebergIngestOperator(BaseOperator):
         catalog under ``$AIRFLOW_HOME/dativo`` is used.
     :param upper_bound: inclusive upper bound for the cursor, e.g. ``"{{ data_interval_end }}"``;
         ISO timestamps are read as datetimes, an empty or ``"None"`` rendering as no bound.
+    :param contract: an ODCS contract file to enforce on every run (write-audit-publish). A relative
+        path is looked up in the DAG file's folder first, then in the worker's working directory.
+        Rows that break it are published, quarantined or block the run as the contract says; a block
+        fails the task without retries.
+    :param contract_dataset: the contract dataset to enforce, when the contract describes several.
+    :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
+    :param quality_report_path: also write the run's JSON quality report to this file.
 
     A lookback window for late-arriving rows belongs to the source spec (``"lookback": "2h"``): the
     source then reports that it may repeat rows, and the engine insists on ``merge``.
     """
 
-    template_fields: Sequence[str] = ("source", "table", "write_options", "upper_bound")
+    template_fields: Sequence[str] = (
+        "source",
+        "table",
+        "write_options",
+        "upper_bound",
+        "contract",
+        "quarantine_table",
+        "quality_report_path",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"source": "json", "write_options": "json"}
     ui_color = "#cfe8fc"
 
@@ -46,9 +61,13 @@ class IcebergIngestOperator(BaseOperator):
         write_options: Mapping[str, Any] | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
         upper_bound: Any = None,
+        contract: str | None = None,
+        contract_dataset: str | None = None,
+        quarantine_table: str | None = None,
+        quality_report_path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and not _is_template(table):
+        if "outlets" not in kwargs and not is_template(table):
             kwargs["outlets"] = [table_asset(iceberg_conn_id, table)]
         super().__init__(**kwargs)
         self.source = source
@@ -56,6 +75,10 @@ class IcebergIngestOperator(BaseOperator):
         self.write_options = write_options or {}
         self.iceberg_conn_id = iceberg_conn_id
         self.upper_bound = upper_bound
+        self.contract = contract
+        self.contract_dataset = contract_dataset
+        self.quarantine_table = quarantine_table
+        self.quality_report_path = quality_report_path
         self.ingest_result: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -64,15 +87,37 @@ class IcebergIngestOperator(BaseOperator):
         from dativo_provider.ingest.options import WriteOptions
         from dativo_provider.sources import ReadBounds, build_source
 
-        with _airflow_errors():
+        with airflow_errors():
             catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
             source = build_source(self.source, source_connection_config(self.source))
             options = WriteOptions.from_mapping(self.write_options)
             bounds = ReadBounds(upper=native_bound(self.upper_bound))
-            result = run_ingest(source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"))
+            gate = self._contract_gate(catalog)
+            with _quality_logged(self, gate, context):
+                result = run_ingest(
+                    source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"),
+                    audit=gate,
+                )
         self.log.info("%s", result.summary_line())
+        if result.quality:
+            _log_decision(self, result)
         self.ingest_result = result.to_dict()
         return self.ingest_result
+
+    def _contract_gate(self, catalog: Any) -> Any:
+        """The write-audit-publish gate for ``contract``, None without one."""
+        if not self.contract:
+            return None
+        from dativo_provider.operators.contracts import contract_path
+        from dativo_provider.quality.wap import ContractGate
+
+        return ContractGate(
+            contract_path(self, self.contract),
+            catalog,
+            dataset=self.contract_dataset,
+            quarantine_table=self.quarantine_table,
+            report_path=self.quality_report_path,
+        )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs, the output table and its schema, from the summary of the run that just ended."""
@@ -99,12 +144,54 @@ def native_bound(value: Any) -> Any:
         return value
 
 
-def _is_template(value: Any) -> bool:
+def is_template(value: Any) -> bool:
+    """Is ``value`` a Jinja template (rendered only at run time)?"""
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 @contextlib.contextmanager
-def _airflow_errors() -> Iterator[None]:
+def _quality_logged(task: BaseOperator, gate: Any, context: Context) -> Iterator[None]:
+    """Log the gate's report readably; on a block, push it to XCom (``quality_report``) and fail."""
+    if gate is None:
+        yield
+        return
+    from dativo_provider.ingest.engine import AuditRejectedError
+
+    try:
+        yield
+    except AuditRejectedError as exc:
+        report = exc.result.quality or {}
+        if gate.report is not None:
+            task.log.error("Contract check blocked the run:\n%s", gate.report.summary())
+        push_report(context, report)
+        raise AirflowFailException(
+            f"{exc}\nNothing was published; fix the data or the contract and rerun."
+        ) from exc
+    quality = gate.report
+    if quality is not None:
+        task.log.info("Contract check:\n%s", quality.summary())
+
+
+def _log_decision(task: BaseOperator, result: Any) -> None:
+    quality = result.quality
+    line = (f"Contract decision: {quality.get('decision')}; {result.rows_read} rows read, "
+            f"{result.rows_published} published, {result.rows_quarantined} quarantined"
+            f"{' in ' + quality['quarantine_table'] if quality.get('quarantine_table') else ''}, "
+            f"{result.rows_rejected} rejected")
+    if quality.get("warnings"):
+        line += f"; warnings: {', '.join(quality['warnings'])}"
+    (task.log.warning if result.rows_quarantined or quality.get("warnings") else task.log.info)("%s", line)
+
+
+def push_report(context: Context, report: Any) -> None:
+    """Push a quality report as the ``quality_report`` XCom of a task that is about to fail."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None and report:
+        ti.xcom_push(key="quality_report", value=report)
+
+
+@contextlib.contextmanager
+def airflow_errors() -> Iterator[None]:
     """Terminal errors fail the task without retries; transient ones fail it for a retry."""
     try:
         yield

@@ -185,13 +185,10 @@ def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tu
         return
     predicate = row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb")
     con = loaded.connection
-    rows = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchall()[0][0]
-    groups = 0
     if rule.metric == "duplicateValues":
-        columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
-        cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
-        groups = con.execute(f'SELECT count(*) FROM (SELECT DISTINCT {cols} FROM "{_ROWS}" '
-                             f'WHERE {predicate})').fetchall()[0][0]
+        rows, groups = _duplicate_counts(con, rule)
+    else:
+        rows, groups = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchall()[0][0], 0
     if not row_sql.engine_count_matches(rule, result.failing_rows, rows, groups):
         result.message = (f"{result.message} the rule's predicate finds {rows} rows but the engine counted "
                           f"{result.failing_rows}; these rows cannot be quarantined").strip()
@@ -205,6 +202,17 @@ def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tu
     if collect_row_ids:
         result.row_ids = con.sql(f'SELECT "{ROW_ID}" FROM "{_ROWS}" WHERE {predicate}') \
             .to_arrow_table().column(0).combine_chunks()
+
+
+def _duplicate_counts(con: Any, rule: QualityRule) -> tuple[int, int]:
+    """(rows, distinct values) of the repeated non-null values: the rows the duplicate predicate
+    selects, counted with one GROUP BY instead of two semi-joins (the costliest localisation query)."""
+    columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
+    cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
+    not_null = " AND ".join(f"{row_sql.quote_identifier(c, 'duckdb')} IS NOT NULL" for c in columns)
+    rows, groups = con.execute(f'SELECT COALESCE(SUM(n), 0), count(*) FROM (SELECT count(*) AS n FROM "{_ROWS}" '
+                               f'WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1)').fetchall()[0]
+    return int(rows), int(groups)
 
 
 def _with_samples(result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...]) -> CheckResult:

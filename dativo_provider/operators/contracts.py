@@ -1,0 +1,324 @@
+"""Contract operators: scheduled quality runs on a table, and releasing or purging quarantined rows.
+
+Contract enforcement on ingest lives in :class:`~dativo_provider.operators.ingest.IcebergIngestOperator`
+(its ``contract`` argument); the freshness/volume sensor in :mod:`dativo_provider.sensors.contracts`.
+
+A contract path that is relative is looked up in the folder of the DAG file that defines the task
+first, then in the worker's working directory (:func:`resolve_contract_path`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from dativo_provider.compat import AirflowFailException, BaseOperator, Context
+from dativo_provider.exceptions import ConfigError
+from dativo_provider.hooks.iceberg import IcebergHook
+from dativo_provider.operators.ingest import (
+    airflow_errors,
+    is_template,
+    native_bound,
+    push_report,
+    table_asset,
+)
+
+FAIL_ON = ("error", "never")
+
+
+def resolve_contract_path(path: str, dag_file: str | None) -> str:
+    """Where the contract file ``path`` is: absolute as given; relative first next to the DAG file,
+    then in the working directory.
+
+    :param dag_file: the DAG file that defines the task (``dag.fileloc``), None if unknown.
+    :raises ConfigError: a relative path found in neither place (the message names both).
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return str(candidate)
+    tried = []
+    if dag_file and Path(dag_file).is_absolute():
+        tried.append(Path(dag_file).parent / candidate)
+    tried.append(Path.cwd() / candidate)
+    for place in tried:
+        if place.is_file():
+            return str(place)
+    raise ConfigError(
+        f"contract {path!r} not found: tried {' and '.join(str(p) for p in tried)} (a relative contract "
+        "path is looked up next to the DAG file, then in the working directory)"
+    )
+
+
+def contract_path(task: BaseOperator, path: str) -> str:
+    """:func:`resolve_contract_path` for a task, relative to its DAG's file."""
+    dag_file = task.dag.fileloc if task.has_dag() else None
+    return resolve_contract_path(path, dag_file)
+
+
+def native_list(value: Any) -> list[str] | None:
+    """A rendered list of run ids: a list, a JSON/Python list literal, or comma separated; empty is None."""
+    if value is None or isinstance(value, (list, tuple)):
+        return [str(v) for v in value] if value else None
+    text = str(value).strip()
+    if text in ("", "None", "[]"):
+        return None
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = ast.literal_eval(text)
+        return [str(v) for v in parsed] or None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class ContractCheckOperator(BaseOperator):
+    """Run a contract's checks on a table where it lives and push the report to XCom.
+
+    The table is an Iceberg table (``table``, at the head of ``branch`` or at ``snapshot_id``; default
+    main) or a Postgres/MySQL table checked in place (``sql_conn_id`` and ``sql_table``).
+
+    :param contract: the ODCS contract file (a relative path: next to the DAG file, then the cwd).
+    :param table: the Iceberg table, ``"namespace.table"``.
+    :param sql_conn_id: a ``postgres`` or ``mysql`` connection, instead of ``table``.
+    :param sql_table: the table on that connection: ``schema.table`` (Postgres, default schema public)
+        or ``table`` (MySQL, in the connection's database).
+    :param dataset: the contract dataset to check, when the contract describes several.
+    :param fail_on: ``"error"`` fails the task (no retries) when an error-severity check fails or
+        cannot be evaluated; ``"never"`` only reports.
+    :param report_path: also write the JSON report to this file.
+    :param now: the time freshness is measured against (templated, e.g. ``"{{ data_interval_end }}"``);
+        default: the time of the check.
+
+    The report (``QualityReport.to_dict()``) is the return value; a failing task pushes it as the
+    ``quality_report`` XCom instead, for failure callbacks.
+    """
+
+    template_fields: Sequence[str] = (
+        "contract",
+        "table",
+        "sql_table",
+        "dataset",
+        "branch",
+        "snapshot_id",
+        "report_path",
+        "now",
+    )
+    ui_color = "#e8f5d0"
+
+    def __init__(
+        self,
+        *,
+        contract: str,
+        table: str | None = None,
+        sql_conn_id: str | None = None,
+        sql_table: str | None = None,
+        dataset: str | None = None,
+        iceberg_conn_id: str = IcebergHook.default_conn_name,
+        branch: str | None = None,
+        snapshot_id: int | str | None = None,
+        fail_on: Literal["error", "never"] = "error",
+        report_path: str | None = None,
+        now: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if bool(table) == bool(sql_conn_id and sql_table):
+            raise ValueError(
+                "ContractCheckOperator: give either table (Iceberg) or sql_conn_id and sql_table"
+            )
+        if fail_on not in FAIL_ON:
+            raise ValueError(f"ContractCheckOperator: fail_on is {fail_on!r}; expected one of {FAIL_ON}")
+        if table and "inlets" not in kwargs and not is_template(table):
+            kwargs["inlets"] = [table_asset(iceberg_conn_id, table)]
+        super().__init__(**kwargs)
+        self.contract = contract
+        self.table = table
+        self.sql_conn_id = sql_conn_id
+        self.sql_table = sql_table
+        self.dataset = dataset
+        self.iceberg_conn_id = iceberg_conn_id
+        self.branch = branch
+        self.snapshot_id = snapshot_id
+        self.fail_on = fail_on
+        self.report_path = report_path
+        self.now = now
+        self.report: dict[str, Any] | None = None
+        self.checked_dataset: dict[str, str] | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Check the table, log the summary, fail on error-severity failures if asked to."""
+        from dativo_provider.quality.runner import run_contract
+
+        with airflow_errors():
+            target = self._target()
+            report = run_contract(
+                contract_path(self, self.contract), target, dataset=self.dataset, now=native_bound(self.now)
+            )
+        self.log.info("Contract check:\n%s", report.summary())
+        if self.report_path:
+            report.write_json(self.report_path)
+        self.report = report.to_dict()
+        failed = report.failures(severity="error")
+        if failed and self.fail_on == "error":
+            push_report(context, self.report)
+            lines = "\n".join("  " + check.line() for check in failed)
+            raise AirflowFailException(
+                f"contract {report.contract} v{report.contract_version} fails on {report.target} "
+                f"({len(failed)} error-severity checks):\n{lines}"
+            )
+        return self.report
+
+    def _target(self) -> Any:
+        from dativo_provider.quality.runner import IcebergTarget, SqlTableTarget
+
+        if self.table:
+            catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
+            self.checked_dataset = {"namespace": catalog.lineage_namespace, "name": self.table}
+            snapshot_id = int(self.snapshot_id) if self.snapshot_id not in (None, "", "None") else None
+            return IcebergTarget(catalog, self.table, snapshot_id=snapshot_id, branch=self.branch or None)
+        dialect, config = sql_table_config(self.sql_conn_id or "")
+        self.checked_dataset = _sql_lineage(dialect, config, self.sql_table or "")
+        return SqlTableTarget(dialect, config, self.sql_table or "")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The checked dataset as an input, with one data-quality assertion per check."""
+        from dativo_provider.operators.lineage import checked_dataset_lineage
+
+        return checked_dataset_lineage(self.checked_dataset, self.report, self.log)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """A failed check still reports what it found."""
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+
+def sql_table_config(conn_id: str) -> tuple[Literal["postgres", "mysql"], Any]:
+    """The dialect and :class:`DatabaseConfig` of a ``postgres`` or ``mysql`` connection."""
+    from dativo_provider.compat import BaseHook
+    from dativo_provider.hooks.sources import database_config
+
+    conn = BaseHook.get_connection(conn_id)
+    if conn.conn_type not in ("postgres", "mysql"):
+        raise ConfigError(
+            f"connection {conn_id!r} has type {conn.conn_type!r}; a contract check in place "
+            "needs a postgres or mysql connection"
+        )
+    return conn.conn_type, database_config(conn)
+
+
+def _sql_lineage(dialect: str, config: Any, table: str) -> dict[str, str] | None:
+    """The OpenLineage name of a database table, as the database sources name it."""
+    from dativo_provider.sources import build_source
+
+    lineage = build_source({"type": dialect, "table": table}, config).lineage
+    return {"namespace": lineage.namespace, "name": lineage.name}
+
+
+class QuarantineReleaseOperator(BaseOperator):
+    """Re-check quarantined rows with the contract as it is now and publish the ones that pass.
+
+    Rows that still fail stay quarantined (under the release's run id). Fix the contract (or the rows)
+    first, then release.
+
+    :param table: the Iceberg table the rows were held back from.
+    :param contract: the ODCS contract file (a relative path: next to the DAG file, then the cwd).
+    :param run_ids: release only these ingest runs (templated; a list, a JSON list or comma separated);
+        default every quarantined run.
+    :param quarantine_table: default ``<table>_quarantine``.
+    :param dataset: the contract dataset, when the contract describes several.
+    """
+
+    template_fields: Sequence[str] = ("table", "contract", "run_ids", "quarantine_table", "dataset")
+    ui_color = "#fff2cc"
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        contract: str,
+        run_ids: Any = None,
+        quarantine_table: str | None = None,
+        dataset: str | None = None,
+        iceberg_conn_id: str = IcebergHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs and not is_template(table):
+            kwargs["outlets"] = [table_asset(iceberg_conn_id, table)]
+        super().__init__(**kwargs)
+        self.table = table
+        self.contract = contract
+        self.run_ids = run_ids
+        self.quarantine_table = quarantine_table
+        self.dataset = dataset
+        self.iceberg_conn_id = iceberg_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Release, log what moved where, return :class:`ReleaseResult` as a dict."""
+        from dativo_provider.quality.quarantine import release
+
+        with airflow_errors():
+            catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
+            result = release(
+                catalog,
+                self.table,
+                contract_path(self, self.contract),
+                quarantine_table=self.quarantine_table or None,
+                run_ids=native_list(self.run_ids),
+                dataset=self.dataset,
+            )
+        self.log.info(
+            "Released runs %s of %s: %d rows considered, %d published into %s, %d still quarantined",
+            result.released_runs or "(none)",
+            result.quarantine_table,
+            result.rows_considered,
+            result.rows_published,
+            result.table,
+            result.rows_requarantined,
+        )
+        return result.to_dict()
+
+
+class QuarantinePurgeOperator(BaseOperator):
+    """Delete quarantined rows for good: those of ``run_ids``, or quarantined before a time.
+
+    The rows leave the quarantine table's current snapshot; older snapshots keep them until expired.
+
+    :param quarantine_table: e.g. ``"examples.orders_quarantine"``.
+    :param run_ids: purge these ingest runs (templated; a list, a JSON list or comma separated).
+    :param quarantined_before: purge rows quarantined before this time (templated, e.g.
+        ``"{{ macros.ds_add(ds, -30) }}"``; ISO strings are read as UTC when naive).
+    """
+
+    template_fields: Sequence[str] = ("quarantine_table", "run_ids", "quarantined_before")
+    ui_color = "#f4cccc"
+
+    def __init__(
+        self,
+        *,
+        quarantine_table: str,
+        run_ids: Any = None,
+        quarantined_before: Any = None,
+        iceberg_conn_id: str = IcebergHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.quarantine_table = quarantine_table
+        self.run_ids = run_ids
+        self.quarantined_before = quarantined_before
+        self.iceberg_conn_id = iceberg_conn_id
+
+    def execute(self, context: Context) -> int:
+        """Purge and return how many rows were deleted."""
+        from dativo_provider.quality.quarantine import purge
+
+        before = native_bound(self.quarantined_before)
+        with airflow_errors():
+            if before is not None and not hasattr(before, "tzinfo"):
+                raise ConfigError(f"quarantined_before {self.quarantined_before!r} is not an ISO timestamp")
+            catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
+            count = purge(
+                catalog, self.quarantine_table, run_ids=native_list(self.run_ids), quarantined_before=before
+            )
+        self.log.info("Purged %d quarantined rows from %s", count, self.quarantine_table)
+        return count
