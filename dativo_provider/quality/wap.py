@@ -28,7 +28,7 @@ from dativo_provider.exceptions import ContractViolationError
 from dativo_provider.ingest.engine import AuditDecision, AuditGate, StagedRun
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.quality import quarantine as q
-from dativo_provider.quality.plan import dataset_of
+from dativo_provider.quality.plan import dataset_of, handling_of
 from dativo_provider.quality.result import CheckResult, QualityReport
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class _Verdict:
     def of(cls, report: QualityReport, contract: Contract) -> _Verdict:
         verdict = cls([], [], [], [])
         for check in report.failures():
-            handling = "warn" if check.severity == "warning" else getattr(contract.handling, _kind(check))
+            handling = handling_of(contract, check)
             if handling == "warn":
                 verdict.warned.append(check)
             elif handling == "block" or check.outcome == "error":
@@ -239,10 +239,6 @@ class _Verdict:
             where = f" on {check.column}" if check.column else ""
             out[check.name] = f"{check.metric or check.category}{where}"
         return out
-
-
-def _kind(check: CheckResult) -> str:
-    return {"schema": "schema", "sla": "sla"}.get(check.category, "quality")
 
 
 def _block_reason(verdict: _Verdict, contract: Contract) -> str:

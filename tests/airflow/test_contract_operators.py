@@ -35,7 +35,7 @@ status: active
 team: {{name: data}}
 {sla}customProperties:
   - property: dativoViolationHandling
-    value: {{schema: block, quality: {quality}, sla: warn}}
+    value: {{schema: block, quality: {quality}, sla: {sla_handling}}}
 schema:
   - name: people
     physicalName: tests.people
@@ -71,11 +71,12 @@ COLUMNS = {"id": "int64", "email": "string", "seen_at": "timestamptz"}
 
 
 def _contract(
-    folder: Path, *, quality: str = "quarantine", sla: bool = True, name: str = "people.odcs.yaml"
+    folder: Path, *, quality: str = "quarantine", sla: bool = True, name: str = "people.odcs.yaml",
+    sla_handling: str = "warn",
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(CONTRACT.format(quality=quality, sla=SLA if sla else ""))
+    path.write_text(CONTRACT.format(quality=quality, sla=SLA if sla else "", sla_handling=sla_handling))
     return path
 
 
@@ -265,7 +266,8 @@ def test_check_operator_reports_on_an_iceberg_table(iceberg_default, tmp_path):
 
 
 def test_check_operator_fails_on_error_severity_failures(iceberg_default, tmp_path):
-    contract = _loaded(tmp_path)
+    _loaded(tmp_path)  # the bad row was only warned about on ingest
+    contract = _contract(tmp_path / "strict", quality="block")
     ti = FakeTI()
     with pytest.raises(AirflowFailException, match="1 error-severity checks") as failed:
         ContractCheckOperator(task_id="check", contract=str(contract), table="tests.people").execute(
@@ -276,12 +278,28 @@ def test_check_operator_fails_on_error_severity_failures(iceberg_default, tmp_pa
 
 
 def test_check_operator_measures_freshness_at_the_given_time(iceberg_default, tmp_path):
-    contract = _loaded(tmp_path, GOOD_AND_BAD[:1])
+    _loaded(tmp_path, GOOD_AND_BAD[::2])
+    blocking = _contract(tmp_path / "strict", sla_handling="block")
     later = (NOW + dt.timedelta(days=3)).isoformat()
     with pytest.raises(AirflowFailException, match="seen_at__fresh"):
         ContractCheckOperator(
-            task_id="check", contract=str(contract), table="tests.people", now=later
+            task_id="check", contract=str(blocking), table="tests.people", now=later
         ).execute({})
+    on_time = ContractCheckOperator(task_id="check", contract=str(blocking), table="tests.people", now=NOW)
+    assert on_time.execute({})["checks_failed"] == 0
+
+
+def test_check_operator_only_warns_where_the_contract_says_warn(iceberg_default, tmp_path, caplog, capsys):
+    contract = _loaded(tmp_path, GOOD_AND_BAD[::2])  # sla: warn
+    later = (NOW + dt.timedelta(days=3)).isoformat()
+    report = ContractCheckOperator(
+        task_id="check", contract=str(contract), table="tests.people", now=later
+    ).execute({})
+    stale = [c for c in report["checks"] if c["name"] == "seen_at__fresh"]
+    assert stale[0]["outcome"] == "failed" and report["checks_failed"] == 1
+    captured = capsys.readouterr()
+    logged = caplog.text + captured.out + captured.err  # Airflow 3 logs through structlog to stdout
+    assert "the contract says warn" in logged and "seen_at__fresh" in logged
 
 
 def test_check_operator_checks_a_postgres_table_in_place(tmp_path, postgres_conn, pg, pg_schema):
@@ -392,7 +410,7 @@ def _sensor(contract: Path, **kwargs: Any) -> ContractSlaSensor:
 
 
 def test_sla_sensor_passes_on_a_fresh_table(iceberg_default, tmp_path):
-    sensor = _sensor(_loaded(tmp_path, GOOD_AND_BAD[:2]))
+    sensor = _sensor(_loaded(tmp_path, GOOD_AND_BAD[::2]))
     assert sensor.poke({}) is True
     assert [r.name for r in sensor._rules] == ["seen_at__fresh", "rows_per_run"]  # only the SLA checks
 
