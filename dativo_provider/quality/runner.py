@@ -9,6 +9,7 @@ get Arrow. Database tables are checked where they live: Soda and GX connect to P
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,39 +61,99 @@ Target = IcebergTarget | SqlTableTarget
 
 
 class LoadedRows:
-    """Rows held in an in-memory DuckDB: a table with row ids and the :data:`DATA_VIEW` without them."""
+    """Rows held in an in-memory DuckDB: a table with row ids and the :data:`DATA_VIEW` without them.
 
-    def __init__(self, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    Row ids number the rows in the order they were given (for files: each file's first id plus the
+    row's position in the file), so a failing row can be found again in its data file.
+    """
+
+    def __init__(self, connection: Any, count: int) -> None:
+        self.connection = connection
+        self.count = count
+        connection.execute(f'CREATE VIEW "{DATA_VIEW}" AS SELECT * EXCLUDE ("{ROW_ID}") FROM "{_ROWS}"')
+
+    @classmethod
+    def from_batches(cls, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> LoadedRows:
         import duckdb
         import numpy as np
         import pyarrow as pa
 
-        self.connection = duckdb.connect()
-        self.count = 0
+        connection = duckdb.connect()
+        count = 0
 
         def numbered() -> Iterable[pa.RecordBatch]:
+            nonlocal count
             for batch in batches:
-                ids = pa.array(np.arange(self.count, self.count + batch.num_rows, dtype=np.int64))
-                self.count += batch.num_rows
+                ids = pa.array(np.arange(count, count + batch.num_rows, dtype=np.int64))
+                count += batch.num_rows
                 yield pa.RecordBatch.from_arrays([*batch.columns, ids], schema=numbered_schema)
 
         numbered_schema = schema.append(pa.field(ROW_ID, pa.int64(), nullable=False))
-        self.connection.register("incoming", pa.RecordBatchReader.from_batches(numbered_schema, numbered()))
-        self.connection.execute(f'CREATE TABLE "{_ROWS}" AS SELECT * FROM incoming')
-        self.connection.unregister("incoming")
-        self.connection.execute(f'CREATE VIEW "{DATA_VIEW}" AS SELECT * EXCLUDE ("{ROW_ID}") FROM "{_ROWS}"')
-        self.schema = schema
+        connection.register("incoming", pa.RecordBatchReader.from_batches(numbered_schema, numbered()))
+        connection.execute(f'CREATE TABLE "{_ROWS}" AS SELECT * FROM incoming')
+        connection.unregister("incoming")
+        return cls(connection, count)
+
+    @classmethod
+    def from_parquet(cls, files: list[tuple[str, int]]) -> LoadedRows:
+        """Local Parquet data files, read by DuckDB itself (in parallel, no Python in the loop).
+
+        :param files: (path, id of the file's first row) for each file.
+        """
+        import duckdb
+        import pyarrow as pa
+
+        connection = duckdb.connect()
+        connection.register("dativo_files", pa.table({
+            "path": [path for path, _ in files], "first_row": pa.array([first for _, first in files], pa.int64()),
+        }))
+        paths = ", ".join(row_sql.literal(path) for path, _ in files)
+        connection.execute(
+            f'CREATE TABLE "{_ROWS}" AS SELECT data.* EXCLUDE (filename, file_row_number), '
+            f'CAST(f.first_row + data.file_row_number AS BIGINT) AS "{ROW_ID}" '
+            f"FROM read_parquet([{paths}], filename = true, file_row_number = true) AS data "
+            f"JOIN dativo_files AS f ON data.filename = f.path"
+        )
+        connection.unregister("dativo_files")
+        count = connection.execute(f'SELECT count(*) FROM "{_ROWS}"').fetchall()[0][0]
+        return cls(connection, count)
 
     def arrow(self, *, row_ids: bool = False) -> pa.Table:
-        relation = _ROWS if row_ids else DATA_VIEW
-        order = f' ORDER BY "{ROW_ID}"' if row_ids else ""
-        return self.connection.sql(f'SELECT * FROM "{relation}"{order}').to_arrow_table()
+        return self.connection.sql(f'SELECT * FROM "{_ROWS if row_ids else DATA_VIEW}"').to_arrow_table()
 
     def row_ids(self) -> pa.Array:
         return self.connection.sql(f'SELECT "{ROW_ID}" FROM "{_ROWS}"').to_arrow_table().column(0)
 
     def close(self) -> None:
         self.connection.close()
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def local_parquet(table: Any, data_files: list[Any], *, current_schema: bool = False) -> list[tuple[str, int]] | None:
+    """(local path, first row id) for ``data_files``, when DuckDB can read them as they are.
+
+    That is: every file is on the local disk, has no delete files' rows to hide (our files never
+    do), and was written with the table's current schema (``current_schema``, or the table never
+    had another) under plain column names (pyiceberg renames other names inside Parquet, and DuckDB
+    adds ``filename`` and ``file_row_number``). Otherwise None: read through pyiceberg instead.
+    """
+    names = [f.name for f in table.schema().fields]
+    if not (current_schema or len(table.metadata.schemas) == 1):
+        return None
+    if not all(_PLAIN_NAME.match(n) for n in names) or {"filename", "file_row_number"} & set(names):
+        return None
+    files, first = [], 0
+    for data_file in data_files:
+        path = data_file.file_path
+        if path.startswith("file://"):
+            path = path.removeprefix("file://")
+        elif "://" in path:
+            return None
+        files.append((path, first))
+        first += data_file.record_count
+    return files
 
 
 def run_contract(contract: Contract | str | Path, target: Target, *, dataset: str | None = None,
@@ -149,10 +210,14 @@ def check_rows(contract: Contract, dataset: Dataset, loaded: LoadedRows, *, targ
         for rule in checks:
             if rule.engine == "custom":
                 results[rule.name] = _with_samples(run_custom(rule, rows, ids), loaded, keys)
-    for rule in checks:
-        result = results.get(rule.name)
-        if result is not None and rule.engine == "soda" and row_sql.is_row_level(rule):
-            _locate(rule, result, loaded, keys, collect_row_ids)
+    failing = [(rule, results[rule.name]) for rule in checks
+               if rule.engine == "soda" and row_sql.is_row_level(rule) and rule.name in results
+               and results[rule.name].failing_rows]
+    if collect_row_ids:
+        _locate(failing, loaded, keys)
+    else:
+        for rule, result in failing:
+            result.failing_keys = _sample(loaded, rule, keys)
     ordered = [results[r.name] for r in checks if r.name in results] + extra
     return QualityReport(
         contract=contract.id, contract_version=contract.version, dataset=dataset.name, target=target,
@@ -178,41 +243,59 @@ def _collect(results: dict[str, CheckResult], extra: list[CheckResult], checks: 
         extra.append(result)  # from a hand-written Soda contract or GX suite
 
 
-def _locate(rule: QualityRule, result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...],
-            collect_row_ids: bool) -> None:
-    """Find the rows the engine counted as failing: samples of their keys, and their ids."""
-    if not result.failing_rows:
-        return
+def _shown(rule: QualityRule, keys: tuple[str, ...]) -> list[str]:
+    """The columns a failing-row sample shows: the row's key and the checked column."""
+    return list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
+
+
+def _columns_sql(columns: Iterable[str]) -> str:
+    return ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
+
+
+def _sample(loaded: LoadedRows, rule: QualityRule, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Up to MAX_FAILING_KEYS failing rows' keys (the scan stops once it has them)."""
+    shown = _shown(rule, keys)
     predicate = row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb")
+    return loaded.connection.sql(f'SELECT {_columns_sql(shown)} FROM "{_ROWS}" WHERE {predicate} '
+                                 f"LIMIT {MAX_FAILING_KEYS}").to_arrow_table().to_pylist()
+
+
+def _locate(failing: list[tuple[QualityRule, CheckResult]], loaded: LoadedRows, keys: tuple[str, ...]) -> None:
+    """Find the rows the engine counted as failing, for quarantine: their ids and key samples.
+
+    The rows are acted on only when our predicate finds exactly what the engine counted. All rules
+    but duplicates are located in one scan (a flag column per rule); each duplicate rule needs its own
+    grouping.
+    """
+    plain = [(rule, result) for rule, result in failing if rule.metric != "duplicateValues"]
     con = loaded.connection
-    if rule.metric == "duplicateValues":
-        rows, groups = _duplicate_counts(con, rule)
-    else:
-        rows, groups = con.execute(f'SELECT count(*) FROM "{_ROWS}" WHERE {predicate}').fetchall()[0][0], 0
-    if not row_sql.engine_count_matches(rule, result.failing_rows, rows, groups):
-        result.message = (f"{result.message} the rule's predicate finds {rows} rows but the engine counted "
-                          f"{result.failing_rows}; these rows cannot be quarantined").strip()
+    if plain:
+        columns = list(dict.fromkeys(c for rule, _ in plain for c in _shown(rule, keys)))
+        predicates = [row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb") for rule, _ in plain]
+        flags = ", ".join(f"COALESCE({p}, FALSE) AS __failed_{i}" for i, p in enumerate(predicates))
+        hits = con.sql(f'SELECT "{ROW_ID}", {_columns_sql(columns)}, {flags} FROM "{_ROWS}" '
+                       f'WHERE {" OR ".join(f"({p})" for p in predicates)}').to_arrow_table()
+        for i, (rule, result) in enumerate(plain):
+            _settle(rule, result, hits.filter(hits[f"__failed_{i}"]), 0, keys)
+    for rule, result in failing:
+        if rule.metric == "duplicateValues":
+            columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
+            predicate = row_sql.failing_predicate(rule, f'"{_ROWS}"', "duckdb")
+            shown = list(dict.fromkeys([*_shown(rule, keys), *columns]))
+            hits = con.sql(f'SELECT "{ROW_ID}", {_columns_sql(shown)} FROM "{_ROWS}" WHERE {predicate}') \
+                .to_arrow_table()
+            groups = hits.group_by(columns).aggregate([]).num_rows if hits.num_rows else 0
+            _settle(rule, result, hits, groups, keys)
+
+
+def _settle(rule: QualityRule, result: CheckResult, hits: pa.Table, groups: int, keys: tuple[str, ...]) -> None:
+    if not row_sql.engine_count_matches(rule, result.failing_rows, hits.num_rows, groups):
+        result.message = (f"{result.message} the rule's predicate finds {hits.num_rows} rows but the engine "
+                          f"counted {result.failing_rows}; these rows cannot be quarantined").strip()
         return
-    shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
-    if shown:
-        cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in shown)
-        sample = con.sql(f'SELECT {cols} FROM "{_ROWS}" WHERE {predicate} ORDER BY "{ROW_ID}" '
-                             f'LIMIT {MAX_FAILING_KEYS}').to_arrow_table()
-        result.failing_keys = sample.to_pylist()
-    if collect_row_ids:
-        result.row_ids = con.sql(f'SELECT "{ROW_ID}" FROM "{_ROWS}" WHERE {predicate}') \
-            .to_arrow_table().column(0).combine_chunks()
-
-
-def _duplicate_counts(con: Any, rule: QualityRule) -> tuple[int, int]:
-    """(rows, distinct values) of the repeated non-null values: the rows the duplicate predicate
-    selects, counted with one GROUP BY instead of two semi-joins (the costliest localisation query)."""
-    columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
-    cols = ", ".join(row_sql.quote_identifier(c, "duckdb") for c in columns)
-    not_null = " AND ".join(f"{row_sql.quote_identifier(c, 'duckdb')} IS NOT NULL" for c in columns)
-    rows, groups = con.execute(f'SELECT COALESCE(SUM(n), 0), count(*) FROM (SELECT count(*) AS n FROM "{_ROWS}" '
-                               f'WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1)').fetchall()[0]
-    return int(rows), int(groups)
+    ordered = hits.sort_by(ROW_ID)
+    result.failing_keys = ordered.select(_shown(rule, keys)).slice(0, MAX_FAILING_KEYS).to_pylist()
+    result.row_ids = ordered.column(ROW_ID).combine_chunks()
 
 
 def _with_samples(result: CheckResult, loaded: LoadedRows, keys: tuple[str, ...]) -> CheckResult:
@@ -253,9 +336,14 @@ def _load_snapshot(table: Any, snapshot_id: int | None) -> LoadedRows:
 
     schema = schema_to_pyarrow(table.schema() if snapshot_id is None else _schema_at(table, snapshot_id))
     if snapshot_id is None:
-        return LoadedRows(schema, [])
-    reader = table.scan(snapshot_id=snapshot_id).to_arrow_batch_reader()
-    return LoadedRows(reader.schema, reader)
+        return LoadedRows.from_batches(schema, [])
+    scan = table.scan(snapshot_id=snapshot_id)
+    tasks = list(scan.plan_files())
+    files = None if any(t.delete_files for t in tasks) else local_parquet(table, [t.file for t in tasks])
+    if files:
+        return LoadedRows.from_parquet(files)
+    reader = scan.to_arrow_batch_reader()
+    return LoadedRows.from_batches(reader.schema, reader)
 
 
 def _schema_at(table: Any, snapshot_id: int) -> Any:
@@ -382,4 +470,4 @@ def _copy_table(target: SqlTableTarget) -> LoadedRows:
     source = build_source({"type": target.dialect, "table": target.table}, target.config)
     stream = source.open(None, ReadBounds())
     with stream:
-        return LoadedRows(stream.schema, iter(stream))
+        return LoadedRows.from_batches(stream.schema, iter(stream))

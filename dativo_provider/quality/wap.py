@@ -250,22 +250,23 @@ def _load_new_rows(staged: StagedRun) -> tuple[Any, list[_FileSpan]]:
     """This run's rows (its new data files, in order) in DuckDB, remembering which ids each file got."""
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-    from dativo_provider.quality.runner import LoadedRows
+    from dativo_provider.quality.runner import LoadedRows, local_parquet
 
+    local = local_parquet(staged.table, staged.new_files, current_schema=True) if staged.new_files else None
+    if local:
+        spans = [_FileSpan(f, first, f.record_count) for f, (_, first) in zip(staged.new_files, local)]
+        return LoadedRows.from_parquet(local), spans
     spans: list[_FileSpan] = []
-    schema = staged.table.schema()
-    arrow_schema = None
-    first_batch = None
     batches = _stream_new_files(staged, spans)
     first_batch = next(batches, None)
-    arrow_schema = first_batch.schema if first_batch is not None else schema_to_pyarrow(schema)
+    schema = first_batch.schema if first_batch is not None else schema_to_pyarrow(staged.table.schema())
 
     def all_batches() -> Iterable[Any]:
         if first_batch is not None:
             yield first_batch
             yield from batches
 
-    return LoadedRows(arrow_schema, all_batches()), spans
+    return LoadedRows.from_batches(schema, all_batches()), spans
 
 
 def _stream_new_files(staged: StagedRun, spans: list[_FileSpan]) -> Iterator[Any]:

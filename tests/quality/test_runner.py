@@ -189,3 +189,23 @@ def test_mysql_table_in_place(tmp_path, my, my_db):
         cur.executemany("INSERT INTO payments VALUES (%s, %s, %s)", SQL_ROWS)
     report = run_contract(_sql_contract(tmp_path), SqlTableTarget("mysql", dataclasses.replace(my_db), "payments"))
     _expect_sql_findings(report)
+
+
+def test_evolved_tables_and_awkward_names_are_read_through_pyiceberg(catalog, tmp_path):
+    from dativo_provider.quality.runner import local_parquet
+
+    run_ingest(TableSource(payments([1, 2])), catalog, "lake.payments")
+    table = catalog.load().load_table("lake.payments")
+    files = [t.file for t in table.scan().plan_files()]
+    assert local_parquet(table, files) == [(files[0].file_path.removeprefix("file://"), 0)]
+    widened = payments([3]).append_column("note", pa.array(["late"]))
+    run_ingest(TableSource(widened, identity="m://2"), catalog, "lake.payments")
+    table = catalog.load().load_table("lake.payments")
+    assert local_parquet(table, [t.file for t in table.scan().plan_files()]) is None
+    # The fallback path gives the same answers: three rows, the new column null for the old ones.
+    report = run_contract(contract(tmp_path), IcebergTarget(catalog, "lake.payments"), now=NOW)
+    assert report.rows_checked == 3 and report.failed == 0
+
+    run_ingest(TableSource(pa.table({"filename": ["a.csv"], "file_row_number": [1]})), catalog, "lake.files")
+    files_table = catalog.load().load_table("lake.files")
+    assert local_parquet(files_table, [t.file for t in files_table.scan().plan_files()]) is None
