@@ -95,10 +95,11 @@ class LoadedRows:
         return cls(connection, count)
 
     @classmethod
-    def from_parquet(cls, files: list[tuple[str, int]]) -> LoadedRows:
+    def from_parquet(cls, files: list[tuple[str, int]], columns: list[str] | None = None) -> LoadedRows:
         """Local Parquet data files, read by DuckDB itself (in parallel, no Python in the loop).
 
         :param files: (path, id of the file's first row) for each file.
+        :param columns: read only these (default: all).
         """
         import duckdb
         import pyarrow as pa
@@ -108,8 +109,10 @@ class LoadedRows:
             "path": [path for path, _ in files], "first_row": pa.array([first for _, first in files], pa.int64()),
         }))
         paths = ", ".join(row_sql.literal(path) for path, _ in files)
+        selected = (", ".join(f"data.{row_sql.quote_identifier(c, 'duckdb')}" for c in columns) if columns
+                    else "data.* EXCLUDE (filename, file_row_number)")
         connection.execute(
-            f'CREATE TABLE "{_ROWS}" AS SELECT data.* EXCLUDE (filename, file_row_number), '
+            f'CREATE TABLE "{_ROWS}" AS SELECT {selected}, '
             f'CAST(f.first_row + data.file_row_number AS BIGINT) AS "{ROW_ID}" '
             f"FROM read_parquet([{paths}], filename = true, file_row_number = true) AS data "
             f"JOIN dativo_files AS f ON data.filename = f.path"
@@ -171,7 +174,7 @@ def run_contract(contract: Contract | str | Path, target: Target, *, dataset: st
     chosen = dataset_of(contract, dataset)
     if isinstance(target, IcebergTarget):
         table, snapshot_id = _iceberg_snapshot(target)
-        loaded = _load_snapshot(table, snapshot_id)
+        loaded = _load_snapshot(table, snapshot_id, _needed_columns(rules, chosen, table))
         try:
             return check_rows(contract, chosen, loaded, target=_describe(target, snapshot_id), now=now,
                               rules=rules, collect_row_ids=collect_row_ids, snapshot_id=snapshot_id)
@@ -331,17 +334,31 @@ def _iceberg_snapshot(target: IcebergTarget) -> tuple[Any, int | None]:
     return table, snapshot.snapshot_id if snapshot else None
 
 
-def _load_snapshot(table: Any, snapshot_id: int | None) -> LoadedRows:
+def _needed_columns(rules: list[QualityRule] | None, dataset: Dataset, table: Any) -> list[str] | None:
+    """The columns a chosen set of library rules reads (e.g. a sensor's SLA checks); None: all."""
+    if rules is None or dataset.soda_contract or dataset.gx_suite:
+        return None
+    columns: list[str] = []
+    for rule in rules:
+        if rule.kind != "library" or rule.engine != "soda":
+            return None
+        columns += [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
+    present = [f.name for f in table.schema().fields]
+    # A row count reads no column, but the checked view needs one.
+    return list(dict.fromkeys(c for c in columns if c in present)) or present[:1]
+
+
+def _load_snapshot(table: Any, snapshot_id: int | None, columns: list[str] | None = None) -> LoadedRows:
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
     schema = schema_to_pyarrow(table.schema() if snapshot_id is None else _schema_at(table, snapshot_id))
     if snapshot_id is None:
         return LoadedRows.from_batches(schema, [])
-    scan = table.scan(snapshot_id=snapshot_id)
+    scan = table.scan(snapshot_id=snapshot_id, selected_fields=tuple(columns) if columns else ("*",))
     tasks = list(scan.plan_files())
     files = None if any(t.delete_files for t in tasks) else local_parquet(table, [t.file for t in tasks])
     if files:
-        return LoadedRows.from_parquet(files)
+        return LoadedRows.from_parquet(files, columns)
     reader = scan.to_arrow_batch_reader()
     return LoadedRows.from_batches(reader.schema, reader)
 

@@ -209,3 +209,23 @@ def test_evolved_tables_and_awkward_names_are_read_through_pyiceberg(catalog, tm
     run_ingest(TableSource(pa.table({"filename": ["a.csv"], "file_row_number": [1]})), catalog, "lake.files")
     files_table = catalog.load().load_table("lake.files")
     assert local_parquet(files_table, [t.file for t in files_table.scan().plan_files()]) is None
+
+
+def test_a_subset_of_library_rules_reads_only_its_columns(catalog, tmp_path, monkeypatch):
+    from dativo_provider.quality import runner
+    from dativo_provider.quality.plan import checks_for
+
+    c = contract(tmp_path, min_rows=3)
+    run_ingest(TableSource(payments([1, 2], paid_at=NOW - timedelta(hours=7))), catalog, "lake.payments")
+    read = []
+    original = runner.LoadedRows.from_parquet.__func__
+    monkeypatch.setattr(runner.LoadedRows, "from_parquet",
+                        classmethod(lambda cls, files, columns=None: read.append(columns) or original(cls, files, columns)))
+    sla = [r for r in checks_for(c, c.datasets[0]) if r.category == "sla"]
+    report = run_contract(c, IcebergTarget(catalog, "lake.payments"), rules=sla, now=NOW)
+    assert read == [["paid_at"]]
+    assert {x.name: (x.outcome, x.observed) for x in report.checks} == {
+        "paid_at__fresh": ("failed", 7 * 3600), "rows_per_run": ("failed", 2)}
+    count_only = [r for r in sla if r.name == "rows_per_run"]
+    assert run_contract(c, IcebergTarget(catalog, "lake.payments"), rules=count_only).checks[0].observed == 2
+    assert read[-1] == ["payment_id"]  # a row count reads no column; the view keeps the first one
