@@ -61,7 +61,8 @@ Target = IcebergTarget | SqlTableTarget
 
 
 class LoadedRows:
-    """Rows held in an in-memory DuckDB: a table with row ids and the :data:`DATA_VIEW` without them.
+    """Rows in an in-memory DuckDB (or local files it reads): a relation with row ids and the
+    :data:`DATA_VIEW` without them.
 
     Row ids number the rows in the order they were given (for files: each file's first id plus the
     row's position in the file), so a failing row can be found again in its data file.
@@ -98,6 +99,10 @@ class LoadedRows:
     def from_parquet(cls, files: list[tuple[str, int]], columns: list[str] | None = None) -> LoadedRows:
         """Local Parquet data files, read by DuckDB itself (in parallel, no Python in the loop).
 
+        The rows stay in the files: a view reads them for each query. The engines' checks are one
+        scan (Soda sends all rules as one query), so copying them into DuckDB first would only add a
+        pass and the memory to hold it (measured in bench/contract_check.py).
+
         :param files: (path, id of the file's first row) for each file.
         :param columns: read only these (default: all).
         """
@@ -112,12 +117,11 @@ class LoadedRows:
         selected = (", ".join(f"data.{row_sql.quote_identifier(c, 'duckdb')}" for c in columns) if columns
                     else "data.* EXCLUDE (filename, file_row_number)")
         connection.execute(
-            f'CREATE TABLE "{_ROWS}" AS SELECT {selected}, '
+            f'CREATE VIEW "{_ROWS}" AS SELECT {selected}, '
             f'CAST(f.first_row + data.file_row_number AS BIGINT) AS "{ROW_ID}" '
             f"FROM read_parquet([{paths}], filename = true, file_row_number = true) AS data "
             f"JOIN dativo_files AS f ON data.filename = f.path"
         )
-        connection.unregister("dativo_files")
         count = connection.execute(f'SELECT count(*) FROM "{_ROWS}"').fetchall()[0][0]
         return cls(connection, count)
 
