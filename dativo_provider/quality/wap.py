@@ -15,6 +15,7 @@ Rows written = rows published + rows quarantined, reported on every run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
@@ -161,30 +162,32 @@ class ContractGate(AuditGate):
 
     def _quarantine(self, staged: StagedRun, spans: list[_FileSpan], failing: pa.Table, verdict: _Verdict,
                     run_id: str) -> tuple[int, int]:
-        """Move the failing rows to the quarantine table and out of the audit branch."""
-        import pyarrow as pa
+        """Move the failing rows to the quarantine table and out of the audit branch.
 
+        Each affected data file is read once: its passing rows go to new data files for the audit
+        branch, its failing rows (with the checks they failed) to the quarantine table.
+        """
         self._run_id = run_id
         assert self.quarantine_table is not None
         at = datetime.now(timezone.utc)
         reasons = verdict.reasons()
-        affected = [s for s in spans if _ids_in(failing, s).num_rows]
-        first = next(iter(_split_file(staged, affected[0], _ids_in(failing, affected[0]), want_failing=True)))
-        meta = q.with_reasons(first.slice(0, 0), [], [], run_id, staged.snapshot_id, at).schema
-
-        def quarantined() -> Iterator[pa.RecordBatch]:
-            for span in affected:
-                ids = _ids_in(failing, span)
-                done = 0  # the file's failing rows come in position order, as ``ids`` is sorted
-                for rows in _split_file(staged, span, ids, want_failing=True):
-                    checks = ids.column("checks").slice(done, rows.num_rows).to_pylist()
-                    done += rows.num_rows
-                    text = ["failed " + ", ".join(f"{c} ({reasons[c]})" for c in names) for names in checks]
-                    yield from q.with_reasons(rows, checks, text, run_id, staged.snapshot_id, at).to_batches()
-
-        written = q.write_quarantine(self.catalog, self.quarantine_table, meta, quarantined(), run_id)
+        split = _Split(staged, [s for s in spans if _ids_in(failing, s).num_rows], failing)
         try:
-            snapshot_id = _rewrite_without(staged, affected, failing, run_id, written.rows_written)
+            def quarantined() -> Iterator[pa.Table]:
+                for rows, checks in split.failing_rows():
+                    text = ["failed " + ", ".join(f"{c} ({reasons[c]})" for c in names) for names in checks]
+                    yield q.with_reasons(rows, checks, text, run_id, staged.snapshot_id, at)
+
+            held = quarantined()
+            first = next(held)
+            written = q.write_quarantine(self.catalog, self.quarantine_table, first.schema,
+                                         (b for t in itertools.chain([first], held) for b in t.to_batches()),
+                                         run_id)
+        except BaseException:
+            split.abort()
+            raise
+        try:
+            snapshot_id = split.commit(run_id, written.rows_written)
         except BaseException:
             q.delete_run(self.catalog, self.quarantine_table, [run_id])
             raise
@@ -290,60 +293,72 @@ def _ids_in(failing: pa.Table, span: _FileSpan) -> pa.Table:
     return failing.filter(mask)
 
 
-def _split_file(staged: StagedRun, span: _FileSpan, ids: pa.Table, *, want_failing: bool) -> Iterator[pa.Table]:
-    """The failing (or the other) rows of one data file, batch by batch, with exact types."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyiceberg.table import FileScanTask
+class _Split:
+    """The affected data files of a run, split into passing rows (new files) and failing rows."""
 
-    from dativo_provider.iceberg.reader import stream_file
+    def __init__(self, staged: StagedRun, affected: list[_FileSpan], failing: pa.Table) -> None:
+        from dativo_provider.iceberg.tables import sort_columns
+        from dativo_provider.iceberg.writer import DataFileWriter
 
-    positions = pc.subtract(ids.column("id"), span.first_row).combine_chunks()
-    offset = 0
-    for batch in stream_file(staged.table, FileScanTask(span.data_file), staged.table.schema()):
-        here = pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
-        hit = pc.is_in(here, value_set=positions)
-        offset += batch.num_rows
-        rows = pa.Table.from_batches([batch]).filter(hit if want_failing else pc.invert(hit))
-        if rows.num_rows:
-            yield rows
+        self.staged = staged
+        self.affected = affected
+        self.failing = failing
+        self.table = staged.catalog.load_table(staged.result.table)
+        self.writer = DataFileWriter(self.table, sort_columns(self.table), 256 * 1024 * 1024)
+        self.held_keys: list[pa.Table] = []
 
+    def failing_rows(self) -> Iterator[tuple[pa.Table, list[list[str]]]]:
+        """Yield (failing rows, each row's failed checks); the passing rows go to the writer meanwhile."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from pyiceberg.table import FileScanTask
 
-def _rewrite_without(staged: StagedRun, affected: list[_FileSpan], failing: pa.Table, run_id: str,
-                     quarantined: int) -> int:
-    """One more snapshot on the audit branch: each affected file replaced by its passing rows."""
-    from dativo_provider.iceberg.tables import sort_columns
-    from dativo_provider.iceberg.writer import DataFileWriter
+        from dativo_provider.iceberg.reader import stream_file
 
-    table = staged.catalog.load_table(staged.result.table)
-    writer = DataFileWriter(table, sort_columns(table), 256 * 1024 * 1024)
-    held_keys = []
-    try:
-        for span in affected:
-            ids = _ids_in(failing, span)
-            for rows in _split_file(staged, span, ids, want_failing=False):
-                writer.write(rows)
-            if staged.merge_keys:
-                held_keys += [r.select(list(staged.merge_keys)) for r in _split_file(staged, span, ids, want_failing=True)]
-        if held_keys:
-            # The merge deleted these keys' previous rows; a held-back update must not lose them.
-            for rows in _previous_rows(staged, held_keys):
-                writer.write(rows)
-        kept = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    properties = {"dativo.quarantine-run": run_id, "dativo.rows-quarantined": str(quarantined)}
-    transaction = table.transaction()
-    update = transaction.update_snapshot(snapshot_properties=properties, branch=staged.audit_branch)
-    with update.overwrite() as overwrite:
-        for span in affected:
-            overwrite.delete_data_file(span.data_file)
-        for data_file in kept:
-            overwrite.append_data_file(data_file)
-    committed = transaction.commit_transaction()
-    return committed.metadata.snapshot_by_name(staged.audit_branch).snapshot_id
+        for span in self.affected:
+            ids = _ids_in(self.failing, span)
+            positions = pc.subtract(ids.column("id"), span.first_row).combine_chunks()
+            offset = done = 0  # the file's failing rows come in position order, as ``ids`` is sorted
+            for batch in stream_file(self.staged.table, FileScanTask(span.data_file), self.staged.table.schema()):
+                here = pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+                hit = pc.is_in(here, value_set=positions)
+                offset += batch.num_rows
+                rows = pa.Table.from_batches([batch])
+                kept = rows.filter(pc.invert(hit))
+                if kept.num_rows:
+                    self.writer.write(kept)
+                bad = rows.filter(hit)
+                if bad.num_rows:
+                    if self.staged.merge_keys:
+                        self.held_keys.append(bad.select(list(self.staged.merge_keys)))
+                    yield bad, ids.column("checks").slice(done, bad.num_rows).to_pylist()
+                    done += bad.num_rows
+
+    def commit(self, run_id: str, quarantined: int) -> int:
+        """One more snapshot on the audit branch: each affected file replaced by its passing rows."""
+        try:
+            if self.held_keys:
+                # The merge deleted these keys' previous rows; a held-back update must not lose them.
+                for rows in _previous_rows(self.staged, self.held_keys):
+                    self.writer.write(rows)
+            kept = self.writer.close()
+        except BaseException:
+            self.writer.abort()
+            raise
+        properties = {"dativo.quarantine-run": run_id, "dativo.rows-quarantined": str(quarantined)}
+        transaction = self.table.transaction()
+        update = transaction.update_snapshot(snapshot_properties=properties, branch=self.staged.audit_branch)
+        with update.overwrite() as overwrite:
+            for span in self.affected:
+                overwrite.delete_data_file(span.data_file)
+            for data_file in kept:
+                overwrite.append_data_file(data_file)
+        committed = transaction.commit_transaction()
+        return committed.metadata.snapshot_by_name(self.staged.audit_branch).snapshot_id
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 def _previous_rows(staged: StagedRun, held_keys: list[pa.Table]) -> Iterator[pa.Table]:
