@@ -93,6 +93,10 @@ class IcebergIngestOperator(BaseOperator):
             options = WriteOptions.from_mapping(self.write_options)
             bounds = ReadBounds(upper=native_bound(self.upper_bound))
             gate = self._contract_gate(catalog)
+            if gate is not None:
+                from dativo_provider.quality.wap import write_options_for
+
+                options = write_options_for(gate.contract, gate.dataset.name, options)
             with _quality_logged(self, gate, context):
                 result = run_ingest(
                     source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"),

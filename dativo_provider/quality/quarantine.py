@@ -79,16 +79,27 @@ def with_reasons(rows: pa.Table, checks: Sequence[list[str]], reasons: Sequence[
     return rows
 
 
+#: Table property of a quarantine table naming the table it guards (data-subject discovery follows it).
+QUARANTINE_OF = "dativo.quarantine-of"
+
+
 def write_quarantine(catalog: CatalogConfig, quarantine_table: str, schema: pa.Schema,
-                     batches: Iterable[pa.RecordBatch], run_id: str) -> IngestResult:
-    """Append quarantined rows (``schema`` already includes the quarantine columns) in one snapshot."""
+                     batches: Iterable[pa.RecordBatch], run_id: str, *, guarded_table: str | None = None,
+                     column_properties: dict[str, dict[str, str]] | None = None) -> IngestResult:
+    """Append quarantined rows (``schema`` already includes the quarantine columns) in one snapshot.
+
+    A new quarantine table is created with the guarded table's column properties (so personal columns
+    keep ``counts`` metrics) and a property naming the guarded table.
+    """
     from dativo_provider.ingest.engine import run_ingest
     from dativo_provider.ingest.options import WriteOptions
     from dativo_provider.sources.arrow import ArrowSource
 
     source = ArrowSource(schema, lambda: batches, identity=f"dativo-quarantine://{quarantine_table}/{run_id}")
-    return run_ingest(source, catalog, quarantine_table, WriteOptions(mode="append", schema_policy="evolve"),
-                      run_id=run_id)
+    options = WriteOptions(mode="append", schema_policy="evolve",
+                           table_properties={QUARANTINE_OF: guarded_table} if guarded_table else {},
+                           column_properties=column_properties or {})
+    return run_ingest(source, catalog, quarantine_table, options, run_id=run_id)
 
 
 def delete_run(catalog: CatalogConfig, quarantine_table: str, run_ids: Sequence[str]) -> int:

@@ -40,16 +40,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Table properties naming the contract (its id) and dataset that describe a table.
+CONTRACT_PROPERTY = "dativo.contract"
+CONTRACT_DATASET_PROPERTY = "dativo.contract-dataset"
 #: Classifications whose values must not appear in manifest statistics (min/max bounds).
 PERSONAL = ("pii", "restricted")
 
 
 def write_options_for(contract: Contract, dataset: str | None, options: WriteOptions) -> WriteOptions:
-    """``options`` with the column properties a contract implies for a table it creates.
+    """``options`` with the table and column properties a contract implies for a table it creates.
 
     Each column's description becomes its Iceberg doc; columns that identify a data subject or are
     classified pii/restricted get metrics mode ``counts``, so no personal value is kept as a min/max
-    bound in manifests (those outlive deletes; see FACTS.md). Properties the caller set win.
+    bound in manifests (those outlive deletes; see FACTS.md). The table records which contract and
+    dataset describe it (:data:`CONTRACT_PROPERTY`), so data-subject discovery finds it under any
+    name. Properties the caller set win.
     """
     import dataclasses
 
@@ -64,7 +69,10 @@ def write_options_for(contract: Contract, dataset: str | None, options: WriteOpt
             implied[column.name] = props
     for name, props in options.column_properties.items():
         implied[name] = {**implied.get(name, {}), **props}
-    return dataclasses.replace(options, column_properties=implied)
+    chosen = dataset_of(contract, dataset)
+    table_properties = {CONTRACT_PROPERTY: contract.id, CONTRACT_DATASET_PROPERTY: chosen.name,
+                        **options.table_properties}
+    return dataclasses.replace(options, column_properties=implied, table_properties=table_properties)
 
 
 @dataclass
@@ -180,9 +188,12 @@ class ContractGate(AuditGate):
 
             held = quarantined()
             first = next(held)
-            written = q.write_quarantine(self.catalog, self.quarantine_table, first.schema,
-                                         (b for t in itertools.chain([first], held) for b in t.to_batches()),
-                                         run_id)
+            written = q.write_quarantine(
+                self.catalog, self.quarantine_table, first.schema,
+                (b for t in itertools.chain([first], held) for b in t.to_batches()), run_id,
+                guarded_table=staged.result.table,
+                column_properties=write_options_for(self.contract, self.dataset.name, WriteOptions()).column_properties,
+            )
         except BaseException:
             split.abort()
             raise

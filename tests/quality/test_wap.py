@@ -325,3 +325,33 @@ def test_a_table_created_under_a_contract_keeps_personal_values_out_of_statistic
     assert files and all(email_id not in (t.file.lower_bounds or {}) for t in files)
     assert all(country_id in t.file.lower_bounds for t in files)
     assert table.schema().find_field("email").doc == "Contact e-mail address."
+
+
+def test_tables_record_their_contract_and_quarantines_their_table(catalog, tmp_path):
+    from dativo_provider.contracts.loader import load_contract
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.quality.wap import write_options_for
+
+    path = write_contract(tmp_path / "orders.yaml")
+    options = write_options_for(load_contract(path), None, WriteOptions())
+    run_ingest(TableSource(orders(2_000)), catalog, "lake.renamed_orders", options,
+               audit=ContractGate(path, catalog))
+    main = catalog.load().load_table("lake.renamed_orders")
+    assert main.properties["dativo.contract"] == "urn:test:orders"
+    assert main.properties["dativo.contract-dataset"] == "orders"
+    held = catalog.load().load_table("lake.renamed_orders_quarantine")
+    assert held.properties["dativo.quarantine-of"] == "lake.renamed_orders"
+
+
+def test_a_quarantine_keeps_personal_values_out_of_statistics_too(catalog, tmp_path):
+    rows = pa.table({"customer_id": pa.array([7, 9], pa.int64()), "email": ["a@x.org", "not an email"],
+                     "first_name": ["A", "B"], "last_name": ["C", "D"], "country": ["DE", "FR"],
+                     "signup_at": pa.array([0, 1], pa.timestamp("us", "UTC")), "is_active": [True, False],
+                     "marketing_opt_in": [False, True], "birth_year": pa.array([1980, None], pa.int32())})
+    result = run_ingest(TableSource(rows), catalog, "lake.customers",
+                        audit=ContractGate("contracts/customers.odcs.yaml", catalog))
+    assert result.rows_quarantined == 1
+    held = catalog.load().load_table("lake.customers_quarantine")
+    assert held.properties["write.metadata.metrics.column.email"] == "counts"
+    email_id = held.schema().find_field("email").field_id
+    assert all(email_id not in (t.file.lower_bounds or {}) for t in held.scan().plan_files())
