@@ -135,11 +135,13 @@ class ReleaseResult:
 
 def release(catalog: CatalogConfig, table: str, contract: Contract | str, *,
             quarantine_table: str | None = None, run_ids: Sequence[str] | None = None,
-            dataset: str | None = None, now: datetime | None = None) -> ReleaseResult:
+            dataset: str | None = None, now: datetime | None = None, restrictions: Any = None) -> ReleaseResult:
     """Re-check quarantined rows with ``contract`` (as it is now) and publish the ones that pass.
 
     Rows that fail again stay in quarantine under this release's run id; the released runs' rows are
     then deleted from the quarantine. ``run_ids`` None releases every quarantined run.
+
+    :param restrictions: the restriction registry: rows of subjects still restricted stay held.
     """
     from pyiceberg.expressions import AlwaysTrue, In
 
@@ -170,7 +172,8 @@ def release(catalog: CatalogConfig, table: str, contract: Contract | str, *,
 
     digest = hashlib.sha256(",".join(runs).encode()).hexdigest()[:16]
     run_id = f"release-{uuid.uuid4().hex[:12]}"
-    gate = ContractGate(contract, catalog, dataset=dataset, quarantine_table=quarantine_table, now=now)
+    gate = ContractGate(contract, catalog, dataset=dataset, quarantine_table=quarantine_table, now=now,
+                        restrictions=restrictions)
     ingest = run_ingest(
         ArrowSource(schema, batches, identity=f"dativo-release://{quarantine_table}/{digest}"),
         catalog, table, WriteOptions(mode="append"), run_id=run_id, audit=gate,

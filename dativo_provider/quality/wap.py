@@ -91,11 +91,14 @@ class ContractGate(AuditGate):
     :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
     :param report_path: also write each run's JSON report there.
     :param now: the time freshness is measured against (default: the time of the check).
+    :param restrictions: a restriction registry (GDPR Art. 18): rows of restricted subjects are kept in
+        the quarantine table (check ``restricted``) instead of being published, until the restriction
+        is lifted and the rows released.
     """
 
     def __init__(self, contract: Contract | str | Path, catalog: CatalogConfig, *, dataset: str | None = None,
                  quarantine_table: str | None = None, report_path: str | Path | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, restrictions: Any = None) -> None:
         from dativo_provider.contracts.loader import load_contract
 
         self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
@@ -104,6 +107,7 @@ class ContractGate(AuditGate):
         self.quarantine_table = quarantine_table
         self.report_path = report_path
         self.now = now
+        self.restrictions = restrictions
         self._schema_results: list[CheckResult] = []
         self._run_id: str | None = None
         self.report: QualityReport | None = None
@@ -138,6 +142,9 @@ class ContractGate(AuditGate):
                                 target=f"iceberg table {staged.result.table} (audit branch "
                                        f"{staged.audit_branch}, snapshot {staged.snapshot_id}, this run's rows)")
             report.checks[:0] = self._schema_results
+            restricted = self._restricted(loaded)
+            if restricted is not None:
+                report.checks.append(restricted)
             self.report = report
             verdict = _Verdict.of(report, self.contract)
             log.info("%s", report.summary())
@@ -150,6 +157,29 @@ class ContractGate(AuditGate):
             loaded.close()
         snapshot_id, rows = self._quarantine(staged, spans, failing, verdict, run_id)
         return self._decision(True, "", report, verdict, snapshot_id=snapshot_id, quarantined=rows)
+
+    def _restricted(self, loaded: Any) -> CheckResult | None:
+        """The rows of subjects under a processing restriction, as a check result (None: no registry)."""
+        if self.restrictions is None:
+            return None
+        import pyarrow.compute as pc
+
+        from dativo_provider.privacy.restriction import CHECK_NAME
+        from dativo_provider.quality.runner import ROW_ID
+
+        result = CheckResult(name=CHECK_NAME, engine="dativo", category="quality", severity="error",
+                             outcome="passed", dataset=self.dataset.name, metric="restriction", failing_rows=0)
+        kinds = {c.data_subject for c in self.dataset.columns if c.data_subject}
+        if not any(self.restrictions.active_hashes(kind) for kind in kinds) or loaded.count == 0:
+            return result
+        rows = loaded.arrow(row_ids=True)
+        mask = self.restrictions.restricted_mask(rows.drop_columns([ROW_ID]), self.dataset)
+        result.failing_rows = pc.sum(mask).as_py() or 0
+        if result.failing_rows:
+            result.outcome = "failed"
+            result.message = "rows of subjects whose processing is restricted (GDPR Art. 18) are held back"
+            result.row_ids = pc.filter(rows.column(ROW_ID), mask).combine_chunks()
+        return result
 
     def abandon(self, staged: StagedRun, decision: AuditDecision) -> None:
         if decision.rows_quarantined and self._run_id and self.quarantine_table:
@@ -218,7 +248,8 @@ class _Verdict:
     def of(cls, report: QualityReport, contract: Contract) -> _Verdict:
         verdict = cls([], [], [], [])
         for check in report.failures():
-            handling = handling_of(contract, check)
+            # Restricted subjects' rows are kept but not processed, whatever the contract says.
+            handling = "quarantine" if check.name == "restricted" else handling_of(contract, check)
             if handling == "warn":
                 verdict.warned.append(check)
             elif handling == "block" or check.outcome == "error":
