@@ -7,8 +7,14 @@
 * ``dativo contract check <file> --warehouse DIR --table NS.NAME [--branch B | --snapshot-id N]
   [--report FILE]``: run the contract on a table of an embedded (SQLite) catalog; exit 1 when an
   error-severity check fails.
+* ``dativo certificate verify <file> (--public-key PEMFILE | --hmac-key-env VAR) [--key-id ID]``:
+  exit 0 when the data-subject request certificate's signature matches its content, 1 (with the
+  reason) when it does not.
+* ``dativo audit verify (--table NS.NAME --warehouse DIR | --path DIR) --key-env VAR [--anchor HASH]``:
+  exit 0 when the audit trail's hash chain is intact, 1 naming the first bad position.
 
-Bad usage exits 2; no traceback reaches the user.
+Bad usage (including a missing or unusable key) exits 2; no traceback reaches the user. Secrets are
+read from environment variables, never from the command line, so they stay out of shell history.
 """
 
 from __future__ import annotations
@@ -38,7 +44,28 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--branch", help="check the head of this branch instead of main")
     at.add_argument("--snapshot-id", type=int, help="check this snapshot")
     check.add_argument("--report", help="also write the JSON report to this file")
+    _add_privacy_commands(commands)
     return parser
+
+
+def _add_privacy_commands(commands: argparse._SubParsersAction) -> None:
+    certificate = commands.add_parser("certificate", help="signed data-subject request certificates")
+    actions = certificate.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser("verify", help="check a certificate's signature; exit 1 if it was edited")
+    verify.add_argument("path", help="the certificate (JSON)")
+    key = verify.add_mutually_exclusive_group(required=True)
+    key.add_argument("--public-key", metavar="PEMFILE", help="the issuer's Ed25519 public key (PEM)")
+    key.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC secret")
+    verify.add_argument("--key-id", help="refuse certificates signed under another key id")
+    audit = commands.add_parser("audit", help="the hash-chained data-subject request audit trail")
+    actions = audit.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser("verify", help="check the audit trail; exit 1 naming the first bad event")
+    verify.add_argument("--table", help="namespace.table of an Iceberg audit trail (needs --warehouse)")
+    verify.add_argument("--warehouse", help="the embedded catalog's directory")
+    verify.add_argument("--path", help="a directory (or s3://bucket/prefix) of one JSON file per event")
+    verify.add_argument("--key-env", required=True, metavar="VAR",
+                        help="environment variable holding the audit trail key")
+    verify.add_argument("--anchor", help="a head hash recorded elsewhere (e.g. in a certificate)")
 
 
 def _lint(paths: list[str]) -> int:
@@ -91,17 +118,86 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.failures(severity="error") else 0
 
 
+class _UsageError(Exception):
+    """Bad usage found after parsing (a missing key, a combination argparse cannot express): exit 2."""
+
+
+def _secret_from_env(variable: str) -> str:
+    import os
+
+    value = os.environ.get(variable)
+    if not value:
+        raise _UsageError(f"environment variable {variable} is not set or empty")
+    return value
+
+
+def _certificate_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dativo_provider.exceptions import ConfigError
+    from dativo_provider.privacy.certificate import VerifyingKey, verify_certificate
+
+    try:
+        if args.public_key:
+            key = VerifyingKey.ed25519(Path(args.public_key).read_bytes(), args.key_id)
+        else:
+            key = VerifyingKey.hmac(_secret_from_env(args.hmac_key_env), args.key_id)
+        data = Path(args.path).read_bytes()
+    except (OSError, ConfigError) as exc:
+        raise _UsageError(str(exc)) from None
+    check = verify_certificate(data, key)
+    print(f"{args.path}: {'VALID' if check.valid else 'INVALID'}: {check.reason}",
+          file=sys.stdout if check.valid else sys.stderr)
+    return 0 if check.valid else 1
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from dativo_provider.exceptions import ConfigError
+    from dativo_provider.privacy.audit import IcebergAuditStore, ObjectAuditStore, audit_key, verify
+
+    if bool(args.table) == bool(args.path) or bool(args.table) != bool(args.warehouse):
+        raise _UsageError("give either --table NS.NAME with --warehouse DIR, or --path DIR")
+    if args.path and not args.path.startswith("s3://") and not os.path.isdir(args.path):
+        raise _UsageError(f"--path {args.path}: no such directory")
+    try:
+        key = audit_key(_secret_from_env(args.key_env))
+    except ConfigError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.table:
+        from dativo_provider.iceberg.catalog import embedded_catalog
+
+        store = IcebergAuditStore(embedded_catalog(args.warehouse).load(), args.table)
+        where = args.table
+    else:
+        store, where = ObjectAuditStore(args.path), args.path
+    check = verify(store, key, anchor=args.anchor)
+    if check.valid:
+        print(f"{where}: VALID: {check.reason}; head {check.head_hash}")
+        return 0
+    print(f"{where}: INVALID at position {check.position}: {check.reason}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dativo`` console script."""
     from dativo_provider.exceptions import TerminalError
 
     args = _parser().parse_args(argv)
     try:
+        if args.command == "certificate":
+            return _certificate_verify(args)
+        if args.command == "audit":
+            return _audit_verify(args)
         if args.action == "compile":
             return _compile(args.path, args.engine, args.dataset)
         if args.action == "check":
             return _check(args)
         return _lint(args.paths)
+    except _UsageError as exc:
+        print(f"dativo: {exc}", file=sys.stderr)
+        return 2
     except TerminalError as exc:  # a bad contract, table or option: the message says which
         print(f"dativo: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,164 @@
+"""One data-subject request end to end, as the operators run it.
+
+Erasure: discover → delete per table (one transaction each) → purge (refs, expiry, unreachable files,
+old metadata) → verify by decoding every file → signed certificate. Every step is recorded in the
+audit trail; a failure records ``failed`` and re-raises. Access and portability: discover → export.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dativo_provider.exceptions import TerminalError
+from dativo_provider.privacy.request import SubjectRequest
+
+if TYPE_CHECKING:
+    from dativo_provider.contracts.model import Contract
+    from dativo_provider.iceberg.catalog import CatalogConfig
+    from dativo_provider.privacy.audit import AuditTrail
+    from dativo_provider.privacy.certificate import SigningKey
+
+log = logging.getLogger(__name__)
+
+#: A request this close to its deadline fails loudly instead of quietly running late.
+DEADLINE_MARGIN = timedelta(days=3)
+
+
+class DeadlineError(TerminalError):
+    """The request's deadline has passed or is too close."""
+
+
+def check_deadline(request: SubjectRequest, now: datetime | None = None, margin: timedelta = DEADLINE_MARGIN) -> None:
+    """Fail loudly when the request is overdue or within ``margin`` of its deadline."""
+    now = now or datetime.now(timezone.utc)
+    assert request.deadline is not None
+    left = request.deadline - now
+    if left <= timedelta(0):
+        raise DeadlineError(f"request {request.request_id} is overdue: its deadline was {request.deadline.isoformat()} "
+                            f"({-left} ago); escalate it now")
+    if left <= margin:
+        raise DeadlineError(f"request {request.request_id} is due {request.deadline.isoformat()}, in {left}: "
+                            f"less than the {margin} margin; escalate it now")
+
+
+@dataclass
+class ErasureOutcome:
+    """What an erasure did; ``certificate`` is the signed document."""
+
+    request_id: str
+    certificate: dict[str, Any]
+    verified: bool
+    tables: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """For XCom and logs: no identifiers."""
+        return {"request_id": self.request_id, "verified": self.verified, "tables": self.tables,
+                "certificate_signature": self.certificate.get("signature", {}).get("key_id")}
+
+
+def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest, *,
+                  signing_key: SigningKey, hash_key: bytes, trail: AuditTrail | None = None,
+                  refs_policy: Literal["fail", "remove", "repoint"] = "fail",
+                  safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
+                  issuer: str = "dativo-airflow-provider") -> ErasureOutcome:
+    """Erase the subject of ``request`` from every table the contracts describe, and prove it.
+
+    :param hash_key: the key identifiers are hashed with in the certificate (and the audit trail).
+    """
+    from dativo_provider.privacy.certificate import issue_certificate, request_section
+    from dativo_provider.privacy.discovery import discover
+    from dativo_provider.privacy.erase import delete_rows
+    from dativo_provider.privacy.purge import purge_table
+    from dativo_provider.privacy.verify import Identifiers, verify_erased
+
+    contracts = list(contracts)
+    started = now or datetime.now(timezone.utc)
+    record = _Recorder(trail, request)
+    record("received", {"kind": request.kind})
+    try:
+        found = discover(catalog, contracts, request)
+        record("discovered", found.to_dict())
+        # Numbers only count in the columns that identify the subject: a small id is also a quantity.
+        columns = sorted({column for match in found.tables for column in match.match})
+        identifiers = Identifiers(tuple(_identifier_values(found, request)), columns=tuple(columns))
+        tables = []
+        for match in found.tables:
+            deletion = delete_rows(catalog, match.table, found.row_filter(match.table), request_id=request.request_id)
+            record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
+                               "files_rewritten": deletion.files_rewritten})
+            purge = None
+            if deletion.snapshot_id is not None:
+                purge = purge_table(catalog, match.table, erased_snapshot_id=deletion.snapshot_id,
+                                    refs_policy=refs_policy, safety_window=safety_window, now=now)
+                record("purged", {"table": match.table, "snapshots_expired": purge.snapshots_expired,
+                                  "files_removed": purge.files_removed, "refs_changed": purge.refs_changed})
+            tables.append(_table_entry(match, deletion, purge))
+        checked = [t for t in {m.table for m in found.tables}]
+        verification = verify_erased(
+            catalog, sorted(checked), identifiers,
+            rediscover=lambda: sum(m.rows for m in discover(catalog, contracts, request).tables),
+        )
+        record("verified", verification.to_dict())
+        if not verification.passed:
+            raise TerminalError(f"request {request.request_id}: erasure could not be verified: "
+                                f"{len(verification.findings)} findings, rows still found "
+                                f"{verification.discovery_rows}; see the audit trail")
+        payload = {
+            "request": request_section(request, hash_key),
+            "tables": tables,
+            "totals": {key: sum(t[key] for t in tables) for key in
+                       ("rows_deleted", "files_rewritten", "files_removed", "snapshots_expired")},
+            "unidentifiable_tables": found.unidentifiable,
+            "verification": verification.to_dict(),
+            "timestamps": {"received": request.received_at.isoformat(), "started": started.isoformat(),
+                           "completed": datetime.now(timezone.utc).isoformat()},
+            "issuer": {"name": issuer},
+        }
+        if trail is not None:
+            # The trail's head when the certificate is issued: removing later events is detectable.
+            payload["audit_trail"] = {"head_seq": trail.store.head().seq, "head_hash": trail.store.head().hash}
+        certificate = issue_certificate(payload, signing_key)
+        record("completed", {"rows_deleted": payload["totals"]["rows_deleted"], "verified": True})
+        return ErasureOutcome(request.request_id, certificate, True, tables)
+    except BaseException as exc:
+        record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
+        raise
+
+
+def _identifier_values(found: Any, request: SubjectRequest) -> list[str]:
+    """Everything that identifies the subject: the request's ids and e-mails and every key discovery
+    resolved (e.g. the customer id behind an e-mail)."""
+    values = {*request.subject_ids, *request.emails}
+    for match in found.tables:
+        for column_values in match.match.values():
+            values.update(str(v) for v in column_values)
+    return sorted(values)
+
+
+def _table_entry(match: Any, deletion: Any, purge: Any) -> dict[str, Any]:
+    return {
+        "table": match.table,
+        "via": match.via,
+        "rows_deleted": deletion.rows_deleted,
+        "files_rewritten": deletion.files_rewritten,
+        "files_removed": (purge.files_removed if purge else 0),
+        "snapshots_expired": (purge.snapshots_expired if purge else 0),
+        "refs_changed": (purge.refs_changed if purge else []),
+        "snapshot_id": deletion.snapshot_id,
+    }
+
+
+class _Recorder:
+    def __init__(self, trail: Any, request: SubjectRequest) -> None:
+        self.trail = trail
+        self.request = request
+
+    def __call__(self, event: str, details: dict[str, Any]) -> None:
+        if self.trail is not None:
+            self.trail.append_request(self.request, event, details)
+        log.info("request %s: %s", self.request.request_id, event)
