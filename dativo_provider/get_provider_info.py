@@ -132,6 +132,8 @@ HUBSPOT_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"password": "pat-... (leave empty when using OAuth)"},
 }
 
+PRIVACY_INTEGRATION = "Data-subject requests (Dativo)"
+
 GOOGLE_INTEGRATION = "Google Drive and Sheets (Dativo)"
 
 #: Extra fields of the ``dativo_google`` connection (the key JSON or an access token is the password).
@@ -183,6 +185,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": STRIPE_INTEGRATION, "tags": ["service"]},
             {"integration-name": HUBSPOT_INTEGRATION, "tags": ["service"]},
             {"integration-name": GOOGLE_INTEGRATION, "tags": ["service"]},
+            {"integration-name": PRIVACY_INTEGRATION, "tags": ["software"]},
         ],
         "hooks": [
             {
@@ -192,12 +195,14 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": STRIPE_INTEGRATION, "python-modules": ["dativo_provider.hooks.stripe"]},
             {"integration-name": HUBSPOT_INTEGRATION, "python-modules": ["dativo_provider.hooks.hubspot"]},
             {"integration-name": GOOGLE_INTEGRATION, "python-modules": ["dativo_provider.hooks.google"]},
+            {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.hooks.privacy"]},
         ],
         "operators": [
             {
                 "integration-name": INTEGRATION,
                 "python-modules": ["dativo_provider.operators.ingest", "dativo_provider.operators.contracts"],
-            }
+            },
+            {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
         ],
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["dativo_provider.sensors.contracts"]}

@@ -110,9 +110,7 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                                 f"{verification.discovery_rows}; see the audit trail")
         payload = {
             "request": request_section(request, hash_key),
-            "tables": tables,
-            "totals": {key: sum(t[key] for t in tables) for key in
-                       ("rows_deleted", "files_rewritten", "files_removed", "snapshots_expired")},
+            "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
             "unidentifiable_tables": found.unidentifiable,
             "verification": verification.to_dict(),
             "timestamps": {"received": request.received_at.isoformat(), "started": started.isoformat(),
@@ -123,7 +121,7 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
             # The trail's head when the certificate is issued: removing later events is detectable.
             payload["audit_trail"] = {"head_seq": trail.store.head().seq, "head_hash": trail.store.head().hash}
         certificate = issue_certificate(payload, signing_key)
-        record("completed", {"rows_deleted": payload["totals"]["rows_deleted"], "verified": True})
+        record("completed", {"rows_deleted": certificate["totals"]["rows_deleted"], "verified": True})
         return ErasureOutcome(request.request_id, certificate, True, tables)
     except BaseException as exc:
         record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
@@ -149,7 +147,7 @@ def _table_entry(match: Any, deletion: Any, purge: Any) -> dict[str, Any]:
         "files_removed": (purge.files_removed if purge else 0),
         "snapshots_expired": (purge.snapshots_expired if purge else 0),
         "refs_changed": (purge.refs_changed if purge else []),
-        "snapshot_id": deletion.snapshot_id,
+        "erasure_snapshot": str(deletion.snapshot_id) if deletion.snapshot_id else None,
     }
 
 
