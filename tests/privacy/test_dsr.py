@@ -1,0 +1,132 @@
+"""An erasure request end to end on the five related tables (tags and branches included): the subject
+is gone from every file, every other row is intact, no snapshot returns the subject, and the signed
+certificate and the audit trail verify — and detect tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from dativo_provider.iceberg.catalog import embedded_catalog
+from dativo_provider.privacy import audit
+from dativo_provider.privacy.certificate import SigningKey, verify_certificate, write_certificate
+from dativo_provider.privacy.dsr import DeadlineError, check_deadline, erase_subject
+from dativo_provider.privacy.request import SubjectRequest
+from dativo_provider.privacy.verify import Identifiers, verify_erased
+from tests.privacy.warehouse import build_warehouse, contract_paths
+
+HASH_KEY = b"audit-and-certificate-hash-key-32"
+
+
+def _signing_key() -> SigningKey:
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return SigningKey.ed25519(pem, "dsr-test-key")
+
+
+def _others(rows: pa.Table, subject_id: int, email: str) -> tuple[int, str]:
+    """Row count and digest of every row not the subject's, independent of order and file layout."""
+    mask = pc.fill_null(pc.equal(rows["customer_id"], subject_id), False)
+    if "email" in rows.column_names:
+        normalised = pc.utf8_lower(pc.utf8_trim_whitespace(rows["email"]))
+        mask = pc.or_(mask, pc.fill_null(pc.equal(normalised, email), False))
+    keep = rows.filter(pc.invert(mask))
+    keep = keep.select(sorted(c for c in keep.column_names if not c.startswith("_dativo")))
+    digest = hashlib.sha256()
+    for line in sorted(json.dumps(r, sort_keys=True, default=str) for r in keep.to_pylist()):
+        digest.update(line.encode())
+    return keep.num_rows, digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def erased(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dsr-e2e")
+    catalog = embedded_catalog(home / "lake")
+    info = build_warehouse(catalog)
+    tables = sorted(info.expected)
+    before = {t: catalog.load().load_table(t).scan().to_arrow() for t in tables}
+    trail = audit.AuditTrail(audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit"), HASH_KEY)
+    request = SubjectRequest("dsr-2024-0001", "erasure", "customer", subject_ids=[str(info.subject_id)])
+    key = _signing_key()
+    outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
+                            trail=trail, refs_policy="remove", safety_window=timedelta(0))
+    path = write_certificate(home / "certificate.json", outcome.certificate)
+    return catalog, info, tables, before, trail, key, outcome, path
+
+
+def test_the_subject_is_gone_from_every_file_and_every_snapshot(erased):
+    catalog, info, tables, _, _, _, outcome, _ = erased
+    assert outcome.verified
+    deleted = {t: f["rows_deleted"] for t, f in outcome.certificate["tables"].items()}
+    assert deleted == info.expected_rows  # every table (and the orders quarantine) lost exactly the subject's rows
+    # An independent decoded scan of every file under the warehouse, by value.
+    check = verify_erased(catalog, tables, Identifiers((str(info.subject_id), info.subject_email),
+                                                        columns=("customer_id",)))
+    assert check.passed, check.findings
+    # No remaining snapshot, on any ref, can return the subject through time travel.
+    for name in tables:
+        table = catalog.load().load_table(name)
+        assert table.snapshots()
+        for snapshot in table.snapshots():
+            old = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+            assert _others(old, info.subject_id, info.subject_email)[0] == old.num_rows, (name, snapshot)
+
+
+def test_every_other_subjects_rows_are_intact(erased):
+    catalog, info, tables, before, *_ = erased
+    for name in tables:
+        after = catalog.load().load_table(name).scan().to_arrow()
+        assert _others(after, info.subject_id, info.subject_email) == \
+            _others(before[name], info.subject_id, info.subject_email), name
+        assert after.num_rows == before[name].num_rows - info.expected_rows[name]
+
+
+def test_the_certificate_verifies_and_any_edit_is_detected(erased):
+    *_, key, outcome, path = erased
+    verifying = key.verifying_key()
+    assert verify_certificate(path.read_bytes(), verifying).valid
+    text = path.read_bytes()
+    assert b"zoe" not in text.lower() and b'"87"' not in text  # identifiers only as keyed hashes
+    position = text.index(b'"rows_deleted": ') + len(b'"rows_deleted": ')
+    tampered = text[:position] + bytes([text[position] ^ 0x01]) + text[position + 1:]
+    check = verify_certificate(tampered, verifying)
+    assert not check.valid and check.reason
+    assert outcome.certificate["verification"]["passed"] is True
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_audit_trail_records_each_step_and_verifies(erased):
+    catalog, *_ = erased
+    store = audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit")
+    checked = audit.verify(store, HASH_KEY)
+    assert checked.valid, checked.reason
+    events = [e.event["event"] for e in store.read()]
+    assert events[0] == "received" and events[-1] == "completed"
+    assert {"discovered", "deleted", "purged", "verified"} <= set(events)
+    assert not audit.verify(store, b"another-key-entirely-32-bytes-long").valid
+
+
+def test_an_unknown_subject_still_gets_a_signed_certificate(tmp_path):
+    catalog = embedded_catalog(tmp_path / "lake")
+    build_warehouse(catalog)
+    key = _signing_key()
+    request = SubjectRequest("dsr-unknown", "erasure", "customer", subject_ids=["999999"])
+    outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
+                            refs_policy="remove", safety_window=timedelta(0))
+    assert outcome.verified and outcome.certificate["totals"]["rows_deleted"] == 0
+    assert verify_certificate(outcome.certificate, key.verifying_key()).valid
+
+
+def test_a_request_near_its_deadline_fails_loudly():
+    now = datetime(2026, 1, 30, tzinfo=timezone.utc)
+    late = SubjectRequest("dsr-late", "erasure", "customer", subject_ids=["1"],
+                          received_at=now - timedelta(days=28))
+    with pytest.raises(DeadlineError, match="escalate"):
+        check_deadline(late, now=now)
+    check_deadline(SubjectRequest("dsr-ok", "erasure", "customer", subject_ids=["1"], received_at=now), now=now)
