@@ -4,6 +4,9 @@
 2. example_contract_quarantine: the same orders plus ten late ones, loaded under
    contracts/orders.odcs.yaml: the four rows that break the contract are held back in a quarantine
    table with the checks they failed, the rest is published.
+3. example_dsr, triggered with an erasure request for customer 87 (as Airflow's REST API would):
+   every row of that customer is deleted, old snapshots and files purged, every file decoded to
+   verify, and a signed certificate written; the demo verifies the certificate.
 
 Called by ``dev/demo``, which sets AIRFLOW_HOME and the DAGs folder and migrates the metadata DB.
 Airflow's own task log goes to the file named by the first argument; stdout gets the report.
@@ -14,15 +17,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import json
+import os
+import secrets
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-DAG_IDS = ("example_files_to_iceberg", "example_contract_quarantine")
+DAG_RUNS = (
+    ("example_files_to_iceberg", None),
+    ("example_contract_quarantine", None),
+    ("example_dsr", {"request_id": "demo-erasure-87", "kind": "erasure", "subject_kind": "customer",
+                     "subject_ids": ["87"], "emails": []}),
+)
+SUBJECT = 87
 TABLES = ("examples.customers", "examples.orders", "examples.events", "examples.products")
 CONTRACT_TABLE = "examples.contract_orders"
 
 
-def run_dag(dag_id: str, log: TextIO) -> str:
+def run_dag(dag_id: str, conf: dict | None, log: TextIO) -> str:
     """Run the DAG, Airflow's output into ``log`` (kept open: Airflow's loggers hold on to it)."""
     try:
         from airflow.dag_processing.dagbag import DagBag
@@ -34,7 +47,7 @@ def run_dag(dag_id: str, log: TextIO) -> str:
         bag = DagBag()
         if bag.import_errors:
             raise SystemExit(f"DAG import errors: {bag.import_errors}")
-        dag_run = bag.get_dag(dag_id).test()
+        dag_run = bag.get_dag(dag_id).test(run_conf=conf) if conf else bag.get_dag(dag_id).test()
     return str(dag_run.state)
 
 
@@ -51,7 +64,7 @@ def report() -> None:
         rows = table.scan().to_arrow().num_rows
         print(
             f"{name:<22}{rows:>8}  {snapshot.snapshot_id if snapshot else '-':<20}"
-            f"{summary.get('added-records', '0'):>25} / {summary.get('added-data-files', '0')}"
+            f"{summary.get('added-records') or '0':>25} / {summary.get('added-data-files') or '0'}"
         )
     properties = IcebergHook().get_catalog_config().properties
     print(f"catalog {properties['uri']}, warehouse {properties['warehouse']}")
@@ -76,17 +89,64 @@ def report_contract() -> None:
           f"example_contract_quarantine -c '{{\"release\": true}}'` after fixing the rule")
 
 
+def dsr_keys() -> Any:
+    """Demo keys for example_dsr, as the Airflow connections it reads (a real deployment keeps them in
+    a secrets backend). Returns the signing key's public half, to verify the certificate with."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    os.environ["AIRFLOW_CONN_DATIVO_DSR_SIGNING"] = json.dumps(
+        {"conn_type": "generic", "password": pem, "extra": {"key_id": "demo-signing-key"}})
+    os.environ["AIRFLOW_CONN_DATIVO_DSR_HASH_KEY"] = json.dumps(
+        {"conn_type": "generic", "password": secrets.token_hex(32)})
+    return private.public_key()
+
+
+def report_erasure(public_key: Any) -> None:
+    """The certificate: what was erased, the verification, and its signature checked."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from dativo_provider.hooks.iceberg import IcebergHook
+    from dativo_provider.privacy.certificate import VerifyingKey, verify_certificate
+
+    path = Path(os.environ["AIRFLOW_HOME"]) / "dativo" / "dsr" / "certificates" / "demo-erasure-87.json"
+    certificate = json.loads(path.read_text())
+    print(f"erasure of customer {SUBJECT}: certificate {path}")
+    for table, figures in sorted(certificate["tables"].items()):
+        print(f"  {table:<40} rows deleted {figures['rows_deleted']:>3}, files rewritten "
+              f"{figures['files_rewritten']}, snapshots expired {figures['snapshots_expired']}")
+    verification = certificate["verification"]
+    print(f"  verification: passed={verification['passed']}, files decoded {verification['files_scanned']}")
+    pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    check = verify_certificate(path.read_bytes(), VerifyingKey.ed25519(pem))
+    print(f"  signature ({certificate['signature']['algorithm']}): {'valid' if check.valid else check.reason}")
+    catalog = IcebergHook().get_conn()
+    left = catalog.load_table("examples.customers").scan().to_arrow()
+    print(f"  customer {SUBJECT} rows left in examples.customers: "
+          f"{sum(1 for c in left['customer_id'].to_pylist() if c == SUBJECT)}")
+    public = Path(os.environ["AIRFLOW_HOME"]) / "dativo" / "dsr" / "demo-signing-key.pub"
+    public.write_bytes(pem)
+    print(f"  verify it yourself: dativo certificate verify {path} --public-key {public}")
+
+
 def main() -> int:
+    public_key = dsr_keys()
+    reports = {"example_contract_quarantine": lambda: (report(), report_contract()),
+               "example_dsr": lambda: report_erasure(public_key)}
     with open(sys.argv[1], "w") as log:
-        for dag_id in DAG_IDS:
+        for dag_id, conf in DAG_RUNS:
             started = time.monotonic()
-            state = run_dag(dag_id, log)
+            state = run_dag(dag_id, conf, log)
             print(f"{dag_id}: {state} in {time.monotonic() - started:.1f}s", flush=True)
             if state != "success":
                 print(f"see {sys.argv[1]}")
                 return 1
-    report()
-    report_contract()
+            if dag_id in reports:
+                reports[dag_id]()
     return 0
 
 
