@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError
 from dativo_provider.iceberg.reader import stream_file
-from dativo_provider.iceberg.state import read_state
+from dativo_provider.iceberg.state import CARRIED_FROM_KEY, read_state
 from dativo_provider.iceberg.writer import DataFileWriter
 
 if TYPE_CHECKING:
@@ -122,11 +122,19 @@ def _check_no_concurrent_run(table: Table, plan: CommitPlan) -> None:
         return
     current = read_state(table, plan.source_identity, plan.branch)
     current_id = current.snapshot_id if current else None
-    if current_id != plan.expected_state_snapshot:
+    if current_id != plan.expected_state_snapshot and not _carried(table, current_id, plan.expected_state_snapshot):
         raise ConcurrentRunError(
             f"another run of {plan.source_identity} committed snapshot {current_id} to {plan.identifier} "
             "while this run was writing; this run's rows would repeat. Rerun to continue from its watermark."
         )
+
+
+def _carried(table: Table, current_id: int | None, expected_id: int | None) -> bool:
+    """An erasure purge re-committed the state this run started from (same state, new snapshot id)."""
+    if current_id is None or expected_id is None:
+        return False
+    summary = table.metadata.snapshot_by_id(current_id).summary
+    return summary is not None and summary.get(CARRIED_FROM_KEY) == str(expected_id)
 
 
 def _head_id(table: Table, branch: str) -> int | None:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 SOURCE_KEY = "dativo.source"
 STATE_KEY = "dativo.state"
 RUN_ID_KEY = "dativo.run-id"
+#: Set on a snapshot that re-commits an older snapshot's state (an erasure purge expires the original).
+CARRIED_FROM_KEY = "dativo.carried-from"
 
 
 @dataclass(frozen=True)

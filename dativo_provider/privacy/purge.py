@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, TerminalError
-from dativo_provider.iceberg.state import RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
+from dativo_provider.iceberg.state import CARRIED_FROM_KEY, RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
 from dativo_provider.privacy.erase import REQUEST_KEY
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ REFS_POLICIES: tuple[str, ...] = ("fail", "remove", "repoint")
 #: Summary property of the snapshots the purge commits: the erasure snapshot it purged after.
 PURGE_KEY = "dativo.dsr-purge"
 #: Summary property of a state-carrying snapshot: the snapshot whose state it repeats.
-CARRIED_FROM_KEY = "dativo.carried-from"
 _LOG_MAX = "write.metadata.previous-versions-max"
 _ATTEMPTS = 10
 

@@ -339,3 +339,27 @@ def test_purge_on_s3(tmp_path):
         assert others_checksum(read_all(table), {SUBJECT}) == others_checksum(lake["rows"], {SUBJECT})
         assert len(metadata_files(fs, root)) == 1 + len(table.metadata.metadata_log)
         assert result.files_removed > 0 and result.bytes_removed > 0
+
+
+def test_a_run_of_the_same_source_in_flight_during_the_purge_still_commits(tmp_path):
+    """The purge re-commits a source's state under a new snapshot id; a run that started from the
+    original state must not be refused as a concurrent run of the same source."""
+    from pyiceberg.expressions import EqualTo
+
+    from dativo_provider.iceberg.commit import CommitPlan, commit
+    from dativo_provider.iceberg.state import read_state
+    from dativo_provider.privacy.erase import delete_rows
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "seq": pa.array([1, 2, 3], pa.int64())})
+    source = TableSource(rows, identity="memory://in-flight", cursor="seq")
+    run_ingest(source, catalog, "lake.t")
+    started_from = read_state(catalog.load().load_table("lake.t"), source.identity).snapshot_id
+    deletion = delete_rows(catalog, "lake.t", EqualTo("id", 2), request_id="dsr-1")
+    purge_table(catalog, "lake.t", erased_snapshot_id=deletion.snapshot_id, safety_window=timedelta(0))
+    carried = read_state(catalog.load().load_table("lake.t"), source.identity)
+    assert carried.snapshot_id != started_from and carried.state["watermark"] == 3
+    plan = CommitPlan(identifier="lake.t", mode="append", branch="main", new_files=[],
+                      properties={"dativo.source": source.identity, "dativo.state": '{"watermark": 4}'},
+                      source_identity=source.identity, expected_state_snapshot=started_from)
+    assert commit(catalog.load(), plan, max_attempts=3).snapshot_id is not None
