@@ -270,9 +270,10 @@ class DsrExportOperator(DsrBaseOperator):
 
 
 def _export_event(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Numbers and table names only: file hashes and paths stay in the manifest (a hex digest can
-    contain a short subject id by chance, which the trail's identifier check would refuse)."""
+    """Numbers, table names and where the export is (an erasure of the same subject removes it);
+    file hashes stay in the manifest."""
     return {"format": manifest.get("format"), "total_rows": manifest.get("total_rows"),
+            "location": manifest.get("location"),
             "tables": {t["table"]: t["rows"] for t in manifest.get("tables") or []}}
 
 

@@ -65,10 +65,12 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                   signing_key: SigningKey, hash_key: bytes, trail: AuditTrail | None = None,
                   refs_policy: Literal["fail", "remove", "repoint"] = "fail",
                   safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
-                  issuer: str = "dativo-airflow-provider") -> ErasureOutcome:
+                  issuer: str = "dativo-airflow-provider", object_store: Any = None) -> ErasureOutcome:
     """Erase the subject of ``request`` from every table the contracts describe, and prove it.
 
     :param hash_key: the key identifiers are hashed with in the certificate (and the audit trail).
+    :param trail: the audit trail; earlier exports of the same subject it records are removed too.
+    :param object_store: credentials for exports on S3.
     """
     from dativo_provider.privacy.certificate import issue_certificate, request_section
     from dativo_provider.privacy.discovery import discover
@@ -98,6 +100,9 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                 record("purged", {"table": match.table, "snapshots_expired": purge.snapshots_expired,
                                   "files_removed": purge.files_removed, "refs_changed": purge.refs_changed})
             tables.append(_table_entry(match, deletion, purge))
+        exports = _remove_earlier_exports(trail, hash_key, request, identifiers.values, object_store)
+        if exports:
+            record("deleted", {"exports_removed": len(exports)})
         checked = [t for t in {m.table for m in found.tables}]
         verification = verify_erased(
             catalog, sorted(checked), identifiers,
@@ -112,6 +117,7 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
             "request": request_section(request, hash_key),
             "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
             "unidentifiable_tables": found.unidentifiable,
+            "exports_removed": len(exports),
             "verification": verification.to_dict(),
             "timestamps": {"received": request.received_at.isoformat(), "started": started.isoformat(),
                            "completed": datetime.now(timezone.utc).isoformat()},
@@ -126,6 +132,38 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
     except BaseException as exc:
         record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
         raise
+
+
+def _remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest, identifiers: Iterable[str],
+                            object_store: Any) -> list[str]:
+    """Delete every earlier export of this subject the audit trail records (GDPR Art. 17 covers the
+    copies we handed out too); returns the locations removed."""
+    if trail is None:
+        return []
+    from dativo_provider.privacy.audit import subject_hashes
+
+    ours = set(subject_hashes(hash_key, request.subject_kind, identifiers))
+    removed = []
+    for stored in trail.store.read():
+        event = stored.event or {}
+        location = (event.get("details") or {}).get("location")
+        if event.get("event") == "exported" and location and ours & set(event.get("subject") or []):
+            _delete_tree(location, object_store)
+            removed.append(location)
+    return removed
+
+
+def _delete_tree(location: str, object_store: Any) -> None:
+    import pyarrow.fs as pafs
+
+    if location.startswith("s3://"):
+        from dativo_provider.sources.files import s3_filesystem
+
+        fs, path = s3_filesystem(object_store), location.removeprefix("s3://")
+    else:
+        fs, path = pafs.LocalFileSystem(), location
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
 
 
 def _identifier_values(found: Any, request: SubjectRequest) -> list[str]:

@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.privacy import audit
 from dativo_provider.privacy.certificate import SigningKey, verify_certificate, write_certificate
+from dativo_provider.privacy.discovery import discover
 from dativo_provider.privacy.dsr import DeadlineError, check_deadline, erase_subject
+from dativo_provider.privacy.export import export_subject
 from dativo_provider.privacy.request import SubjectRequest
 from dativo_provider.privacy.verify import Identifiers, verify_erased
 from tests.privacy.warehouse import build_warehouse, contract_paths
@@ -52,16 +54,21 @@ def erased(tmp_path_factory):
     tables = sorted(info.expected)
     before = {t: catalog.load().load_table(t).scan().to_arrow() for t in tables}
     trail = audit.AuditTrail(audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit"), HASH_KEY)
+    # The subject asked for a copy earlier (by e-mail): that export must go with the erasure.
+    access = SubjectRequest("dsr-2024-0000", "access", "customer", emails=[info.subject_email])
+    manifest = export_subject(catalog, discover(catalog, contract_paths(), access), str(home / "exports"))
+    trail.append_request(access, "exported", {"location": manifest.location, "total_rows": manifest.total_rows})
+    assert (home / "exports" / "dsr-2024-0000").is_dir()
     request = SubjectRequest("dsr-2024-0001", "erasure", "customer", subject_ids=[str(info.subject_id)])
     key = _signing_key()
     outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
                             trail=trail, refs_policy="remove", safety_window=timedelta(0))
     path = write_certificate(home / "certificate.json", outcome.certificate)
-    return catalog, info, tables, before, trail, key, outcome, path
+    return catalog, info, tables, before, trail, key, outcome, path, home
 
 
 def test_the_subject_is_gone_from_every_file_and_every_snapshot(erased):
-    catalog, info, tables, _, _, _, outcome, _ = erased
+    catalog, info, tables, _, _, _, outcome, _, _ = erased
     assert outcome.verified
     deleted = {t: f["rows_deleted"] for t, f in outcome.certificate["tables"].items()}
     assert deleted == info.expected_rows  # every table (and the orders quarantine) lost exactly the subject's rows
@@ -87,8 +94,14 @@ def test_every_other_subjects_rows_are_intact(erased):
         assert after.num_rows == before[name].num_rows - info.expected_rows[name]
 
 
+def test_earlier_exports_of_the_subject_are_removed(erased):
+    *_, outcome, _, home = erased
+    assert not (home / "exports" / "dsr-2024-0000").exists()
+    assert outcome.certificate["exports_removed"] == 1
+
+
 def test_the_certificate_verifies_and_any_edit_is_detected(erased):
-    *_, key, outcome, path = erased
+    *_, key, outcome, path, _ = erased
     verifying = key.verifying_key()
     assert verify_certificate(path.read_bytes(), verifying).valid
     text = path.read_bytes()
@@ -106,7 +119,7 @@ def test_the_audit_trail_records_each_step_and_verifies(erased):
     store = audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit")
     checked = audit.verify(store, HASH_KEY)
     assert checked.valid, checked.reason
-    events = [e.event["event"] for e in store.read()]
+    events = [e.event["event"] for e in store.read() if e.event["request_id"] == "dsr-2024-0001"]
     assert events[0] == "received" and events[-1] == "completed"
     assert {"discovered", "deleted", "purged", "verified"} <= set(events)
     assert not audit.verify(store, b"another-key-entirely-32-bytes-long").valid
