@@ -36,6 +36,9 @@ class IcebergIngestOperator(BaseOperator):
     :param contract_dataset: the contract dataset to enforce, when the contract describes several.
     :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
     :param quality_report_path: also write the run's JSON quality report to this file.
+    :param restrictions_table: with a contract, consult this restriction registry (GDPR Art. 18, e.g.
+        ``dativo.restrictions``): restricted subjects' rows are held in the quarantine, not published.
+        Its key comes from the connection ``restrictions_key_conn_id``.
 
     A lookback window for late-arriving rows belongs to the source spec (``"lookback": "2h"``): the
     source then reports that it may repeat rows, and the engine insists on ``merge``.
@@ -65,6 +68,8 @@ class IcebergIngestOperator(BaseOperator):
         contract_dataset: str | None = None,
         quarantine_table: str | None = None,
         quality_report_path: str | None = None,
+        restrictions_table: str | None = None,
+        restrictions_key_conn_id: str = "dativo_dsr_hash_key",
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and not is_template(table):
@@ -79,6 +84,8 @@ class IcebergIngestOperator(BaseOperator):
         self.contract_dataset = contract_dataset
         self.quarantine_table = quarantine_table
         self.quality_report_path = quality_report_path
+        self.restrictions_table = restrictions_table
+        self.restrictions_key_conn_id = restrictions_key_conn_id
         self.ingest_result: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -115,12 +122,20 @@ class IcebergIngestOperator(BaseOperator):
         from dativo_provider.operators.contracts import contract_path
         from dativo_provider.quality.wap import ContractGate
 
+        registry = None
+        if self.restrictions_table:
+            from dativo_provider.hooks.privacy import DsrKeyHook
+            from dativo_provider.privacy.restriction import RestrictionRegistry
+
+            key = DsrKeyHook(self.restrictions_key_conn_id).hash_key()
+            registry = RestrictionRegistry(catalog, key, self.restrictions_table)
         return ContractGate(
             contract_path(self, self.contract),
             catalog,
             dataset=self.contract_dataset,
             quarantine_table=self.quarantine_table,
             report_path=self.quality_report_path,
+            restrictions=registry,
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -220,7 +220,7 @@ def _assert_no_secret_or_identifier_leaked(capfd, caplog, xcoms: list[Any], emai
     assert email not in json.dumps(xcoms, default=str), "an identifier reached XCom"
 
 
-def test_restriction_then_lift_through_the_dag(airflow_db, warehouse, dsr_keys, dsr_vars):
+def test_restriction_then_lift_through_the_dag(airflow_db, warehouse, dsr_keys, dsr_vars, tmp_path):
     from dativo_provider.hooks.iceberg import IcebergHook
     from dativo_provider.privacy.restriction import RestrictionRegistry
 
@@ -229,6 +229,26 @@ def test_restriction_then_lift_through_the_dag(airflow_db, warehouse, dsr_keys, 
     assert return_values(run, "restrict")[0] == {"request_id": "dsr-restriction-1", "action": "restrict", "rows": 1}
     registry = RestrictionRegistry(IcebergHook().get_catalog_config(), HASH_KEY.encode())
     assert len(registry.active_hashes("customer")) == 1
+
+    # While restricted, an ingest with the contract and the registry holds the subject's new rows.
+    from dativo_provider.operators.ingest import IcebergIngestOperator
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "orders.csv").write_text(
+        "order_id,ordered_at,customer_id,product_id,quantity,amount,currency,status\n"
+        "9000001,2024-05-01T10:00:00Z,87,1,1,10.00,EUR,paid\n"
+        "9000002,2024-05-01T11:00:00Z,5,1,1,12.00,EUR,paid\n")
+    columns = {"order_id": "int64", "ordered_at": "timestamptz", "customer_id": "int64", "product_id": "int64",
+               "quantity": "int32", "amount": "decimal(12,2)", "currency": "string", "status": "string"}
+    summary = IcebergIngestOperator(
+        task_id="ingest", source={"type": "files", "path": str(drop), "glob": "*.csv", "columns": columns},
+        table="examples.may_orders", contract=str(Path(__file__).parents[2] / "contracts" / "orders.odcs.yaml"),
+        restrictions_table="dativo.restrictions",
+    ).execute({"run_id": "manual__restricted"})
+    assert (summary["rows_published"], summary["rows_quarantined"]) == (1, 1)
+    held = IcebergHook().get_conn().load_table("examples.may_orders_quarantine").scan().to_arrow()
+    assert held["customer_id"].to_pylist() == [87] and held["_dativo_failed_checks"].to_pylist() == [["restricted"]]
 
     lifted = _trigger(_request("lift_restriction"))
     assert lifted.state == "success", _states(lifted)
