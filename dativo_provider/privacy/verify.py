@@ -62,6 +62,8 @@ PREFIX_MIN_CHARS = 8
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
 _NUMERIC = re.compile(r"[+-]?\d+")
+#: Identifiers per regular expression when searching column values (see Identifiers.column_patterns).
+_PATTERN_CHUNK = 200
 _REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}-")
 _MAGIC_GZIP, _MAGIC_ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 #: Keys whose string values Iceberg computes (counters, settings): only non-numeric identifiers are sought.
@@ -121,6 +123,16 @@ class Identifiers:
         if numbers:
             parts.append(rf"^\s*(?:{numbers})\s*$|=(?:{numbers})(?:[/&,;]|$)")
         return "|".join(parts)
+
+    @functools.cached_property
+    def column_patterns(self) -> list[str]:
+        """:attr:`pattern` split into patterns of at most :data:`_PATTERN_CHUNK` identifiers each: one
+        alternation of thousands of values falls off RE2's fast path (measured 6.7× slower)."""
+        if len(self.texts) <= _PATTERN_CHUNK:
+            return [self.pattern]
+        texts = sorted(self.texts)
+        return [Identifiers(tuple(texts[i:i + _PATTERN_CHUNK])).pattern
+                for i in range(0, len(texts), _PATTERN_CHUNK)]
 
     @functools.cached_property
     def regex(self) -> re.Pattern[str]:
@@ -495,7 +507,9 @@ def _count_array(array: pa.Array, ids: Identifiers, numeric: bool) -> int:
         kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
             or pa.types.is_large_binary(kind):
-        matched = pc.match_substring_regex(array, ids.pattern, ignore_case=True)
+        matched = pc.match_substring_regex(array, ids.column_patterns[0], ignore_case=True)
+        for pattern in ids.column_patterns[1:]:
+            matched = pc.or_(matched, pc.match_substring_regex(array, pattern, ignore_case=True))
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             exact = pc.is_in(array, value_set=pa.array(sorted(ids.encodings(numeric)), kind))
             matched = pc.or_(matched, exact)

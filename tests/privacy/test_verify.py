@@ -349,3 +349,21 @@ def test_time_to_verify_a_million_row_table(catalog):
     assert not result.passed
     print(f"\nverify 1M rows: {seconds:.2f} s, {result.bytes_scanned / 1e6:.1f} MB, "
           f"{sum(result.files_scanned.values())} files")
+
+
+def test_many_identifiers_are_searched_in_chunks_with_the_same_answer():
+    import pyarrow.compute as pc
+
+    from dativo_provider.privacy.verify import Identifiers
+
+    values = tuple([str(1000 + i) for i in range(600)] + [f"person{i}@example.org" for i in range(600)])
+    ids = Identifiers(values)
+    assert len(ids.column_patterns) == 6
+    texts = pa.array(["x person599@example.org y", "PERSON5@EXAMPLE.ORG", "person5@example.org.uk",
+                      "1599", "order 1599 shipped", "nothing here", None, "person600@example.org"])
+    one = pc.match_substring_regex(texts, ids.pattern, ignore_case=True)
+    chunked = pc.match_substring_regex(texts, ids.column_patterns[0], ignore_case=True)
+    for pattern in ids.column_patterns[1:]:
+        chunked = pc.or_(chunked, pc.match_substring_regex(texts, pattern, ignore_case=True))
+    assert chunked.to_pylist() == one.to_pylist()
+    assert one.to_pylist()[:2] == [True, True] and one.to_pylist()[5] is False
