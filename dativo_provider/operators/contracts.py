@@ -92,6 +92,9 @@ class ContractCheckOperator(BaseOperator):
     :param report_path: also write the JSON report to this file.
     :param now: the time freshness is measured against (templated, e.g. ``"{{ data_interval_end }}"``);
         default: the time of the check.
+    :param restrictions_table: leave the rows of subjects under a processing restriction (GDPR Art.
+        18) in this registry (e.g. ``dativo.restrictions``) out of the checks; Iceberg tables only. Its
+        key comes from the connection ``restrictions_key_conn_id``.
 
     The report (``QualityReport.to_dict()``) is the return value; a failing task pushes it as the
     ``quality_report`` XCom instead, for failure callbacks.
@@ -123,6 +126,8 @@ class ContractCheckOperator(BaseOperator):
         fail_on: Literal["error", "never"] = "error",
         report_path: str | None = None,
         now: Any = None,
+        restrictions_table: str | None = None,
+        restrictions_key_conn_id: str = "dativo_dsr_hash_key",
         **kwargs: Any,
     ) -> None:
         if bool(table) == bool(sql_conn_id and sql_table):
@@ -145,6 +150,8 @@ class ContractCheckOperator(BaseOperator):
         self.fail_on = fail_on
         self.report_path = report_path
         self.now = now
+        self.restrictions_table = restrictions_table
+        self.restrictions_key_conn_id = restrictions_key_conn_id
         self.report: dict[str, Any] | None = None
         self.checked_dataset: dict[str, str] | None = None
 
@@ -157,7 +164,8 @@ class ContractCheckOperator(BaseOperator):
         with airflow_errors():
             target = self._target()
             contract = load_contract(contract_path(self, self.contract))
-            report = run_contract(contract, target, dataset=self.dataset, now=native_bound(self.now))
+            report = run_contract(contract, target, dataset=self.dataset, now=native_bound(self.now),
+                                  restrictions=self._restrictions())
         self.log.info("Contract check:\n%s", report.summary())
         if self.report_path:
             report.write_json(self.report_path)
@@ -174,6 +182,16 @@ class ContractCheckOperator(BaseOperator):
                 f"({len(failed)} error-severity checks):\n{lines}"
             )
         return self.report
+
+    def _restrictions(self) -> Any:
+        if not self.restrictions_table:
+            return None
+        from dativo_provider.hooks.privacy import DsrKeyHook
+        from dativo_provider.privacy.restriction import RestrictionRegistry
+
+        catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
+        return RestrictionRegistry(catalog, DsrKeyHook(self.restrictions_key_conn_id).hash_key(),
+                                   self.restrictions_table)
 
     def _target(self) -> Any:
         from dativo_provider.quality.runner import IcebergTarget, SqlTableTarget

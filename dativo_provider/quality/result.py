@@ -80,6 +80,8 @@ class QualityReport:
     checks: list[CheckResult] = field(default_factory=list)
     duration_seconds: float = 0.0
     snapshot_id: int | None = None
+    #: Rows of subjects under a processing restriction, left out of the checks.
+    rows_restricted: int = 0
 
     @property
     def passed(self) -> int:
@@ -104,6 +106,7 @@ class QualityReport:
             "target": self.target,
             "snapshot_id": self.snapshot_id,
             "rows_checked": self.rows_checked,
+            "rows_restricted": self.rows_restricted,
             "checks_total": len(self.checks),
             "checks_passed": self.passed,
             "checks_failed": self.failed,

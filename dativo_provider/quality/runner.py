@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROW_ID = "__dativo_row"
+#: Every loaded row; :data:`_ROWS` is the view of the rows being checked (all, or all but excluded).
+_SOURCE = "__dativo_source"
 _ROWS = "__dativo_rows"
 #: The view the engines see: the rows without our row ids.
 DATA_VIEW = "dataset"
@@ -71,7 +73,17 @@ class LoadedRows:
     def __init__(self, connection: Any, count: int) -> None:
         self.connection = connection
         self.count = count
+        connection.execute(f'CREATE VIEW "{_ROWS}" AS SELECT * FROM "{_SOURCE}"')
         connection.execute(f'CREATE VIEW "{DATA_VIEW}" AS SELECT * EXCLUDE ("{ROW_ID}") FROM "{_ROWS}"')
+
+    def exclude(self, row_ids: pa.Array) -> None:
+        """Leave these rows out of every later check (e.g. restricted subjects' rows)."""
+        import pyarrow as pa
+
+        self.connection.register("dativo_excluded", pa.table({"id": pa.array(row_ids, pa.int64())}))
+        self.connection.execute(f'CREATE OR REPLACE VIEW "{_ROWS}" AS SELECT * FROM "{_SOURCE}" '
+                                f'WHERE "{ROW_ID}" NOT IN (SELECT id FROM dativo_excluded)')
+        self.count = self.connection.execute(f'SELECT count(*) FROM "{_ROWS}"').fetchall()[0][0]
 
     @classmethod
     def from_batches(cls, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> LoadedRows:
@@ -91,7 +103,7 @@ class LoadedRows:
 
         numbered_schema = schema.append(pa.field(ROW_ID, pa.int64(), nullable=False))
         connection.register("incoming", pa.RecordBatchReader.from_batches(numbered_schema, numbered()))
-        connection.execute(f'CREATE TABLE "{_ROWS}" AS SELECT * FROM incoming')
+        connection.execute(f'CREATE TABLE "{_SOURCE}" AS SELECT * FROM incoming')
         connection.unregister("incoming")
         return cls(connection, count)
 
@@ -117,12 +129,12 @@ class LoadedRows:
         selected = (", ".join(f"data.{row_sql.quote_identifier(c, 'duckdb')}" for c in columns) if columns
                     else "data.* EXCLUDE (filename, file_row_number)")
         connection.execute(
-            f'CREATE VIEW "{_ROWS}" AS SELECT {selected}, '
+            f'CREATE VIEW "{_SOURCE}" AS SELECT {selected}, '
             f'CAST(f.first_row + data.file_row_number AS BIGINT) AS "{ROW_ID}" '
             f"FROM read_parquet([{paths}], filename = true, file_row_number = true) AS data "
             f"JOIN dativo_files AS f ON data.filename = f.path"
         )
-        count = connection.execute(f'SELECT count(*) FROM "{_ROWS}"').fetchall()[0][0]
+        count = connection.execute(f'SELECT count(*) FROM "{_SOURCE}"').fetchall()[0][0]
         return cls(connection, count)
 
     def arrow(self, *, row_ids: bool = False) -> pa.Table:
@@ -165,12 +177,14 @@ def local_parquet(table: Any, data_files: list[Any], *, current_schema: bool = F
 
 def run_contract(contract: Contract | str | Path, target: Target, *, dataset: str | None = None,
                  now: datetime | None = None, rules: list[QualityRule] | None = None,
-                 collect_row_ids: bool = False) -> QualityReport:
+                 collect_row_ids: bool = False, restrictions: Any = None) -> QualityReport:
     """Run ``contract`` (its dataset ``dataset``) on ``target`` and report every check.
 
     :param now: the time freshness is measured against (default: now, UTC).
     :param rules: run these instead of all the contract's checks (e.g. only its SLA checks).
     :param collect_row_ids: keep the failing rows' positions (Iceberg targets), for quarantine.
+    :param restrictions: a restriction registry (GDPR Art. 18): restricted subjects' rows are left out
+        of the checks (Iceberg targets); the report counts them as ``rows_restricted``.
     """
     from dativo_provider.contracts.loader import load_contract
 
@@ -178,13 +192,37 @@ def run_contract(contract: Contract | str | Path, target: Target, *, dataset: st
     chosen = dataset_of(contract, dataset)
     if isinstance(target, IcebergTarget):
         table, snapshot_id = _iceberg_snapshot(target)
-        loaded = _load_snapshot(table, snapshot_id, _needed_columns(rules, chosen, table))
+        columns = None if restrictions is not None else _needed_columns(rules, chosen, table)
+        loaded = _load_snapshot(table, snapshot_id, columns)
         try:
-            return check_rows(contract, chosen, loaded, target=_describe(target, snapshot_id), now=now,
-                              rules=rules, collect_row_ids=collect_row_ids, snapshot_id=snapshot_id)
+            restricted = _exclude_restricted(loaded, chosen, restrictions)
+            report = check_rows(contract, chosen, loaded, target=_describe(target, snapshot_id), now=now,
+                                rules=rules, collect_row_ids=collect_row_ids, snapshot_id=snapshot_id)
+            report.rows_restricted = restricted
+            return report
         finally:
             loaded.close()
+    if restrictions is not None:
+        raise ConfigError(f"{target.dialect} table {target.table}: restricted rows can only be left out of checks "
+                          "on Iceberg tables")
     return _check_in_place(contract, chosen, target, now=now, rules=rules)
+
+
+def _exclude_restricted(loaded: LoadedRows, dataset: Dataset, restrictions: Any) -> int:
+    """Leave restricted subjects' rows out of the checks; returns how many."""
+    if restrictions is None or loaded.count == 0:
+        return 0
+    kinds = {c.data_subject for c in dataset.columns if c.data_subject}
+    if not any(restrictions.active_hashes(kind) for kind in kinds):
+        return 0
+    import pyarrow.compute as pc
+
+    rows = loaded.arrow(row_ids=True)
+    mask = restrictions.restricted_mask(rows.drop_columns([ROW_ID]), dataset)
+    ids = pc.filter(rows.column(ROW_ID), mask)
+    if len(ids):
+        loaded.exclude(ids)
+    return len(ids)
 
 
 def check_rows(contract: Contract, dataset: Dataset, loaded: LoadedRows, *, target: str,

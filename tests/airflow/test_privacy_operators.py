@@ -249,6 +249,14 @@ def test_restriction_then_lift_through_the_dag(airflow_db, warehouse, dsr_keys, 
     assert (summary["rows_published"], summary["rows_quarantined"]) == (1, 1)
     held = IcebergHook().get_conn().load_table("examples.may_orders_quarantine").scan().to_arrow()
     assert held["customer_id"].to_pylist() == [87] and held["_dativo_failed_checks"].to_pylist() == [["restricted"]]
+    # A scheduled check of the customers table leaves the restricted customer's row out.
+    from dativo_provider.operators.contracts import ContractCheckOperator
+
+    report = ContractCheckOperator(
+        task_id="check", contract=str(Path(__file__).parents[2] / "contracts" / "customers.odcs.yaml"),
+        table="examples.customers", restrictions_table="dativo.restrictions", fail_on="never",
+    ).execute({})
+    assert report["rows_restricted"] == 1
 
     lifted = _trigger(_request("lift_restriction"))
     assert lifted.state == "success", _states(lifted)

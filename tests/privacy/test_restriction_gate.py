@@ -56,3 +56,22 @@ def test_restricted_rows_are_held_then_released_when_lifted(tmp_path):
     assert released.rows_published == 2
     main = catalog.load().load_table("examples.orders").scan().to_arrow()
     assert sorted(main["customer_id"].to_pylist()) == [5, 6, 87, 87]
+
+
+def test_scheduled_checks_leave_restricted_rows_out(tmp_path):
+    from dativo_provider.quality.runner import IcebergTarget, run_contract
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    bad_for_87 = orders([5, 87, 6]).set_column(6, "currency", pa.array(["EUR", "XXX", "EUR"]))
+    run_ingest(TableSource(bad_for_87), catalog, "examples.orders")
+    target = IcebergTarget(catalog, "examples.orders")
+    unrestricted = run_contract(ORDERS, target)
+    failing = {c.name for c in unrestricted.checks if c.outcome == "failed"}
+    assert "currency_known" in failing and unrestricted.rows_checked == 3
+
+    registry = RestrictionRegistry(catalog, KEY)
+    registry.restrict(SubjectRequest("dsr-18", "restriction", "customer", subject_ids=["87"]))
+    restricted = run_contract(ORDERS, target, restrictions=registry)
+    assert (restricted.rows_checked, restricted.rows_restricted) == (2, 1)
+    assert "currency_known" not in {c.name for c in restricted.checks if c.outcome == "failed"}
+    assert restricted.to_dict()["rows_restricted"] == 1
