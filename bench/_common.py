@@ -156,6 +156,19 @@ def wait_for_quiet(max_busy: float | None, max_wait: float) -> float:
     return busy
 
 
+def harness_arguments(parser: Any, handlers: dict[str, Any], timeout: float) -> None:
+    """The options every benchmark script shares: child timeout, quiet-machine wait, child mode."""
+    import argparse
+
+    parser.add_argument("--timeout", type=float, default=timeout, help="seconds before a child is killed")
+    parser.add_argument("--quiet-cpu", type=float, default=None,
+                        help="before each run, wait until machine CPU use (%% of all cores, over 1 s) is "
+                             "below this; default: only record it")
+    parser.add_argument("--quiet-wait", type=float, default=180, help="longest wait for --quiet-cpu, seconds")
+    parser.add_argument("--child", choices=sorted(handlers), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+
+
 def child_report(path: str, payload: dict[str, Any]) -> None:
     """Called in the child: add kernel RSS high-water marks and write the result JSON."""
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -446,15 +446,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma list of {', '.join(LAYOUTS)}")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")
     p.add_argument("--repeats", type=int, default=1, help="runs per case and contender (median)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds before a child is killed")
-    p.add_argument("--quiet-cpu", type=float, default=None,
-                   help="before each run, wait until machine CPU use is below this %% (default: only record it)")
-    p.add_argument("--quiet-wait", type=float, default=180)
-    p.add_argument("--child", choices=sorted(HANDLERS), help=argparse.SUPPRESS)
     p.add_argument("--home", help=argparse.SUPPRESS)
     p.add_argument("--warm-home", help=argparse.SUPPRESS)
     p.add_argument("--warm-subjects", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    c.harness_arguments(p, HANDLERS, timeout=1800)
     return p.parse_args(argv)
 
 

@@ -216,16 +216,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=5_000_000, help="rows ingested")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender (median)")
     p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")
-    p.add_argument("--timeout", type=float, default=1200)
     p.add_argument("--keep", action="store_true", help="keep the work directories")
-    p.add_argument("--quiet-cpu", type=float, default=None,
-                   help="before each run, wait until machine CPU use is below this %% (default: only record it)")
-    p.add_argument("--quiet-wait", type=float, default=180)
-    p.add_argument("--child", choices=sorted(HANDLERS), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--warm-data", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    c.harness_arguments(p, HANDLERS, timeout=1200)
     return p.parse_args(argv)
 
 
