@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,14 @@ PERSONAL = ("pii", "restricted", "confidential")
 #: Classifications that make a dataset hold personal data for the ``unidentifiable`` report.
 PERSONAL_DATA = ("pii", "restricted")
 QUARANTINE_SUFFIX = "_quarantine"
+#: Separates a catalog name from a table name in matches from ``other_catalogs``: ``archive:ns.t``.
+CATALOG_SEPARATOR = ":"
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """``archive:ns.t`` → (``archive``, ``ns.t``); ``ns.t`` → (None, ``ns.t``)."""
+    catalog, separator, table = name.partition(CATALOG_SEPARATOR)
+    return (catalog, table) if separator else (None, name)
 META_PREFIX = "_dativo_"
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 #: International (+CC ...) or North-American ``(555) 123-4567`` numbers; a heuristic, not a validator.
@@ -128,16 +136,20 @@ class Discovery:
 
 
 def discover(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest, *,
-             scan_values: bool = False) -> Discovery:
+             scan_values: bool = False, other_catalogs: Mapping[str, CatalogConfig] | None = None) -> Discovery:
     """Find every table holding the subject of ``request``, by the rules in the module doc.
 
     :param contracts: contracts, contract files, or directories of them.
     :param scan_values: also scan unclassified string columns for e-mail/phone-like values and report
         (counts only) where contracts miss personal data.
+    :param other_catalogs: more catalogs by name (e.g. an archive). Their tables that a contract names
+        or that record a contract are searched with the values resolved in ``catalog``; their matches
+        are named ``<name>:<table>`` (see :func:`split_table`).
     :raises ConfigError: no contract was given, or a contract file does not lint clean.
     """
     datasets = _datasets(contracts)
-    search = _Search(catalog.load(), datasets, request)
+    search = _Search(catalog.load(), datasets, request,
+                     {name: config.load() for name, config in (other_catalogs or {}).items()})
     result = Discovery(request.request_id, request.subject_kind)
     result.missing = [d.table for d in datasets if d.iceberg is None]
     result.unidentifiable = [d.table for d in search.unidentifiable()]
@@ -217,7 +229,8 @@ def _personal(dataset: Dataset, kind: str) -> tuple[str, ...]:
 class _Search:
     """Resolves the subject's identity, then the match columns and values of every table."""
 
-    def __init__(self, catalog: Catalog, targets: list[_Target], request: SubjectRequest) -> None:
+    def __init__(self, catalog: Catalog, targets: list[_Target], request: SubjectRequest,
+                 others: Mapping[str, Catalog] | None = None) -> None:
         from pyiceberg.exceptions import NoSuchTableError
 
         self.request = request
@@ -234,6 +247,8 @@ class _Search:
                 self.quarantines.append(_Target(target.contract, target.dataset, name, catalog.load_table(name),
                                                 quarantine_of=target))
         self._add_tables_named_by_properties(catalog)
+        for name, other in (others or {}).items():
+            self._add_tables_named_by_properties(other, prefix=f"{name}{CATALOG_SEPARATOR}", by_name=True)
         contracts = {id(t.contract): t.contract for t in targets}.values()
         self.edges = list(dict.fromkeys(
             (r.from_dataset, r.from_columns[0], r.to_dataset, r.to_columns[0])
@@ -248,14 +263,19 @@ class _Search:
         self.values: dict[tuple[str, str], set[Any]] = {}
         self._follow_relationships()
 
-    def _add_tables_named_by_properties(self, catalog: Catalog) -> None:
+    def _add_tables_named_by_properties(self, catalog: Catalog, prefix: str = "", by_name: bool = False) -> None:
         """Tables created under a contract record it (``dativo.contract``), and quarantine tables the
-        table they guard (``dativo.quarantine-of``): find those whatever their names."""
+        table they guard (``dativo.quarantine-of``): find those whatever their names.
+
+        :param prefix: names tables of another catalog (``archive:``); there ``by_name`` also takes
+            tables named like a contract's table, or its quarantine.
+        """
         from dativo_provider.quality.quarantine import QUARANTINE_OF
         from dativo_provider.quality.wap import CONTRACT_DATASET_PROPERTY, CONTRACT_PROPERTY
 
-        known = {t.table for t in self.targets} | {q.table for q in self.quarantines}
+        known = set() if prefix else {t.table for t in self.targets} | {q.table for q in self.quarantines}
         by_dataset = {(t.contract.id, t.dataset.name): t for t in self.targets}
+        by_table = {t.table: t for t in self.targets} if by_name else {}
         found: dict[str, tuple[Table, dict[str, str]]] = {}
         for namespace in catalog.list_namespaces():
             for identifier in catalog.list_tables(namespace):
@@ -266,13 +286,16 @@ class _Search:
         copies: dict[str, _Target] = {}
         for name, (table, properties) in found.items():
             target = by_dataset.get((properties.get(CONTRACT_PROPERTY), properties.get(CONTRACT_DATASET_PROPERTY)))
+            target = target or by_table.get(name)
             if target is not None:
-                copies[name] = _Target(target.contract, target.dataset, name, table, quarantine_of=target)
-        guarded = {t.table: t for t in self.targets} | copies
+                copies[name] = _Target(target.contract, target.dataset, prefix + name, table, quarantine_of=target)
+        guarded = {t.table: t for t in self.targets} | {n: c for n, c in copies.items()}
         for name, (table, properties) in found.items():
             of = guarded.get(properties.get(QUARANTINE_OF, ""))
+            if of is None and by_name and name.endswith(QUARANTINE_SUFFIX):
+                of = guarded.get(name.removesuffix(QUARANTINE_SUFFIX))
             if of is not None and name not in copies:
-                copies[name] = _Target(of.contract, of.dataset, name, table, quarantine_of=of)
+                copies[name] = _Target(of.contract, of.dataset, prefix + name, table, quarantine_of=of)
         self.quarantines.extend(copies.values())
 
     # identifiers and e-mails ------------------------------------------------------------------
@@ -425,6 +448,8 @@ class _Search:
             of = target.quarantine_of.table
             held = target.table.endswith(QUARANTINE_SUFFIX) or "dativo.quarantine-of" in target.iceberg.properties
             text += f" (quarantine of {of})" if held else f" (table recording contract dataset {of})"
+            if CATALOG_SEPARATOR in target.table:
+                text += f" in catalog {split_table(target.table)[0]}"
         return text
 
 

@@ -8,7 +8,7 @@ audit trail; a failure records ``failed`` and re-raises. Access and portability:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -65,37 +65,42 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                   signing_key: SigningKey, hash_key: bytes, trail: AuditTrail | None = None,
                   refs_policy: Literal["fail", "remove", "repoint"] = "fail",
                   safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
-                  issuer: str = "dativo-airflow-provider", object_store: Any = None) -> ErasureOutcome:
+                  issuer: str = "dativo-airflow-provider", object_store: Any = None,
+                  other_catalogs: Mapping[str, CatalogConfig] | None = None) -> ErasureOutcome:
     """Erase the subject of ``request`` from every table the contracts describe, and prove it.
 
     :param hash_key: the key identifiers are hashed with in the certificate (and the audit trail).
     :param trail: the audit trail; earlier exports of the same subject it records are removed too.
     :param object_store: credentials for exports on S3.
+    :param other_catalogs: more catalogs by name to erase from (see :func:`discovery.discover`).
     """
     from dativo_provider.privacy.certificate import issue_certificate, request_section
-    from dativo_provider.privacy.discovery import discover
+    from dativo_provider.privacy.discovery import discover, split_table
     from dativo_provider.privacy.erase import delete_rows
     from dativo_provider.privacy.purge import purge_table
-    from dativo_provider.privacy.verify import Identifiers, verify_erased
+    from dativo_provider.privacy.verify import Identifiers
 
     contracts = list(contracts)
     started = now or datetime.now(timezone.utc)
     record = _Recorder(trail, request)
     record("received", {"kind": request.kind})
     try:
-        found = discover(catalog, contracts, request)
+        catalogs = {None: catalog, **(other_catalogs or {})}
+        found = discover(catalog, contracts, request, other_catalogs=other_catalogs)
         record("discovered", found.to_dict())
         # Numbers only count in the columns that identify the subject: a small id is also a quantity.
         columns = sorted({column for match in found.tables for column in match.match})
         identifiers = Identifiers(tuple(_identifier_values(found, request)), columns=tuple(columns))
         tables = []
         for match in found.tables:
-            deletion = delete_rows(catalog, match.table, found.row_filter(match.table), request_id=request.request_id)
+            name, table = split_table(match.table)
+            where = catalogs[name]
+            deletion = delete_rows(where, table, found.row_filter(match.table), request_id=request.request_id)
             record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
                                "files_rewritten": deletion.files_rewritten})
             purge = None
             if deletion.snapshot_id is not None:
-                purge = purge_table(catalog, match.table, erased_snapshot_id=deletion.snapshot_id,
+                purge = purge_table(where, table, erased_snapshot_id=deletion.snapshot_id,
                                     refs_policy=refs_policy, safety_window=safety_window, now=now)
                 record("purged", {"table": match.table, "snapshots_expired": purge.snapshots_expired,
                                   "files_removed": purge.files_removed, "refs_changed": purge.refs_changed})
@@ -103,11 +108,9 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         exports = _remove_earlier_exports(trail, hash_key, request, identifiers.values, object_store)
         if exports:
             record("deleted", {"exports_removed": len(exports)})
-        checked = [t for t in {m.table for m in found.tables}]
-        verification = verify_erased(
-            catalog, sorted(checked), identifiers,
-            rediscover=lambda: sum(m.rows for m in discover(catalog, contracts, request).tables),
-        )
+        verification = _verify(catalogs, sorted({m.table for m in found.tables}), identifiers,
+                               lambda: sum(m.rows for m in discover(catalog, contracts, request,
+                                                                    other_catalogs=other_catalogs).tables))
         record("verified", verification.to_dict())
         if not verification.passed:
             raise TerminalError(f"request {request.request_id}: erasure could not be verified: "
@@ -132,6 +135,29 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
     except BaseException as exc:
         record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
         raise
+
+
+def _verify(catalogs: Mapping[str | None, Any], tables: list[str], identifiers: Any, rediscover: Any) -> Any:
+    """verify_erased per catalog, combined into one result (rows rediscovered across all of them)."""
+    from dativo_provider.privacy.discovery import split_table
+    from dativo_provider.privacy.verify import verify_erased
+
+    by_catalog: dict[str | None, list[str]] = {}
+    for name in tables:
+        catalog_name, table = split_table(name)
+        by_catalog.setdefault(catalog_name, []).append(table)
+    results = [verify_erased(catalogs[name], names, identifiers) for name, names in by_catalog.items()]
+    if not results:
+        results = [verify_erased(catalogs[None], [], identifiers)]
+    combined = results[0]
+    for other in results[1:]:
+        combined.findings.extend(other.findings)
+        combined.bytes_scanned += other.bytes_scanned
+        for kind, count in other.files_scanned.items():
+            combined.files_scanned[kind] = combined.files_scanned.get(kind, 0) + count
+    combined.discovery_rows = rediscover()
+    combined.passed = not combined.findings and combined.discovery_rows == 0
+    return combined
 
 
 def _remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest, identifiers: Iterable[str],

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from dativo_provider.exceptions import ConfigError, TerminalError
+from dativo_provider.privacy.discovery import split_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,7 +86,8 @@ class ExportManifest:
 
 def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: str | os.PathLike[str], *,
                    fmt: ExportFormat = "json", object_store: ObjectStoreConfig | None = None,
-                   now: datetime | None = None) -> ExportManifest:
+                   now: datetime | None = None,
+                   other_catalogs: Mapping[str, CatalogConfig] | None = None) -> ExportManifest:
     """Write the subject's rows from every table ``discovery`` matched under ``destination/<request_id>/``.
 
     :param destination: a local directory or ``s3://bucket/prefix``.
@@ -101,9 +103,10 @@ def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: st
         raise ConfigError(f"request id {discovery.request_id!r} cannot name a folder: use letters, digits, . _ -")
     store = _Store.open(str(destination), discovery.request_id, object_store)
     manifest = ExportManifest(discovery.request_id, fmt, store.location, now or datetime.now(timezone.utc))
-    iceberg = catalog.load()
+    catalogs = {None: catalog.load(), **{name: c.load() for name, c in (other_catalogs or {}).items()}}
     for match in discovery.tables:
-        manifest.tables.append(_export_table(iceberg, match, store, fmt))
+        name, _ = split_table(match.table)
+        manifest.tables.append(_export_table(catalogs[name], match, store, fmt))
     store.write_bytes(MANIFEST, json.dumps(manifest.to_dict(), indent=2).encode(), "application/json")
     log.info("export %s: %d rows from %d tables to %s", discovery.request_id, manifest.total_rows,
              len(manifest.tables), store.location)
@@ -126,7 +129,7 @@ def _export_table(iceberg: Any, match: TableMatch, store: _Store, fmt: str) -> E
 
 
 def _subject_reader(iceberg: Any, match: TableMatch) -> pa.RecordBatchReader:
-    table = iceberg.load_table(match.table)
+    table = iceberg.load_table(split_table(match.table)[1])
     if table.metadata.snapshot_by_id(match.snapshot_id) is None:
         raise TerminalError(f"{match.table}: snapshot {match.snapshot_id} that discovery read is gone; "
                           "run discovery again, then export")

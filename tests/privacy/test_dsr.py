@@ -143,3 +143,36 @@ def test_a_request_near_its_deadline_fails_loudly():
     with pytest.raises(DeadlineError, match="escalate"):
         check_deadline(late, now=now)
     check_deadline(SubjectRequest("dsr-ok", "erasure", "customer", subject_ids=["1"], received_at=now), now=now)
+
+
+def test_an_erasure_covers_another_catalog_too(tmp_path):
+    """An archive catalog holding copies of the tables (by name, or recording their contract) is
+    searched with the identities resolved in the main catalog, erased, purged and verified."""
+    from dativo_provider.ingest.engine import run_ingest
+    from tests.memory_source import TableSource
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    info = build_warehouse(catalog)
+    archive = embedded_catalog(tmp_path / "archive")
+    orders = catalog.load().load_table("examples.orders").scan().to_arrow()
+    archive.load().create_namespace("examples")
+    run_ingest(TableSource(orders, identity="memory://archive-orders"), archive, "examples.orders")
+    subject_orders = info.expected_rows["examples.orders"]
+
+    found = discover(catalog, contract_paths(), SubjectRequest("dsr-a", "access", "customer",
+                                                               emails=[info.subject_email]),
+                     other_catalogs={"archive": archive})
+    rows = {t.table: t.rows for t in found.tables}
+    assert rows["archive:examples.orders"] == subject_orders
+    assert "in catalog archive" in found.table("archive:examples.orders").via
+
+    request = SubjectRequest("dsr-b", "erasure", "customer", subject_ids=[str(info.subject_id)])
+    outcome = erase_subject(catalog, contract_paths(), request, signing_key=_signing_key(), hash_key=HASH_KEY,
+                            refs_policy="remove", safety_window=timedelta(0), other_catalogs={"archive": archive})
+    assert outcome.verified
+    assert outcome.certificate["tables"]["archive:examples.orders"]["rows_deleted"] == subject_orders
+    left = archive.load().load_table("examples.orders").scan().to_arrow()
+    assert left.num_rows == orders.num_rows - subject_orders
+    assert info.subject_id not in left["customer_id"].to_pylist()
+    assert verify_erased(archive, ["examples.orders"], Identifiers((str(info.subject_id),),
+                                                                   columns=("customer_id",))).passed
