@@ -120,6 +120,8 @@ class DsrBaseOperator(BaseOperator):
     :param audit_path: a directory or ``s3://`` prefix for the audit trail instead of a table.
     :param aws_conn_id: an ``aws`` connection for ``s3://`` audit paths and export destinations.
     :param deadline_margin: how close to its deadline a request may still run.
+    :param other_iceberg_conn_ids: more catalogs to search, by name: ``{"archive": "iceberg_archive"}``;
+        their matches are named ``archive:<table>``.
     """
 
     template_fields: Sequence[str] = ("contracts", "audit_table", "audit_path")
@@ -129,8 +131,10 @@ class DsrBaseOperator(BaseOperator):
                  iceberg_conn_id: str = IcebergHook.default_conn_name,
                  hash_key_conn_id: str = HASH_KEY_CONN_ID, audit_table: str | None = DEFAULT_AUDIT_TABLE,
                  audit_path: str | None = None, aws_conn_id: str | None = None,
-                 deadline_margin: timedelta | None = None, **kwargs: Any) -> None:
+                 deadline_margin: timedelta | None = None,
+                 other_iceberg_conn_ids: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.other_iceberg_conn_ids = dict(other_iceberg_conn_ids or {})
         self.contracts = contracts
         self.request = request
         self.iceberg_conn_id = iceberg_conn_id
@@ -155,6 +159,10 @@ class DsrBaseOperator(BaseOperator):
 
     def catalog(self) -> CatalogConfig:
         return IcebergHook(self.iceberg_conn_id).get_catalog_config()
+
+    def other_catalogs(self) -> dict[str, CatalogConfig]:
+        return {name: IcebergHook(conn_id).get_catalog_config()
+                for name, conn_id in self.other_iceberg_conn_ids.items()}
 
     def contract_files(self) -> list[str]:
         if not self.contracts:
@@ -212,7 +220,8 @@ class DsrDiscoverOperator(DsrBaseOperator):
             catalog = self.catalog()
             trail = self.audit_trail(catalog)
             trail.append_request(request, "received", {"kind": request.kind})
-            found = discover(catalog, self.contract_files(), request, scan_values=self.scan_values)
+            found = discover(catalog, self.contract_files(), request, scan_values=self.scan_values,
+                             other_catalogs=self.other_catalogs())
             report = found.to_dict()
             trail.append_request(request, "discovered", report)
         _warn_unidentifiable(self, report)
@@ -258,9 +267,10 @@ class DsrExportOperator(DsrBaseOperator):
             catalog = self.catalog()
             trail = self.audit_trail(catalog)
             trail.append_request(request, "received", {"kind": request.kind})
-            found = discover(catalog, self.contract_files(), request)
+            others = self.other_catalogs()
+            found = discover(catalog, self.contract_files(), request, other_catalogs=others)
             trail.append_request(request, "discovered", found.to_dict())
-            manifest = export_subject(catalog, found, self.destination, fmt=self.format,
+            manifest = export_subject(catalog, found, self.destination, fmt=self.format, other_catalogs=others,
                                       object_store=self.object_store()).to_dict()
             trail.append_request(request, "exported", _export_event(manifest))
         _warn_unidentifiable(self, found.to_dict())
@@ -327,6 +337,7 @@ def erase_and_certify(task: DsrEraseOperator | TenantTerminateOperator, request:
         catalog, task.contract_files(), request, signing_key=DsrKeyHook(task.signing_conn_id).signing_key(),
         hash_key=task.hash_key(), trail=task.audit_trail(catalog), refs_policy=task.refs_policy,  # type: ignore[arg-type]
         safety_window=timedelta(minutes=float(task.safety_window_minutes)),
+        other_catalogs=task.other_catalogs(),
     )
     path = Path(task.certificate_path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
