@@ -97,7 +97,7 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
             committed = _commit_once(table, plan, removal)
         except Exception as exc:
             removal.discard()
-            if not _is_lost_race(exc):
+            if not is_lost_race(exc):
                 raise
             log.warning("commit to %s lost a race with another writer (attempt %d/%d): %s", plan.identifier,
                         attempt, max_attempts, exc)
@@ -143,7 +143,7 @@ def _head_id(table: Table, branch: str) -> int | None:
 
 
 def _commit_once(table: Table, plan: CommitPlan, removal: _Removal) -> Table:
-    _disable_builtin_retries(table)
+    disable_builtin_retries(table)
     transaction = table.transaction()
     update = transaction.update_snapshot(snapshot_properties=plan.properties, branch=plan.branch)
     if removal.files:
@@ -159,16 +159,20 @@ def _commit_once(table: Table, plan: CommitPlan, removal: _Removal) -> Table:
     return transaction.commit_transaction()
 
 
-def _disable_builtin_retries(table: Table) -> None:
-    """pyiceberg retries a lost race by itself, skipping our same-source check: we retry instead.
+def disable_builtin_retries(table: Table) -> Table:
+    """Switch off pyiceberg's own retry of a lost commit race on this in-memory table.
 
-    The property is changed on this in-memory copy only; nothing is written to the catalog.
+    pyiceberg would replay the commit on the new head, skipping the checks our callers make first (the
+    same-source check here, idempotency or a rebuilt plan elsewhere): they retry themselves. Nothing
+    is written to the catalog.
     """
     properties = {**table.metadata.properties, "commit.retry.num-retries": "0"}
     table.metadata = table.metadata.model_copy(update={"properties": properties})
+    return table
 
 
-def _is_lost_race(exc: Exception) -> bool:
+def is_lost_race(exc: Exception) -> bool:
+    """Did another writer win the commit race (so re-reading and retrying is right)?"""
     from pyiceberg.exceptions import CommitFailedException
 
     if isinstance(exc, CommitFailedException):

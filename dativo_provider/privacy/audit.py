@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, DativoError
+from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
 
 if TYPE_CHECKING:
     from dativo_provider.privacy.request import SubjectRequest
@@ -446,15 +447,14 @@ class IcebergAuditStore:
         import pyarrow as pa
 
         table = head.token
-        properties = {**table.metadata.properties, "commit.retry.num-retries": "0"}
-        table.metadata = table.metadata.model_copy(update={"properties": properties})
+        disable_builtin_retries(table)
         row = {**event, "at": datetime.fromisoformat(event["at"]),
                "details": json.dumps(event["details"], sort_keys=True, separators=(",", ":"))}
         data = pa.Table.from_pylist([row], schema=table.schema().as_arrow())
         try:
             table.append(data, snapshot_properties={_HEAD_SEQ: str(event["seq"]), _HEAD_HASH: event["hash"]})
         except Exception as exc:
-            if _is_lost_race(exc):
+            if is_lost_race(exc):
                 raise SeqTakenError(f"{self.identifier}: another append committed first") from None
             raise
 
@@ -525,12 +525,3 @@ def _stored_row(row: dict[str, Any]) -> StoredEvent:
     at = row["at"]
     text = at.astimezone(timezone.utc).isoformat(timespec="microseconds") if isinstance(at, datetime) else at
     return StoredEvent(where, {**row, "at": text, "details": details, "subject": list(row["subject"] or [])})
-
-
-def _is_lost_race(exc: Exception) -> bool:
-    from pyiceberg.exceptions import CommitFailedException
-
-    if isinstance(exc, CommitFailedException):
-        return True
-    # SQLite-backed SQL catalogs report a concurrent writer as a locked database.
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)

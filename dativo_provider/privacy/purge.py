@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, TerminalError
+from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
 from dativo_provider.privacy.erase import REQUEST_KEY
 
@@ -193,14 +194,14 @@ class _Purge:
         for attempt in range(1, _ATTEMPTS + 1):
             table = self.catalog.load_table(self.name)
             self._observe(table)
-            _disable_builtin_retries(table)
+            disable_builtin_retries(table)
             transaction = build(table)
             if transaction is None:
                 return table
             try:
                 committed = transaction.commit_transaction()
             except Exception as exc:
-                if not _is_lost_race(exc):
+                if not is_lost_race(exc):
                     raise
                 log.warning("%s: purge commit lost a race (attempt %d/%d): %s", self.name, attempt,
                             _ATTEMPTS, exc)
@@ -483,18 +484,3 @@ def _list_files(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:
 
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     return {info.path: info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File}
-
-
-def _disable_builtin_retries(table: Table) -> None:
-    """pyiceberg retries a lost race by replaying the producers on the new head; we rebuild instead,
-    re-checking what to carry and expire. Changes this in-memory copy only."""
-    properties = {**table.metadata.properties, "commit.retry.num-retries": "0"}
-    table.metadata = table.metadata.model_copy(update={"properties": properties})
-
-
-def _is_lost_race(exc: Exception) -> bool:
-    from pyiceberg.exceptions import CommitFailedException
-
-    if isinstance(exc, CommitFailedException):
-        return True
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError
+from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
 from dativo_provider.privacy.request import SubjectRequest, normalise_email
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class RestrictionRegistry:
                 table = self._load(create=create)
                 if table is None:
                     return 0
-                return attempt(_without_builtin_retries(table))
+                return attempt(disable_builtin_retries(table))
             except Exception as exc:
                 if not _is_lost_race(exc):
                     raise
@@ -348,20 +349,7 @@ def _require_kind(request: SubjectRequest, kinds: tuple[str, ...], operation: st
                           f"is a {request.kind!r} request")
 
 
-def _without_builtin_retries(table: Table) -> Table:
-    """pyiceberg would retry a lost race by re-applying our rows to the new head, skipping the
-    idempotency check: switch that off on this in-memory copy (nothing is written to the catalog)."""
-    properties: Mapping[str, str] = {**table.metadata.properties, "commit.retry.num-retries": "0"}
-    table.metadata = table.metadata.model_copy(update={"properties": properties})
-    return table
-
-
 def _is_lost_race(exc: Exception) -> bool:
-    from pyiceberg.exceptions import CommitFailedException
-
-    if isinstance(exc, CommitFailedException):
-        return True
-    # SQLite-backed SQL catalogs report a concurrent writer as a locked database, and SqlCatalog reports
-    # a namespace another writer created a moment ago (first use) as a unique-constraint violation.
-    name = type(exc).__name__
-    return (name == "OperationalError" and "locked" in str(exc)) or name == "IntegrityError"
+    # Besides a lost commit, SqlCatalog reports a namespace another writer created a moment ago (first
+    # use) as a unique-constraint violation.
+    return is_lost_race(exc) or type(exc).__name__ == "IntegrityError"

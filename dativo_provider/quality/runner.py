@@ -210,19 +210,23 @@ def run_contract(contract: Contract | str | Path, target: Target, *, dataset: st
 
 def _exclude_restricted(loaded: LoadedRows, dataset: Dataset, restrictions: Any) -> int:
     """Leave restricted subjects' rows out of the checks; returns how many."""
-    if restrictions is None or loaded.count == 0:
-        return 0
-    kinds = {c.data_subject for c in dataset.columns if c.data_subject}
-    if not any(restrictions.active_hashes(kind) for kind in kinds):
-        return 0
-    import pyarrow.compute as pc
-
-    rows = loaded.arrow(row_ids=True)
-    mask = restrictions.restricted_mask(rows.drop_columns([ROW_ID]), dataset)
-    ids = pc.filter(rows.column(ROW_ID), mask)
+    ids = restricted_row_ids(loaded, dataset, restrictions)
     if len(ids):
         loaded.exclude(ids)
     return len(ids)
+
+
+def restricted_row_ids(loaded: LoadedRows, dataset: Dataset, restrictions: Any) -> pa.Array:
+    """Row ids of the loaded rows whose subject is under a processing restriction (GDPR Art. 18)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kinds = {c.data_subject for c in dataset.columns if c.data_subject}
+    if restrictions is None or loaded.count == 0 or not any(restrictions.active_hashes(k) for k in kinds):
+        return pa.array([], pa.int64())
+    rows = loaded.arrow(row_ids=True)
+    mask = restrictions.restricted_mask(rows.drop_columns([ROW_ID]), dataset)
+    return pc.filter(rows.column(ROW_ID), mask).combine_chunks()
 
 
 def check_rows(contract: Contract, dataset: Dataset, loaded: LoadedRows, *, target: str,

@@ -162,23 +162,17 @@ class ContractGate(AuditGate):
         """The rows of subjects under a processing restriction, as a check result (None: no registry)."""
         if self.restrictions is None:
             return None
-        import pyarrow.compute as pc
-
         from dativo_provider.privacy.restriction import CHECK_NAME
-        from dativo_provider.quality.runner import ROW_ID
+        from dativo_provider.quality.runner import restricted_row_ids
 
+        ids = restricted_row_ids(loaded, self.dataset, self.restrictions)
         result = CheckResult(name=CHECK_NAME, engine="dativo", category="quality", severity="error",
-                             outcome="passed", dataset=self.dataset.name, metric="restriction", failing_rows=0)
-        kinds = {c.data_subject for c in self.dataset.columns if c.data_subject}
-        if not any(self.restrictions.active_hashes(kind) for kind in kinds) or loaded.count == 0:
-            return result
-        rows = loaded.arrow(row_ids=True)
-        mask = self.restrictions.restricted_mask(rows.drop_columns([ROW_ID]), self.dataset)
-        result.failing_rows = pc.sum(mask).as_py() or 0
-        if result.failing_rows:
+                             outcome="passed", dataset=self.dataset.name, metric="restriction",
+                             failing_rows=len(ids))
+        if len(ids):
             result.outcome = "failed"
             result.message = "rows of subjects whose processing is restricted (GDPR Art. 18) are held back"
-            result.row_ids = pc.filter(rows.column(ROW_ID), mask).combine_chunks()
+            result.row_ids = ids
         return result
 
     def abandon(self, staged: StagedRun, decision: AuditDecision) -> None:
