@@ -299,6 +299,7 @@ def delete_phases() -> Phases:
 
 
 def purge_phases() -> Phases:
+    from dativo_provider.iceberg import files
     from dativo_provider.privacy import purge
 
     phases = Phases()
@@ -306,7 +307,7 @@ def purge_phases() -> Phases:
     phases.wrap(purge._Purge, "_carry_states", "seal")
     phases.wrap(purge._Purge, "_change_refs_and_expire", "refs_and_expire")
     phases.wrap(purge._Purge, "_trim_metadata_log", "trim_metadata_log")
-    phases.wrap(purge._Sweep, "run", "sweep")
+    phases.wrap(files.OrphanSweep, "run", "sweep")
     phases.wrap(purge._Purge, "_verify", "check")
     return phases
 

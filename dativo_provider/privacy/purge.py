@@ -24,18 +24,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, TerminalError
 from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
+from dativo_provider.iceberg.files import ManifestCache, OrphanSweep, pyarrow_io
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
 from dativo_provider.privacy.erase import REQUEST_KEY
 
 if TYPE_CHECKING:
-    import pyarrow.fs as pafs
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.metadata import TableMetadata
@@ -133,8 +132,8 @@ class _Purge:
         self.erased = erased
         self.result = PurgeResult(table=name)
         self.table = catalog.load_table(name)
-        self.io = _pyarrow_io(self.table)
-        self.manifests = _ManifestCache(self.table)
+        self.io = pyarrow_io(self.table)
+        self.manifests = ManifestCache(self.table)
         self.known_metadata: set[str] = set()
         self.expired_files: set[str] = set()
         self._observe(self.table)
@@ -149,7 +148,7 @@ class _Purge:
         self._carry_states(states)
         self._change_refs_and_expire(policy)
         self._trim_metadata_log()
-        _Sweep(self, window, now).run()
+        _sweep(self, window, now)
         self._verify(states)
         log.info("%s: purge after snapshot %s done in %.1fs: %s", self.name, self.erased,
                  time.monotonic() - started, self.result)
@@ -317,103 +316,15 @@ class _Purge:
             raise PurgeIncompleteError(f"{self.name}: the state of {lost} did not survive the purge")
 
 
-class _Sweep:
-    """Delete files under the table location that the remaining metadata does not reach."""
-
-    def __init__(self, purge: _Purge, window: timedelta, now: datetime) -> None:
-        self.purge = purge
-        self.window = window
-        self.now = now
-        self.fs, self.root, self._path = purge.io
-
-    def run(self) -> None:
-        listed = _list_files(self.fs, self.root)
-        reachable = self._reachable()  # loaded after listing: a commit landing meanwhile keeps its files
-        known = {self._path(p) for p in self.purge.expired_files | self.purge.known_metadata}
-        doomed = []
-        for path, info in listed.items():
-            if path in reachable:
-                continue
-            if path in known or self._older_than_window(info):
-                doomed.append(info)
-            else:
-                self.purge.result.kept_files_younger_than_window += 1
-        self._delete(doomed)
-
-    def _reachable(self) -> set[str]:
-        table = self.purge.catalog.load_table(self.purge.name)
-        self.purge._observe(table)
-        metadata = table.metadata
-        files = {table.metadata_location, *(e.metadata_file for e in metadata.metadata_log)}
-        for snapshot in metadata.snapshots:
-            files |= self.purge.manifests.live_files(snapshot)
-        files.update(s.statistics_path for s in [*metadata.statistics, *metadata.partition_statistics])
-        return {self._path(f) for f in files}
-
-    def _older_than_window(self, info: pafs.FileInfo) -> bool:
-        return info.mtime is not None and self.now - info.mtime >= self.window
-
-    def _delete(self, infos: list[pafs.FileInfo]) -> None:
-        def delete(info: pafs.FileInfo) -> int:
-            try:
-                self.fs.delete_file(info.path)
-            except FileNotFoundError:
-                return 0
-            return info.size or 0
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            sizes = list(pool.map(delete, infos))
-        result = self.purge.result
-        for info, size in zip(infos, sizes):
-            is_metadata = info.path.endswith(".metadata.json")
-            result.metadata_files_removed += is_metadata
-            result.files_removed += not is_metadata
-            result.bytes_removed += size
-
-
-class _ManifestCache:
-    """Manifest lists and manifests read once each (they never change)."""
-
-    def __init__(self, table: Table) -> None:
-        self.io = table.io
-        self._lists: dict[str, list[Any]] = {}
-        self._entries: dict[str, list[tuple[int, int | None, str]]] = {}
-
-    def manifests(self, snapshot: Snapshot) -> list[Any]:
-        if snapshot.manifest_list not in self._lists:
-            self._lists[snapshot.manifest_list] = snapshot.manifests(self.io)
-        return self._lists[snapshot.manifest_list]
-
-    def entries(self, manifest: Any) -> list[tuple[int, int | None, str]]:
-        """(status, snapshot id, file path) of every entry, deleted ones included."""
-        if manifest.manifest_path not in self._entries:
-            self._entries[manifest.manifest_path] = [
-                (int(e.status), e.snapshot_id, e.data_file.file_path)
-                for e in manifest.fetch_manifest_entry(self.io, discard_deleted=False)
-            ]
-        return self._entries[manifest.manifest_path]
-
-    def deleted_by(self, snapshot: Snapshot) -> set[str]:
-        return {path for m in self.manifests(snapshot) for status, sid, path in self.entries(m)
-                if status == 2 and sid == snapshot.snapshot_id}
-
-    def mentions(self, snapshot: Snapshot, paths: set[str]) -> bool:
-        return any(path in paths for m in self.manifests(snapshot) for _, _, path in self.entries(m))
-
-    def live_files(self, snapshot: Snapshot) -> set[str]:
-        """The manifest list, manifests, and files live in ``snapshot`` (not its deleted entries)."""
-        files = {snapshot.manifest_list}
-        for manifest in self.manifests(snapshot):
-            files.add(manifest.manifest_path)
-            files.update(path for status, _, path in self.entries(manifest) if status != 2)
-        return files
-
-    def all_files(self, snapshot: Snapshot) -> set[str]:
-        files = {snapshot.manifest_list}
-        for manifest in self.manifests(snapshot):
-            files.add(manifest.manifest_path)
-            files.update(path for _, _, path in self.entries(manifest))
-        return files
+def _sweep(purge: _Purge, window: timedelta, now: datetime) -> None:
+    """The purge's sweep: files of expired snapshots and metadata files seen during the purge go at once."""
+    sweep = OrphanSweep(purge.catalog, purge.name, purge.manifests, purge.io)
+    swept = sweep.run(window, now, delete_at_once=purge.expired_files | purge.known_metadata)
+    result = purge.result
+    result.files_removed += swept.files_removed
+    result.metadata_files_removed += swept.metadata_files_removed
+    result.bytes_removed += swept.bytes_removed
+    result.kept_files_younger_than_window += swept.kept_younger_than_window
 
 
 def _source_states(table: Table) -> dict[str, Snapshot]:
@@ -463,24 +374,3 @@ def _descends_from(snapshot: Snapshot, ancestor: int, metadata: TableMetadata, m
     for snapshot_id in path:
         memo[snapshot_id] = found
     return found
-
-
-def _pyarrow_io(table: Table) -> tuple[pafs.FileSystem, str, Callable[[str], str]]:
-    """The pyarrow file system of the table location (configured like the table's FileIO), the
-    location as a path in it, and a function mapping any location to such a path."""
-    from pyiceberg.io.pyarrow import PyArrowFileIO
-
-    io = PyArrowFileIO(dict(table.io.properties))
-    scheme, netloc, root = io.parse_location(table.metadata.location)
-    def to_path(location: str) -> str:
-        return io.parse_location(location, io.properties)[2]
-
-    return io.fs_by_scheme(scheme, netloc), root.rstrip("/"), to_path
-
-
-def _list_files(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:
-    """Every file under ``root`` by path, with size and modification time."""
-    import pyarrow.fs as pafs
-
-    selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
-    return {info.path: info for info in fs.get_file_info(selector) if info.type == pafs.FileType.File}

@@ -19,7 +19,7 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
 from dativo_provider.iceberg.state import read_state
 from dativo_provider.ingest.engine import run_ingest
-from dativo_provider.privacy import purge as purge_module
+from dativo_provider.iceberg import files as files_module
 from dativo_provider.privacy.erase import delete_rows
 from dativo_provider.privacy.purge import RefsPinErasedDataError, purge_table
 from tests.memory_source import TableSource
@@ -235,7 +235,7 @@ def test_a_commit_landing_between_listing_and_deleting_keeps_its_files(catalog, 
     writer = DataFileWriter(table, [], 64 * 1024 * 1024)
     writer.write(late.cast(writer.arrow_schema))
     files = writer.close()
-    listing = purge_module._list_files
+    listing = files_module.list_files
 
     def list_then_commit(fs, root):
         listed = listing(fs, root)
@@ -245,7 +245,7 @@ def test_a_commit_landing_between_listing_and_deleting_keeps_its_files(catalog, 
                 append.append_data_file(data_file)
         return listed
 
-    monkeypatch.setattr(purge_module, "_list_files", list_then_commit)
+    monkeypatch.setattr(files_module, "list_files", list_then_commit)
     result = purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="remove",
                          safety_window=timedelta(0))
 
