@@ -10,7 +10,8 @@ What identifies the subject, in the order it is resolved:
    turned into the concrete stored values, e.g. ``" Zoe@Example.NET"``).
 3. **Identity resolution**: in the subject's own records — datasets whose identifier column declares
    no relationship (``customers``, not ``orders``) — the rows matched by id or e-mail give more ids and
-   e-mails, until nothing new appears. So a request by e-mail finds the customer id, and a request by
+   e-mails, until nothing new appears. Every retained snapshot is searched (branches, tags and the
+   history of main, and the quarantine tables), so an e-mail a ``merge`` has since replaced is found. So a request by e-mail finds the customer id, and a request by
    id finds tickets sent from the customer's address without a customer id. Tables that *reference*
    a subject never widen the identity (a ticket from the subject's address naming another customer
    does not make that customer the subject).
@@ -78,7 +79,7 @@ class TableMatch:
     dataset: str
     contract_id: str
     personal_columns: tuple[str, ...]
-    match: dict[str, list[Any]]
+    match: dict[str, list[Any]] = field(repr=False)
     via: str
     rows: int
     snapshot_id: int | None
@@ -108,6 +109,9 @@ class Discovery:
     unidentifiable: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)
+    #: The identity resolved (request's identifiers and all found): never in ``to_dict`` or ``repr``.
+    subject_ids: tuple[str, ...] = field(default=(), repr=False)
+    emails: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def total_rows(self) -> int:
@@ -154,6 +158,7 @@ def discover(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path],
     result.missing = [d.table for d in datasets if d.iceberg is None]
     result.unidentifiable = [d.table for d in search.unidentifiable()]
     result.tables = search.matches()
+    result.subject_ids, result.emails = tuple(sorted(search.ids)), tuple(sorted(search.emails))
     if scan_values:
         result.flagged = [f for d in datasets for f in _flag(d)]
     log.info("discovery %s: %d rows in %d tables; unidentifiable %s; missing %s", request.request_id,
@@ -186,12 +191,18 @@ class _Target:
         assert self.iceberg is not None
         return self.iceberg.schema().find_field(column).field_type
 
-    def batches(self, columns: Iterable[str], row_filter: Any = None) -> Iterator[pa.RecordBatch]:
-        """The columns' values at ``snapshot_id``, streamed."""
+    def batches(self, columns: Iterable[str], row_filter: Any = None, *,
+                history: bool = False) -> Iterator[pa.RecordBatch]:
+        """The columns' values at ``snapshot_id``, streamed; with ``history``, in every file any retained
+        snapshot (branches and tags included) references."""
         from pyiceberg.expressions import AlwaysTrue
 
         if self.iceberg is None or self.snapshot_id is None:
             return iter(())
+        if history:
+            from dativo_provider.privacy.history import history_batches
+
+            return (batch for _, batch in history_batches(self.iceberg, columns, row_filter))
         scan = self.iceberg.scan(row_filter=row_filter if row_filter is not None else AlwaysTrue(),
                                  selected_fields=tuple(columns), snapshot_id=self.snapshot_id)
         return iter(scan.to_arrow_batch_reader())
@@ -310,9 +321,10 @@ class _Search:
                 if _is_email(c) and target.has(c.name) and isinstance(target.field_type(c.name), StringType)]
 
     def _roots(self) -> list[_Target]:
-        """The subject's own records: an identifier column that references nothing, and an e-mail column."""
+        """The subject's own records (and their quarantines): an identifier column that references
+        nothing, and an e-mail column."""
         referencing = {(e[0], e[1]) for e in self.edges}
-        return [t for t in self.targets if t.iceberg is not None and self.email_columns(t)
+        return [t for t in self.targets + self.quarantines if t.iceberg is not None and self.email_columns(t)
                 and any((t.dataset.name, c) not in referencing for c in self.identifiers(t))]
 
     def _resolve_identity(self) -> tuple[set[str], set[str]]:
@@ -333,7 +345,7 @@ class _Search:
         id_columns, email_columns = self.identifiers(root), self.email_columns(root)
         found_ids: set[str] = set()
         found_emails: set[str] = set()
-        for batch in root.batches(id_columns + email_columns):
+        for batch in root.batches(id_columns + email_columns, history=True):
             mask = _email_mask(batch, email_columns, emails)
             for column in id_columns:
                 typed = _typed(root, column, ids)
@@ -372,8 +384,8 @@ class _Search:
         match = self.match_of(source)
         if not any(match.values()) or not source.has(src_col):
             return False
-        found = {v for batch in source.batches([src_col], _filter(match)) for v in batch[src_col].to_pylist()
-                 if v is not None}
+        found = {v for batch in source.batches([src_col], _filter(match), history=True)
+                 for v in batch[src_col].to_pylist() if v is not None}
         known = self.values.setdefault((target.dataset.name, dst_col), set())
         new = found - known
         known |= new
@@ -399,7 +411,7 @@ class _Search:
         if not self.emails:
             return set()
         found: set[str] = set()
-        for batch in target.batches([column]):
+        for batch in target.batches([column], history=True):
             mask = _email_mask(batch, [column], self.emails)
             if pc.any(mask).as_py():
                 found |= set(batch.filter(mask)[column].to_pylist())

@@ -1,19 +1,22 @@
-"""Erasure, step one: delete a data subject's rows from one table in one transaction.
+"""Erasure, step one: delete a data subject's rows from one table, on every branch head, one
+transaction per branch, retried when a concurrent writer wins the commit race.
 
 The delete is pyiceberg's copy-on-write ``delete``: files whose metadata proves every row matches are
 dropped, files that may hold a matching row are read and rewritten without it, all other files are
-left alone. The rows are still in older snapshots and in files no snapshot of main references any
+left alone. The rows are still in older snapshots, tags, and files no branch head references any
 more; :func:`dativo_provider.privacy.purge.purge_table` makes the erasure physical.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dativo_provider.exceptions import ConfigError
+from dativo_provider.exceptions import CommitConflictError, ConfigError
 
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
@@ -32,13 +35,15 @@ IN_CHUNK = 200
 
 @dataclass
 class TableDeletion:
-    """What one delete transaction did to one table.
+    """What the delete transactions did to one table, summed over its branches.
 
-    :param rows_deleted: rows the commit removed (from the snapshot summaries of the commit).
+    :param rows_deleted: rows the commits removed (from the snapshot summaries of the commits).
     :param files_rewritten: new data files written to hold the surviving rows of affected files.
-    :param files_removed: data files the commit took out of the table (dropped whole or rewritten).
-    :param snapshot_id: main's head after the delete; None when nothing matched (no commit).
+    :param files_removed: data files the commits took out of the table (dropped whole or rewritten).
+    :param snapshot_id: main's head after the delete; None when nothing matched on main (no commit).
     :param previous_snapshot_id: main's head before the delete.
+    :param branches: branch → its head after the delete, for every branch where rows were deleted.
+    :param attempts: commits tried; more than one branch, or above it, means lost races were retried.
     """
 
     table: str
@@ -47,42 +52,93 @@ class TableDeletion:
     files_removed: int
     snapshot_id: int | None
     previous_snapshot_id: int | None
+    branches: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+
+
+#: Commit attempts per branch before an erasure gives up on a table that other writers keep changing.
+ATTEMPTS = 12
 
 
 def delete_rows(catalog: CatalogConfig, table: str, row_filter: BooleanExpression, *,
-                request_id: str) -> TableDeletion:
-    """Delete every row of ``table`` (on main) that matches ``row_filter``, as one commit.
+                request_id: str, attempts: int = ATTEMPTS) -> TableDeletion:
+    """Delete every row of ``table`` that matches ``row_filter`` on every branch head (main first), one
+    commit per branch.
 
     ``IN`` predicates with more than 200 values are split into an ``OR`` of ``IN`` s of at most 200, so
-    pyiceberg keeps skipping files whose min/max bounds exclude every value.
+    pyiceberg keeps skipping files whose min/max bounds exclude every value. A commit that loses a race
+    to another writer (or finds files a concurrent append added that the filter matches) is rebuilt on
+    the new head and tried again, with bounded, jittered backoff.
 
     :param row_filter: a pyiceberg expression, e.g. ``In("customer_id", [42, 43])``.
     :param request_id: recorded as ``dativo.dsr-request`` in the summary of every snapshot the delete
         commits; :func:`~dativo_provider.privacy.purge.purge_table` finds the erasure by it.
-    :raises ConfigError: ``request_id`` is empty or the table has no snapshot on main.
-    :raises pyiceberg.exceptions.CommitFailedException: other writers kept winning the race after
-        pyiceberg's own retries; nothing was deleted, calling again is safe.
+    :raises ConfigError: ``request_id`` is empty.
+    :raises CommitConflictError: other writers won the race ``attempts`` times on one branch; what was
+        committed on other branches stays, and calling again finishes the rest.
     """
     if not request_id:
         raise ConfigError("delete_rows needs a request_id: it marks the erasure commit")
-    iceberg_table = catalog.load().load_table(table)
-    before = _head(iceberg_table)
-    if before is None:
-        return TableDeletion(table, 0, 0, 0, None, None)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-        transaction = iceberg_table.transaction()
-        for part in per_column(row_filter):
-            transaction.delete(chunk_in_predicates(part), snapshot_properties={REQUEST_KEY: request_id})
-        transaction.commit_transaction()
-        iceberg_table = catalog.load().load_table(table)
-    after = _head(iceberg_table)
-    if after == before:
-        return TableDeletion(table, 0, 0, 0, None, before)
-    deletion = _summarise(iceberg_table, table, before, after)
-    log.info("%s: request %s deleted %d rows (%d files out, %d written) in snapshot %s", table, request_id,
-             deletion.rows_deleted, deletion.files_removed, deletion.files_rewritten, after)
+    loaded = catalog.load().load_table(table)
+    deletion = TableDeletion(table, 0, 0, 0, None, _head(loaded, "main"))
+    branches = sorted((name for name, ref in loaded.metadata.refs.items()
+                       if ref.snapshot_ref_type.value == "branch"), key=lambda name: name != "main")
+    for branch in branches:
+        _delete_on_branch(catalog, table, branch, row_filter, request_id, attempts, deletion)
+    deletion.snapshot_id = deletion.branches.get("main")
+    if deletion.branches:
+        log.info("%s: request %s deleted %d rows (%d files out, %d written) on %s", table, request_id,
+                 deletion.rows_deleted, deletion.files_removed, deletion.files_rewritten, sorted(deletion.branches))
     return deletion
+
+
+def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filter: BooleanExpression,
+                      request_id: str, attempts: int, deletion: TableDeletion) -> None:
+    """One branch: stage the delete on a fresh head and commit; on a lost race, again."""
+    from dativo_provider.iceberg.commit import disable_builtin_retries
+
+    for attempt in range(1, attempts + 1):
+        deletion.attempts += 1
+        iceberg_table = disable_builtin_retries(catalog.load().load_table(table))
+        before = _head(iceberg_table, branch)
+        if before is None:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+                transaction = iceberg_table.transaction()
+                for part in per_column(row_filter):
+                    transaction.delete(chunk_in_predicates(part), snapshot_properties={REQUEST_KEY: request_id},
+                                       branch=branch)
+                transaction.commit_transaction()
+        except Exception as exc:
+            if not _lost_race(exc):
+                raise
+            log.warning("%s: erasure delete on branch %s lost a race (attempt %d/%d): %s", table, branch,
+                        attempt, attempts, exc)
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            continue
+        after = _head(catalog.load().load_table(table), branch)
+        if after is not None and after != before:
+            _add_summary(catalog.load().load_table(table), deletion, branch, before, after)
+        return
+    raise CommitConflictError(f"{table}: the erasure delete on branch {branch!r} lost the commit race to other "
+                              f"writers {attempts} times; nothing more was deleted there. Run the request again "
+                              "(it resumes), or pause the writers of this table")
+
+
+def _lost_race(exc: Exception) -> bool:
+    """Another writer moved the branch between staging and commit: rebuilding on the new head is right.
+
+    Besides a failed commit, pyiceberg reports this as a conflict validation (files a concurrent
+    append added match the filter) or as a snapshot whose sequence number is already taken.
+    """
+    from pyiceberg.exceptions import ValidationException
+
+    from dativo_provider.iceberg.commit import is_lost_race
+
+    return (is_lost_race(exc) or isinstance(exc, ValidationException)
+            or (isinstance(exc, ValueError) and "sequence number" in str(exc)))
 
 
 def per_column(expression: BooleanExpression) -> list[BooleanExpression]:
@@ -127,22 +183,21 @@ def chunk_in_predicates(expression: BooleanExpression) -> BooleanExpression:
     return expression
 
 
-def _head(table: Table) -> int | None:
-    snapshot = table.metadata.snapshot_by_name("main")
+def _head(table: Table, branch: str) -> int | None:
+    snapshot = table.metadata.snapshot_by_name(branch)
     return snapshot.snapshot_id if snapshot else None
 
 
-def _summarise(table: Table, name: str, before: int | None, after: int) -> TableDeletion:
-    """Totals over the snapshots the delete transaction committed (a DELETE and/or an OVERWRITE)."""
+def _add_summary(table: Table, deletion: TableDeletion, branch: str, before: int, after: int) -> None:
+    """Add the totals of the snapshots one branch's delete committed (a DELETE and/or an OVERWRITE)."""
     from pyiceberg.table.snapshots import ancestors_between_ids
 
-    rows = removed = written = 0
     for snapshot in ancestors_between_ids(before, after, table.metadata):
         summary = snapshot.summary
-        rows += _count(summary, "deleted-records") - _count(summary, "added-records")
-        removed += _count(summary, "deleted-data-files")
-        written += _count(summary, "added-data-files")
-    return TableDeletion(name, rows, written, removed, after, before)
+        deletion.rows_deleted += _count(summary, "deleted-records") - _count(summary, "added-records")
+        deletion.files_removed += _count(summary, "deleted-data-files")
+        deletion.files_rewritten += _count(summary, "added-data-files")
+    deletion.branches[branch] = after
 
 
 def _count(summary: Any, key: str) -> int:
