@@ -96,6 +96,7 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
                       request_id: str, attempts: int, deletion: TableDeletion) -> None:
     """One branch: stage the delete on a fresh head and commit; on a lost race, again."""
     from dativo_provider.iceberg.commit import disable_builtin_retries
+    from dativo_provider.privacy.rewrite import stage_delete
 
     for attempt in range(1, attempts + 1):
         deletion.attempts += 1
@@ -108,8 +109,8 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
                 warnings.filterwarnings("ignore", message="Delete operation did not match any records")
                 transaction = iceberg_table.transaction()
                 for part in per_column(row_filter):
-                    transaction.delete(chunk_in_predicates(part), snapshot_properties={REQUEST_KEY: request_id},
-                                       branch=branch)
+                    stage_delete(transaction, chunk_in_predicates(part), branch=branch,
+                                 snapshot_properties={REQUEST_KEY: request_id})
                 transaction.commit_transaction()
         except Exception as exc:
             if not _lost_race(exc):
