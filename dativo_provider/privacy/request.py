@@ -7,16 +7,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.privacy.identifiers import normalise_email, validated_emails, validated_ids
+
+__all__ = ["DEFAULT_DEADLINE", "KINDS", "RequestKind", "SubjectRequest", "normalise_email"]
 
 RequestKind = Literal["access", "portability", "erasure", "restriction", "lift_restriction"]
 KINDS: tuple[str, ...] = ("access", "portability", "erasure", "restriction", "lift_restriction")
 #: GDPR Art. 12(3): one month to answer; we count 30 days.
 DEFAULT_DEADLINE = timedelta(days=30)
-
-
-def normalise_email(value: str) -> str:
-    """The form emails are compared in: trimmed and lower-cased."""
-    return value.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,12 @@ class SubjectRequest:
         ``customer``); it picks the identifier columns.
     :param subject_ids: values of the subject-identifier columns, as text (``"42"`` matches 42).
     :param emails: e-mail addresses of the subject; matched on e-mail columns after normalising.
+
+    Identifiers follow :mod:`dativo_provider.privacy.identifiers`: e-mails are kept normalised, and an
+    empty or whitespace-only id or e-mail is refused (it would match every anonymous row).
+
+    :raises ConfigError: unknown kind, no identifier, or a blank (or, for e-mails, malformed) identifier;
+        the message names the parameter and the request id.
     """
 
     request_id: str
@@ -40,10 +44,12 @@ class SubjectRequest:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"request {self.request_id!r}: kind is {self.kind!r}; expected one of {KINDS}")
+        if isinstance(self.subject_ids, str) or isinstance(self.emails, str):
+            raise ConfigError(f"request {self.request_id!r}: subject_ids and emails are lists, not a single string")
+        object.__setattr__(self, "subject_ids", validated_ids(self.subject_ids, request_id=self.request_id))
+        object.__setattr__(self, "emails", validated_emails(self.emails, request_id=self.request_id))
         if not self.subject_ids and not self.emails:
             raise ConfigError(f"request {self.request_id!r}: give at least one subject id or e-mail")
-        object.__setattr__(self, "subject_ids", tuple(str(v) for v in self.subject_ids))
-        object.__setattr__(self, "emails", tuple(normalise_email(e) for e in self.emails))
         if self.deadline is None:
             object.__setattr__(self, "deadline", self.received_at + DEFAULT_DEADLINE)
 

@@ -16,9 +16,12 @@ makes :meth:`RestrictionRegistry.restrict` idempotent per request id, also again
 and commits with pyiceberg's own retry switched off, because its retry would re-apply a stale append.
 
 Rows are matched by hashing each *distinct* value of a dataset's identifying columns: the columns with
-``dativoDataSubject`` (against restrictions of that kind) and the e-mail columns, ``pii`` strings named
-``email`` or ``*_email`` (normalised, against restrictions of every kind: an address names one person,
-whatever role the table sees them in).
+``dativoDataSubject`` (against restrictions of that kind) and the e-mail columns
+(:func:`~dativo_provider.privacy.identifiers.is_email_column`; normalised, against restrictions of every
+kind: an address names one person, whatever role the table sees them in). A table whose only identifier
+is an e-mail column is therefore matched too. Matching follows :mod:`dativo_provider.privacy.identifiers`:
+whole values, and a blank stored value never matches (not even a hash of ``""`` recorded by an older
+version).
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError
 from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
-from dativo_provider.privacy.request import SubjectRequest, normalise_email
+from dativo_provider.privacy import identifiers
+from dativo_provider.privacy.identifiers import is_email_column
+from dativo_provider.privacy.request import SubjectRequest
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.table import Table
 
-    from dativo_provider.contracts.model import Column, Dataset, QualityRule
+    from dativo_provider.contracts.model import Dataset, QualityRule
     from dativo_provider.iceberg.catalog import CatalogConfig
 
 log = logging.getLogger(__name__)
@@ -55,14 +60,22 @@ _KIND, _HASH, _REQUEST, _AT, _LIFTED_AT, _LIFT_REQUEST = (
 
 
 def subject_hash(key: bytes, subject_kind: str, identifier: str) -> str:
-    """HMAC-SHA256 (hex) of ``<subject_kind>:<identifier>``: how the registry stores an identifier."""
+    """HMAC-SHA256 (hex) of ``<subject_kind>:<identifier>``: how the registry stores an identifier.
+
+    :param identifier: a subject id as text, or an e-mail in its normalised form
+        (:func:`~dativo_provider.privacy.identifiers.normalise_email`), which is the form rows are
+        matched in.
+    :raises ConfigError: the identifier is empty or whitespace only.
+    """
+    if identifiers.is_blank(identifier):
+        raise ConfigError(f"cannot hash a blank {subject_kind} identifier: it would restrict anonymous rows")
     return hmac.new(key, f"{subject_kind}:{identifier}".encode(), hashlib.sha256).hexdigest()
 
 
 def request_hashes(key: bytes, request: SubjectRequest) -> tuple[str, ...]:
     """The distinct hashes of a request's subject ids and (already normalised) e-mails, in order."""
-    identifiers = (*request.subject_ids, *request.emails)
-    return tuple(dict.fromkeys(subject_hash(key, request.subject_kind, i) for i in identifiers))
+    values = (*request.subject_ids, *request.emails)
+    return tuple(dict.fromkeys(subject_hash(key, request.subject_kind, v) for v in values))
 
 
 def registry_schema() -> pa.Schema:
@@ -134,6 +147,14 @@ class RestrictionRegistry:
     def active_hashes(self, subject_kind: str) -> frozenset[str]:
         """The hashes of the identifiers of ``subject_kind`` that are restricted now."""
         return self._active().get(subject_kind, frozenset())
+
+    def applies_to(self, dataset: Dataset) -> bool:
+        """Whether any active restriction can match ``dataset``'s rows: one of the kind of its subject
+        columns, or any at all when it has an e-mail column (e-mails match restrictions of every kind)."""
+        active = self._active()
+        if any(is_email_column(c) for c in dataset.columns):
+            return any(active.values())
+        return any(active.get(c.data_subject) for c in dataset.columns if c.data_subject)
 
     def restricted_mask(self, rows: pa.Table, dataset: Dataset) -> pa.BooleanArray:
         """True where a row belongs to a restricted subject (never null).
@@ -294,11 +315,11 @@ class _Matcher:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._digests = frozenset(bytes.fromhex(h) for h in hashes)
 
-    def hits(self, identifiers: Iterable[tuple[Any, str]]) -> list[Any]:
+    def hits(self, pairs: Iterable[tuple[Any, str]]) -> list[Any]:
         """The values of the ``(value, identifier)`` pairs whose identifier is restricted."""
         inner, outer, digests = self._inner, self._outer, self._digests
         found = []
-        for value, identifier in identifiers:
+        for value, identifier in pairs:
             digest = inner.copy()
             digest.update(identifier.encode())
             final = outer.copy()
@@ -306,13 +327,6 @@ class _Matcher:
             if final.digest() in digests:
                 found.append(value)
         return found
-
-
-def is_email_column(column: Column) -> bool:
-    """A pii string column named ``email`` or ``*_email``."""
-    name = column.name.lower()
-    return (column.classification == "pii" and (column.logical_type or "").lower() == "string"
-            and (name == "email" or name.endswith("_email")))
 
 
 def _present_probes(dataset: Dataset, names: list[str]) -> list[_Probe]:
@@ -331,14 +345,13 @@ def _column_hits(values: pa.ChunkedArray, normalise: bool, matchers: list[_Match
     """True where the value's identifier (as text; normalised for e-mails) is restricted under a matcher.
 
     Only the column's distinct values are turned into text and hashed.
+    Blank values are never hashed, so they never match.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    distinct = pc.drop_null(pc.unique(values))
-    texts = pc.cast(distinct, pa.string()).to_pylist()
-    identifiers = [normalise_email(t) for t in texts] if normalise else texts
-    pairs = list(zip(range(len(texts)), identifiers))
+    distinct, texts = identifiers.value_texts(values, email=normalise)
+    pairs = list(enumerate(texts))
     hits = sorted({i for matcher in matchers for i in matcher.hits(pairs)})
     return pc.is_in(values, value_set=pc.take(distinct, pa.array(hits, pa.int64())))
 

@@ -221,8 +221,8 @@ def restricted_row_ids(loaded: LoadedRows, dataset: Dataset, restrictions: Any) 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    kinds = {c.data_subject for c in dataset.columns if c.data_subject}
-    if restrictions is None or loaded.count == 0 or not any(restrictions.active_hashes(k) for k in kinds):
+    # E-mail columns match restrictions of every kind, so a table with no subject column can hold some.
+    if restrictions is None or loaded.count == 0 or not restrictions.applies_to(dataset):
         return pa.array([], pa.int64())
     rows = loaded.arrow(row_ids=True)
     mask = restrictions.restricted_mask(rows.drop_columns([ROW_ID]), dataset)

@@ -161,6 +161,45 @@ def test_requests_of_the_wrong_kind_and_empty_keys_are_refused(registry, catalog
     assert KEY.decode() not in repr(registry) and "key=***" in repr(registry)
 
 
+def test_blank_identifiers_are_refused_and_blank_stored_values_never_match(registry, catalog, customers):
+    """Issue 9, item 4: a blank e-mail used to restrict every anonymous row (``email = ""``)."""
+    import hashlib
+    import hmac
+    from datetime import datetime, timezone
+
+    for ids, emails, parameter in (([], [""], "emails"), ([], ["  "], "emails"), ([" "], [], "subject_ids")):
+        with pytest.raises(ConfigError, match=rf"request 'r-blank': {parameter} holds an empty"):
+            registry.restrict(_request("r-blank", ids=ids, emails=emails))
+    with pytest.raises(ConfigError, match="blank customer identifier"):
+        subject_hash(KEY, "customer", " ")
+
+    # A registry written before the rule may hold the hash of a blank identifier: it must match nothing.
+    registry.restrict(_request("r-1", ids=[1]))
+    table = catalog.load().load_table("dativo.restrictions")
+    now = datetime.now(timezone.utc)
+    blank_hash = hmac.new(KEY, b"customer:", hashlib.sha256).hexdigest()
+    table.append(pa.Table.from_pylist([{"subject_kind": "customer", "subject_hash": blank_hash,
+                                        "request_id": "old", "restricted_at": now, "lifted_at": None,
+                                        "lift_request_id": None}], schema=restriction_module.registry_schema()))
+    rows = pa.table({"customer_id": pa.array([1, 2, 3, 4], pa.int64()),
+                     "email": pa.array(["", "   ", None, "x@example.org"], pa.string())})
+    assert registry.restricted_mask(rows, customers).to_pylist() == [True, False, False, False]
+
+
+def test_an_email_only_dataset_is_matched_and_the_registry_keeps_the_normalised_hash(registry, catalog):
+    """Issue 9, item 3: restriction must reach tables whose only identifier is an e-mail column."""
+    from dativo_provider.contracts.model import Column
+
+    dataset = Dataset(name="signups", physical_name="examples.signups", columns=(
+        Column("signup_id", "integer"), Column("Work_Email", "string", classification="restricted")))
+    assert not registry.applies_to(dataset)
+    registry.restrict(_request("r-1", emails=["  Zoe@Example.NET "]))
+    assert registry.active_hashes("customer") == frozenset({subject_hash(KEY, "customer", "zoe@example.net")})
+    assert registry.applies_to(dataset)
+    rows = pa.table({"signup_id": [1, 2, 3, 4], "Work_Email": ["ZOE@example.net", "zoe@example.net.uk", "", None]})
+    assert registry.restricted_mask(rows, dataset).to_pylist() == [True, False, False, False]
+
+
 # --- lift, history, idempotency ------------------------------------------------------------------
 
 

@@ -75,3 +75,77 @@ def test_scheduled_checks_leave_restricted_rows_out(tmp_path):
     assert (restricted.rows_checked, restricted.rows_restricted) == (2, 1)
     assert "currency_known" not in {c.name for c in restricted.checks if c.outcome == "failed"}
     assert restricted.to_dict()["rows_restricted"] == 1
+
+
+# --- tables whose only identifier is an e-mail column (issue 9, item 3) -------------------------------
+
+SIGNUPS = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:dativo:tests:signups
+name: Newsletter signups
+version: 1.0.0
+status: active
+team:
+  name: marketing
+schema:
+  - name: signups
+    physicalName: examples.signups
+    physicalType: table
+    properties:
+      - name: signup_id
+        logicalType: integer
+        physicalType: bigint
+        required: true
+        classification: internal
+      - name: email
+        logicalType: string
+        classification: pii
+"""
+#: The restricted subject's address as typed in four ways, another person's, and blanks (anonymous).
+SIGNUP_EMAILS = ["zoe@example.net", "other@example.org", " ZOE@Example.NET ", "", "   ", "Zoe@example.net",
+                 "zoe@example.net.uk", None]
+HELD = [0, 2, 5]
+
+
+def _signups_contract(tmp_path):
+    path = tmp_path / "signups.odcs.yaml"
+    path.write_text(SIGNUPS)
+    return path
+
+
+def _signups():
+    return pa.table({"signup_id": pa.array(range(len(SIGNUP_EMAILS)), pa.int64()),
+                     "email": pa.array(SIGNUP_EMAILS, pa.string())})
+
+
+def _restricted_by_email(catalog):
+    registry = RestrictionRegistry(catalog, KEY)
+    registry.restrict(SubjectRequest("dsr-18-email", "restriction", "customer", emails=["  Zoe@Example.NET"]))
+    return registry
+
+
+def test_email_only_table_holds_the_restricted_subjects_rows(tmp_path):
+    catalog = embedded_catalog(tmp_path / "lake")
+    registry = _restricted_by_email(catalog)
+    contract = _signups_contract(tmp_path)
+
+    result = run_ingest(TableSource(_signups()), catalog, "examples.signups",
+                        audit=ContractGate(contract, catalog, restrictions=registry), run_id="run-1")
+    assert (result.rows_published, result.rows_quarantined) == (len(SIGNUP_EMAILS) - len(HELD), len(HELD))
+    main = catalog.load().load_table("examples.signups").scan().to_arrow()
+    assert sorted(main["signup_id"].to_pylist()) == [i for i in range(len(SIGNUP_EMAILS)) if i not in HELD]
+    held = catalog.load().load_table("examples.signups_quarantine").scan().to_arrow()
+    assert sorted(held["signup_id"].to_pylist()) == HELD
+    assert held["_dativo_failed_checks"].to_pylist() == [["restricted"]] * len(HELD)
+
+
+def test_scheduled_checks_leave_out_restricted_rows_of_email_only_tables(tmp_path):
+    from dativo_provider.quality.runner import IcebergTarget, run_contract
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    run_ingest(TableSource(_signups()), catalog, "examples.signups")
+    registry = _restricted_by_email(catalog)
+    report = run_contract(_signups_contract(tmp_path), IcebergTarget(catalog, "examples.signups"),
+                          restrictions=registry)
+    assert (report.rows_checked, report.rows_restricted) == (len(SIGNUP_EMAILS) - len(HELD), len(HELD))
