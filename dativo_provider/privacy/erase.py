@@ -111,7 +111,7 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
                 for part in per_column(row_filter):
                     stage_delete(transaction, chunk_in_predicates(part), branch=branch,
                                  snapshot_properties={REQUEST_KEY: request_id})
-                transaction.commit_transaction()
+                committed = transaction.commit_transaction()
         except Exception as exc:
             if not _lost_race(exc):
                 raise
@@ -119,9 +119,10 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
                         attempt, attempts, exc)
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
             continue
-        after = _head(catalog.load().load_table(table), branch)
+        # The metadata as this commit left it: a writer committing right after must not count here.
+        after = _head(committed, branch)
         if after is not None and after != before:
-            _add_summary(catalog.load().load_table(table), deletion, branch, before, after)
+            _add_summary(committed, deletion, branch, before, after)
         return
     raise CommitConflictError(f"{table}: the erasure delete on branch {branch!r} lost the commit race to other "
                               f"writers {attempts} times; nothing more was deleted there. Run the request again "
@@ -131,15 +132,14 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
 def _lost_race(exc: Exception) -> bool:
     """Another writer moved the branch between staging and commit: rebuilding on the new head is right.
 
-    Besides a failed commit, pyiceberg reports this as a conflict validation (files a concurrent
-    append added match the filter) or as a snapshot whose sequence number is already taken.
+    Besides a lost commit race, pyiceberg reports this as a conflict validation: files a concurrent
+    append added match the filter.
     """
     from pyiceberg.exceptions import ValidationException
 
     from dativo_provider.iceberg.commit import is_lost_race
 
-    return (is_lost_race(exc) or isinstance(exc, ValidationException)
-            or (isinstance(exc, ValueError) and "sequence number" in str(exc)))
+    return is_lost_race(exc) or isinstance(exc, ValidationException)
 
 
 def per_column(expression: BooleanExpression) -> list[BooleanExpression]:

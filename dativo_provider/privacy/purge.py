@@ -1,22 +1,32 @@
 """Erasure, step two: make a delete physical.
 
-After :func:`~dativo_provider.privacy.erase.delete_rows` committed the erasure snapshot E on main, the
-subject's rows still live in every older snapshot (time travel), in tags and branches that pin them,
-in the data files those snapshots reference, and in the lower/upper bounds that E's own manifests
-keep for the files it deleted. pyiceberg 0.12 only removes snapshots from the metadata
+After :func:`~dativo_provider.privacy.erase.delete_rows` removed the subject's rows from every branch
+head, the rows still live in older snapshots (time travel), in tags that pin them, in the data files
+those snapshots reference, and in the lower/upper bounds that the delete's own manifests keep for the
+files it deleted. pyiceberg 0.12 only removes snapshots from the metadata
 (``maintenance.expire_snapshots``) and has no orphan-file removal, so the purge does, in order:
 
-1. refs: tags and branches that pin data from before the erasure fail the purge, or are removed or
-   re-pointed to main's head, as the caller's policy says (checked before anything changes);
+0. the *dirty* files: every data file in the table's retained history that holds a row the subject
+   filter matches, found by decoding (:func:`~dativo_provider.privacy.history.files_holding`), plus
+   the files the request's deletes removed and any the caller recorded on an earlier attempt; a
+   snapshot is *tainted* when its manifests list a dirty file (live or as a deleted entry);
+1. refs: tags (and branches created since the delete) whose head still holds dirty files fail the
+   purge, or are removed or re-pointed to main's head, as the caller's policy says (checked before
+   anything changes). A branch head the delete cleaned is never moved: its other rows stay;
 2. state: each ingest source's newest ``dativo.state`` is re-committed on main in an empty snapshot
-   (ADR 0002), which also drops E's manifests of deleted entries from main's head;
-3. expiry of every *tainted* snapshot: one that does not descend from E, or whose manifests still
-   list a file the erasure deleted;
-4. the metadata log is cut to post-expiry metadata files;
-5. the sweep: every file under the table's location that the remaining metadata does not reach is
-   deleted -- at once if an expired snapshot referenced it or it is an old metadata file, otherwise
-   only once older than the safety window (a concurrent writer's files not committed yet). The
-   metadata is reloaded after listing, so a commit landing meanwhile keeps its files.
+   when its snapshot is tainted (ADR 0002);
+3. seal: an empty commit on each branch whose head lists dirty files only as deleted entries (the
+   delete's own manifests, with their bounds);
+4. expiry of every tainted snapshot. Snapshots that never held the subject stay: time travel to them
+   keeps working;
+5. the metadata log is cut to post-expiry metadata files;
+6. the sweep: every file under the table's location that the remaining metadata does not reach is
+   deleted -- at once if an expired snapshot referenced it, it is dirty, or it is an old metadata file,
+   otherwise only once older than the safety window (a concurrent writer's files not committed yet).
+   The metadata is reloaded after listing, so a commit landing meanwhile keeps its files.
+
+Every step is idempotent: a purge interrupted anywhere and run again with the same arguments (and the
+dirty files of the first attempt) ends in the same state.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from dativo_provider.privacy.erase import REQUEST_KEY
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.snapshots import Snapshot
@@ -46,7 +57,7 @@ log = logging.getLogger(__name__)
 
 RefsPolicy = Literal["fail", "remove", "repoint"]
 REFS_POLICIES: tuple[str, ...] = ("fail", "remove", "repoint")
-#: Summary property of the snapshots the purge commits: the erasure snapshot it purged after.
+#: Summary property of the snapshots the purge commits: the request it purged for.
 PURGE_KEY = "dativo.dsr-purge"
 #: Summary property of a state-carrying snapshot: the snapshot whose state it repeats.
 _LOG_MAX = "write.metadata.previous-versions-max"
@@ -78,6 +89,7 @@ class PurgeResult:
     :param files_removed: data, delete, manifest, manifest-list and statistics files deleted.
     :param metadata_files_removed: table metadata JSON files deleted.
     :param state_carried: sources whose newest state was re-committed on main.
+    :param dirty_files: the files found holding the subject (paths only): pass them to a rerun.
     :param kept_files_younger_than_window: unreferenced files left alone because they are younger
         than the safety window (possibly a concurrent writer's); a later purge removes them.
     """
@@ -90,46 +102,78 @@ class PurgeResult:
     metadata_files_removed: int = 0
     state_carried: list[str] = field(default_factory=list)
     kept_files_younger_than_window: int = 0
+    dirty_files: list[str] = field(default_factory=list, repr=False)
 
 
 def purge_table(
     catalog: CatalogConfig,
     table: str,
     *,
-    erased_snapshot_id: int,
+    subject: BooleanExpression,
+    request_id: str | None = None,
+    dirty_files: Iterable[str] = (),
     refs_policy: RefsPolicy = "fail",
     safety_window: timedelta = timedelta(minutes=30),
     now: datetime | None = None,
 ) -> PurgeResult:
-    """Remove every trace of the rows erased by snapshot ``erased_snapshot_id`` from ``table``.
+    """Remove every trace of the rows ``subject`` matches from ``table``'s history and storage.
 
-    :param erased_snapshot_id: main's head after the delete (``TableDeletion.snapshot_id``); it must be
-        an ancestor of (or equal to) main's head.
-    :param refs_policy: for tags/branches pinning pre-erasure data: ``fail`` raises before any change,
-        ``remove`` drops them, ``repoint`` moves them to main's head.
+    :param subject: the filter the erasure deleted with (``Discovery.row_filter(table)``).
+    :param request_id: the erasure's request: files its deletes removed are dirty, and the purge's own
+        snapshots are marked with it.
+    :param dirty_files: files an earlier attempt found dirty (:attr:`PurgeResult.dirty_files`): once
+        expiry committed they are unreachable, and only this list says they go at once.
+    :param refs_policy: for tags (and branches) pinning the subject's rows: ``fail`` raises before any
+        change, ``remove`` drops them, ``repoint`` moves them to main's head.
     :param safety_window: unreferenced files of unknown origin younger than this are kept.
     :param now: the time the safety window counts back from (default: now; naive means UTC).
-    :raises RefsPinErasedDataError: policy ``fail`` and refs pin pre-erasure data; nothing changed.
-    :raises ConfigError: bad policy, or the snapshot is not on main.
-    :raises PurgeIncompleteError: the purge ran but a remaining snapshot still lists an erased file.
+    :raises RefsPinErasedDataError: policy ``fail`` and refs pin the subject's rows; nothing changed.
+    :raises ConfigError: bad policy.
+    :raises PurgeIncompleteError: the purge ran but a branch head still holds the subject's rows or a
+        remaining snapshot still lists a dirty file.
     :raises CommitConflictError: other writers kept winning the commit race; rerunning is safe.
     """
-    if refs_policy not in REFS_POLICIES:
-        raise ConfigError(f"refs_policy is {refs_policy!r}; expected one of {REFS_POLICIES}")
-    now = now or datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    purge = _Purge(catalog.load(), table, erased_snapshot_id)
-    return purge.run(refs_policy, safety_window, now)
+    return plan_purge(catalog, table, subject=subject, request_id=request_id,
+                      dirty_files=dirty_files).run(refs_policy, safety_window, now)
 
 
-class _Purge:
-    """One purge: the table, what the erasure deleted, and what the steps share."""
+def plan_purge(catalog: CatalogConfig, table: str, *, subject: BooleanExpression, request_id: str | None = None,
+               dirty_files: Iterable[str] = ()) -> PurgePlan:
+    """Find the files holding the subject (decoding the table's history) without changing anything.
 
-    def __init__(self, catalog: Catalog, name: str, erased: int) -> None:
+    Record :attr:`PurgePlan.dirty_files` before :meth:`PurgePlan.run`: a purge interrupted after its
+    expiry committed needs them to finish. Parameters as :func:`purge_table`.
+    """
+    return PurgePlan(catalog.load(), table, subject, request_id, set(dirty_files))
+
+
+def stale_refs(catalog: CatalogConfig, table: str, subject: BooleanExpression) -> list[dict[str, Any]]:
+    """Tags and branches other than main whose head holds a row ``subject`` matches (nothing changes).
+
+    Branch heads are cleaned by :func:`~dativo_provider.privacy.erase.delete_rows`; what this returns
+    is what a purge would apply its refs policy to, checked before anything is deleted.
+    """
+    from dativo_provider.privacy.history import files_holding
+
+    loaded = catalog.load().load_table(table)
+    manifests = ManifestCache(loaded)
+    dirty = set(files_holding(loaded, subject))
+    return [{"ref": name, "kind": ref.snapshot_ref_type.value, "from_snapshot": ref.snapshot_id}
+            for name, ref in sorted(loaded.metadata.refs.items())
+            if name != "main" and _live_dirty(manifests, loaded.metadata.snapshot_by_id(ref.snapshot_id), dirty)]
+
+
+class PurgePlan:
+    """One purge: the table, the files that hold the subject (:attr:`dirty_files`), and what the steps share."""
+
+    def __init__(self, catalog: Catalog, name: str, subject: BooleanExpression, request_id: str | None,
+                 dirty: set[str]) -> None:
+        from dativo_provider.privacy.history import files_holding
+
         self.catalog = catalog
         self.name = name
-        self.erased = erased
+        self.request_id = request_id
+        self.marker = request_id or "purge"
         self.result = PurgeResult(table=name)
         self.table = catalog.load_table(name)
         self.io = pyarrow_io(self.table)
@@ -137,54 +181,56 @@ class _Purge:
         self.known_metadata: set[str] = set()
         self.expired_files: set[str] = set()
         self._observe(self.table)
-        self.erased_files = self._erased_files()
+        self.dirty = dirty | set(files_holding(self.table, subject)) | self._deleted_by_request()
+        self.result.dirty_files = sorted(self.dirty)
 
-    def run(self, policy: RefsPolicy, window: timedelta, now: datetime) -> PurgeResult:
+    @property
+    def dirty_files(self) -> list[str]:
+        return sorted(self.dirty)
+
+    def run(self, policy: RefsPolicy = "fail", window: timedelta = timedelta(minutes=30),
+            now: datetime | None = None) -> PurgeResult:
+        """Carry out the purge (steps 1-6 of the module doc); see :func:`purge_table`."""
+        if policy not in REFS_POLICIES:
+            raise ConfigError(f"refs_policy is {policy!r}; expected one of {REFS_POLICIES}")
+        now = now or datetime.now(timezone.utc)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
         started = time.monotonic()
+        self._check_main()
         stale = self._stale_refs(self.table)
         if stale and policy == "fail":
             raise RefsPinErasedDataError(self.name, stale)
         states = _source_states(self.table)
         self._carry_states(states)
+        self._seal_branches()
         self._change_refs_and_expire(policy)
         self._trim_metadata_log()
         _sweep(self, window, now)
         self._verify(states)
-        log.info("%s: purge after snapshot %s done in %.1fs: %s", self.name, self.erased,
+        log.info("%s: purge (%d dirty files) done in %.1fs: %s", self.name, len(self.dirty),
                  time.monotonic() - started, self.result)
         return self.result
 
-    # --- what the erasure touched -------------------------------------------------------------
+    # --- what holds the subject ---------------------------------------------------------------
 
-    def _erased_files(self) -> set[str]:
-        """Files the erasure's snapshots (E and its parents from the same request) deleted."""
-        metadata = self.table.metadata
-        head = metadata.snapshot_by_name("main")
-        erasure = metadata.snapshot_by_id(self.erased)
-        if erasure is None or head is None or self.erased not in _ancestor_ids(head, metadata):
-            raise ConfigError(f"{self.name}: snapshot {self.erased} is not on main; pass the erasure's "
-                              "TableDeletion.snapshot_id")
-        request = (erasure.summary or {}).get(REQUEST_KEY)
-        erased: set[str] = set()
-        for snapshot in _ancestors(erasure, metadata):
-            if snapshot.snapshot_id != self.erased and (request is None or
-                                                        (snapshot.summary or {}).get(REQUEST_KEY) != request):
-                break
-            erased |= self.manifests.deleted_by(snapshot)
-        return erased
+    def _deleted_by_request(self) -> set[str]:
+        """Files the request's own delete snapshots removed (on any branch)."""
+        if self.request_id is None:
+            return set()
+        return {path for s in self.table.metadata.snapshots
+                if (s.summary or {}).get(REQUEST_KEY) == self.request_id for path in self.manifests.deleted_by(s)}
 
     def _tainted(self, metadata: TableMetadata) -> set[int]:
-        """Snapshots that may return erased rows or still list erased files (with their bounds)."""
-        descends: dict[int, bool] = {}
-        return {s.snapshot_id for s in metadata.snapshots
-                if not _descends_from(s, self.erased, metadata, descends)
-                or self.manifests.mentions(s, self.erased_files)}
+        """Snapshots whose manifests list a dirty file: they may return the rows or keep their bounds."""
+        return {s.snapshot_id for s in metadata.snapshots if self.manifests.mentions(s, self.dirty)}
 
     def _stale_refs(self, table: Table) -> list[dict[str, Any]]:
-        tainted = self._tainted(table.metadata)
+        """Refs other than main whose head still holds dirty files live (a cleaned head only needs a seal)."""
         return [{"ref": name, "kind": ref.snapshot_ref_type.value, "from_snapshot": ref.snapshot_id}
                 for name, ref in sorted(table.metadata.refs.items())
-                if name != "main" and ref.snapshot_id in tainted]
+                if name != "main" and _live_dirty(self.manifests, table.metadata.snapshot_by_id(ref.snapshot_id),
+                                                  self.dirty)]
 
     # --- commits ------------------------------------------------------------------------------
 
@@ -218,29 +264,35 @@ class _Purge:
         self.known_metadata.update(entry.metadata_file for entry in table.metadata.metadata_log)
 
     def _carry_states(self, states: dict[str, Snapshot]) -> None:
-        """Re-commit each source's newest state on main; make sure main's head is clean."""
+        """Re-commit on main each source's newest state that sits in a tainted snapshot."""
         for source, snapshot in states.items():
             self._commit(lambda table, s=source, o=snapshot: self._carry_one(table, s, o))
-        self._commit(self._seal)
 
     def _carry_one(self, table: Table, source: str, original: Snapshot) -> Transaction | None:
         current = read_state(table, source)
         if current is not None and current.snapshot_id not in self._tainted(table.metadata):
-            return None  # carried on an earlier attempt, or the source committed again meanwhile
+            return None  # clean, carried on an earlier attempt, or the source committed again meanwhile
         summary = original.summary or {}
         keys = (SOURCE_KEY, STATE_KEY, RUN_ID_KEY)
         properties = {k: summary[k] for k in keys if summary.get(k) is not None}
-        properties |= {CARRIED_FROM_KEY: str(original.snapshot_id), PURGE_KEY: str(self.erased)}
+        properties |= {CARRIED_FROM_KEY: str(original.snapshot_id), PURGE_KEY: self.marker}
         if source not in self.result.state_carried:
             self.result.state_carried.append(source)
-        return _empty_commit(table, properties)
+        return _empty_commit(table, properties, "main")
 
-    def _seal(self, table: Table) -> Transaction | None:
-        """An empty commit on main when its head still lists erased files (E's deleted entries)."""
-        head = table.metadata.snapshot_by_name("main")
-        if head is None or head.snapshot_id not in self._tainted(table.metadata):
+    def _seal_branches(self) -> None:
+        """An empty commit on every branch whose cleaned head still lists dirty files as deleted entries."""
+        branches = [name for name, ref in sorted(self.table.metadata.refs.items())
+                    if ref.snapshot_ref_type.value == "branch"]
+        for branch in branches:
+            self._commit(lambda table, b=branch: self._seal(table, b))
+
+    def _seal(self, table: Table, branch: str) -> Transaction | None:
+        head = table.metadata.snapshot_by_name(branch)
+        if (head is None or head.snapshot_id not in self._tainted(table.metadata)
+                or _live_dirty(self.manifests, head, self.dirty)):
             return None
-        return _empty_commit(table, {PURGE_KEY: str(self.erased)})
+        return _empty_commit(table, {PURGE_KEY: self.marker}, branch)
 
     def _change_refs_and_expire(self, policy: RefsPolicy) -> None:
         """One transaction: handle stale refs, then expire every tainted snapshot."""
@@ -260,6 +312,8 @@ class _Purge:
             self.expired_files = self._files_of(table.metadata, tainted)
             self.result.refs_changed = stale
             self.result.snapshots_expired = len(tainted)
+            if not tainted and not stale:
+                return None
             ExpireSnapshots(transaction).by_ids(tainted).commit()
             return transaction
 
@@ -305,21 +359,27 @@ class _Purge:
 
     def _verify(self, states: dict[str, Snapshot]) -> None:
         table = self.catalog.load_table(self.name)
-        leaking = [s.snapshot_id for s in table.metadata.snapshots
-                   if self.manifests.mentions(s, self.erased_files)]
+        leaking = [s.snapshot_id for s in table.metadata.snapshots if self.manifests.mentions(s, self.dirty)]
         if leaking:
             raise PurgeIncompleteError(
-                f"{self.name}: snapshots {leaking} still list files the erasure deleted (manifests "
-                "written by another engine?); rewrite their manifests and purge again")
+                f"{self.name}: snapshots {leaking} still list files that hold the subject's rows (a branch "
+                "created during the erasure, or manifests written by another engine?); erase and purge again")
         lost = [source for source in states if read_state(table, source) is None]
         if lost:
             raise PurgeIncompleteError(f"{self.name}: the state of {lost} did not survive the purge")
 
+    def _check_main(self) -> None:
+        head = self.table.metadata.snapshot_by_name("main")
+        if head is not None and _live_dirty(self.manifests, head, self.dirty):
+            raise PurgeIncompleteError(f"{self.name}: main's head still holds the subject's rows; run the "
+                                       "delete (delete_rows) before the purge")
 
-def _sweep(purge: _Purge, window: timedelta, now: datetime) -> None:
-    """The purge's sweep: files of expired snapshots and metadata files seen during the purge go at once."""
+
+def _sweep(purge: PurgePlan, window: timedelta, now: datetime) -> None:
+    """The purge's sweep: dirty files, files of expired snapshots and metadata files seen during the purge
+    go at once."""
     sweep = OrphanSweep(purge.catalog, purge.name, purge.manifests, purge.io)
-    swept = sweep.run(window, now, delete_at_once=purge.expired_files | purge.known_metadata)
+    swept = sweep.run(window, now, delete_at_once=purge.expired_files | purge.known_metadata | purge.dirty)
     result = purge.result
     result.files_removed += swept.files_removed
     result.metadata_files_removed += swept.metadata_files_removed
@@ -338,39 +398,20 @@ def _source_states(table: Table) -> dict[str, Snapshot]:
     return states
 
 
-def _empty_commit(table: Table, properties: dict[str, str]) -> Transaction:
-    """A transaction adding one snapshot on main with no new files (drops manifests with no live file)."""
+def _empty_commit(table: Table, properties: dict[str, str], branch: str) -> Transaction:
+    """A transaction adding one snapshot on ``branch`` with no new files (drops manifests with no live file)."""
     transaction = table.transaction()
-    with transaction.update_snapshot(snapshot_properties=properties, branch="main").fast_append():
+    with transaction.update_snapshot(snapshot_properties=properties, branch=branch).fast_append():
         pass
     return transaction
+
+
+def _live_dirty(manifests: ManifestCache, snapshot: Snapshot | None, dirty: set[str]) -> bool:
+    """Whether ``snapshot`` can still return a dirty file's rows (lists one as live)."""
+    return snapshot is not None and bool(manifests.live_files(snapshot) & dirty)
 
 
 def _ancestors(snapshot: Snapshot, metadata: TableMetadata) -> Iterable[Snapshot]:
     from pyiceberg.table.snapshots import ancestors_of
 
     return ancestors_of(snapshot, metadata)
-
-
-def _ancestor_ids(snapshot: Snapshot, metadata: TableMetadata) -> set[int]:
-    return {s.snapshot_id for s in _ancestors(snapshot, metadata)}
-
-
-def _descends_from(snapshot: Snapshot, ancestor: int, metadata: TableMetadata, memo: dict[int, bool]) -> bool:
-    """Whether ``ancestor`` is ``snapshot`` or one of its ancestors (memoised walk)."""
-    path = []
-    found = False
-    current: Snapshot | None = snapshot
-    while current is not None:
-        if current.snapshot_id in memo:
-            found = memo[current.snapshot_id]
-            break
-        path.append(current.snapshot_id)
-        if current.snapshot_id == ancestor:
-            found = True
-            break
-        parent = current.parent_snapshot_id
-        current = metadata.snapshot_by_id(parent) if parent is not None else None
-    for snapshot_id in path:
-        memo[snapshot_id] = found
-    return found

@@ -21,7 +21,7 @@ from dativo_provider.iceberg.state import read_state
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.iceberg import files as files_module
 from dativo_provider.privacy.erase import delete_rows
-from dativo_provider.privacy.purge import RefsPinErasedDataError, purge_table
+from dativo_provider.privacy.purge import PurgeIncompleteError, RefsPinErasedDataError, purge_table
 from tests.memory_source import TableSource
 from tests.privacy.test_erase import (
     BASE,
@@ -52,10 +52,19 @@ def build_lake(catalog: CatalogConfig) -> dict:
     }
 
 
+SUBJECT_FILTER = EqualTo("id", SUBJECT)
+
+
 def erase(catalog: CatalogConfig) -> int:
-    deletion = delete_rows(catalog, TABLE, EqualTo("id", SUBJECT), request_id="dsr-1")
-    assert deletion.rows_deleted == 2
+    """Delete the subject on every branch (main and ``dev``); main's erasure snapshot."""
+    deletion = delete_rows(catalog, TABLE, SUBJECT_FILTER, request_id="dsr-1")
+    assert deletion.rows_deleted == 4 and set(deletion.branches) == {"main", "dev"}
     return deletion.snapshot_id
+
+
+def erase_and_subject(catalog: CatalogConfig) -> dict:
+    erase(catalog)
+    return {"subject": SUBJECT_FILTER, "request_id": "dsr-1"}
 
 
 def subject_in_any_snapshot(table) -> int:
@@ -154,7 +163,7 @@ def test_purge_leaves_no_trace_and_every_other_row(catalog):
     lake = build_lake(catalog)
     erased = erase(catalog)
 
-    result = purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="repoint")
+    result = purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="repoint")
 
     table = catalog.load().load_table(TABLE)
     fs, root = table_root(table)
@@ -178,9 +187,9 @@ def test_refs_policy_fail_changes_nothing(catalog):
     listing = {i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))}
 
     with pytest.raises(RefsPinErasedDataError) as error:
-        purge_table(catalog, TABLE, erased_snapshot_id=erased)
+        purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1")
 
-    assert {r["ref"] for r in error.value.refs} == {"v1", "dev"}
+    assert {r["ref"] for r in error.value.refs} == {"v1"}  # the delete cleaned branch dev itself
     assert "refs_policy" in str(error.value)
     after = catalog.load().load_table(TABLE)
     assert after.metadata_location == before.metadata_location
@@ -188,29 +197,32 @@ def test_refs_policy_fail_changes_nothing(catalog):
     assert after.metadata.refs["v1"].snapshot_id == lake["snapshots"][0]
 
 
-def test_refs_policy_remove_drops_and_repoint_moves(catalog, tmp_path):
+def test_refs_policy_remove_drops_and_repoint_moves_tags_and_branches_keep_their_rows(catalog, tmp_path):
     lake = build_lake(catalog)
-    erased = erase(catalog)
-    removed = purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="remove")
-    assert set(catalog.load().load_table(TABLE).metadata.refs) == {"main"}
-    changes = sorted(tuple(c.values()) for c in removed.refs_changed)
-    assert changes == [
-        ("dev", "branch", lake["snapshots"][1], None), ("v1", "tag", lake["snapshots"][0], None)]
+    dev_before = read_all(catalog.load().load_table(TABLE), lake["snapshots"][1])
+    erase(catalog)
+    removed = purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="remove")
+    table = catalog.load().load_table(TABLE)
+    assert set(table.metadata.refs) == {"main", "dev"}
+    assert [tuple(c.values()) for c in removed.refs_changed] == [("v1", "tag", lake["snapshots"][0], None)]
+    dev_after = read_all(table, table.metadata.refs["dev"].snapshot_id)
+    assert subject_rows(table, table.metadata.refs["dev"].snapshot_id) == 0
+    assert others_checksum(dev_after, {SUBJECT}) == others_checksum(dev_before, {SUBJECT})
 
     other = embedded_catalog(tmp_path / "other")
     lake = build_lake(other)
-    repointed = purge_table(other, TABLE, erased_snapshot_id=erase(other), refs_policy="repoint")
+    repointed = purge_table(other, TABLE, **erase_and_subject(other), refs_policy="repoint")
     table = other.load().load_table(TABLE)
     head = table.current_snapshot().snapshot_id
-    assert {n: (r.snapshot_id, r.snapshot_ref_type.value) for n, r in table.metadata.refs.items()} == {
-        "main": (head, "branch"), "dev": (head, "branch"), "v1": (head, "tag")}
-    assert {r["ref"]: r["to_snapshot"] for r in repointed.refs_changed} == {"dev": head, "v1": head}
+    assert table.metadata.refs["v1"].snapshot_id == head
+    assert table.metadata.refs["dev"].snapshot_id != head  # its own head, cleaned, not main's
+    assert {r["ref"]: r["to_snapshot"] for r in repointed.refs_changed} == {"v1": head}
     assert subject_rows(table, table.metadata.refs["v1"].snapshot_id) == 0
 
 
 def test_every_source_keeps_its_state(catalog):
     lake = build_lake(catalog)
-    result = purge_table(catalog, TABLE, erased_snapshot_id=erase(catalog), refs_policy="remove")
+    result = purge_table(catalog, TABLE, **erase_and_subject(catalog), refs_policy="remove")
 
     table = catalog.load().load_table(TABLE)
     assert sorted(result.state_carried) == sorted(SOURCES)
@@ -246,7 +258,7 @@ def test_a_commit_landing_between_listing_and_deleting_keeps_its_files(catalog, 
         return listed
 
     monkeypatch.setattr(files_module, "list_files", list_then_commit)
-    result = purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="remove",
+    result = purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="remove",
                          safety_window=timedelta(0))
 
     table = catalog.load().load_table(TABLE)
@@ -277,7 +289,7 @@ def test_an_ingest_running_during_the_purge_loses_no_rows(catalog):
 
     worker = threading.Thread(target=ingest)
     worker.start()
-    purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="remove")
+    purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="remove")
     worker.join(timeout=120)
     assert done.is_set() and not errors, errors
 
@@ -294,7 +306,7 @@ def test_young_unknown_files_are_kept_until_the_window_passes(catalog, tmp_path)
     stray = f"{root}/data/in-flight-writer.parquet"
     pq.write_table(people([BASE + 7]), stray, filesystem=fs)
 
-    young = purge_table(catalog, TABLE, erased_snapshot_id=erased, refs_policy="remove")
+    young = purge_table(catalog, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="remove")
     assert young.kept_files_younger_than_window == 1
     assert fs.get_file_info(stray).type == pafs.FileType.File
 
@@ -305,17 +317,17 @@ def test_young_unknown_files_are_kept_until_the_window_passes(catalog, tmp_path)
     stray = f"{root}/data/abandoned-writer.parquet"
     pq.write_table(people([BASE + 7]), stray, filesystem=fs)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    old = purge_table(other, TABLE, erased_snapshot_id=erased, refs_policy="remove", now=later)
+    old = purge_table(other, TABLE, subject=SUBJECT_FILTER, request_id="dsr-1", refs_policy="remove", now=later)
     assert old.kept_files_younger_than_window == 0
     assert fs.get_file_info(stray).type == pafs.FileType.NotFound
 
 
-def test_the_erasure_must_be_on_main(catalog):
+def test_a_purge_before_the_delete_is_refused(catalog):
     build_lake(catalog)
-    with pytest.raises(ConfigError, match="not on main"):
-        purge_table(catalog, TABLE, erased_snapshot_id=12345, refs_policy="remove")
+    with pytest.raises(PurgeIncompleteError, match="main's head still holds"):
+        purge_table(catalog, TABLE, subject=SUBJECT_FILTER, refs_policy="remove")
     with pytest.raises(ConfigError, match="refs_policy"):
-        purge_table(catalog, TABLE, erased_snapshot_id=12345, refs_policy="keep")
+        purge_table(catalog, TABLE, subject=SUBJECT_FILTER, refs_policy="keep")
 
 
 def test_purge_on_s3(tmp_path):
@@ -329,7 +341,7 @@ def test_purge_on_s3(tmp_path):
             "s3.secret-access-key": moto.secret_access_key, "s3.region": moto.region,
         })
         lake = build_lake(catalog)
-        result = purge_table(catalog, TABLE, erased_snapshot_id=erase(catalog), refs_policy="repoint")
+        result = purge_table(catalog, TABLE, **erase_and_subject(catalog), refs_policy="repoint")
 
         table = catalog.load().load_table(TABLE)
         fs, root = table_root(table)
@@ -356,7 +368,7 @@ def test_a_run_of_the_same_source_in_flight_during_the_purge_still_commits(tmp_p
     run_ingest(source, catalog, "lake.t")
     started_from = read_state(catalog.load().load_table("lake.t"), source.identity).snapshot_id
     deletion = delete_rows(catalog, "lake.t", EqualTo("id", 2), request_id="dsr-1")
-    purge_table(catalog, "lake.t", erased_snapshot_id=deletion.snapshot_id, safety_window=timedelta(0))
+    purge_table(catalog, "lake.t", subject=EqualTo("id", 2), request_id="dsr-1", safety_window=timedelta(0))
     carried = read_state(catalog.load().load_table("lake.t"), source.identity)
     assert carried.snapshot_id != started_from and carried.state["watermark"] == 3
     plan = CommitPlan(identifier="lake.t", mode="append", branch="main", new_files=[],

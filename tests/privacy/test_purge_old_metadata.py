@@ -37,7 +37,7 @@ def test_old_metadata_outside_the_log_is_removed_by_the_purge(tmp_path):
     assert len(metadata_files(fs, root)) > 10  # pyiceberg deletes none by default
     deletion = delete_rows(catalog, TABLE, EqualTo("id", SUBJECT), request_id="dsr-8")
 
-    result = purge_table(catalog, TABLE, erased_snapshot_id=deletion.snapshot_id)  # default 30-min window
+    result = purge_table(catalog, TABLE, subject=EqualTo("id", SUBJECT), request_id="dsr-8")  # default 30-min window
 
     table = catalog.load().load_table(TABLE)
     referenced = {path_of(table.metadata_location), *(path_of(e.metadata_file) for e in table.metadata.metadata_log)}
@@ -60,11 +60,11 @@ def test_a_newer_metadata_file_of_a_concurrent_commit_stays_until_the_window_pas
     with fs.open_output_stream(in_flight) as stream:
         stream.write(b"{}")
 
-    young = purge_table(catalog, TABLE, erased_snapshot_id=deletion.snapshot_id)
+    young = purge_table(catalog, TABLE, subject=EqualTo("id", SUBJECT), request_id="dsr-8")
     assert fs.get_file_info(in_flight).type == pafs.FileType.File
     assert young.kept_files_younger_than_window == 1
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     deletion = delete_rows(catalog, TABLE, EqualTo("id", BASE), request_id="dsr-9")
-    purge_table(catalog, TABLE, erased_snapshot_id=deletion.snapshot_id, now=later)
+    purge_table(catalog, TABLE, subject=EqualTo("id", SUBJECT), request_id="dsr-8", now=later)
     assert fs.get_file_info(in_flight).type == pafs.FileType.NotFound
