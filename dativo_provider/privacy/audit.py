@@ -18,9 +18,22 @@ Each event is one JSON object::
 
 :func:`verify` walks the chain and names the first position that is wrong: an edited event (its hash
 does not match), a removed one (a gap in ``seq``), reordered or inserted ones (``seq`` or
-``prev_hash`` out of place). Cutting events off the *end* leaves a valid shorter chain; pass the head
-hash recorded elsewhere (a signed certificate holds it) as ``anchor`` to detect that. The Iceberg store
-also records the head in each snapshot summary, which :func:`verify` compares with the table.
+``prev_hash`` out of place). Cutting events off the *end* leaves a valid shorter chain, so the end is
+recorded twice more:
+
+* **beside the data**, sealed: the Iceberg store records the head in each snapshot summary
+  (``dativo.audit.head-seq``/``-hash``/``-mac``), the object store in ``HEAD.json``. ``mac`` is
+  HMAC-SHA256 under the trail key over the head (and, in Iceberg, the snapshot's parent), so whoever
+  removes events and rewrites the head without the key is caught, and every sealed head still in the
+  table's metadata must still be reached by the events. Someone who also rolls the store back whole
+  (restores an older ``HEAD.json``, or rolls the table back and expires the newer snapshots) is caught
+  only by an anchor:
+* **outside the store**: :meth:`AuditTrail.anchor` returns a sealed :class:`Anchor` of a request's last
+  event, for its certificate, its task log and an :class:`AnchorStore` (see
+  :mod:`dativo_provider.privacy.anchors`); :func:`verify` takes them as ``anchors``.
+
+Heads written before heads were sealed (no ``-mac``) are accepted with a :attr:`AuditCheck.warning`
+that only anchors can show removed final events; an unsealed head *after* a sealed one is tampering.
 
 Two stores share one small interface (:class:`AuditStore`): :class:`IcebergAuditStore` (one row per
 event, appended with an optimistic commit that fails if another writer moved the head) and
@@ -38,13 +51,15 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, DativoError
 from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
+from dativo_provider.privacy.anchors import HEAD_KIND, Anchor, AnchorStore, seal
+from dativo_provider.privacy.objects import ObjectFiles
 
 if TYPE_CHECKING:
     from dativo_provider.privacy.request import SubjectRequest
@@ -82,12 +97,34 @@ class StoredEvent:
     error: str = ""
 
 
+#: Seals a head's fields under the trail key (the store never holds the key itself).
+Sealer = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class RecordedHead:
+    """A head a store recorded beside its events: ``seq``, ``hash``, ``mac`` (empty when written before
+    heads were sealed) and what else the seal covers (``binding``, e.g. the snapshot's parent)."""
+
+    where: str
+    seq: int
+    hash: str
+    mac: str
+    binding: Mapping[str, Any] = field(default_factory=dict)
+
+    def sealed_by(self, key: bytes) -> bool:
+        expected = seal(key, HEAD_KIND, {"seq": self.seq, "hash": self.hash, **self.binding})
+        return hmac.compare_digest(self.mac, expected)
+
+
 class AuditStore(Protocol):
-    """Where events live. ``put`` must fail with :class:`SeqTakenError` if ``head`` is stale."""
+    """Where events live. ``put`` must fail with :class:`SeqTakenError` if ``head`` is stale, and
+    records the new head beside the event sealed with ``sealer`` where it can. A store may also offer
+    ``recorded_heads() -> list[RecordedHead]`` (oldest first, as of the last :meth:`read`)."""
 
     def head(self) -> Head: ...
 
-    def put(self, event: dict[str, Any], head: Head) -> None: ...
+    def put(self, event: dict[str, Any], head: Head, sealer: Sealer) -> None: ...
 
     def read(self) -> list[StoredEvent]: ...
 
@@ -101,6 +138,8 @@ class AuditCheck:
     reason: str
     events: int = 0
     head_hash: str = GENESIS
+    anchors: int = 0
+    warning: str = ""
 
 
 def subject_hash(key: bytes | str, subject_kind: str, identifier: str) -> str:
@@ -126,12 +165,16 @@ class AuditTrail:
     """Appends events to ``store``, hash-chained and keyed with ``key`` (at least 16 bytes).
 
     :param max_attempts: how often an append re-reads the head after losing a race.
+    :param anchors: where each request's latest event is anchored after every append (apart from
+        ``store``), so a failed or abandoned request's last events can be shown removed too.
     """
 
-    def __init__(self, store: AuditStore, key: bytes | str, max_attempts: int = 50) -> None:
+    def __init__(self, store: AuditStore, key: bytes | str, max_attempts: int = 50,
+                 anchors: AnchorStore | None = None) -> None:
         self.store = store
         self._key = audit_key(key)
         self.max_attempts = max_attempts
+        self.anchors = anchors
 
     def __repr__(self) -> str:
         return f"AuditTrail(store={self.store!r})"
@@ -151,13 +194,41 @@ class AuditTrail:
             record = {**body, "seq": head.seq + 1, "prev_hash": head.hash}
             record["hash"] = event_hash(self._key, record)
             try:
-                self.store.put(record, head)
+                self.store.put(record, head, self._seal_head)
             except SeqTakenError:
                 log.info("audit append lost a race for seq %d (attempt %d)", head.seq + 1, attempt)
                 time.sleep(min(0.01 * 2**attempt, 0.5) * random.uniform(0.5, 1.5))
                 continue
+            self._witness(record)
             return record
         raise CommitConflictError(f"audit trail {self.store!r}: other writers won {self.max_attempts} times")
+
+    def anchor(self, record: Mapping[str, Any]) -> Anchor:
+        """The sealed :class:`Anchor` of ``record``, an event :meth:`append` returned: take it after a
+        request's last event (``completed`` or ``failed``) and keep it outside the trail (certificate,
+        task log, XCom). It is also recorded in ``anchors`` when the trail has them.
+
+        :raises ConfigError: ``record`` is not an event of a trail with this key.
+        :raises OSError: the anchor store could not be written (the anchor is not recorded there).
+        """
+        if not hmac.compare_digest(str(record.get("hash", "")), event_hash(self._key, record)):
+            raise ConfigError(f"audit anchor: event seq {record.get('seq')!r} was not appended with this trail's key")
+        anchor = Anchor.of(self._key, record)
+        if self.anchors is not None:
+            self.anchors.put(anchor)
+        return anchor
+
+    def _seal_head(self, fields: Mapping[str, Any]) -> str:
+        return seal(self._key, HEAD_KIND, fields)
+
+    def _witness(self, record: Mapping[str, Any]) -> None:
+        if self.anchors is None:
+            return
+        try:
+            self.anchors.put(Anchor.of(self._key, record))
+        except Exception as exc:  # the event is stored: failing now would make the caller append it twice
+            log.warning("audit event seq %s is stored, but its anchor could not be written to %r: %s",
+                        record["seq"], self.anchors, exc)
 
     def append_request(self, request: SubjectRequest, event: str,
                        details: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -183,31 +254,87 @@ class AuditTrail:
         }
 
 
-def verify(store: AuditStore, key: bytes | str, anchor: str | None = None) -> AuditCheck:
+def verify(store: AuditStore, key: bytes | str, anchor: str | None = None,
+           anchors: Iterable[Anchor] = ()) -> AuditCheck:
     """Check the whole trail; the first problem found decides ``position`` and ``reason``.
 
-    :param anchor: a head hash recorded outside the store (e.g. in a certificate); the trail must
-        still contain the event with this hash, which detects events cut off the end.
+    In order: the chain, then each anchor, then the heads the store recorded beside the events.
+
+    :param anchor: a head hash recorded outside the store; some event must still have it.
+    :param anchors: anchors kept outside the store (a certificate's ``audit_trail``, an
+        :class:`AnchorStore`): each anchored event must still be in the trail, unchanged.
     """
     key = audit_key(key)
-    previous = GENESIS
     stored = store.read()
+    hashes: list[str] = []
     for position, item in enumerate(stored):
-        problem = _problem(item, position, previous, key)
+        problem = _problem(item, position, hashes[-1] if hashes else GENESIS, key)
         if problem:
-            return AuditCheck(False, position, problem, len(stored), previous)
-        previous = item.event["hash"]  # type: ignore[index]
-        if previous == anchor:
-            anchor = None
-    extra = getattr(store, "head_problem", None)
-    problem = extra(len(stored) - 1, previous) if extra else None
+            return AuditCheck(False, position, problem, len(stored), hashes[-1] if hashes else GENESIS)
+        hashes.append(item.event["hash"])  # type: ignore[index]
+    head_hash = hashes[-1] if hashes else GENESIS
+    anchors = list(anchors)
+    for item in anchors:
+        problem = _anchor_problem(item, hashes, key)
+        if problem:
+            return AuditCheck(False, min(item.seq, len(hashes)), problem, len(hashes), head_hash)
+    if anchor is not None and anchor not in hashes:
+        return AuditCheck(False, len(hashes), f"no event has the anchor hash {anchor}: events after seq "
+                          f"{len(hashes) - 1} were removed, or the anchor is from another trail",
+                          len(hashes), head_hash)
+    heads = list(getattr(store, "recorded_heads", list)())
+    problem = _head_problem(heads, hashes, key)
     if problem:
-        return AuditCheck(False, len(stored), problem, len(stored), previous)
-    if anchor is not None:
-        return AuditCheck(False, len(stored), f"no event has the anchor hash {anchor}: events after seq "
-                          f"{len(stored) - 1} were removed, or the anchor is from another trail",
-                          len(stored), previous)
-    return AuditCheck(True, None, f"{len(stored)} event(s), chain intact", len(stored), previous)
+        return AuditCheck(False, len(hashes), problem, len(hashes), head_hash)
+    held = f"; {len(anchors)} anchor(s) hold" if anchors else ""
+    return AuditCheck(True, None, f"{len(hashes)} event(s), chain intact{held}", len(hashes), head_hash,
+                      anchors=len(anchors), warning=_head_warning(store, heads, hashes))
+
+
+def _anchor_problem(anchor: Anchor, hashes: list[str], key: bytes) -> str | None:
+    if anchor.mac and not anchor.sealed_by(key):
+        return (f"the anchor of request {anchor.request_id!r} at seq {anchor.seq} is not sealed with this "
+                "trail's key: it was altered, or it is from another trail")
+    what = f"event {anchor.seq}" + (f" ({anchor.event!r} of request {anchor.request_id!r})" if anchor.event else "")
+    if anchor.seq >= len(hashes):
+        return (f"{what} is missing: the trail ends at seq {len(hashes) - 1}, so events were removed from "
+                "its end")
+    if not hmac.compare_digest(hashes[anchor.seq], anchor.hash):
+        return f"{what} is not the anchored event: events were rewritten, or the anchor is from another trail"
+    return None
+
+
+def _head_problem(heads: list[RecordedHead], hashes: list[str], key: bytes) -> str | None:
+    """Every sealed head must be genuine and still reached by the events; an unsealed head may only
+    precede the sealed ones (written before heads were sealed)."""
+    sealed = [head for head in heads if head.mac]
+    for position, head in enumerate(heads):
+        if not head.mac:
+            if any(earlier.mac for earlier in heads[:position]):
+                return (f"{head.where} records an unsealed head (seq {head.seq}) after sealed ones: the "
+                        "head was rewritten without the trail key")
+            continue
+        if not head.sealed_by(key):
+            return (f"{head.where} records a head (seq {head.seq}) that is not sealed with the trail key: "
+                    "it was written without the key")
+        if head.seq >= len(hashes):
+            return (f"{head.where} recorded the head at seq {head.seq}, but the events end at seq "
+                    f"{len(hashes) - 1}: events were removed from the end")
+        if not hmac.compare_digest(hashes[head.seq], head.hash):
+            return f"{head.where} recorded another hash for event {head.seq}: events were rewritten"
+    if heads and not sealed:  # only heads from before sealing: the newest must still be the last event
+        last = heads[-1]
+        if last.seq != len(hashes) - 1 or last.hash != (hashes[-1] if hashes else GENESIS):
+            return (f"{last.where} recorded the head at seq {last.seq}, but the events end at seq "
+                    f"{len(hashes) - 1}: events were removed or rewritten")
+    return None
+
+
+def _head_warning(store: AuditStore, heads: list[RecordedHead], hashes: list[str]) -> str:
+    if not hashes or any(head.mac for head in heads):
+        return ""
+    return (f"{store!r} records no sealed head (the trail was written by a version before heads were "
+            "sealed, or its head was removed): only anchors show whether its last events were removed")
 
 
 def _problem(item: StoredEvent, position: int, previous: str, key: bytes) -> str | None:
@@ -259,25 +386,27 @@ def audit_key(key: bytes | str) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- stores
 
-_EVENT_FILE = re.compile(r"^(\d+)\.json$")
+_EVENT_FILE = re.compile(r"(\d+)\.json")
+_HEAD_FILE = "HEAD.json"
 
 
 class ObjectAuditStore:
-    """One JSON file per event, ``{seq:08d}.json``, under a local directory or ``s3://bucket/prefix``.
+    """One JSON file per event, ``{seq:08d}.json``, under a local directory or ``s3://bucket/prefix``,
+    and the sealed head in ``HEAD.json`` ({"seq", "hash", "mac"}).
 
-    Files are created exclusively: locally by hard-linking a fully written temporary file (fails if
-    the name exists, and a crash never leaves half an event); on S3 with ``If-None-Match: *``. Reads
-    and listings go through ``pyarrow.fs``; S3 writes through boto3 (pyarrow cannot send conditional
-    headers), so S3 needs the ``aws`` extra.
+    Event files are created exclusively (see :class:`~dativo_provider.privacy.objects.ObjectFiles`).
+    ``HEAD.json`` is replaced after each event; it may lag behind the events (a crash, or racing
+    writers) but never gets ahead of them, so :func:`verify` only objects to a head the events do not
+    reach. S3 writes need the ``aws`` extra.
 
     :param connection: S3 credentials and endpoint (an ``ObjectStoreConfig``); None for the AWS chain.
     """
 
     def __init__(self, location: str, connection: Any = None) -> None:
-        self.location = location.rstrip("/")
+        self.files = ObjectFiles(location, connection)
+        self.location = self.files.location
         self.connection = connection
-        self._s3 = self.location.startswith("s3://")
-        self._fs: Any = None
+        self._heads: list[RecordedHead] = []
 
     def __repr__(self) -> str:
         return f"ObjectAuditStore({self.location!r})"
@@ -286,26 +415,29 @@ class ObjectAuditStore:
         names = self._names()
         if not names:
             return Head(-1, GENESIS)
-        last = max(names)
-        event = json.loads(self._read_bytes(names[last]))
+        event = json.loads(self.files.read(names[max(names)]))
         return Head(int(event["seq"]), str(event["hash"]))
 
-    def put(self, event: dict[str, Any], head: Head) -> None:
+    def put(self, event: dict[str, Any], head: Head, sealer: Sealer) -> None:
         from dativo_provider.privacy.certificate import canonical_json
 
-        name = f"{event['seq']:08d}.json"
-        data = canonical_json(event) + b"\n"
-        if self._s3:
-            self._put_s3(name, data)
-        else:
-            self._put_local(name, data)
+        try:
+            self.files.create(f"{event['seq']:08d}.json", canonical_json(event) + b"\n")
+        except FileExistsError:
+            raise SeqTakenError(f"{self.location}/{event['seq']:08d}.json exists") from None
+        try:
+            self._put_head(event, sealer)
+        except Exception as exc:  # the event is stored and chained; a lagging head is allowed
+            log.warning("%r: event %d stored, but %s was not updated: %s", self, event["seq"], _HEAD_FILE, exc)
 
     def read(self) -> list[StoredEvent]:
+        # The head first: it is written after its event, so it can never be ahead of the listing.
+        self._heads = self._read_head()
         events = []
         for seq, path in sorted(self._names().items()):
             where = path.rsplit("/", 1)[-1]
             try:
-                event = json.loads(self._read_bytes(path).decode("utf-8"))
+                event = json.loads(self.files.read(path).decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
                 events.append(StoredEvent(where, None, f"not JSON: {exc}"))
                 continue
@@ -315,77 +447,34 @@ class ObjectAuditStore:
             events.append(_check_name(where, seq, event))
         return events
 
-    def _filesystem(self) -> Any:
-        if self._fs is None:
-            import pyarrow.fs as pafs
-
-            if self._s3:
-                from dativo_provider.sources.files import s3_filesystem
-
-                self._fs = s3_filesystem(self.connection)
-            else:
-                self._fs = pafs.LocalFileSystem()
-        return self._fs
-
-    def _root(self) -> str:
-        return self.location.removeprefix("s3://")
+    def recorded_heads(self) -> list[RecordedHead]:
+        """``HEAD.json`` as of the last :meth:`read` (none for trails written before it existed)."""
+        return list(self._heads)
 
     def _names(self) -> dict[int, str]:
-        import pyarrow.fs as pafs
+        return {int(_EVENT_FILE.fullmatch(name).group(1)): path  # type: ignore[union-attr]
+                for name, path in self.files.names(_EVENT_FILE).items()}
 
-        if not self._s3:  # names only: a listing that stats files races with temporary files vanishing
-            import os
-
-            names = os.listdir(self.location) if os.path.isdir(self.location) else []
-            return {int(m.group(1)): os.path.join(self.location, m.group(0))
-                    for m in map(_EVENT_FILE.match, names) if m}
-
-        selector = pafs.FileSelector(self._root(), allow_not_found=True, recursive=False)
-        names = {}
-        for info in self._filesystem().get_file_info(selector):
-            match = _EVENT_FILE.match(info.base_name)
-            if match and info.type == pafs.FileType.File:
-                names[int(match.group(1))] = info.path
-        return names
-
-    def _read_bytes(self, path: str) -> bytes:
-        with self._filesystem().open_input_stream(path) as stream:
-            return stream.read()
-
-    def _put_local(self, name: str, data: bytes) -> None:
-        import os
-        import tempfile
-
-        os.makedirs(self.location, mode=0o700, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=".event-", dir=self.location)
+    def _read_head(self) -> list[RecordedHead]:
+        data = self.files.read_name(_HEAD_FILE)
+        if data is None:
+            return []
+        where = f"{self.location}/{_HEAD_FILE}"
         try:
-            os.fchmod(descriptor, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(temporary, os.path.join(self.location, name))
-        except FileExistsError:
-            raise SeqTakenError(f"{self.location}/{name} exists") from None
-        finally:
-            os.unlink(temporary)
+            head = json.loads(data.decode("utf-8"))
+            # Never written unsealed (HEAD.json came with sealing), so a missing mac fails the seal.
+            return [RecordedHead(where, int(head["seq"]), str(head["hash"]), str(head.get("mac") or "none"))]
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            return [RecordedHead(f"{where} (unreadable)", -1, "", "unreadable")]
 
-    def _put_s3(self, name: str, data: bytes) -> None:
-        from dativo_provider.optional import require
+    def _put_head(self, event: Mapping[str, Any], sealer: Sealer) -> None:
+        from dativo_provider.privacy.certificate import canonical_json
 
-        require("boto3", "aws")
-        from botocore.exceptions import ClientError
-
-        bucket, _, prefix = self._root().partition("/")
-        key = f"{prefix}/{name}" if prefix else name
-        try:
-            _s3_client(self.connection).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
-                                                   ContentType="application/json")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise SeqTakenError(f"s3://{bucket}/{key} exists") from None
-            raise
+        current = self._read_head()
+        if current and current[0].seq >= event["seq"]:  # a racing writer recorded a later head
+            return
+        fields = {"seq": event["seq"], "hash": event["hash"]}
+        self.files.replace(_HEAD_FILE, canonical_json({**fields, "mac": sealer(fields)}) + b"\n")
 
 
 def _check_name(where: str, seq: int, event: dict[str, Any]) -> StoredEvent:
@@ -394,21 +483,9 @@ def _check_name(where: str, seq: int, event: dict[str, Any]) -> StoredEvent:
     return StoredEvent(where, event)
 
 
-def _s3_client(connection: Any) -> Any:
-    import boto3
-
-    options = {
-        "aws_access_key_id": getattr(connection, "access_key_id", None),
-        "aws_secret_access_key": getattr(connection, "secret_access_key", None),
-        "aws_session_token": getattr(connection, "session_token", None),
-        "region_name": getattr(connection, "region", None),
-        "endpoint_url": getattr(connection, "endpoint_url", None),
-    }
-    return boto3.client("s3", **{k: v for k, v in options.items() if v})
-
-
 _HEAD_SEQ = "dativo.audit.head-seq"
 _HEAD_HASH = "dativo.audit.head-hash"
+_HEAD_MAC = "dativo.audit.head-mac"
 
 
 class IcebergAuditStore:
@@ -416,8 +493,10 @@ class IcebergAuditStore:
 
     Each append commits against the snapshot its head was read from (pyiceberg's own retries are
     switched off on the in-memory table), so a concurrent append makes it fail and re-read. Every
-    snapshot's summary records the head (``dativo.audit.head-seq``/``-hash``): appends read the head
-    from there, and :func:`verify` checks that the rows still reach it (rows cut off the end).
+    snapshot's summary records the head (``dativo.audit.head-seq``/``-hash``), sealed with ``-mac``
+    over the head and the snapshot's parent id (so a sealed head cannot be copied into another
+    commit): appends read the head from there, and :func:`verify` checks every sealed head still in
+    the table's metadata against the rows.
 
     :param catalog: a pyiceberg catalog (e.g. ``CatalogConfig.load()``).
     """
@@ -443,7 +522,7 @@ class IcebergAuditStore:
             return Head(-1, GENESIS, table)
         return Head(rows["seq"][0].as_py(), rows["hash"][0].as_py(), table)
 
-    def put(self, event: dict[str, Any], head: Head) -> None:
+    def put(self, event: dict[str, Any], head: Head, sealer: Sealer) -> None:
         import pyarrow as pa
 
         table = head.token
@@ -451,8 +530,12 @@ class IcebergAuditStore:
         row = {**event, "at": datetime.fromisoformat(event["at"]),
                "details": json.dumps(event["details"], sort_keys=True, separators=(",", ":"))}
         data = pa.Table.from_pylist([row], schema=table.schema().as_arrow())
+        # The commit's parent is the snapshot the head was read from (retries are off), so seal it too.
+        parent = table.current_snapshot().snapshot_id if table.current_snapshot() else None
+        mac = sealer({"seq": event["seq"], "hash": event["hash"], "parent": parent})
         try:
-            table.append(data, snapshot_properties={_HEAD_SEQ: str(event["seq"]), _HEAD_HASH: event["hash"]})
+            table.append(data, snapshot_properties={_HEAD_SEQ: str(event["seq"]), _HEAD_HASH: event["hash"],
+                                                    _HEAD_MAC: mac})
         except Exception as exc:
             if is_lost_race(exc):
                 raise SeqTakenError(f"{self.identifier}: another append committed first") from None
@@ -468,20 +551,21 @@ class IcebergAuditStore:
         rows = table.scan().to_arrow().sort_by([("seq", "ascending")]).to_pylist()
         return [_stored_row(row) for row in rows]
 
-    def head_problem(self, last_seq: int, last_hash: str) -> str | None:
-        """Whether the latest audit commit's recorded head is the last row :meth:`read` returned."""
-        from pyiceberg.table.snapshots import ancestors_of
-
+    def recorded_heads(self) -> list[RecordedHead]:
+        """The head each snapshot still in the table's metadata recorded, oldest first (as of the
+        last :meth:`read`), with the snapshot's actual parent as the seal's binding."""
         table = self._read_from or self._table()
-        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-            recorded = snapshot.summary.get(_HEAD_SEQ)
-            if recorded is None:
+        snapshots = sorted(table.metadata.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+        heads = []
+        for snapshot in snapshots:
+            summary = snapshot.summary
+            if summary is None or summary.get(_HEAD_SEQ) is None:
                 continue
-            if int(recorded) != last_seq or snapshot.summary.get(_HEAD_HASH) != last_hash:
-                return (f"snapshot {snapshot.snapshot_id} of {self.identifier} recorded the head at seq "
-                        f"{recorded}, but the rows end at seq {last_seq}: events were removed or rewritten")
-            return None
-        return None
+            heads.append(RecordedHead(
+                f"snapshot {snapshot.snapshot_id} of {self.identifier}", _int(summary.get(_HEAD_SEQ)),
+                str(summary.get(_HEAD_HASH)), str(summary.get(_HEAD_MAC) or ""),
+                {"parent": snapshot.parent_snapshot_id}))
+        return heads
 
     def _table(self) -> Any:
         from pyiceberg.exceptions import NoSuchTableError
@@ -499,6 +583,13 @@ class IcebergAuditStore:
                     raise
                 time.sleep(random.uniform(0.01, 0.1))
         raise AssertionError("unreachable")
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 def _audit_schema() -> Any:

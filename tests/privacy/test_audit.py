@@ -14,6 +14,7 @@ import pytest
 from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import embedded_catalog
+from dativo_provider.privacy.anchors import Anchor, AnchorStore
 from dativo_provider.privacy.audit import (
     GENESIS,
     AuditTrail,
@@ -33,10 +34,13 @@ SUBJECT_ID = "cust-7f3a9c"
 
 
 class Tamper:
-    """Reads a store's raw events and rewrites them wholesale, as an attacker with write access could."""
+    """Reads a store's raw events and rewrites them wholesale, as an attacker with write access could:
+    ``save_head``/``restore_head`` put back the store's own head record as it was earlier (the table's
+    older snapshot, with the newer ones expired; an older ``HEAD.json``), removing later events."""
 
-    def __init__(self, store, rows, replace) -> None:
+    def __init__(self, store, rows, replace, save_head, restore_head) -> None:
         self.store, self.rows, self.replace = store, rows, replace
+        self.save_head, self.restore_head = save_head, restore_head
 
 
 def _iceberg(tmp_path: Path) -> Tamper:
@@ -52,7 +56,17 @@ def _iceberg(tmp_path: Path) -> Tamper:
         data = [{**e, "at": datetime.fromisoformat(e["at"]), "details": json.dumps(e["details"])} for e in events]
         table.overwrite(pa.Table.from_pylist(data, schema=table.schema().as_arrow()))
 
-    return Tamper(store, rows, replace)
+    def save_head() -> int:
+        return store.catalog.load_table(store.identifier).current_snapshot().snapshot_id
+
+    def restore_head(snapshot_id: int) -> None:
+        table = store.catalog.load_table(store.identifier)
+        later = [s.snapshot_id for s in table.snapshots() if s.sequence_number > table.snapshot_by_id(
+            snapshot_id).sequence_number]
+        table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
+        table.maintenance.expire_snapshots().by_ids(later).commit()
+
+    return Tamper(store, rows, replace, save_head, restore_head)
 
 
 def _files(tmp_path: Path) -> Tamper:
@@ -60,15 +74,22 @@ def _files(tmp_path: Path) -> Tamper:
     store = ObjectAuditStore(str(root))
 
     def rows() -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
+        return [json.loads(p.read_text()) for p in sorted(root.glob("[0-9]*.json"))]
 
     def replace(events: list[dict]) -> None:
-        for path in root.glob("*.json"):
+        for path in root.glob("[0-9]*.json"):
             path.unlink()
         for event in events:
             (root / f"{event['seq']:08d}.json").write_bytes(canonical_json(event))
 
-    return Tamper(store, rows, replace)
+    def save_head() -> tuple[int, bytes]:
+        return len(rows()), (root / "HEAD.json").read_bytes()
+
+    def restore_head(saved: tuple[int, bytes]) -> None:
+        replace(rows()[:saved[0]])
+        (root / "HEAD.json").write_bytes(saved[1])
+
+    return Tamper(store, rows, replace, save_head, restore_head)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +110,7 @@ def _s3(config: ObjectStoreConfig, prefix: str) -> Tamper:
 
     def keys() -> list[str]:
         listing = client.list_objects_v2(Bucket="audit-bucket", Prefix=f"{prefix}/")
-        return sorted(item["Key"] for item in listing.get("Contents", []))
+        return sorted(item["Key"] for item in listing.get("Contents", []) if item["Key"][-13:-5].isdigit())
 
     def rows() -> list[dict]:
         return [json.loads(client.get_object(Bucket="audit-bucket", Key=k)["Body"].read()) for k in keys()]
@@ -101,7 +122,14 @@ def _s3(config: ObjectStoreConfig, prefix: str) -> Tamper:
             client.put_object(Bucket="audit-bucket", Key=f"{prefix}/{event['seq']:08d}.json",
                               Body=canonical_json(event))
 
-    return Tamper(store, rows, replace)
+    def save_head() -> tuple[int, bytes]:
+        return len(keys()), client.get_object(Bucket="audit-bucket", Key=f"{prefix}/HEAD.json")["Body"].read()
+
+    def restore_head(saved: tuple[int, bytes]) -> None:
+        replace(rows()[:saved[0]])
+        client.put_object(Bucket="audit-bucket", Key=f"{prefix}/HEAD.json", Body=saved[1])
+
+    return Tamper(store, rows, replace, save_head, restore_head)
 
 
 @pytest.fixture(params=["iceberg", "files", "s3"])
@@ -213,15 +241,150 @@ def test_swapped_files_name_the_position(tmp_path: Path) -> None:
     assert "named for seq 1 but holds seq 2" in check.reason
 
 
-def test_truncated_tail_needs_the_anchor_or_the_iceberg_head(trail: Tamper) -> None:
+def test_truncated_tail_is_caught_by_the_sealed_head(trail: Tamper) -> None:
     events = _fill(trail)
     trail.replace(events[:-1])
-    check = verify(trail.store, KEY, anchor=events[-1]["hash"])
-    assert (check.valid, check.position) == (False, 4)
-    if isinstance(trail.store, IcebergAuditStore):  # the snapshot summaries remember the head
-        assert not verify(trail.store, KEY).valid
+    check = verify(trail.store, KEY)
+    assert (check.valid, check.position) == (False, 4), check.reason
+    assert "removed" in check.reason
+    assert not verify(trail.store, KEY, anchor=events[-1]["hash"]).valid
+
+
+def _rewrite_head_without_the_key(trail: Tamper, events: list[dict], mac: str) -> None:
+    """Remove the last event and record the previous one as the head, as the old code wrote it."""
+    if isinstance(trail.store, IcebergAuditStore):
+        import pyarrow as pa
+
+        table = trail.store.catalog.load_table(trail.store.identifier)
+        data = [{**e, "at": datetime.fromisoformat(e["at"]), "details": json.dumps(e["details"])}
+                for e in events[:-1]]
+        properties = {"dativo.audit.head-seq": str(events[-2]["seq"]), "dativo.audit.head-hash": events[-2]["hash"]}
+        table.overwrite(pa.Table.from_pylist(data, schema=table.schema().as_arrow()),
+                        snapshot_properties={**properties, **({"dativo.audit.head-mac": mac} if mac else {})})
+        return
+    trail.replace(events[:-1])
+    head = {"seq": events[-2]["seq"], "hash": events[-2]["hash"], **({"mac": mac} if mac else {})}
+    if isinstance(trail.store.files.location, str) and trail.store.files.s3:
+        trail.store.files.replace("HEAD.json", canonical_json(head))
     else:
-        assert verify(trail.store, KEY).valid
+        Path(trail.store.location, "HEAD.json").write_bytes(canonical_json(head))
+
+
+def test_head_rewritten_without_the_key_is_caught(trail: Tamper) -> None:
+    """Issue 9 item 6: the head beside the data was not keyed, so removing the last event and
+    rewriting the head to match went unnoticed."""
+    events = _fill(trail)
+    _rewrite_head_without_the_key(trail, events, "")
+    check = verify(trail.store, KEY)
+    assert (check.valid, check.position) == (False, 4), check.reason
+    assert "not sealed with the trail key" in check.reason or "removed from the end" in check.reason
+
+
+def test_sealed_head_copied_into_another_commit_is_caught(tmp_path: Path) -> None:
+    """The seal covers the snapshot's parent: the genuine seal of the head at seq 3 does not fit a
+    commit made on top of seq 4 (an older HEAD.json put back is the rollback case: anchors)."""
+    trail = _iceberg(tmp_path)
+    events = _fill(trail)
+    trail.store.read()
+    copied = next(head for head in trail.store.recorded_heads() if head.seq == 3)
+    genuine = [s.snapshot_id for s in trail.store.catalog.load_table(trail.store.identifier).snapshots()]
+    _rewrite_head_without_the_key(trail, events, copied.mac)
+    table = trail.store.catalog.load_table(trail.store.identifier)
+    table.maintenance.expire_snapshots().by_ids(genuine).commit()  # no older head left to compare
+    check = verify(trail.store, KEY)
+    assert (check.valid, check.position) == (False, 4)
+    assert "not sealed with the trail key" in check.reason
+
+
+def test_rolled_back_store_is_caught_by_the_anchor_of_the_completed_event(trail: Tamper) -> None:
+    """Removing a request's final event and putting the store's genuine older head back leaves a valid
+    shorter trail: only the anchor taken after ``completed`` (kept in the certificate) shows it."""
+    audit = AuditTrail(trail.store, KEY)
+    for event in ("received", "deleted", "purged", "verified"):
+        audit.append("dsr-1", event, {"table": "crm.orders"})
+    saved = trail.save_head()
+    completed = audit.append("dsr-1", "completed", {"rows_deleted": 3})
+    anchor = audit.anchor(completed)
+    assert (anchor.seq, anchor.event, anchor.request_id, anchor.hash) == (4, "completed", "dsr-1", completed["hash"])
+    assert verify(trail.store, KEY, anchors=[anchor]).valid
+    trail.restore_head(saved)
+    assert [row["event"] for row in trail.rows()][-1] == "verified"
+    assert verify(trail.store, KEY).valid  # the store alone cannot tell
+    check = verify(trail.store, KEY, anchors=[anchor])
+    assert (check.valid, check.position) == (False, 4)
+    assert "event 4 ('completed' of request 'dsr-1') is missing" in check.reason
+
+
+def test_failed_and_abandoned_requests_are_anchored_outside_the_trail(trail: Tamper, tmp_path: Path) -> None:
+    anchors = AnchorStore(str(tmp_path / "anchors"))
+    audit = AuditTrail(trail.store, KEY, anchors=anchors)
+    audit.append("dsr-ok", "received")
+    audit.anchor(audit.append("dsr-ok", "completed"))
+    audit.append("dsr-gone", "received")
+    audit.append("dsr-gone", "deleted", {"table": "crm.orders"})  # then the worker was killed
+    audit.append("dsr-bad", "received")
+    saved = trail.save_head()
+    audit.append("dsr-bad", "failed", {"error": "TerminalError"})
+    recorded = {a.request_id: (a.seq, a.event) for a in anchors.read()}
+    assert recorded == {"dsr-ok": (1, "completed"), "dsr-gone": (3, "deleted"), "dsr-bad": (5, "failed")}
+    check = verify(trail.store, KEY, anchors=anchors.read())
+    assert (check.valid, check.anchors) == (True, 3), check.reason
+    trail.restore_head(saved)
+    assert verify(trail.store, KEY).valid
+    check = verify(trail.store, KEY, anchors=anchors.read())
+    assert (check.valid, check.position) == (False, 5)
+    assert "'failed' of request 'dsr-bad'" in check.reason
+
+
+def test_anchors_are_sealed(tmp_path: Path) -> None:
+    store = ObjectAuditStore(str(tmp_path / "trail"))
+    audit = AuditTrail(store, KEY)
+    first = audit.append("dsr-1", "received")
+    anchor = audit.anchor(audit.append("dsr-1", "completed"))
+    moved = Anchor(anchor.request_id, 0, anchor.event, first["hash"], anchor.mac)  # points at 'received'
+    check = verify(store, KEY, anchors=[moved])
+    assert not check.valid and "not sealed" in check.reason
+    other = AuditTrail(store, b"another-key-0123456789abcdef")
+    with pytest.raises(ConfigError, match="not appended with this trail's key"):
+        other.anchor(first)
+    assert Anchor.from_dict(anchor.to_dict()) == anchor
+    legacy = Anchor.from_dict({"head_seq": 1, "head_hash": anchor.hash}, request_id="dsr-1")
+    assert verify(store, KEY, anchors=[legacy]).valid
+    (tmp_path / "trail" / "00000001.json").unlink()
+    assert "event 1 is missing" in verify(store, KEY, anchors=[legacy]).reason
+    with pytest.raises(ConfigError, match="not an audit anchor"):
+        Anchor.from_dict({"seq": "1", "hash": "x", "request_id": "r"})
+
+
+def test_trail_from_before_sealed_heads_verifies_with_a_warning(tmp_path: Path) -> None:
+    class OldIcebergStore(IcebergAuditStore):
+        def put(self, event, head, sealer):  # what earlier versions wrote: no -mac
+            table = head.token
+            original = table.append
+
+            def append(data, snapshot_properties):
+                snapshot_properties.pop("dativo.audit.head-mac")
+                return original(data, snapshot_properties=snapshot_properties)
+
+            table.append = append
+            super().put(event, head, sealer)
+
+    catalog = embedded_catalog(tmp_path / "lake").load()
+    old = AuditTrail(OldIcebergStore(catalog, "dativo.dsr_audit"), KEY)
+    for event in ("received", "completed"):
+        old.append("dsr-1", event)
+    store = IcebergAuditStore(catalog, "dativo.dsr_audit")
+    check = verify(store, KEY)
+    assert check.valid and "no sealed head" in check.warning, check
+    AuditTrail(store, KEY).append("dsr-2", "received")
+    check = verify(store, KEY)
+    assert (check.valid, check.warning, check.events) == (True, "", 3)
+
+    files = _files(tmp_path)
+    _fill(files, 2)
+    (tmp_path / "trail" / "HEAD.json").unlink()
+    check = verify(files.store, KEY)
+    assert check.valid and "no sealed head" in check.warning
 
 
 def test_wrong_key_fails_at_the_first_event(trail: Tamper) -> None:
