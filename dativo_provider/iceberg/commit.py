@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import FileScanTask, Table
+    from pyiceberg.table import FileScanTask, Table, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,10 @@ def is_lost_race(exc: Exception) -> bool:
 
     if isinstance(exc, CommitFailedException):
         return True
+    # A snapshot staged on metadata another commit has since advanced (its sequence number is taken):
+    # SQL catalogs check this when they apply the updates, after the ref requirements passed.
+    if isinstance(exc, ValueError) and "older than last sequence number" in str(exc):
+        return True
     # SQLite-backed SQL catalogs report a concurrent writer as a locked database.
     return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
 
@@ -277,3 +281,28 @@ def _key_filter(keys: pa.Table, key_columns: tuple[str, ...]) -> Any:
         return In(column, set(values.to_pylist()))
     bounds = pc.min_max(values)
     return And(GreaterThanOrEqual(column, bounds["min"].as_py()), LessThanOrEqual(column, bounds["max"].as_py()))
+
+
+def commit_with_retries(
+    catalog: Catalog, identifier: str, build: Callable[[Table], Transaction | None], *, attempts: int = 10
+) -> Table:
+    """Build a transaction on freshly loaded metadata and commit it; rebuild and retry a lost race.
+
+    :param build: makes the transaction from the loaded table (pyiceberg's own retries are off); it
+        returns None when there is nothing to commit, and the loaded table is returned.
+    :returns: the table as committed.
+    :raises CommitConflictError: other writers won the race ``attempts`` times; rerunning is safe.
+    """
+    for attempt in range(1, attempts + 1):
+        table = disable_builtin_retries(catalog.load_table(identifier))
+        transaction = build(table)
+        if transaction is None:
+            return table
+        try:
+            return transaction.commit_transaction()
+        except Exception as exc:
+            if not is_lost_race(exc):
+                raise
+            log.warning("commit to %s lost a race (attempt %d/%d): %s", identifier, attempt, attempts, exc)
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+    raise CommitConflictError(f"{identifier}: other writers won the commit race {attempts} times; rerun")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from dativo_provider.progress import ProgressLog
+
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
     from pyiceberg.catalog import Catalog
@@ -134,13 +136,19 @@ class ManifestCache:
             files.update(path for _, _, path in self.entries(manifest))
         return files
 
-    def files_of(self, metadata: TableMetadata, snapshot_ids: Iterable[int]) -> set[str]:
-        """Every file the given snapshots reference: lists, manifests, entries, statistics."""
+    def files_of(self, metadata: TableMetadata, snapshot_ids: Iterable[int],
+                 progress: ProgressLog | None = None) -> set[str]:
+        """Every file the given snapshots reference: lists, manifests, entries, statistics.
+
+        :param progress: advanced once per snapshot read (reading manifests is the slow part).
+        """
         ids = set(snapshot_ids)
         files: set[str] = set()
         for snapshot in metadata.snapshots:
             if snapshot.snapshot_id in ids:
                 files |= self.all_files(snapshot)
+                if progress is not None:
+                    progress.advance()
         files.update(s.statistics_path for s in [*metadata.statistics, *metadata.partition_statistics]
                      if s.snapshot_id in ids)
         return files
@@ -244,8 +252,12 @@ class OrphanSweep:
                 return None  # someone else deleted it: not ours to count
             return info.size or 0
 
+        progress = ProgressLog(log, f"{self.name}: deleting", total=len(infos), unit="unreachable files")
         with ThreadPoolExecutor(max_workers=8) as pool:
-            sizes = list(pool.map(delete, infos))
+            sizes = []
+            for size in pool.map(delete, infos):
+                sizes.append(size)
+                progress.advance()
         for info, size in zip(infos, sizes):
             if size is None:
                 continue

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 SOURCE_KEY = "dativo.source"
 STATE_KEY = "dativo.state"
@@ -52,3 +53,14 @@ def snapshot_properties(source_identity: str, state: dict[str, Any] | None, run_
     if run_id:
         properties[RUN_ID_KEY] = run_id
     return properties
+
+
+def carried_properties(snapshot: Snapshot) -> dict[str, str]:
+    """The summary properties that repeat ``snapshot``'s source state in a new, empty snapshot.
+
+    A commit that started from ``snapshot``'s state still lands afterwards: the commit check accepts a
+    snapshot whose ``CARRIED_FROM_KEY`` names the one it started from.
+    """
+    summary = snapshot.summary or {}
+    properties = {k: summary[k] for k in (SOURCE_KEY, STATE_KEY, RUN_ID_KEY) if summary.get(k) is not None}
+    return properties | {CARRIED_FROM_KEY: str(snapshot.snapshot_id)}
