@@ -13,6 +13,9 @@ Decisions:
 * JSON: one array of row objects per file; timestamps ISO 8601, decimals as strings (no float
   rounding), binary as base64. CSV: pyarrow's writer (nested values as JSON text). Parquet: as stored.
 * Tables where the subject has no rows get no file; the manifest still lists them with 0 rows.
+* A discovery that would select rows by a blank value (an empty or whitespace-only id or e-mail,
+  see :mod:`dativo_provider.privacy.identifiers`) is refused before anything is written: it would hand
+  out every anonymous row.
 * Never world-readable: locally the request directory is 0700 and every file 0600 (created so, not
   chmod-ed after writing); on S3 every object is written with the ``private`` canned ACL.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from dativo_provider.exceptions import ConfigError, TerminalError
+from dativo_provider.privacy import identifiers as rule
 from dativo_provider.privacy.discovery import split_table
 
 if TYPE_CHECKING:
@@ -93,7 +97,8 @@ def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: st
     :param destination: a local directory or ``s3://bucket/prefix``.
     :param object_store: S3 credentials and endpoint (None: the AWS default chain); local paths ignore it.
     :param now: the manifest's creation time (default: now, UTC).
-    :raises ConfigError: unknown format, or a request id that is not a safe file name.
+    :raises ConfigError: unknown format, a request id that is not a safe file name, or a discovery that
+        selects rows by a blank identifier (nothing is written then).
     :raises TerminalError: a table's snapshot read by discovery is gone (re-run discovery). Files already
         written stay; a re-run overwrites them.
     """
@@ -101,6 +106,7 @@ def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: st
         raise ConfigError(f"export format is {fmt!r}; expected one of {FORMATS}")
     if not _SAFE.match(discovery.request_id):
         raise ConfigError(f"request id {discovery.request_id!r} cannot name a folder: use letters, digits, . _ -")
+    _refuse_blank_identifiers(discovery)
     store = _Store.open(str(destination), discovery.request_id, object_store)
     manifest = ExportManifest(discovery.request_id, fmt, store.location, now or datetime.now(timezone.utc))
     catalogs = {None: catalog.load(), **{name: c.load() for name, c in (other_catalogs or {}).items()}}
@@ -111,6 +117,15 @@ def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: st
     log.info("export %s: %d rows from %d tables to %s", discovery.request_id, manifest.total_rows,
              len(manifest.tables), store.location)
     return manifest
+
+
+def _refuse_blank_identifiers(discovery: Discovery) -> None:
+    rule.validated_ids(discovery.subject_ids, parameter="discovery subject_ids", request_id=discovery.request_id)
+    rule.validated_ids(discovery.emails, parameter="discovery emails", request_id=discovery.request_id)
+    for match in discovery.tables:
+        for column, values in match.match.items():
+            rule.validated_ids(values, parameter=f"the values that select rows of {match.table}.{column}",
+                               request_id=discovery.request_id)
 
 
 def _export_table(iceberg: Any, match: TableMatch, store: _Store, fmt: str) -> ExportedTable:

@@ -168,10 +168,11 @@ def value_texts(values: pa.Array | pa.ChunkedArray, *, email: bool) -> tuple[pa.
 def token_pattern(values: Iterable[str]) -> str:
     """One regular expression finding any of ``values`` as a token (use it case-insensitively).
 
-    E-mails (values with an ``@``) get e-mail boundaries, other values word boundaries (see the module
-    docstring). Empty string when there is nothing to find. Valid for Python's re and for RE2.
+    Values are trimmed and lower-cased; blanks are left out. E-mails (values with an ``@``) get e-mail
+    boundaries, other values word boundaries (see the module docstring). Empty string when there is
+    nothing to find. Valid for Python's re and for RE2.
     """
-    chosen = {v.lower() for v in values if not is_blank(v)}
+    chosen = {v.strip().lower() for v in values if not is_blank(v)}
     found = sorted((v for v in chosen if "@" in v), key=len, reverse=True)
     words = sorted((v for v in chosen if "@" not in v), key=len, reverse=True)
     parts = []

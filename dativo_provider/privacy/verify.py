@@ -9,7 +9,9 @@ value with every encoding of the identifiers.
 Matching rules (written for few misses; a false alarm costs a look, a miss costs a breach):
 
 * Text is compared case-insensitively. A non-numeric identifier (an e-mail, a UUID) matches anywhere
-  inside a string as a token (not glued to letters or digits). A numeric identifier matches a whole
+  inside a string as a token (:func:`~dativo_provider.privacy.identifiers.token_pattern`): a UUID not
+  glued to letters or digits, an e-mail not glued to further address characters (``x@example.org``
+  is not found in ``x@example.org.uk`` nor in ``john.x@example.org``). A numeric identifier matches a whole
   string (``" 42 "``) or a Hive-style path segment (``customer_id=42/``); as a free-text token it
   would collide with every count.
 * Numbers (Parquet/ORC/Avro-data integer, float and decimal values; manifest bounds and partition
@@ -46,6 +48,7 @@ from urllib.parse import unquote, urlsplit
 from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import CatalogConfig
+from dativo_provider.privacy import identifiers as rule
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,7 +67,6 @@ _INT32 = (-(2**31), 2**31 - 1)
 _NUMERIC = re.compile(r"[+-]?\d+")
 #: Identifiers per regular expression when searching column values (see Identifiers.column_patterns).
 _PATTERN_CHUNK = 200
-_REGEX_SPECIAL = frozenset("\\.^$|?*+()[]{}-")
 _MAGIC_GZIP, _MAGIC_ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 #: Keys whose string values Iceberg computes (counters, settings): only non-numeric identifiers are sought.
 _ICEBERG_KEY = re.compile(
@@ -79,8 +81,8 @@ _PATH_KEYS = frozenset({"metadata-file", "manifest-list", "statistics-path", "ma
 class Identifiers:
     """A subject's identifier values, and every encoding of them the verifier looks for.
 
-    :param values: identifier values as text: ids (``"42"`` also matches the integer 42), normalised
-        e-mails, UUIDs. Kept out of ``repr``.
+    :param values: identifier values as text: ids (``"42"`` also matches the integer 42), e-mails (in
+        any case: text is compared case-insensitively), UUIDs. Kept out of ``repr``.
     :param columns: if given, numbers (and their binary encodings) match only in these columns (leaf
         name or dotted path, any table). Text always matches everywhere. Give the identifier columns
         when ids are small integers that also occur as ordinary quantities.
@@ -90,10 +92,11 @@ class Identifiers:
     columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        cleaned = tuple(dict.fromkeys(v.strip() for v in self.values if v and v.strip()))
+        # A blank value would be found in every empty string: refuse it (the rule of identifiers.py).
+        cleaned = tuple(v.strip() for v in rule.validated_ids(self.values, parameter="Identifiers values"))
         if not cleaned:
             raise ConfigError("Identifiers: give at least one non-empty identifier value")
-        object.__setattr__(self, "values", cleaned)
+        object.__setattr__(self, "values", tuple(dict.fromkeys(cleaned)))
         object.__setattr__(self, "columns", tuple(c.lower() for c in self.columns))
 
     @functools.cached_property
@@ -118,8 +121,8 @@ class Identifiers:
     @functools.cached_property
     def pattern(self) -> str:
         """The text rule as one regular expression (RE2 and Python syntax; use it case-insensitively)."""
-        words, numbers = self._alternatives(numeric=False), self._alternatives(numeric=True)
-        parts = [rf"(?:^|[^0-9a-z])(?:{words})(?:[^0-9a-z]|$)"] if words else []
+        words, numbers = rule.token_pattern(self._texts(numeric=False)), self._alternatives(numeric=True)
+        parts = [words] if words else []
         if numbers:
             parts.append(rf"^\s*(?:{numbers})\s*$|=(?:{numbers})(?:[/&,;]|$)")
         return "|".join(parts)
@@ -141,18 +144,19 @@ class Identifiers:
     @functools.cached_property
     def words_regex(self) -> re.Pattern[str] | None:
         """Only the non-numeric identifiers: for values Iceberg computes (summary counters)."""
-        words = self._alternatives(numeric=False)
-        return re.compile(rf"(?:^|[^0-9a-z])(?:{words})(?:[^0-9a-z]|$)", re.IGNORECASE) if words else None
+        words = rule.token_pattern(self._texts(numeric=False))
+        return re.compile(words, re.IGNORECASE) if words else None
 
     @functools.cached_property
     def token_regex(self) -> re.Pattern[str]:
         """Every identifier as a token, numbers too: for files that are not Iceberg's (CSV, JSON, logs)."""
-        every = "|".join(filter(None, (self._alternatives(False), self._alternatives(True))))
-        return re.compile(rf"(?:^|[^0-9a-z])(?:{every})(?:[^0-9a-z]|$)", re.IGNORECASE | re.MULTILINE)
+        return re.compile(rule.token_pattern(self.texts), re.IGNORECASE | re.MULTILINE)
+
+    def _texts(self, numeric: bool) -> list[str]:
+        return [v for v in self.texts if bool(_NUMERIC.fullmatch(v)) == numeric]
 
     def _alternatives(self, numeric: bool) -> str:
-        chosen = [v for v in self.texts if bool(_NUMERIC.fullmatch(v)) == numeric]
-        return "|".join(_escape(v) for v in sorted(chosen, key=len, reverse=True))
+        return "|".join(rule.escape(v) for v in sorted(self._texts(numeric), key=len, reverse=True))
 
     @functools.cached_property
     def _text_encodings(self) -> frozenset[bytes]:
@@ -411,11 +415,6 @@ def _is_metadata_json(uri: str) -> bool:
 
 #: File kinds by their first four bytes (an orphan may have any name); "PARE" is encrypted Parquet.
 _MAGIC_KINDS: dict[bytes, FileKind] = {b"PAR1": "parquet", b"PARE": "parquet", b"Obj\x01": "avro"}
-
-
-def _escape(value: str) -> str:
-    """Escape for both Python's re and RE2 (re.escape's ``\\ `` for a space is not valid RE2)."""
-    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in value)
 
 
 # --- Parquet and ORC --------------------------------------------------------------------------------

@@ -367,3 +367,43 @@ def test_many_identifiers_are_searched_in_chunks_with_the_same_answer():
         chunked = pc.or_(chunked, pc.match_substring_regex(texts, pattern, ignore_case=True))
     assert chunked.to_pylist() == one.to_pylist()
     assert one.to_pylist()[:2] == [True, True] and one.to_pylist()[5] is False
+
+
+# --- e-mails on token boundaries (issue 9, item 8) ------------------------------------------------------
+
+LOOKALIKES = ["x@example.org.uk", "X@EXAMPLE.ORG.UK", "john.x@example.org", "x@example.org-mail.net",
+              "ax@example.org", "x@example.organic.com", "mail from x@example.org.uk today"]
+
+
+def _contacts(emails: list[str], notes: list[str] | None = None) -> pa.Table:
+    n = len(emails)
+    return pa.table({"contact_id": pa.array(range(1, n + 1), pa.int64()), "email": emails,
+                     "note": notes or ["-"] * n})
+
+
+def test_an_email_inside_a_longer_address_is_not_the_subject(catalog):
+    _ingest(catalog, "crm.contacts", _contacts(LOOKALIKES, [f"reply to {e}" for e in LOOKALIKES]))
+
+    result = verify_erased(catalog, ["crm.contacts"], Identifiers(("x@example.org",)))
+
+    assert result.passed, result.findings
+    assert result.files_scanned["parquet"] == 1
+
+
+def test_the_email_is_found_in_every_case_and_as_a_token_in_text(catalog):
+    stored = ["  X@EXAMPLE.ORG ", "other@example.org", "x@example.org.uk"]
+    notes = ["-", "forwarded by X@Example.Org.", "cc: <x@EXAMPLE.org>; x@example.org.uk"]
+    _ingest(catalog, "crm.contacts", _contacts(stored, notes))
+
+    result = verify_erased(catalog, ["crm.contacts"], Identifiers(("x@example.org",)))
+
+    assert not result.passed
+    assert "column email row group 0 (1 value)" in _wheres(result, "parquet")
+    assert "column note row group 0 (2 values)" in _wheres(result, "parquet")
+    _assert_no_identifier(result, Identifiers(("x@example.org",)))
+
+
+def test_blank_identifier_values_are_refused():
+    for values in (("42", ""), ("x@example.org", "   "), (None,)):
+        with pytest.raises(ConfigError, match="empty or whitespace-only"):
+            Identifiers(values)
