@@ -23,6 +23,7 @@ cannot touch the metadata database: ``host`` is the API server's base URL (``htt
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, BaseHook, mask_secret
@@ -197,8 +198,9 @@ def tenant_backend(airflow_api_conn_id: str | None) -> MetadataDbTenantBackend |
 class ApiTenantBackend:
     """Termination steps through Airflow's REST API (``/api/v2`` on Airflow 3, ``/api/v1`` on 2.x).
 
-    List endpoints' pattern filters are SQL ``LIKE`` searches in which ``_`` is a wildcard, so every
-    candidate is checked again here for the exact prefix or tag before it is touched.
+    List endpoints' pattern filters are SQL ``LIKE``/``ILIKE`` searches that ignore case and treat ``_``
+    as a wildcard, so they only narrow the candidates: each is checked again here, case-exactly, and
+    only those are deleted or paused.
     """
 
     name = "rest-api"
@@ -211,28 +213,27 @@ class ApiTenantBackend:
 
     def connections(self, prefix: str, tag: str, dry_run: bool) -> dict[str, Any]:
         search = {"connection_id_pattern": prefix} if AIRFLOW_V_3_0_PLUS else {}
-        found = [c["connection_id"] for c in self.api.paged("/connections", "connections", search)
-                 if c["connection_id"].startswith(prefix)]
+        found = owned_names((c["connection_id"] for c in self.api.paged("/connections", "connections", search)),
+                            prefix)
         for conn_id in found if not dry_run else ():
             self.api.request("DELETE", f"/connections/{_quote(conn_id)}")
-        return {"removed": sorted(found), "count": len(found)}
+        return removal(found, dry_run)
 
     def variables(self, prefix: str, tag: str, dry_run: bool) -> dict[str, Any]:
         search = {"variable_key_pattern": prefix} if AIRFLOW_V_3_0_PLUS else {}
-        found = [v["key"] for v in self.api.paged("/variables", "variables", search) if v["key"].startswith(prefix)]
+        found = owned_names((v["key"] for v in self.api.paged("/variables", "variables", search)), prefix)
         for key in found if not dry_run else ():
             self.api.request("DELETE", f"/variables/{_quote(key)}")
-        return {"removed": sorted(found), "count": len(found)}
+        return removal(found, dry_run)
 
     def dags(self, prefix: str, tag: str, dry_run: bool) -> dict[str, Any]:
-        dags = [d for d in self.api.paged("/dags", "dags", {"tags": tag})
-                if tag in [t["name"] if isinstance(t, dict) else t for t in d.get("tags") or []]]
-        to_pause = [d["dag_id"] for d in dags if not d.get("is_paused")]
-        for dag_id in to_pause if not dry_run else ():
+        tagged = {d["dag_id"]: bool(d.get("is_paused")) for d in self.api.paged("/dags", "dags", {"tags": tag})
+                  if tag in [t["name"] if isinstance(t, dict) else t for t in d.get("tags") or []]}
+        outcome = pausing(tagged, dry_run)
+        for dag_id in outcome.get("paused", ()):
             self.api.request("PATCH", f"/dags/{_quote(dag_id)}", params={"update_mask": "is_paused"},
                              json={"is_paused": True})
-        return {"paused": sorted(to_pause), "already_paused": sorted(d["dag_id"] for d in dags if d.get("is_paused")),
-                "count": len(to_pause)}
+        return outcome
 
 
 def _quote(value: str) -> str:
@@ -241,8 +242,35 @@ def _quote(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+def owned_names(names: Iterable[str], prefix: str) -> list[str]:
+    """The names that start with ``prefix``, compared case-exactly, sorted and distinct.
+
+    The one matching rule of termination: database and API searches ignore case on some backends
+    (SQLite ``LIKE``, MySQL collations, the API's ``ILIKE``), so ``Tenant_acme_x`` is never ``tenant_acme_``'s.
+    """
+    return sorted({name for name in names if name.startswith(prefix)})
+
+
+def removal(names: list[str], dry_run: bool) -> dict[str, Any]:
+    """A connections/variables step's outcome: ``removed``, or ``would_remove`` in a dry run."""
+    return {"would_remove" if dry_run else "removed": names, "count": len(names)}
+
+
+def pausing(paused_by_dag: dict[str, bool], dry_run: bool) -> dict[str, Any]:
+    """The DAG step's outcome from ``{dag_id: is_paused}``: ``paused``, or ``would_pause`` in a dry run."""
+    to_pause = sorted(dag_id for dag_id, paused in paused_by_dag.items() if not paused)
+    return {"would_pause" if dry_run else "paused": to_pause,
+            "already_paused": sorted(dag_id for dag_id, paused in paused_by_dag.items() if paused),
+            "count": len(to_pause)}
+
+
 class MetadataDbTenantBackend:
-    """Termination steps through Airflow 2.x's metadata database (a task may use the ORM there)."""
+    """Termination steps through Airflow 2.x's metadata database (a task may use the ORM there).
+
+    The SQL filters only narrow the candidates (SQLite's ``LIKE`` and MySQL's default collations ignore
+    case); exactly the rows :func:`owned_names` keeps, and the DAGs carrying the tag case-exactly, are
+    deleted or paused, by primary key.
+    """
 
     name = "metadata-db"
 
@@ -257,28 +285,32 @@ class MetadataDbTenantBackend:
         from airflow.models.connection import Connection
 
         rows = session.query(Connection).filter(Connection.conn_id.startswith(prefix, autoescape=True)).all()
-        found = sorted(c.conn_id for c in rows if c.conn_id.startswith(prefix))
-        for row in rows if not dry_run else ():
+        found = owned_names((c.conn_id for c in rows), prefix)
+        for row in [r for r in rows if r.conn_id in found] if not dry_run else ():
             session.delete(row)
-        return {"removed": found, "count": len(found)}
+        return removal(found, dry_run)
 
     @staticmethod
     def variables(session: Any, prefix: str, tag: str, dry_run: bool) -> dict[str, Any]:
         from airflow.models.variable import Variable
+        from airflow.secrets.cache import SecretCache
 
-        keys = [k for (k,) in session.query(Variable.key).filter(Variable.key.startswith(prefix, autoescape=True))]
-        found = sorted(k for k in keys if k.startswith(prefix))
-        for key in found if not dry_run else ():
-            Variable.delete(key, session=session)
-        return {"removed": found, "count": len(found)}
+        rows = session.query(Variable).filter(Variable.key.startswith(prefix, autoescape=True)).all()
+        found = owned_names((v.key for v in rows), prefix)
+        # By row, not Variable.delete(key): its ``key = ...`` ignores case under MySQL collations.
+        for row in [r for r in rows if r.key in found] if not dry_run else ():
+            session.delete(row)
+            SecretCache.invalidate_variable(row.key)
+        return removal(found, dry_run)
 
     @staticmethod
     def dags(session: Any, prefix: str, tag: str, dry_run: bool) -> dict[str, Any]:
         from airflow.models.dag import DagModel, DagTag
 
-        dags = session.query(DagModel).join(DagTag, DagTag.dag_id == DagModel.dag_id).filter(DagTag.name == tag).all()
-        to_pause = sorted(d.dag_id for d in dags if not d.is_paused)
-        for dag in dags if not dry_run else ():
-            dag.is_paused = True
-        return {"paused": to_pause, "already_paused": sorted(d.dag_id for d in dags if d.dag_id not in to_pause),
-                "count": len(to_pause)}
+        query = session.query(DagModel, DagTag.name).join(DagTag, DagTag.dag_id == DagModel.dag_id)
+        rows = query.filter(DagTag.name == tag).all()
+        dags = {dag.dag_id: dag for dag, name in rows if name == tag}
+        outcome = pausing({dag_id: bool(dag.is_paused) for dag_id, dag in dags.items()}, dry_run)
+        for dag_id in outcome.get("paused", ()):
+            dags[dag_id].is_paused = True
+        return outcome

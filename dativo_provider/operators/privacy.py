@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 REQUEST_FIELDS = ("request_id", "kind", "subject_kind", "subject_ids", "emails", "received_at", "deadline")
 DEFAULT_AUDIT_TABLE = "dativo.dsr_audit"
 REFS_POLICIES = ("fail", "remove", "repoint")
+TERMINATION_STEPS = ("connections", "variables", "dags")
 
 
 def subject_request(spec: Mapping[str, Any], received_default: datetime | None = None) -> SubjectRequest:
@@ -400,20 +401,24 @@ class TenantTerminateOperator(DsrBaseOperator):
     ``tenant:acme`` (``dag_tag``). The operator deletes those connections and variables and pauses
     those DAGs, then, with ``erase=True``, erases the subject of the run's request (an ``erasure``
     request built from params, e.g. ``subject_kind: account``) and writes its certificate. Every step
-    is an audit event (``terminated``), ending with ``completed``, or ``failed``.
+    is an audit event (``terminated``), ending with ``completed``, or ``failed``. A dry run is recorded
+    as one (``would_terminate`` per step, ending with ``dry_run_completed``), never as a termination.
+    Ids, keys and tags are matched case-exactly: ``Tenant_acme_x`` is not ``acme``'s.
 
     Airflow 2.11: through the metadata database (the ORM), or the REST API when
     ``airflow_api_conn_id`` is given. Airflow 3: a task cannot reach the metadata database, so
     ``airflow_api_conn_id`` (Airflow's own REST API, a user allowed to delete connections and
     variables and edit DAGs) is required. Connections and variables defined outside the metadata
     database (environment variables, secrets backends) cannot be removed by Airflow: those seen in
-    the worker's environment are reported in ``left_outside_airflow``.
+    the worker's environment are reported in ``left_outside_airflow``, in the result and in the
+    audit events.
 
     :param account: the tenant (templated); letters, digits, ``-`` and ``_``.
     :param prefix: the id/key prefix; default ``tenant_<account>_``.
     :param dag_tag: the DAG tag; default ``tenant:<account>``.
     :param erase: also erase the tenant's data (needs ``contracts``, ``certificate_path``).
-    :param dry_run: report what would be removed and paused, change nothing.
+    :param dry_run: report what would be removed and paused (``would_remove``, ``would_pause``), change
+        nothing.
     """
 
     template_fields: Sequence[str] = (*DsrBaseOperator.template_fields, "account", "prefix", "dag_tag",
@@ -436,7 +441,7 @@ class TenantTerminateOperator(DsrBaseOperator):
         self.dry_run = dry_run
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dativo_provider.hooks.privacy import tenant_backend, validate_account
+        from dativo_provider.hooks.privacy import validate_account
 
         with airflow_errors():
             account = validate_account(self.account)
@@ -446,24 +451,42 @@ class TenantTerminateOperator(DsrBaseOperator):
             prefix, tag = self.prefix or f"tenant_{account}_", self.dag_tag or f"tenant:{account}"
             result: dict[str, Any] = {"request_id": request_id, "account": account, "prefix": prefix,
                                       "dag_tag": tag, "dry_run": self.dry_run}
-            trail.append(request_id, "received", {"kind": "termination", "account": account})
+            trail.append(request_id, "received", {"kind": "termination", "account": account,
+                                                  "dry_run": self.dry_run})
             try:
-                backend = tenant_backend(self.airflow_api_conn_id)
-                result["backend"] = backend.name
-                for step in ("connections", "variables", "dags"):
-                    result[step] = backend.run(step, prefix, tag, self.dry_run)
-                    trail.append(request_id, "terminated", {"step": step, "backend": backend.name, **result[step]})
-                result["left_outside_airflow"] = _outside_airflow(prefix)
+                self._terminate(trail, result)
                 if self.erase and request is not None and not self.dry_run:
                     result["erasure"] = erase_and_certify(self, request)
             except BaseException as exc:
-                trail.append(request_id, "failed", {"step": "termination", "error": type(exc).__name__})
+                trail.append(request_id, "failed", {"step": "termination", "error": type(exc).__name__,
+                                                    "dry_run": self.dry_run,
+                                                    "left_outside_airflow": result.get("left_outside_airflow", {})})
                 raise
-            trail.append(request_id, "completed", {"kind": "termination", "account": account,
-                                                   "erased": "erasure" in result})
-        self.log.info("tenant %s: %s", account, json.dumps({k: result[k] for k in ("connections", "variables",
-                                                                                    "dags")}))
+            trail.append(request_id, "dry_run_completed" if self.dry_run else "completed",
+                         {"kind": "termination", "account": account, "erased": "erasure" in result,
+                          "dry_run": self.dry_run, "left_outside_airflow": result["left_outside_airflow"]})
+        self.log.info("tenant %s%s: %s", account, " (dry run)" if self.dry_run else "",
+                      json.dumps({k: result[k] for k in (*TERMINATION_STEPS, "left_outside_airflow")}))
         return result
+
+    def _terminate(self, trail: AuditTrail, result: dict[str, Any]) -> None:
+        """Each step through the backend, one audit event per step; fills ``result`` in place.
+
+        What the environment defines for the tenant is looked up first, so the evidence names it even
+        when a later step fails.
+        """
+        from dativo_provider.hooks.privacy import tenant_backend
+
+        outside = result["left_outside_airflow"] = _outside_airflow(result["prefix"])
+        backend = tenant_backend(self.airflow_api_conn_id)
+        result["backend"] = backend.name
+        event = "would_terminate" if self.dry_run else "terminated"
+        for step in TERMINATION_STEPS:
+            result[step] = backend.run(step, result["prefix"], result["dag_tag"], self.dry_run)
+            details = {"step": step, "backend": backend.name, "dry_run": self.dry_run, **result[step]}
+            if step in outside:
+                details["left_outside_airflow"] = outside[step]
+            trail.append(result["request_id"], event, details)
 
     def _request(self, context: Context, account: str) -> SubjectRequest | None:
         if not self.erase:
