@@ -10,8 +10,10 @@
 * ``dativo certificate verify <file> (--public-key PEMFILE | --hmac-key-env VAR) [--key-id ID]``:
   exit 0 when the data-subject request certificate's signature matches its content, 1 (with the
   reason) when it does not.
-* ``dativo audit verify (--table NS.NAME --warehouse DIR | --path DIR) --key-env VAR [--anchor HASH]``:
-  exit 0 when the audit trail's hash chain is intact, 1 naming the first bad position.
+* ``dativo audit verify (--table NS.NAME --warehouse DIR | --path DIR) --key-env VAR [--anchor HASH]
+  [--certificate FILE ...] [--anchors DIR]``: exit 0 when the audit trail's hash chain is intact, its
+  sealed heads are reached and every anchor (a certificate's, or those of an anchor store) still
+  finds its event; 1 naming the first bad position.
 
 Bad usage (including a missing or unusable key) exits 2; no traceback reaches the user. Secrets are
 read from environment variables, never from the command line, so they stay out of shell history.
@@ -65,7 +67,11 @@ def _add_privacy_commands(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--path", help="a directory (or s3://bucket/prefix) of one JSON file per event")
     verify.add_argument("--key-env", required=True, metavar="VAR",
                         help="environment variable holding the audit trail key")
-    verify.add_argument("--anchor", help="a head hash recorded elsewhere (e.g. in a certificate)")
+    verify.add_argument("--anchor", help="a head hash recorded elsewhere; some event must still have it")
+    verify.add_argument("--certificate", action="append", default=[], metavar="FILE",
+                        help="a certificate whose audit_trail anchor must still find its event (repeatable)")
+    verify.add_argument("--anchors", metavar="DIR",
+                        help="an anchor store (directory or s3://bucket/prefix): every request's anchor")
 
 
 def _lint(paths: list[str]) -> int:
@@ -148,7 +154,19 @@ def _certificate_verify(args: argparse.Namespace) -> int:
     check = verify_certificate(data, key)
     print(f"{args.path}: {'VALID' if check.valid else 'INVALID'}: {check.reason}",
           file=sys.stdout if check.valid else sys.stderr)
+    if check.valid:
+        _print_anchor(args.path, data)
     return 0 if check.valid else 1
+
+
+def _print_anchor(path: str, data: bytes) -> None:
+    from dativo_provider.privacy.certificate import audit_anchor
+
+    anchor = audit_anchor(data)
+    if anchor is not None:  # the signature says nothing about the trail: point at the command that does
+        event = f" ({anchor.event!r})" if anchor.event else ""
+        print(f"{path}: anchors the audit trail at event {anchor.seq}{event}; check the trail with: "
+              f"dativo audit verify ... --certificate {path}")
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -172,12 +190,37 @@ def _audit_verify(args: argparse.Namespace) -> int:
         where = args.table
     else:
         store, where = ObjectAuditStore(args.path), args.path
-    check = verify(store, key, anchor=args.anchor)
+    check = verify(store, key, anchor=args.anchor, anchors=_anchors(args))
     if check.valid:
         print(f"{where}: VALID: {check.reason}; head {check.head_hash}")
+        if check.warning:
+            print(f"{where}: WARNING: {check.warning}", file=sys.stderr)
         return 0
     print(f"{where}: INVALID at position {check.position}: {check.reason}", file=sys.stderr)
     return 1
+
+
+def _anchors(args: argparse.Namespace) -> list:
+    """The anchors of ``--certificate`` files and the ``--anchors`` store."""
+    from pathlib import Path
+
+    from dativo_provider.privacy.anchors import AnchorStore
+    from dativo_provider.privacy.certificate import audit_anchor
+
+    anchors = []
+    for path in args.certificate:
+        try:
+            anchor = audit_anchor(Path(path).read_bytes())
+        except OSError as exc:
+            raise _UsageError(f"--certificate {path}: {exc.strerror or exc}") from None
+        if anchor is None:
+            raise _UsageError(f"--certificate {path}: it holds no audit_trail anchor")
+        anchors.append(anchor)
+    if args.anchors:
+        if not args.anchors.startswith("s3://") and not Path(args.anchors).is_dir():
+            raise _UsageError(f"--anchors {args.anchors}: no such directory")
+        anchors.extend(AnchorStore(args.anchors).read())
+    return anchors
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,16 @@ A certificate is one JSON object. Everything but its ``signature`` block is the 
       "verification": {"passed": true, "files_scanned": {"parquet": 9, "avro": 12, "json": 5},
                        "findings": 0},
       "timestamps": {"received": ..., "started": ..., "completed": ..., "issued": ...},
+      "audit_trail": {"request_id": ..., "seq": 41, "event": "completed", "hash": "<hex>", "mac": "<hex>"},
       "issuer": {"name": ..., "key_id": "...", "algorithm": "ed25519"},
       "signature": {"algorithm": "ed25519", "key_id": "...", "value": "<base64>"}
     }
+
+``audit_trail`` is the audit trail's :class:`~dativo_provider.privacy.anchors.Anchor` taken *after* the
+request's ``completed`` event (so that event cannot hold the certificate's signature): removing the
+event from the trail is then detected by ``verify(..., anchors=[audit_anchor(certificate)])``, i.e.
+``dativo audit verify --certificate FILE``. Certificates from before anchors were sealed hold
+``{"head_seq", "head_hash"}`` taken before ``completed``; they are still read.
 
 The signed bytes are the canonical JSON (sorted keys, no whitespace, UTF-8) of the parsed document
 without ``signature``. So whitespace between tokens and the order of object keys do not matter, while
@@ -45,6 +52,7 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.optional import require
 
 if TYPE_CHECKING:
+    from dativo_provider.privacy.anchors import Anchor
     from dativo_provider.privacy.request import SubjectRequest
 
 FORMAT = "dativo-dsr-certificate/1"
@@ -232,6 +240,32 @@ def verify_certificate(document: Mapping[str, Any] | bytes | str, key: Verifying
     request_id = (parsed.get("request") or {}).get("id") if isinstance(parsed.get("request"), dict) else None
     return CertificateCheck(True, f"valid {key.algorithm} signature by key {parsed['signature']['key_id']!r}"
                                   f" for request {request_id!r}")
+
+
+def audit_anchor(document: Mapping[str, Any] | bytes | str) -> Anchor | None:
+    """The audit-trail anchor the certificate holds (its ``audit_trail`` section), or None.
+
+    The anchor is sealed under the trail key, so it can be trusted without checking the certificate's
+    signature; an anchor from an older certificate is not sealed and is checked by position and hash.
+
+    :raises ConfigError: not a JSON certificate, a malformed ``audit_trail``, or an anchor of another
+        request than the certificate's.
+    """
+    from dativo_provider.privacy.anchors import Anchor
+
+    try:
+        parsed = _parse(document) if isinstance(document, (bytes, str)) else dict(document)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not a valid JSON certificate: {exc}") from None
+    section = parsed.get("audit_trail") if isinstance(parsed, dict) else None
+    if section is None:
+        return None
+    request = parsed.get("request") if isinstance(parsed.get("request"), dict) else {}
+    request_id = str(request.get("id", ""))
+    anchor = Anchor.from_dict(section, request_id=request_id)
+    if request_id and anchor.request_id != request_id:
+        raise ConfigError(f"the certificate of request {request_id!r} anchors request {anchor.request_id!r}")
+    return anchor
 
 
 def write_certificate(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Path:

@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.privacy.audit import subject_hash
+from dativo_provider.privacy.audit import AuditTrail, ObjectAuditStore, subject_hash, verify
 from dativo_provider.privacy.certificate import (
     SigningKey,
     VerifyingKey,
+    audit_anchor,
     canonical_json,
     issue_certificate,
     request_section,
@@ -185,3 +186,40 @@ def test_write_certificate_is_owner_only_and_round_trips(tmp_path, keys) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert verify_certificate(path.read_bytes(), verifying).valid
     assert [p.name for p in tmp_path.iterdir()] == ["dsr-7.json"]
+
+
+def test_the_certificate_anchor_covers_the_completed_event(tmp_path, keys) -> None:
+    """Issue 9 item 6: the anchor used to be taken before ``completed``, so removing that event (and
+    putting the older head back) left a trail the certificate agreed with."""
+    signing, verifying = keys
+    store = ObjectAuditStore(str(tmp_path / "trail"))
+    trail = AuditTrail(store, AUDIT_KEY)
+    for event in ("received", "deleted", "verified"):
+        trail.append("dsr-7", event)
+    before = store.head()
+    head_file = (tmp_path / "trail" / "HEAD.json").read_bytes()
+    completed = trail.append("dsr-7", "completed", {"rows_deleted": 5})
+    document = issue_certificate({**_payload(), "audit_trail": trail.anchor(completed).to_dict()}, signing)
+    assert verify_certificate(document, verifying).valid
+    anchor = audit_anchor(json.dumps(document))
+    assert (anchor.request_id, anchor.seq, anchor.event, anchor.hash) == ("dsr-7", 3, "completed", completed["hash"])
+    assert verify(store, AUDIT_KEY, anchors=[anchor]).valid
+
+    (tmp_path / "trail" / "00000003.json").unlink()  # the completed event goes, the older head comes back
+    (tmp_path / "trail" / "HEAD.json").write_bytes(head_file)
+    assert verify(store, AUDIT_KEY).valid
+    old_style = audit_anchor({**document, "audit_trail": {"head_seq": before.seq, "head_hash": before.hash}})
+    assert verify(store, AUDIT_KEY, anchors=[old_style]).valid  # why the anchor moved after 'completed'
+    check = verify(store, AUDIT_KEY, anchors=[anchor])
+    assert (check.valid, check.position) == (False, 3)
+    assert "'completed' of request 'dsr-7') is missing" in check.reason
+
+
+def test_audit_anchor_of_another_request_or_none() -> None:
+    key = SigningKey.hmac(SECRET, "h")
+    assert audit_anchor(issue_certificate(_payload(), key)) is None
+    foreign = {"request_id": "dsr-8", "seq": 1, "event": "completed", "hash": "ab" * 32, "mac": "cd" * 32}
+    with pytest.raises(ConfigError, match="request 'dsr-7' anchors request 'dsr-8'"):
+        audit_anchor(issue_certificate({**_payload(), "audit_trail": foreign}, key))
+    with pytest.raises(ConfigError, match="not an audit anchor"):
+        audit_anchor({**_payload(), "audit_trail": {"seq": 1}})

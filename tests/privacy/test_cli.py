@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dativo_provider.cli import main
 from dativo_provider.iceberg.catalog import embedded_catalog
+from dativo_provider.privacy.anchors import AnchorStore
 from dativo_provider.privacy.audit import AuditTrail, IcebergAuditStore, ObjectAuditStore
 from dativo_provider.privacy.certificate import SigningKey, issue_certificate, write_certificate
 
@@ -66,6 +67,9 @@ def test_certificate_verify_ed25519(tmp_path: Path, capsys) -> None:
     ["audit", "verify", "--table", "dativo.dsr_audit", "--key-env", "DSR_KEY"],
     ["audit", "verify", "--path", "no-such-dir", "--key-env", "DSR_KEY"],
     ["audit", "verify", "--path", ".", "--key-env", "UNSET_VARIABLE_X"],
+    ["audit", "verify", "--path", ".", "--key-env", "DSR_KEY", "--certificate", "missing.json"],
+    ["audit", "verify", "--path", ".", "--key-env", "DSR_KEY", "--certificate", "c.json"],
+    ["audit", "verify", "--path", ".", "--key-env", "DSR_KEY", "--anchors", "no-such-dir"],
 ])
 def test_usage_errors_exit_2(argv: list[str], tmp_path: Path, env, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -106,3 +110,56 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
                              "--hmac-key-env", "DSR_KEY"], capture_output=True, text=True,
                             env={"DSR_KEY": SECRET, "PATH": ""}, check=False)
     assert result.returncode == 1 and "INVALID" in result.stderr and "Traceback" not in result.stderr
+
+
+def _certificate(tmp_path: Path, trail: AuditTrail, request_id: str) -> Path:
+    trail.append(request_id, "received")
+    completed = trail.append(request_id, "completed")
+    payload = {**PAYLOAD, "request": {"id": request_id, "kind": "erasure"},
+               "audit_trail": trail.anchor(completed).to_dict()}
+    return write_certificate(tmp_path / f"{request_id}.json", issue_certificate(payload, SigningKey.hmac(SECRET, "k1")))
+
+
+def test_audit_verify_with_a_certificate_and_an_anchor_store(tmp_path: Path, env, capsys) -> None:
+    trail = AuditTrail(ObjectAuditStore(str(tmp_path / "trail")), SECRET, anchors=AnchorStore(str(tmp_path / "a")))
+    certificate = _certificate(tmp_path, trail, "dsr-1")
+    code, output = _run(["certificate", "verify", str(certificate), "--hmac-key-env", "DSR_KEY"], capsys)
+    assert code == 0 and "anchors the audit trail at event 1 ('completed')" in output
+    trail.append("dsr-2", "received")
+    head = (tmp_path / "trail" / "HEAD.json").read_bytes()
+    trail.append("dsr-2", "failed", {"error": "TerminalError"})
+    argv = ["audit", "verify", "--path", str(tmp_path / "trail"), "--key-env", "DSR_KEY"]
+    with_anchors = [*argv, "--certificate", str(certificate), "--anchors", str(tmp_path / "a")]
+    code, output = _run(with_anchors, capsys)
+    assert code == 0 and "3 anchor(s) hold" in output and "WARNING" not in output  # certificate + store
+
+    (tmp_path / "trail" / "00000003.json").unlink()  # the failed event goes, the older head comes back
+    (tmp_path / "trail" / "HEAD.json").write_bytes(head)
+    assert _run(argv, capsys)[0] == 0
+    code, output = _run(with_anchors, capsys)
+    assert code == 1 and "position 3" in output and "'failed' of request 'dsr-2'" in output
+
+
+def test_audit_verify_iceberg_with_the_certificate(tmp_path: Path, env, capsys) -> None:
+    store = IcebergAuditStore(embedded_catalog(tmp_path).load(), "dativo.dsr_audit")
+    trail = AuditTrail(store, SECRET)
+    trail.append("dsr-0", "received")
+    table = store.catalog.load_table(store.identifier)
+    before = table.current_snapshot().snapshot_id
+    certificate = _certificate(tmp_path, trail, "dsr-1")
+    argv = ["audit", "verify", "--table", "dativo.dsr_audit", "--warehouse", str(tmp_path), "--key-env", "DSR_KEY"]
+    assert _run([*argv, "--certificate", str(certificate)], capsys)[0] == 0
+    table = store.catalog.load_table(store.identifier)
+    later = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != before]
+    table.manage_snapshots().rollback_to_snapshot(before).commit()  # both dsr-1 events go
+    table.maintenance.expire_snapshots().by_ids(later).commit()
+    assert _run(argv, capsys)[0] == 0
+    code, output = _run([*argv, "--certificate", str(certificate)], capsys)
+    assert code == 1 and "'completed' of request 'dsr-1') is missing" in output
+
+
+def test_audit_verify_warns_about_a_trail_without_a_sealed_head(tmp_path: Path, env, capsys) -> None:
+    AuditTrail(ObjectAuditStore(str(tmp_path)), SECRET).append("dsr-1", "received")
+    (tmp_path / "HEAD.json").unlink()  # as trails written before heads were sealed
+    code, output = _run(["audit", "verify", "--path", str(tmp_path), "--key-env", "DSR_KEY"], capsys)
+    assert code == 0 and "VALID" in output and "WARNING" in output and "no sealed head" in output
