@@ -124,7 +124,7 @@ def _refuse_blank_identifiers(discovery: Discovery) -> None:
     rule.validated_ids(discovery.emails, parameter="discovery emails", request_id=discovery.request_id)
     for match in discovery.tables:
         for column, values in match.match.items():
-            rule.validated_ids(values, parameter=f"the values that select rows of {match.table}.{column}",
+            rule.validated_ids(values, parameter=f"discovery's selection of {match.table}.{column}",
                                request_id=discovery.request_id)
 
 

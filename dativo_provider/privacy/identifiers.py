@@ -64,7 +64,7 @@ def is_email(value: str) -> bool:
 
 
 def validated_ids(values: Iterable[Any], *, parameter: str = "subject_ids", request_id: str | None = None
-                ) -> tuple[str, ...]:
+                  ) -> tuple[str, ...]:
     """``values`` as text ids, in order, duplicates dropped.
 
     :raises ConfigError: a value is None, empty or whitespace only (it would match anonymous rows).
@@ -77,7 +77,7 @@ def validated_ids(values: Iterable[Any], *, parameter: str = "subject_ids", requ
 
 
 def validated_emails(values: Iterable[Any], *, parameter: str = "emails", request_id: str | None = None
-           ) -> tuple[str, ...]:
+                     ) -> tuple[str, ...]:
     """``values`` normalised (:func:`normalise_email`), in order, duplicates dropped.
 
     :raises ConfigError: a value is not text, is blank, or is not shaped like an e-mail.
@@ -94,8 +94,8 @@ def validated_emails(values: Iterable[Any], *, parameter: str = "emails", reques
 
 def _refuse_blank(value: Any, parameter: str, request_id: str | None) -> None:
     if is_blank(value):
-        raise ConfigError(f"{_where(request_id)}{parameter} holds an empty or whitespace-only value; it would "
-                          "match every row whose identifier is blank (anonymous rows). Remove it")
+        raise ConfigError(f"{_where(request_id)}{parameter} holds an empty or whitespace-only value; it "
+                          "would match every row whose identifier is blank (anonymous rows). Remove it")
 
 
 def _where(request_id: str | None) -> str:
@@ -145,6 +145,19 @@ def email_mask(values: pa.Array | pa.ChunkedArray, wanted: Iterable[str]) -> pa.
         return pa.repeat(False, len(values))
     normalised = normalised_emails(values)
     return pc.fill_null(pc.is_in(normalised, value_set=pa.array(targets, normalised.type)), False)
+
+
+def email_columns_mask(batch: pa.RecordBatch | pa.Table, columns: Iterable[str], wanted: Iterable[str]
+                       ) -> pa.Array | pa.ChunkedArray:
+    """True where ANY of ``columns`` holds one of ``wanted`` (:func:`email_mask` per column, OR-ed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = list(wanted)
+    mask: Any = pa.repeat(False, batch.num_rows)
+    for column in columns:
+        mask = pc.or_(mask, email_mask(batch[column], wanted))
+    return mask
 
 
 def value_texts(values: pa.Array | pa.ChunkedArray, *, email: bool) -> tuple[pa.Array, list[str]]:

@@ -45,7 +45,8 @@ class SubjectRequest:
         if self.kind not in KINDS:
             raise ConfigError(f"request {self.request_id!r}: kind is {self.kind!r}; expected one of {KINDS}")
         if isinstance(self.subject_ids, str) or isinstance(self.emails, str):
-            raise ConfigError(f"request {self.request_id!r}: subject_ids and emails are lists, not a single string")
+            raise ConfigError(f"request {self.request_id!r}: subject_ids and emails are lists, "
+                              "not a single string")
         object.__setattr__(self, "subject_ids", validated_ids(self.subject_ids, request_id=self.request_id))
         object.__setattr__(self, "emails", validated_emails(self.emails, request_id=self.request_id))
         if not self.subject_ids and not self.emails:

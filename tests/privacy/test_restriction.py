@@ -178,9 +178,9 @@ def test_blank_identifiers_are_refused_and_blank_stored_values_never_match(regis
     table = catalog.load().load_table("dativo.restrictions")
     now = datetime.now(timezone.utc)
     blank_hash = hmac.new(KEY, b"customer:", hashlib.sha256).hexdigest()
-    table.append(pa.Table.from_pylist([{"subject_kind": "customer", "subject_hash": blank_hash,
-                                        "request_id": "old", "restricted_at": now, "lifted_at": None,
-                                        "lift_request_id": None}], schema=restriction_module.registry_schema()))
+    old = {"subject_kind": "customer", "subject_hash": blank_hash, "request_id": "old", "restricted_at": now,
+           "lifted_at": None, "lift_request_id": None}
+    table.append(pa.Table.from_pylist([old], schema=restriction_module.registry_schema()))
     rows = pa.table({"customer_id": pa.array([1, 2, 3, 4], pa.int64()),
                      "email": pa.array(["", "   ", None, "x@example.org"], pa.string())})
     assert registry.restricted_mask(rows, customers).to_pylist() == [True, False, False, False]
@@ -196,7 +196,8 @@ def test_an_email_only_dataset_is_matched_and_the_registry_keeps_the_normalised_
     registry.restrict(_request("r-1", emails=["  Zoe@Example.NET "]))
     assert registry.active_hashes("customer") == frozenset({subject_hash(KEY, "customer", "zoe@example.net")})
     assert registry.applies_to(dataset)
-    rows = pa.table({"signup_id": [1, 2, 3, 4], "Work_Email": ["ZOE@example.net", "zoe@example.net.uk", "", None]})
+    rows = pa.table({"signup_id": [1, 2, 3, 4],
+                     "Work_Email": ["ZOE@example.net", "zoe@example.net.uk", "", None]})
     assert registry.restricted_mask(rows, dataset).to_pylist() == [True, False, False, False]
 
 
