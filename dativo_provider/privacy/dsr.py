@@ -1,8 +1,10 @@
 """One data-subject request end to end, as the operators run it.
 
-Erasure: discover → delete per table (one transaction each) → purge (refs, expiry, unreachable files,
-old metadata) → verify by decoding every file → signed certificate. Every step is recorded in the
-audit trail; a failure records ``failed`` and re-raises. Access and portability: discover → export.
+Erasure (:func:`erase_subject`): resolve the identity over history → delete per table on every branch →
+purge every table whose history holds the subject → verify by decoding every file → signed
+certificate. It is resumable: progress is recorded as it goes, and the same request id run again
+finishes the work. Every step is recorded in the audit trail; a failure records ``failed``, anchors the
+trail after it, and re-raises. Access and portability: discover → export.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import TerminalError
+from dativo_provider.privacy.progress import DEFAULT_PROGRESS_TABLE
 from dativo_provider.privacy.request import SubjectRequest
 
 if TYPE_CHECKING:
@@ -66,75 +69,228 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                   refs_policy: Literal["fail", "remove", "repoint"] = "fail",
                   safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
                   issuer: str = "dativo-airflow-provider", object_store: Any = None,
-                  other_catalogs: Mapping[str, CatalogConfig] | None = None) -> ErasureOutcome:
+                  other_catalogs: Mapping[str, CatalogConfig] | None = None,
+                  progress_table: str = DEFAULT_PROGRESS_TABLE) -> ErasureOutcome:
     """Erase the subject of ``request`` from every table the contracts describe, and prove it.
 
-    :param hash_key: the key identifiers are hashed with in the certificate (and the audit trail).
+    The request is a resumable unit of work: each step is recorded in ``progress_table`` as it
+    completes (see :mod:`dativo_provider.privacy.progress`), and running the same request id again
+    continues where it stopped and ends in the state an uninterrupted run reaches. In order:
+
+    1. resolve: discovery over every retained snapshot, joined with the identity an earlier attempt
+       recorded (sealed) — the only record of e-mails once their rows are purged;
+    2. refs: with policy ``fail``, tags pinning the subject's rows stop the request before anything
+       is deleted;
+    3. delete per table, on every branch head (retrying lost races);
+    4. purge per table whose retained history still holds the subject, whether or not this run
+       deleted rows there; the files found dirty are recorded first;
+    5. earlier exports of the subject are removed; every file is decoded to verify;
+    6. ``completed`` is appended to the trail, the trail anchored after it, the certificate signed,
+       and the request's progress (and with it the identity) erased.
+
+    :param hash_key: the key identifiers are hashed with in the certificate (and the audit trail); the
+        progress table's sealing key is derived from it.
     :param trail: the audit trail; earlier exports of the same subject it records are removed too.
     :param object_store: credentials for exports on S3.
     :param other_catalogs: more catalogs by name to erase from (see :func:`discovery.discover`).
+    :param progress_table: the progress table in ``catalog``.
+    :raises RefsPinErasedDataError: policy ``fail`` and a tag pins the subject's rows; nothing changed.
+    :raises TerminalError: verification found the subject after the erasure.
     """
-    from dativo_provider.privacy.certificate import issue_certificate, request_section
-    from dativo_provider.privacy.discovery import discover, split_table
-    from dativo_provider.privacy.erase import delete_rows
-    from dativo_provider.privacy.purge import purge_table
-    from dativo_provider.privacy.verify import Identifiers
+    from dativo_provider.privacy.progress import ErasureProgress
 
     contracts = list(contracts)
-    started = now or datetime.now(timezone.utc)
+    progress = ErasureProgress(catalog, hash_key, request.request_id, progress_table)
     record = _Recorder(trail, request)
-    record("received", {"kind": request.kind})
+    record("resumed" if progress.resumed else "received",
+           {"kind": request.kind, "steps_done": len(progress.steps)})
     try:
-        catalogs = {None: catalog, **(other_catalogs or {})}
-        found = discover(catalog, contracts, request, other_catalogs=other_catalogs)
-        record("discovered", found.to_dict())
-        # Numbers only count in the columns that identify the subject: a small id is also a quantity.
-        columns = sorted({column for match in found.tables for column in match.match})
-        identifiers = Identifiers(tuple(_identifier_values(found, request)), columns=tuple(columns))
-        tables = []
-        for match in found.tables:
-            name, table = split_table(match.table)
-            where = catalogs[name]
-            deletion = delete_rows(where, table, found.row_filter(match.table), request_id=request.request_id)
-            record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
-                               "files_rewritten": deletion.files_rewritten})
-            purge = None
-            if deletion.snapshot_id is not None:
-                purge = purge_table(where, table, erased_snapshot_id=deletion.snapshot_id,
-                                    refs_policy=refs_policy, safety_window=safety_window, now=now)
-                record("purged", {"table": match.table, "snapshots_expired": purge.snapshots_expired,
-                                  "files_removed": purge.files_removed, "refs_changed": purge.refs_changed})
-            tables.append(_table_entry(match, deletion, purge))
-        exports = _remove_earlier_exports(trail, hash_key, request, identifiers.values, object_store)
-        if exports:
-            record("deleted", {"exports_removed": len(exports)})
-        verification = _verify(catalogs, sorted({m.table for m in found.tables}), identifiers,
-                               lambda: sum(m.rows for m in discover(catalog, contracts, request,
-                                                                    other_catalogs=other_catalogs).tables))
+        erasure = _Erasure(catalog, contracts, request, progress, record, other_catalogs or {})
+        erasure.resolve()
+        erasure.check_refs(refs_policy)
+        for match in erasure.found.tables:
+            erasure.delete(match)
+        for match in erasure.found.tables:
+            erasure.purge(match, refs_policy, safety_window, now)
+        exports = erasure.remove_exports(trail, hash_key, object_store)
+        verification = erasure.verify()
         record("verified", verification.to_dict())
         if not verification.passed:
             raise TerminalError(f"request {request.request_id}: erasure could not be verified: "
                                 f"{len(verification.findings)} findings, rows still found "
                                 f"{verification.discovery_rows}; see the audit trail")
-        payload = {
-            "request": request_section(request, hash_key),
-            "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in tables},
-            "unidentifiable_tables": found.unidentifiable,
-            "exports_removed": len(exports),
+        payload = erasure.certificate_payload(hash_key, exports, verification, issuer, now)
+        completed = record("completed", {"rows_deleted": sum(t["rows_deleted"] for t in erasure.tables),
+                                         "verified": True})
+        if trail is not None:
+            # Anchored after the completed event: removing it from the trail is detectable.
+            payload["audit_trail"] = trail.anchor(completed).to_dict()
+        certificate = _issue(payload, signing_key)
+        progress.drop()
+        return ErasureOutcome(request.request_id, certificate, True, erasure.tables)
+    except BaseException as exc:
+        failed = record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
+        _anchor_failure(trail, failed, request)
+        raise
+
+
+def _issue(payload: dict[str, Any], signing_key: SigningKey) -> dict[str, Any]:
+    from dativo_provider.privacy.certificate import issue_certificate
+
+    return issue_certificate(payload, signing_key)
+
+
+def _anchor_failure(trail: AuditTrail | None, failed: dict[str, Any] | None, request: SubjectRequest) -> None:
+    """Anchor the trail after a ``failed`` event too; a failure to do so must not hide the first."""
+    if trail is None or failed is None:
+        return
+    try:
+        trail.anchor(failed)
+    except Exception as exc:  # noqa: BLE001 - the request's own error is the one to raise
+        log.warning("request %s: could not anchor the failed event: %s", request.request_id, exc)
+
+
+class _Erasure:
+    """The steps of :func:`erase_subject`, sharing the discovery, the progress and the results."""
+
+    def __init__(self, catalog: CatalogConfig, contracts: list[Any], request: SubjectRequest, progress: Any,
+                 record: _Recorder, other_catalogs: Mapping[str, CatalogConfig]) -> None:
+        self.catalog = catalog
+        self.contracts = contracts
+        self.request = request
+        self.progress = progress
+        self.record = record
+        self.other_catalogs = other_catalogs
+        self.catalogs: dict[str | None, CatalogConfig] = {None: catalog, **other_catalogs}
+        self.found: Any = None
+        self.tables: list[dict[str, Any]] = []
+
+    def resolve(self) -> None:
+        """Discovery over history, widened by (and widening) the identity recorded by earlier attempts."""
+        import dataclasses
+
+        from dativo_provider.privacy.discovery import discover
+        from dativo_provider.privacy.progress import Identity
+
+        known = self.progress.identity
+        request = self.request
+        if known.subject_ids or known.emails:
+            request = dataclasses.replace(request, subject_ids=tuple(sorted({*request.subject_ids, *known.subject_ids})),
+                                          emails=tuple(sorted({*request.emails, *known.emails})))
+        found = discover(self.catalog, self.contracts, request, other_catalogs=self.other_catalogs)
+        for match in found.tables:
+            for column, values in known.matches.get(match.table, {}).items():
+                match.match[column] = _union(match.match.get(column, []), values)
+        identity = Identity(set(found.subject_ids), set(found.emails),
+                            {m.table: {c: list(v) for c, v in m.match.items()} for m in found.tables})
+        self.progress.record("resolved", None, {"tables": len(found.tables)}, identity=identity)
+        self.found = found
+        self.record("discovered", found.to_dict())
+
+    def check_refs(self, policy: str) -> None:
+        """With policy ``fail``: every tag pinning the subject's rows, in every table not yet purged,
+        before anything is deleted."""
+        from dativo_provider.privacy.discovery import split_table
+        from dativo_provider.privacy.purge import RefsPinErasedDataError, stale_refs
+
+        if policy != "fail":
+            return
+        for match in self.found.tables:
+            if self.progress.details("purged", match.table) is not None:
+                continue
+            name, table = split_table(match.table)
+            stale = [r for r in stale_refs(self.catalogs[name], table, match.row_filter()) if r["kind"] == "tag"]
+            if stale:
+                raise RefsPinErasedDataError(match.table, stale)
+
+    def delete(self, match: Any) -> None:
+        from dativo_provider.privacy.discovery import split_table
+        from dativo_provider.privacy.erase import delete_rows
+
+        if self.progress.details("purged", match.table) is not None:
+            return
+        name, table = split_table(match.table)
+        deletion = delete_rows(self.catalogs[name], table, match.row_filter(), request_id=self.request.request_id)
+        earlier = self.progress.details("deleted", match.table) or {}
+        totals = {key: earlier.get(key, 0) + getattr(deletion, key)
+                  for key in ("rows_deleted", "files_rewritten", "files_removed")}
+        totals["erasure_snapshot"] = earlier.get("erasure_snapshot") or (
+            str(deletion.snapshot_id) if deletion.snapshot_id else None)
+        totals["branches"] = sorted({*earlier.get("branches", []), *deletion.branches})
+        self.progress.record("deleted", match.table, totals)
+        self.record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
+                                "files_rewritten": deletion.files_rewritten, "branches": sorted(deletion.branches)})
+
+    def purge(self, match: Any, policy: str, window: timedelta, now: datetime | None) -> None:
+        """Purge the table if its retained history holds the subject (dirty files recorded first)."""
+        from dativo_provider.privacy.discovery import split_table
+        from dativo_provider.privacy.purge import plan_purge
+
+        deleted = self.progress.details("deleted", match.table) or {}
+        done = self.progress.details("purged", match.table)
+        if done is None:
+            name, table = split_table(match.table)
+            earlier = (self.progress.details("purging", match.table) or {}).get("dirty_files", [])
+            plan = plan_purge(self.catalogs[name], table, subject=match.row_filter(),
+                              request_id=self.request.request_id, dirty_files=earlier)
+            done = {"files_removed": 0, "snapshots_expired": 0, "refs_changed": []}
+            if plan.dirty_files:
+                self.progress.record("purging", match.table, {"dirty_files": plan.dirty_files})
+                result = plan.run(policy, window, now)  # type: ignore[arg-type]
+                done = {"files_removed": result.files_removed, "snapshots_expired": result.snapshots_expired,
+                        "refs_changed": result.refs_changed}
+                self.record("purged", {"table": match.table, **done})
+            self.progress.record("purged", match.table, done)
+        self.tables.append({"table": match.table, "via": match.via, "rows_deleted": deleted.get("rows_deleted", 0),
+                            "files_rewritten": deleted.get("files_rewritten", 0), **done,
+                            "erasure_snapshot": deleted.get("erasure_snapshot")})
+
+    def remove_exports(self, trail: Any, hash_key: bytes, object_store: Any) -> int:
+        earlier = self.progress.details("exports_removed")
+        removed = _remove_earlier_exports(trail, hash_key, self.request, self.identifiers().values, object_store)
+        if removed:
+            self.record("deleted", {"exports_removed": len(removed)})
+        total = len(removed) + (earlier or {}).get("count", 0)
+        self.progress.record("exports_removed", None, {"count": total})
+        return total
+
+    def identifiers(self) -> Any:
+        from dativo_provider.privacy.verify import Identifiers
+
+        # Numbers only count in the columns that identify the subject: a small id is also a quantity.
+        columns = sorted({column for match in self.found.tables for column in match.match})
+        return Identifiers(tuple(_identifier_values(self.found, self.request)), columns=tuple(columns))
+
+    def verify(self) -> Any:
+        from dativo_provider.privacy.discovery import discover
+
+        return _verify(self.catalogs, sorted({m.table for m in self.found.tables}), self.identifiers(),
+                       lambda: sum(m.rows for m in discover(self.catalog, self.contracts, self.request,
+                                                            other_catalogs=self.other_catalogs).tables))
+
+    def certificate_payload(self, hash_key: bytes, exports: int, verification: Any, issuer: str,
+                            now: datetime | None) -> dict[str, Any]:
+        from dativo_provider.privacy.certificate import request_section
+
+        started = self.progress.started_at() or now or datetime.now(timezone.utc)
+        return {
+            "request": request_section(self.request, hash_key),
+            "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in self.tables},
+            "unidentifiable_tables": self.found.unidentifiable,
+            "exports_removed": exports,
             "verification": verification.to_dict(),
-            "timestamps": {"received": request.received_at.isoformat(), "started": started.isoformat(),
+            "timestamps": {"received": self.request.received_at.isoformat(), "started": started.isoformat(),
                            "completed": datetime.now(timezone.utc).isoformat()},
             "issuer": {"name": issuer},
         }
-        if trail is not None:
-            # The trail's head when the certificate is issued: removing later events is detectable.
-            payload["audit_trail"] = {"head_seq": trail.store.head().seq, "head_hash": trail.store.head().hash}
-        certificate = issue_certificate(payload, signing_key)
-        record("completed", {"rows_deleted": certificate["totals"]["rows_deleted"], "verified": True})
-        return ErasureOutcome(request.request_id, certificate, True, tables)
-    except BaseException as exc:
-        record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
-        raise
+
+
+def _union(left: Iterable[Any], right: Iterable[Any]) -> list[Any]:
+    values = list(dict.fromkeys([*left, *right]))
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
 
 
 def _verify(catalogs: Mapping[str | None, Any], tables: list[str], identifiers: Any, rediscover: Any) -> Any:
@@ -202,25 +358,14 @@ def _identifier_values(found: Any, request: SubjectRequest) -> list[str]:
     return sorted(values)
 
 
-def _table_entry(match: Any, deletion: Any, purge: Any) -> dict[str, Any]:
-    return {
-        "table": match.table,
-        "via": match.via,
-        "rows_deleted": deletion.rows_deleted,
-        "files_rewritten": deletion.files_rewritten,
-        "files_removed": (purge.files_removed if purge else 0),
-        "snapshots_expired": (purge.snapshots_expired if purge else 0),
-        "refs_changed": (purge.refs_changed if purge else []),
-        "erasure_snapshot": str(deletion.snapshot_id) if deletion.snapshot_id else None,
-    }
-
-
 class _Recorder:
     def __init__(self, trail: Any, request: SubjectRequest) -> None:
         self.trail = trail
         self.request = request
 
-    def __call__(self, event: str, details: dict[str, Any]) -> None:
-        if self.trail is not None:
-            self.trail.append_request(self.request, event, details)
+    def __call__(self, event: str, details: dict[str, Any]) -> dict[str, Any] | None:
+        """Append ``event`` to the trail (when there is one) and return the stored record."""
         log.info("request %s: %s", self.request.request_id, event)
+        if self.trail is None:
+            return None
+        return self.trail.append_request(self.request, event, details)

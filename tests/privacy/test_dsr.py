@@ -53,6 +53,7 @@ def erased(tmp_path_factory):
     info = build_warehouse(catalog)
     tables = sorted(info.expected)
     before = {t: catalog.load().load_table(t).scan().to_arrow() for t in tables}
+    on_branches = _subject_rows_on_other_branches(catalog, tables, info)
     trail = audit.AuditTrail(audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit"), HASH_KEY)
     # The subject asked for a copy earlier (by e-mail): that export must go with the erasure.
     access = SubjectRequest("dsr-2024-0000", "access", "customer", emails=[info.subject_email])
@@ -64,14 +65,29 @@ def erased(tmp_path_factory):
     outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
                             trail=trail, refs_policy="remove", safety_window=timedelta(0))
     path = write_certificate(home / "certificate.json", outcome.certificate)
-    return catalog, info, tables, before, trail, key, outcome, path, home
+    return catalog, info, tables, before, trail, key, outcome, path, home, on_branches
+
+
+def _subject_rows_on_other_branches(catalog, tables, info) -> dict[str, int]:
+    """The subject's rows on branch heads other than main (the erasure deletes those too)."""
+    counts = {}
+    for name in tables:
+        table = catalog.load().load_table(name)
+        counts[name] = sum(
+            table.scan(snapshot_id=ref.snapshot_id).to_arrow().num_rows
+            - _others(table.scan(snapshot_id=ref.snapshot_id).to_arrow(), info.subject_id, info.subject_email)[0]
+            for branch, ref in table.metadata.refs.items()
+            if branch != "main" and ref.snapshot_ref_type.value == "branch")
+    return counts
 
 
 def test_the_subject_is_gone_from_every_file_and_every_snapshot(erased):
-    catalog, info, tables, _, _, _, outcome, _, _ = erased
+    catalog, info, tables, _, _, _, outcome, _, _, on_branches = erased
     assert outcome.verified
     deleted = {t: f["rows_deleted"] for t, f in outcome.certificate["tables"].items()}
-    assert deleted == info.expected_rows  # every table (and the orders quarantine) lost exactly the subject's rows
+    # every table (and the orders quarantine) lost exactly the subject's rows, on main and on every branch
+    assert on_branches["examples.customer_features"] > 0
+    assert deleted == {t: n + on_branches.get(t, 0) for t, n in info.expected_rows.items()}
     # An independent decoded scan of every file under the warehouse, by value.
     check = verify_erased(catalog, tables, Identifiers((str(info.subject_id), info.subject_email),
                                                         columns=("customer_id",)))
@@ -95,13 +111,13 @@ def test_every_other_subjects_rows_are_intact(erased):
 
 
 def test_earlier_exports_of_the_subject_are_removed(erased):
-    *_, outcome, _, home = erased
+    *_, outcome, _, home, _ = erased
     assert not (home / "exports" / "dsr-2024-0000").exists()
     assert outcome.certificate["exports_removed"] == 1
 
 
 def test_the_certificate_verifies_and_any_edit_is_detected(erased):
-    *_, key, outcome, path, _ = erased
+    *_, key, outcome, path, _, _ = erased
     verifying = key.verifying_key()
     assert verify_certificate(path.read_bytes(), verifying).valid
     text = path.read_bytes()
