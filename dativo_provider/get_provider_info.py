@@ -200,7 +200,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["dativo_provider.operators.ingest", "dativo_provider.operators.contracts"],
+                "python-modules": [
+                    "dativo_provider.operators.ingest",
+                    "dativo_provider.operators.contracts",
+                    "dativo_provider.operators.maintenance",
+                ],
             },
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
         ],

@@ -131,7 +131,7 @@ def maintain_table(
     :param small_file_size_mb: files below this are compacted (default three quarters of the target).
     :param min_files_to_compact: a partition is compacted once it has this many small files.
     :param now: the time ages count back from (default now; naive means UTC).
-    :raises ConfigError: a parameter out of range (the message names it).
+    :raises ConfigError: a parameter out of range (the message names it), or no such table.
     :raises CommitConflictError: other writers kept winning the commit race; rerunning is safe.
     """
     retention = Retention(expire_older_than, retain_last, tuple(protect_refs))
@@ -163,6 +163,15 @@ def _check(window: timedelta, target_mb: int, small_mb: float | None, min_files:
         raise ConfigError(f"min_files_to_compact is {min_files}; it must be at least 2")
 
 
+def _load(catalog: Catalog, name: str) -> Table:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return catalog.load_table(name)
+    except NoSuchTableError as exc:
+        raise ConfigError(f"{name}: no such table in catalog {catalog.name!r}; nothing to maintain") from exc
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
@@ -176,7 +185,7 @@ class _Maintenance:
         self.now = now
         self.started = time.monotonic()
         self.result = MaintenanceResult(table=name)
-        self.table = catalog.load_table(name)
+        self.table = _load(catalog, name)
         self.manifests = ManifestCache(self.table)
         self.expired_files: set[str] = set()
 
