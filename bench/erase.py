@@ -1,4 +1,4 @@
-"""Erasure benchmark (issue 5): delete 1 and 1,000 data subjects from a 10M-row Iceberg table.
+"""Erasure benchmark (issues 5 and 9): delete 1 and 1,000 data subjects from a 10M-row Iceberg table.
 
 Two layouts of the same rows, built once under ``$TMPDIR/dativo-bench/erase-data/`` and reused:
 
@@ -16,11 +16,17 @@ Contenders, each in a fresh child process on a fresh copy of the table (the cach
 directory is copied to the same path before every child, so the absolute paths in the metadata hold):
 
 * ``ours``: ``delete_rows(catalog, table, In("customer_id", subjects), request_id=...)`` (IN lists
-  over 200 values are split by the engine so file pruning keeps working), then
+  over 200 values are split by the engine so file pruning keeps working; each column's delete is
+  staged by :func:`dativo_provider.privacy.rewrite.stage_delete`: files checked on their filter
+  column first, affected files rewritten in a bounded thread pool), then
   ``purge_table(..., refs_policy="remove", safety_window=0)``, then ``verify_erased`` with the
-  subjects' ids and e-mails. Each step timed; the delete's time is split into pyiceberg's phases
-  (scan planning, reading affected files, writing their survivors, commit) by wrapping the functions
-  pyiceberg's ``Transaction.delete`` calls.
+  subjects' ids and e-mails. Each step timed; the delete's time is split into stage_delete's phases
+  (``check``/``read``/``write`` are summed over the pool's threads, so they can exceed the wall time).
+  ``DATIVO_BENCH_REWRITE_WORKERS`` sets the pool size (default: stage_delete's).
+* ``pyiceberg``: the same per-column, IN-chunked filter through pyiceberg's own
+  ``Transaction.delete`` in one transaction (what ``delete_rows`` did before issue 9): delete only, no
+  purge. Its time is split into pyiceberg's phases (scan planning, reading affected files, writing
+  their survivors, commit) by wrapping the functions ``Transaction.delete`` calls.
 * ``naive``: read the whole table (``scan().to_arrow()``), drop the subjects' rows with
   ``pyarrow.compute.is_in``, ``overwrite`` the table with the rest.
 
@@ -35,6 +41,7 @@ Usage::
     python bench/erase.py                                  # 10M rows, 1 and 1,000 subjects, both layouts
     python bench/erase.py --rows 200000 --repeats 1        # smoke run
     python bench/erase.py --layouts clustered --subjects 1 --contenders ours
+    python bench/erase.py --repeats 3 --quiet-cpu 30       # the issue-9 figures (median of 3)
 """
 
 from __future__ import annotations
@@ -60,14 +67,14 @@ WARM_FILES = 10
 ID_BASE = 1_000_000
 DATA_VERSION = "v1"  # bump when the generator changes: cached tables are keyed by it
 LAYOUTS = ("random", "clustered")
-CONTENDERS = ("ours", "naive")
+CONTENDERS = ("ours", "pyiceberg", "naive")
 REQUEST_ID = "bench-erase"
 
 WARM_UP_MODULES = (
     "pyarrow", "pyarrow.compute", "pyarrow.parquet", "pyiceberg.catalog.sql", "pyiceberg.table",
     "pyiceberg.io.pyarrow", "pyiceberg.expressions", "pyiceberg.table.update.snapshot",
     "dativo_provider.iceberg.catalog", "dativo_provider.privacy.erase", "dativo_provider.privacy.purge",
-    "dativo_provider.privacy.verify",
+    "dativo_provider.privacy.verify", "dativo_provider.privacy.rewrite",
 )
 
 FIRST = ["Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gia", "Hal", "Ida", "Jon", "Kim", "Lea"]
@@ -298,23 +305,51 @@ def delete_phases() -> Phases:
     return phases
 
 
+def rewrite_phases() -> Phases:
+    """``stage_delete`` split: the DELETE snapshot (manifest evaluation), planning the files to check,
+    the pool's wall time, and, summed over its threads, checking the filter column, reading whole
+    files and writing survivors; then the OVERWRITE snapshot's manifests and the catalog commit."""
+    from pyiceberg.table import Transaction
+
+    from dativo_provider.privacy import rewrite
+
+    phases = Phases()
+    phases.wrap(rewrite, "_drop_whole_files", "manifest_eval")
+    phases.wrap(rewrite, "_plan", "plan")
+    phases.wrap(rewrite._FileRewriter, "run", "pool_wall")
+    phases.wrap(rewrite._FileRewriter, "_any_row_matches", "check_threads")
+    phases.wrap(rewrite._FileRewriter, "_write", "write_threads")
+    phases.wrap(rewrite, "_stage_overwrite", "write_manifests")
+    phases.wrap(Transaction, "commit_transaction", "commit")
+    return phases
+
+
+def _set_workers() -> None:
+    workers = os.environ.get("DATIVO_BENCH_REWRITE_WORKERS")
+    if workers:
+        from dativo_provider.privacy import rewrite
+
+        rewrite.DEFAULT_MAX_WORKERS = int(workers)
+
+
 def purge_phases() -> Phases:
     from dativo_provider.iceberg import files
     from dativo_provider.privacy import purge
 
     phases = Phases()
-    phases.wrap(purge._Purge, "__init__", "load_and_erased_files")
-    phases.wrap(purge._Purge, "_carry_states", "seal")
-    phases.wrap(purge._Purge, "_change_refs_and_expire", "refs_and_expire")
-    phases.wrap(purge._Purge, "_trim_metadata_log", "trim_metadata_log")
-    phases.wrap(files.OrphanSweep, "run", "sweep")
-    phases.wrap(purge._Purge, "_verify", "check")
+    # the purge is being reworked (issue 9): time whichever of its steps this version has
+    owner = getattr(purge, "PurgePlan", None) or getattr(purge, "_Purge", None)
+    for name, label in (("__init__", "load_and_erased_files"), ("_carry_states", "seal"),
+                        ("_change_refs_and_expire", "refs_and_expire"), ("_trim_metadata_log", "trim_metadata_log"),
+                        ("_verify", "check")):
+        if owner is not None and hasattr(owner, name):
+            phases.wrap(owner, name, label)
+    if hasattr(files, "OrphanSweep"):
+        phases.wrap(files.OrphanSweep, "run", "sweep")
     return phases
 
 
 def run_ours(home: Path, subjects: list[int], profile: bool = True) -> dict[str, Any]:
-    from datetime import timedelta
-
     from pyiceberg.expressions import EqualTo, In
 
     from dativo_provider.privacy.erase import delete_rows
@@ -324,8 +359,9 @@ def run_ours(home: Path, subjects: list[int], profile: bool = True) -> dict[str,
     config = _catalog(home)
     row_filter = EqualTo("customer_id", subjects[0]) if len(subjects) == 1 else In("customer_id", subjects)
     out: dict[str, Any] = {"rss_before_mb": _rss_mb()}
+    _set_workers()
 
-    phases = delete_phases() if profile else Phases()
+    phases = rewrite_phases() if profile else Phases()
     try:
         started = time.perf_counter()
         deletion = delete_rows(config, TABLE, row_filter, request_id=REQUEST_ID)
@@ -341,8 +377,7 @@ def run_ours(home: Path, subjects: list[int], profile: bool = True) -> dict[str,
     phases = purge_phases() if profile else Phases()
     try:
         started = time.perf_counter()
-        purged = purge_table(config, TABLE, erased_snapshot_id=deletion.snapshot_id, refs_policy="remove",
-                             safety_window=timedelta(0))
+        purged = _purge(purge_table, config, row_filter, deletion.snapshot_id)
         out["purge_seconds"] = time.perf_counter() - started
     finally:
         phases.restore()
@@ -360,6 +395,49 @@ def run_ours(home: Path, subjects: list[int], profile: bool = True) -> dict[str,
                verify_finding_sample=[f"{f.kind}: {f.where}" for f in verified.findings[:5]],
                maxrss_after_verify_mb=_rss_mb())
     out["seconds"] = out["delete_seconds"]
+    return out
+
+
+def _purge(purge_table: Any, config: Any, row_filter: Any, erased_snapshot_id: int) -> Any:
+    """``purge_table`` before (``erased_snapshot_id``) and after (``subject``) issue 9's rework."""
+    import inspect
+    from datetime import timedelta
+
+    if "subject" in inspect.signature(purge_table).parameters:
+        return purge_table(config, TABLE, subject=row_filter, request_id=REQUEST_ID, refs_policy="remove",
+                           safety_window=timedelta(0))
+    return purge_table(config, TABLE, erased_snapshot_id=erased_snapshot_id, refs_policy="remove",
+                       safety_window=timedelta(0))
+
+
+def run_pyiceberg(home: Path, subjects: list[int]) -> dict[str, Any]:
+    """pyiceberg's ``Transaction.delete`` per column, IN lists chunked: ``delete_rows`` before issue 9."""
+    import warnings
+
+    from pyiceberg.expressions import EqualTo, In
+
+    from dativo_provider.privacy.erase import REQUEST_KEY, chunk_in_predicates, per_column
+
+    config = _catalog(home)
+    row_filter = EqualTo("customer_id", subjects[0]) if len(subjects) == 1 else In("customer_id", subjects)
+    out: dict[str, Any] = {"rss_before_mb": _rss_mb()}
+    phases = delete_phases()
+    try:
+        started = time.perf_counter()
+        table = config.load().load_table(TABLE)
+        head = table.metadata.current_snapshot_id
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            transaction = table.transaction()
+            for part in per_column(row_filter):
+                transaction.delete(chunk_in_predicates(part), snapshot_properties={REQUEST_KEY: REQUEST_ID})
+            transaction.commit_transaction()
+        out["delete_seconds"] = time.perf_counter() - started
+    finally:
+        phases.restore()
+    written, dropped, deleted = _commit_totals(config.load().load_table(TABLE), head)
+    out.update(seconds=out["delete_seconds"], rows_deleted=deleted, files_rewritten=written, files_dropped=dropped,
+               delete_phases=phases.seconds, delete_calls=phases.calls, maxrss_after_delete_mb=_rss_mb())
     return out
 
 
@@ -402,7 +480,7 @@ def _commit_totals(table: Any, before: int | None) -> tuple[int, int, int]:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     subjects = json.loads(Path(args.subjects).read_text())
     warm_subjects = json.loads(Path(args.warm_subjects).read_text())
-    run = run_ours if args.child == "ours" else run_naive
+    run = RUNNERS[args.child]
     started = time.perf_counter()
     run(Path(args.warm_home), warm_subjects)  # untimed: imports and first-call set-up
     warm = time.perf_counter() - started
@@ -432,6 +510,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 HANDLERS = {name: child for name in CONTENDERS}
+RUNNERS = {"ours": run_ours, "pyiceberg": run_pyiceberg, "naive": run_naive}
 
 
 # ============================================================================================
@@ -556,13 +635,14 @@ def report(runs: list[dict[str, Any]], layouts: list[str], counts: list[int], wa
                     "rss_after_delete_mb": max(r["maxrss_after_delete_mb"] for r in ok),
                     "cpu_seconds": med("cpu_seconds"), "noise": c.spread([r["delete_seconds"] for r in ok]),
                     "delete_phases": {k: c.median([r["delete_phases"].get(k) for r in ok]) for k in phase_names},
-                    "files_read": (first.get("delete_calls") or {}).get("read"),
+                    "files_read": (first.get("delete_calls") or {}).get(
+                        "check_threads" if contender == "ours" else "read"),
                     "purge_phases": {k: c.median([r.get("purge_phases", {}).get(k) for r in ok])
                                      for k in first.get("purge_phases", {})},
                     "verify_files": first.get("verify_files"), "verify_bytes": first.get("verify_bytes"),
                     "all_delete_seconds": [round(r["delete_seconds"], 3) for r in ok],
                 })
-    headers = ["layout", "subjects", "contender", "rows deleted", "delete s", "files read", "files written",
+    headers = ["layout", "subjects", "contender", "rows deleted", "delete s", "files read*", "files written",
                "files out", "purge s", "files removed", "verify s", "peak RSS MB", "RSS @delete MB", "runs", "noise"]
     table = []
     for s in stats:
@@ -582,7 +662,7 @@ def report(runs: list[dict[str, Any]], layouts: list[str], counts: list[int], wa
             total = s["delete_seconds"]
             named = {k: v for k, v in s["delete_phases"].items() if v is not None}
             parts = ", ".join(f"{k} {v:.2f}" for k, v in named.items())
-            if s["contender"] == "ours":
+            if s["contender"] == "pyiceberg":
                 parts += f", other {total - sum(named.values()):.2f}"
             print(f"  {s['layout']:9s} {s['subjects']:>5} {s['contender']:5s}: {parts}")
     print("purge phases (median s):")
@@ -591,25 +671,58 @@ def report(runs: list[dict[str, Any]], layouts: list[str], counts: list[int], wa
             print(f"  {s['layout']:9s} {s['subjects']:>5}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in s["purge_phases"].items() if v is not None)
                 + f"; verify scanned {s['verify_files']} ({(s['verify_bytes'] or 0) / 2**20:.0f} MB)")
-    ratios = {}
-    by = {(s["layout"], s["subjects"], s["contender"]): s for s in stats if "error" not in s}
-    for layout in layouts:
-        for count in counts:
-            ours, naive = by.get((layout, count, "ours")), by.get((layout, count, "naive"))
-            if ours and naive:
-                ratios[f"{layout}/{count}"] = {
-                    "delete_naive_vs_ours": naive["delete_seconds"] / ours["delete_seconds"],
-                    "delete_plus_purge_plus_verify_ours_s": ours["delete_seconds"] + ours["purge_seconds"]
-                    + ours["verify_seconds"],
-                    "rss_naive_vs_ours": naive["peak_rss_mb"] / ours["peak_rss_mb"],
-                }
-    print("\nRatios naive/ours (delete time; > 1 means ours is faster):")
+    print("* files read: ours = files whose filter column was checked (then read whole only if a row matches);"
+          " pyiceberg = files read whole")
+    ratios = _ratios(stats, layouts, counts)
+    print("\nRatios (delete time; > 1 means ours is faster):")
     for key, r in ratios.items():
-        print(f"  {key:15s} delete {r['delete_naive_vs_ours']:.2f}×   (ours delete+purge+verify "
-              f"{r['delete_plus_purge_plus_verify_ours_s']:.2f}s)   peak RSS naive/ours {r['rss_naive_vs_ours']:.2f}×")
+        print(f"  {key:15s} naive/ours {_x(r.get('naive_vs_ours'))}  pyiceberg/ours {_x(r.get('pyiceberg_vs_ours'))}"
+              f"  ours/naive {_x(r.get('ours_vs_naive'))}  ours peak RSS {r['ours_peak_rss_mb']:.0f} MB"
+              f"  (ours delete+purge+verify {r['ours_delete_purge_verify_s']:.2f}s)")
+    _print_goals(ratios)
     print("checked in every run: rows after = rows before − subject rows, 0 subject rows left, id checksum of the "
           "other rows unchanged, rows_deleted = subject rows; ours: verify_erased passed")
     return {"stats": stats, "ratios": ratios, "rows": rows}
+
+
+def _ratios(stats: list[dict[str, Any]], layouts: list[str], counts: list[int]) -> dict[str, dict[str, Any]]:
+    by = {(s["layout"], s["subjects"], s["contender"]): s for s in stats if "error" not in s}
+    ratios: dict[str, dict[str, Any]] = {}
+    for layout in layouts:
+        for count in counts:
+            ours = by.get((layout, count, "ours"))
+            if not ours:
+                continue
+            naive, theirs = by.get((layout, count, "naive")), by.get((layout, count, "pyiceberg"))
+            ratios[f"{layout}/{count}"] = {
+                "naive_vs_ours": naive["delete_seconds"] / ours["delete_seconds"] if naive else None,
+                "ours_vs_naive": ours["delete_seconds"] / naive["delete_seconds"] if naive else None,
+                "pyiceberg_vs_ours": theirs["delete_seconds"] / ours["delete_seconds"] if theirs else None,
+                "ours_peak_rss_mb": ours["peak_rss_mb"],
+                "ours_delete_purge_verify_s": ours["delete_seconds"] + ours["purge_seconds"] + ours["verify_seconds"],
+            }
+    return ratios
+
+
+def _x(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.2f}×"
+
+
+def _print_goals(ratios: dict[str, dict[str, Any]]) -> None:
+    """Issue 9's must-show for bench/erase.py, met or not."""
+    goals = [("random/1", "naive_vs_ours", ">=", 2.5), ("random/1000", "ours_vs_naive", "<=", 0.5),
+             ("clustered/1000", "ours_vs_naive", "<=", 0.5), ("clustered/1", "naive_vs_ours", ">=", 10.0)]
+    print("\nGoals (issue 9):")
+    for case, key, op, bound in goals:
+        value = ratios.get(case, {}).get(key)
+        if value is None:
+            print(f"  {case:15s} {key} {op} {bound}: not measured")
+            continue
+        met = value >= bound if op == ">=" else value <= bound
+        print(f"  {case:15s} {key} {value:.2f} {op} {bound}: {'met' if met else 'NOT met'}")
+    peak = max((r["ours_peak_rss_mb"] for r in ratios.values()), default=None)
+    if peak is not None:
+        print(f"  ours peak RSS {peak:.0f} MB <= 600 MB: {'met' if peak <= 600 else 'NOT met'}")
 
 
 if __name__ == "__main__":

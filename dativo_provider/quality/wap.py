@@ -54,7 +54,9 @@ def write_options_for(contract: Contract, dataset: str | None, options: WriteOpt
     classified pii/restricted get metrics mode ``counts``, so no personal value is kept as a min/max
     bound in manifests (those outlive deletes; see FACTS.md). The table records which contract and
     dataset describe it (:data:`CONTRACT_PROPERTY`), so data-subject discovery finds it under any
-    name. Properties the caller set win.
+    name. Unless the caller chose a sort order, the table is sorted by its data-subject columns, so
+    a subject's rows cluster and an erasure rewrites few files (``bench/erase.py``). Properties the
+    caller set win.
     """
     import dataclasses
 
@@ -72,7 +74,9 @@ def write_options_for(contract: Contract, dataset: str | None, options: WriteOpt
     chosen = dataset_of(contract, dataset)
     table_properties = {CONTRACT_PROPERTY: contract.id, CONTRACT_DATASET_PROPERTY: chosen.name,
                         **options.table_properties}
-    return dataclasses.replace(options, column_properties=implied, table_properties=table_properties)
+    sort_by = options.sort_by or tuple(c.name for c in chosen.subject_identifiers)
+    return dataclasses.replace(options, column_properties=implied, table_properties=table_properties,
+                               sort_by=sort_by)
 
 
 @dataclass

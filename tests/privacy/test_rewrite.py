@@ -108,7 +108,8 @@ def delete_both(theirs, ours, row_filter, branch: str = "main", max_workers: int
         with theirs.transaction() as tx:
             tx.delete(row_filter, snapshot_properties=PROPS, branch=branch)
     with ours.transaction() as tx:
-        stats = stage_delete(tx, row_filter, branch=branch, snapshot_properties=PROPS, max_workers=max_workers)
+        stats = stage_delete(tx, row_filter, branch=branch, snapshot_properties=PROPS,
+                             max_workers=max_workers)
     theirs, ours = theirs.refresh(), ours.refresh()
     return stats, commit_summaries(theirs, before), commit_summaries(ours, before), theirs, ours
 
@@ -140,8 +141,9 @@ def test_string_values_match_pyiceberg(twins):
 def test_null_semantics_match_pyiceberg(twins):
     """NOT IN keeps null rows, IS NULL deletes them, and NaN amounts survive a comparison — as pyiceberg."""
     theirs, ours = twins()
+    either = Or(EqualTo("customer_id", 25), EqualTo("email", "c30@example.com"))
     for row_filter in (NotIn("customer_id", list(range(1, 1000))), IsNull("customer_id"),
-                       LessThan("amount", 3.0), Or(EqualTo("customer_id", 25), EqualTo("email", "c30@example.com"))):
+                       LessThan("amount", 3.0), either):
         _, _, _, theirs, ours = delete_both(theirs, ours, row_filter)
         assert rows_of(ours).equals(rows_of(theirs)), row_filter
     left = rows_of(ours)
@@ -249,3 +251,56 @@ def test_stage_then_commit_with_other_updates_in_the_same_transaction(twins):
 
 def test_rows_with_and_filter(twins):
     assert_same(*twins(), And(EqualTo("country", "DE"), In("customer_id", [1, 2, 3, 4, 5, 6, 7, 8])))
+
+
+def test_files_with_no_matching_row_are_never_decoded_whole(twins, monkeypatch):
+    """Counts-only metrics (a contract's subject column): no manifest bounds, every file is checked on
+    its filter column and only the files holding the subject are read whole and rewritten."""
+    from dativo_provider.privacy import rewrite
+
+    theirs, ours = twins()
+    for table in (theirs, ours):
+        with table.transaction() as tx:
+            tx.set_properties({"write.metadata.metrics.column.customer_id": "counts"})
+        table.overwrite(pa.concat_tables(loads()))  # one file: rewrite it under the new metrics mode
+        for part in loads():
+            table.append(part)
+    whole_reads = []
+    original = rewrite._FileRewriter._read
+
+    def counting(self, task, projected, always_true):
+        if always_true:
+            whole_reads.append(task.file.file_path)
+        return original(self, task, projected, always_true)
+
+    monkeypatch.setattr(rewrite._FileRewriter, "_read", counting)
+    stats, _ = assert_same(theirs.refresh(), ours.refresh(), EqualTo("customer_id", 700))
+    assert stats.files_checked == 7  # no bounds: every live file
+    # customer 700 is in the overwrite's file and in the sixth load's only
+    assert stats.files_rewritten == 2 and len(whole_reads) == 2
+
+
+def test_a_contract_table_is_sorted_by_its_data_subject_column(tmp_path):
+    from dativo_provider.contracts.loader import load_contract
+    from dativo_provider.ingest.engine import run_ingest
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.quality.wap import ContractGate, write_options_for
+    from tests.memory_source import TableSource
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    ids = [(i * 7919) % 5000 + 1 for i in range(5000)]  # every id once, shuffled
+    rows = pa.table({"customer_id": pa.array(ids, pa.int64()), "email": [f"c{i}@x.org" for i in ids],
+                     "first_name": ["A"] * 5000, "last_name": ["B"] * 5000, "country": ["DE"] * 5000,
+                     "signup_at": pa.array([0] * 5000, pa.timestamp("us", "UTC")), "is_active": [True] * 5000,
+                     "marketing_opt_in": [False] * 5000, "birth_year": pa.array([1980] * 5000, pa.int32())})
+    contract = load_contract("contracts/customers.odcs.yaml")
+    options = write_options_for(contract, None, WriteOptions())
+    assert options.sort_by == ("customer_id",)
+    assert write_options_for(contract, None, WriteOptions(sort_by=("email",))).sort_by == ("email",)
+    run_ingest(TableSource(rows, batch_rows=5000), catalog, "lake.customers", options,
+               audit=ContractGate("contracts/customers.odcs.yaml", catalog))
+    table = catalog.load().load_table("lake.customers")
+    order = table.sort_order()
+    assert [table.schema().find_column_name(f.source_id) for f in order.fields] == ["customer_id"]
+    written = table.scan().to_arrow().column("customer_id").to_pylist()
+    assert written == sorted(ids)
