@@ -273,3 +273,30 @@ def _ancestry(table, snapshot_id: int) -> list[int]:
     from pyiceberg.table.snapshots import ancestors_of
 
     return [s.snapshot_id for s in ancestors_of(table.metadata.snapshot_by_id(snapshot_id), table.metadata)]
+
+
+def test_maintenance_alongside_a_running_ingest_loses_and_repeats_no_row(catalog):
+    """A real thread runs ten incremental loads while maintenance compacts, expires and sweeps three
+    times with the default safety window: every row lands exactly once."""
+    import threading
+
+    ingest(catalog, ORDERS, 100)
+    errors: list[BaseException] = []
+
+    def load():
+        try:
+            for run in range(2, 12):
+                ingest(catalog, ORDERS, 100 * run)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    for _ in range(3):
+        maintain_table(catalog, TABLE, compact=True, min_files_to_compact=2, expire_older_than=None)
+    worker.join(timeout=300)
+    assert not worker.is_alive() and not errors, errors
+
+    table = catalog.load().load_table(TABLE)
+    assert sorted(table.scan().to_arrow()["id"].to_pylist()) == list(range(1100))
+    assert snapshot_files_readable(table) > 0
