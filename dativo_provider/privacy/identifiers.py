@@ -164,15 +164,20 @@ def value_texts(values: pa.Array | pa.ChunkedArray, *, email: bool) -> tuple[pa.
     """The distinct non-blank values of a column and their identifier text (normalised for e-mails).
 
     What a keyed-hash lookup (the restriction registry) compares; a blank stored value never appears.
+    E-mails are normalised with :func:`normalise_email` itself, so the text is exactly what a request's
+    e-mail was hashed from.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     distinct = pc.drop_null(pc.unique(values))
-    texts = pc.cast(distinct, pa.string()).to_pylist()
-    keep = [i for i, text in enumerate(texts) if not is_blank(text)]
-    identifiers = [normalise_email(texts[i]) if email else texts[i] for i in keep]
-    return pc.take(distinct, pa.array(keep, pa.int64())), identifiers
+    texts = pc.cast(distinct, pa.string())
+    blank = pc.equal(pc.utf8_trim_whitespace(texts), "")
+    if pc.any(blank).as_py():
+        keep = pc.invert(blank)
+        distinct, texts = pc.filter(distinct, keep), pc.filter(texts, keep)
+    found = texts.to_pylist()
+    return distinct, [normalise_email(t) for t in found] if email else found
 
 
 # --- free text ------------------------------------------------------------------------------------
