@@ -212,7 +212,8 @@ class AuditTrail:
         :raises OSError: the anchor store could not be written (the anchor is not recorded there).
         """
         if not hmac.compare_digest(str(record.get("hash", "")), event_hash(self._key, record)):
-            raise ConfigError(f"audit anchor: event seq {record.get('seq')!r} was not appended with this trail's key")
+            raise ConfigError(f"audit anchor: event seq {record.get('seq')!r} was not appended with this "
+                              "trail's key")
         anchor = Anchor.of(self._key, record)
         if self.anchors is not None:
             self.anchors.put(anchor)
@@ -295,7 +296,9 @@ def _anchor_problem(anchor: Anchor, hashes: list[str], key: bytes) -> str | None
     if anchor.mac and not anchor.sealed_by(key):
         return (f"the anchor of request {anchor.request_id!r} at seq {anchor.seq} is not sealed with this "
                 "trail's key: it was altered, or it is from another trail")
-    what = f"event {anchor.seq}" + (f" ({anchor.event!r} of request {anchor.request_id!r})" if anchor.event else "")
+    what = f"event {anchor.seq}"
+    if anchor.event:
+        what += f" ({anchor.event!r} of request {anchor.request_id!r})"
     if anchor.seq >= len(hashes):
         return (f"{what} is missing: the trail ends at seq {len(hashes) - 1}, so events were removed from "
                 "its end")
@@ -428,7 +431,8 @@ class ObjectAuditStore:
         try:
             self._put_head(event, sealer)
         except Exception as exc:  # the event is stored and chained; a lagging head is allowed
-            log.warning("%r: event %d stored, but %s was not updated: %s", self, event["seq"], _HEAD_FILE, exc)
+            log.warning("%r: event %d stored, but %s was not updated: %s", self, event["seq"], _HEAD_FILE,
+                        exc)
 
     def read(self) -> list[StoredEvent]:
         # The head first: it is written after its event, so it can never be ahead of the listing.

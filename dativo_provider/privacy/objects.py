@@ -38,7 +38,8 @@ class ObjectFiles:
             return {name: os.path.join(self.location, name) for name in found if pattern.fullmatch(name)}
         import pyarrow.fs as pafs
 
-        selector = pafs.FileSelector(self.location.removeprefix("s3://"), allow_not_found=True, recursive=False)
+        root = self.location.removeprefix("s3://")
+        selector = pafs.FileSelector(root, allow_not_found=True, recursive=False)
         return {info.base_name: info.path for info in self._filesystem().get_file_info(selector)
                 if info.type == pafs.FileType.File and pattern.fullmatch(info.base_name)}
 
@@ -49,8 +50,11 @@ class ObjectFiles:
 
     def read_name(self, name: str) -> bytes | None:
         """The bytes of the file called ``name``, or None when there is none."""
-        path = self.names(re.compile(re.escape(name))).get(name)
-        return None if path is None else self.read(path)
+        root = self.location.removeprefix("s3://") if self.s3 else self.location
+        try:
+            return self.read(f"{root}/{name}")
+        except FileNotFoundError:
+            return None
 
     def create(self, name: str, data: bytes) -> None:
         """Write a new file; :class:`FileExistsError` when ``name`` exists already."""

@@ -202,7 +202,8 @@ def test_the_certificate_anchor_covers_the_completed_event(tmp_path, keys) -> No
     document = issue_certificate({**_payload(), "audit_trail": trail.anchor(completed).to_dict()}, signing)
     assert verify_certificate(document, verifying).valid
     anchor = audit_anchor(json.dumps(document))
-    assert (anchor.request_id, anchor.seq, anchor.event, anchor.hash) == ("dsr-7", 3, "completed", completed["hash"])
+    assert (anchor.request_id, anchor.seq, anchor.event) == ("dsr-7", 3, "completed")
+    assert anchor.hash == completed["hash"]
     assert verify(store, AUDIT_KEY, anchors=[anchor]).valid
 
     (tmp_path / "trail" / "00000003.json").unlink()  # the completed event goes, the older head comes back

@@ -117,11 +117,13 @@ def _certificate(tmp_path: Path, trail: AuditTrail, request_id: str) -> Path:
     completed = trail.append(request_id, "completed")
     payload = {**PAYLOAD, "request": {"id": request_id, "kind": "erasure"},
                "audit_trail": trail.anchor(completed).to_dict()}
-    return write_certificate(tmp_path / f"{request_id}.json", issue_certificate(payload, SigningKey.hmac(SECRET, "k1")))
+    document = issue_certificate(payload, SigningKey.hmac(SECRET, "k1"))
+    return write_certificate(tmp_path / f"{request_id}.json", document)
 
 
 def test_audit_verify_with_a_certificate_and_an_anchor_store(tmp_path: Path, env, capsys) -> None:
-    trail = AuditTrail(ObjectAuditStore(str(tmp_path / "trail")), SECRET, anchors=AnchorStore(str(tmp_path / "a")))
+    anchors = AnchorStore(str(tmp_path / "a"))
+    trail = AuditTrail(ObjectAuditStore(str(tmp_path / "trail")), SECRET, anchors=anchors)
     certificate = _certificate(tmp_path, trail, "dsr-1")
     code, output = _run(["certificate", "verify", str(certificate), "--hmac-key-env", "DSR_KEY"], capsys)
     assert code == 0 and "anchors the audit trail at event 1 ('completed')" in output
@@ -147,7 +149,8 @@ def test_audit_verify_iceberg_with_the_certificate(tmp_path: Path, env, capsys) 
     table = store.catalog.load_table(store.identifier)
     before = table.current_snapshot().snapshot_id
     certificate = _certificate(tmp_path, trail, "dsr-1")
-    argv = ["audit", "verify", "--table", "dativo.dsr_audit", "--warehouse", str(tmp_path), "--key-env", "DSR_KEY"]
+    argv = ["audit", "verify", "--table", "dativo.dsr_audit", "--warehouse", str(tmp_path),
+            "--key-env", "DSR_KEY"]
     assert _run([*argv, "--certificate", str(certificate)], capsys)[0] == 0
     table = store.catalog.load_table(store.identifier)
     later = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != before]
