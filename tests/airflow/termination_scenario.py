@@ -1,7 +1,8 @@
 """Terminate tenant ``acme`` through Airflow 2.x's metadata database, with decoys that differ only in case.
 
-On Airflow 2.x, run as ``python -m tests.airflow.termination_scenario OUT.json AUDIT_DIR`` by
-``test_termination.py``, once per metadata database: Airflow binds its database URL when first
+On Airflow 2.x, run as ``python -m tests.airflow.termination_scenario OUT.json AUDIT_DIR BACKEND`` by
+``test_termination.py``, once per metadata database and backend (``metadata-db``, or ``rest-api``
+through the webserver's ``/api/v1`` served in the same process): Airflow binds its database URL when first
 imported, so each database gets its own process. On Airflow 3, :func:`run` is called in the test's
 process, through the REST API server it serves. The caller sets the environment (``AIRFLOW_HOME``,
 ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` of a migrated database, the ``dativo_dsr_hash_key`` connection,
@@ -13,11 +14,16 @@ back: the test, not this script, judges them.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 HASH_KEY = "Term-Hash-Key-9d41c7a2e0b35f86"  # the caller's dativo_dsr_hash_key connection holds it
+API_V1_PASSWORD = "Api-v1-Admin-Pass-58e2d1"
 # acme's, by the naming convention (prefix ``tenant_acme_``, tag ``tenant:acme``).
 OWNED_CONNECTIONS = ["tenant_acme_db", "tenant_acme_s3"]
 OWNED_VARIABLES = ["tenant_acme_token"]
@@ -49,17 +55,18 @@ def seed() -> None:
         session.add_all([Connection(conn_id=c, conn_type="generic", password="pw") for c in conn_ids])
         session.add_all([Variable(key=key, val="v") for key in keys])
         for dag_id, tag in dags.items():
-            session.add(DagModel(dag_id=dag_id, is_paused=dag_id in ALREADY_PAUSED, fileloc="/x.py", **_bundle(session)))
+            session.add(DagModel(dag_id=dag_id, is_paused=dag_id in ALREADY_PAUSED, fileloc="/x.py",
+                                 **_dag_fields(session)))
             session.flush()
             session.add(DagTag(name=tag, dag_id=dag_id))
 
 
-def _bundle(session: Any) -> dict[str, Any]:
-    """Airflow 3's DAGs belong to a bundle (created here); 2.x has none."""
+def _dag_fields(session: Any) -> dict[str, Any]:
+    """Airflow 3's DAGs belong to a bundle (created here); 2.x's API lists only active DAGs."""
     from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
 
     if not AIRFLOW_V_3_0_PLUS:
-        return {}
+        return {"is_active": True}
     from airflow.models.dagbundle import DagBundleModel
 
     if session.get(DagBundleModel, "tenant-test") is None:
@@ -107,5 +114,42 @@ def run(audit: str, airflow_api_conn_id: str | None = None) -> dict[str, Any]:
     return json.loads(json.dumps(report))
 
 
+@contextmanager
+def api_v1_server() -> Iterator[str]:
+    """Airflow 2's webserver app (``/api/v1``, basic auth, an ``Admin`` user) on loopback; yields its URL.
+
+    Needs ``AIRFLOW__API__AUTH_BACKENDS=airflow.api.auth.backend.basic_auth`` in the environment.
+    """
+    from airflow.www.app import create_app
+    from werkzeug.serving import make_server
+
+    app = create_app(testing=True)
+    with app.app_context():
+        security = app.appbuilder.sm
+        if not security.find_user(username="admin"):
+            security.add_user("admin", "Ad", "Min", "admin@example.org", security.find_role("Admin"),
+                              password=API_V1_PASSWORD)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def main(out: str, audit: str, backend: str) -> None:
+    """The report of :func:`run` through ``backend`` (``metadata-db`` or ``rest-api``), as JSON in ``out``."""
+    if backend == "metadata-db":
+        report = run(audit)
+    else:
+        with api_v1_server() as url:
+            os.environ["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps({"conn_type": "http", "host": url,
+                                                                 "login": "admin", "password": API_V1_PASSWORD})
+            report = run(audit, airflow_api_conn_id="airflow_api")
+    Path(out).write_text(json.dumps(report, indent=1, sort_keys=True))
+
+
 if __name__ == "__main__":
-    Path(sys.argv[1]).write_text(json.dumps(run(sys.argv[2]), indent=1, sort_keys=True))
+    main(*sys.argv[1:4])

@@ -4,7 +4,7 @@ One scenario (``termination_scenario.py``) seeds decoys that differ from the ten
 case, a ``LIKE`` wildcard or a trailing space, runs a dry run and then a real termination, and reads
 back the database and the audit trail. The same assertions judge it on Airflow 2.11 through the
 metadata database (SQLite, PostgreSQL, MariaDB, each migrated by Airflow itself in its own process)
-and on Airflow 3 through the real REST API server.
+and through the webserver's ``/api/v1``, and on Airflow 3 through the real REST API server.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, AirflowFailException
 from tests.airflow.conftest import REPO, connection_env
 from tests.airflow.termination_scenario import (
     DECOY_CONNECTIONS,
+    API_V1_PASSWORD,
     DECOY_VARIABLES,
     HASH_KEY,
     OWNED_CONNECTIONS,
@@ -121,7 +122,7 @@ if not AIRFLOW_V_3_0_PLUS:
             cursor.execute(statement)
         conn.close()
 
-    def _scenario_on(url: str, tmp_path: Path) -> dict[str, Any]:
+    def _scenario_on(url: str, tmp_path: Path, backend: str = "metadata-db") -> dict[str, Any]:
         """Migrate ``url`` with ``airflow db migrate``, then run the scenario in a process bound to it."""
         home = tmp_path / "airflow-home"
         home.mkdir()
@@ -129,11 +130,13 @@ if not AIRFLOW_V_3_0_PLUS:
         env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
                "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                "DATIVO_HOME": str(tmp_path / "dativo"), "PYTHONPATH": str(REPO), **OUTSIDE_ENV,
+               "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth",
+               "AIRFLOW__WEBSERVER__SECRET_KEY": uuid.uuid4().hex,
                **dict([connection_env("dativo_dsr_hash_key", conn_type="generic", password=HASH_KEY)])}
         airflow = str(Path(sys.executable).parent / "airflow")
         for command in ([airflow, "db", "migrate"],
                         [sys.executable, "-m", "tests.airflow.termination_scenario", str(tmp_path / "report.json"),
-                         str(tmp_path / "audit")]):
+                         str(tmp_path / "audit"), backend]):
             done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, f"{command[1:3]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         return json.loads((tmp_path / "report.json").read_text())
@@ -146,6 +149,11 @@ if not AIRFLOW_V_3_0_PLUS:
     def test_termination_through_the_metadata_db_removes_exactly_what_it_reports(metadata_db, tmp_path):
         report = _scenario_on(metadata_db, tmp_path)
         assert_exact(report, backend="metadata-db")
+
+    def test_termination_through_the_v1_rest_api_removes_exactly_what_it_reports(tmp_path):
+        report = _scenario_on(f"sqlite:///{tmp_path / 'airflow.db'}", tmp_path, backend="rest-api")
+        assert_exact(report, backend="rest-api")
+        assert API_V1_PASSWORD not in json.dumps(report)
 
 
 # --- Airflow 3: the REST API, served by Airflow's own API server ------------------------------------------
