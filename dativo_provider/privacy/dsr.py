@@ -204,20 +204,26 @@ class _Erasure:
                 raise RefsPinErasedDataError(match.table, stale)
 
     def delete(self, match: Any) -> None:
+        """Delete on every branch; the totals come from the snapshots this request marked, so a commit
+        whose record a crash prevented still counts on the rerun."""
         from dativo_provider.privacy.discovery import split_table
-        from dativo_provider.privacy.erase import delete_rows
+        from dativo_provider.privacy.erase import delete_rows, request_totals
 
         if self.progress.details("purged", match.table) is not None:
             return
         name, table = split_table(match.table)
         deletion = delete_rows(self.catalogs[name], table, match.row_filter(), request_id=self.request.request_id)
-        earlier = self.progress.details("deleted", match.table) or {}
-        totals = {key: earlier.get(key, 0) + getattr(deletion, key)
-                  for key in ("rows_deleted", "files_rewritten", "files_removed")}
-        totals["erasure_snapshot"] = earlier.get("erasure_snapshot") or (
-            str(deletion.snapshot_id) if deletion.snapshot_id else None)
-        totals["branches"] = sorted({*earlier.get("branches", []), *deletion.branches})
-        self.progress.record("deleted", match.table, totals)
+        if self.progress.details("purging", match.table) is None:
+            totals = request_totals(self.catalogs[name], table, self.request.request_id)
+            entry = {"rows_deleted": totals.rows_deleted, "files_rewritten": totals.files_rewritten,
+                     "files_removed": totals.files_removed, "branches": sorted(totals.branches),
+                     "erasure_snapshot": str(totals.snapshot_id) if totals.snapshot_id else None}
+        else:  # an interrupted purge may have expired the marked snapshots: add to what was recorded
+            entry = dict(self.progress.details("deleted", match.table) or {})
+            for key in ("rows_deleted", "files_rewritten", "files_removed"):
+                entry[key] = entry.get(key, 0) + getattr(deletion, key)
+            entry["branches"] = sorted({*entry.get("branches", []), *deletion.branches})
+        self.progress.record("deleted", match.table, entry)
         self.record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
                                 "files_rewritten": deletion.files_rewritten, "branches": sorted(deletion.branches)})
 

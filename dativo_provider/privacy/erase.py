@@ -129,6 +129,41 @@ def _delete_on_branch(catalog: CatalogConfig, table: str, branch: str, row_filte
                               "(it resumes), or pause the writers of this table")
 
 
+def request_totals(catalog: CatalogConfig, table: str, request_id: str) -> TableDeletion:
+    """What every delete of ``request_id`` did to ``table`` so far, on any branch, read from the
+    snapshots it marked: right after a crash between a commit and its record, and across reruns.
+
+    Before a purge expires them; once the purge ran, its caller's record is the account.
+    """
+    loaded = catalog.load().load_table(table)
+    totals = TableDeletion(table, 0, 0, 0, None, None)
+    for snapshot in loaded.metadata.snapshots:
+        summary = snapshot.summary
+        if summary is None or summary.get(REQUEST_KEY) != request_id:
+            continue
+        totals.rows_deleted += _count(summary, "deleted-records") - _count(summary, "added-records")
+        totals.files_removed += _count(summary, "deleted-data-files")
+        totals.files_rewritten += _count(summary, "added-data-files")
+    for name, ref in loaded.metadata.refs.items():
+        if ref.snapshot_ref_type.value != "branch":
+            continue
+        marked = _newest_marked(loaded, name, request_id)
+        if marked is not None:
+            totals.branches[name] = marked
+    totals.snapshot_id = totals.branches.get("main")
+    return totals
+
+
+def _newest_marked(table: Table, branch: str, request_id: str) -> int | None:
+    from pyiceberg.table.snapshots import ancestors_of
+
+    head = table.metadata.snapshot_by_name(branch)
+    for snapshot in ancestors_of(head, table.metadata) if head else ():
+        if (snapshot.summary or {}).get(REQUEST_KEY) == request_id:
+            return snapshot.snapshot_id
+    return None
+
+
 def _lost_race(exc: Exception) -> bool:
     """Another writer moved the branch between staging and commit: rebuilding on the new head is right.
 
