@@ -327,3 +327,15 @@ def test_a_contract_table_is_sorted_by_its_data_subject_column(tmp_path):
     assert [table.schema().find_column_name(f.source_id) for f in order.fields] == ["customer_id"]
     written = table.scan().to_arrow().column("customer_id").to_pylist()
     assert written == sorted(ids)
+
+
+def test_checking_first_stops_once_nearly_every_file_matches():
+    from dativo_provider.privacy.rewrite import _HitRate
+
+    all_hits, some_misses = _HitRate(), _HitRate()
+    for i in range(8):
+        assert all_hits.worth_checking() and some_misses.worth_checking()
+        all_hits.record(True)
+        some_misses.record(i % 3 != 0)
+    assert not all_hits.worth_checking()
+    assert some_misses.worth_checking()
