@@ -144,9 +144,15 @@ class ManifestCache:
         """
         ids = set(snapshot_ids)
         files: set[str] = set()
+        seen: set[str] = set()
         for snapshot in metadata.snapshots:
             if snapshot.snapshot_id in ids:
-                files |= self.all_files(snapshot)
+                files.add(snapshot.manifest_list)
+                for manifest in self.manifests(snapshot):
+                    if manifest.manifest_path not in seen:  # snapshots share most manifests: each once
+                        seen.add(manifest.manifest_path)
+                        files.add(manifest.manifest_path)
+                        files.update(path for _, _, path in self.entries(manifest))
                 if progress is not None:
                     progress.advance()
         files.update(s.statistics_path for s in [*metadata.statistics, *metadata.partition_statistics]

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("received", "discovered", "exported", "deleted", "purged", "verified", "completed", "failed",
+EVENTS = ("received", "resumed", "discovered", "exported", "deleted", "purged", "verified", "completed", "failed",
           "restricted", "lifted", "terminated", "would_terminate", "dry_run_completed")
 GENESIS = "0" * 64
 _FIELDS = ("seq", "request_id", "event", "at", "details", "subject", "prev_hash", "hash")

@@ -129,9 +129,21 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         progress.drop()
         return ErasureOutcome(request.request_id, certificate, True, erasure.tables)
     except BaseException as exc:
-        failed = record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
+        failed = _record_failure(record, exc)
         _anchor_failure(trail, failed, request)
         raise
+
+
+def _record_failure(record: _Recorder, exc: BaseException) -> dict[str, Any] | None:
+    """``failed`` with the error's message, or without it when the message names an identifier (a small
+    numeric id can be any number in it): the trail refuses identifiers in clear text."""
+    from dativo_provider.exceptions import ConfigError
+
+    try:
+        return record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
+    except ConfigError:
+        return record("failed", {"error": type(exc).__name__,
+                                 "message": "withheld: it contains a value equal to one of the subject's identifiers"})
 
 
 def _issue(payload: dict[str, Any], signing_key: SigningKey) -> dict[str, Any]:

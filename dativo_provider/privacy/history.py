@@ -20,19 +20,30 @@ if TYPE_CHECKING:
 
 
 def history_files(table: Table, row_filter: BooleanExpression | None = None) -> list[DataFile]:
-    """Every data file a retained snapshot references, once each, oldest snapshot first.
+    """Every data file a retained snapshot references, once each.
 
-    :param row_filter: prune files whose partition values or column bounds rule every row out
-        (pyiceberg's own scan planning, snapshot by snapshot).
+    Each distinct manifest is read once, whatever the number of snapshots that share it (a table with
+    thousands of appends has thousands of snapshots over mostly the same manifests).
+
+    :param row_filter: skip files whose column bounds rule every row out (pyiceberg's inclusive
+        metrics evaluator; with counts-only metrics, nothing is skipped).
     """
-    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.manifest import DataFileContent
+    from pyiceberg.expressions.visitors import _InclusiveMetricsEvaluator
 
+    may_match = (_InclusiveMetricsEvaluator(table.schema(), row_filter).eval
+                 if row_filter is not None else (lambda _file: True))
+    manifests: dict[str, Any] = {}
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            manifests.setdefault(manifest.manifest_path, manifest)
     files: dict[str, DataFile] = {}
-    for snapshot in sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0):
-        scan = table.scan(row_filter=row_filter if row_filter is not None else AlwaysTrue(),
-                          snapshot_id=snapshot.snapshot_id)
-        for task in scan.plan_files():
-            files.setdefault(task.file.file_path, task.file)
+    for manifest in manifests.values():
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            data_file = entry.data_file
+            if data_file.content == DataFileContent.DATA and data_file.file_path not in files \
+                    and may_match(data_file):
+                files[data_file.file_path] = data_file
     return list(files.values())
 
 

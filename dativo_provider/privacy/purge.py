@@ -14,7 +14,8 @@ files it deleted. pyiceberg 0.12 only removes snapshots from the metadata
    purge, or are removed or re-pointed to main's head, as the caller's policy says (checked before
    anything changes). A branch head the delete cleaned is never moved: its other rows stay;
 2. state: each ingest source's newest ``dativo.state`` is re-committed on main in an empty snapshot
-   when its snapshot is tainted (ADR 0002);
+   when its snapshot, or one between it and main's head, is tainted: expiry would cut it off main's
+   ancestry, where the next run looks for it (ADR 0002);
 3. seal: an empty commit on each branch whose head lists dirty files only as deleted entries (the
    delete's own manifests, with their bounds);
 4. expiry of every tainted snapshot. Snapshots that never held the subject stay: time travel to them
@@ -32,6 +33,7 @@ dirty files of the first attempt) ends in the same state.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,7 +63,7 @@ REFS_POLICIES: tuple[str, ...] = ("fail", "remove", "repoint")
 PURGE_KEY = "dativo.dsr-purge"
 #: Summary property of a state-carrying snapshot: the snapshot whose state it repeats.
 _LOG_MAX = "write.metadata.previous-versions-max"
-_ATTEMPTS = 10
+_ATTEMPTS = 40
 
 
 class RefsPinErasedDataError(TerminalError):
@@ -181,6 +183,7 @@ class PurgePlan:
         self.known_metadata: set[str] = set()
         self.expired_files: set[str] = set()
         self._observe(self.table)
+        self._dirty_manifests: dict[str, bool] = {}
         self.dirty = dirty | set(files_holding(self.table, subject)) | self._deleted_by_request()
         self.result.dirty_files = sorted(self.dirty)
 
@@ -222,8 +225,17 @@ class PurgePlan:
                 if (s.summary or {}).get(REQUEST_KEY) == self.request_id for path in self.manifests.deleted_by(s)}
 
     def _tainted(self, metadata: TableMetadata) -> set[int]:
-        """Snapshots whose manifests list a dirty file: they may return the rows or keep their bounds."""
-        return {s.snapshot_id for s in metadata.snapshots if self.manifests.mentions(s, self.dirty)}
+        """Snapshots whose manifests list a dirty file: they may return the rows or keep their bounds.
+
+        Decided per distinct manifest, once: snapshots of a busy table share most of their manifests.
+        """
+        def dirty_manifest(manifest: Any) -> bool:
+            path = manifest.manifest_path
+            if path not in self._dirty_manifests:
+                self._dirty_manifests[path] = any(p in self.dirty for _, _, p in self.manifests.entries(manifest))
+            return self._dirty_manifests[path]
+
+        return {s.snapshot_id for s in metadata.snapshots if any(map(dirty_manifest, self.manifests.manifests(s)))}
 
     def _stale_refs(self, table: Table) -> list[dict[str, Any]]:
         """Refs other than main whose head still holds dirty files live (a cleaned head only needs a seal)."""
@@ -250,7 +262,8 @@ class PurgePlan:
                     raise
                 log.warning("%s: purge commit lost a race (attempt %d/%d): %s", self.name, attempt,
                             _ATTEMPTS, exc)
-                time.sleep(min(0.05 * 2**attempt, 2.0))
+                # Right after losing is the best time to try again: the winner has just committed.
+                time.sleep(random.uniform(0, min(0.01 * attempt, 0.2)))
                 continue
             self._observe(committed)
             self.table = committed
@@ -270,7 +283,7 @@ class PurgePlan:
 
     def _carry_one(self, table: Table, source: str, original: Snapshot) -> Transaction | None:
         current = read_state(table, source)
-        if current is not None and current.snapshot_id not in self._tainted(table.metadata):
+        if current is not None and not self._cut_off(table, current.snapshot_id):
             return None  # clean, carried on an earlier attempt, or the source committed again meanwhile
         summary = original.summary or {}
         keys = (SOURCE_KEY, STATE_KEY, RUN_ID_KEY)
@@ -279,6 +292,17 @@ class PurgePlan:
         if source not in self.result.state_carried:
             self.result.state_carried.append(source)
         return _empty_commit(table, properties, "main")
+
+    def _cut_off(self, table: Table, snapshot_id: int) -> bool:
+        """Whether expiry takes ``snapshot_id`` out of main's ancestry: it, or a snapshot between it and
+        main's head, is tainted (states are read by walking the ancestry, which stops at a gap)."""
+        tainted = self._tainted(table.metadata)
+        for snapshot in _ancestors(table.metadata.snapshot_by_name("main"), table.metadata):
+            if snapshot.snapshot_id in tainted:
+                return True
+            if snapshot.snapshot_id == snapshot_id:
+                return False
+        return True
 
     def _seal_branches(self) -> None:
         """An empty commit on every branch whose cleaned head still lists dirty files as deleted entries."""
@@ -309,7 +333,7 @@ class PurgePlan:
                 self._change_ref(table, refs, ref, policy, head)
             refs.commit()
             tainted = sorted(self._tainted(table.metadata))
-            self.expired_files = self._files_of(table.metadata, tainted)
+            self.expired_files = self.manifests.files_of(table.metadata, tainted)
             self.result.refs_changed = stale
             self.result.snapshots_expired = len(tainted)
             if not tainted and not stale:
@@ -334,17 +358,6 @@ class PurgePlan:
             refs.create_branch(head, name, current.max_ref_age_ms, current.max_snapshot_age_ms,
                                current.min_snapshots_to_keep)
 
-    def _files_of(self, metadata: TableMetadata, snapshot_ids: Iterable[int]) -> set[str]:
-        """Every file the given snapshots reference: lists, manifests, entries, statistics."""
-        ids = set(snapshot_ids)
-        files: set[str] = set()
-        for snapshot in metadata.snapshots:
-            if snapshot.snapshot_id in ids:
-                files |= self.manifests.all_files(snapshot)
-        files.update(s.statistics_path for s in [*metadata.statistics, *metadata.partition_statistics]
-                     if s.snapshot_id in ids)
-        return files
-
     def _trim_metadata_log(self) -> None:
         """Keep only post-expiry metadata files in the log: log length 1, then the user's setting back."""
         original = self.table.metadata.properties.get(_LOG_MAX)
@@ -359,7 +372,7 @@ class PurgePlan:
 
     def _verify(self, states: dict[str, Snapshot]) -> None:
         table = self.catalog.load_table(self.name)
-        leaking = [s.snapshot_id for s in table.metadata.snapshots if self.manifests.mentions(s, self.dirty)]
+        leaking = sorted(self._tainted(table.metadata))
         if leaking:
             raise PurgeIncompleteError(
                 f"{self.name}: snapshots {leaking} still list files that hold the subject's rows (a branch "

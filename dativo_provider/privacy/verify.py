@@ -600,8 +600,11 @@ def _scan_avro(handle: Any, path: str, scanned: _FileScan) -> None:
     ids = scanned.ids
     with AvroFile(_bytes_input(path, handle.read())) as avro:
         meta = avro.header.meta
+        # Header values are numbers Iceberg computes (sequence numbers, ids) and schemas: a small
+        # numeric id would match a sequence number, so only the non-numeric identifiers are sought.
+        words = ids.words_regex
         for key, value in meta.items():
-            if key != "avro.schema" and ids.regex.search(str(value)):
+            if key != "avro.schema" and words is not None and words.search(str(value)):
                 scanned.wheres.append(f"header {key!r}")
         walker = _AvroWalker(meta, scanned)
         for number, record in enumerate(avro):
