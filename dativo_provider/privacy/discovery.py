@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dativo_provider.contracts.model import Column, Contract, Dataset
+from dativo_provider.contracts.model import Contract, Dataset
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.privacy.identifiers import email_columns_mask, is_blank, is_email_column, normalised_emails
 from dativo_provider.privacy.request import SubjectRequest
 
 if TYPE_CHECKING:
@@ -226,10 +227,6 @@ def _contracts(items: Iterable[Contract | str | Path]) -> Iterator[Contract]:
             yield from (load_contract(path) for path in contract_files(Path(item)))
 
 
-def _is_email(column: Column) -> bool:
-    return column.classification in PERSONAL_DATA and (column.name == "email" or column.name.endswith("_email"))
-
-
 def _personal(dataset: Dataset, kind: str) -> tuple[str, ...]:
     return tuple(c.name for c in dataset.columns if c.data_subject == kind or c.classification in PERSONAL)
 
@@ -318,7 +315,7 @@ class _Search:
         from pyiceberg.types import StringType
 
         return [c.name for c in target.dataset.columns
-                if _is_email(c) and target.has(c.name) and isinstance(target.field_type(c.name), StringType)]
+                if is_email_column(c) and target.has(c.name) and isinstance(target.field_type(c.name), StringType)]
 
     def _roots(self) -> list[_Target]:
         """The subject's own records (and their quarantines): an identifier column that references
@@ -346,7 +343,7 @@ class _Search:
         found_ids: set[str] = set()
         found_emails: set[str] = set()
         for batch in root.batches(id_columns + email_columns, history=True):
-            mask = _email_mask(batch, email_columns, emails)
+            mask = email_columns_mask(batch, email_columns, emails)
             for column in id_columns:
                 typed = _typed(root, column, ids)
                 if typed:
@@ -354,8 +351,8 @@ class _Search:
             if not pc.any(mask).as_py():
                 continue
             rows = batch.filter(mask)
-            found_ids |= {str(v) for c in id_columns for v in rows[c].to_pylist() if v is not None}
-            found_emails |= {v for c in email_columns for v in _normalised(rows[c]).to_pylist() if v}
+            found_ids |= {str(v) for c in id_columns for v in rows[c].to_pylist() if not is_blank(v)}
+            found_emails |= {v for c in email_columns for v in normalised_emails(rows[c]).to_pylist() if v}
         return found_ids, found_emails
 
     # relationships ----------------------------------------------------------------------------
@@ -385,7 +382,7 @@ class _Search:
         if not any(match.values()) or not source.has(src_col):
             return False
         found = {v for batch in source.batches([src_col], _filter(match), history=True)
-                 for v in batch[src_col].to_pylist() if v is not None}
+                 for v in batch[src_col].to_pylist() if not is_blank(v)}
         known = self.values.setdefault((target.dataset.name, dst_col), set())
         new = found - known
         known |= new
@@ -412,7 +409,7 @@ class _Search:
             return set()
         found: set[str] = set()
         for batch in target.batches([column], history=True):
-            mask = _email_mask(batch, [column], self.emails)
+            mask = email_columns_mask(batch, [column], self.emails)
             if pc.any(mask).as_py():
                 found |= set(batch.filter(mask)[column].to_pylist())
         return found
@@ -466,25 +463,6 @@ class _Search:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _normalised(values: Any) -> Any:
-    import pyarrow.compute as pc
-
-    return pc.utf8_lower(pc.utf8_trim_whitespace(values))
-
-
-def _email_mask(batch: pa.RecordBatch, columns: list[str], emails: set[str]) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    mask = pa.array([False] * batch.num_rows, pa.bool_())
-    if not emails:
-        return mask
-    wanted = pa.array(sorted(emails), pa.string())
-    for column in columns:
-        mask = pc.or_(mask, pc.fill_null(pc.is_in(_normalised(batch[column]), wanted), False))
-    return mask
 
 
 def _typed(target: _Target, column: str, ids: Iterable[str]) -> set[Any]:

@@ -369,10 +369,12 @@ def _delete_tree(location: str, object_store: Any) -> None:
 def _identifier_values(found: Any, request: SubjectRequest) -> list[str]:
     """Everything that identifies the subject: the request's ids and e-mails and every key discovery
     resolved (e.g. the customer id behind an e-mail)."""
+    from dativo_provider.privacy.identifiers import is_blank
+
     values = {*request.subject_ids, *request.emails}
     for match in found.tables:
         for column_values in match.match.values():
-            values.update(str(v) for v in column_values)
+            values.update(str(v) for v in column_values if not is_blank(v))
     return sorted(values)
 
 
