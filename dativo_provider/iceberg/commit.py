@@ -88,8 +88,10 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     :raises ConcurrentRunError: another run of the same source committed first (its rows would repeat).
     :raises CommitConflictError: other writers won the race ``max_attempts`` times.
     """
+    from dativo_provider.iceberg.barrier import wait_at_barrier
+
     for attempt in range(1, max_attempts + 1):
-        table = catalog.load_table(plan.identifier)
+        table = wait_at_barrier(catalog, catalog.load_table(plan.identifier))
         _check_no_concurrent_run(table, plan)
         previous = _head_id(table, plan.branch)
         removal = _plan_removal(table, plan)

@@ -119,20 +119,23 @@ class DsrBaseOperator(BaseOperator):
     :param hash_key_conn_id: the connection whose password is the audit trail's key.
     :param audit_table: the Iceberg table of the audit trail (in the same catalog).
     :param audit_path: a directory or ``s3://`` prefix for the audit trail instead of a table.
+    :param audit_anchor_path: a directory or ``s3://`` prefix, apart from the trail's store, where each
+        request's latest anchor is kept after every event: removing a request's last events (a failed
+        or abandoned request's too) is then detected by ``dativo audit verify --anchors``.
     :param aws_conn_id: an ``aws`` connection for ``s3://`` audit paths and export destinations.
     :param deadline_margin: how close to its deadline a request may still run.
     :param other_iceberg_conn_ids: more catalogs to search, by name: ``{"archive": "iceberg_archive"}``;
         their matches are named ``archive:<table>``.
     """
 
-    template_fields: Sequence[str] = ("contracts", "audit_table", "audit_path")
+    template_fields: Sequence[str] = ("contracts", "audit_table", "audit_path", "audit_anchor_path")
     ui_color = "#f3d9e8"
 
     def __init__(self, *, contracts: Sequence[str] | str = (), request: Mapping[str, Any] | None = None,
                  iceberg_conn_id: str = IcebergHook.default_conn_name,
                  hash_key_conn_id: str = HASH_KEY_CONN_ID, audit_table: str | None = DEFAULT_AUDIT_TABLE,
-                 audit_path: str | None = None, aws_conn_id: str | None = None,
-                 deadline_margin: timedelta | None = None,
+                 audit_path: str | None = None, audit_anchor_path: str | None = None,
+                 aws_conn_id: str | None = None, deadline_margin: timedelta | None = None,
                  other_iceberg_conn_ids: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.other_iceberg_conn_ids = dict(other_iceberg_conn_ids or {})
@@ -142,6 +145,7 @@ class DsrBaseOperator(BaseOperator):
         self.hash_key_conn_id = hash_key_conn_id
         self.audit_table = audit_table
         self.audit_path = audit_path
+        self.audit_anchor_path = audit_anchor_path
         self.aws_conn_id = aws_conn_id
         self.deadline_margin = deadline_margin
 
@@ -190,7 +194,12 @@ class DsrBaseOperator(BaseOperator):
             store = IcebergAuditStore(catalog.load(), self.audit_table)
         else:
             raise ConfigError(f"{type(self).__name__}: give audit_table or audit_path; every step is recorded")
-        return AuditTrail(store, self.hash_key())
+        anchors = None
+        if self.audit_anchor_path:
+            from dativo_provider.privacy.anchors import AnchorStore
+
+            anchors = AnchorStore(self.audit_anchor_path, self.object_store())
+        return AuditTrail(store, self.hash_key(), anchors=anchors)
 
 
 def _connection(conn_id: str) -> Any:

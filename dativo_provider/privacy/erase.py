@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError
+from dativo_provider.iceberg.barrier import Contention
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -88,8 +89,10 @@ def delete_rows(catalog: CatalogConfig, table: str, row_filter: BooleanExpressio
     deletion = TableDeletion(table, 0, 0, 0, None, _head(loaded, "main"))
     branches = sorted((name for name, ref in loaded.metadata.refs.items()
                        if ref.snapshot_ref_type.value == "branch"), key=lambda name: name != "main")
-    for branch in branches:
-        _delete_on_branch(pyiceberg_catalog, table, branch, row_filter, request_id, attempts, deletion)
+    with Contention(pyiceberg_catalog, table, request_id) as contention:
+        for branch in branches:
+            _delete_on_branch(pyiceberg_catalog, table, branch, row_filter, request_id, attempts, deletion,
+                              contention)
     deletion.snapshot_id = deletion.branches.get("main")
     if deletion.branches:
         log.info("%s: request %s deleted %d rows (%d files out, %d written) on %s", table, request_id,
@@ -98,7 +101,7 @@ def delete_rows(catalog: CatalogConfig, table: str, row_filter: BooleanExpressio
 
 
 def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: BooleanExpression,
-                      request_id: str, attempts: int, deletion: TableDeletion) -> None:
+                      request_id: str, attempts: int, deletion: TableDeletion, contention: Contention) -> None:
     """One branch: stage the delete on a fresh head and commit; on a lost race, rebase it.
 
     Staging decodes and rewrites files, which takes longer than a busy writer takes to commit again:
@@ -106,7 +109,8 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
     writes are kept, and the next attempt re-applies them to the new head as one overwrite (manifests
     only) unless another writer removed one of the files it removes (then it is staged anew). Files the
     other writers added meanwhile are decoded after the commit, outside the race: if one holds a row the
-    filter matches, the branch gets another round.
+    filter matches, the branch gets another round. After a few lost races the provider's own writers are
+    asked to wait (:mod:`dativo_provider.iceberg.barrier`).
     """
     from dativo_provider.iceberg.commit import disable_builtin_retries
 
@@ -134,6 +138,7 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
                 raise
             log.warning("%s: erasure delete on branch %s lost a race (attempt %d/%d): %s", table, branch,
                         attempt, attempts, exc)
+            contention.lost()
             # Right after losing is the best time to rebase: the winner has just committed.
             time.sleep(random.uniform(0, min(0.01 * attempt, 0.2)))
             continue

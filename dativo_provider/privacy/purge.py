@@ -41,6 +41,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError, TerminalError
+from dativo_provider.iceberg.barrier import Contention
 from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
 from dativo_provider.iceberg.files import ManifestCache, OrphanSweep, pyarrow_io
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
@@ -199,6 +200,10 @@ class PurgePlan:
         now = now or datetime.now(timezone.utc)
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)
+        with Contention(self.catalog, self.name, self.marker) as self.contention:
+            return self._run(policy, window, now)
+
+    def _run(self, policy: RefsPolicy, window: timedelta, now: datetime) -> PurgeResult:
         started = time.monotonic()
         self._check_main()
         stale = self._stale_refs(self.table)
@@ -262,6 +267,7 @@ class PurgePlan:
                     raise
                 log.warning("%s: purge commit lost a race (attempt %d/%d): %s", self.name, attempt,
                             _ATTEMPTS, exc)
+                self.contention.lost()
                 # Right after losing is the best time to try again: the winner has just committed.
                 time.sleep(random.uniform(0, min(0.01 * attempt, 0.2)))
                 continue
@@ -338,7 +344,12 @@ class PurgePlan:
             self.result.snapshots_expired = len(tainted)
             if not tainted and not stale:
                 return None
-            ExpireSnapshots(transaction).by_ids(tainted).commit()
+            expire = ExpireSnapshots(transaction)
+            # by_ids re-derives the transaction's metadata (a deep copy) twice per id, which on a busy table
+            # takes seconds; the ids were just computed on this metadata, and commit() still leaves out
+            # every ref head.
+            expire._snapshot_ids_to_expire.update(tainted)
+            expire.commit()
             return transaction
 
         self._commit(build)

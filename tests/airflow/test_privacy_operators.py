@@ -179,6 +179,10 @@ def test_access_then_erasure_end_to_end(airflow_db, warehouse, dsr_keys, dsr_var
     assert _states(access)["erase"] == "skipped"
 
     before = {name: len(IcebergHook().get_conn().load_table(name).scan().to_arrow()) for name in warehouse.expected}
+    features = IcebergHook().get_conn().load_table("examples.customer_features")
+    on_branch = _subject_left(features.scan(snapshot_id=features.metadata.refs["experiment"].snapshot_id).to_arrow(),
+                              warehouse.subject_id, warehouse.subject_email)
+    assert on_branch > 0  # the erasure deletes on every branch head
     erasure = _trigger(_request("erasure"))
     assert erasure.state == "success", _states(erasure)
     (summary,) = return_values(erasure, "erase")
@@ -197,7 +201,7 @@ def test_access_then_erasure_end_to_end(airflow_db, warehouse, dsr_keys, dsr_var
     check = verify_certificate(certificate.read_bytes(), public)
     assert check.valid, check.reason
     document = json.loads(certificate.read_text())
-    assert document["totals"]["rows_deleted"] == sum(warehouse.expected_rows.values())
+    assert document["totals"]["rows_deleted"] == sum(warehouse.expected_rows.values()) + on_branch
     assert warehouse.subject_email not in certificate.read_text()
 
     trail = verify(IcebergAuditStore(catalog, "dativo.dsr_audit"), HASH_KEY.encode())

@@ -59,12 +59,12 @@ def _history(catalog, info) -> str:
                WriteOptions(mode="merge", merge_keys=("customer_id",)), run_id="customers-rename")
     events = catalog.load().load_table(TABLES["events"]).scan().to_arrow()
     others = events.filter(pc.not_equal(events["customer_id"], info.subject_id)).slice(0, EVENT_APPENDS)
-    for i in range(EVENT_APPENDS):
-        extra = others.slice(i, 1)
-        extra = extra.set_column(extra.schema.get_field_index("event_id"), "event_id",
-                                 pa.array([f"later-{i}"], pa.string()))
-        run_ingest(TableSource(extra, identity=f"memory://events/later-{i}"), catalog, TABLES["events"],
-                   WriteOptions(mode="append"), run_id=f"events-later-{i}")
+    later = others.set_column(others.schema.get_field_index("event_id"), "event_id",
+                              pa.array([f"later-{i}" for i in range(EVENT_APPENDS)], pa.string()))
+    later = later.append_column("later_seq", pa.array(range(EVENT_APPENDS), pa.int64()))
+    for i in range(EVENT_APPENDS):  # one incremental source, twenty runs
+        run_ingest(TableSource(later.slice(0, i + 1), identity="memory://events/later", cursor="later_seq"),
+                   catalog, TABLES["events"], WriteOptions(mode="append"), run_id=f"events-later-{i}")
     return old_email
 
 
@@ -292,9 +292,10 @@ def test_ten_erasures_under_a_writer_committing_every_100ms(template):
         while not stop.is_set():
             row = template_row.set_column(template_row.schema.get_field_index("event_id"), "event_id",
                                           pa.array([f"live-{i}"], pa.string()))
-            try:
-                run_ingest(TableSource(row, identity=f"memory://events/live-{i}"), catalog, TABLES["events"],
-                           WriteOptions(mode="append"), run_id=f"live-{i}")
+            row = row.append_column("live_seq", pa.array([i], pa.int64()))
+            try:  # one incremental source, as a real feed is: each run reads the rows past its watermark
+                run_ingest(TableSource(row, identity="memory://events/live", cursor="live_seq"), catalog,
+                           TABLES["events"], WriteOptions(mode="append"), run_id=f"live-{i}")
                 written.append(i)
             except Exception as exc:  # noqa: BLE001 - a failed write is reported by the assertion below
                 errors.append(exc)
