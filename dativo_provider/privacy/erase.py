@@ -1,15 +1,16 @@
 """Erasure, step one: delete a data subject's rows from one table, on every branch head, one
 transaction per branch, retried when a concurrent writer wins the commit race.
 
-The delete is pyiceberg's copy-on-write ``delete``: files whose metadata proves every row matches are
-dropped, files that may hold a matching row are read and rewritten without it, all other files are
-left alone. The rows are still in older snapshots, tags, and files no branch head references any
-more; :func:`dativo_provider.privacy.purge.purge_table` makes the erasure physical.
+The delete is copy-on-write (:func:`dativo_provider.privacy.rewrite.stage_delete`, pyiceberg's
+semantics with the affected files rewritten in parallel): files whose metadata proves every row matches
+are dropped, files that hold a matching row are rewritten without it, all other files are left alone.
+A lost race rebases the staged files onto the new head (:mod:`dativo_provider.privacy.staged_delete`).
+The rows are still in older snapshots, tags, and files no branch head references any more;
+:func:`dativo_provider.privacy.purge.purge_table` makes the erasure physical.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
@@ -23,7 +24,6 @@ from dativo_provider.iceberg.barrier import Contention
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
     from dativo_provider.iceberg.catalog import CatalogConfig
@@ -113,8 +113,11 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
     asked to wait (:mod:`dativo_provider.iceberg.barrier`).
     """
     from dativo_provider.iceberg.commit import disable_builtin_retries
+    from dativo_provider.privacy.staged_delete import StagedDelete, holds_match, stage
 
-    staged: _Staged | None = None
+    parts = [chunk_in_predicates(part) for part in per_column(row_filter)]
+    columns = sorted({term.term.name for part in per_column(row_filter) for term in _or_terms(part)})
+    staged: StagedDelete | None = None
     for attempt in range(1, attempts + 1):
         deletion.attempts += 1
         iceberg_table = disable_builtin_retries(catalog.load_table(table))
@@ -126,7 +129,7 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
                 warnings.filterwarnings("ignore", message="Delete operation did not match any records")
                 transaction = staged.rebase(iceberg_table, branch) if staged is not None else None
                 if transaction is None:
-                    transaction, staged = _stage(iceberg_table, branch, row_filter, request_id)
+                    transaction, staged = stage(iceberg_table, branch, parts, {REQUEST_KEY: request_id})
                     if not staged.removed and not staged.added:
                         # Nothing matched. pyiceberg would still validate the empty transaction against
                         # every file appended meanwhile, and call it a conflict whenever their bounds
@@ -146,188 +149,13 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
         after = _head(committed, branch)
         if after is not None and after != before:
             _add_summary(committed, deletion, branch, before, after)
-        if not _holds_match(committed, staged.others_added, row_filter):
+        if not holds_match(committed, staged.others_added, row_filter, columns):
             return
         log.info("%s: rows matching the erasure arrived on %s during the delete; deleting again", table, branch)
         staged = None
     raise CommitConflictError(f"{table}: the erasure delete on branch {branch!r} lost the commit race to other "
                               f"writers {attempts} times; nothing more was deleted there. Run the request again "
                               "(it resumes), or pause the writers of this table")
-
-
-def _stage(table: Table, branch: str, row_filter: BooleanExpression, request_id: str) -> tuple[Any, _Staged]:
-    """The delete staged column by column on ``branch``'s head, and the files it removes and writes."""
-    from dativo_provider.privacy.rewrite import stage_delete
-
-    transaction = table.transaction()
-    for part in per_column(row_filter):
-        stage_delete(transaction, chunk_in_predicates(part), branch=branch,
-                     snapshot_properties={REQUEST_KEY: request_id})
-    known = {s.snapshot_id for s in table.metadata.snapshots}
-    removed: dict[str, DataFile] = {}
-    added: dict[str, DataFile] = {}
-    metadata = transaction.table_metadata
-    for snapshot in metadata.snapshots:
-        if snapshot.snapshot_id in known:
-            continue
-        for status, data_file in _own_entries(snapshot, table):
-            if status == _DELETED:
-                if data_file.file_path in added:  # written and dropped within the staged snapshots
-                    del added[data_file.file_path]
-                else:
-                    removed[data_file.file_path] = data_file
-            elif status == _ADDED:
-                added[data_file.file_path] = data_file
-    head = table.metadata.snapshot_by_name(branch)
-    holding = _manifests_holding(head.manifests(table.io) if head else [], set(removed), table)
-    return transaction, _Staged(_head(table, branch), request_id, list(removed.values()), list(added.values()),
-                                holding)
-
-
-@dataclass
-class _Staged:
-    """A staged delete as files: on ``base``, remove these, add those; and what others added since."""
-
-    base: int | None
-    request_id: str
-    removed: list[DataFile]
-    added: list[DataFile]
-    holding: set[str] = field(default_factory=set)
-    others_added: list[DataFile] = field(default_factory=list)
-
-    def rebase(self, table: Table, branch: str) -> Any:
-        """The same change as one overwrite on ``branch``'s new head, or None when it must be staged anew."""
-        from pyiceberg.table.snapshots import ancestors_between_ids
-
-        head = _head(table, branch)
-        if self.base is None or head is None or not _is_ancestor(table, self.base, head):
-            return None
-        gone: set[str] = set()
-        removed = {f.file_path for f in self.removed}
-        for snapshot in ancestors_between_ids(self.base, head, table.metadata):
-            for status, data_file in _own_entries(snapshot, table):
-                if status == _DELETED:
-                    gone.add(data_file.file_path)
-                elif status == _ADDED:
-                    self.others_added.append(data_file)
-            own = [m for m in snapshot.manifests(table.io) if m.added_snapshot_id == snapshot.snapshot_id]
-            self.holding |= _manifests_holding(own, removed, table)  # a rewritten manifest may list them
-        if gone & removed:
-            return None
-        transaction = table.transaction()
-        overwrite = _overwrite_known_manifests(self.holding, transaction, branch, {REQUEST_KEY: self.request_id})
-        with overwrite:
-            for data_file in self.removed:
-                overwrite.delete_data_file(data_file)
-            for data_file in self.added:
-                overwrite.append_data_file(data_file)
-        self.base = head
-        return transaction
-
-
-def _manifests_holding(manifests: Any, paths: set[str], table: Table) -> set[str]:
-    """The manifests among ``manifests`` that list one of ``paths`` as live."""
-    return {m.manifest_path for m in manifests
-            if any(e.data_file.file_path in paths for e in m.fetch_manifest_entry(table.io, discard_deleted=True))}
-
-
-@functools.cache
-def _known_manifests_overwrite() -> type:
-    """pyiceberg's OVERWRITE producer, told which manifests list the files it removes.
-
-    pyiceberg decodes every manifest of the head to find them, which on a table that receives a commit
-    every few hundred milliseconds (one manifest each) takes longer than the next commit takes to
-    arrive; a rebase then never wins. Here only the manifests known to hold them are decoded and
-    rewritten; every other manifest is carried over as it is.
-    """
-    from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus
-    from pyiceberg.table.snapshots import Operation
-    from pyiceberg.table.update.snapshot import _OverwriteFiles
-
-    class KnownManifestsOverwrite(_OverwriteFiles):
-        def __init__(self, holding: set[str], transaction: Any, branch: str, properties: dict[str, str]) -> None:
-            super().__init__(operation=Operation.OVERWRITE, transaction=transaction, io=transaction._table.io,
-                             branch=branch, snapshot_properties=properties)
-            self._holding = holding
-
-        def _head_manifests(self) -> list[Any]:
-            head = self._transaction.table_metadata.snapshot_by_name(self._target_branch)
-            return head.manifests(self._io) if head else []
-
-        def _existing_manifests(self) -> list[Any]:
-            kept = []
-            for manifest in self._head_manifests():
-                if manifest.manifest_path not in self._holding:
-                    kept.append(manifest)
-                    continue
-                survivors = [e for e in manifest.fetch_manifest_entry(self._io, discard_deleted=True)
-                             if e.data_file not in self._deleted_data_files]
-                if not survivors:
-                    continue
-                with self.new_manifest_writer(self.spec(manifest.partition_spec_id)) as writer:
-                    for entry in survivors:
-                        writer.add_entry(ManifestEntry.from_args(
-                            status=ManifestEntryStatus.EXISTING, snapshot_id=entry.snapshot_id,
-                            sequence_number=entry.sequence_number, file_sequence_number=entry.file_sequence_number,
-                            data_file=entry.data_file))
-                kept.append(writer.to_manifest_file())
-            return kept
-
-        def _deleted_entries(self) -> list[Any]:
-            return [ManifestEntry.from_args(
-                        status=ManifestEntryStatus.DELETED, snapshot_id=self._snapshot_id,
-                        sequence_number=entry.sequence_number, file_sequence_number=entry.file_sequence_number,
-                        data_file=entry.data_file)
-                    for manifest in self._head_manifests() if manifest.manifest_path in self._holding
-                    for entry in manifest.fetch_manifest_entry(self._io, discard_deleted=True)
-                    if entry.data_file in self._deleted_data_files]
-
-    return KnownManifestsOverwrite
-
-
-def _overwrite_known_manifests(holding: set[str], transaction: Any, branch: str, properties: dict[str, str]) -> Any:
-    """A :func:`_known_manifests_overwrite` producer (the class is built on first use: pyiceberg is heavy)."""
-    return _known_manifests_overwrite()(holding, transaction, branch, properties)
-
-
-_ADDED, _DELETED = 1, 2
-
-
-def _own_entries(snapshot: Any, table: Table) -> list[tuple[int, DataFile]]:
-    """(status, data file) of the entries ``snapshot`` itself added or deleted."""
-    entries = []
-    for manifest in snapshot.manifests(table.io):
-        if manifest.added_snapshot_id != snapshot.snapshot_id:  # entries of a snapshot are in its own manifests
-            continue
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
-            if entry.snapshot_id == snapshot.snapshot_id and int(entry.status) in (_ADDED, _DELETED):
-                entries.append((int(entry.status), entry.data_file))
-    return entries
-
-
-def _is_ancestor(table: Table, ancestor: int, snapshot_id: int) -> bool:
-    from pyiceberg.table.snapshots import ancestors_of
-
-    start = table.metadata.snapshot_by_id(snapshot_id)
-    return any(s.snapshot_id == ancestor for s in ancestors_of(start, table.metadata)) if start else False
-
-
-def _holds_match(table: Table, files: list[DataFile], row_filter: BooleanExpression) -> bool:
-    """Whether any of ``files`` holds a row ``row_filter`` matches (decoded)."""
-    from dativo_provider.privacy.history import history_batches
-
-    if not files:
-        return False
-    columns = sorted({t.term.name for part in per_column(row_filter) for t in _terms(part)})
-    return any(batch.num_rows for _, batch in history_batches(table, columns, row_filter, files=files))
-
-
-def _terms(expression: Any) -> list[Any]:
-    from pyiceberg.expressions import Or
-
-    if isinstance(expression, Or):
-        return _terms(expression.left) + _terms(expression.right)
-    return [expression]
 
 
 def request_totals(catalog: CatalogConfig, table: str, request_id: str) -> TableDeletion:
@@ -376,6 +204,14 @@ def _lost_race(exc: Exception) -> bool:
     from dativo_provider.iceberg.commit import is_lost_race
 
     return is_lost_race(exc) or isinstance(exc, ValidationException)
+
+
+def _or_terms(expression: Any) -> list[Any]:
+    from pyiceberg.expressions import Or
+
+    if isinstance(expression, Or):
+        return _or_terms(expression.left) + _or_terms(expression.right)
+    return [expression]
 
 
 def per_column(expression: BooleanExpression) -> list[BooleanExpression]:
