@@ -94,7 +94,7 @@ def _barrier_until(table: Table) -> datetime | None:
 
 def _set(catalog: Catalog, identifier: str, value: str | None) -> None:
     """Set or remove the barrier property; retried: a property update rarely loses, but it can."""
-    from dativo_provider.iceberg.commit import is_lost_race
+    from dativo_provider.iceberg.races import is_lost_race
 
     for attempt in range(1, 21):
         table = catalog.load_table(identifier)

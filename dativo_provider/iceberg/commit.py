@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError
+from dativo_provider.iceberg.barrier import wait_at_barrier
+from dativo_provider.iceberg.races import disable_builtin_retries, is_lost_race
 from dativo_provider.iceberg.reader import stream_file
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, read_state
 from dativo_provider.iceberg.writer import DataFileWriter
@@ -88,8 +90,6 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     :raises ConcurrentRunError: another run of the same source committed first (its rows would repeat).
     :raises CommitConflictError: other writers won the race ``max_attempts`` times.
     """
-    from dativo_provider.iceberg.barrier import wait_at_barrier
-
     for attempt in range(1, max_attempts + 1):
         table = wait_at_barrier(catalog, catalog.load_table(plan.identifier))
         _check_no_concurrent_run(table, plan)
@@ -159,32 +159,6 @@ def _commit_once(table: Table, plan: CommitPlan, removal: _Removal) -> Table:
             for data_file in plan.new_files:
                 append.append_data_file(data_file)
     return transaction.commit_transaction()
-
-
-def disable_builtin_retries(table: Table) -> Table:
-    """Switch off pyiceberg's own retry of a lost commit race on this in-memory table.
-
-    pyiceberg would replay the commit on the new head, skipping the checks our callers make first (the
-    same-source check here, idempotency or a rebuilt plan elsewhere): they retry themselves. Nothing
-    is written to the catalog.
-    """
-    properties = {**table.metadata.properties, "commit.retry.num-retries": "0"}
-    table.metadata = table.metadata.model_copy(update={"properties": properties})
-    return table
-
-
-def is_lost_race(exc: Exception) -> bool:
-    """Did another writer win the commit race (so re-reading and retrying is right)?"""
-    from pyiceberg.exceptions import CommitFailedException
-
-    if isinstance(exc, CommitFailedException):
-        return True
-    # A snapshot staged on metadata another commit has since advanced (its sequence number is taken):
-    # SQL catalogs check this when they apply the updates, after the ref requirements passed.
-    if isinstance(exc, ValueError) and "older than last sequence number" in str(exc):
-        return True
-    # SQLite-backed SQL catalogs report a concurrent writer as a locked database.
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
 
 
 def _plan_removal(table: Table, plan: CommitPlan) -> _Removal:

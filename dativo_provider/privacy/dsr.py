@@ -182,7 +182,7 @@ class _Erasure:
         import dataclasses
 
         from dativo_provider.privacy.discovery import discover
-        from dativo_provider.privacy.progress import Identity
+        from dativo_provider.privacy.progress import Identity, union_values
 
         known = self.progress.identity
         request = self.request
@@ -192,7 +192,7 @@ class _Erasure:
         found = discover(self.catalog, self.contracts, request, other_catalogs=self.other_catalogs)
         for match in found.tables:
             for column, values in known.matches.get(match.table, {}).items():
-                match.match[column] = _union(match.match.get(column, []), values)
+                match.match[column] = union_values(match.match.get(column, []), values)
         identity = Identity(set(found.subject_ids), set(found.emails),
                             {m.table: {c: list(v) for c, v in m.match.items()} for m in found.tables})
         self.progress.record("resolved", None, {"tables": len(found.tables)}, identity=identity)
@@ -301,14 +301,6 @@ class _Erasure:
                            "completed": datetime.now(timezone.utc).isoformat()},
             "issuer": {"name": issuer},
         }
-
-
-def _union(left: Iterable[Any], right: Iterable[Any]) -> list[Any]:
-    values = list(dict.fromkeys([*left, *right]))
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=str)
 
 
 def _verify(catalogs: Mapping[str | None, Any], tables: list[str], identifiers: Any, rediscover: Any) -> Any:

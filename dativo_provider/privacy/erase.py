@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError
 from dativo_provider.iceberg.barrier import Contention
+from dativo_provider.privacy.rewrite import or_terms
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -116,7 +117,7 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
     from dativo_provider.privacy.staged_delete import StagedDelete, holds_match, stage
 
     parts = [chunk_in_predicates(part) for part in per_column(row_filter)]
-    columns = sorted({term.term.name for part in per_column(row_filter) for term in _or_terms(part)})
+    columns = sorted({term.term.name for term in or_terms(row_filter)})
     staged: StagedDelete | None = None
     for attempt in range(1, attempts + 1):
         deletion.attempts += 1
@@ -206,14 +207,6 @@ def _lost_race(exc: Exception) -> bool:
     return is_lost_race(exc) or isinstance(exc, ValidationException)
 
 
-def _or_terms(expression: Any) -> list[Any]:
-    from pyiceberg.expressions import Or
-
-    if isinstance(expression, Or):
-        return _or_terms(expression.left) + _or_terms(expression.right)
-    return [expression]
-
-
 def per_column(expression: BooleanExpression) -> list[BooleanExpression]:
     """A top-level ``OR`` split into one expression per column it tests.
 
@@ -224,18 +217,8 @@ def per_column(expression: BooleanExpression) -> list[BooleanExpression]:
     """
     from pyiceberg.expressions import Or
 
-    terms: list[BooleanExpression] = []
-
-    def flatten(node: BooleanExpression) -> None:
-        if isinstance(node, Or):
-            flatten(node.left)
-            flatten(node.right)
-        else:
-            terms.append(node)
-
-    flatten(expression)
     by_column: dict[str, list[BooleanExpression]] = {}
-    for term in terms:
+    for term in or_terms(expression):
         column = getattr(getattr(term, "term", None), "name", None) or repr(term)
         by_column.setdefault(column, []).append(term)
     return [group[0] if len(group) == 1 else Or(*group) for group in by_column.values()]

@@ -67,7 +67,7 @@ class Identity:
         for table, match in other.matches.items():
             mine = matches.setdefault(table, {})
             for column, values in match.items():
-                mine[column] = _union(mine.get(column, []), values)
+                mine[column] = union_values(mine.get(column, []), values)
         return Identity(self.subject_ids | other.subject_ids, self.emails | other.emails, matches)
 
     def to_json(self) -> bytes:
@@ -244,7 +244,8 @@ def _schema() -> pa.Schema:
     ])
 
 
-def _union(left: Iterable[Any], right: Iterable[Any]) -> list[Any]:
+def union_values(left: Iterable[Any], right: Iterable[Any]) -> list[Any]:
+    """Both lists' values once each, sorted (by text when the values do not compare)."""
     values = list(dict.fromkeys([*left, *right]))
     try:
         return sorted(values)

@@ -277,20 +277,20 @@ class _FileRewriter:
                     log.warning("could not remove uncommitted data file %s", data_file.file_path)
 
 
+def or_terms(expression: BooleanExpression) -> list[BooleanExpression]:
+    """The terms of a (nested) top-level ``OR``, left to right; any other expression alone."""
+    from pyiceberg.expressions import Or
+
+    if isinstance(expression, Or):
+        return or_terms(expression.left) + or_terms(expression.right)
+    return [expression]
+
+
 def merge_in_terms(expression: BooleanExpression) -> BooleanExpression:
     """An ``OR`` of ``IN``/``=`` terms on one column as one ``IN``; any other expression unchanged."""
-    from pyiceberg.expressions import EqualTo, In, Or, Reference
+    from pyiceberg.expressions import EqualTo, In, Reference
 
-    terms: list[BooleanExpression] = []
-
-    def flatten(node: BooleanExpression) -> None:
-        if isinstance(node, Or):
-            flatten(node.left)
-            flatten(node.right)
-        else:
-            terms.append(node)
-
-    flatten(expression)
+    terms = or_terms(expression)
     plain = all(isinstance(t, (In, EqualTo)) and isinstance(t.term, Reference) for t in terms)
     if len(terms) < 2 or not plain:
         return expression
