@@ -9,69 +9,23 @@ first, then in the worker's working directory (:func:`resolve_contract_path`).
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from dativo_provider.compat import AirflowFailException, BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.operators.ingest import (
+from dativo_provider.operators.common import (
     airflow_errors,
+    contract_path,
     is_template,
     native_bound,
+    native_list,
     push_report,
     table_asset,
 )
 
 FAIL_ON = ("error", "never")
-
-
-def resolve_contract_path(path: str, dag_file: str | None) -> str:
-    """Where the contract file ``path`` is: absolute as given; relative first next to the DAG file,
-    then in the working directory.
-
-    :param dag_file: the DAG file that defines the task (``dag.fileloc``), None if unknown.
-    :raises ConfigError: a relative path found in neither place (the message names both).
-    """
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        return str(candidate)
-    tried = []
-    if dag_file and Path(dag_file).is_absolute():
-        tried.append(Path(dag_file).parent / candidate)
-    tried.append(Path.cwd() / candidate)
-    for place in tried:
-        if place.is_file():
-            return str(place)
-    raise ConfigError(
-        f"contract {path!r} not found: tried {' and '.join(str(p) for p in tried)} (a relative contract "
-        "path is looked up next to the DAG file, then in the working directory)"
-    )
-
-
-def contract_path(task: BaseOperator, path: str) -> str:
-    """:func:`resolve_contract_path` for a task, relative to its DAG's file."""
-    dag_file = task.dag.fileloc if task.has_dag() else None
-    return resolve_contract_path(path, dag_file)
-
-
-def native_list(value: Any) -> list[str] | None:
-    """A rendered list of run ids: a list, a JSON/Python list literal, or comma separated; empty is None."""
-    if value is None or isinstance(value, (list, tuple)):
-        return [str(v) for v in value] if value else None
-    text = str(value).strip()
-    if text in ("", "None", "[]"):
-        return None
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = ast.literal_eval(text)
-        return [str(v) for v in parsed] or None
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 class ContractCheckOperator(BaseOperator):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
-from dativo_provider.compat import AirflowException, AirflowFailException, Asset, BaseOperator, Context
-from dativo_provider.exceptions import TerminalError, TransientError
+from dativo_provider.compat import AirflowFailException, BaseOperator, Context
+from dativo_provider.operators.common import (
+    airflow_errors,
+    contract_path,
+    is_template,
+    native_bound,
+    push_report,
+    table_asset,
+)
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.hooks.sources import source_connection_config
 
@@ -119,7 +124,6 @@ class IcebergIngestOperator(BaseOperator):
         """The write-audit-publish gate for ``contract``, None without one."""
         if not self.contract:
             return None
-        from dativo_provider.operators.contracts import contract_path
         from dativo_provider.quality.wap import ContractGate
 
         registry = None
@@ -143,29 +147,6 @@ class IcebergIngestOperator(BaseOperator):
         from dativo_provider.operators.lineage import operator_lineage
 
         return operator_lineage(self.ingest_result, self.log)
-
-
-def table_asset(iceberg_conn_id: str, table: str) -> Asset:
-    """The Asset for a target table: ``iceberg://<conn id>/<namespace>/<table>`` (path parts quoted)."""
-    parts = [urllib.parse.quote(part, safe="") for part in table.split(".")]
-    return Asset(f"iceberg://{iceberg_conn_id}/{'/'.join(parts)}")
-
-
-def native_bound(value: Any) -> Any:
-    """A rendered bound as the cursor type: ISO strings become datetimes, ``""``/``"None"`` None."""
-    if not isinstance(value, str):
-        return value
-    if value.strip() in ("", "None"):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return value
-
-
-def is_template(value: Any) -> bool:
-    """Is ``value`` a Jinja template (rendered only at run time)?"""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 @contextlib.contextmanager
@@ -200,21 +181,3 @@ def _log_decision(task: BaseOperator, result: Any) -> None:
     if quality.get("warnings"):
         line += f"; warnings: {', '.join(quality['warnings'])}"
     (task.log.warning if result.rows_quarantined or quality.get("warnings") else task.log.info)("%s", line)
-
-
-def push_report(context: Context, report: Any) -> None:
-    """Push a quality report as the ``quality_report`` XCom of a task that is about to fail."""
-    ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is not None and report:
-        ti.xcom_push(key="quality_report", value=report)
-
-
-@contextlib.contextmanager
-def airflow_errors() -> Iterator[None]:
-    """Terminal errors fail the task without retries; transient ones fail it for a retry."""
-    try:
-        yield
-    except TerminalError as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-    except TransientError as exc:
-        raise AirflowException(f"{type(exc).__name__} (will retry): {exc}") from exc

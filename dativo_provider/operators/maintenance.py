@@ -9,8 +9,7 @@ from typing import Any
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.operators.contracts import native_list
-from dativo_provider.operators.ingest import airflow_errors
+from dativo_provider.operators.common import airflow_errors, native_list
 
 
 class IcebergMaintenanceOperator(BaseOperator):

@@ -31,8 +31,7 @@ from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID, SIGNING_CONN_ID, DsrKeyHook
-from dativo_provider.operators.contracts import resolve_contract_path
-from dativo_provider.operators.ingest import airflow_errors
+from dativo_provider.operators.common import airflow_errors, resolve_contract_path
 
 if TYPE_CHECKING:
     from dativo_provider.iceberg.catalog import CatalogConfig

@@ -8,8 +8,7 @@ from typing import Any
 
 from dativo_provider.compat import AirflowFailException, AirflowSensorTimeout, BaseSensorOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.operators.contracts import contract_path
-from dativo_provider.operators.ingest import airflow_errors
+from dativo_provider.operators.common import airflow_errors, contract_path
 
 
 class ContractSlaSensor(BaseSensorOperator):

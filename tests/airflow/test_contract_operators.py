@@ -17,9 +17,8 @@ from dativo_provider.operators.contracts import (
     ContractCheckOperator,
     QuarantinePurgeOperator,
     QuarantineReleaseOperator,
-    native_list,
-    resolve_contract_path,
 )
+from dativo_provider.operators.common import native_list, resolve_contract_path
 from dativo_provider.operators.ingest import IcebergIngestOperator
 from dativo_provider.sensors.contracts import ContractSlaSensor
 from tests.airflow.helpers import dagbag, openlineage_complete, read_table, return_values

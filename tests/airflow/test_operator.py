@@ -10,7 +10,8 @@ import pytest
 
 from dativo_provider.compat import AirflowException, AirflowFailException, Asset
 from dativo_provider.exceptions import CommitConflictError
-from dativo_provider.operators.ingest import IcebergIngestOperator, native_bound, table_asset
+from dativo_provider.operators.common import native_bound, table_asset
+from dativo_provider.operators.ingest import IcebergIngestOperator
 from tests.airflow.helpers import read_table
 
 CSV = "id,name,score\n1,ada,9.5\n2,grace,8.25\n3,linus,\n"
