@@ -232,7 +232,7 @@ class QuarantineReleaseOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Release, log what moved where, return :class:`ReleaseResult` as a dict."""
-        from dativo_provider.quality.quarantine import release
+        from dativo_provider.quality.release import release
 
         with airflow_errors():
             catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()

@@ -11,7 +11,7 @@ from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.privacy.request import SubjectRequest
 from dativo_provider.privacy.restriction import RestrictionRegistry
-from dativo_provider.quality.quarantine import release
+from dativo_provider.quality.release import release
 from dativo_provider.quality.wap import ContractGate
 from tests.memory_source import TableSource
 

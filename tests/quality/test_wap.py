@@ -16,7 +16,8 @@ import pytest
 from dativo_provider.exceptions import ContractViolationError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.ingest.engine import AuditRejectedError, run_ingest
-from dativo_provider.quality.quarantine import purge, release
+from dativo_provider.quality.quarantine import purge
+from dativo_provider.quality.release import release
 from dativo_provider.quality.wap import ContractGate
 from tests.memory_source import TableSource
 
