@@ -1,5 +1,6 @@
 """The ``dativo`` command line, for users' own CI and for looking at what a contract becomes.
 
+* ``dativo --version``: the installed dativo-airflow-provider version.
 * ``dativo contract lint <paths...>``: exit 0 when every contract lints clean (warnings allowed), 1 when
   any has an error. Each problem is one ``file:line: path: message`` line.
 * ``dativo contract compile <file> --engine soda|great_expectations [--dataset NAME]``: print the Soda 4
@@ -27,7 +28,10 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
+    from dativo_provider import __version__
+
     parser = argparse.ArgumentParser(prog="dativo", description="dativo-airflow-provider tools")
+    parser.add_argument("--version", action="version", version=f"dativo-airflow-provider {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     contract = commands.add_parser("contract", help="data contracts (ODCS v3)")
     actions = contract.add_subparsers(dest="action", required=True)

@@ -10,11 +10,14 @@ venv_for() {
   CONSTRAINTS="constraints/airflow-$1.txt"
 }
 
-# ensure_venv VENV CONSTRAINTS [EXTRAS]: create VENV with pip + uv if missing, then install the
-# package (editable, with EXTRAS) pinned by CONSTRAINTS. A no-op in about a second when up to date.
+# ensure_venv VENV CONSTRAINTS [EXTRAS] [GROUP]: create VENV with pip + uv if missing, then install the
+# package (editable, with EXTRAS) and the pyproject.toml dependency GROUP (PEP 735, e.g. test), pinned
+# by CONSTRAINTS. A no-op in about a second when up to date.
 ensure_venv() {
-  local venv="$1" constraints="$2" extras="${3:-}" target="."
+  local venv="$1" constraints="$2" extras="${3:-}" group="${4:-}" target="."
+  local args=()
   [ -n "$extras" ] && target=".[$extras]"
+  [ -n "$group" ] && args=(--group "$group")
   if [ ! -x "$venv/bin/python" ]; then
     echo "== creating $venv (Python: $(command -v python3.11 || command -v python3))"
     "$(command -v python3.11 || command -v python3)" -m venv "$venv"
@@ -22,8 +25,8 @@ ensure_venv() {
   elif [ ! -x "$venv/bin/uv" ]; then
     "$venv/bin/python" -m pip install --quiet uv
   fi
-  echo "== installing $target into $venv from $constraints"
-  "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c "$constraints" -e "$target"
+  echo "== installing $target${group:+ and group $group} into $venv from $constraints"
+  "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -c "$constraints" -e "$target" "${args[@]}"
 }
 
 # port_open PORT: is something listening on 127.0.0.1:PORT?
