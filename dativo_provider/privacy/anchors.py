@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.privacy.certificate import canonical_json
+from dativo_provider.privacy.hashing import canonical_json
 from dativo_provider.privacy.objects import ObjectFiles
 
 ANCHOR_KIND = "dativo-audit-anchor"

@@ -50,9 +50,10 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.optional import require
+from dativo_provider.privacy.anchors import Anchor
+from dativo_provider.privacy.hashing import canonical_json, subject_hashes
 
 if TYPE_CHECKING:
-    from dativo_provider.privacy.anchors import Anchor
     from dativo_provider.privacy.request import SubjectRequest
 
 FORMAT = "dativo-dsr-certificate/1"
@@ -174,19 +175,11 @@ class CertificateCheck:
     reason: str
 
 
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8, no NaN/Infinity: the bytes that are signed and hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
 def request_section(request: SubjectRequest, hash_key: bytes | str) -> dict[str, Any]:
     """The ``request`` section of a certificate: the subject's identifiers as keyed hashes only.
 
     :param hash_key: the audit-trail key, so the hashes match the trail's ``subject`` fields.
     """
-    from dativo_provider.privacy.audit import subject_hashes
-
     return {
         "id": request.request_id,
         "kind": request.kind,
@@ -251,8 +244,6 @@ def audit_anchor(document: Mapping[str, Any] | bytes | str) -> Anchor | None:
     :raises ConfigError: not a JSON certificate, a malformed ``audit_trail``, or an anchor of another
         request than the certificate's.
     """
-    from dativo_provider.privacy.anchors import Anchor
-
     try:
         parsed = _parse(document) if isinstance(document, (bytes, str)) else dict(document)
     except (ValueError, TypeError) as exc:

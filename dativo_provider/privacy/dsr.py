@@ -332,7 +332,7 @@ def _remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest
     copies we handed out too); returns the locations removed."""
     if trail is None:
         return []
-    from dativo_provider.privacy.audit import subject_hashes
+    from dativo_provider.privacy.hashing import subject_hashes
 
     ours = set(subject_hashes(hash_key, request.subject_kind, identifiers))
     removed = []

@@ -15,16 +15,9 @@ from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.privacy.anchors import Anchor, AnchorStore
-from dativo_provider.privacy.audit import (
-    GENESIS,
-    AuditTrail,
-    IcebergAuditStore,
-    ObjectAuditStore,
-    event_hash,
-    subject_hash,
-    verify,
-)
-from dativo_provider.privacy.certificate import canonical_json
+from dativo_provider.privacy.audit import AuditTrail, event_hash, verify
+from dativo_provider.privacy.audit_stores import GENESIS, IcebergAuditStore, ObjectAuditStore
+from dativo_provider.privacy.hashing import canonical_json, subject_hash
 from dativo_provider.privacy.request import SubjectRequest
 from tests.s3_server import moto_server
 

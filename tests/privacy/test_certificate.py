@@ -11,17 +11,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.privacy.audit import AuditTrail, ObjectAuditStore, subject_hash, verify
+from dativo_provider.privacy.audit import AuditTrail, verify
+from dativo_provider.privacy.audit_stores import ObjectAuditStore
 from dativo_provider.privacy.certificate import (
     SigningKey,
     VerifyingKey,
     audit_anchor,
-    canonical_json,
     issue_certificate,
     request_section,
     verify_certificate,
     write_certificate,
 )
+from dativo_provider.privacy.hashing import canonical_json, subject_hash
 from dativo_provider.privacy.request import SubjectRequest
 
 SECRET = b"certificate-test-secret-0123456789"
