@@ -273,7 +273,7 @@ class _Erasure:
         return total
 
     def identifiers(self) -> Any:
-        from dativo_provider.privacy.verify import Identifiers
+        from dativo_provider.privacy.matching import Identifiers
 
         # Numbers only count in the columns that identify the subject: a small id is also a quantity.
         columns = sorted({column for match in self.found.tables for column in match.match})

@@ -21,7 +21,8 @@ from dativo_provider.privacy.discovery import discover
 from dativo_provider.privacy.dsr import DeadlineError, check_deadline, erase_subject
 from dativo_provider.privacy.export import export_subject
 from dativo_provider.privacy.request import SubjectRequest
-from dativo_provider.privacy.verify import Identifiers, verify_erased
+from dativo_provider.privacy.matching import Identifiers
+from dativo_provider.privacy.verify import verify_erased
 from tests.privacy.warehouse import build_warehouse, contract_paths
 
 HASH_KEY = b"audit-and-certificate-hash-key-32"

@@ -19,7 +19,8 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
-from dativo_provider.privacy.verify import Identifiers, verify_erased
+from dativo_provider.privacy.matching import Identifiers
+from dativo_provider.privacy.verify import verify_erased
 from tests.memory_source import TableSource
 from tests.s3_server import moto_server
 
@@ -354,7 +355,7 @@ def test_time_to_verify_a_million_row_table(catalog):
 def test_many_identifiers_are_searched_in_chunks_with_the_same_answer():
     import pyarrow.compute as pc
 
-    from dativo_provider.privacy.verify import Identifiers
+    from dativo_provider.privacy.matching import Identifiers
 
     values = tuple([str(1000 + i) for i in range(600)] + [f"person{i}@example.org" for i in range(600)])
     ids = Identifiers(values)
