@@ -1,16 +1,31 @@
 """Data contracts on ingest: bad rows are quarantined, good rows published, nothing is lost.
 
-The bundled sample orders (``orders_2024-0[1-3].csv``) plus ``bad_orders_2024-04.csv``, ten late orders
-of which four break ``contracts/orders.odcs.yaml`` (unknown currency or status, a missing customer), are
-loaded with write-audit-publish: the run lands on an audit branch, the contract's checks run there
-(Soda Core, Great Expectations), and main moves to a snapshot without the failing rows, which go to
-``examples.contract_orders_quarantine`` with the checks they failed.
+### What it shows
 
-``check_orders`` then re-runs the whole contract on the published table, as a scheduled quality run
-would. ``release_orders`` runs only when the run is triggered with ``{"release": true}``: it re-checks
-the quarantined rows with ``release_contract`` (fix the rule there first) and publishes those that pass.
+The bundled sample orders (`orders_2024-0[1-3].csv`) plus `bad_orders_2024-04.csv`, ten late orders
+of which four break `contracts/orders.odcs.yaml` (unknown currency or status, a missing customer),
+are loaded with write-audit-publish: the run lands on an audit branch, the contract's checks run
+there (Soda Core, Great Expectations), and main moves to a snapshot without the failing rows, which
+go to `examples.contract_orders_quarantine` with the checks they failed.
 
-Contract paths are relative: they are looked up next to this file first, then in the working directory.
+`check_orders` then re-runs the whole contract on the published table, as a scheduled quality run
+would. `release_orders` runs only when the run is triggered with `{"release": true}`: it re-checks
+the quarantined rows with `release_contract` (fix the rule there first) and publishes those that pass.
+
+### What it needs
+
+The `quality` extra (`pip install "dativo-airflow-provider[quality]"`: Soda Core and Great
+Expectations). No connection: without `iceberg_default` the tables land in the embedded catalog
+under `$AIRFLOW_HOME/dativo`. Contract paths are relative: they are looked up next to this file
+first, then in the working directory.
+
+### How to run it
+
+`airflow dags test example_contract_quarantine` (the repository's `dev/demo` does it and prints
+the quarantined rows); to release, trigger it with the conf
+`{"release": true, "release_run_ids": "<the ingest run id>"}`. Runs do not overlap
+(`max_active_runs=1`): the ingest is incremental, and a release must see the quarantine as the
+last run left it.
 """
 
 from __future__ import annotations
@@ -29,8 +44,8 @@ from dativo_provider.operators.contracts import ContractCheckOperator, Quarantin
 from dativo_provider.operators.ingest import IcebergIngestOperator
 
 SAMPLE_DATA = str(Path(dativo_provider.__file__).parent / "sample_data")
-ORDERS_CONTRACT = "../contracts/orders.odcs.yaml"
-CUSTOMERS_CONTRACT = "../contracts/customers.odcs.yaml"
+ORDERS_CONTRACT = SAMPLE_DATA + "/contracts/orders.odcs.yaml"
+CUSTOMERS_CONTRACT = SAMPLE_DATA + "/contracts/customers.odcs.yaml"
 
 # Explicit column types, as the contracts declare them (inferred CSV types would break the schema check).
 CUSTOMER_COLUMNS = {
@@ -61,6 +76,8 @@ with DAG(
     start_date=datetime(2024, 4, 1),
     catchup=False,
     params={"release": False, "release_run_ids": "", "release_contract": ORDERS_CONTRACT},
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "contracts"],
 ):
     ingest_customers = IcebergIngestOperator(

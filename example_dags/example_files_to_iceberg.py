@@ -1,11 +1,26 @@
-"""Files -> Iceberg with no setup: the bundled sample data into the embedded catalog.
+"""Files → Iceberg with no setup: the bundled sample data into the embedded catalog.
 
-Without an ``iceberg_default`` connection the tables land in a SQLite catalog with a local warehouse
-under ``$AIRFLOW_HOME/dativo``. Files are read incrementally: each file version is read once, so a
-rerun writes nothing twice and a new file is picked up by the next run.
+### What it shows
 
-``ingest_customers`` merges the customer list on its key; ``ingest_table`` fans out with dynamic
-task mapping, one mapped task per table, each streaming its files into one atomic commit.
+- `ingest_customers` merges `customers.csv` into `examples.customers` on `customer_id`;
+- `ingest_table` fans out with dynamic task mapping, one mapped task per table (`examples.orders`,
+  `examples.events`, `examples.products`), each streaming its CSV, JSON Lines or Parquet files into
+  one atomic commit.
+
+Files are read incrementally: each file version is read once, so a rerun writes nothing twice and a
+new file is picked up by the next run.
+
+### What it needs
+
+Nothing beyond the provider: the sample files ship in the package (`dativo_provider/sample_data`),
+and without an `iceberg_default` connection the tables land in the embedded SQLite catalog with a
+local warehouse under `$AIRFLOW_HOME/dativo`.
+
+### How to run it
+
+`airflow dags test example_files_to_iceberg` (the repository's `dev/demo` does it for you), or
+trigger it in the UI. Runs do not overlap (`max_active_runs=1`): two runs of one incremental source
+would race for the same files.
 """
 
 from __future__ import annotations
@@ -34,6 +49,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example"],
 ):
     ingest_customers = IcebergIngestOperator(

@@ -1,17 +1,25 @@
-"""Google Drive -> Iceberg: the CSV exports in a Drive folder, each file version loaded once.
+"""Google Drive → Iceberg: the CSV exports in a Drive folder, each file version loaded once.
 
-Set up once:
-
-* a connection ``google_cloud_default``: the official Google provider's type
-  (``google_cloud_platform``, extra ``keyfile_dict`` or ``key_path``; with neither, the worker's
-  Application Default Credentials, e.g. on Cloud Composer) or this provider's ``dativo_google``
-  (password: the service-account key JSON);
-* share the folder with the service account's e-mail address (Viewer is enough) and put the
-  folder's id (the last part of its URL) in ``FOLDER_ID``.
+### What it shows
 
 Every run lists the folder and its subfolders, downloads only the files created or modified since
-the last committed run (up to the data interval's end), and appends their rows in one commit.
-A rerun of the same interval writes nothing twice. See docs/sources-google.md.
+the last committed run (up to the data interval's end), and appends their rows to
+`examples.drive_orders` in one commit. A rerun of the same interval writes nothing twice.
+
+### What it needs
+
+- the `google` extra (`pip install "dativo-airflow-provider[google]"`);
+- a connection `google_cloud_default`: the official Google provider's type `google_cloud_platform`
+  (extra `keyfile_dict` or `key_path`; with neither, the worker's Application Default Credentials,
+  e.g. on Cloud Composer) or this provider's `dativo_google` (password: the service-account key
+  JSON);
+- the folder shared with the service account's e-mail address (Viewer is enough), and its id (the
+  last part of its URL) in `FOLDER_ID` below.
+
+### How to run it
+
+`airflow dags test example_google_drive_to_iceberg`, or let the daily schedule run it. Runs do not
+overlap (`max_active_runs=1`): the source is incremental. See docs/sources-google.md.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "google"],
 ):
     IcebergIngestOperator(

@@ -1,13 +1,25 @@
-"""Google Sheets -> Iceberg: one sheet, typed from its header row, refreshed in full every run.
+"""Google Sheets → Iceberg: one sheet, typed from its header row, refreshed in full every run.
 
-Set up once: a connection ``google_cloud_default`` (``google_cloud_platform`` with a service-account
-key, or ``dativo_google`` with the key JSON as password), and share the spreadsheet with the
-service account's e-mail address. Put the spreadsheet's id (from its URL) in ``SPREADSHEET_ID``.
+### What it shows
 
-A sheet has no change cursor, so each run reads it whole and replaces the table's rows in one
-commit (readers never see a half-written table). Column types come from the values and the cells'
-number formats; the hint below pins ``unit_price`` to a decimal. Merged cells are filled from their
-top-left cell. See docs/sources-google.md.
+A sheet has no change cursor, so each run reads it whole and replaces the rows of
+`examples.sheet_stock` in one commit (readers never see a half-written table). Column types come
+from the values and the cells' number formats; the hint below pins `unit_price` to a decimal.
+Merged cells are filled from their top-left cell.
+
+### What it needs
+
+- the `google` extra (`pip install "dativo-airflow-provider[google]"`);
+- a connection `google_cloud_default` (`google_cloud_platform` with a service-account key, or
+  `dativo_google` with the key JSON as password);
+- the spreadsheet shared with the service account's e-mail address, and its id (from its URL) in
+  `SPREADSHEET_ID` below.
+
+### How to run it
+
+`airflow dags test example_google_sheets_to_iceberg`, or let the daily schedule run it. Runs do
+not overlap (`max_active_runs=1`): two full refreshes at once would only race for the same commit.
+See docs/sources-google.md.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "google"],
 ):
     IcebergIngestOperator(

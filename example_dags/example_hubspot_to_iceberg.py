@@ -1,14 +1,23 @@
-"""HubSpot -> Iceberg: deals (with their associated companies) and contacts, merged on ``id``.
+"""HubSpot → Iceberg: deals (with their associated companies) and contacts, merged on `id`.
+
+### What it shows
 
 Each daily run asks HubSpot's search API for the records modified up to the end of its data
 interval, walking time windows so that no query passes the API's 10,000-result limit. An updated
-deal comes back with the same ``id`` and replaces its earlier version; a rerun of the same day
+deal comes back with the same `id` and replaces its earlier version; a rerun of the same day
 writes nothing twice. Deals read every property by default; contacts only the ones listed.
 
-The ``hubspot_default`` connection holds a private app's access token in its password field, e.g.
-``AIRFLOW_CONN_HUBSPOT_DEFAULT='{"conn_type": "hubspot", "password": "pat-na1-..."}'``, or an OAuth
-app's ``client_id``, ``client_secret`` and ``refresh_token`` extras. The test suite points its
-``base_url`` extra at a loopback double of the HubSpot API.
+### What it needs
+
+A connection `hubspot_default` holding a private app's access token in its password field, e.g.
+`AIRFLOW_CONN_HUBSPOT_DEFAULT='{"conn_type": "hubspot", "password": "pat-na1-..."}'`, or an OAuth
+app's `client_id`, `client_secret` and `refresh_token` extras (see docs/sources-hubspot.md).
+
+### How to run it
+
+`airflow dags test example_hubspot_to_iceberg`, or let the daily schedule run it. Runs do not
+overlap (`max_active_runs=1`): the source is incremental. The test suite points the connection's
+`base_url` extra at a loopback double of the HubSpot API.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "hubspot"],
 ):
     IcebergIngestOperator(

@@ -1,18 +1,27 @@
-"""Markdown-KV documents -> Iceberg, in all three layouts, from the bundled sample docs.
+"""Markdown-KV documents → Iceberg, in all three layouts, from the bundled sample docs.
 
-The sample docs (``dativo_provider/sample_data/docs``) are a coffee shop's product sheets, runbook,
-refund policy and store page: YAML front matter, headers, ``key:: value`` lines and
-``- **key**: value`` bullets. Each task reads them incrementally (each file version once) into one
+### What it shows
+
+The sample docs (`dativo_provider/sample_data/docs`) are a coffee shop's product sheets, runbook,
+refund policy and store page: YAML front matter, headers, `key:: value` lines and
+`- **key**: value` bullets. Each task reads them incrementally (each file version once) into one
 layout:
 
-* ``row_per_kv``: one row per entry (doc_id, section, key, value, value_json, ord, extracted_at),
+- `row_per_kv`: one row per entry (doc_id, section, key, value, value_json, ord, extracted_at),
   appended, so every version of an entry is kept;
-* ``document_level``: one row per document with its sections nested, merged on ``doc_id`` so the
-  table holds each document's latest version;
-* ``string``: the raw text per document, for embedding pipelines, merged on ``doc_id``.
+- `document_level`: one row per document with its sections nested, merged on `doc_id` so the table
+  holds each document's latest version;
+- `string`: the raw text per document, for embedding pipelines, merged on `doc_id`.
 
-Without an ``iceberg_default`` connection the tables land in the embedded SQLite catalog under
-``$AIRFLOW_HOME/dativo``. Nothing heavy is imported here: the operator imports pyarrow when it runs.
+### What it needs
+
+Nothing beyond the provider: the sample docs ship in the package, and without an `iceberg_default`
+connection the tables land in the embedded SQLite catalog under `$AIRFLOW_HOME/dativo`.
+
+### How to run it
+
+`airflow dags test example_markdown_kv_to_iceberg`, or trigger it in the UI. Runs do not overlap
+(`max_active_runs=1`): the source is incremental. See docs/sources-markdown-kv.md.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "markdown-kv"],
 ):
     IcebergIngestOperator(

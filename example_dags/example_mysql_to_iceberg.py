@@ -1,9 +1,23 @@
-"""MySQL/MariaDB table -> Iceberg, incrementally by an ``updated_at`` cursor, merged on ``id``.
+"""MySQL/MariaDB table → Iceberg, incrementally by an `updated_at` cursor, merged on `id`.
 
-The MySQL twin of ``example_postgres_to_iceberg``. The ``seed_orders`` task creates and fills the
-demo table through the ``mysql_default`` connection (e.g. ``AIRFLOW_CONN_MYSQL_DEFAULT='{"conn_type":
-"mysql", "host": "127.0.0.1", "login": "root", "schema": "test"}'``). The connection is read by its
-fields, so the MySQL Airflow provider (and its mysqlclient build) is not needed.
+### What it shows
+
+The MySQL twin of `example_postgres_to_iceberg`: each daily run reads the rows changed up to the
+end of its data interval and merges them into `examples.mysql_orders`; an updated row replaces its
+old version, a rerun of the same day writes nothing twice. The `seed_orders` task creates and fills
+the demo table `dativo_example_orders` if it is missing.
+
+### What it needs
+
+- the `mysql` extra (`pip install "dativo-airflow-provider[mysql]"`: PyMySQL);
+- a connection `mysql_default`, e.g. `AIRFLOW_CONN_MYSQL_DEFAULT='{"conn_type": "mysql", "host":
+  "127.0.0.1", "login": "root", "schema": "test"}'`. The connection is read by its fields, so the
+  MySQL Airflow provider (and its mysqlclient build) is not needed.
+
+### How to run it
+
+`airflow dags test example_mysql_to_iceberg`, or let the daily schedule run it. Runs do not
+overlap (`max_active_runs=1`): the source is incremental. See docs/sources-databases.md.
 """
 
 from __future__ import annotations
@@ -44,6 +58,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example"],
 ):
 

@@ -1,10 +1,22 @@
-"""Postgres table -> Iceberg, incrementally by an ``updated_at`` cursor, merged on ``id``.
+"""Postgres table → Iceberg, incrementally by an `updated_at` cursor, merged on `id`.
+
+### What it shows
 
 Each daily run reads the rows changed up to the end of its data interval and merges them into
-``examples.pg_orders``: an updated row replaces its old version, a rerun of the same day writes
-nothing twice. The ``seed_orders`` task creates and fills the demo table through the
-``postgres_default`` connection (e.g. ``AIRFLOW_CONN_POSTGRES_DEFAULT='{"conn_type": "postgres",
-"host": "127.0.0.1", "login": "postgres", "schema": "test"}'``).
+`examples.pg_orders`: an updated row replaces its old version, a rerun of the same day writes
+nothing twice. The `seed_orders` task creates and fills the demo table `dativo_example_orders` if
+it is missing.
+
+### What it needs
+
+- the `postgres` extra (`pip install "dativo-airflow-provider[postgres]"`: ADBC and psycopg);
+- a connection `postgres_default`, e.g. `AIRFLOW_CONN_POSTGRES_DEFAULT='{"conn_type": "postgres",
+  "host": "127.0.0.1", "login": "postgres", "schema": "test"}'`.
+
+### How to run it
+
+`airflow dags test example_postgres_to_iceberg`, or let the daily schedule run it. Runs do not
+overlap (`max_active_runs=1`): the source is incremental. See docs/sources-databases.md.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example"],
 ):
 

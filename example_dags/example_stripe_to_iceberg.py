@@ -1,14 +1,23 @@
-"""Stripe -> Iceberg: charges and customers, incrementally by ``created``, merged on ``id``.
+"""Stripe → Iceberg: charges and customers, incrementally by `created`, merged on `id`.
+
+### What it shows
 
 Each daily run reads the objects created up to the end of its data interval. Charges are re-read
-one hour behind the watermark (``lookback``) so that a charge captured or refunded shortly after it
-was created lands with its final state; the merge on ``id`` replaces the earlier version, and a
+one hour behind the watermark (`lookback`) so that a charge captured or refunded shortly after it
+was created lands with its final state; the merge on `id` replaces the earlier version, and a
 rerun of the same day writes nothing twice.
 
-The ``stripe_default`` connection holds the secret key in its password field, e.g.
-``AIRFLOW_CONN_STRIPE_DEFAULT='{"conn_type": "stripe", "password": "rk_live_..."}'`` (a restricted
-key with read access is enough). The test suite points its ``base_url`` extra at a loopback double
-of the Stripe API.
+### What it needs
+
+A connection `stripe_default` holding the secret key in its password field, e.g.
+`AIRFLOW_CONN_STRIPE_DEFAULT='{"conn_type": "stripe", "password": "rk_live_..."}'` (a restricted
+key with read access is enough; see docs/sources-stripe.md).
+
+### How to run it
+
+`airflow dags test example_stripe_to_iceberg`, or let the daily schedule run it. Runs do not
+overlap (`max_active_runs=1`): the source is incremental. The test suite points the connection's
+`base_url` extra at a loopback double of the Stripe API.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
     tags=["dativo", "example", "stripe"],
 ):
     IcebergIngestOperator(

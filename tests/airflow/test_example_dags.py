@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,10 +11,31 @@ import pytest
 from tests.airflow.conftest import EXAMPLE_DAGS
 from tests.airflow.helpers import dagbag, openlineage_complete, read_table, return_values, rows_by, run_dag
 from tests.airflow.saas_fixtures import at, hubspot_api, millis, stripe_api  # noqa: F401 - fixtures
+from tests.docs.markdown_checks import named_connection_types, registered_connection_types, rest_markup
 
 pytestmark = pytest.mark.airflow
 
 EXAMPLE_DAG_IDS = sorted(path.stem for path in EXAMPLE_DAGS.glob("example_*.py"))
+REPO = EXAMPLE_DAGS.parent
+
+# Runs of one source must not overlap: an incremental source's second run would read what the first is
+# still committing, and the loser of the first commit race would fail on "Table already exists". The
+# DSR DAG queues requests, since two erasures would rewrite the same tables. Maintenance of one table
+# races its own commits. A new example DAG must be added here, with its reason.
+MAX_ACTIVE_RUNS = {
+    "example_contract_quarantine": 1,  # incremental files; a release reads the quarantine as left
+    "example_dsr": 1,  # erasures rewrite the same tables
+    "example_files_to_iceberg": 1,  # incremental files
+    "example_google_drive_to_iceberg": 1,  # incremental Drive folder
+    "example_google_sheets_to_iceberg": 1,  # a full refresh: two would race for one commit
+    "example_hubspot_to_iceberg": 1,  # incremental by lastmodifieddate
+    "example_iceberg_maintenance": 1,  # compaction and expiry of the same tables
+    "example_markdown_kv_to_iceberg": 1,  # incremental files
+    "example_mysql_to_iceberg": 1,  # incremental cursor
+    "example_postgres_to_iceberg": 1,  # incremental cursor
+    "example_stripe_to_iceberg": 1,  # incremental by created
+}
+DOC_SECTIONS = ("### What it shows", "### What it needs", "### How to run it")
 
 
 def _day(day: int) -> datetime:
@@ -28,6 +50,27 @@ def test_every_example_dag_imports_without_errors(airflow_db):
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == EXAMPLE_DAG_IDS
     assert len(EXAMPLE_DAG_IDS) >= 3
+
+
+def test_every_example_dag_has_markdown_docs_and_no_overlapping_runs(airflow_db):
+    dags = dagbag().dags
+    assert sorted(MAX_ACTIVE_RUNS) == EXAMPLE_DAG_IDS, "add the new example DAG to MAX_ACTIVE_RUNS"
+    known_types = registered_connection_types()
+    for dag_id in EXAMPLE_DAG_IDS:
+        dag = dags[dag_id]
+        doc = dag.doc_md or ""
+        assert [s for s in DOC_SECTIONS if s not in doc] == [], f"{dag_id}: doc_md lacks these sections"
+        assert rest_markup(doc) == [], f"{dag_id}: doc_md is Markdown, not reST"
+        assert named_connection_types(doc) <= known_types, f"{dag_id}: doc_md names an unknown connection type"
+        for page in re.findall(r"docs/[\w./-]+\.md", doc):
+            assert (REPO / page).is_file(), f"{dag_id}: doc_md points at {page}, which does not exist"
+        assert dag.max_active_runs == MAX_ACTIVE_RUNS[dag_id], dag_id
+
+
+def test_the_markdown_check_finds_rest():
+    rest = "Run it::\n\n    airflow dags test x\n\n.. note:: careful\n\nThe ``table`` and :param x: y"
+    assert len(rest_markup(rest)) == 4
+    assert rest_markup("`key:: value` lines and `code`, a list:\n\n- one") == []
 
 
 @pytest.fixture
