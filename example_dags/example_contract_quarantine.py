@@ -16,8 +16,9 @@ the quarantined rows with `release_contract` (fix the rule there first) and publ
 
 The `quality` extra (`pip install "dativo-airflow-provider[quality]"`: Soda Core and Great
 Expectations). No connection: without `iceberg_default` the tables land in the embedded catalog
-under `$AIRFLOW_HOME/dativo`. Contract paths are relative: they are looked up next to this file
-first, then in the working directory.
+under `$AIRFLOW_HOME/dativo`. The contracts are the examples installed with the package
+(`dativo_provider/sample_data/contracts`); a relative contract path of yours is looked up next to
+the DAG file first, then in the working directory.
 
 ### How to run it
 

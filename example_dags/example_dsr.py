@@ -20,7 +20,7 @@ The run branches on ``kind``:
 The first task also checks what the schema cannot (at least one identifier overall) and the deadline:
 a request overdue or within three days of its deadline fails loudly.
 
-Contracts: the bundled ``contracts/`` folder (next to this folder). Catalog: ``iceberg_default``, or
+Contracts: the package's examples (``sample_data/contracts``). Catalog: ``iceberg_default``, or
 the embedded one. Keys: connections ``dativo_dsr_signing`` (Ed25519 PEM or HMAC secret) and
 ``dativo_dsr_hash_key`` (audit trail and registry key). Variables ``dativo_dsr_refs_policy`` (default
 ``fail``) and ``dativo_dsr_safety_window_minutes`` (default 30) tune the purge; exports go to
@@ -31,6 +31,7 @@ the embedded one. Keys: connections ``dativo_dsr_signing`` (Ed25519 PEM or HMAC 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Param, task
@@ -39,6 +40,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.param import Param
 
+import dativo_provider
 from dativo_provider.operators.privacy import (
     DsrDiscoverOperator,
     DsrEraseOperator,
@@ -47,7 +49,7 @@ from dativo_provider.operators.privacy import (
 )
 from dativo_provider.privacy.request import KINDS
 
-CONTRACTS = "../contracts"
+CONTRACTS = str(Path(dativo_provider.__file__).parent / "sample_data" / "contracts")
 OUTPUT = (
     "{{ var.value.get('dativo_dsr_output_dir', '"
     + os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "dativo", "dsr")
