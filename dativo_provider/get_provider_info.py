@@ -13,6 +13,14 @@ from typing import Any
 from dativo_provider import __version__
 
 INTEGRATION = "Apache Iceberg (Dativo)"
+REPO_URL = "https://github.com/dativo-io/dativo-airflow-provider"
+#: The docs folder; pyproject.toml's Documentation Project-URL names the same page.
+DOCS_URL = f"{REPO_URL}/tree/main/docs"
+
+
+def _doc_page(name: str) -> str:
+    return f"{REPO_URL}/blob/main/docs/{name}"
+
 
 _OPTIONAL_STRING: dict[str, Any] = {"type": ["string", "null"]}
 
@@ -180,12 +188,30 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Dativo",
         "description": "Stream database, file and SaaS data into Apache Iceberg, exactly once.",
         "versions": [__version__],
+        # Airflow 3.3 overwrites it with the package's Documentation Project-URL (the same page).
+        "documentation-url": DOCS_URL,
         "integrations": [
-            {"integration-name": INTEGRATION, "tags": ["software"]},
-            {"integration-name": STRIPE_INTEGRATION, "tags": ["service"]},
-            {"integration-name": HUBSPOT_INTEGRATION, "tags": ["service"]},
-            {"integration-name": GOOGLE_INTEGRATION, "tags": ["service"]},
-            {"integration-name": PRIVACY_INTEGRATION, "tags": ["software"]},
+            {"integration-name": INTEGRATION, "external-doc-url": _doc_page("ingestion.md"), "tags": ["software"]},
+            {
+                "integration-name": STRIPE_INTEGRATION,
+                "external-doc-url": _doc_page("sources-stripe.md"),
+                "tags": ["service"],
+            },
+            {
+                "integration-name": HUBSPOT_INTEGRATION,
+                "external-doc-url": _doc_page("sources-hubspot.md"),
+                "tags": ["service"],
+            },
+            {
+                "integration-name": GOOGLE_INTEGRATION,
+                "external-doc-url": _doc_page("sources-google.md"),
+                "tags": ["service"],
+            },
+            {
+                "integration-name": PRIVACY_INTEGRATION,
+                "external-doc-url": _doc_page("privacy.md"),
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
