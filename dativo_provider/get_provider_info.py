@@ -191,7 +191,11 @@ def get_provider_info() -> dict[str, Any]:
         # Airflow 3.3 overwrites it with the package's Documentation Project-URL (the same page).
         "documentation-url": DOCS_URL,
         "integrations": [
-            {"integration-name": INTEGRATION, "external-doc-url": _doc_page("ingestion.md"), "tags": ["software"]},
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": _doc_page("ingestion.md"),
+                "tags": ["software"],
+            },
             {
                 "integration-name": STRIPE_INTEGRATION,
                 "external-doc-url": _doc_page("sources-stripe.md"),
