@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ from dativo_provider.contracts.model import (
     Column,
     Contract,
     Dataset,
+    Engine,
     FeatureView,
     Freshness,
     Governance,
@@ -121,7 +122,8 @@ def lint(paths: Iterable[str | FsPath]) -> list[LintIssue]:
     Relationship targets are checked across all the files linted together; a target in a dataset no
     linted contract defines is a warning.
     """
-    results, issues = [], []
+    results: list[_FileResult] = []
+    issues: list[LintIssue] = []
     for item in paths:
         files, missing = _expand(FsPath(item))
         issues.extend(missing)
@@ -325,8 +327,9 @@ def _rules(doc: OdcsDocument) -> Iterator[QualityRule]:
 
 
 def _rule(rule: Quality, dataset: str, column: str | None) -> QualityRule:
-    engine = rule.engine if rule.type == "custom" else custom_values(rule.custom_properties).get(
-        "dativoEngine", "soda")
+    # check_document has already refused a missing or unknown engine.
+    engine = cast(Engine, rule.engine if rule.type == "custom" else custom_values(rule.custom_properties).get(
+        "dativoEngine", "soda"))
     threshold = {op: getattr(rule, checks.snake(op)) for op in checks.OPERATORS}
     return QualityRule(
         name=rule.name or "",

@@ -158,7 +158,8 @@ def _plan(table: Table, target: int, small: int, min_files: int, result: Compact
         if task.delete_files:
             result.files_skipped_with_deletes += 1
             continue
-        partitions.setdefault(tuple(data_file.partition), []).append(task)
+        values = data_file.partition  # a Record: indexable, but not typed as iterable
+        partitions.setdefault(tuple(values[i] for i in range(len(values))), []).append(task)
     bins: list[_Bin] = []
     for partition, tasks in partitions.items():
         if len(tasks) >= min_files:

@@ -8,6 +8,7 @@ last committed watermark: the watermark can never be ahead of committed data.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,6 @@ def carried_properties(snapshot: Snapshot) -> dict[str, str]:
     A commit that started from ``snapshot``'s state still lands afterwards: the commit check accepts a
     snapshot whose ``CARRIED_FROM_KEY`` names the one it started from.
     """
-    summary = snapshot.summary or {}
+    summary: Mapping[str, str] = snapshot.summary or {}
     properties = {k: summary[k] for k in (SOURCE_KEY, STATE_KEY, RUN_ID_KEY) if summary.get(k) is not None}
     return properties | {CARRIED_FROM_KEY: str(snapshot.snapshot_id)}

@@ -354,19 +354,18 @@ class HttpClient:
     def _client_error(self, method: str, path: str, what: str, response: requests.Response) -> ApiError:
         status = response.status_code
         detail = self.redact(self.dialect.message(response))[:500]
-        fields = {"api": self.api, "status": status, "method": method, "path": path}
+        error_class: type[ApiError]
         if status in (401, 403):
             where = f"connection {self.conn_id!r}" if self.conn_id else "the credentials"
-            return ApiAuthError(
-                f"authentication failed for {self.api} (check {where}): HTTP {status}: {detail}", **fields
-            )
-        if status == 404:
-            return ApiNotFoundError(
-                f"{self.api}: {what} not found ({method} {path}, HTTP 404): {detail}", **fields
-            )
-        return ApiRequestError(
-            f"{self.api} refused {method} {path} ({what}): HTTP {status}: {detail}", **fields
-        )
+            error_class = ApiAuthError
+            message = f"authentication failed for {self.api} (check {where}): HTTP {status}: {detail}"
+        elif status == 404:
+            error_class = ApiNotFoundError
+            message = f"{self.api}: {what} not found ({method} {path}, HTTP 404): {detail}"
+        else:
+            error_class = ApiRequestError
+            message = f"{self.api} refused {method} {path} ({what}): HTTP {status}: {detail}"
+        return error_class(message, api=self.api, status=status, method=method, path=path)
 
     # -- waiting ---------------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
         incremental=flags["incremental"],
         archived=flags["archived"],
         lookback=duration(spec.get("lookback"), "hubspot source: 'lookback'"),
-        settle=duration(spec.get("settle", DEFAULT_SETTLE), "hubspot source: 'settle'"),
+        settle=duration(spec.get("settle", DEFAULT_SETTLE), "hubspot source: 'settle'") or timedelta(0),
         start=utc_moment(spec.get("start"), "hubspot source: 'start'"),
         cursor_property=spec.get("cursor_property"),
         string_properties=name_list(spec.get("string_properties"), "string_properties", "hubspot") or (),
@@ -244,7 +244,7 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class HubSpotStream(RecordStream):
+class HubSpotStream(RecordStream[HubSpotApi]):
     """Records of one object type: searched window by window, or listed; plus archived ones."""
 
     def __init__(self, source: HubSpotSource, api: HubSpotApi, properties: list[Mapping[str, Any]],
@@ -264,7 +264,7 @@ class HubSpotStream(RecordStream):
             for chunk in _chunks(self._archived(), 1_000):
                 archived_ids.update(r["id"] for r in chunk)
                 yield from self._counted(chunk)
-        active = self._list(archived=False) if self.window is None else self._searched()
+        active = self._list(archived=False) if self.window is None else self._searched(self.window)
         for chunk in _chunks(active, 1_000):
             yield from self._counted([r for r in chunk if r["id"] not in archived_ids])
 
@@ -303,19 +303,14 @@ class HubSpotStream(RecordStream):
 
     def _archived(self) -> Iterator[dict[str, Any]]:
         for record in self._list(archived=True):
-            if self.window is None or self._archived_inside(record):
+            if self.window is None or _archived_inside(record, self.window):
                 yield record
-
-    def _archived_inside(self, record: Mapping[str, Any]) -> bool:
-        moment = utc_moment(record.get("archivedAt") or record.get("updatedAt"), "archivedAt")
-        lower = self.window.lower
-        return moment is not None and lower <= moment < self.window.upper
 
     # -- incremental reads -----------------------------------------------------------------------
 
-    def _searched(self) -> Iterator[dict[str, Any]]:
-        """Every record modified inside the window, window by window in ascending time."""
-        lower, upper = self.window.millis()
+    def _searched(self, window: Window) -> Iterator[dict[str, Any]]:
+        """Every record modified inside ``window``, sub-window by sub-window in ascending time."""
+        lower, upper = window.millis()
         pending = [(lower, upper, 0)]
         while pending:
             start, end, rereads = pending.pop()
@@ -346,7 +341,8 @@ class HubSpotStream(RecordStream):
 
     def _read_window(self, start: int, end: int, first: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         """All records of a window of at most 10,000, or None if its total changed while paging."""
-        total, page, records = int(first.get("total", 0)), first, []
+        total, page = int(first.get("total", 0)), first
+        records: list[dict[str, Any]] = []
         while True:
             if int(page.get("total", 0)) != total:
                 return None
@@ -402,6 +398,11 @@ class HubSpotStream(RecordStream):
             return self.previous
         reached = max(self.window.upper, self.window.previous or self.window.upper)
         return {WATERMARK_KEY: iso(reached), CURSOR_KEY: self.spec.cursor}
+
+
+def _archived_inside(record: Mapping[str, Any], window: Window) -> bool:
+    moment = utc_moment(record.get("archivedAt") or record.get("updatedAt"), "archivedAt")
+    return moment is not None and window.lower <= moment < window.upper
 
 
 def _filter(name: str, operator: str, value: int) -> dict[str, str]:

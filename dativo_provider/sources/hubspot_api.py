@@ -76,7 +76,7 @@ class HubSpotDialect(Dialect):
             return None
         path = response.request.path_url.split("?")[0] if response.request is not None else ""
         method = response.request.method or "" if response.request is not None else ""
-        fields = {"api": api, "status": response.status_code, "method": method, "path": path}
+        fields: dict[str, Any] = {"api": api, "status": response.status_code, "method": method, "path": path}
         if response.status_code == 429 and str(body.get("policyName", "")).upper() == "DAILY":
             return self._daily_limit(response, fields)
         if str(body.get("message", "")).startswith("Unable to infer object type"):
@@ -166,11 +166,15 @@ class HubSpotApi:
             )
         clock = clock or SystemClock()
         dialect = HubSpotDialect(clock)
-        common = {"conn_id": config.conn_id, "dialect": dialect, "policy": policy, "clock": clock}
+
+        def client(auth: Auth | None) -> HttpClient:
+            return HttpClient(API, config.base_url, auth, conn_id=config.conn_id, dialect=dialect,
+                              policy=policy, clock=clock)
+
         auth: Auth = BearerAuth(config.access_token or "")
         if config.uses_oauth:
-            auth = OAuthRefreshAuth(HttpClient(API, config.base_url, **common), config, clock)
-        self.client = HttpClient(API, config.base_url, auth, **common)
+            auth = OAuthRefreshAuth(client(None), config, clock)
+        self.client = client(auth)
 
     def close(self) -> None:
         self.client.close()
@@ -196,7 +200,7 @@ class HubSpotApi:
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
                    archived: bool) -> list[dict[str, Any]]:
         """Records by id with ``properties`` (ids in chunks of 100)."""
-        results = []
+        results: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH_READ_SIZE):
             chunk = ids[start:start + BATCH_READ_SIZE]
             body = {"properties": list(properties), "inputs": [{"id": i} for i in chunk]}

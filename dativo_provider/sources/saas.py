@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -93,12 +93,16 @@ def name_list(value: Any, key: str, kind: str) -> tuple[str, ...] | None:
 class ApiClient(Protocol):
     """What a stream needs of its API client: a request count and a way to close it."""
 
-    requests_sent: int
+    @property
+    def requests_sent(self) -> int: ...
 
     def close(self) -> None: ...
 
 
-class RecordStream(SourceStream):
+ClientT = TypeVar("ClientT", bound=ApiClient)
+
+
+class RecordStream(SourceStream, Generic[ClientT]):
     """Batches of converted records; the new state only after the last page.
 
     :param client: the open HTTP client (closed with the stream).
@@ -110,7 +114,7 @@ class RecordStream(SourceStream):
     """
 
     def __init__(
-        self, client: ApiClient, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
+        self, client: ClientT, columns: Sequence[Column], where: str, previous: Mapping[str, Any] | None,
         batch_rows: int, details: dict[str, Any],
     ) -> None:
         self.client = client

@@ -103,7 +103,7 @@ def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
         expand=_expand(spec.get("expand")),
         incremental=incremental,
         lookback=duration(spec.get("lookback"), "stripe source: 'lookback'"),
-        settle=duration(spec.get("settle", DEFAULT_SETTLE), "stripe source: 'settle'"),
+        settle=duration(spec.get("settle", DEFAULT_SETTLE), "stripe source: 'settle'") or timedelta(0),
         start=utc_moment(spec.get("start"), "stripe source: 'start'"),
         params=_params(spec.get("params"), name),
         extra_fields=_pairs(spec.get("extra_fields"), "extra_fields"),
@@ -248,7 +248,7 @@ class CreatedWindow:
         return {key: int(value) for key, value in self.params()}
 
 
-class StripeStream(RecordStream):
+class StripeStream(RecordStream[HttpClient]):
     """The pages of one list request, newest first, cut off at the run's upper limit."""
 
     def __init__(self, source: StripeSource, client: HttpClient, window: CreatedWindow,
@@ -267,9 +267,9 @@ class StripeStream(RecordStream):
         path = f"/v1/{self.spec.object}"
         params = [("limit", str(self.spec.page_size)), *self.window.params(), *self.spec.params]
         params += [("expand[]", f"data.{e}") for e in self.spec.expand]
-        starting_after = None
+        starting_after: str | None = None
         while True:
-            paging = [("starting_after", starting_after)] if starting_after else []
+            paging: list[tuple[str, str]] = [("starting_after", starting_after)] if starting_after else []
             page = self.client.get(path, params + paging, what=f"the {self.spec.object} list")
             data = self._data(page.body)
             if not self._cutoff_known:
@@ -299,16 +299,17 @@ class StripeStream(RecordStream):
 
     def _within_cutoff(self, data: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for record in data:
-            created = record.get("created")
-            if self.incremental and not isinstance(created, int):
-                raise SourceError(
-                    f"Stripe {self.spec.object} record {record.get('id')!r} has no 'created'; read it with "
-                    "'incremental': false"
-                )
-            if self._cutoff is not None and created > self._cutoff:
-                continue
-            if self.incremental and (self._newest is None or created > self._newest):
-                self._newest = created
+            if self.incremental:
+                created = record.get("created")
+                if not isinstance(created, int):
+                    raise SourceError(
+                        f"Stripe {self.spec.object} record {record.get('id')!r} has no 'created'; read it "
+                        "with 'incremental': false"
+                    )
+                if self._cutoff is not None and created > self._cutoff:
+                    continue
+                if self._newest is None or created > self._newest:
+                    self._newest = created
             self._rows += 1
             yield record
 
@@ -319,6 +320,7 @@ class StripeStream(RecordStream):
             return self.previous
         reached = self._cutoff if self._cutoff is not None else self._newest
         moment = utc_moment(reached, "watermark")
+        assert moment is not None, "an incremental read of at least one record knows its newest 'created'"
         if self.window.previous is not None and moment < self.window.previous:
             moment = self.window.previous
         return {WATERMARK_KEY: iso(moment), CURSOR_KEY: "created"}
