@@ -4,6 +4,8 @@ Airflow >= 3.2 reads the connection form from the ``conn-fields`` and ``ui-field
 below without importing the hook; Airflow 2.x asks the hook's ``get_connection_form_widgets`` and
 ``get_ui_field_behaviour`` classmethods, which build their widgets from the same table.
 The ``postgres``, ``mysql`` and ``aws`` connection types are the official providers'; not redefined here.
+The source connection types, their hooks and integrations come from the source registry
+(:mod:`dativo_provider.sources.registry`); their form tables are below, keyed by connection type.
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from dativo_provider import __version__
+from dativo_provider.sources.registry import (
+    DATIVO_GOOGLE,
+    DATIVO_HUBSPOT,
+    DATIVO_STRIPE,
+    ConnectionType,
+    own_connection_types,
+)
 
 INTEGRATION = "Apache Iceberg (Dativo)"
 REPO_URL = "https://github.com/dativo-io/dativo-airflow-provider"
@@ -24,7 +33,7 @@ def _doc_page(name: str) -> str:
 
 _OPTIONAL_STRING: dict[str, Any] = {"type": ["string", "null"]}
 
-#: Extra fields of the ``iceberg`` connection: name -> label, JSON schema, help text.
+#: Extra fields of the ``dativo_iceberg`` connection: name -> label, JSON schema, help text.
 ICEBERG_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "catalog_type": {
         "label": "Catalog type",
@@ -81,11 +90,11 @@ ICEBERG_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
-STRIPE_INTEGRATION = "Stripe (Dativo)"
-HUBSPOT_INTEGRATION = "HubSpot (Dativo)"
+STRIPE_INTEGRATION = str(DATIVO_STRIPE.integration)
+HUBSPOT_INTEGRATION = str(DATIVO_HUBSPOT.integration)
 _SECRET_STRING: dict[str, Any] = {"type": ["string", "null"], "format": "password"}
 
-#: Extra fields of the ``stripe`` connection (the secret key is the password field).
+#: Extra fields of the ``dativo_stripe`` connection (the secret key is the password field).
 STRIPE_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "account": {
         "label": "Connected account",
@@ -110,7 +119,7 @@ STRIPE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"password": "sk_live_... or a restricted key rk_live_... with read access"},
 }
 
-#: Extra fields of the ``hubspot`` connection (a private-app token is the password field).
+#: Extra fields of the ``dativo_hubspot`` connection (a private-app token is the password field).
 HUBSPOT_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "client_id": {
         "label": "OAuth client id",
@@ -141,8 +150,29 @@ HUBSPOT_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 PRIVACY_INTEGRATION = "Data-subject requests (Dativo)"
+PRIVACY_KEY_HOOK_NAME = "DSR key (Dativo)"
 
-GOOGLE_INTEGRATION = "Google Drive and Sheets (Dativo)"
+#: Extra fields of the ``dativo_dsr_key`` connection (the key itself is the password field).
+DSR_KEY_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "algorithm": {
+        "label": "Signing algorithm",
+        "schema": {"type": ["string", "null"], "enum": ["ed25519", "hmac-sha256"]},
+        "description": "Signing keys: ed25519 (default; PEM in the password) or hmac-sha256. Empty for a hash key.",
+    },
+    "key_id": {
+        "label": "Key id",
+        "schema": _OPTIONAL_STRING,
+        "description": "Names the signing key in certificates (default: the connection id).",
+    },
+}
+
+DSR_KEY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "schema", "login", "port"],
+    "relabeling": {"password": "Key"},
+    "placeholders": {"password": "Ed25519 private key (PKCS#8 PEM), or a secret of at least 16 bytes"},
+}
+
+GOOGLE_INTEGRATION = str(DATIVO_GOOGLE.integration)
 
 #: Extra fields of the ``dativo_google`` connection (the key JSON or an access token is the password).
 #: The official ``google_cloud_platform`` connection works too; see docs/sources-google.md.
@@ -180,6 +210,45 @@ GOOGLE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"password": '{"type": "service_account", "client_email": ..., "private_key": ...}'},
 }
 
+#: connection type -> (``conn-fields``, ``ui-field-behaviour``) of each type the source registry defines.
+SOURCE_CONNECTION_FORMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    DATIVO_STRIPE.name: (STRIPE_CONN_FIELDS, STRIPE_UI_FIELD_BEHAVIOUR),
+    DATIVO_HUBSPOT.name: (HUBSPOT_CONN_FIELDS, HUBSPOT_UI_FIELD_BEHAVIOUR),
+    DATIVO_GOOGLE.name: (GOOGLE_CONN_FIELDS, GOOGLE_UI_FIELD_BEHAVIOUR),
+}
+
+
+def _source_connection_type(kind: ConnectionType) -> dict[str, Any]:
+    fields, behaviour = SOURCE_CONNECTION_FORMS[kind.name]
+    return {
+        "connection-type": kind.name,
+        "hook-class-name": kind.hook,
+        "hook-name": kind.integration,
+        "conn-fields": fields,
+        "ui-field-behaviour": behaviour,
+    }
+
+
+def _source_integration(kind: ConnectionType) -> dict[str, Any]:
+    return {
+        "integration-name": kind.integration,
+        "external-doc-url": _doc_page(str(kind.doc_page)),
+        "tags": ["service"],
+    }
+
+
+def _source_hooks(kind: ConnectionType) -> dict[str, Any]:
+    return {"integration-name": kind.integration, "python-modules": [str(kind.hook).rpartition(".")[0]]}
+
+
+#: How Airflow normalises ``iceberg://`` asset URIs, builds them and names them in OpenLineage.
+ICEBERG_ASSET_URIS: dict[str, Any] = {
+    "schemes": ["iceberg"],
+    "handler": "dativo_provider.assets.sanitize_uri",
+    "factory": "dativo_provider.assets.create_asset",
+    "to_openlineage_converter": "dativo_provider.assets.convert_asset_to_openlineage",
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow's ProvidersManager."""
@@ -190,27 +259,16 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         # Airflow 3.3 overwrites it with the package's Documentation Project-URL (the same page).
         "documentation-url": DOCS_URL,
+        # Airflow 3 reads asset-uris, Airflow 2.x dataset-uris; the scheme is documented in dativo_provider.assets.
+        "asset-uris": [ICEBERG_ASSET_URIS],
+        "dataset-uris": [ICEBERG_ASSET_URIS],
         "integrations": [
             {
                 "integration-name": INTEGRATION,
                 "external-doc-url": _doc_page("ingestion.md"),
                 "tags": ["software"],
             },
-            {
-                "integration-name": STRIPE_INTEGRATION,
-                "external-doc-url": _doc_page("sources-stripe.md"),
-                "tags": ["service"],
-            },
-            {
-                "integration-name": HUBSPOT_INTEGRATION,
-                "external-doc-url": _doc_page("sources-hubspot.md"),
-                "tags": ["service"],
-            },
-            {
-                "integration-name": GOOGLE_INTEGRATION,
-                "external-doc-url": _doc_page("sources-google.md"),
-                "tags": ["service"],
-            },
+            *(_source_integration(kind) for kind in own_connection_types()),
             {
                 "integration-name": PRIVACY_INTEGRATION,
                 "external-doc-url": _doc_page("privacy.md"),
@@ -222,9 +280,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": ["dativo_provider.hooks.iceberg", "dativo_provider.hooks.sources"],
             },
-            {"integration-name": STRIPE_INTEGRATION, "python-modules": ["dativo_provider.hooks.stripe"]},
-            {"integration-name": HUBSPOT_INTEGRATION, "python-modules": ["dativo_provider.hooks.hubspot"]},
-            {"integration-name": GOOGLE_INTEGRATION, "python-modules": ["dativo_provider.hooks.google"]},
+            *(_source_hooks(kind) for kind in own_connection_types()),
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.hooks.privacy"]},
         ],
         "operators": [
@@ -243,32 +299,19 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": [
             {
-                "connection-type": "iceberg",
+                "connection-type": "dativo_iceberg",
                 "hook-class-name": "dativo_provider.hooks.iceberg.IcebergHook",
                 "hook-name": INTEGRATION,
                 "conn-fields": ICEBERG_CONN_FIELDS,
                 "ui-field-behaviour": ICEBERG_UI_FIELD_BEHAVIOUR,
             },
+            *(_source_connection_type(kind) for kind in own_connection_types()),
             {
-                "connection-type": "stripe",
-                "hook-class-name": "dativo_provider.hooks.stripe.StripeHook",
-                "hook-name": STRIPE_INTEGRATION,
-                "conn-fields": STRIPE_CONN_FIELDS,
-                "ui-field-behaviour": STRIPE_UI_FIELD_BEHAVIOUR,
-            },
-            {
-                "connection-type": "hubspot",
-                "hook-class-name": "dativo_provider.hooks.hubspot.HubSpotHook",
-                "hook-name": HUBSPOT_INTEGRATION,
-                "conn-fields": HUBSPOT_CONN_FIELDS,
-                "ui-field-behaviour": HUBSPOT_UI_FIELD_BEHAVIOUR,
-            },
-            {
-                "connection-type": "dativo_google",
-                "hook-class-name": "dativo_provider.hooks.google.GoogleHook",
-                "hook-name": GOOGLE_INTEGRATION,
-                "conn-fields": GOOGLE_CONN_FIELDS,
-                "ui-field-behaviour": GOOGLE_UI_FIELD_BEHAVIOUR,
+                "connection-type": "dativo_dsr_key",
+                "hook-class-name": "dativo_provider.hooks.privacy.DsrKeyHook",
+                "hook-name": PRIVACY_KEY_HOOK_NAME,
+                "conn-fields": DSR_KEY_CONN_FIELDS,
+                "ui-field-behaviour": DSR_KEY_UI_FIELD_BEHAVIOUR,
             },
         ],
     }

@@ -10,7 +10,7 @@ writes nothing twice. Deals read every property by default; contacts only the on
 ### What it needs
 
 A connection `hubspot_default` holding a private app's access token in its password field, e.g.
-`AIRFLOW_CONN_HUBSPOT_DEFAULT='{"conn_type": "hubspot", "password": "pat-na1-..."}'`, or an OAuth
+`AIRFLOW_CONN_HUBSPOT_DEFAULT='{"conn_type": "dativo_hubspot", "password": "pat-na1-..."}'`, or an OAuth
 app's `client_id`, `client_secret` and `refresh_token` extras (see docs/sources-hubspot.md).
 
 ### How to run it

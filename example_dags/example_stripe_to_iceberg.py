@@ -10,7 +10,7 @@ rerun of the same day writes nothing twice.
 ### What it needs
 
 A connection `stripe_default` holding the secret key in its password field, e.g.
-`AIRFLOW_CONN_STRIPE_DEFAULT='{"conn_type": "stripe", "password": "rk_live_..."}'` (a restricted
+`AIRFLOW_CONN_STRIPE_DEFAULT='{"conn_type": "dativo_stripe", "password": "rk_live_..."}'` (a restricted
 key with read access is enough; see docs/sources-stripe.md).
 
 ### How to run it

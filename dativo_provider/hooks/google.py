@@ -32,8 +32,10 @@ from dativo_provider.get_provider_info import (
     GOOGLE_INTEGRATION,
     GOOGLE_UI_FIELD_BEHAVIOUR,
 )
+from dativo_provider.hooks.connection_test import connection_secrets, connection_test
 from dativo_provider.hooks.forms import field_behaviour, form_widgets
-from dativo_provider.hooks.sources import extras_of
+from dativo_provider.hooks.sources import checked_type, extras_of
+from dativo_provider.sources.registry import DATIVO_GOOGLE, GOOGLE_CLOUD
 
 DEFAULT_METADATA_URL = "http://metadata.google.internal"
 _UNSUPPORTED_EXTRAS = {
@@ -53,7 +55,7 @@ class GoogleHook(BaseHook):
 
     conn_name_attr = "google_conn_id"
     default_conn_name = "google_cloud_default"
-    conn_type = "dativo_google"
+    conn_type = DATIVO_GOOGLE.name
     hook_name = GOOGLE_INTEGRATION
 
     def __init__(self, google_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -62,7 +64,15 @@ class GoogleHook(BaseHook):
 
     def get_conn(self) -> GoogleConfig:
         """The engine's Google configuration (secrets stay out of its ``repr``)."""
-        return google_config(self.get_connection(self.google_conn_id))
+        conn = self.get_connection(self.google_conn_id)
+        return google_config(checked_type(conn, DATIVO_GOOGLE, GOOGLE_CLOUD.name))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Mint an access token and, with a Drive scope, list one file id (no file content is read)."""
+        from dativo_provider.sources.probes import probe_google
+
+        return connection_test(lambda: probe_google(self.get_conn()),
+                               lambda: connection_secrets(self.get_connection(self.google_conn_id)))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

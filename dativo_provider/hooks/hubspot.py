@@ -1,10 +1,11 @@
-"""The ``hubspot`` connection type: HubSpot credentials as the engine's :class:`HubSpotConfig`.
+"""The ``dativo_hubspot`` connection type: HubSpot credentials as the engine's :class:`HubSpotConfig`.
 
 Fields: ``password`` is a private app's access token (``pat-...``). For an OAuth app instead, the
 extras ``client_id``, ``client_secret`` and ``refresh_token``: access tokens are then obtained from
 ``POST /oauth/v1/token`` at run time and refreshed when they expire (the refresh token wins when
 both are set). Extra ``base_url``: a proxy, or a test double (default ``https://api.hubapi.com``).
-Every secret is registered with Airflow's secret masker as soon as it is read.
+Every secret is registered with Airflow's secret masker as soon as it is read. Connections of the
+type's old name, ``hubspot``, are read too (for this release only, with a warning).
 """
 
 from __future__ import annotations
@@ -19,22 +20,24 @@ from dativo_provider.get_provider_info import (
     HUBSPOT_INTEGRATION,
     HUBSPOT_UI_FIELD_BEHAVIOUR,
 )
+from dativo_provider.hooks.connection_test import connection_secrets, connection_test
 from dativo_provider.hooks.forms import field_behaviour, form_widgets
-from dativo_provider.hooks.sources import extras_of
+from dativo_provider.hooks.sources import checked_type, extras_of
+from dativo_provider.sources.registry import DATIVO_HUBSPOT
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 _OAUTH_EXTRAS = ("client_id", "client_secret", "refresh_token")
 
 
 class HubSpotHook(BaseHook):
-    """Read a ``hubspot`` connection.
+    """Read a ``dativo_hubspot`` connection.
 
     :param hubspot_conn_id: the connection id.
     """
 
     conn_name_attr = "hubspot_conn_id"
     default_conn_name = "hubspot_default"
-    conn_type = "hubspot"
+    conn_type = DATIVO_HUBSPOT.name
     hook_name = HUBSPOT_INTEGRATION
 
     def __init__(self, hubspot_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -43,7 +46,14 @@ class HubSpotHook(BaseHook):
 
     def get_conn(self) -> HubSpotConfig:
         """The engine's HubSpot configuration (secrets stay out of its ``repr``)."""
-        return hubspot_config(self.get_connection(self.hubspot_conn_id))
+        return hubspot_config(checked_type(self.get_connection(self.hubspot_conn_id), DATIVO_HUBSPOT))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ask HubSpot for the account details (``GET /account-info/v3/details``): no CRM records are read."""
+        from dativo_provider.sources.probes import probe_hubspot
+
+        return connection_test(lambda: probe_hubspot(self.get_conn()),
+                               lambda: connection_secrets(self.get_connection(self.hubspot_conn_id)))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -57,7 +67,7 @@ class HubSpotHook(BaseHook):
 
 
 def hubspot_config(conn: Any) -> HubSpotConfig:
-    """Map a ``hubspot`` Connection to a :class:`HubSpotConfig`.
+    """Map a ``dativo_hubspot`` Connection to a :class:`HubSpotConfig`.
 
     :raises ConfigError: neither a token nor the complete OAuth trio is set.
     """

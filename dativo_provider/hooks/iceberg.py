@@ -1,19 +1,33 @@
-"""The ``iceberg`` connection type: an Airflow Connection as a pyiceberg catalog configuration.
+"""Iceberg catalog connections: an Airflow Connection as a pyiceberg catalog configuration.
 
-Field mapping (``catalog_type`` extra picks the kind, default ``sql``):
+Two connection types are read, each with its own field meaning:
+
+**``iceberg``** (the official ``apache-airflow-providers-apache-iceberg`` type), read exactly as its
+hook reads it: ``host`` is the catalog URI, ``login``/``password`` the OAuth client id and secret of
+a REST catalog (sent as ``credential``), and the extras are pyiceberg catalog properties, passed
+through, with ``type`` defaulting to ``rest``. So ``{"type": "sql", "uri": "sqlite:///...",
+"warehouse": "file:///..."}`` configures a SQL catalog, and ``{"type": "glue", "glue.region": ...}``
+a Glue one. The catalog is named after the connection id, as the official hook names it, so both
+hooks see the same tables of a SQL catalog.
+
+**``dativo_iceberg``** (this provider's own; ``catalog_type`` extra picks the kind, default ``sql``):
 
 - **sql**: ``host`` is a database URI (``sqlite:////data/catalog.db``, ``postgresql+psycopg://...``),
   or a database host, from which ``postgresql+psycopg://login:password@host:port/schema`` is built.
-  pyiceberg's ``SqlCatalog`` serves it where SQLAlchemy 2 is installed (Airflow >= 3.1), our
-  ``DbApiCatalog`` (same tables, ``sqlite3`` or psycopg) elsewhere.
 - **rest**: ``host`` is the catalog URI; ``password`` a bearer token, or the ``credential`` extra an
   OAuth ``client_id:client_secret``; extras ``warehouse``, ``oauth2-server-uri``, ``scope``.
 - **glue**: extras ``region`` and ``aws_conn_id`` (an ``aws`` connection: keys, region, endpoint).
 
-For every kind: ``warehouse`` (``file://`` or ``s3://``), ``s3_endpoint`` for MinIO and tests, the
-``aws_conn_id`` credentials for S3, ``catalog_name``; any extra whose key holds a ``.`` or ``-`` (a
-pyiceberg property such as ``s3.force-virtual-addressing``) is passed to pyiceberg unchanged.
+  For every kind: ``warehouse`` (``file://`` or ``s3://``), ``s3_endpoint`` for MinIO and tests, the
+  ``aws_conn_id`` credentials for S3, ``catalog_name``; any extra whose key holds a ``.`` or ``-`` (a
+  pyiceberg property such as ``s3.force-virtual-addressing``) is passed to pyiceberg unchanged.
 
+An ``iceberg`` connection written for this provider before its type was renamed (extras such as
+``catalog_type``, ``aws_conn_id``, or a database URI as host without a ``type``) is still read with
+the ``dativo_iceberg`` meaning for this release, with a warning naming the migration.
+
+SQL catalogs are pyiceberg's ``SqlCatalog`` where SQLAlchemy 2 is installed (Airflow >= 3.1), our
+``DbApiCatalog`` (same tables, ``sqlite3`` or psycopg) elsewhere, whichever type configured them.
 When the default connection ``iceberg_default`` does not exist, the hook falls back to the embedded
 catalog: SQLite and a local warehouse under ``$DATIVO_HOME`` (default ``$AIRFLOW_HOME/dativo``).
 """
@@ -31,8 +45,10 @@ from dativo_provider.compat import AirflowNotFoundException, BaseHook, mask_secr
 from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.get_provider_info import ICEBERG_CONN_FIELDS, ICEBERG_UI_FIELD_BEHAVIOUR, INTEGRATION
-from dativo_provider.hooks.sources import extras_of, object_store_config
-from dativo_provider.iceberg.catalog import CATALOG_TYPES, CatalogConfig, embedded_catalog
+from dativo_provider.hooks.connection_test import connection_secrets, connection_test
+from dativo_provider.hooks.forms import field_behaviour, form_widgets
+from dativo_provider.hooks.sources import extras_of, object_store_config, warn_renamed_type
+from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -40,10 +56,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CATALOG_NAME = "dativo"
+#: This provider's own type, and the official Iceberg provider's.
+CONN_TYPE = "dativo_iceberg"
+OFFICIAL_CONN_TYPE = "iceberg"
+#: Extras only this provider's old ``iceberg`` form wrote: none is a pyiceberg catalog property.
+_OWN_EXTRAS = frozenset({"catalog_type", "catalog_name", "aws_conn_id", "s3_endpoint", "region"})
 
 
 class IcebergHook(BaseHook):
-    """Build the Iceberg catalog an ``iceberg`` connection describes.
+    """Build the Iceberg catalog a ``dativo_iceberg`` or an official ``iceberg`` connection describes.
 
     :param iceberg_conn_id: the connection; when it is the default and does not exist, the embedded
         catalog is used.
@@ -51,7 +72,7 @@ class IcebergHook(BaseHook):
 
     conn_name_attr = "iceberg_conn_id"
     default_conn_name = "iceberg_default"
-    conn_type = "iceberg"
+    conn_type = CONN_TYPE
     hook_name = INTEGRATION
 
     def __init__(self, iceberg_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -65,7 +86,22 @@ class IcebergHook(BaseHook):
     def get_catalog_config(self) -> CatalogConfig:
         """The engine's catalog configuration for this connection (secrets stay out of its ``repr``)."""
         conn = self._connection_or_none()
-        return embedded_default() if conn is None else catalog_config(conn, self._aws_config(conn))
+        if conn is None:
+            return embedded_default()
+        return catalog_config(conn, self._aws_config(conn) if reads_own_fields(conn) else None)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """List the catalog's namespaces: proves the catalog answers and the credentials are accepted."""
+        return connection_test(self._list_namespaces, self._secrets)
+
+    def _list_namespaces(self) -> str:
+        config = self.get_catalog_config()
+        count = len(config.load().list_namespaces())
+        return f"{config.properties['type']} catalog {config.name!r} answered: {count} namespace(s)"
+
+    def _secrets(self) -> tuple[str, ...]:
+        conn = self._connection_or_none()
+        return connection_secrets(conn) if conn is not None else ()
 
     def _connection_or_none(self) -> Any:
         try:
@@ -90,45 +126,85 @@ class IcebergHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra form fields for Airflow 2.x (Airflow >= 3.2 reads ``conn-fields`` instead)."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import PasswordField, StringField
-
-        widgets: dict[str, Any] = {}
-        for name, spec in ICEBERG_CONN_FIELDS.items():
-            secret = spec["schema"].get("format") == "password"
-            field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-            widgets[name] = field_class(lazy_gettext(spec["label"]), widget=widget(), description=spec["description"])
-        return widgets
+        return form_widgets(ICEBERG_CONN_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Relabelled standard fields for Airflow 2.x (Airflow >= 3.2 reads ``ui-field-behaviour``)."""
-        return {
-            "hidden_fields": ICEBERG_UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": ICEBERG_UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": ICEBERG_UI_FIELD_BEHAVIOUR["placeholders"],
-        }
+        return field_behaviour(ICEBERG_UI_FIELD_BEHAVIOUR)
 
 
 def catalog_config(conn: Any, aws: ObjectStoreConfig | None = None) -> CatalogConfig:
-    """Map an ``iceberg`` Connection (and the AWS credentials it names) to a :class:`CatalogConfig`.
+    """Map an Iceberg Connection (and the AWS credentials it names) to a :class:`CatalogConfig`.
 
-    :param conn: the Airflow Connection.
-    :param aws: credentials and endpoint of the connection's ``aws_conn_id``, if it has one.
-    :raises ConfigError: a field is missing or has a value the catalog kind does not accept.
+    :param conn: a ``dativo_iceberg`` or ``iceberg`` Connection.
+    :param aws: credentials and endpoint of a ``dativo_iceberg`` connection's ``aws_conn_id``.
+    :raises ConfigError: another connection type, a missing field, or a value the catalog does not accept.
     """
+    if not reads_own_fields(conn):
+        return official_catalog_config(conn)
+    if conn.conn_type == OFFICIAL_CONN_TYPE:
+        warn_renamed_type(conn.conn_id, OFFICIAL_CONN_TYPE, CONN_TYPE)
+    return own_catalog_config(conn, aws)
+
+
+def reads_own_fields(conn: Any) -> bool:
+    """True for ``dativo_iceberg``, and for an ``iceberg`` connection written for this provider's old type.
+
+    :raises ConfigError: the connection is of neither Iceberg type.
+    """
+    if conn.conn_type == CONN_TYPE:
+        return True
+    if conn.conn_type != OFFICIAL_CONN_TYPE:
+        raise ConfigError(
+            f"connection {conn.conn_id!r} has type {conn.conn_type!r}; an Iceberg catalog needs a "
+            f"{CONN_TYPE} or {OFFICIAL_CONN_TYPE} connection"
+        )
+    extras = extras_of(conn)
+    if any(extras.get(key) not in (None, "") for key in _OWN_EXTRAS):
+        return True
+    host = conn.host or ""
+    # The old type defaulted to a SQL catalog with a database URI or host; the official one to REST.
+    return "type" not in extras and bool(host) and not host.lower().startswith(("http://", "https://"))
+
+
+def official_catalog_config(conn: Any) -> CatalogConfig:
+    """An ``iceberg`` Connection read as the official provider's hook reads it (see the module docstring).
+
+    :raises ConfigError: an extra that is not a text, number or boolean, or a sql/rest catalog without a URI.
+    """
+    properties = {key: _property_text(conn.conn_id, key, value) for key, value in extras_of(conn).items()}
+    if conn.host:
+        properties["uri"] = conn.host.rstrip("/")
+    properties.setdefault("type", "rest")
+    if properties["type"] == "rest" and conn.login and conn.password:
+        properties["credential"] = f"{conn.login}:{conn.password}"
+    elif properties["type"] == "rest" and (conn.login or conn.password):
+        log.warning("connection %r: set both Client ID (login) and Client Secret (password) for OAuth2, or "
+                    "neither", conn.conn_id)
+    if properties["type"] in ("sql", "rest") and not properties.get("uri"):
+        raise ConfigError(f"connection {conn.conn_id!r}: a {properties['type']} catalog needs its URI in 'host' "
+                          "(or the extra 'uri')")
+    if properties["type"] == "sql":
+        _mask_uri_password(properties["uri"])
+    config = CatalogConfig(name=conn.conn_id, properties=properties)
+    for secret in config.secrets:
+        mask_secret(secret)
+    return config
+
+
+def own_catalog_config(conn: Any, aws: ObjectStoreConfig | None = None) -> CatalogConfig:
+    """A ``dativo_iceberg`` Connection (or an old-style ``iceberg`` one) as a :class:`CatalogConfig`."""
     extras = extras_of(conn)
     kind = extras.get("catalog_type") or "sql"
-    if kind not in CATALOG_TYPES:
+    if kind not in _OWN_KINDS:
         raise ConfigError(
-            f"connection {conn.conn_id!r}: extra 'catalog_type' is {kind!r}; expected one of {CATALOG_TYPES}"
+            f"connection {conn.conn_id!r}: extra 'catalog_type' is {kind!r}; expected one of {tuple(_OWN_KINDS)}"
         )
-    kind_properties = {"sql": _sql_properties, "rest": _rest_properties, "glue": _glue_properties}[kind]
     properties = {
         "type": kind,
         "warehouse": extras.get("warehouse"),
-        **kind_properties(conn, extras, aws),
+        **_OWN_KINDS[kind](conn, extras, aws),
         **_s3_properties(extras, aws),
         **_pyiceberg_passthrough(extras),
     }
@@ -136,6 +212,21 @@ def catalog_config(conn: Any, aws: ObjectStoreConfig | None = None) -> CatalogCo
         name=extras.get("catalog_name") or DEFAULT_CATALOG_NAME,
         properties={key: str(value) for key, value in properties.items() if value not in (None, "")},
     )
+
+
+def _property_text(conn_id: str, key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(f"connection {conn_id!r}: extra {key!r} must be a text, number or boolean (a pyiceberg "
+                      f"catalog property), not {type(value).__name__}")
+
+
+def _mask_uri_password(uri: str) -> None:
+    embedded_password = urllib.parse.urlsplit(uri).password
+    if embedded_password:
+        mask_secret(urllib.parse.unquote(embedded_password))
 
 
 def embedded_default() -> CatalogConfig:
@@ -160,9 +251,7 @@ def _sql_properties(conn: Any, extras: Mapping[str, Any], aws: ObjectStoreConfig
     if not host:
         raise ConfigError(f"connection {conn.conn_id!r}: a sql catalog needs 'host' (a database URI or a host)")
     if "://" in host:
-        embedded_password = urllib.parse.urlsplit(host).password
-        if embedded_password:
-            mask_secret(urllib.parse.unquote(embedded_password))
+        _mask_uri_password(host)
         return {"uri": host}
     return {"uri": _postgres_uri(conn)}
 
@@ -215,3 +304,6 @@ def _pyiceberg_passthrough(extras: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
+
+
+_OWN_KINDS = {"sql": _sql_properties, "rest": _rest_properties, "glue": _glue_properties}

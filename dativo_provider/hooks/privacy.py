@@ -1,6 +1,9 @@
 """Keys for data-subject requests, and Airflow's REST API for account termination, from Connections.
 
-Two key connections (conn type ``generic``; only ``password`` and ``extra`` are read):
+Two key connections, of this provider's type ``dativo_dsr_key`` (``generic`` connections are read
+the same way, but only ``dativo_dsr_key`` has a form and reaches :meth:`DsrKeyHook.test_connection`
+from ``airflow connections test`` and the UI: Airflow finds a hook by connection type). Only
+``password`` and ``extra`` are read:
 
 - **signing** (default ``dativo_dsr_signing``): ``password`` holds the Ed25519 private key as
   unencrypted PKCS#8 PEM; or an HMAC secret (at least 16 bytes) with extra
@@ -12,7 +15,8 @@ Two key connections (conn type ``generic``; only ``password`` and ``extra`` are 
 Both secrets are registered with Airflow's secret masker as soon as they are read, live only inside
 key objects whose ``repr`` hides them, and are never returned, logged or pushed to XCom.
 
-The **Airflow API** connection (conn type ``http`` or ``generic``) is what
+The **Airflow API** connection (conn type ``http``, the official HTTP provider's: its fields mean
+exactly what they mean there, so no type of our own) is what
 :class:`~dativo_provider.operators.privacy.TenantTerminateOperator` uses on Airflow 3, where a task
 cannot touch the metadata database: ``host`` is the API server's base URL (``http://api-server:8080``;
 ``schema`` ``https`` and ``port`` are honoured when ``host`` has no scheme). With ``login`` and
@@ -28,6 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, BaseHook, mask_secret
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.get_provider_info import (
+    DSR_KEY_CONN_FIELDS,
+    DSR_KEY_UI_FIELD_BEHAVIOUR,
+    PRIVACY_KEY_HOOK_NAME,
+)
+from dativo_provider.hooks.connection_test import connection_secrets, connection_test
+from dativo_provider.hooks.forms import field_behaviour, form_widgets
 from dativo_provider.hooks.sources import extras_of
 
 if TYPE_CHECKING:
@@ -47,8 +58,8 @@ class DsrKeyHook(BaseHook):
 
     conn_name_attr = "conn_id"
     default_conn_name = SIGNING_CONN_ID
-    conn_type = "generic"
-    hook_name = "DSR key (Dativo)"
+    conn_type = "dativo_dsr_key"
+    hook_name = PRIVACY_KEY_HOOK_NAME
 
     def __init__(self, conn_id: str = SIGNING_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,6 +67,29 @@ class DsrKeyHook(BaseHook):
 
     def get_conn(self) -> SigningKey:
         return self.signing_key()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Validate the key material: a signing key (PEM, or extra ``algorithm`` ``hmac-sha256``) signs a
+        test message; any other secret must be long enough to be a hash key. Nothing leaves the worker."""
+        return connection_test(self._check_key, lambda: connection_secrets(self.get_connection(self.conn_id)))
+
+    def _check_key(self) -> str:
+        secret, extras = self._secret()
+        if secret.lstrip().startswith("-----BEGIN") or extras.get("algorithm"):
+            key = self.signing_key()
+            key.sign(b"dativo connection test")
+            return f"{key.algorithm} signing key {key.key_id!r} signs"
+        return f"a {len(self.hash_key())}-byte hash key (or, with extra algorithm hmac-sha256, an HMAC signing key)"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields for Airflow 2.x (Airflow >= 3.2 reads ``conn-fields`` instead)."""
+        return form_widgets(DSR_KEY_CONN_FIELDS)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabelled standard fields for Airflow 2.x (Airflow >= 3.2 reads ``ui-field-behaviour``)."""
+        return field_behaviour(DSR_KEY_UI_FIELD_BEHAVIOUR)
 
     def _secret(self) -> tuple[str, dict[str, Any]]:
         conn = self.get_connection(self.conn_id)
@@ -144,6 +178,15 @@ class AirflowApiHook(BaseHook):
             raise ConfigError(f"Airflow API {method} {self.prefix}{path}: HTTP {response.status_code} "
                               f"{response.text[:300]}")
         return response.json() if response.content else None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """List one DAG: proves the API answers, the login works and DAGs are readable."""
+        return connection_test(self._list_one_dag,
+                               lambda: connection_secrets(self.get_connection(self.airflow_api_conn_id)))
+
+    def _list_one_dag(self) -> str:
+        page = self.request("GET", "/dags", params={"limit": 1})
+        return f"Airflow API {self.base_url}{self.prefix} answered: {page.get('total_entries', 0)} DAG(s) visible"
 
     def paged(self, path: str, field: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paged list endpoint (``limit``/``offset``)."""

@@ -1,13 +1,16 @@
 """Turn a source spec's ``conn_id`` into the engine's connection config.
 
-The connection types are the official providers' own: ``postgres``, ``mysql`` and ``aws``. Only the
-connection's fields are read, so none of those providers needs to be installed.
+Which connection types a source accepts, and which function reads each, is in
+:mod:`dativo_provider.sources.registry`. The ``postgres``, ``mysql``, ``aws`` and
+``google_cloud_platform`` types are the official providers' own: only the connection's fields are
+read, so none of those providers needs to be installed.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,27 +23,12 @@ from dativo_provider.connections import (
     StripeConfig,
 )
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.sources.registry import ConnectionType, legacy_names, source_type
 
-#: source ``type`` -> connection types it accepts. Files read local paths without a connection;
-#: markdown_kv takes an aws connection for an S3 path and a Google one for a gdrive:// path.
-EXPECTED_CONN_TYPES: dict[str, tuple[str, ...]] = {
-    "postgres": ("postgres",),
-    "mysql": ("mysql",),
-    "files": ("aws",),
-    "markdown_kv": ("aws", "google_cloud_platform", "dativo_google"),
-    "stripe": ("stripe",),
-    "hubspot": ("hubspot",),
-    "google_drive": ("google_cloud_platform", "dativo_google"),
-    "google_sheets": ("google_cloud_platform", "dativo_google"),
-}
+log = logging.getLogger(__name__)
 
-#: connection type -> "module:function" building its config; imported only when such a connection is used.
-CONFIG_BUILDERS: dict[str, str] = {
-    "stripe": "dativo_provider.hooks.stripe:stripe_config",
-    "hubspot": "dativo_provider.hooks.hubspot:hubspot_config",
-    "google_cloud_platform": "dativo_provider.hooks.google:google_config",
-    "dativo_google": "dativo_provider.hooks.google:google_config",
-}
+#: Where docs/connections.md explains how to change a connection's type.
+MIGRATION_DOC = "docs/connections.md#renamed-connection-types"
 
 #: Connection extras handed to the driver as options: libpq keywords and PyMySQL ``connect`` kwargs.
 DRIVER_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -70,27 +58,59 @@ def source_connection_config(
     """The connection config for ``spec["conn_id"]``, or None when the spec names no connection.
 
     :param spec: a source spec; ``type`` picks the expected connection type.
-    :raises ConfigError: the connection has a type this kind of source cannot use.
+    :raises ConfigError: an unknown source type (the valid ones listed), a source that takes no
+        connection, or a connection of a type this kind of source cannot use.
     """
     conn_id = spec.get("conn_id")
+    entry = source_type(spec.get("type"))
     if not conn_id:
         return None
-    kind = spec.get("type")
-    expected = EXPECTED_CONN_TYPES.get(str(kind))
-    if expected is None:
-        raise ConfigError(f"source 'type' {kind!r} does not take a connection (conn_id {conn_id!r})")
+    if not entry.connections:
+        raise ConfigError(f"a {entry.name} source takes no connection; remove conn_id {conn_id!r}")
     conn = BaseHook.get_connection(conn_id)
-    if conn.conn_type not in expected:
+    accepted = {c.name: c for c in entry.connections}
+    kind = accepted.get(conn.conn_type) or _renamed(conn, accepted)
+    if kind is None:
         raise ConfigError(
-            f"connection {conn_id!r} has type {conn.conn_type!r}, but a {kind} source needs a "
-            f"{' or '.join(expected)} connection"
+            f"connection {conn_id!r} has type {conn.conn_type!r}, but a {entry.name} source needs a "
+            f"{' or '.join(accepted)} connection"
         )
-    if conn.conn_type == "aws":
-        return object_store_config(conn)
-    if conn.conn_type in CONFIG_BUILDERS:
-        module, _, function = CONFIG_BUILDERS[conn.conn_type].partition(":")
-        return getattr(importlib.import_module(module), function)(conn)
-    return database_config(conn)
+    module, _, function = kind.config_builder.partition(":")
+    return getattr(importlib.import_module(module), function)(conn)
+
+
+def _renamed(conn: Any, accepted: Mapping[str, ConnectionType]) -> ConnectionType | None:
+    """The accepted type a connection's old type name was renamed to (read with a warning), if any."""
+    kind = legacy_names().get(conn.conn_type)
+    if kind is None or kind.name not in accepted:
+        return None
+    warn_renamed_type(conn.conn_id, conn.conn_type, kind.name)
+    return kind
+
+
+def checked_type(conn: Any, kind: ConnectionType, *others: str) -> Any:
+    """``conn``, once its type is ``kind`` (or ``kind``'s old name, with a warning) or one of ``others``.
+
+    :raises ConfigError: naming the connection, its type and the type it needs.
+    """
+    if conn.conn_type == kind.name or conn.conn_type in others:
+        return conn
+    if kind.legacy_name and conn.conn_type == kind.legacy_name:
+        warn_renamed_type(conn.conn_id, conn.conn_type, kind.name)
+        return conn
+    raise ConfigError(
+        f"connection {conn.conn_id!r} has type {conn.conn_type!r}; it needs a "
+        f"{' or '.join((kind.name, *others))} connection"
+    )
+
+
+def warn_renamed_type(conn_id: str, old: str, new: str) -> None:
+    """Log that a connection still has a renamed type: it works for this release only."""
+    log.warning(
+        "DeprecationWarning: connection %r has type %r, renamed to %r; this release still reads it, the "
+        "next one will not. Change the connection's type to %r (see %s).",
+        conn_id, old, new, new, MIGRATION_DOC,
+    )
 
 
 def database_config(conn: Any) -> DatabaseConfig:

@@ -1,10 +1,11 @@
-"""The ``stripe`` connection type: a Stripe secret key as the engine's :class:`StripeConfig`.
+"""The ``dativo_stripe`` connection type: a Stripe secret key as the engine's :class:`StripeConfig`.
 
 Fields: ``password`` is the secret key (``sk_live_...``) or a restricted key (``rk_live_...``, read
 permissions suffice). Extras: ``account`` (``acct_...``, read a connected account through the
 ``Stripe-Account`` header), ``api_version`` (pins ``Stripe-Version``), ``base_url`` (a proxy, or a
 test double; default ``https://api.stripe.com``). The key is registered with Airflow's secret
-masker as soon as it is read.
+masker as soon as it is read. Connections of the type's old name, ``stripe``, are read too (for
+this release only, with a warning).
 """
 
 from __future__ import annotations
@@ -19,21 +20,23 @@ from dativo_provider.get_provider_info import (
     STRIPE_INTEGRATION,
     STRIPE_UI_FIELD_BEHAVIOUR,
 )
+from dativo_provider.hooks.connection_test import connection_secrets, connection_test
 from dativo_provider.hooks.forms import field_behaviour, form_widgets
-from dativo_provider.hooks.sources import extras_of
+from dativo_provider.hooks.sources import checked_type, extras_of
+from dativo_provider.sources.registry import DATIVO_STRIPE
 
 DEFAULT_BASE_URL = "https://api.stripe.com"
 
 
 class StripeHook(BaseHook):
-    """Read a ``stripe`` connection.
+    """Read a ``dativo_stripe`` connection.
 
     :param stripe_conn_id: the connection id.
     """
 
     conn_name_attr = "stripe_conn_id"
     default_conn_name = "stripe_default"
-    conn_type = "stripe"
+    conn_type = DATIVO_STRIPE.name
     hook_name = STRIPE_INTEGRATION
 
     def __init__(self, stripe_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -42,7 +45,14 @@ class StripeHook(BaseHook):
 
     def get_conn(self) -> StripeConfig:
         """The engine's Stripe configuration (the key stays out of its ``repr``)."""
-        return stripe_config(self.get_connection(self.stripe_conn_id))
+        return stripe_config(checked_type(self.get_connection(self.stripe_conn_id), DATIVO_STRIPE))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ask Stripe for the account balance (``GET /v1/balance``): no customer data is read."""
+        from dativo_provider.sources.probes import probe_stripe
+
+        return connection_test(lambda: probe_stripe(self.get_conn()),
+                               lambda: connection_secrets(self.get_connection(self.stripe_conn_id)))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -56,7 +66,7 @@ class StripeHook(BaseHook):
 
 
 def stripe_config(conn: Any) -> StripeConfig:
-    """Map a ``stripe`` Connection to a :class:`StripeConfig`.
+    """Map a ``dativo_stripe`` Connection to a :class:`StripeConfig`.
 
     :raises ConfigError: the connection has no key.
     """

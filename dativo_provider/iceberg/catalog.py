@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 #: Property name fragments whose values are secrets (pyiceberg's own property names).
 _SECRET_MARKERS = ("token", "credential", "secret", "password", "session")
 
-CATALOG_TYPES = ("sql", "rest", "glue")
+#: pyiceberg's catalog types, except ``in-memory``: a catalog that lives inside one process cannot be
+#: shared by the tasks of a DAG. sql, rest and glue are tested here; the others are pyiceberg's own.
+CATALOG_TYPES = ("sql", "rest", "glue", "hive", "dynamodb", "bigquery")
 
 
 @dataclass(frozen=True)

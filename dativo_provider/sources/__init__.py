@@ -1,6 +1,7 @@
 """Source connectors. ``build_source`` turns a source spec (a plain dict) into a :class:`Source`.
 
-Modules are imported only when their kind is asked for, so a missing extra fails with its name.
+Which module builds which ``type`` is in :mod:`dativo_provider.sources.registry`. Modules are imported
+only when their kind is asked for, so a missing extra fails with its name.
 """
 
 from __future__ import annotations
@@ -9,20 +10,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from dativo_provider.exceptions import ConfigError
 from dativo_provider.sources.base import ReadBounds, Source, SourceStream
-
-#: source ``type`` -> module defining ``from_spec(spec, connection) -> Source``
-SOURCE_MODULES: dict[str, str] = {
-    "postgres": "dativo_provider.sources.postgres",
-    "mysql": "dativo_provider.sources.mysql",
-    "files": "dativo_provider.sources.files",
-    "stripe": "dativo_provider.sources.stripe",
-    "hubspot": "dativo_provider.sources.hubspot",
-    "google_drive": "dativo_provider.sources.google_drive",
-    "google_sheets": "dativo_provider.sources.google_sheets",
-    "markdown_kv": "dativo_provider.sources.markdown_kv",
-}
+from dativo_provider.sources.registry import SOURCE_TYPES, source_type
 
 
 def build_source(spec: Mapping[str, Any], connection: Any = None) -> Source:
@@ -31,12 +20,10 @@ def build_source(spec: Mapping[str, Any], connection: Any = None) -> Source:
     :param spec: the source spec; ``spec["type"]`` picks the connector.
     :param connection: the connector's config (``DatabaseConfig``, ``ObjectStoreConfig`` or None),
         built from an Airflow Connection by the hooks.
+    :raises ConfigError: an unknown ``type`` (the message lists the valid ones).
     """
-    kind = spec.get("type")
-    if kind not in SOURCE_MODULES:
-        raise ConfigError(f"source 'type' is {kind!r}; expected one of {sorted(SOURCE_MODULES)}")
-    module = importlib.import_module(SOURCE_MODULES[kind])
+    module = importlib.import_module(source_type(spec.get("type")).module)
     return module.from_spec(spec, connection)
 
 
-__all__ = ["ReadBounds", "Source", "SourceStream", "build_source", "SOURCE_MODULES"]
+__all__ = ["ReadBounds", "Source", "SourceStream", "build_source", "SOURCE_TYPES"]

@@ -40,7 +40,7 @@ def stripe_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeDouble]:
         api.add("charges", [charge(n, unix(moment), customer_n=n % 2) for n, moment in enumerate(created, 1)])
         api.add("customers", [customer(0, unix(at(1, 13))), customer(1, unix(at(1, 13, 30)))])
         api.now = DOUBLE_NOW
-        monkeypatch.setenv(*connection_env("stripe_default", conn_type="stripe", password=STRIPE_KEY,
+        monkeypatch.setenv(*connection_env("stripe_default", conn_type="dativo_stripe", password=STRIPE_KEY,
                                            extra={"base_url": api.url}))
         yield api
 
@@ -61,6 +61,6 @@ def hubspot_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubSpotDouble]:
                     created=millis(at(1, 20)))
         api.link("deals", "companies", 1, [101, 102])
         api.now = DOUBLE_NOW
-        monkeypatch.setenv(*connection_env("hubspot_default", conn_type="hubspot", password=HUBSPOT_TOKEN,
+        monkeypatch.setenv(*connection_env("hubspot_default", conn_type="dativo_hubspot", password=HUBSPOT_TOKEN,
                                            extra={"base_url": api.url}))
         yield api

@@ -26,7 +26,7 @@ def connect(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_sql_catalog_from_uri_in_host(connect):
-    connect("cat", conn_type="iceberg", host="sqlite:////data/catalog.db", extra={"warehouse": "file:///data/wh"})
+    connect("cat", conn_type="dativo_iceberg", host="sqlite:////data/catalog.db", extra={"warehouse": "file:///data/wh"})
     config = catalog_config(BaseHook.get_connection("cat"))
     assert config.name == "dativo"
     assert dict(config.properties) == {
@@ -36,7 +36,7 @@ def test_sql_catalog_from_uri_in_host(connect):
 
 def test_sql_catalog_built_from_fields_quotes_credentials_and_hides_them(connect):
     connect(
-        "cat", conn_type="iceberg", host="db.internal", port=5433, login="ice", password="p@ss:w/rd",
+        "cat", conn_type="dativo_iceberg", host="db.internal", port=5433, login="ice", password="p@ss:w/rd",
         schema="catalog", extra={"catalog_name": "lake", "warehouse": "s3://bucket/wh"},
     )
     config = catalog_config(BaseHook.get_connection("cat"))
@@ -47,7 +47,7 @@ def test_sql_catalog_built_from_fields_quotes_credentials_and_hides_them(connect
 
 def test_rest_catalog_with_token_credential_and_pyiceberg_properties(connect):
     connect(
-        "rest", conn_type="iceberg", host="https://catalog.example/api", password="tok-123456",
+        "rest", conn_type="dativo_iceberg", host="https://catalog.example/api", password="tok-123456",
         extra={
             "catalog_type": "rest", "warehouse": "analytics", "credential": "client:secret-abcdef",
             "scope": "PRINCIPAL_ROLE:ALL", "oauth2-server-uri": "https://auth.example/token",
@@ -69,7 +69,7 @@ def test_glue_catalog_takes_credentials_and_endpoint_from_an_aws_connection(conn
         "aws_lake", conn_type="aws", login="AKIATEST", password="aws-secret-xyz",
         extra={"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:5000", "aws_session_token": "sess-1"},
     )
-    connect("glue", conn_type="iceberg", extra={
+    connect("glue", conn_type="dativo_iceberg", extra={
         "catalog_type": "glue", "aws_conn_id": "aws_lake", "warehouse": "s3://lake/wh",
         "s3_endpoint": "http://127.0.0.1:9000",
     })
@@ -85,13 +85,13 @@ def test_glue_catalog_takes_credentials_and_endpoint_from_an_aws_connection(conn
 
 def test_aws_conn_id_must_name_an_aws_connection(connect):
     connect("not_aws", conn_type="postgres", host="x")
-    connect("glue", conn_type="iceberg", extra={"catalog_type": "glue", "aws_conn_id": "not_aws"})
+    connect("glue", conn_type="dativo_iceberg", extra={"catalog_type": "glue", "aws_conn_id": "not_aws"})
     with pytest.raises(ConfigError, match="'not_aws', which has type 'postgres'"):
         IcebergHook("glue").get_catalog_config()
 
 
 def test_unknown_catalog_type_is_named(connect):
-    connect("cat", conn_type="iceberg", host="x", extra={"catalog_type": "hive"})
+    connect("cat", conn_type="dativo_iceberg", host="x", extra={"catalog_type": "hive"})
     with pytest.raises(ConfigError, match="'catalog_type' is 'hive'"):
         IcebergHook("cat").get_catalog_config()
 

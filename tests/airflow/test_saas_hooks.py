@@ -23,7 +23,7 @@ def connect(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_stripe_connection_becomes_stripe_config(connect):
-    connect("stripe_default", conn_type="stripe", password="rk_live_secret123456",
+    connect("stripe_default", conn_type="dativo_stripe", password="rk_live_secret123456",
             extra={"account": "acct_9", "api_version": "2024-06-20"})
     config = StripeHook().get_conn()
     assert config == StripeConfig(api_key="rk_live_secret123456", account="acct_9", api_version="2024-06-20",
@@ -34,20 +34,20 @@ def test_stripe_connection_becomes_stripe_config(connect):
 
 
 def test_stripe_connection_without_a_key_says_where_to_put_it(connect):
-    connect("stripe_empty", conn_type="stripe", extra={"base_url": "http://127.0.0.1:1"})
+    connect("stripe_empty", conn_type="dativo_stripe", extra={"base_url": "http://127.0.0.1:1"})
     with pytest.raises(ConfigError, match="'stripe_empty': put the Stripe secret key in the password field"):
         StripeHook("stripe_empty").get_conn()
 
 
 def test_hubspot_private_app_token(connect):
-    connect("hs", conn_type="hubspot", password="pat-na1-token-123456", extra={"base_url": "http://127.0.0.1:9"})
+    connect("hs", conn_type="dativo_hubspot", password="pat-na1-token-123456", extra={"base_url": "http://127.0.0.1:9"})
     config = source_connection_config({"type": "hubspot", "conn_id": "hs", "object": "deals"})
     assert config == HubSpotConfig(access_token="pat-na1-token-123456", base_url="http://127.0.0.1:9", conn_id="hs")
     assert not config.uses_oauth and "pat-na1-token-123456" not in repr(config)
 
 
 def test_hubspot_oauth_extras_also_in_form_field_spelling(connect):
-    connect("hs", conn_type="hubspot", extra={"extra__hubspot__client_id": "app", "client_secret": "cs-98765",
+    connect("hs", conn_type="dativo_hubspot", extra={"extra__dativo_hubspot__client_id": "app", "client_secret": "cs-98765",
                                               "refresh_token": "rt-45678"})
     config = HubSpotHook("hs").get_conn()
     assert config.uses_oauth and (config.client_id, config.client_secret, config.refresh_token) == (
@@ -56,17 +56,17 @@ def test_hubspot_oauth_extras_also_in_form_field_spelling(connect):
 
 
 def test_hubspot_incomplete_oauth_names_what_is_missing(connect):
-    connect("hs", conn_type="hubspot", extra={"client_id": "app"})
+    connect("hs", conn_type="dativo_hubspot", extra={"client_id": "app"})
     with pytest.raises(ConfigError, match=r"\['client_secret', 'refresh_token'\] missing"):
         HubSpotHook("hs").get_conn()
-    connect("hs2", conn_type="hubspot")
+    connect("hs2", conn_type="dativo_hubspot")
     with pytest.raises(ConfigError, match="private-app token in the password field"):
         HubSpotHook("hs2").get_conn()
 
 
 def test_a_stripe_spec_refuses_another_connection_type(connect):
     connect("pg", conn_type="postgres", host="db")
-    with pytest.raises(ConfigError, match="'pg' has type 'postgres', but a stripe source needs a stripe connection"):
+    with pytest.raises(ConfigError, match="'pg' has type 'postgres', but a stripe source needs a dativo_stripe connection"):
         source_connection_config({"type": "stripe", "conn_id": "pg", "object": "charges"})
 
 
@@ -74,9 +74,9 @@ def test_providers_manager_knows_the_stripe_and_hubspot_forms():
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    for conn_type, fields in (("stripe", STRIPE_CONN_FIELDS), ("hubspot", HUBSPOT_CONN_FIELDS)):
+    for conn_type, fields in (("dativo_stripe", STRIPE_CONN_FIELDS), ("dativo_hubspot", HUBSPOT_CONN_FIELDS)):
         for field in fields:
             assert f"extra__{conn_type}__{field}" in manager.connection_form_widgets
         assert "host" in manager.field_behaviours[conn_type]["hidden_fields"]
-    assert manager.field_behaviours["stripe"]["relabeling"]["password"] == "Secret key"
+    assert manager.field_behaviours["dativo_stripe"]["relabeling"]["password"] == "Secret key"
     assert HUBSPOT_CONN_FIELDS["client_secret"]["schema"]["format"] == "password"

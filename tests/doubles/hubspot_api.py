@@ -19,6 +19,8 @@
   (``{"status": "COMPLETE", "results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``,
   paged per id beyond ``association_page`` associations).
 * An unknown object type gets 400 "Unable to infer object type from: <name>".
+* ``GET /account-info/v3/details`` → ``{"portalId", "accountType", "timeZone", "companyCurrency",
+  "additionalCurrencies", "utcOffset", "utcOffsetMilliseconds", "uiDomain", "dataHostingLocation"}``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class HubSpotDouble(ApiDouble):
         self.records: dict[str, dict[str, dict[str, Any]]] = {}
         self.links: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.aliases: dict[str, str] = {}
+        self.portal_id = 62515
         self._index: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
 
     # -- data ------------------------------------------------------------------------------------
@@ -141,6 +144,11 @@ class HubSpotDouble(ApiDouble):
         denied = self._authenticate(request)
         if denied is not None:
             return denied
+        if request.path == "/account-info/v3/details" and request.method == "GET":
+            return Response(200, {"portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
+                                  "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
+                                  "utcOffsetMilliseconds": -18_000_000, "uiDomain": "app.hubspot.com",
+                                  "dataHostingLocation": "na1"})
         parts = request.path.strip("/").split("/")
         if parts[:3] == ["crm", "v4", "associations"] and parts[-2:] == ["batch", "read"]:
             return self._associations(parts[3], parts[4], request.body or {})

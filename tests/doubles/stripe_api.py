@@ -11,6 +11,8 @@
   "has_more": bool, "url": "/v1/<object>"}``. Unknown parameters get 400 "Received unknown
   parameter"; unknown endpoints 404 "Unrecognized request URL". Subscriptions leave out canceled
   ones unless ``status=all`` (as Stripe does).
+* **Balance:** ``GET /v1/balance`` answers ``{"object": "balance", "available": [...], "pending":
+  [...], "livemode"}`` (amounts per currency and source type, zero here).
 * **Speed:** objects are serialised once; a page is the joined bytes of its objects.
 
 Run it standalone (the benchmark does): ``python -m tests.doubles.stripe_api --charges 50000``
@@ -119,6 +121,8 @@ class StripeDouble(ApiDouble):
         if account is not None and account not in self.accounts:
             return _error(403, f"The provided key '{_masked(self.api_key)}' does not have access to account "
                           f"'{account}' (or that account does not exist).", "account_invalid")
+        if request.path == "/v1/balance" and request.method == "GET":
+            return self._balance()
         resource = request.path.removeprefix("/v1/")
         if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
             return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
@@ -137,6 +141,12 @@ class StripeDouble(ApiDouble):
         if key != self.api_key:
             return _error(401, f"Invalid API Key provided: {_masked(key)}")
         return None
+
+    def _balance(self) -> Response:
+        funds = [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
+        body = {"object": "balance", "available": funds, "pending": funds,
+                "livemode": self.api_key.startswith(("sk_live_", "rk_live_"))}
+        return Response(200, body, {"Request-Id": "req_double"})
 
     def _list(self, request: Request, resource: str, collection: _Collection) -> Response:
         unknown = [k for k in request.params if k.split("[")[0] not in _COMMON_PARAMS | _EXTRA_PARAMS
