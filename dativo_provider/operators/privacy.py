@@ -1,6 +1,8 @@
 """Data-subject request operators: discover, export, erase, restrict, and terminate a tenant.
 
-Every operator reads the request from the run's params (``request_id``, ``kind``, ``subject_kind``,
+Each operator turns Airflow's inputs (connections, params, context) into one call of the privacy
+engine (:mod:`dativo_provider.privacy.dsr`, :mod:`dativo_provider.privacy.termination`) and returns its
+identifier-free result. Every operator reads the request from the run's params (``request_id``, ``kind``, ``subject_kind``,
 ``subject_ids``, ``emails``, ``received_at``, ``deadline``; see ``example_dags/example_dsr.py``), or
 from ``request`` when given, and checks its deadline first: a request overdue or within three days of
 its deadline fails the task loudly (no retries) so it is escalated, never silently late.
@@ -19,13 +21,15 @@ file first, then in the worker's working directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
+
+from airflow.exceptions import AirflowProviderDeprecationWarning
 
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
@@ -40,8 +44,8 @@ if TYPE_CHECKING:
 
 REQUEST_FIELDS = ("request_id", "kind", "subject_kind", "subject_ids", "emails", "received_at", "deadline")
 DEFAULT_AUDIT_TABLE = "dativo.dsr_audit"
-REFS_POLICIES = ("fail", "remove", "repoint")
-TERMINATION_STEPS = ("connections", "variables", "dags")
+#: The restriction registry's default table (as ``privacy.restriction.DEFAULT_TABLE``, not imported at parse time).
+DEFAULT_RESTRICTIONS_TABLE = "dativo.restrictions"
 
 
 def subject_request(spec: Mapping[str, Any], received_default: datetime | None = None) -> SubjectRequest:
@@ -52,9 +56,9 @@ def subject_request(spec: Mapping[str, Any], received_default: datetime | None =
     """
     from dativo_provider.privacy.request import SubjectRequest
 
-    missing = [name for name in ("request_id", "kind", "subject_kind") if not spec.get(name)]
+    missing = [name for name in ("request_id", "kind", "subject_kind") if not str(spec.get(name) or "").strip()]
     if missing:
-        raise ConfigError(f"the request params lack {', '.join(missing)}")
+        raise ConfigError(f"the request params lack {', '.join(missing)} (missing or blank)")
     received = _timestamp(spec.get("received_at"), "received_at") or received_default or datetime.now(timezone.utc)
     return SubjectRequest(
         request_id=str(spec["request_id"]), kind=spec["kind"], subject_kind=str(spec["subject_kind"]),
@@ -65,13 +69,41 @@ def subject_request(spec: Mapping[str, Any], received_default: datetime | None =
 
 
 def _strings(value: Any, name: str) -> list[str]:
-    if value in (None, ""):
+    """A list param as strings. None and ``""`` mean none given; a string is one item, or a JSON list
+    (a rendered template). A blank or non-text item is refused, naming the param and the item's
+    position, never its value.
+    """
+    if value is None or value == "":
         return []
     if isinstance(value, str):
-        value = json.loads(value) if value.lstrip().startswith("[") else [value]
+        if value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"request param {name!r} starts with '[' but is not a JSON list") from None
+        else:
+            value = [value]
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"request param {name!r} must be a list of strings")
-    return [str(v) for v in value if str(v).strip()]
+        raise ConfigError(f"request param {name!r} must be a list of strings, not {type(value).__name__}")
+    for position, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ConfigError(f"request param {name!r}: item {position} is a {type(item).__name__}, "
+                              "expected a string")
+        if not str(item).strip():
+            raise ConfigError(f"request param {name!r}: item {position} is blank; remove it or give the value")
+    return [str(item) for item in value]
+
+
+def _renamed(operator: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a parameter renamed from ``old`` to ``new``: ``old`` still works for one release,
+    with a deprecation warning; giving both is an error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ConfigError(f"{operator}: give {new!r} only ({old!r} is its deprecated name)")
+    warnings.warn(f"{operator}: {old!r} is deprecated and will be removed in the next release; use {new!r}",
+                  AirflowProviderDeprecationWarning, stacklevel=3)
+    return old_value
 
 
 def _timestamp(value: Any, name: str) -> datetime | None:
@@ -222,19 +254,15 @@ class DsrDiscoverOperator(DsrBaseOperator):
         self.scan_values = scan_values
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dativo_provider.privacy.discovery import discover
+        from dativo_provider.privacy.dsr import discover_request
 
         with airflow_errors():
             request = self.subject_request(context)
             catalog = self.catalog()
-            trail = self.audit_trail(catalog)
-            trail.append_request(request, "received", {"kind": request.kind})
-            found = discover(catalog, self.contract_files(), request, scan_values=self.scan_values,
-                             other_catalogs=self.other_catalogs())
-            report = found.to_dict()
-            trail.append_request(request, "discovered", report)
+            found = discover_request(catalog, self.contract_files(), request, trail=self.audit_trail(catalog),
+                                     scan_values=self.scan_values, other_catalogs=self.other_catalogs())
+        report = found.to_dict()
         _warn_unidentifiable(self, report)
-        self.log.info("request %s: %d rows in %d tables", request.request_id, found.total_rows, len(found.tables))
         return report
 
 
@@ -258,7 +286,6 @@ class DsrExportOperator(DsrBaseOperator):
     """
 
     template_fields: Sequence[str] = (*DsrBaseOperator.template_fields, "destination", "format")
-    FORMATS: ClassVar[tuple[str, ...]] = ("json", "csv", "parquet")
 
     def __init__(self, *, destination: str, format: str = "json", **kwargs: Any) -> None:  # noqa: A002
         super().__init__(**kwargs)
@@ -266,40 +293,22 @@ class DsrExportOperator(DsrBaseOperator):
         self.format = format
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dativo_provider.privacy.discovery import discover
-        from dativo_provider.privacy.export import export_subject
+        from dativo_provider.privacy.dsr import export_request
 
-        if self.format not in self.FORMATS:
-            raise ConfigError(f"DsrExportOperator: format is {self.format!r}; expected one of {self.FORMATS}")
         with airflow_errors():
             request = self.subject_request(context)
             catalog = self.catalog()
-            trail = self.audit_trail(catalog)
-            trail.append_request(request, "received", {"kind": request.kind})
-            others = self.other_catalogs()
-            found = discover(catalog, self.contract_files(), request, other_catalogs=others)
-            trail.append_request(request, "discovered", found.to_dict())
-            manifest = export_subject(catalog, found, self.destination, fmt=self.format, other_catalogs=others,
-                                      object_store=self.object_store()).to_dict()
-            trail.append_request(request, "exported", _export_event(manifest))
-        _warn_unidentifiable(self, found.to_dict())
-        self.log.info("request %s: exported %d rows from %d tables to %s", request.request_id,
-                      found.total_rows, len(found.tables), self.destination)
-        return manifest
-
-
-def _export_event(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Numbers, table names and where the export is (an erasure of the same subject removes it);
-    file hashes stay in the manifest."""
-    return {"format": manifest.get("format"), "total_rows": manifest.get("total_rows"),
-            "location": manifest.get("location"),
-            "tables": {t["table"]: t["rows"] for t in manifest.get("tables") or []}}
+            outcome = export_request(catalog, self.contract_files(), request, self.destination,
+                                     trail=self.audit_trail(catalog), fmt=self.format,
+                                     other_catalogs=self.other_catalogs(), object_store=self.object_store())
+        _warn_unidentifiable(self, outcome.discovery.to_dict())
+        return outcome.manifest.to_dict()
 
 
 class DsrEraseOperator(DsrBaseOperator):
     """Erase the subject physically (GDPR Art. 17), verify it, and write the signed certificate.
 
-    Runs :func:`dativo_provider.privacy.dsr.erase_subject`: discover → delete per table → purge (refs,
+    Runs :func:`dativo_provider.privacy.dsr.erase_request`: discover → delete per table → purge (refs,
     expiry, unreachable files, old metadata) → verify by decoding every file → certificate. A failed
     verification fails the task (no retries); every step is in the audit trail.
 
@@ -327,78 +336,64 @@ class DsrEraseOperator(DsrBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with airflow_errors():
-            request = self.subject_request(context)
-            if request.kind != "erasure":
-                raise ConfigError(f"DsrEraseOperator takes an erasure request; {request.request_id} is "
-                                  f"{request.kind!r}")
-            return erase_and_certify(self, request)
+            return erase_for(self, self.subject_request(context))
 
 
-def erase_and_certify(task: DsrEraseOperator | TenantTerminateOperator, request: SubjectRequest) -> dict[str, Any]:
-    """Run the erasure for ``task`` and write its certificate; the identifier-free summary."""
-    from dativo_provider.privacy.certificate import write_certificate
-    from dativo_provider.privacy.dsr import erase_subject
+def erase_for(task: DsrEraseOperator | TenantTerminateOperator, request: SubjectRequest) -> dict[str, Any]:
+    """:func:`~dativo_provider.privacy.dsr.erase_request` with ``task``'s connections and settings."""
+    from dativo_provider.privacy.dsr import erase_request
 
-    if task.refs_policy not in REFS_POLICIES:
-        raise ConfigError(f"refs_policy is {task.refs_policy!r}; expected one of {REFS_POLICIES}")
     catalog = task.catalog()
-    outcome = erase_subject(
-        catalog, task.contract_files(), request, signing_key=DsrKeyHook(task.signing_conn_id).signing_key(),
-        hash_key=task.hash_key(), trail=task.audit_trail(catalog), refs_policy=task.refs_policy,  # type: ignore[arg-type]
-        safety_window=timedelta(minutes=float(task.safety_window_minutes)),
-        other_catalogs=task.other_catalogs(),
+    return erase_request(
+        catalog, task.contract_files(), request, str(task.certificate_path),
+        signing_key=DsrKeyHook(task.signing_conn_id).signing_key(), hash_key=task.hash_key(),
+        trail=task.audit_trail(catalog), refs_policy=task.refs_policy,
+        safety_window=timedelta(minutes=_minutes(task.safety_window_minutes)),
+        other_catalogs=task.other_catalogs(), object_store=task.object_store(),
     )
-    path = Path(task.certificate_path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_certificate(path, outcome.certificate)
-    summary = {**outcome.summary(), "certificate_path": str(path),
-               "certificate_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    task.log.info("request %s: erased and verified; certificate %s", request.request_id, path)
-    return summary
+
+
+def _minutes(value: float | str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"safety_window_minutes is {value!r}; expected a number of minutes") from None
 
 
 class DsrRestrictOperator(DsrBaseOperator):
     """Restrict the subject's processing (GDPR Art. 18), or lift the restriction.
 
     :param action: ``restrict`` or ``lift`` (templated).
-    :param registry_table: the restriction registry table (created on first use).
+    :param restrictions_table: the restriction registry table (created on first use); the same
+        parameter as on ``IcebergIngestOperator`` and ``ContractCheckOperator``.
+    :param registry_table: deprecated name of ``restrictions_table`` (removed in the next release).
     :param lift_request_id: the id of the request that lifts (templated; default: the request's id).
 
     The registry stores identifiers as keyed hashes (the ``hash_key_conn_id`` key). Returns
     ``{"request_id", "action", "rows"}``.
     """
 
-    template_fields: Sequence[str] = (*DsrBaseOperator.template_fields, "action", "registry_table",
+    template_fields: Sequence[str] = (*DsrBaseOperator.template_fields, "action", "restrictions_table",
                                       "lift_request_id")
-    ACTIONS: ClassVar[tuple[str, ...]] = ("restrict", "lift")
 
-    def __init__(self, *, action: str = "restrict", registry_table: str = "dativo.restrictions",
-                 lift_request_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, action: str = "restrict", restrictions_table: str | None = None,
+                 lift_request_id: str | None = None, registry_table: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.action = action
-        self.registry_table = registry_table
+        self.restrictions_table = _renamed(type(self).__name__, "registry_table", registry_table,
+                                           "restrictions_table", restrictions_table) or DEFAULT_RESTRICTIONS_TABLE
         self.lift_request_id = lift_request_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dativo_provider.privacy.restriction import RestrictionRegistry
+        from dativo_provider.privacy.dsr import restrict_request
 
-        if self.action not in self.ACTIONS:
-            raise ConfigError(f"DsrRestrictOperator: action is {self.action!r}; expected one of {self.ACTIONS}")
         with airflow_errors():
             request = self.subject_request(context)
             catalog = self.catalog()
-            trail = self.audit_trail(catalog)
-            trail.append_request(request, "received", {"kind": request.kind})
-            registry = RestrictionRegistry(catalog, self.hash_key(), table=self.registry_table)
-            if self.action == "restrict":
-                rows = registry.restrict(request)
-            else:
-                rows = registry.lift(request, lift_request_id=self.lift_request_id or request.request_id)
-            event = "restricted" if self.action == "restrict" else "lifted"
-            trail.append_request(request, event, {"registry": self.registry_table, "rows": rows})
-            trail.append_request(request, "completed", {"action": self.action, "rows": rows})
-        self.log.info("request %s: %s, %d registry rows", request.request_id, event, rows)
-        return {"request_id": request.request_id, "action": self.action, "rows": rows}
+            outcome = restrict_request(catalog, request, trail=self.audit_trail(catalog), hash_key=self.hash_key(),
+                                       action=self.action, restrictions_table=self.restrictions_table,
+                                       lift_request_id=self.lift_request_id)
+        return outcome.to_dict()
 
 
 class TenantTerminateOperator(DsrBaseOperator):
@@ -449,54 +444,25 @@ class TenantTerminateOperator(DsrBaseOperator):
         self.dry_run = dry_run
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from dativo_provider.hooks.privacy import validate_account
+        from dativo_provider.hooks.privacy import tenant_backend, validate_account
+        from dativo_provider.privacy.termination import TERMINATION_STEPS, Tenant, terminate_tenant
 
         with airflow_errors():
             account = validate_account(self.account)
-            request = self._request(context, account)
-            trail = self.audit_trail(self.catalog())
-            request_id = request.request_id if request else _termination_id(context, account)
-            prefix, tag = self.prefix or f"tenant_{account}_", self.dag_tag or f"tenant:{account}"
-            result: dict[str, Any] = {"request_id": request_id, "account": account, "prefix": prefix,
-                                      "dag_tag": tag, "dry_run": self.dry_run}
-            trail.append(request_id, "received", {"kind": "termination", "account": account,
-                                                  "dry_run": self.dry_run})
-            try:
-                self._terminate(trail, result)
-                if self.erase and request is not None and not self.dry_run:
-                    result["erasure"] = erase_and_certify(self, request)
-            except BaseException as exc:
-                trail.append(request_id, "failed", {"step": "termination", "error": type(exc).__name__,
-                                                    "dry_run": self.dry_run,
-                                                    "left_outside_airflow": result.get("left_outside_airflow", {})})
-                raise
-            trail.append(request_id, "dry_run_completed" if self.dry_run else "completed",
-                         {"kind": "termination", "account": account, "erased": "erasure" in result,
-                          "dry_run": self.dry_run, "left_outside_airflow": result["left_outside_airflow"]})
+            request = self._request(context)
+            prefix = self.prefix or f"tenant_{account}_"
+            tenant = Tenant(account, prefix, self.dag_tag or f"tenant:{account}", _outside_airflow(prefix))
+            result = terminate_tenant(
+                tenant, lambda: tenant_backend(self.airflow_api_conn_id), trail=self.audit_trail(self.catalog()),
+                request_id=request.request_id if request else _termination_id(context, account),
+                dry_run=self.dry_run, erase=(lambda: erase_for(self, request)) if request else None,
+            )
         self.log.info("tenant %s%s: %s", account, " (dry run)" if self.dry_run else "",
                       json.dumps({k: result[k] for k in (*TERMINATION_STEPS, "left_outside_airflow")}))
         return result
 
-    def _terminate(self, trail: AuditTrail, result: dict[str, Any]) -> None:
-        """Each step through the backend, one audit event per step; fills ``result`` in place.
-
-        What the environment defines for the tenant is looked up first, so the evidence names it even
-        when a later step fails.
-        """
-        from dativo_provider.hooks.privacy import tenant_backend
-
-        outside = result["left_outside_airflow"] = _outside_airflow(result["prefix"])
-        backend = tenant_backend(self.airflow_api_conn_id)
-        result["backend"] = backend.name
-        event = "would_terminate" if self.dry_run else "terminated"
-        for step in TERMINATION_STEPS:
-            result[step] = backend.run(step, result["prefix"], result["dag_tag"], self.dry_run)
-            details = {"step": step, "backend": backend.name, "dry_run": self.dry_run, **result[step]}
-            if step in outside:
-                details["left_outside_airflow"] = outside[step]
-            trail.append(result["request_id"], event, details)
-
-    def _request(self, context: Context, account: str) -> SubjectRequest | None:
+    def _request(self, context: Context) -> SubjectRequest | None:
+        """The erasure request of the run, when the tenant's data is to be erased too."""
         if not self.erase:
             return None
         if not self.certificate_path:

@@ -1,30 +1,46 @@
-"""One data-subject request end to end, as the operators run it.
+"""One data-subject request end to end, as the operators run it: one function per kind of request.
 
-Erasure (:func:`erase_subject`): resolve the identity over history → delete per table on every branch →
-purge every table whose history holds the subject → verify by decoding every file → signed
-certificate. It is resumable: progress is recorded as it goes, and the same request id run again
-finishes the work. Every step is recorded in the audit trail; a failure records ``failed``, anchors the
-trail after it, and re-raises. Access and portability: discover → export.
+* Discovery (:func:`discover_request`): every table holding the subject's rows.
+* Access and portability (:func:`export_request`): discover → export with a manifest.
+* Restriction (:func:`restrict_request`): record or lift the subject in the restriction registry.
+* Erasure (:func:`erase_request`, around :func:`erase_subject`): resolve the identity over history →
+  delete per table on every branch → purge every table whose history holds the subject → verify by
+  decoding every file → signed certificate, written to a file. It is resumable: progress is recorded
+  as it goes, and the same request id run again finishes the work; a failure records ``failed``,
+  anchors the trail after it, and re-raises.
+
+Every step is recorded in the audit trail (``received`` first); results hold no identifier.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from dativo_provider.exceptions import TerminalError
+from dativo_provider.exceptions import ConfigError, TerminalError
 from dativo_provider.privacy.progress import DEFAULT_PROGRESS_TABLE
+from dativo_provider.privacy.purge import REFS_POLICIES
 from dativo_provider.privacy.request import SubjectRequest
+from dativo_provider.privacy.restriction import DEFAULT_TABLE as DEFAULT_RESTRICTIONS_TABLE
 
 if TYPE_CHECKING:
+    from dativo_provider.connections import ObjectStoreConfig
     from dativo_provider.contracts.model import Contract
     from dativo_provider.iceberg.catalog import CatalogConfig
     from dativo_provider.privacy.audit import AuditTrail
     from dativo_provider.privacy.certificate import SigningKey
+    from dativo_provider.privacy.discovery import Discovery
+    from dativo_provider.privacy.export import ExportManifest
+
+#: What an erasure does with tags and branches that pin the subject's rows (one of :data:`REFS_POLICIES`).
+RefsPolicy = Literal["fail", "remove", "repoint"]
+RESTRICTION_ACTIONS = ("restrict", "lift")
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,134 @@ def check_deadline(request: SubjectRequest, now: datetime | None = None, margin:
                             f"less than the {margin} margin; escalate it now")
 
 
+def discover_request(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest,
+                     *, trail: AuditTrail, scan_values: bool = False,
+                     other_catalogs: Mapping[str, CatalogConfig] | None = None) -> Discovery:
+    """Find every table holding the subject of ``request``; ``received`` and ``discovered`` go to the trail.
+
+    :param scan_values: also scan unclassified string columns for personal-looking values (counts only).
+    :param other_catalogs: more catalogs by name to search (see :func:`discovery.discover`).
+    """
+    from dativo_provider.privacy.discovery import discover
+
+    trail.append_request(request, "received", {"kind": request.kind})
+    found = discover(catalog, contracts, request, scan_values=scan_values, other_catalogs=other_catalogs)
+    trail.append_request(request, "discovered", found.to_dict())
+    log.info("request %s: %d rows in %d tables", request.request_id, found.total_rows, len(found.tables))
+    return found
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What :func:`export_request` found and wrote; ``manifest.to_dict()`` is the identifier-free result."""
+
+    discovery: Discovery
+    manifest: ExportManifest
+
+
+def export_request(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest,
+                   destination: str | os.PathLike[str], *, trail: AuditTrail, fmt: str = "json",
+                   other_catalogs: Mapping[str, CatalogConfig] | None = None,
+                   object_store: ObjectStoreConfig | None = None) -> ExportOutcome:
+    """Access and portability (GDPR Art. 15/20): discover, then export every row of the subject.
+
+    The trail records ``received``, ``discovered`` and ``exported`` (row counts and where the export is,
+    so that an erasure of the same subject removes it; file hashes stay in the manifest).
+
+    :param destination: a local directory or ``s3://bucket/prefix``.
+    :param fmt: ``json``, ``csv`` or ``parquet``.
+    :raises ConfigError: an unknown format, before anything is read or recorded.
+    """
+    from dativo_provider.privacy.export import FORMATS, export_subject
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format is {fmt!r}; expected one of {FORMATS}")
+    found = discover_request(catalog, contracts, request, trail=trail, other_catalogs=other_catalogs)
+    manifest = export_subject(catalog, found, destination, fmt=cast(Any, fmt), other_catalogs=other_catalogs,
+                              object_store=object_store)
+    trail.append_request(request, "exported", _export_event(manifest))
+    log.info("request %s: exported %d rows from %d tables to %s", request.request_id, manifest.total_rows,
+             len(manifest.tables), manifest.location)
+    return ExportOutcome(found, manifest)
+
+
+def _export_event(manifest: ExportManifest) -> dict[str, Any]:
+    return {"format": manifest.format, "total_rows": manifest.total_rows, "location": manifest.location,
+            "tables": {t.table: t.rows for t in manifest.tables}}
+
+
+@dataclass(frozen=True)
+class RestrictionOutcome:
+    """What :func:`restrict_request` changed: ``rows`` added to (or lifted in) the registry."""
+
+    request_id: str
+    action: str
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "action": self.action, "rows": self.rows}
+
+
+def restrict_request(catalog: CatalogConfig, request: SubjectRequest, *, trail: AuditTrail, hash_key: bytes,
+                     action: str = "restrict", restrictions_table: str = DEFAULT_RESTRICTIONS_TABLE,
+                     lift_request_id: str | None = None) -> RestrictionOutcome:
+    """Restrict the subject's processing (GDPR Art. 18), or lift the restriction.
+
+    The trail records ``received``, ``restricted`` or ``lifted``, and ``completed``.
+
+    :param hash_key: the registry's key (identifiers are stored as keyed hashes).
+    :param action: ``restrict`` or ``lift``.
+    :param restrictions_table: the registry table (created on first use).
+    :param lift_request_id: the request that lifts; default: ``request``'s id.
+    :raises ConfigError: an unknown action, before anything is recorded.
+    """
+    from dativo_provider.privacy.restriction import RestrictionRegistry
+
+    if action not in RESTRICTION_ACTIONS:
+        raise ConfigError(f"restriction action is {action!r}; expected one of {RESTRICTION_ACTIONS}")
+    trail.append_request(request, "received", {"kind": request.kind})
+    registry = RestrictionRegistry(catalog, hash_key, table=restrictions_table)
+    if action == "restrict":
+        rows = registry.restrict(request)
+    else:
+        rows = registry.lift(request, lift_request_id=lift_request_id or request.request_id)
+    event = "restricted" if action == "restrict" else "lifted"
+    trail.append_request(request, event, {"registry": restrictions_table, "rows": rows})
+    trail.append_request(request, "completed", {"action": action, "rows": rows})
+    log.info("request %s: %s, %d registry rows", request.request_id, event, rows)
+    return RestrictionOutcome(request.request_id, action, rows)
+
+
+def erase_request(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest,
+                  certificate_path: str | os.PathLike[str], *, signing_key: SigningKey, hash_key: bytes,
+                  trail: AuditTrail, refs_policy: str = "fail", safety_window: timedelta = timedelta(minutes=30),
+                  other_catalogs: Mapping[str, CatalogConfig] | None = None,
+                  object_store: ObjectStoreConfig | None = None) -> dict[str, Any]:
+    """Erase the subject (GDPR Art. 17) with :func:`erase_subject` and write its signed certificate.
+
+    The certificate file is readable by its owner only (0600), in folders created 0700.
+
+    :param refs_policy: ``fail``, ``remove`` or ``repoint`` (see :func:`erase_subject`).
+    :returns: :meth:`ErasureOutcome.summary` with ``certificate_path`` and ``certificate_sha256``.
+    :raises ConfigError: not an erasure request, or an unknown ``refs_policy``, before anything is done.
+    """
+    from dativo_provider.privacy.certificate import write_certificate
+
+    if request.kind != "erasure":
+        raise ConfigError(f"an erasure takes an erasure request; {request.request_id} is {request.kind!r}")
+    if refs_policy not in REFS_POLICIES:
+        raise ConfigError(f"refs_policy is {refs_policy!r}; expected one of {REFS_POLICIES}")
+    outcome = erase_subject(catalog, contracts, request, signing_key=signing_key, hash_key=hash_key, trail=trail,
+                            refs_policy=cast(RefsPolicy, refs_policy), safety_window=safety_window,
+                            other_catalogs=other_catalogs, object_store=object_store)
+    path = Path(certificate_path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_certificate(path, outcome.certificate)
+    log.info("request %s: erased and verified; certificate %s", request.request_id, path)
+    return {**outcome.summary(), "certificate_path": str(path),
+            "certificate_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 @dataclass
 class ErasureOutcome:
     """What an erasure did; ``certificate`` is the signed document."""
@@ -66,7 +210,7 @@ class ErasureOutcome:
 
 def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest, *,
                   signing_key: SigningKey, hash_key: bytes, trail: AuditTrail | None = None,
-                  refs_policy: Literal["fail", "remove", "repoint"] = "fail",
+                  refs_policy: RefsPolicy = "fail",
                   safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
                   issuer: str = "dativo-airflow-provider", object_store: Any = None,
                   other_catalogs: Mapping[str, CatalogConfig] | None = None,
@@ -137,8 +281,6 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
 def _record_failure(record: _Recorder, exc: BaseException) -> dict[str, Any] | None:
     """``failed`` with the error's message, or without it when the message names an identifier (a small
     numeric id can be any number in it): the trail refuses identifiers in clear text."""
-    from dativo_provider.exceptions import ConfigError
-
     try:
         return record("failed", {"error": type(exc).__name__, "message": str(exc)[:500]})
     except ConfigError:

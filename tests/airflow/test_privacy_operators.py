@@ -157,6 +157,57 @@ def test_signing_key_connection_forms(monkeypatch):
     assert "short" not in str(raised.value).replace("'short'", "")
 
 
+# --- parameters --------------------------------------------------------------------------------------
+
+BLANK_PARAMS = [
+    ({"subject_ids": ["87", " "]}, "'subject_ids': item 1 is blank"),
+    ({"emails": [""]}, "'emails': item 0 is blank"),
+    ({"subject_ids": "   "}, "'subject_ids': item 0 is blank"),
+    ({"subject_ids": ["87", None]}, "'subject_ids': item 1 is a NoneType"),
+    ({"subject_ids": {"id": "87"}}, "'subject_ids' must be a list of strings, not dict"),
+    ({"subject_ids": '["87",'}, "'subject_ids' starts with '\\[' but is not a JSON list"),
+    ({"request_id": "  "}, "lack request_id"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BLANK_PARAMS, ids=[m for _, m in BLANK_PARAMS])
+def test_blank_or_malformed_request_params_are_refused_by_name(change, message):
+    from dativo_provider.operators.privacy import subject_request
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        subject_request({**_request("erasure", emails=["zoe@example.net"]), **change})
+    assert "zoe@example.net" not in str(raised.value) and "87" not in str(raised.value)
+
+
+def test_a_blank_identifier_fails_the_task_before_any_work(dativo_home, dsr_keys, tmp_path):
+    from dativo_provider.operators.privacy import DsrDiscoverOperator
+
+    task = DsrDiscoverOperator(task_id="discover", contracts=str(Path(__file__).parents[2] / "contracts"),
+                               audit_path=str(tmp_path / "audit"))
+    with pytest.raises(AirflowFailException, match="'subject_ids': item 1 is blank"):
+        task.execute({"params": _request("access", subject_ids=["87", ""])})
+    assert not (tmp_path / "audit").exists()
+
+
+def test_registry_table_is_the_deprecated_name_of_restrictions_table():
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    from dativo_provider.operators.privacy import DsrRestrictOperator
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match="'registry_table' is deprecated.*'restrictions_table'"):
+        old = DsrRestrictOperator(task_id="old", registry_table="gdpr.restricted")
+    assert old.restrictions_table == "gdpr.restricted"
+    assert "restrictions_table" in old.template_fields and "registry_table" not in old.template_fields
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert DsrRestrictOperator(task_id="new", restrictions_table="gdpr.r").restrictions_table == "gdpr.r"
+        assert DsrRestrictOperator(task_id="default").restrictions_table == "dativo.restrictions"
+    with pytest.raises(ConfigError, match="give 'restrictions_table' only"):
+        DsrRestrictOperator(task_id="both", restrictions_table="a.b", registry_table="c.d")
+
+
 # --- end to end through the example DAG ------------------------------------------------------------
 
 
