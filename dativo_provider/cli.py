@@ -6,8 +6,9 @@
 * ``dativo contract compile <file> --engine soda|great_expectations [--dataset NAME]``: print the Soda 4
   contract (YAML) or GX expectation suite (JSON) the contract's rules compile to.
 * ``dativo contract check <file> --warehouse DIR --table NS.NAME [--branch B | --snapshot-id N]
-  [--report FILE]``: run the contract on a table of an embedded (SQLite) catalog; exit 1 when an
-  error-severity check fails.
+  [--report FILE]``: run the contract on a table of an embedded (SQLite) catalog; exit 1 when a check
+  fails that would block or quarantine a run (the rule of :mod:`dativo_provider.quality.verdict`, as
+  ``ContractCheckOperator`` applies it), 0 when every failure only warns.
 * ``dativo certificate verify <file> (--public-key PEMFILE | --hmac-key-env VAR) [--key-id ID]``:
   exit 0 when the data-subject request certificate's signature matches its content, 1 (with the
   reason) when it does not.
@@ -116,16 +117,25 @@ def _compile(path: str, engine: str, dataset: str | None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dativo_provider.contracts import load_contract
     from dativo_provider.iceberg.catalog import embedded_catalog
     from dativo_provider.quality.runner import IcebergTarget, run_contract
+    from dativo_provider.quality.verdict import judge
 
     target = IcebergTarget(embedded_catalog(args.warehouse), args.table, snapshot_id=args.snapshot_id,
                            branch=args.branch)
-    report = run_contract(args.path, target, dataset=args.dataset)
+    contract = load_contract(args.path)
+    report = run_contract(contract, target, dataset=args.dataset)
     print(report.summary())
     if args.report:
         report.write_json(args.report)
-    return 1 if report.failures(severity="error") else 0
+    # The operator's and the write-audit-publish gate's rule: a check in place holds no rows back.
+    verdict = judge(contract, report, can_hold_rows=False)
+    if verdict.warned:
+        print("only warned: " + ", ".join(c.name for c in verdict.warned), file=sys.stderr)
+    if verdict.blocks:
+        print("blocking: " + ", ".join(c.name for c in verdict.blocking), file=sys.stderr)
+    return 1 if verdict.blocks else 0
 
 
 class _UsageError(Exception):

@@ -40,9 +40,10 @@ class ContractCheckOperator(BaseOperator):
     :param sql_table: the table on that connection: ``schema.table`` (Postgres, default schema public)
         or ``table`` (MySQL, in the connection's database).
     :param dataset: the contract dataset to check, when the contract describes several.
-    :param fail_on: ``"error"`` fails the task (no retries) when an error-severity check fails or
-        cannot be evaluated, unless the contract's violation handling for its kind is ``warn`` (the
-        default for SLA checks); ``"never"`` only reports.
+    :param fail_on: ``"error"`` fails the task (no retries) when a check fails that would block or
+        quarantine a run (the rule of :mod:`dativo_provider.quality.verdict`: an error-severity check
+        that fails or cannot be evaluated, unless the contract's violation handling for its kind is
+        ``warn``, the default for SLA checks); ``"never"`` only reports.
     :param report_path: also write the JSON report to this file.
     :param now: the time freshness is measured against (templated, e.g. ``"{{ data_interval_end }}"``);
         default: the time of the check.
@@ -112,8 +113,8 @@ class ContractCheckOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Check the table, log the summary, fail on error-severity failures if asked to."""
         from dativo_provider.contracts.loader import load_contract
-        from dativo_provider.quality.plan import handling_of
         from dativo_provider.quality.runner import run_contract
+        from dativo_provider.quality.verdict import judge
 
         with airflow_errors():
             target = self._target()
@@ -124,10 +125,10 @@ class ContractCheckOperator(BaseOperator):
         if self.report_path:
             report.write_json(self.report_path)
         self.report = report.to_dict()
-        failed = [c for c in report.failures(severity="error") if handling_of(contract, c) != "warn"]
-        for check in report.failures():
-            if check not in failed:
-                self.log.warning("contract check failed (the contract says warn): %s", check.line())
+        verdict = judge(contract, report, can_hold_rows=False)
+        for check in verdict.warned:
+            self.log.warning("contract check failed (the contract says warn): %s", check.line())
+        failed = verdict.blocking
         if failed and self.fail_on == "error":
             push_report(context, self.report)
             lines = "\n".join("  " + check.line() for check in failed)

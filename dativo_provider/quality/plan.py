@@ -6,13 +6,8 @@ one kind of thing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dativo_provider.contracts.model import Contract, Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError
-
-if TYPE_CHECKING:
-    from dativo_provider.quality.result import CheckResult
 
 #: Our metric for the freshness SLA (ODCS has none): ``arguments["maxAgeSeconds"]``.
 FRESHNESS = "freshness"
@@ -68,14 +63,3 @@ def _implied(dataset: Dataset, column: str, suffix: str, metric: str, descriptio
         name=f"{column}__{suffix}", engine="soda", severity="error", dataset=dataset.name, column=column,
         kind="library", metric=metric, threshold={"mustBe": 0}, description=description,
     )
-
-
-def handling_of(contract: Contract, check: CheckResult) -> str:
-    """What the contract says to do when ``check`` fails: ``block``, ``quarantine`` or ``warn``.
-
-    A ``warning``-severity rule only warns; otherwise the contract's handling of the check's kind
-    (schema, quality, SLA) applies.
-    """
-    if check.severity == "warning":
-        return "warn"
-    return getattr(contract.handling, check.category)

@@ -1,8 +1,9 @@
 """Contract enforcement on ingest: write, audit, publish.
 
 The engine commits a run to an audit branch; :class:`ContractGate` checks the rows that run wrote
-(Soda/GX/custom, on an in-memory DuckDB copy of the new data files) and decides per failed check, by
-the contract's violation handling for its kind (schema, quality, SLA; a ``warning`` rule only warns):
+(Soda/GX/custom, on an in-memory DuckDB copy of the new data files) and decides per failed check by
+the rule in :mod:`dativo_provider.quality.verdict` (the contract's violation handling for the check's
+kind: schema, quality, SLA; a ``warning`` rule only warns):
 
 * block: main does not move, the task fails with the summary;
 * quarantine: the failing rows go to the quarantine table with the checks they failed, the audit branch
@@ -29,8 +30,9 @@ from dativo_provider.exceptions import ContractViolationError
 from dativo_provider.ingest.engine import AuditDecision, AuditGate, StagedRun
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.quality import quarantine as q
-from dativo_provider.quality.plan import dataset_of, handling_of
+from dativo_provider.quality.plan import dataset_of
 from dativo_provider.quality.result import CheckResult, QualityReport
+from dativo_provider.quality.verdict import Verdict, consequence, judge
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -124,7 +126,7 @@ class ContractGate(AuditGate):
         self.quarantine_table = self.quarantine_table or q.quarantine_table_for(table)
         self._schema_results = schema_findings(self.dataset, schema, self.contract.schema_policy)
         violations = [r for r in self._schema_results if r.failed]
-        if violations and self.contract.handling.schema == "block":
+        if any(consequence(self.contract, r) == "block" for r in violations):
             lines = "\n".join("  " + r.line() for r in violations)
             raise ContractViolationError(
                 f"{table}: the incoming schema breaks contract {self.contract.id} (schema violations are "
@@ -150,13 +152,13 @@ class ContractGate(AuditGate):
             if restricted is not None:
                 report.checks.append(restricted)
             self.report = report
-            verdict = _Verdict.of(report, self.contract)
+            verdict = judge(self.contract, report, can_hold_rows=True)
             log.info("%s", report.summary())
-            if verdict.blocking:
+            if verdict.blocks:
                 return self._decision(False, _block_reason(verdict, self.contract), report, verdict)
             if not verdict.quarantining:
                 return self._decision(True, "", report, verdict)
-            failing = verdict.failing_rows(loaded)
+            failing = _failing_rows(verdict, loaded)
         finally:
             loaded.close()
         snapshot_id, rows = self._quarantine(staged, spans, failing, verdict, run_id)
@@ -183,7 +185,7 @@ class ContractGate(AuditGate):
         if decision.rows_quarantined and self._run_id and self.quarantine_table:
             q.delete_run(self.catalog, self.quarantine_table, [self._run_id])
 
-    def _decision(self, publish: bool, reason: str, report: QualityReport, verdict: _Verdict, *,
+    def _decision(self, publish: bool, reason: str, report: QualityReport, verdict: Verdict, *,
                   snapshot_id: int | None = None, quarantined: int = 0) -> AuditDecision:
         data = report.to_dict()
         data["decision"] = "block" if not publish else "quarantine" if quarantined else "publish"
@@ -196,7 +198,7 @@ class ContractGate(AuditGate):
             Path(self.report_path).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
         return AuditDecision(publish, reason, snapshot_id=snapshot_id, rows_quarantined=quarantined, report=data)
 
-    def _quarantine(self, staged: StagedRun, spans: list[_FileSpan], failing: pa.Table, verdict: _Verdict,
+    def _quarantine(self, staged: StagedRun, spans: list[_FileSpan], failing: pa.Table, verdict: Verdict,
                     run_id: str) -> tuple[int, int]:
         """Move the failing rows to the quarantine table and out of the audit branch.
 
@@ -206,7 +208,7 @@ class ContractGate(AuditGate):
         self._run_id = run_id
         assert self.quarantine_table is not None
         at = datetime.now(timezone.utc)
-        reasons = verdict.reasons()
+        reasons = _reasons(verdict)
         split = _Split(staged, [s for s in spans if _ids_in(failing, s).num_rows], failing)
         try:
             def quarantined() -> Iterator[pa.Table]:
@@ -235,56 +237,30 @@ class ContractGate(AuditGate):
         return snapshot_id, written.rows_written
 
 
-@dataclass
-class _Verdict:
-    blocking: list[CheckResult]
-    quarantining: list[CheckResult]
-    whole_run: list[CheckResult]
-    warned: list[CheckResult]
+def _failing_rows(verdict: Verdict, loaded: Any) -> pa.Table:
+    """(id, checks) of every row to quarantine, sorted by id."""
+    import pyarrow as pa
 
-    @classmethod
-    def of(cls, report: QualityReport, contract: Contract) -> _Verdict:
-        verdict = cls([], [], [], [])
-        for check in report.failures():
-            # Restricted subjects' rows are kept but not processed, whatever the contract says.
-            handling = "quarantine" if check.name == "restricted" else handling_of(contract, check)
-            if handling == "warn":
-                verdict.warned.append(check)
-            elif handling == "block" or check.outcome == "error":
-                verdict.blocking.append(check)
-            elif check.category == "schema" or check.failing_rows is None:
-                verdict.quarantining.append(check)
-                verdict.whole_run.append(check)
-            elif check.row_ids is None:
-                check.message = (check.message + " Its failing rows could not be located, so the run is "
-                                 "blocked instead of quarantined.").strip()
-                verdict.blocking.append(check)
-            else:
-                verdict.quarantining.append(check)
-        return verdict
-
-    def failing_rows(self, loaded: Any) -> pa.Table:
-        """(id, checks) of every row to quarantine, sorted by id."""
-        import pyarrow as pa
-
-        parts = []
-        everyone = loaded.row_ids() if self.whole_run else None
-        for check in self.quarantining:
-            ids = everyone if check in self.whole_run else check.row_ids
-            parts.append(pa.table({"id": pa.array(ids, pa.int64()),
-                                   "check": pa.array([check.name] * len(ids), pa.string())}))
-        grouped = pa.concat_tables(parts).group_by("id").aggregate([("check", "list")])
-        return grouped.rename_columns(["id", "checks"]).sort_by("id")
-
-    def reasons(self) -> dict[str, str]:
-        out = {}
-        for check in self.quarantining:
-            where = f" on {check.column}" if check.column else ""
-            out[check.name] = f"{check.metric or check.category}{where}"
-        return out
+    parts = []
+    everyone = loaded.row_ids() if verdict.whole_run else None
+    for check in verdict.quarantining:
+        ids = everyone if check in verdict.whole_run else check.row_ids
+        parts.append(pa.table({"id": pa.array(ids, pa.int64()),
+                               "check": pa.array([check.name] * len(ids), pa.string())}))
+    grouped = pa.concat_tables(parts).group_by("id").aggregate([("check", "list")])
+    return grouped.rename_columns(["id", "checks"]).sort_by("id")
 
 
-def _block_reason(verdict: _Verdict, contract: Contract) -> str:
+def _reasons(verdict: Verdict) -> dict[str, str]:
+    """Each quarantining check's reason, as the quarantine table records it."""
+    out = {}
+    for check in verdict.quarantining:
+        where = f" on {check.column}" if check.column else ""
+        out[check.name] = f"{check.metric or check.category}{where}"
+    return out
+
+
+def _block_reason(verdict: Verdict, contract: Contract) -> str:
     lines = "\n".join("  " + c.line() for c in verdict.blocking)
     return f"contract {contract.id} v{contract.version} is violated ({len(verdict.blocking)} blocking checks):\n{lines}"
 

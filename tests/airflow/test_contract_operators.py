@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +361,131 @@ def test_check_operator_arguments_are_validated():
         ContractCheckOperator(task_id="c", contract="c.yaml", table="t.t", sql_conn_id="pg", sql_table="x")
     with pytest.raises(ValueError, match="fail_on"):
         ContractCheckOperator(task_id="c", contract="c.yaml", table="t.t", fail_on="warning")
+
+
+# --- one rule: the operator, the write-audit-publish gate and the CLI agree ---------------------------
+
+VERDICT_CONTRACT = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:test:verdict
+version: 1.0.0
+status: active
+team: {{name: data}}
+slaProperties:
+  - property: dativoMinRowsPerRun
+    value: 100
+customProperties:
+  - property: dativoViolationHandling
+    value: {{schema: block, quality: {quality}, sla: warn}}
+schema:
+  - name: people
+    properties:
+      - name: id
+        logicalType: integer
+        physicalType: bigint
+      - name: email
+        logicalType: string
+        quality:
+          - name: email_well_formed
+            metric: invalidValues
+            arguments: {{pattern: '[a-z0-9.]+@[a-z]+\\.[a-z]+'}}
+            mustBe: 0
+          - type: text
+            description: "info: addresses come from the sign-up form (documentation only, never run)"
+      - name: team
+        logicalType: string
+        quality:
+          - name: team_distinct
+            severity: warning
+            metric: duplicateValues
+            mustBe: 0
+"""
+
+BLOCKING_LINE = re.compile(r"^\s+(?:FAILED|ERROR)\s+(\S+) \(", re.MULTILINE)
+
+
+def _verdict_case(tmp_path: Path, rows: list[tuple[int, str, str]], quality: str) -> tuple[Path, Path]:
+    contract = tmp_path / "verdict.odcs.yaml"
+    contract.write_text(VERDICT_CONTRACT.format(quality=quality))
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "people.csv").write_text("id,email,team\n" + "".join(f"{i},{e},{t}\n" for i, e, t in rows))
+    return contract, drop
+
+
+def _gate_outcome(drop: Path, contract: Path) -> tuple[set[str], set[str], str]:
+    """What the write-audit-publish gate did: (checks that blocked or quarantined, warned, decision)."""
+    ingest = IcebergIngestOperator(
+        task_id="gate", table="tests.people_gate", contract=str(contract),
+        source={"type": "files", "path": str(drop), "glob": "*.csv",
+                "columns": {"id": "int64", "email": "string", "team": "string"}},
+    )
+    ti = FakeTI()
+    try:
+        quality = ingest.execute({"run_id": "manual__gate", "ti": ti})["quality"]
+        held = {c for row in read_table("tests.people_gate_quarantine").to_pylist()
+                for c in row["_dativo_failed_checks"]} if quality["decision"] == "quarantine" else set()
+    except AirflowFailException as exc:
+        quality, held = ti.pushed["quality_report"], set(BLOCKING_LINE.findall(str(exc)))
+    return held, set(quality["warnings"]), quality["decision"]
+
+
+def _operator_outcome(contract: Path) -> tuple[set[str], set[str]]:
+    """What ContractCheckOperator did: (checks it failed on, checks that failed but did not fail it)."""
+    operator = ContractCheckOperator(task_id="check", contract=str(contract), table="tests.people")
+    try:
+        report = operator.execute({"ti": FakeTI()})
+        blocking: set[str] = set()
+    except AirflowFailException as exc:
+        report, blocking = operator.report, set(BLOCKING_LINE.findall(str(exc)))
+    assert report is not None
+    failed = {c["name"] for c in report["checks"] if c["outcome"] != "passed"}
+    return blocking, failed - blocking
+
+
+def _cli_outcome(contract: Path, home: Path) -> tuple[set[str], set[str], int]:
+    """What ``dativo contract check`` did: (blocking checks, warned checks, exit status)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dativo_provider.cli", "contract", "check", str(contract),
+         "--warehouse", str(home), "--table", "tests.people"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    named = {label: set(names.split(", ")) for label, _, names in
+             (line.partition(": ") for line in result.stderr.splitlines()) if label in ("blocking", "only warned")}
+    return named.get("blocking", set()), named.get("only warned", set()), result.returncode
+
+
+@pytest.mark.parametrize(
+    ("quality", "rows", "blocking", "decision"),
+    [
+        # an error-severity check fails: it blocks (or holds rows back) everywhere
+        ("block", [(1, "ada@example.com", "red"), (2, "not-an-email", "red")], {"email_well_formed"}, "block"),
+        ("quarantine", [(1, "ada@example.com", "red"), (2, "not-an-email", "red")], {"email_well_formed"},
+         "quarantine"),
+        # only the warning-severity rule and the SLA (handling warn) fail: nothing blocks anywhere
+        ("block", [(1, "ada@example.com", "red"), (2, "grace@example.org", "red")], set(), "publish"),
+    ],
+)
+def test_the_operator_the_gate_and_the_cli_apply_one_rule(
+    iceberg_default, dativo_home, tmp_path, quality, rows, blocking, decision
+):
+    contract, drop = _verdict_case(tmp_path, rows, quality)
+    IcebergIngestOperator(  # the same rows, loaded without a contract, for the checks in place
+        task_id="load", table="tests.people",
+        source={"type": "files", "path": str(drop), "glob": "*.csv",
+                "columns": {"id": "int64", "email": "string", "team": "string"}},
+    ).execute({"run_id": "manual__load"})
+    warned = {"team_distinct", "rows_per_run"}  # a warning rule; an SLA check whose handling is warn
+
+    assert _gate_outcome(drop, contract) == (blocking, warned, decision)
+    assert _operator_outcome(contract) == (blocking, warned)
+    cli_blocking, cli_warned, status = _cli_outcome(contract, dativo_home)
+    assert (cli_blocking, cli_warned, status) == (blocking, warned, 1 if blocking else 0)
 
 
 # --- release and purge --------------------------------------------------------------------------------
