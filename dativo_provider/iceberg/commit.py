@@ -9,8 +9,6 @@ metadata (and, for ``merge``, the rewritten files) is redone on a retry.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,13 +18,16 @@ from dativo_provider.iceberg.barrier import wait_at_barrier
 from dativo_provider.iceberg.races import disable_builtin_retries, is_lost_race
 from dativo_provider.iceberg.reader import stream_file
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, read_state
+from dativo_provider.iceberg.tables import backoff, creation_raced
 from dativo_provider.iceberg.writer import DataFileWriter
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
+    from pyiceberg.io import FileIO
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import FileScanTask, Table, Transaction
+    from pyiceberg.table.metadata import TableMetadata
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class CommitPlan:
     :param keys: distinct merge-key values of the new rows (``merge`` only).
     :param expected_state_snapshot: the snapshot holding the state this run started from; if
         another snapshot of the same source appears first, the commit is refused.
+    :param creation: the staged creation of a table that does not exist yet: the first attempt creates
+        it and adds the files in one commit; if another run created it first, the files go to theirs.
     """
 
     identifier: str
@@ -56,6 +59,13 @@ class CommitPlan:
     sort_by: list[tuple[str, str]] = field(default_factory=list)
     target_file_bytes: int = 128 * 1024 * 1024
     track_state: bool = True
+    creation: Transaction | None = None
+
+    def file_io(self, catalog: Catalog) -> FileIO:
+        """Where the new files live: the staged table's storage, else the catalog's table."""
+        if self.creation is not None:
+            return self.creation._table.io  # noqa: SLF001 - pyiceberg offers no public view of it
+        return catalog.load_table(self.identifier).io
 
 
 @dataclass
@@ -90,7 +100,15 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     :raises ConcurrentRunError: another run of the same source committed first (its rows would repeat).
     :raises CommitConflictError: other writers won the race ``max_attempts`` times.
     """
+    if plan.creation is not None:
+        _add_files(plan.creation, plan.new_files, plan)
     for attempt in range(1, max_attempts + 1):
+        if plan.creation is not None:
+            created = _create_with_files(catalog, plan, attempt, max_attempts)
+            if created is not None:
+                return CommitOutcome(snapshot_id=_head_id(created, plan.branch), previous_snapshot_id=None,
+                                     attempts=attempt)
+            continue
         table = wait_at_barrier(catalog, catalog.load_table(plan.identifier))
         _check_no_concurrent_run(table, plan)
         previous = _head_id(table, plan.branch)
@@ -103,7 +121,7 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
                 raise
             log.warning("commit to %s lost a race with another writer (attempt %d/%d): %s", plan.identifier,
                         attempt, max_attempts, exc)
-            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            backoff(attempt)
             continue
         return CommitOutcome(
             snapshot_id=_head_id(committed, plan.branch),
@@ -116,6 +134,46 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
         )
     raise CommitConflictError(
         f"could not commit to {plan.identifier}: other writers won the commit race {max_attempts} times"
+    )
+
+
+def _add_files(transaction: Transaction, files: list[DataFile], plan: CommitPlan) -> None:
+    with transaction.update_snapshot(snapshot_properties=plan.properties, branch=plan.branch).fast_append() as append:
+        for data_file in files:
+            append.append_data_file(data_file)
+
+
+def _create_with_files(catalog: Catalog, plan: CommitPlan, attempt: int, max_attempts: int) -> Table | None:
+    """Create the staged table with the new files in one commit.
+
+    :returns: the created table; None when the attempt lost a race. If another run created the table,
+        ``plan.creation`` is cleared and the next attempt commits to that table like to any other.
+    :raises CommitConflictError: the other run's table has another schema or partitioning than the
+        one these files were written for (a rerun writes into that table).
+    """
+    assert plan.creation is not None
+    try:
+        return plan.creation.commit_transaction()
+    except Exception as exc:
+        if not creation_raced(exc):
+            raise
+        log.warning("creating %s lost a race with another writer (attempt %d/%d): %s", plan.identifier, attempt,
+                    max_attempts, exc)
+    if catalog.table_exists(plan.identifier):
+        _check_same_layout(catalog.load_table(plan.identifier), plan.creation.table_metadata, plan.identifier)
+        plan.creation = None
+    else:
+        backoff(attempt)
+    return None
+
+
+def _check_same_layout(winner: Table, staged: TableMetadata, identifier: str) -> None:
+    """The files written for our staged table fit the winner's only with the same field ids and spec."""
+    if winner.schema().as_struct() == staged.schema().as_struct() and winner.spec().fields == staged.spec().fields:
+        return
+    raise CommitConflictError(
+        f"another run created {identifier} at the same time with another schema or partitioning than this "
+        "run's files were written for; rerun to write into that table"
     )
 
 
@@ -280,5 +338,5 @@ def commit_with_retries(
             if not is_lost_race(exc):
                 raise
             log.warning("commit to %s lost a race (attempt %d/%d): %s", identifier, attempt, attempts, exc)
-            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+            backoff(attempt)
     raise CommitConflictError(f"{identifier}: other writers won the commit race {attempts} times; rerun")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dativo_provider.exceptions import ConfigError
+from dativo_provider.exceptions import CommitConflictError, ConfigError
+from dativo_provider.iceberg.races import is_lost_race
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table
+    from pyiceberg.table import Table, Transaction
 
 _TRANSFORM = re.compile(r"^\s*(?P<name>\w+)\s*\(\s*(?:(?P<arg>\d+)\s*,\s*)?(?P<column>[^()]+?)\s*\)\s*$")
 _METRICS = re.compile(r"^(none|counts|full|truncate\(\d+\))$")
+#: Tries to create a table while a SQLite catalog is locked by other writers.
+_CREATE_ATTEMPTS = 10
 
 
 def load_or_create(
@@ -26,24 +31,85 @@ def load_or_create(
 
     :returns: the table and whether this call created it.
     """
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+    table, creation = load_or_stage(catalog, identifier, schema, options)
+    if creation is None:
+        return table, False
+    return commit_creation(catalog, identifier, creation)
+
+
+def load_or_stage(
+    catalog: Catalog, identifier: str, schema: pa.Schema, options: Any
+) -> tuple[Table, Transaction | None]:
+    """Load ``identifier``, or stage its creation without committing it.
+
+    A staged table can be written to (its files go where the table will live) and is created by the
+    commit that adds its first rows (:func:`dativo_provider.iceberg.commit.commit`), so a run that
+    fails before then leaves no table behind.
+
+    :returns: the loaded table and None, or the staged table and its create transaction.
+    """
+    from pyiceberg.exceptions import NoSuchTableError
+    from pyiceberg.table import StagedTable
 
     try:
-        return catalog.load_table(identifier), False
+        return catalog.load_table(identifier), None
     except NoSuchTableError:
         pass
-    namespace = identifier.rsplit(".", 1)[0]
+    _ensure_namespace(catalog, identifier.rsplit(".", 1)[0])
+    creation = _stage(catalog, identifier, schema, options)
+    base = creation._table  # noqa: SLF001 - pyiceberg offers no public view of a staged table
+    staged = StagedTable(identifier=base.name(), metadata=creation.table_metadata,
+                         metadata_location=base.metadata_location, io=base.io, catalog=catalog)
+    return staged, creation
+
+
+def commit_creation(catalog: Catalog, identifier: str, creation: Transaction) -> tuple[Table, bool]:
+    """Commit a staged creation as it is; if another run created the table first, load theirs.
+
+    :returns: the table and whether this call created it.
+    :raises CommitConflictError: the catalog stayed locked by other writers.
+    """
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return creation.commit_transaction(), True
+        except Exception as exc:
+            if not creation_raced(exc):
+                raise
+            if catalog.table_exists(identifier):
+                return catalog.load_table(identifier), False
+            backoff(attempt)
+    raise CommitConflictError(f"could not create {identifier}: the catalog stayed busy {_CREATE_ATTEMPTS} times")
+
+
+def creation_raced(exc: Exception) -> bool:
+    """Could committing a creation have failed because another writer was at the catalog first?
+
+    A creator that finds the table there reports ``TableAlreadyExistsError`` or, when the other
+    table existed as its commit started, ``CommitFailedException("Table already exists")``; a SQLite
+    catalog may also be locked. Whether the other writer created the table, the catalog says.
+    """
+    from pyiceberg.exceptions import TableAlreadyExistsError
+
+    return isinstance(exc, TableAlreadyExistsError) or is_lost_race(exc)
+
+
+def backoff(attempt: int) -> None:
+    """Sleep before retrying a lost race: growing with the attempt, jittered so racers spread out."""
+    time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+
+
+def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """Create the namespace unless it exists; a concurrent creator winning is fine."""
     try:
         catalog.create_namespace_if_not_exists(namespace)
-    except NamespaceAlreadyExistsError:
-        pass
-    try:
-        return _create(catalog, identifier, schema, options), True
-    except TableAlreadyExistsError:
-        return catalog.load_table(identifier), False
+    except Exception:
+        # Two creators can both see no namespace and both insert it: the loser's error (an
+        # IntegrityError from a SQL catalog) is harmless once the namespace is there.
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
-def _create(catalog: Catalog, identifier: str, schema: pa.Schema, options: Any) -> Table:
+def _stage(catalog: Catalog, identifier: str, schema: pa.Schema, options: Any) -> Transaction:
     properties = {**options.table_properties, **column_properties(options.column_properties)}
     transaction = catalog.create_table_transaction(identifier, schema=schema, properties=properties)
     if options.partition_by:
@@ -60,7 +126,7 @@ def _create(catalog: Catalog, identifier: str, schema: pa.Schema, options: Any) 
         with transaction.update_schema() as update:
             for column, doc in docs.items():
                 update.update_column(column, doc=doc)
-    return transaction.commit_transaction()
+    return transaction
 
 
 def column_properties(per_column: Mapping[str, Mapping[str, str]]) -> dict[str, str]:

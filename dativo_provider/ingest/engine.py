@@ -25,7 +25,7 @@ from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.schema import apply_evolution, plan_schema, storage_schema
 from dativo_provider.iceberg.state import read_state, snapshot_properties
-from dativo_provider.iceberg.tables import load_or_create, parse_sort, sort_columns
+from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
@@ -34,7 +34,7 @@ from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBoun
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table
+    from pyiceberg.table import Table, Transaction
 
     from dativo_provider.iceberg.catalog import CatalogConfig
 
@@ -157,12 +157,16 @@ class _Run:
         self.options = options
         self.result = result
         self.branch = options.branch or "main"
+        #: The table's creation, staged until the commit that adds this run's rows (or until nothing
+        #: is left that could refuse the run): a refused first run leaves no empty table behind.
+        self.creation: Transaction | None = None
 
     def execute(self, bounds: ReadBounds, run_id: str | None, audit: AuditGate | None) -> None:
         prior = self._prior_state()
         previous_state = prior.state if prior else None
         self.result.watermark_before = (previous_state or {}).get(WATERMARK_KEY)
         with self.source.open(previous_state, bounds) as stream:
+            _check_has_columns(stream.schema, self.source.identity, self.table_name)
             if audit is not None:
                 audit.before_write(self.table_name, stream.schema)
             table = self._prepare_table(stream.schema)
@@ -175,6 +179,7 @@ class _Run:
         self.result.watermark_after = (new_state or previous_state or {}).get(WATERMARK_KEY)
         self.result.schema = _schema_fields(table)
         if not self._needs_commit(files, new_state, previous_state):
+            table = self._create_staged_table() or table
             self.result.snapshot_id = _head(table, self.branch)
             return
         plan = CommitPlan(
@@ -189,6 +194,7 @@ class _Run:
             keys=keys,
             sort_by=self._sort(table),
             target_file_bytes=self.options.target_file_size_mb * 1024 * 1024,
+            creation=self.creation if audit is None else None,
         )
         self._commit(plan, audit, run_id)
 
@@ -203,8 +209,8 @@ class _Run:
 
     def _prepare_table(self, source_schema: pa.Schema) -> Table:
         incoming = storage_schema(source_schema)
-        table, created = load_or_create(self.catalog, self.table_name, incoming, self.options)
-        if created:
+        table, self.creation = load_or_stage(self.catalog, self.table_name, incoming, self.options)
+        if self.creation is not None:
             self.result.schema_changes.append(f"created {self.table_name} with {len(incoming)} columns")
         plan = plan_schema(table, incoming, self.options.schema_policy)
         self.result.warnings.extend(plan.warnings)
@@ -221,7 +227,7 @@ class _Run:
     def _write(self, table: Table, stream: Any) -> tuple[list[Any], pa.Table | None]:
         writer = DataFileWriter(table, self._sort(table), self.options.target_file_size_mb * 1024 * 1024)
         required = {f.name for f in table.schema().fields if f.required}
-        conform = BatchConformer(stream.schema, writer.arrow_schema, required)
+        conform = BatchConformer(stream.schema, writer.arrow_schema, required, self.table_name)
         keys = _KeyCollector(self.options.merge_keys)
         try:
             for batch in stream:
@@ -250,6 +256,7 @@ class _Run:
 
     def _commit(self, plan: CommitPlan, audit: AuditGate | None, run_id: str | None) -> None:
         if audit is not None:
+            self._create_staged_table()
             plan.branch = self._open_audit_branch()
         try:
             outcome = commit(self.catalog, plan, self.options.max_commit_attempts)
@@ -267,6 +274,14 @@ class _Run:
         if audit is not None:
             self._publish_if_approved(plan, outcome.snapshot_id, audit, run_id)
         self.result.committed = True
+
+    def _create_staged_table(self) -> Table | None:
+        """Commit the staged creation on its own (no rows to add, or an audit branch needs the table)."""
+        if self.creation is None:
+            return None
+        table, _ = commit_creation(self.catalog, self.table_name, self.creation)
+        self.creation = None
+        return table
 
     def _open_audit_branch(self) -> str:
         table = self.catalog.load_table(self.table_name)
@@ -361,10 +376,18 @@ def _schema_fields(table: Table) -> list[SchemaField]:
     return [SchemaField(f.name, str(f.field_type), f.required, f.doc) for f in table.schema().fields]
 
 
+def _check_has_columns(schema: pa.Schema, source: str, table: str) -> None:
+    if len(schema) == 0:
+        raise SourceError(
+            f"{source} has no columns, so there is nothing to load into {table}; read a table or query "
+            "that has columns (or list them in the source's 'columns')"
+        )
+
+
 def _delete_files(catalog: Catalog, plan: CommitPlan) -> None:
     """The commit did not land: remove this run's data files so no orphans pile up."""
     try:
-        io = catalog.load_table(plan.identifier).io
+        io = plan.file_io(catalog)
         for data_file in plan.new_files:
             io.delete(data_file.file_path)
     except Exception as exc:  # noqa: BLE001 - the commit error matters more than cleanup

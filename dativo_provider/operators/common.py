@@ -6,25 +6,52 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import logging
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dativo_provider.compat import AirflowException, AirflowFailException, Asset, BaseOperator, Context
+from dativo_provider.compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    Asset,
+    BaseOperator,
+    Context,
+)
 from dativo_provider.exceptions import ConfigError, TerminalError, TransientError
+
+_log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def airflow_errors() -> Iterator[None]:
-    """Terminal errors fail the task without retries; transient ones fail it for a retry."""
+    """Terminal errors fail the task without retries; transient ones fail it for a retry.
+
+    Our errors already say what went wrong and what to do, so the Airflow exception carries that
+    message without the chain of tracebacks behind it (which the task log would print first); the
+    original traceback is logged at DEBUG. A connection (or other object) Airflow cannot find is
+    terminal too: retrying does not define it.
+    """
     try:
         yield
     except TerminalError as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        _log_origin(exc)
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
     except TransientError as exc:
-        raise AirflowException(f"{type(exc).__name__} (will retry): {exc}") from exc
+        _log_origin(exc)
+        raise AirflowException(f"{type(exc).__name__} (will retry): {exc}") from None
+    except AirflowNotFoundException as exc:
+        raise AirflowFailException(
+            f"{exc}: define it in Airflow (UI, `airflow connections add` or an AIRFLOW_CONN_<ID> "
+            "environment variable) or fix the id; a retry would fail the same way"
+        ) from None
+
+
+def _log_origin(exc: BaseException) -> None:
+    _log.debug("where the %s came from", type(exc).__name__, exc_info=exc)
 
 
 def table_asset(iceberg_conn_id: str, table: str) -> Asset:

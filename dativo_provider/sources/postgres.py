@@ -39,6 +39,7 @@ a parameterless one streams through COPY, and this keeps both properties.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -92,6 +93,16 @@ _DAY_MICROS = 86_400_000_000
 _STRINGS = ("text", "varchar", "bpchar", "char", "name")
 _TRANSIENT_CONNECT = ("too many clients", "starting up", "shutting down", "in recovery")
 _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "53", "57P")
+#: libpq options with a fixed set of values, checked before connecting so the error lists them.
+_OPTION_VALUES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+}
+_INTEGER_OPTIONS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
+#: libpq's own words for an option it refuses before it reaches the server: fixing it is the only cure.
+_BAD_OPTION = re.compile(r"invalid (connection option|integer value|\w+ value)")
 
 
 def from_spec(spec: Mapping[str, Any], connection: DatabaseConfig) -> PostgresSource:
@@ -556,6 +567,8 @@ def _conninfo(config: DatabaseConfig) -> tuple[str, tuple[str | None, ...]]:
     bad = [key for key in config.options if not key.isidentifier()]
     if bad:
         raise ConfigError(f"postgres connection: option name(s) {bad} are not libpq keywords")
+    for key, value in config.options.items():
+        _check_option(key, str(value))
     values = {
         "host": config.host, "port": str(config.port or DEFAULT_PORT), "dbname": config.database,
         "user": config.user, "password": config.password, "application_name": "dativo", **config.options,
@@ -565,6 +578,20 @@ def _conninfo(config: DatabaseConfig) -> tuple[str, tuple[str | None, ...]]:
     return text, (*config.secrets, _conninfo_value(password)[1:-1] if password else None)
 
 
+def _check_option(key: str, value: str) -> None:
+    valid = _OPTION_VALUES.get(key)
+    if valid is not None and value not in valid:
+        raise ConfigError(
+            f"postgres connection option {key!r} is {value!r}; valid values: {', '.join(valid)} "
+            "(set it in the connection's extra)"
+        )
+    if key in _INTEGER_OPTIONS and not value.strip().lstrip("-").isdigit():
+        raise ConfigError(
+            f"postgres connection option {key!r} is {value!r}; it must be a whole number "
+            "(set it in the connection's extra)"
+        )
+
+
 def _conninfo_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -572,10 +599,14 @@ def _conninfo_value(value: str) -> str:
 def _connect_error(config: DatabaseConfig, message: str) -> DativoError:
     where = f"postgres://{config.host}:{config.port or DEFAULT_PORT}/{config.database}"
     text = f"cannot connect to {where} as user {config.user!r}: {message}"
+    if _BAD_OPTION.search(message):
+        return ConfigError(f"{text}; fix the option in the connection's extra")
+    if "SSL was required" in message:
+        return SourceError(f"{text}; enable SSL on the server or set sslmode 'prefer' in the connection's extra")
     # libpq reports refusals by the server as FATAL; anything else is the network or a server that
     # is not up yet, which a retry may fix.
     rejected = "FATAL" in message and not any(marker in message for marker in _TRANSIENT_CONNECT)
-    return SourceError(text) if rejected or "invalid connection option" in message else TransientError(text)
+    return SourceError(text) if rejected else TransientError(text)
 
 
 # --- the stream ---------------------------------------------------------------------------------

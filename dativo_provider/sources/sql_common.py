@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from dativo_provider.calendar_range import find_out_of_range, out_of_range_help
 from dativo_provider.connections import DatabaseConfig
 from dativo_provider.exceptions import ConfigError, DativoError, SourceError
 from dativo_provider.optional import require
@@ -368,8 +369,17 @@ class WatermarkTracker:
         self._best = None if previous is None else self._python(previous)
 
     def update(self, column: pa.Array) -> None:
-        """Fold one batch's cursor column in."""
+        """Fold one batch's cursor column in.
+
+        :raises SourceError: the cursor holds a date outside the years 1-9999 (no Python value).
+        """
         pc = require("pyarrow.compute", "postgres")
+        found = find_out_of_range(column)
+        if found is not None:
+            raise SourceError(
+                f"cursor column {self.cursor!r} holds {found.describe()}, which cannot be a watermark. "
+                f"{out_of_range_help(self.cursor)}"
+            )
         top = pc.max(column).as_py()
         if top is not None and (self._best is None or top > self._best):
             self._best = top
