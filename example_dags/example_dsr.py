@@ -1,31 +1,33 @@
-"""Data-subject requests (GDPR Art. 15, 17, 18, 20), one run per request, triggered through Airflow's REST API.
+"""Data-subject requests (GDPR Art. 15, 17, 18, 20), one run per request.
 
-The intake API is Airflow's own authenticated REST API: a run is triggered with the request as its
-conf, and the ``params`` below validate it against a JSON schema before anything runs (a malformed
-request is refused by the trigger call, or fails the run at creation)::
+### What it shows
 
-    curl -X POST "$AIRFLOW/api/v2/dags/example_dsr/dagRuns" -H "Authorization: Bearer $TOKEN" \\
-      -H "Content-Type: application/json" -d '{"logical_date": null, "conf": {
-        "request_id": "dsr-2024-0042", "kind": "erasure", "subject_kind": "customer",
-        "subject_ids": ["87"], "emails": [], "received_at": "2024-06-01T09:00:00Z"}}'
+The run branches on the request's `kind`:
 
-(Airflow 2.x: ``/api/v1/dags/example_dsr/dagRuns`` with ``{"conf": {...}}``; see docs/privacy.md.)
+- `access` / `portability`: discover → export (JSON files and a manifest, mode 0600/0700);
+- `erasure`: discover → erase (delete, purge, verify) → signed certificate (mode 0600);
+- `restriction` / `lift_restriction`: record or lift the restriction in the registry.
 
-The run branches on ``kind``:
+The `params` validate the request against a JSON schema before anything runs (a malformed request is
+refused by the trigger call). The first task checks what the schema cannot (at least one
+identifier) and the deadline: a request overdue or within three days of its deadline fails loudly.
 
-- ``access`` / ``portability``: discover → export (JSON files and a manifest, mode 0600/0700);
-- ``erasure``: discover → erase (delete, purge, verify) → signed certificate (mode 0600);
-- ``restriction`` / ``lift_restriction``: record or lift the restriction in the registry.
+### What it needs
 
-The first task also checks what the schema cannot (at least one identifier overall) and the deadline:
-a request overdue or within three days of its deadline fails loudly.
+- the `privacy` extra (`pip install "dativo-airflow-provider[privacy]"`) for Ed25519 certificates;
+- connections `dativo_dsr_signing` (an Ed25519 PEM key or an HMAC secret) and `dativo_dsr_hash_key`
+  (the audit trail's and registry's key), both in their `password` field;
+- the contracts in `CONTRACTS` below, and the `iceberg_default` catalog (the embedded one without it);
+- optional variables: `dativo_dsr_refs_policy` (default `fail`), `dativo_dsr_safety_window_minutes`
+  (default 30), `dativo_dsr_output_dir` (default `$AIRFLOW_HOME/dativo/dsr`: exports under
+  `exports/<request_id>/`, certificates under `certificates/<request_id>.json`).
 
-Contracts: the package's examples (``sample_data/contracts``). Catalog: ``iceberg_default``, or
-the embedded one. Keys: connections ``dativo_dsr_signing`` (Ed25519 PEM or HMAC secret) and
-``dativo_dsr_hash_key`` (audit trail and registry key). Variables ``dativo_dsr_refs_policy`` (default
-``fail``) and ``dativo_dsr_safety_window_minutes`` (default 30) tune the purge; exports go to
-``$AIRFLOW_HOME/dativo/dsr/exports/<request_id>/`` and certificates to
-``$AIRFLOW_HOME/dativo/dsr/certificates/<request_id>.json`` unless the variable ``dativo_dsr_output_dir`` says otherwise.
+### How to run it
+
+Trigger a run with the request as its conf, through the UI, `airflow dags trigger example_dsr
+--conf '{"request_id": "dsr-2024-0042", "kind": "access", "subject_ids": ["87"]}'`, or Airflow's
+REST API (`POST /api/v2/dags/example_dsr/dagRuns`; see docs/privacy.md). One request runs at a
+time (`max_active_runs=1`): two erasures rewriting the same tables would only race each other.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ with DAG(
     dag_id="example_dsr",
     schedule=None,
     params=PARAMS,
-    max_active_runs=4,
+    max_active_runs=1,
     tags=["dativo", "example", "privacy"],
     doc_md=__doc__,
     render_template_as_native_obj=False,
