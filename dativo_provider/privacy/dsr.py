@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from dativo_provider import progress as progress_log
 from dativo_provider.exceptions import ConfigError, TerminalError
 from dativo_provider.privacy.progress import DEFAULT_PROGRESS_TABLE
 from dativo_provider.privacy.purge import REFS_POLICIES
@@ -252,10 +253,8 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         erasure = _Erasure(catalog, contracts, request, progress, record, other_catalogs or {})
         erasure.resolve()
         erasure.check_refs(refs_policy)
-        for match in erasure.found.tables:
-            erasure.delete(match)
-        for match in erasure.found.tables:
-            erasure.purge(match, refs_policy, safety_window, now)
+        erasure.delete_all()
+        erasure.purge_all(refs_policy, safety_window, now)
         exports = erasure.remove_exports(trail, hash_key, object_store)
         verification = erasure.verify()
         record("verified", verification.to_dict())
@@ -318,6 +317,7 @@ class _Erasure:
         self.catalogs: dict[str | None, CatalogConfig] = {None: catalog, **other_catalogs}
         self.found: Any = None
         self.tables: list[dict[str, Any]] = []
+        self.rows_deleted = self.files_removed = 0  # by this run, for the progress lines
 
     def resolve(self) -> None:
         """Discovery over history, widened by (and widening) the identity recorded by earlier attempts."""
@@ -357,6 +357,23 @@ class _Erasure:
             if stale:
                 raise RefsPinErasedDataError(match.table, stale)
 
+    def delete_all(self) -> None:
+        """Delete table by table; a line at a steady interval says how far (each table logs its own totals)."""
+        deleting = self._progress("delete")
+        for match in self.found.tables:
+            self.delete(match)
+            deleting.advance(1, f"{self.rows_deleted} rows deleted")
+
+    def purge_all(self, policy: str, window: timedelta, now: datetime | None) -> None:
+        purging = self._progress("purge")
+        for match in self.found.tables:
+            self.purge(match, policy, window, now)
+            purging.advance(1, f"{self.files_removed} files removed")
+
+    def _progress(self, step: str) -> progress_log.ProgressLog:
+        return progress_log.ProgressLog(log, f"request {self.request.request_id}: {step}", total=len(self.found.tables),
+                                        unit="tables", interval=progress_log.DEFAULT_INTERVAL_S)
+
     def delete(self, match: Any) -> None:
         """Delete on every branch; the totals come from the snapshots this request marked, so a commit
         whose record a crash prevented still counts on the rerun."""
@@ -378,6 +395,7 @@ class _Erasure:
                 entry[key] = entry.get(key, 0) + getattr(deletion, key)
             entry["branches"] = sorted({*entry.get("branches", []), *deletion.branches})
         self.progress.record("deleted", match.table, entry)
+        self.rows_deleted += deletion.rows_deleted
         self.record("deleted", {"table": match.table, "rows": deletion.rows_deleted,
                                 "files_rewritten": deletion.files_rewritten, "branches": sorted(deletion.branches)})
 
@@ -399,6 +417,7 @@ class _Erasure:
                 result = plan.run(policy, window, now)  # type: ignore[arg-type]
                 done = {"files_removed": result.files_removed, "snapshots_expired": result.snapshots_expired,
                         "refs_changed": result.refs_changed}
+                self.files_removed += result.files_removed
                 self.record("purged", {"table": match.table, **done})
             self.progress.record("purged", match.table, done)
         self.tables.append({"table": match.table, "via": match.via, "rows_deleted": deleted.get("rows_deleted", 0),
@@ -490,12 +509,9 @@ def _remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest
 def _delete_tree(location: str, object_store: Any) -> None:
     import pyarrow.fs as pafs
 
-    if location.startswith("s3://"):
-        from dativo_provider.sources.files import s3_filesystem
+    from dativo_provider import objectstore
 
-        fs, path = s3_filesystem(object_store), location.removeprefix("s3://")
-    else:
-        fs, path = pafs.LocalFileSystem(), location
+    fs, path = objectstore.resolve(location, object_store)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
 

@@ -41,6 +41,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dativo_provider import progress as progress_log
 from dativo_provider.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def stage_delete(transaction: Transaction, row_filter: BooleanExpression, *, bra
         return stats
     metadata = transaction.table_metadata
     tasks = _plan(transaction, metadata, row_filter, branch, case_sensitive)
-    rewriter = _FileRewriter(transaction, metadata, row_filter, case_sensitive)
+    label = ".".join(transaction._table.name()) + (f"@{branch}" if branch else "")
+    rewriter = _FileRewriter(transaction, metadata, row_filter, case_sensitive, label)
     outcomes = [o for o in rewriter.run(tasks, workers) if o.replacement is not None]
     if outcomes:
         _stage_overwrite(transaction, row_filter, branch, properties, case_sensitive, outcomes,
@@ -178,7 +180,7 @@ class _FileRewriter:
     """Checks and rewrites planned files, ``workers`` at a time; cleans up its files if one fails."""
 
     def __init__(self, transaction: Transaction, metadata: TableMetadata, row_filter: BooleanExpression,
-                 case_sensitive: bool) -> None:
+                 case_sensitive: bool, label: str = "erasure") -> None:
         from pyiceberg.expressions.visitors import bind, extract_field_ids
         from pyiceberg.io.pyarrow import _expression_to_complementary_pyarrow
 
@@ -196,19 +198,24 @@ class _FileRewriter:
         self.commit_uuid = uuid.uuid4()
         self._counter = itertools.count(0)
         self._hit_rate = _HitRate()
+        self._label = label
+        self._rows_deleted = 0
 
     def run(self, tasks: list[FileScanTask], workers: int) -> list[_Outcome]:
         """Every task's outcome, in task order; at most ``workers`` files in flight."""
         outcomes: dict[int, _Outcome] = {}
         pending: dict[Future[_Outcome], int] = {}
+        # No final line: delete_rows logs the table's totals when the delete is committed.
+        checked = progress_log.ProgressLog(log, f"{self._label}: erasure rewrite", total=len(tasks), unit="files",
+                                           interval=progress_log.DEFAULT_INTERVAL_S)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dativo-rewrite")
         try:
             for index, task in enumerate(tasks):
                 if len(pending) >= workers:
-                    self._collect(pending, outcomes)
+                    self._collect(pending, outcomes, checked)
                 pending[pool.submit(self._one, task)] = index
             while pending:
-                self._collect(pending, outcomes)
+                self._collect(pending, outcomes, checked)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             finished = [f.result() for f in pending if not f.cancelled() and f.exception() is None]
@@ -218,11 +225,13 @@ class _FileRewriter:
             pool.shutdown(wait=True)
         return [outcomes[i] for i in sorted(outcomes)]
 
-    @staticmethod
-    def _collect(pending: dict[Future[_Outcome], int], outcomes: dict[int, _Outcome]) -> None:
+    def _collect(self, pending: dict[Future[_Outcome], int], outcomes: dict[int, _Outcome],
+                 checked: progress_log.ProgressLog) -> None:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
-            outcomes[pending.pop(future)] = future.result()
+            outcome = outcomes[pending.pop(future)] = future.result()
+            self._rows_deleted += outcome.rows_deleted
+        checked.advance(len(done), f"{self._rows_deleted} rows deleted")
 
     def _one(self, task: FileScanTask) -> _Outcome:
         if self._hit_rate.worth_checking():

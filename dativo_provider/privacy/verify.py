@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from dativo_provider import progress as progress_log
 from dativo_provider.connections import ObjectStoreConfig
 from dativo_provider.iceberg.catalog import CatalogConfig
 from dativo_provider.privacy.decoders import (
@@ -93,7 +94,10 @@ def verify_erased(
         Reading errors of a file become findings; catalog and credential errors are raised.
     """
     started = time.monotonic()
-    scan = _Scan(identifiers, object_store or _store_from_catalog(catalog))
+    # No final line: the verdict below is the summary.
+    decoded = progress_log.ProgressLog(log, f"verification of {len(tables)} table(s)", unit="files",
+                                       interval=progress_log.DEFAULT_INTERVAL_S)
+    scan = _Scan(identifiers, object_store or _store_from_catalog(catalog), decoded)
     iceberg = catalog.load()
     for name in tables:
         scan.table(iceberg, name)
@@ -116,22 +120,19 @@ def verify_erased(
 
 
 def _store_from_catalog(catalog: CatalogConfig) -> ObjectStoreConfig:
-    props = catalog.properties
-    return ObjectStoreConfig(
-        access_key_id=props.get("s3.access-key-id"),
-        secret_access_key=props.get("s3.secret-access-key"),
-        session_token=props.get("s3.session-token"),
-        region=props.get("s3.region"),
-        endpoint_url=props.get("s3.endpoint"),
-    )
+    from dativo_provider.objectstore import config_from_catalog
+
+    return config_from_catalog(catalog.properties)
 
 
 class _Scan:
     """Lists, decodes and searches the files of each table, collecting findings."""
 
-    def __init__(self, identifiers: Identifiers, store: ObjectStoreConfig) -> None:
+    def __init__(self, identifiers: Identifiers, store: ObjectStoreConfig,
+                 decoded: progress_log.ProgressLog | None = None) -> None:
         self.ids = identifiers
         self.store = store
+        self.decoded = decoded
         self.findings: list[Finding] = []
         self.counts: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.bytes = 0
@@ -165,6 +166,8 @@ class _Scan:
                 for uri, scanned in zip(group, pool.map(lambda u: self._scan_file(u, context), group)):
                     self.counts[scanned.kind] += 1
                     self.bytes += scanned.size
+                    if self.decoded is not None:
+                        self.decoded.advance(1, f"{self.bytes} bytes")
                     self.findings.extend(Finding(uri, scanned.kind, w) for w in scanned.wheres)
                     references |= {_normalise_uri(r, uri) for r in scanned.references}
         return references
@@ -220,7 +223,7 @@ class _Scan:
 
     @functools.cached_property
     def _s3_fs(self) -> pafs.FileSystem:
-        from dativo_provider.sources.files import s3_filesystem
+        from dativo_provider.objectstore import s3_filesystem
 
         return s3_filesystem(self.store)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -14,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from dativo_provider import progress
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.privacy import audit
 from dativo_provider.privacy.certificate import SigningKey, verify_certificate, write_certificate
@@ -26,6 +29,13 @@ from dativo_provider.privacy.verify import verify_erased
 from tests.privacy.warehouse import build_warehouse, contract_paths
 
 HASH_KEY = b"audit-and-certificate-hash-key-32"
+#: What the engine logged during the module's erasure, every progress line included (interval 0).
+ERASURE_LOG: list[str] = []
+
+
+class _Lines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        ERASURE_LOG.append(record.getMessage())
 
 
 def _signing_key() -> SigningKey:
@@ -63,8 +73,17 @@ def erased(tmp_path_factory):
     assert (home / "exports" / "dsr-2024-0000").is_dir()
     request = SubjectRequest("dsr-2024-0001", "erasure", "customer", subject_ids=[str(info.subject_id)])
     key = _signing_key()
-    outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
-                            trail=trail, refs_policy="remove", safety_window=timedelta(0))
+    engine, handler = logging.getLogger("dativo_provider"), _Lines(logging.INFO)
+    engine.addHandler(handler)
+    level, engine.level = engine.level, logging.INFO
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(progress, "DEFAULT_INTERVAL_S", 0.0)  # a progress line for every step
+            outcome = erase_subject(catalog, contract_paths(), request, signing_key=key, hash_key=HASH_KEY,
+                                    trail=trail, refs_policy="remove", safety_window=timedelta(0))
+    finally:
+        engine.removeHandler(handler)
+        engine.setLevel(level)
     path = write_certificate(home / "certificate.json", outcome.certificate)
     return catalog, info, tables, before, trail, key, outcome, path, home, on_branches
 
@@ -140,6 +159,27 @@ def test_the_audit_trail_records_each_step_and_verifies(erased):
     assert events[0] == "received" and events[-1] == "completed"
     assert {"discovered", "deleted", "purged", "verified"} <= set(events)
     assert not audit.verify(store, b"another-key-entirely-32-bytes-long").valid
+
+
+def test_a_long_erasure_reports_progress_without_identifiers(erased):
+    _, info, tables, *_ = erased
+    lines = [line for line in ERASURE_LOG if " running after " in line]
+    deleting = [line for line in lines if line.startswith("request dsr-2024-0001: delete: ")]
+    purging = [line for line in lines if line.startswith("request dsr-2024-0001: purge: ")]
+    assert [line.split(": ")[2].split()[0] for line in deleting] == [f"{n}/{len(tables)}" for n in
+                                                                     range(1, len(tables) + 1)]
+    assert len(purging) == len(tables)
+    rows_noted = [int(re.search(r"\((\d+) rows deleted\)", line).group(1)) for line in deleting]
+    assert rows_noted == sorted(rows_noted) and rows_noted[-1] > 0
+    rewrites = [line for line in lines if ": erasure rewrite: " in line]
+    assert rewrites and all(re.search(r"erasure rewrite: \d+/\d+ files", line) for line in rewrites)
+    assert any(line.startswith(f"verification of {len(tables)} table(s): ") for line in lines)
+    # Progress lines name steps, tables and counts only: nothing else can carry an identifier.
+    shape = re.compile(r"(request dsr-2024-0001: (delete|purge)|[\w.]+@\w+: erasure rewrite|verification of \d+ "
+                       r"table\(s\)): \d+(/\d+)? (tables|files) running after \d+s.*\(\d+ (rows deleted|files removed|"
+                       r"bytes)\)")
+    assert [line for line in lines if not shape.fullmatch(line)] == []
+    assert not [line for line in ERASURE_LOG if info.subject_email in line.lower()]
 
 
 def test_an_unknown_subject_still_gets_a_signed_certificate(tmp_path):
