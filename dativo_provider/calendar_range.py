@@ -36,7 +36,7 @@ class OutOfRange:
 
 
 def find_out_of_range(array: pa.Array) -> OutOfRange | None:
-    """The first date/timestamp of ``array`` outside the years 1–9999; None if all fit or it is not temporal."""
+    """The first date/timestamp of ``array`` outside the years 1–9999; None if all fit or not temporal."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -101,7 +101,7 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     :raises CommitConflictError: other writers won the race ``max_attempts`` times.
     """
     if plan.creation is not None:
-        _add_files(plan.creation, plan.new_files, plan)
+        _add_files_to_creation(plan)
     for attempt in range(1, max_attempts + 1):
         if plan.creation is not None:
             created = _create_with_files(catalog, plan, attempt, max_attempts)
@@ -137,9 +137,11 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     )
 
 
-def _add_files(transaction: Transaction, files: list[DataFile], plan: CommitPlan) -> None:
-    with transaction.update_snapshot(snapshot_properties=plan.properties, branch=plan.branch).fast_append() as append:
-        for data_file in files:
+def _add_files_to_creation(plan: CommitPlan) -> None:
+    assert plan.creation is not None
+    update = plan.creation.update_snapshot(snapshot_properties=plan.properties, branch=plan.branch)
+    with update.fast_append() as append:
+        for data_file in plan.new_files:
             append.append_data_file(data_file)
 
 
@@ -157,8 +159,8 @@ def _create_with_files(catalog: Catalog, plan: CommitPlan, attempt: int, max_att
     except Exception as exc:
         if not creation_raced(exc):
             raise
-        log.warning("creating %s lost a race with another writer (attempt %d/%d): %s", plan.identifier, attempt,
-                    max_attempts, exc)
+        log.warning("creating %s lost a race with another writer (attempt %d/%d): %s", plan.identifier,
+                    attempt, max_attempts, exc)
     if catalog.table_exists(plan.identifier):
         _check_same_layout(catalog.load_table(plan.identifier), plan.creation.table_metadata, plan.identifier)
         plan.creation = None
@@ -169,7 +171,8 @@ def _create_with_files(catalog: Catalog, plan: CommitPlan, attempt: int, max_att
 
 def _check_same_layout(winner: Table, staged: TableMetadata, identifier: str) -> None:
     """The files written for our staged table fit the winner's only with the same field ids and spec."""
-    if winner.schema().as_struct() == staged.schema().as_struct() and winner.spec().fields == staged.spec().fields:
+    same_schema = winner.schema().as_struct() == staged.schema().as_struct()
+    if same_schema and winner.spec().fields == staged.spec().fields:
         return
     raise CommitConflictError(
         f"another run created {identifier} at the same time with another schema or partitioning than this "
@@ -193,7 +196,8 @@ def _carried(table: Table, current_id: int | None, expected_id: int | None) -> b
     """An erasure purge re-committed the state this run started from (same state, new snapshot id)."""
     if current_id is None or expected_id is None:
         return False
-    summary = table.metadata.snapshot_by_id(current_id).summary
+    snapshot = table.metadata.snapshot_by_id(current_id)
+    summary = snapshot.summary if snapshot is not None else None
     return summary is not None and summary.get(CARRIED_FROM_KEY) == str(expected_id)
 
 
@@ -252,7 +256,8 @@ def _files_in_partitions_of(table: Table, plan: CommitPlan) -> list[DataFile]:
 
 
 def _partition_tuple(data_file: DataFile) -> tuple[Any, ...]:
-    return tuple(data_file.partition)
+    partition = data_file.partition
+    return tuple(partition[i] for i in range(len(partition)))
 
 
 def _rewrite_without_keys(table: Table, plan: CommitPlan) -> _Removal:

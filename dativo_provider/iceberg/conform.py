@@ -55,12 +55,15 @@ class BatchConformer:
 
         if position < 0:
             if field.name in self._required:
-                raise SourceError(f"{self._where}required column {field.name!r} is missing from the source rows")
+                raise SourceError(
+                    f"{self._where}required column {field.name!r} is missing from the source rows"
+                )
             return pa.nulls(batch.num_rows, field.type)
         column = batch.column(position)
         if field.name in self._required and column.null_count:
             raise SourceError(
-                f"{self._where}column {field.name!r} is required in the table but {column.null_count} rows are null"
+                f"{self._where}column {field.name!r} is required in the table but {column.null_count} rows "
+                "are null"
             )
         if column.type == field.type:
             return column

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+    from pyiceberg.types import IcebergType
 
 
 def storage_schema(schema: pa.Schema) -> pa.Schema:
@@ -178,7 +179,7 @@ def compare(table_schema: Schema, incoming: pa.Schema) -> list[ColumnChange]:
     return changes
 
 
-def _type_relation(table_type: object, source_type: object, source_arrow: pa.DataType) -> str:
+def _type_relation(table_type: IcebergType, source_type: IcebergType, source_arrow: pa.DataType) -> str:
     """``same`` if source values fit the table type, ``widened`` if the table type can be promoted."""
     from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType
 
@@ -200,7 +201,7 @@ def _type_relation(table_type: object, source_type: object, source_arrow: pa.Dat
     return "incompatible"
 
 
-def _arrow_of(iceberg_type: object) -> pa.DataType:
+def _arrow_of(iceberg_type: IcebergType) -> pa.DataType:
     """The Arrow type of an Iceberg type, without field ids, for comparing nested types."""
     from pyiceberg.io.pyarrow import _pyarrow_schema_ensure_small_types, schema_to_pyarrow
     from pyiceberg.schema import Schema

@@ -6,7 +6,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dativo_provider.exceptions import CommitConflictError, ConfigError
 from dativo_provider.iceberg.races import is_lost_race
@@ -78,7 +78,9 @@ def commit_creation(catalog: Catalog, identifier: str, creation: Transaction) ->
             if catalog.table_exists(identifier):
                 return catalog.load_table(identifier), False
             backoff(attempt)
-    raise CommitConflictError(f"could not create {identifier}: the catalog stayed busy {_CREATE_ATTEMPTS} times")
+    raise CommitConflictError(
+        f"could not create {identifier}: the catalog stayed busy {_CREATE_ATTEMPTS} times; rerun"
+    )
 
 
 def creation_raced(exc: Exception) -> bool:
@@ -190,7 +192,10 @@ def sort_columns(table: Table) -> list[tuple[str, str]]:
 
     schema = table.schema()
     return [
-        (schema.find_column_name(f.source_id), "descending" if f.direction == SortDirection.DESC else "ascending")
+        (
+            cast(str, schema.find_column_name(f.source_id)),
+            "descending" if f.direction == SortDirection.DESC else "ascending",
+        )
         for f in table.sort_order().fields
         if isinstance(f.transform, IdentityTransform)
     ]

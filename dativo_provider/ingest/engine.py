@@ -272,6 +272,7 @@ class _Run:
         self.result.bytes_rewritten = outcome.bytes_rewritten
         self.result.snapshot_id = outcome.snapshot_id
         if audit is not None:
+            assert outcome.snapshot_id is not None  # a commit that landed made a snapshot
             self._publish_if_approved(plan, outcome.snapshot_id, audit, run_id)
         self.result.committed = True
 
@@ -296,6 +297,7 @@ class _Run:
                 pass
             table = transaction.commit_transaction()
             head = _head(table, self.branch)
+        assert head is not None  # the empty snapshot above
         table.manage_snapshots().create_branch(head, name).commit()
         return name
 
@@ -322,6 +324,7 @@ class _Run:
     def _fast_forward(self, staged_id: int, publish_id: int) -> None:
         table = self.catalog.load_table(self.table_name)
         staged = table.metadata.snapshot_by_id(staged_id)
+        assert staged is not None  # snapshots are only expired by maintenance, never this young
         if _head(table, self.branch) != staged.parent_snapshot_id:
             raise CommitConflictError(
                 f"{self.table_name}: {self.branch} moved while the run was audited; rerun to audit again"

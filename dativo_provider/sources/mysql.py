@@ -237,8 +237,8 @@ def _column(field: Any) -> _Column:
         sql_type = f"DECIMAL({target.precision},{target.scale})"
         return _Column(name, target, quoted, sql_type, _text_cast(name, target))
     if code in _TEMPORAL_TYPES:
-        target, sql_type, convert = _TEMPORAL_TYPES[code](name)
-        return _Column(name, target, quoted, sql_type, convert)
+        target, bound_type, convert = _TEMPORAL_TYPES[code](name)
+        return _Column(name, target, quoted, bound_type, convert)
     if code == _Code.BIT:
         target = pa.int64() if field.length <= 63 else pa.decimal128(20, 0)
         return _Column(name, target, quoted, "UNSIGNED", _bits(target))
@@ -295,7 +295,7 @@ def _text_cast(name: str, target: pa.DataType) -> Callable[[Sequence[Any]], pa.A
     """Cast the server's text to ``target``; anything inexact or unparsable fails naming the column."""
     pa = require("pyarrow", EXTRA)
 
-    def convert(values: Sequence[Any]) -> pa.Array:
+    def convert(values: Sequence[Any]) -> Any:  # a pa.Array (``pa`` is the local module here)
         try:
             return pa.array(values, pa.string()).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -309,7 +309,7 @@ def _boolean(name: str) -> Callable[[Sequence[Any]], pa.Array]:
     pc = require("pyarrow.compute", EXTRA)
     as_int = _text_cast(name, pa.int16())
 
-    def convert(values: Sequence[Any]) -> pa.Array:
+    def convert(values: Sequence[Any]) -> Any:  # a pa.Array (``pa`` is the local module here)
         numbers = as_int(values)
         bounds = pc.min_max(numbers)
         if (bounds["min"].as_py() or 0) < 0 or (bounds["max"].as_py() or 0) > 1:
@@ -334,7 +334,7 @@ def _time_of_day(name: str) -> Callable[[Sequence[Any]], pa.Array]:
     pa = require("pyarrow", EXTRA)
     pc = require("pyarrow.compute", EXTRA)
 
-    def convert(values: Sequence[Any]) -> pa.Array:
+    def convert(values: Sequence[Any]) -> Any:  # a pa.Array (``pa`` is the local module here)
         # Arrow casts no text to time64; a timestamp on 1970-01-01 has the same microseconds.
         stamped = pc.binary_join_element_wise("1970-01-01 ", pa.array(values, pa.string()), "")
         try:
@@ -379,7 +379,8 @@ def _window_predicate(cursor: _Column, window: CursorWindow) -> tuple[str, tuple
     """``cursor > CAST(%s) [- lookback] AND cursor <= CAST(%s)`` with its parameters."""
     column = _q(cursor.name).replace("%", "%%")
     cast = f"CAST(%s AS {cursor.sql_type})"
-    clauses, parameters = [], []
+    clauses: list[str] = []
+    parameters: list[Any] = []
     if window.lower is not None:
         lower, parameters = cast, [window.lower]
         if isinstance(window.lookback, timedelta):

@@ -165,7 +165,9 @@ class PostgresSource(SqlSource):
     def _describe(self, session: _Session) -> list[_Column]:
         """The columns to read with their Arrow types; fails on missing names and unsupported types."""
         if self.spec.query is not None:
-            casts, typmods, what = {}, {}, "the query"
+            casts: dict[str, str] = {}
+            typmods: dict[str, int] = {}
+            what = "the query"
             available = [f.name for f in session.describe(f"SELECT * FROM {self.from_clause}", what)]
         else:
             what = f"table {self._table_name()}"
@@ -297,7 +299,7 @@ def _list_mapping(field: pa.Field, catalog_typmod: int) -> tuple[pa.DataType, Ca
         raise UnsupportedTypeError(f"column {field.name!r} has type {_pg_type(field)}")
     target = pa.list_(element_type)
 
-    def convert(array: pa.Array) -> pa.Array:
+    def convert(array: Any) -> Any:  # pa.Array to pa.Array (``pa`` is the local module here)
         mask = array.is_null() if array.null_count else None
         return pa.ListArray.from_arrays(array.offsets, convert_element(array.values), type=target, mask=mask)
 
@@ -332,7 +334,7 @@ def _json_text(array: pa.Array) -> pa.Array:
 def _numeric_converter(name: str, target: pa.DataType) -> Callable[[pa.Array], pa.Array]:
     pa = require("pyarrow", EXTRA)
 
-    def convert(array: pa.Array) -> pa.Array:
+    def convert(array: Any) -> Any:  # pa.Array to pa.Array (``pa`` is the local module here)
         text = array.storage if isinstance(array, pa.ExtensionArray) else array
         try:
             return text.cast(target)

@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dativo_provider.calendar_range import find_out_of_range
 from dativo_provider.exceptions import ConfigError, SourceError
 
 KINDS = (
@@ -119,7 +120,7 @@ def _convert(column: Column, values: list[Any], records: Sequence[Mapping[str, A
     if column.kind in _TEXT_KINDS:
         values = [None if value == "" else value for value in values]
     try:
-        return _CONVERTERS[column.kind](values)
+        array = _CONVERTERS[column.kind](values)
     except (pa.ArrowException, TypeError, ValueError, OverflowError, AttributeError):
         position = _first_bad(column, values)
         record_id = records[position].get("id") if position is not None else None
@@ -128,6 +129,14 @@ def _convert(column: Column, values: list[Any], records: Sequence[Mapping[str, A
             f"{record_id!r} ({_describe(values[position]) if position is not None else 'a value'}); "
             "if the API changed this field's type, read it as text"
         ) from None
+    found = find_out_of_range(array)
+    if found is not None:
+        raise SourceError(
+            f"{where}: column {column.name!r} ({column.kind}) holds {found.describe()} in record "
+            f"{records[found.position].get('id')!r}; Python, and so Iceberg file statistics in pyiceberg, only "
+            "know the years 0001-9999: read the field as text ('string')"
+        )
+    return array
 
 
 def _first_bad(column: Column, values: list[Any]) -> int | None:

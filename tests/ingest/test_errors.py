@@ -238,3 +238,13 @@ def test_overlapping_runs_of_one_source_refuse_the_second_clearly(lake):
     assert "another run of memory://same committed snapshot" in str(outcome["second"])
     assert sorted(lake.load().load_table("raw.t").scan().to_arrow()["id"].to_pylist()) == list(range(100, 200))
 
+
+
+def test_an_api_record_outside_the_calendar_is_named_by_its_id():
+    from dativo_provider.sources.records import Column, arrow_schema, to_batch
+
+    columns = [Column("id", "string", ("id",)), Column("created", "unix", ("created",))]
+    records = [{"id": "ch_1", "created": 1_700_000_000}, {"id": "ch_2", "created": 300_000_000_000}]
+    with pytest.raises(SourceError, match="stripe charges: column 'created' \\(unix\\) holds a date after year 9999 "
+                                          "in record 'ch_2'; "):
+        to_batch(records, columns, arrow_schema(columns), "stripe charges")
