@@ -166,7 +166,7 @@ def _quality_logged(task: BaseOperator, gate: Any, context: Context) -> Iterator
         push_report(context, report)
         raise AirflowFailException(
             f"{exc}\nNothing was published; fix the data or the contract and rerun."
-        ) from exc
+        ) from None  # the message says it all; the report is logged above and in XCom
     quality = gate.report
     if quality is not None:
         task.log.info("Contract check:\n%s", quality.summary())
