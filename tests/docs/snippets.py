@@ -86,9 +86,12 @@ class Outcome:
 class PageSession:
     """The workspace, environment and Python process in which one page's blocks run, in order."""
 
-    def __init__(self, page: Path, root: Path, env: dict[str, str], kernel: Kernel) -> None:
+    def __init__(self, page: Path, root: Path, env: dict[str, str], kernel: Kernel,
+                 blocks: list[Block] | None = None) -> None:
+        """:param blocks: the page's blocks as collected (default: read the page now)."""
         self.page = page
-        self.blocks = [b for b in blocks_of(page) if "not-run" not in b.markers and b.language not in SHOWN]
+        self.blocks = [b for b in (blocks if blocks is not None else blocks_of(page))
+                       if "not-run" not in b.markers and b.language not in SHOWN]
         self.workspace = root / re.sub(r"\W", "_", str(page.relative_to(REPO) if page.is_relative_to(REPO) else page))
         self.workspace.mkdir(parents=True)
         shutil.copytree(REPO / "contracts", self.workspace / "contracts", symlinks=False)

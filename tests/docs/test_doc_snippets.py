@@ -22,6 +22,7 @@ NOT_RUN = {
     ("docs/install.md", "needs an AWS account and an MWAA environment"),
     ("docs/install.md", "downloads the wheels of every dependency for MWAA's platform from PyPI and GitHub"),
     ("docs/install.md", "needs a Google Cloud project and a Composer environment"),
+    ("docs/privacy.md", "needs a running Airflow API server and an intake user"),
 }
 
 # What the docs' DAGs and commands connect to: the servers on this machine.
@@ -93,7 +94,8 @@ def sessions(doc_env, kernel, tmp_path_factory):
 
     def session_for(page: Path) -> PageSession:
         if page not in opened:
-            opened[page] = PageSession(page, tmp_path_factory.mktemp("pages"), doc_env, kernel)
+            collected = [block for block in BLOCKS if block.page == page]  # the page may change meanwhile
+            opened[page] = PageSession(page, tmp_path_factory.mktemp("pages"), doc_env, kernel, collected)
         return opened[page]
 
     return session_for
@@ -116,6 +118,13 @@ def test_every_block_is_run_or_shown():
     languages = {block.language for block in BLOCKS}
     assert languages <= RUN | SHOWN, f"no rule to run ```{sorted(languages - RUN - SHOWN)} blocks"
     assert len(RUNNABLE) >= 30
+
+
+def test_the_readme_links_every_docs_page():
+    readme = (REPO / "README.md").read_text()
+    pages = {f"docs/{page.name}" for page in (REPO / "docs").glob("*.md")}
+    assert {page for page in pages if f"({page})" not in readme} == set()
+    assert "(docs/adr/)" in readme
 
 
 def test_blocks_left_out_are_the_listed_few():
