@@ -186,12 +186,13 @@ def _print_anchor(path: str, data: bytes) -> None:
 def _audit_verify(args: argparse.Namespace) -> int:
     import os
 
+    from dativo_provider import objectstore
     from dativo_provider.exceptions import ConfigError
     from dativo_provider.privacy.audit import IcebergAuditStore, ObjectAuditStore, audit_key, verify
 
     if bool(args.table) == bool(args.path) or bool(args.table) != bool(args.warehouse):
         raise _UsageError("give either --table NS.NAME with --warehouse DIR, or --path DIR")
-    if args.path and not args.path.startswith("s3://") and not os.path.isdir(args.path):
+    if args.path and not objectstore.is_s3(args.path) and not os.path.isdir(args.path):
         raise _UsageError(f"--path {args.path}: no such directory")
     try:
         key = audit_key(_secret_from_env(args.key_env))
@@ -218,6 +219,7 @@ def _anchors(args: argparse.Namespace) -> list:
     """The anchors of ``--certificate`` files and the ``--anchors`` store."""
     from pathlib import Path
 
+    from dativo_provider import objectstore
     from dativo_provider.privacy.anchors import AnchorStore
     from dativo_provider.privacy.certificate import audit_anchor
 
@@ -231,7 +233,7 @@ def _anchors(args: argparse.Namespace) -> list:
             raise _UsageError(f"--certificate {path}: it holds no audit_trail anchor")
         anchors.append(anchor)
     if args.anchors:
-        if not args.anchors.startswith("s3://") and not Path(args.anchors).is_dir():
+        if not objectstore.is_s3(args.anchors) and not Path(args.anchors).is_dir():
             raise _UsageError(f"--anchors {args.anchors}: no such directory")
         anchors.extend(AnchorStore(args.anchors).read())
     return anchors

@@ -288,14 +288,13 @@ def _glue_properties(conn: Any, extras: Mapping[str, Any], aws: ObjectStoreConfi
 
 
 def _s3_properties(extras: Mapping[str, Any], aws: ObjectStoreConfig | None) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from dativo_provider.objectstore import catalog_s3_properties
+
     aws = aws or ObjectStoreConfig()
-    return {
-        "s3.endpoint": extras.get("s3_endpoint") or aws.endpoint_url,
-        "s3.region": extras.get("region") or aws.region,
-        "s3.access-key-id": aws.access_key_id,
-        "s3.secret-access-key": aws.secret_access_key,
-        "s3.session-token": aws.session_token,
-    }
+    return catalog_s3_properties(replace(aws, endpoint_url=extras.get("s3_endpoint") or aws.endpoint_url,
+                                         region=extras.get("region") or aws.region))
 
 
 def _pyiceberg_passthrough(extras: Mapping[str, Any]) -> dict[str, Any]:

@@ -49,15 +49,9 @@ class TableLocation(NamedTuple):
 
 def pyarrow_io(table: Table) -> TableLocation:
     """The :class:`TableLocation` of ``table``."""
-    from pyiceberg.io.pyarrow import PyArrowFileIO
+    from dativo_provider.objectstore import table_filesystem
 
-    io = PyArrowFileIO(dict(table.io.properties))
-    scheme, netloc, root = io.parse_location(table.metadata.location)
-
-    def to_path(location: str) -> str:
-        return io.parse_location(location, io.properties)[2]
-
-    return TableLocation(io.fs_by_scheme(scheme, netloc), root.rstrip("/"), to_path)
+    return TableLocation(*table_filesystem(table.io.properties, table.metadata.location))
 
 
 def list_files(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:

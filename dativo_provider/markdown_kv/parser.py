@@ -212,7 +212,7 @@ def _refuse_aliases(source: str, name: str) -> None:
         return
     for event in yaml.parse(source, Loader=_FAST_LOADER):
         if isinstance(event, yaml.AliasEvent):
-            line = event.start_mark.line + 2
+            line = event.start_mark.line + 2 if event.start_mark else 1
             raise MarkdownKVSyntaxError(name, line, "YAML aliases (*name) are not supported in front matter")
 
 
@@ -292,6 +292,7 @@ class _BodyParser:
         if first not in " \t":  # other Unicode whitespace does not indent
             self._close_value()
             return False
+        assert self._open is not None  # feed() only asks while a value is open
         _, _, value = self._open
         if len(value) == 1:  # the first continuation line sets how many spaces an indent is
             spaces = len(line) - len(line.lstrip(" "))

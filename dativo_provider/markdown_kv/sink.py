@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from dativo_provider import objectstore
 from dativo_provider.connections import ObjectStoreConfig
-from dativo_provider.exceptions import ConfigError
 from dativo_provider.markdown_kv.layouts import SCHEMAS
 from dativo_provider.markdown_kv.render import render_table_to_markdown_kv
-from dativo_provider.sources.files import io_error, parse_location, s3_filesystem
+from dativo_provider.sources.file_stream import io_error
 
 #: Documents per batch written by :func:`render_to_batches`.
 BATCH_DOCUMENTS = 500
@@ -96,17 +96,13 @@ def write_markdown_kv_files(
         error stay; each file is complete (local files are renamed into place, S3 objects appear
         whole), and a rerun overwrites them with the same content.
     """
-    try:
-        location = parse_location(path)
-    except ConfigError:
-        raise ConfigError(
-            f"markdown_kv sink: path must be a local directory or s3://bucket/prefix, not {path!r}"
-        ) from None
-    fs = s3_filesystem(connection) if location.bucket else pafs.LocalFileSystem()
+    location = objectstore.parse(path, "markdown_kv sink: path")
+    fs = location.filesystem(connection)
     if location.bucket is None:
         with _io_errors(f"creating {location.base}"):
             fs.create_dir(location.base)
-    documents, written, paths = 0, 0, []
+    documents, written = 0, 0
+    paths: list[str] = []
     for doc_id, text in render_table_to_markdown_kv(
         data, key_columns=key_columns, group_by=group_by, title_column=title_column
     ):

@@ -233,14 +233,13 @@ class _Store:
 
     @classmethod
     def open(cls, destination: str, request_id: str, object_store: ObjectStoreConfig | None) -> _Store:
-        if destination.startswith("s3://"):
-            from dativo_provider.sources.files import s3_filesystem
+        from dativo_provider import objectstore
 
-            root = f"{destination.removeprefix('s3://').rstrip('/')}/{request_id}"
-            return cls(f"s3://{root}", s3_filesystem(object_store), root)
-        if "://" in destination and not destination.startswith("file://"):
-            raise ConfigError(f"export destination {destination!r}: use a local directory or s3://bucket/prefix")
-        folder = Path(destination.removeprefix("file://")).absolute() / request_id
+        where = objectstore.parse(destination, "the export destination")
+        if where.is_s3:
+            root = f"{where.base}/{request_id}"
+            return cls(where.display(root), where.filesystem(object_store), root)
+        folder = Path(where.base) / request_id
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask, and the folder may be older

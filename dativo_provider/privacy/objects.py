@@ -14,6 +14,8 @@ import re
 import tempfile
 from typing import Any
 
+from dativo_provider import objectstore
+
 
 class ObjectFiles:
     """The files of one folder.
@@ -25,7 +27,7 @@ class ObjectFiles:
     def __init__(self, location: str, connection: Any = None) -> None:
         self.location = location.rstrip("/")
         self.connection = connection
-        self.s3 = self.location.startswith("s3://")
+        self.s3 = objectstore.is_s3(self.location)
         self._fs: Any = None
 
     def __repr__(self) -> str:
@@ -72,14 +74,7 @@ class ObjectFiles:
 
     def _filesystem(self) -> Any:
         if self._fs is None:
-            import pyarrow.fs as pafs
-
-            if self.s3:
-                from dativo_provider.sources.files import s3_filesystem
-
-                self._fs = s3_filesystem(self.connection)
-            else:
-                self._fs = pafs.LocalFileSystem()
+            self._fs = objectstore.parse(self.location).filesystem(self.connection)
         return self._fs
 
     def _put_local(self, name: str, data: bytes, publish: Any) -> None:

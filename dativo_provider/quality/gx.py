@@ -43,7 +43,7 @@ from dativo_provider.connections import DatabaseConfig
 from dativo_provider.contracts.model import Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.optional import require
-from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult
+from dativo_provider.quality.result import MAX_FAILING_KEYS, Category, CheckResult
 from dativo_provider.quality.thresholds import describe, meets
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class _Check:
     key: str
     name: str
     severity: str
-    category: str
+    category: Category
     column: str | None
     metric: str | None
     mode: str
@@ -145,7 +145,7 @@ def _need(column: str | None, rule: QualityRule) -> str:
 def _missing(rule: QualityRule) -> list[tuple[str, dict[str, Any]]]:
     column = _need(rule.column, rule)
     values = [v for v in rule.arguments.get("missingValues") or [] if v is not None]
-    specs = [("expect_column_values_to_not_be_null", {"column": column})]
+    specs: list[tuple[str, dict[str, Any]]] = [("expect_column_values_to_not_be_null", {"column": column})]
     if values:
         specs.append(("expect_column_values_to_not_be_in_set", {"column": column, "value_set": values}))
     return specs
@@ -199,7 +199,7 @@ def _expectation(kind: str, kwargs: dict[str, Any], key: str) -> Any:
     return _expectation_class(kind)(**kwargs, meta={_KEY: key})
 
 
-def _expectation_class(kind: str) -> type:
+def _expectation_class(kind: str) -> type[Any]:
     _gx()
     from great_expectations.expectations.registry import get_expectation_impl
 
@@ -214,7 +214,8 @@ def _handwritten(path: str, start: int) -> list[_Check]:
             suite = gx.ExpectationSuite(**json.load(src))
     except Exception as exc:
         raise ConfigError(f"cannot read the Great Expectations suite {path}: {_message(exc)}") from exc
-    checks, seen = [], set()
+    checks: list[_Check] = []
+    seen: set[str] = set()
     for i, expectation in enumerate(suite.expectations, start=start):
         name = _unique(_suite_name(expectation), seen)
         severity = "error" if str(getattr(expectation.severity, "value", "critical")) == "critical" else "warning"

@@ -17,7 +17,7 @@ purging deletes them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +79,7 @@ QUARANTINE_OF = "dativo.quarantine-of"
 
 def write_quarantine(catalog: CatalogConfig, quarantine_table: str, schema: pa.Schema,
                      batches: Iterable[pa.RecordBatch], run_id: str, *, guarded_table: str | None = None,
-                     column_properties: dict[str, dict[str, str]] | None = None) -> IngestResult:
+                     column_properties: Mapping[str, Mapping[str, str]] | None = None) -> IngestResult:
     """Append quarantined rows (``schema`` already includes the quarantine columns) in one snapshot.
 
     A new quarantine table is created with the guarded table's column properties (so personal columns

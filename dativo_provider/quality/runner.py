@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.contracts.model import Contract, Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.objectstore import local_path
 from dativo_provider.quality import rows as row_sql
 from dativo_provider.quality.plan import checks_for, dataset_of
 from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult, QualityReport
@@ -165,10 +166,8 @@ def local_parquet(table: Any, data_files: list[Any], *, current_schema: bool = F
         return None
     files, first = [], 0
     for data_file in data_files:
-        path = data_file.file_path
-        if path.startswith("file://"):
-            path = path.removeprefix("file://")
-        elif "://" in path:
+        path = local_path(data_file.file_path)
+        if path is None:
             return None
         files.append((path, first))
         first += data_file.record_count
@@ -463,10 +462,10 @@ def _check_in_place(contract: Contract, dataset: Dataset, target: SqlTableTarget
         with _connect(target) as connection:
             relation = _relation(target)
             for rule in checks:
-                result = results.get(rule.name)
-                if result is not None and result.failing_rows and rule.engine == "soda" \
+                found = results.get(rule.name)
+                if found is not None and found.failing_rows and rule.engine == "soda" \
                         and row_sql.is_row_level(rule):
-                    _sample_in_place(connection, target.dialect, relation, rule, result, keys)
+                    _sample_in_place(connection, target.dialect, relation, rule, found, keys)
             count = _scalar(connection, f"SELECT COUNT(*) FROM {relation}")
     finally:
         if copy is not None:
@@ -514,6 +513,7 @@ def _scalar(connection: Any, sql: str) -> Any:
 def _sample_in_place(connection: Any, dialect: str, relation: str, rule: QualityRule, result: CheckResult,
                      keys: tuple[str, ...]) -> None:
     predicate = row_sql.failing_predicate(rule, relation, dialect)  # type: ignore[arg-type]
+    assert predicate is not None  # only row-level rules are sampled
     if dialect == "mysql" and rule.metric == "duplicateValues":
         # MySQL cannot read the table it filters in a subquery of the same statement's IN list
         # without a derived table.

@@ -334,6 +334,7 @@ def _type_change(
     label = _arrow_label(data)
     what = f"the data brings {label} where the contract promises {spec.label}"
     widening = context.policy.allow_type_widening
+    kind: Kind
     if comparison == "incompatible":
         kind, allowed, verdict = "incompatible", False, "never allowed: fix the source or change the contract"
     elif comparison == "wider":

@@ -71,8 +71,8 @@ def write_options_for(contract: Contract, dataset: str | None, options: WriteOpt
             props["metrics"] = "counts"
         if props:
             implied[column.name] = props
-    for name, props in options.column_properties.items():
-        implied[name] = {**implied.get(name, {}), **props}
+    for name, given in options.column_properties.items():
+        implied[name] = {**implied.get(name, {}), **given}
     chosen = dataset_of(contract, dataset)
     table_properties = {CONTRACT_PROPERTY: contract.id, CONTRACT_DATASET_PROPERTY: chosen.name,
                         **options.table_properties}
@@ -242,7 +242,7 @@ def _failing_rows(verdict: Verdict, loaded: Any) -> pa.Table:
     import pyarrow as pa
 
     parts = []
-    everyone = loaded.row_ids() if verdict.whole_run else None
+    everyone: Any = loaded.row_ids() if verdict.whole_run else None
     for check in verdict.quarantining:
         ids = everyone if check in verdict.whole_run else check.row_ids
         parts.append(pa.table({"id": pa.array(ids, pa.int64()),
@@ -273,8 +273,9 @@ def _load_new_rows(staged: StagedRun) -> tuple[Any, list[_FileSpan]]:
 
     local = local_parquet(staged.table, staged.new_files, current_schema=True) if staged.new_files else None
     if local:
-        spans = [_FileSpan(f, first, f.record_count) for f, (_, first) in zip(staged.new_files, local)]
-        return LoadedRows.from_parquet(local), spans
+        return LoadedRows.from_parquet(local), [
+            _FileSpan(f, first, f.record_count) for f, (_, first) in zip(staged.new_files, local)
+        ]
     spans: list[_FileSpan] = []
     batches = _stream_new_files(staged, spans)
     first_batch = next(batches, None)
@@ -371,7 +372,9 @@ class _Split:
             for data_file in kept:
                 overwrite.append_data_file(data_file)
         committed = transaction.commit_transaction()
-        return committed.metadata.snapshot_by_name(self.staged.audit_branch).snapshot_id
+        head = committed.metadata.snapshot_by_name(self.staged.audit_branch)
+        assert head is not None  # this commit just moved the branch
+        return head.snapshot_id
 
     def abort(self) -> None:
         self.writer.abort()
@@ -384,7 +387,9 @@ def _previous_rows(staged: StagedRun, held_keys: list[pa.Table]) -> Iterator[pa.
     from pyiceberg.expressions import In
 
     keys = pa.concat_tables(held_keys)
-    parent = staged.table.metadata.snapshot_by_id(staged.snapshot_id).parent_snapshot_id
+    audited = staged.table.metadata.snapshot_by_id(staged.snapshot_id)
+    assert audited is not None  # the audit snapshot of this very run
+    parent = audited.parent_snapshot_id
     if parent is None or keys.num_rows == 0:
         return
     first = staged.merge_keys[0]

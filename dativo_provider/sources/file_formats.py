@@ -272,7 +272,8 @@ def _read_jsonl(reading: FileRead) -> Iterator[pa.RecordBatch]:
     first_line = 1
     with reading.fs.open_input_stream(reading.path, compression="detect") as stream:
         for block in _line_blocks(stream):
-            lines, problems = _BlockLines(block, first_line), []
+            lines = _BlockLines(block, first_line)
+            problems: list[Problem] = []
             try:
                 table = _parse_json(block, parse_schema)
             except pa.ArrowInvalid:
@@ -415,6 +416,11 @@ def _infer_parquet(reading: FileRead) -> pa.Schema:
         return _widen_schema(pq.ParquetFile(handle).schema_arrow)
 
 
+def _row_after(base: int, row: int) -> int:
+    """The 1-based number of row ``row`` of a batch that follows ``base`` rows."""
+    return base + row + 1
+
+
 def _read_parquet(reading: FileRead) -> Iterator[pa.RecordBatch]:
     with reading.fs.open_input_file(reading.path) as handle:
         parquet = pq.ParquetFile(handle)
@@ -424,7 +430,7 @@ def _read_parquet(reading: FileRead) -> Iterator[pa.RecordBatch]:
         rows = 0
         batch_size = reading.batch_rows or PARQUET_BATCH_ROWS
         for batch in parquet.iter_batches(batch_size=batch_size, columns=reading.schema.names):
-            yield from _emit(reading, batch, lambda row, base=rows: base + row + 1, [])
+            yield from _emit(reading, batch, partial(_row_after, rows), [])
             rows += batch.num_rows
 
 

@@ -1,6 +1,7 @@
 """Files source: CSV, Parquet and JSON Lines files in a local directory or under an S3 prefix.
 
-Local disk and S3 share one code path through :mod:`pyarrow.fs`. Every file is streamed, never read
+Local disk and S3 share one code path through :mod:`pyarrow.fs` (which one a path names is decided by
+:mod:`dativo_provider.objectstore`). Every file is streamed, never read
 whole: CSV and JSON Lines in 1 MB blocks, Parquet in batches (``batch_rows``, default 64Ki rows).
 The format readers live in :mod:`dativo_provider.sources.file_formats`.
 
@@ -35,25 +36,28 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Generator, Iterator, Mapping
+from datetime import UTC
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from dativo_provider import objectstore
 from dativo_provider.connections import ObjectStoreConfig
-from dativo_provider.exceptions import ConfigError, DativoError, SourceError, TransientError
-from dativo_provider.sources.base import (
-    WATERMARK_KEY,
-    LineageDataset,
-    ReadBounds,
-    Source,
-    SourceReport,
-    SourceStream,
+from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.objectstore import StoreLocation
+from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
+from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead
+from dativo_provider.sources.file_stream import (
+    FileStream,
+    FileVersion,
+    as_utc,
+    infer_file_schema,
+    io_error,
+    iso_utc,
+    unread_files,
 )
-from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead, infer_schema, read_batches
 
 SPEC_KEYS = frozenset(
     {"type", "conn_id", "path", "glob", "format", "columns", "csv", "incremental", "bad_rows", "batch_rows"}
@@ -75,41 +79,7 @@ SIMPLE_TYPES: dict[str, pa.DataType] = {
 _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 #: Iceberg's largest decimal precision.
 MAX_DECIMAL_PRECISION = 38
-FILES_STATE_KEY = "files_at_watermark"
-#: The report lists this many files; ``files_read`` always has the full count.
-MAX_FILE_DETAILS = 100
 HIDDEN_PREFIXES = (".", "_")
-#: pyarrow S3 error fragments that a retry cannot fix.
-_TERMINAL_IO_MARKERS = ("ACCESS_DENIED", "NO_SUCH_BUCKET", "INVALID_ACCESS_KEY", "SIGNATURE", "status 403")
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """One listed file: its pyarrow.fs path, its path relative to the prefix, and its version."""
-
-    path: str
-    relative: str
-    mtime: datetime
-    size: int
-
-
-@dataclass(frozen=True)
-class Location:
-    """A local directory (``bucket`` None) or an S3 bucket and prefix; ``base`` is the pyarrow.fs path."""
-
-    base: str
-    bucket: str | None = None
-
-    def display(self, path: str) -> str:
-        return f"s3://{path}" if self.bucket else path
-
-    @property
-    def lineage(self) -> LineageDataset:
-        """The directory or prefix as OpenLineage names it."""
-        if self.bucket:
-            prefix = self.base.removeprefix(self.bucket).strip("/")
-            return LineageDataset(f"s3://{self.bucket}", prefix or "/")
-        return LineageDataset("file", self.base)
 
 
 class FilesSource(Source):
@@ -117,7 +87,7 @@ class FilesSource(Source):
 
     def __init__(
         self,
-        location: Location,
+        location: StoreLocation,
         glob: str,
         file_format: str,
         *,
@@ -145,7 +115,7 @@ class FilesSource(Source):
 
     @property
     def lineage(self) -> LineageDataset:
-        return self.location.lineage
+        return LineageDataset(*self.location.openlineage_name())
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> FilesStream:
         if bounds.lookback is not None:
@@ -153,8 +123,8 @@ class FilesSource(Source):
                 "files source: 'lookback' is not supported; each file version is read once by its "
                 "modification time"
             )
-        upper = _as_utc(bounds.upper, "the upper bound") if bounds.upper is not None else None
-        fs = self._filesystem()
+        upper = as_utc(bounds.upper, "the upper bound") if bounds.upper is not None else None
+        fs = self.location.filesystem(self.connection)
         files = list_files(fs, self.location, self._pattern)
         schema, origin = self._schema(fs, files)
         todo = [f for f in files if upper is None or f.mtime <= upper]
@@ -162,9 +132,6 @@ class FilesSource(Source):
             todo = unread_files(todo, state)
         previous = dict(state) if self.incremental and state else None
         return FilesStream(self, fs, todo, schema, previous, origin)
-
-    def _filesystem(self) -> pafs.FileSystem:
-        return s3_filesystem(self.connection) if self.location.bucket else pafs.LocalFileSystem()
 
     def _schema(self, fs: pafs.FileSystem, files: list[FileVersion]) -> tuple[pa.Schema, str]:
         """The declared schema, else the one inferred from the oldest non-empty file, and its origin."""
@@ -178,16 +145,13 @@ class FilesSource(Source):
                 "declared to give an empty result its schema"
             )
         reading = FileRead(fs, sample.path, self.location.display(sample.path), csv=self.csv)
-        try:
-            return infer_schema(self.format, reading), reading.display
-        except pa.ArrowException as exc:
-            raise SourceError(f"{reading.display}: cannot infer a schema ({exc}); declare 'columns'") from exc
-        except OSError as exc:
-            raise io_error(exc, f"reading {reading.display}") from exc
+        return infer_file_schema(self.format, reading), reading.display
 
 
-class FilesStream(SourceStream):
+class FilesStream(FileStream):
     """The batches of the files to read this run, in (modification time, path) order."""
+
+    kind = "files"
 
     def __init__(
         self,
@@ -198,80 +162,31 @@ class FilesStream(SourceStream):
         previous_state: dict[str, Any] | None,
         schema_origin: str,
     ) -> None:
+        super().__init__(incremental=source.incremental, previous=previous_state,
+                         details={"schema_from": schema_origin}, skip_bad_rows=source.skip_bad_rows)
         self._source = source
         self._fs = fs
         self._files = files
         self._schema = schema
-        self._previous = previous_state
-        self._read: list[FileVersion] = []
-        self._batches: Iterator[pa.RecordBatch] | None = None
-        self.report = SourceReport(details={"files": [], "files_read": 0, "schema_from": schema_origin})
 
     @property
     def schema(self) -> pa.Schema:
         return self._schema
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        if self._batches is not None:
-            raise SourceError("a files stream can be iterated only once; open the source again")
-        self._batches = self._all_batches()
-        return self._batches
-
-    def _all_batches(self) -> Iterator[pa.RecordBatch]:
+    def _all_batches(self) -> Generator[pa.RecordBatch, None, None]:
         for file in self._files:
-            yield from self._file_batches(file)
-            self._read.append(file)
+            yield from self._one_file(file)
+            self._done(file)
 
-    def _file_batches(self, file: FileVersion) -> Iterator[pa.RecordBatch]:
-        detail = self._detail(file)
+    def _one_file(self, file: FileVersion) -> Iterator[pa.RecordBatch]:
+        path = self._source.location.display(file.path)
+        detail = self._record({"path": path, "mtime": iso_utc(file.mtime), "size": file.size, "rows": 0,
+                               "rejected": 0})
         if file.size == 0:
             return
-        reading = FileRead(
-            self._fs,
-            file.path,
-            detail["path"],
-            self._schema,
-            self._source.csv,
-            self._source.batch_rows,
-            reject=lambda location, reason: self._reject(detail, location, reason),
-        )
-        try:
-            for batch in read_batches(self._source.format, reading):
-                detail["rows"] += batch.num_rows
-                yield batch
-        except pa.ArrowException as exc:
-            raise SourceError(f"{reading.display}: {exc}") from exc
-        except OSError as exc:
-            raise io_error(exc, f"reading {reading.display}") from exc
-
-    def _detail(self, file: FileVersion) -> dict[str, Any]:
-        detail = {
-            "path": self._source.location.display(file.path),
-            "mtime": _iso(file.mtime),
-            "size": file.size,
-            "rows": 0,
-            "rejected": 0,
-        }
-        self.report.details["files_read"] += 1
-        if len(self.report.details["files"]) < MAX_FILE_DETAILS:
-            self.report.details["files"].append(detail)
-        return detail
-
-    def _reject(self, detail: dict[str, Any], location: str, reason: str) -> None:
-        if not self._source.skip_bad_rows:
-            raise SourceError(f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows")
-        detail["rejected"] += 1
-        self.report.reject(location, reason)
-
-    def state(self) -> dict[str, Any] | None:
-        if not self._source.incremental:
-            return None
-        return next_state(self._previous, self._read)
-
-    def close(self) -> None:
-        # Closing the generator runs its ``with`` blocks, which close the open file.
-        if self._batches is not None:
-            self._batches.close()
+        reading = FileRead(self._fs, file.path, path, self._schema, self._source.csv, self._source.batch_rows,
+                           reject=self._rejecter(detail))
+        yield from self._file_batches(self._source.format, reading, detail)
 
 
 # --- spec ---------------------------------------------------------------------------------------
@@ -299,7 +214,7 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
         raise ConfigError("files source: 'batch_rows' must be at least 1")
     columns = spec.get("columns")
     return FilesSource(
-        parse_location(spec.get("path")),
+        objectstore.parse(spec.get("path"), "files source: 'path'"),
         glob,
         _file_format(spec.get("format"), glob),
         columns=None if columns is None else parse_columns(columns),
@@ -319,21 +234,6 @@ def _typed(spec: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or value == "":
         raise ConfigError(f"files source: {key!r} must be a non-empty {kind.__name__}, not {value!r}")
     return value
-
-
-def parse_location(path: Any) -> Location:
-    """``s3://bucket/prefix`` or a local directory (absolute, relative or ``file://``)."""
-    wrong = ConfigError(f"files source: 'path' must be a local directory or s3://bucket/prefix, not {path!r}")
-    if not isinstance(path, str) or not path:
-        raise wrong
-    if path.startswith("s3://"):
-        bucket, _, prefix = path.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise wrong
-        return Location(f"{bucket}/{prefix.strip('/')}".rstrip("/"), bucket)
-    if "://" in path and not path.startswith("file://"):
-        raise wrong
-    return Location(os.path.abspath(path.removeprefix("file://")))
 
 
 def _file_format(value: Any, glob: str) -> str:
@@ -382,7 +282,8 @@ def parse_csv_options(values: Any) -> CsvOptions:
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise ConfigError(f"files source: unknown key 'csv.{unknown[0]}'; allowed: {allowed}")
-    options = CsvOptions(**{k: tuple(v) if k == "null_values" else v for k, v in values.items()})
+    given: dict[str, Any] = {k: tuple(v) if k == "null_values" else v for k, v in values.items()}
+    options = CsvOptions(**given)
     for key in ("delimiter", "quote_char"):
         if not isinstance(getattr(options, key), str) or len(getattr(options, key)) != 1:
             raise ConfigError(f"files source: 'csv.{key}' must be one character")
@@ -423,7 +324,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def list_files(fs: pafs.FileSystem, location: Location, pattern: re.Pattern[str]) -> list[FileVersion]:
+def list_files(fs: pafs.FileSystem, location: StoreLocation, pattern: re.Pattern[str]) -> list[FileVersion]:
     """Every visible file under the location matching ``pattern``, sorted by (mtime, path)."""
     selector = pafs.FileSelector(location.base, recursive=True, allow_not_found=True)
     try:
@@ -443,76 +344,3 @@ def wanted(relative: str, pattern: re.Pattern[str]) -> bool:
     """Whether a file at ``relative`` (below the prefix) is read: it matches and no part of it is hidden."""
     hidden = any(part.startswith(HIDDEN_PREFIXES) for part in relative.split("/"))
     return not hidden and pattern.fullmatch(relative) is not None
-
-
-def unread_files(files: list[FileVersion], state: Mapping[str, Any] | None) -> list[FileVersion]:
-    """The files newer than the state's watermark, or at it and not yet read."""
-    if not state:
-        return files
-    watermark, seen = _parse_state(state)
-    return [f for f in files if f.mtime > watermark or (f.mtime == watermark and f.relative not in seen)]
-
-
-def next_state(previous: Mapping[str, Any] | None, read: list[FileVersion]) -> dict[str, Any] | None:
-    """The state after reading ``read`` (all at or after the previous watermark): newest time + its files."""
-    if not read:
-        return dict(previous) if previous else None
-    top = max(f.mtime for f in read)
-    at_top = {f.relative for f in read if f.mtime == top}
-    if previous:
-        watermark, seen = _parse_state(previous)
-        if watermark == top:
-            at_top |= seen
-    return {WATERMARK_KEY: _iso(top), FILES_STATE_KEY: sorted(at_top)}
-
-
-def _parse_state(state: Mapping[str, Any]) -> tuple[datetime, set[str]]:
-    try:
-        return _as_utc(state[WATERMARK_KEY], "the stored watermark"), set(state.get(FILES_STATE_KEY) or ())
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise SourceError(f"files source: stored state {dict(state)!r} is not a files-source state") from exc
-
-
-def _as_utc(value: Any, what: str) -> datetime:
-    """A datetime or ISO-8601 string as an aware UTC datetime; naive values are taken as UTC."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ConfigError(f"files source: {what} {value!r} is not an ISO-8601 timestamp") from exc
-    if not isinstance(value, datetime):
-        raise ConfigError(f"files source: {what} must be a datetime or ISO-8601 string, not {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def s3_filesystem(config: ObjectStoreConfig | None) -> pafs.S3FileSystem:
-    """A pyarrow S3 filesystem from an :class:`ObjectStoreConfig`; None uses the AWS credential chain."""
-    config = config or ObjectStoreConfig()
-    if bool(config.access_key_id) != bool(config.secret_access_key):
-        raise ConfigError("S3 connection: set both the access key id and the secret access key, or neither")
-    options = {
-        "access_key": config.access_key_id,
-        "secret_key": config.secret_access_key,
-        "session_token": config.session_token,
-        "region": config.region,
-    }
-    if config.endpoint_url:
-        scheme, _, host = config.endpoint_url.partition("://")
-        if not host:
-            raise ConfigError(
-                f"S3 connection: endpoint_url {config.endpoint_url!r} must start with http:// or https://"
-            )
-        options.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**{k: v for k, v in options.items() if v})
-
-
-def io_error(exc: OSError, action: str) -> DativoError:
-    """Terminal for missing permissions, buckets or directories; transient for the rest (network)."""
-    terminal = isinstance(exc, (PermissionError, NotADirectoryError))
-    if terminal or any(marker in str(exc) for marker in _TERMINAL_IO_MARKERS):
-        return SourceError(f"{action} failed: {exc}")
-    return TransientError(f"{action} failed: {exc}; a retry may succeed")

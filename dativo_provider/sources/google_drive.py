@@ -40,29 +40,22 @@ import hashlib
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import requests
 
 from dativo_provider.connections import GoogleConfig
 from dativo_provider.exceptions import ConfigError, SourceError
-from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
-from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead, infer_schema, read_batches
-from dativo_provider.sources.files import (
-    COMPRESSION_SUFFIXES,
-    FileVersion,
-    io_error,
-    next_state,
-    parse_columns,
-    parse_csv_options,
-    unread_files,
-)
+from dativo_provider import objectstore
+from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
+from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead
+from dativo_provider.sources.file_stream import FileStream, FileVersion, infer_file_schema, unread_files
+from dativo_provider.sources.files import COMPRESSION_SUFFIXES, parse_columns, parse_csv_options
 from dativo_provider.sources.google_auth import GoogleAuth, api_client
 from dativo_provider.sources.http import Clock, HttpClient, RetryPolicy
 from dativo_provider.sources.saas import check_keys, duration, positive_int, retry_policy, utc_moment
@@ -82,8 +75,6 @@ CHUNK_BYTES = 1 << 16
 MAX_BATCH_ROWS = 10_000_000
 #: Files modified this close to Drive's clock may not be listed yet: they are left to the next run.
 DEFAULT_SETTLE = timedelta(seconds=60)
-#: The report lists this many files; ``files_read`` always has the full count.
-MAX_FILE_DETAILS = 100
 
 
 @dataclass(frozen=True)
@@ -227,21 +218,21 @@ class GoogleDriveSource(Source):
         return stream
 
 
-class DriveStream(SourceStream):
+class DriveStream(FileStream):
     """The batches of the files to read this run, in (modifiedTime, path) order."""
+
+    kind = "google_drive"
 
     def __init__(self, source: GoogleDriveSource, client: HttpClient, auth: GoogleAuth,
                  previous: dict[str, Any] | None) -> None:
+        super().__init__(incremental=source.spec.incremental, previous=previous,
+                         details={"folder_id": source.spec.folder_id}, skip_bad_rows=source.spec.skip_bad_rows)
         self.source = source
         self.spec = source.spec
         self.client = client
         self.auth = auth
-        self.previous = previous
-        self.report = SourceReport(details={"folder_id": self.spec.folder_id, "files": [], "files_read": 0})
         self._todo: list[DriveItem] = []
-        self._read: list[FileVersion] = []
         self._schema: pa.Schema | None = None
-        self._batches: Iterator[pa.RecordBatch] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="dativo-gdrive-")
 
     def prepare(self, upper: datetime | None) -> None:
@@ -249,7 +240,7 @@ class DriveStream(SourceStream):
         listing = list_items(self.client, self.spec)
         self.report.details["files_listed"] = len(listing.items)
         self._schema = self._settle_schema(listing.items)
-        self._todo, cutoff = unread_items(listing, self.spec, upper, self.previous)
+        self._todo, cutoff = unread_items(listing, self.spec, upper, self._previous)
         self.report.details["cutoff"] = _iso(cutoff) if cutoff else None
 
     @property
@@ -270,41 +261,30 @@ class DriveStream(SourceStream):
         # Parquet keeps its schema at the end, and half a compressed stream does not decompress.
         partial_read = self.spec.format != "parquet" and not _compression_suffix(sample.path)
         target = self._download(sample, "sample", SAMPLE_BYTES if partial_read else None)
-        reading = FileRead(pafs.LocalFileSystem(), target, display(sample), csv=self.spec.csv)
+        fs, path = objectstore.resolve(target)
+        reading = FileRead(fs, path, display(sample), csv=self.spec.csv)
         self.report.details["schema_from"] = reading.display
         try:
-            return infer_schema(self.spec.format, reading)
-        except pa.ArrowException as exc:
-            raise SourceError(f"{reading.display}: cannot infer a schema ({exc}); declare 'columns'") from exc
+            return infer_file_schema(self.spec.format, reading)
         finally:
             os.remove(target)
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        if self._batches is not None:
-            raise SourceError("a google_drive stream can be iterated only once; open the source again")
-        self._batches = self._all_batches()
-        return self._batches
-
-    def _all_batches(self) -> Iterator[pa.RecordBatch]:
+    def _all_batches(self) -> Generator[pa.RecordBatch, None, None]:
         for number, item in enumerate(self._todo):
-            yield from self._file_batches(item, str(number))
-            self._read.append(item.version)
+            yield from self._one_file(item, str(number))
+            self._done(item.version)
         self.report.details["requests"] = self.client.requests_sent
 
-    def _file_batches(self, item: DriveItem, name: str) -> Iterator[pa.RecordBatch]:
-        detail = self._detail(item)
+    def _one_file(self, item: DriveItem, name: str) -> Iterator[pa.RecordBatch]:
+        detail = self._record({"path": display(item), "id": item.id, "modified": _iso(item.modified),
+                               "size": item.size, "rows": 0, "rejected": 0})
         target = self._download(item, name)
-        reading = FileRead(pafs.LocalFileSystem(), target, detail["path"], self.schema, self.spec.csv,
-                           self.spec.batch_rows, reject=partial(self._reject, detail))
+        fs, path = objectstore.resolve(target)
+        reading = FileRead(fs, path, detail["path"], self.schema, self.spec.csv, self.spec.batch_rows,
+                           reject=self._rejecter(detail))
         try:
             if os.path.getsize(target):
-                for batch in read_batches(self.spec.format, reading):
-                    detail["rows"] += batch.num_rows
-                    yield batch
-        except pa.ArrowException as exc:
-            raise SourceError(f"{reading.display}: {exc}") from exc
-        except OSError as exc:
-            raise io_error(exc, f"reading the download of {reading.display}") from exc
+                yield from self._file_batches(self.spec.format, reading, detail, "reading the download of")
         finally:
             os.remove(target)
 
@@ -314,28 +294,7 @@ class DriveStream(SourceStream):
         download(self.client, item, target, limit)
         return target
 
-    def _detail(self, item: DriveItem) -> dict[str, Any]:
-        detail = {"path": display(item), "id": item.id, "modified": _iso(item.modified), "size": item.size,
-                  "rows": 0, "rejected": 0}
-        self.report.details["files_read"] += 1
-        if len(self.report.details["files"]) < MAX_FILE_DETAILS:
-            self.report.details["files"].append(detail)
-        return detail
-
-    def _reject(self, detail: dict[str, Any], location: str, reason: str) -> None:
-        if not self.spec.skip_bad_rows:
-            raise SourceError(f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows")
-        detail["rejected"] += 1
-        self.report.reject(location, reason)
-
-    def state(self) -> dict[str, Any] | None:
-        if not self.spec.incremental:
-            return None
-        return next_state(self.previous, self._read)
-
-    def close(self) -> None:
-        if self._batches is not None:
-            self._batches.close()
+    def _release(self) -> None:
         self.client.close()
         self.auth.close()
         self._tmp.cleanup()

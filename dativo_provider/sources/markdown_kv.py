@@ -28,31 +28,22 @@ import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 
+from dativo_provider import objectstore
 from dativo_provider.connections import GoogleConfig, ObjectStoreConfig
-from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.exceptions import ConfigError
 from dativo_provider.markdown_kv.layouts import LAYOUTS, BatchBuilder, layout_schema
 from dativo_provider.markdown_kv.parser import Document, MarkdownKVSyntaxError, parse_document, yaml_text
 from dativo_provider.sources import google_drive
-from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
-from dativo_provider.sources.files import (
-    FileVersion,
-    Location,
-    glob_regex,
-    io_error,
-    list_files,
-    next_state,
-    parse_location,
-    s3_filesystem,
-    unread_files,
-    wanted,
-)
+from dativo_provider.objectstore import StoreLocation
+from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
+from dativo_provider.sources.file_stream import FileStream, FileVersion, io_error, unread_files
+from dativo_provider.sources.files import glob_regex, list_files, wanted
 
 #: Passed on to the google_drive source's spec; valid with a ``gdrive://`` path only.
 DRIVE_KEYS = frozenset({"page_size", "retry", "settle"})
@@ -65,8 +56,6 @@ BATCH_DOCUMENTS = 500
 #: Documents are expected to be small; a bigger file is a bad document rather than a memory spike.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 FRONT_MATTER_ID = "front_matter:"
-#: The report lists this many files; ``files_read`` always has the full count.
-MAX_FILE_DETAILS = 100
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,7 @@ class MarkdownKVSource(Source):
 
     def __init__(
         self,
-        location: Location | google_drive.DriveSpec,
+        location: StoreLocation | google_drive.DriveSpec,
         glob: str,
         layout: str,
         *,
@@ -121,7 +110,7 @@ class MarkdownKVSource(Source):
         if isinstance(location, google_drive.DriveSpec) and not isinstance(connection, GoogleConfig):
             raise ConfigError("markdown_kv source: a gdrive:// path needs a Google connection: set 'conn_id' "
                               "to a google_cloud_platform or dativo_google connection")
-        if isinstance(location, Location) and isinstance(connection, GoogleConfig):
+        if isinstance(location, StoreLocation) and isinstance(connection, GoogleConfig):
             raise ConfigError("markdown_kv source: a Google connection reads gdrive:// paths only; use an "
                               "aws connection for S3")
         self.location = location
@@ -144,7 +133,7 @@ class MarkdownKVSource(Source):
     def lineage(self) -> LineageDataset:
         if isinstance(self.location, google_drive.DriveSpec):
             return LineageDataset("gdrive://drive.google.com", self.location.folder_id)
-        return self.location.lineage
+        return LineageDataset(*self.location.openlineage_name())
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> MarkdownKVStream:
         if bounds.lookback is not None:
@@ -172,9 +161,9 @@ class MarkdownKVSource(Source):
 class FileDocuments:
     """Documents in a local directory or under an S3 prefix, listed by the files source."""
 
-    def __init__(self, location: Location, connection: ObjectStoreConfig | None) -> None:
+    def __init__(self, location: StoreLocation, connection: ObjectStoreConfig | None) -> None:
         self.location = location
-        self.fs = s3_filesystem(connection) if location.bucket else pafs.LocalFileSystem()
+        self.fs = location.filesystem(connection)
         self.details: dict[str, Any] = {}
 
     def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
@@ -229,8 +218,10 @@ class DriveDocuments:
         self._tmp.cleanup()
 
 
-class MarkdownKVStream(SourceStream):
+class MarkdownKVStream(FileStream):
     """The documents to read this run, in (modification time, path) order, ``batch_docs`` per batch."""
+
+    kind = "markdown_kv"
 
     def __init__(
         self,
@@ -240,31 +231,22 @@ class MarkdownKVStream(SourceStream):
         previous_state: dict[str, Any] | None,
         upper: dt.datetime | None,
     ) -> None:
+        super().__init__(incremental=source.incremental, previous=previous_state,
+                         details={**store.details, "documents": 0})
         self._source = source
         self._store = store
         self._documents = documents
-        self._previous = previous_state
         self._upper = upper
-        self._read: list[FileVersion] = []
-        self._batches: Iterator[pa.RecordBatch] | None = None
-        details = {"files": [], "files_read": 0, "documents": 0}
-        self.report = SourceReport(details={**store.details, **details})
 
     @property
     def schema(self) -> pa.Schema:
         return layout_schema(self._source.layout)
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        if self._batches is not None:
-            raise SourceError("a markdown_kv stream can be iterated only once; open the source again")
-        self._batches = self._all_batches()
-        return self._batches
-
-    def _all_batches(self) -> Iterator[pa.RecordBatch]:
+    def _all_batches(self) -> Generator[pa.RecordBatch, None, None]:
         builder = BatchBuilder(self._source.layout)
         for document in self._documents:
             self._add(builder, document)
-            self._read.append(document.version)
+            self._done(document.version)
             if builder.documents >= self._source.batch_docs:
                 yield builder.flush()
         if builder.documents:
@@ -272,7 +254,9 @@ class MarkdownKVStream(SourceStream):
 
     def _add(self, builder: BatchBuilder, stored: StoredDocument) -> None:
         """Read, parse and add one file; a bad one raises, or is rejected under ``bad_docs: skip``."""
-        detail = self._detail(stored)
+        detail = self._record({"path": stored.display,
+                               "mtime": stored.version.mtime.isoformat(timespec="microseconds"),
+                               "size": stored.version.size, "rows": 0})
         try:
             text = self._text(stored)
             document = self._parse(builder, text, stored.display)
@@ -314,26 +298,7 @@ class MarkdownKVStream(SourceStream):
             raise MarkdownKVSyntaxError(stored.display, 1, f"front matter has no {key!r} to use as doc_id")
         return yaml_text(value)
 
-    def _detail(self, stored: StoredDocument) -> dict[str, Any]:
-        detail = {
-            "path": stored.display,
-            "mtime": stored.version.mtime.isoformat(timespec="microseconds"),
-            "size": stored.version.size,
-            "rows": 0,
-        }
-        self.report.details["files_read"] += 1
-        if len(self.report.details["files"]) < MAX_FILE_DETAILS:
-            self.report.details["files"].append(detail)
-        return detail
-
-    def state(self) -> dict[str, Any] | None:
-        if not self._source.incremental:
-            return None
-        return next_state(self._previous, self._read)
-
-    def close(self) -> None:
-        if self._batches is not None:
-            self._batches.close()
+    def _release(self) -> None:
         self._store.close()
 
 
@@ -370,7 +335,7 @@ def from_spec(
     incremental = _typed(spec, "incremental", bool, True)
     path = spec.get("path")
     if isinstance(path, str) and path.startswith(DRIVE_SCHEME):
-        location: Location | google_drive.DriveSpec = _drive_folder(spec, path, glob, incremental)
+        location: StoreLocation | google_drive.DriveSpec = _drive_folder(spec, path, glob, incremental)
     else:
         location = _location(path)
         given = sorted(DRIVE_KEYS & set(spec))
@@ -404,11 +369,11 @@ def _doc_id_key(rule: str) -> str | None:
     raise ConfigError(f"markdown_kv source: 'doc_id' is {rule!r}; expected 'path' or 'front_matter:<key>'")
 
 
-def _location(path: Any) -> Location:
+def _location(path: Any) -> StoreLocation:
     try:
-        return parse_location(path)
+        return objectstore.parse(path)
     except ConfigError:
-        # parse_location words its message for the files source.
+        # A gdrive:// path is the one more kind of location this source reads.
         raise ConfigError(
             f"markdown_kv source: 'path' must be a local directory or s3://bucket/prefix, or "
             f"gdrive://<folder_id> for a Drive folder, not {path!r}"

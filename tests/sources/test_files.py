@@ -17,7 +17,8 @@ import pytest
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.sources import build_source
 from dativo_provider.sources.base import MAX_REJECT_SAMPLES, ReadBounds
-from dativo_provider.sources.files import MAX_FILE_DETAILS, FilesSource, FilesStream, from_spec
+from dativo_provider.sources.file_stream import MAX_FILE_DETAILS
+from dativo_provider.sources.files import FilesSource, FilesStream, from_spec
 from tests.sources.s3_server import S3Endpoint, moto_s3_server
 
 UTC = dt.UTC
