@@ -57,9 +57,10 @@ records = []
 class Keep(logging.Handler):
     def emit(self, record):
         records.append(record.getMessage())
-logging.getLogger("airflow").addHandler(Keep())
-logging.getLogger("airflow").setLevel(logging.WARNING)
-from airflow.providers_manager import ProvidersManager
+from airflow.providers_manager import ProvidersManager  # importing airflow configures logging: hook in after
+discovery_log = logging.getLogger("airflow.providers_manager")
+discovery_log.addHandler(Keep())
+discovery_log.setLevel(logging.WARNING)
 manager = ProvidersManager()
 manager.initialize_providers_hooks()
 print(json.dumps({
