@@ -92,8 +92,8 @@ def test_is_s3_and_local_path():
 
 
 def test_catalog_s3_properties_round_trip():
-    config = ObjectStoreConfig(access_key_id="k", secret_access_key="s", session_token="t", region="eu-west-1",
-                               endpoint_url="http://127.0.0.1:9000")
+    config = ObjectStoreConfig(access_key_id="k", secret_access_key="s", session_token="t",
+                               region="eu-west-1", endpoint_url="http://127.0.0.1:9000")
     properties = objectstore.catalog_s3_properties(config)
     assert properties == {"s3.endpoint": "http://127.0.0.1:9000", "s3.region": "eu-west-1",
                           "s3.access-key-id": "k", "s3.secret-access-key": "s", "s3.session-token": "t"}

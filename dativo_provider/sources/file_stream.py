@@ -169,7 +169,9 @@ class FileStream(SourceStream):
 
         def reject(location: str, reason: str) -> None:
             if not self._skip_bad_rows:
-                raise SourceError(f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows")
+                raise SourceError(
+                    f"{location}: {reason}. Fix the file, or set bad_rows='skip' to skip such rows"
+                )
             detail["rejected"] += 1
             self.report.reject(location, reason)
 

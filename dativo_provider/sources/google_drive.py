@@ -226,7 +226,8 @@ class DriveStream(FileStream):
     def __init__(self, source: GoogleDriveSource, client: HttpClient, auth: GoogleAuth,
                  previous: dict[str, Any] | None) -> None:
         super().__init__(incremental=source.spec.incremental, previous=previous,
-                         details={"folder_id": source.spec.folder_id}, skip_bad_rows=source.spec.skip_bad_rows)
+                         details={"folder_id": source.spec.folder_id},
+                         skip_bad_rows=source.spec.skip_bad_rows)
         self.source = source
         self.spec = source.spec
         self.client = client

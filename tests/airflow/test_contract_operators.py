@@ -455,8 +455,9 @@ def _cli_outcome(contract: Path, home: Path) -> tuple[set[str], set[str], int]:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert "Traceback" not in result.stderr, result.stderr
-    named = {label: set(names.split(", ")) for label, _, names in
-             (line.partition(": ") for line in result.stderr.splitlines()) if label in ("blocking", "only warned")}
+    lines = (line.partition(": ") for line in result.stderr.splitlines())
+    named = {label: set(names.split(", ")) for label, _, names in lines
+             if label in ("blocking", "only warned")}
     return named.get("blocking", set()), named.get("only warned", set()), result.returncode
 
 
@@ -464,7 +465,8 @@ def _cli_outcome(contract: Path, home: Path) -> tuple[set[str], set[str], int]:
     ("quality", "rows", "blocking", "decision"),
     [
         # an error-severity check fails: it blocks (or holds rows back) everywhere
-        ("block", [(1, "ada@example.com", "red"), (2, "not-an-email", "red")], {"email_well_formed"}, "block"),
+        ("block", [(1, "ada@example.com", "red"), (2, "not-an-email", "red")], {"email_well_formed"},
+         "block"),
         ("quarantine", [(1, "ada@example.com", "red"), (2, "not-an-email", "red")], {"email_well_formed"},
          "quarantine"),
         # only the warning-severity rule and the SLA (handling warn) fail: nothing blocks anywhere
