@@ -19,6 +19,7 @@ try:
         AirflowNotFoundException,
         AirflowSensorTimeout,
         Asset,
+        AssetAlias,
         BaseHook,
         BaseOperator,
         BaseSensorOperator,
@@ -27,7 +28,7 @@ try:
     )
 except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat.py in a subprocess
     if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk import Asset, BaseHook, BaseOperator, BaseSensorOperator, Context
+        from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator, BaseSensorOperator, Context
         from airflow.sdk.exceptions import (
             AirflowException,
             AirflowFailException,
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
         from airflow.sdk.log import mask_secret
     else:
         from airflow.datasets import Dataset as Asset
+        from airflow.datasets import DatasetAlias as AssetAlias
         from airflow.exceptions import (
             AirflowException,
             AirflowFailException,
@@ -56,6 +58,7 @@ __all__ = [
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "Asset",
+    "AssetAlias",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",

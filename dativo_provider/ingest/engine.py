@@ -29,6 +29,7 @@ from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse
 from dativo_provider.iceberg.writer import DataFileWriter
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
+from dativo_provider.progress import ProgressLog
 from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, Source
 
 if TYPE_CHECKING:
@@ -229,6 +230,8 @@ class _Run:
         required = {f.name for f in table.schema().fields if f.required}
         conform = BatchConformer(stream.schema, writer.arrow_schema, required, self.table_name)
         keys = _KeyCollector(self.options.merge_keys)
+        # The run's summary line ends the log, so this progress never logs a final line of its own.
+        progress = ProgressLog(log, f"{self.table_name}: streaming", unit="rows")
         try:
             for batch in stream:
                 if batch.num_rows == 0:
@@ -237,6 +240,7 @@ class _Run:
                 keys.add(batch)
                 writer.write(batch)
                 self.result.rows_written += batch.num_rows
+                progress.advance(batch.num_rows, nbytes=batch.nbytes)
             files = writer.close()
             distinct_keys = keys.distinct()
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dativo_provider.progress import format_bytes
 from dativo_provider.sources.base import LineageDataset, RejectedRow
 
 
@@ -66,16 +67,24 @@ class IngestResult:
     def rows_published(self) -> int:
         return self.rows_written - self.rows_quarantined
 
+    def event_extra(self) -> dict[str, Any]:
+        """What the table's asset event carries. The snapshot id is a string: it exceeds 2^53, and the
+        Airflow UI (JavaScript) would round it as a number."""
+        return {"table": self.table, "snapshot_id": str(self.snapshot_id), "mode": self.mode,
+                "rows_written": self.rows_written, "rows_published": self.rows_published}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (for XCom and reports)."""
         return {**asdict(self), "rows_published": self.rows_published}
 
     def summary_line(self) -> str:
+        """The one line that ends a run's log: counts, files, snapshot, watermark, time and rate."""
+        rate = f", {self.rows_read / self.duration_seconds:.0f} rows/s" if self.duration_seconds > 0 else ""
         return (
             f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
             f"rejected {self.rows_rejected}, quarantined {self.rows_quarantined}, deleted {self.rows_deleted}; "
-            f"{self.files_written} files / {self.bytes_written} bytes written, {self.files_removed} removed, "
-            f"{self.files_rewritten} rewritten; snapshot {self.snapshot_id} "
-            f"on {self.branch}; watermark {self.watermark_before!r} -> {self.watermark_after!r}; "
-            f"{self.duration_seconds:.2f}s"
+            f"{self.files_written} files / {format_bytes(self.bytes_written)} written, {self.files_removed} "
+            f"removed, {self.files_rewritten} rewritten; snapshot {self.snapshot_id} "
+            f"on {self.branch}{'' if self.committed else ' (nothing committed)'}; "
+            f"watermark {self.watermark_before!r} -> {self.watermark_after!r}; {self.duration_seconds:.2f}s{rate}"
         )

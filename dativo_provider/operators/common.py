@@ -1,5 +1,5 @@
 """What every operator of the provider shares: error classes for Airflow, rendered-value parsing,
-contract paths, asset naming and the quality-report XCom. No operator imports another operator's module."""
+contract paths, table asset events and the quality-report XCom. No operator imports another operator's module."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import ast
 import contextlib
 import json
 import logging
-import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dativo_provider.compat import (
+    AIRFLOW_V_3_0_PLUS,
     AirflowException,
     AirflowFailException,
     AirflowNotFoundException,
     Asset,
+    AssetAlias,
     BaseOperator,
     Context,
 )
@@ -54,10 +55,76 @@ def _log_origin(exc: BaseException) -> None:
     _log.debug("where the %s came from", type(exc).__name__, exc_info=exc)
 
 
-def table_asset(iceberg_conn_id: str, table: str) -> Asset:
-    """The Asset for a target table: ``iceberg://<conn id>/<namespace>/<table>`` (path parts quoted)."""
-    parts = [urllib.parse.quote(part, safe="") for part in table.split(".")]
-    return Asset(f"iceberg://{iceberg_conn_id}/{'/'.join(parts)}")
+class TableAliasOutlet:
+    """Mixin for operators that commit to one Iceberg table: its asset event goes through an alias.
+
+    A static Asset outlet would get an event on every successful run, whether a snapshot was committed
+    or not, and it would have to name the catalog at DAG-parse time (reading the connection there) or a
+    templated or mapped table before it is rendered. So a task that declares no outlets gets the alias
+    ``dativo:<dag id>.<task id>`` instead (also when mapped: :meth:`partial`), and
+    :meth:`emit_table_event` adds the table's asset (:func:`dativo_provider.assets.table_uri`) to it once
+    a commit landed. A task given its own outlets keeps them; the first alias among them is used.
+    """
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Airflow's ``partial``, with the alias among the outlets of every mapped task instance."""
+        partial = super().partial(**kwargs)  # type: ignore[misc]
+        if not kwargs.get("outlets"):
+            dag = partial.kwargs.get("dag")
+            partial.kwargs["outlets"] = [table_alias(dag.dag_id if dag else None, partial.kwargs["task_id"])]
+        return partial
+
+    def declare_table_alias(self) -> None:
+        """Call at the end of ``__init__``: outlets are the alias unless the task was given its own."""
+        task: Any = self
+        if not task.outlets:
+            task.outlets = [table_alias(task.dag_id if task.has_dag() else None, task.task_id)]
+
+    def emit_table_event(self, context: Context, catalog: Any, table: str, extra: dict[str, Any]) -> str | None:
+        """Add the asset event of ``table`` in ``catalog`` to the alias; return its URI.
+
+        Call only when a snapshot was committed. Never fails the task: the data is already committed,
+        so a problem here is logged as a warning and the run carries on without the event.
+        """
+        from dativo_provider.assets import glue_catalog_id, table_uri, uses_catalog_id
+
+        task: Any = self
+        alias = next((o for o in task.outlets or [] if isinstance(o, AssetAlias)), None)
+        try:
+            catalog_id = glue_catalog_id(catalog, table.rpartition(".")[0]) if uses_catalog_id(catalog) else None
+            uri = table_uri(catalog, table, catalog_id=catalog_id)
+            if alias is not None and "outlet_events" in context and _alias_stored(alias):
+                context["outlet_events"][alias].add(Asset(uri), extra=extra)
+                task.log.info("Asset event for %s (alias %s): %s", uri, alias.name, extra)
+        except Exception as exc:  # noqa: BLE001 - the commit stands; only the asset event is missing
+            task.log.warning("No asset event for %s: %s: %s", table, type(exc).__name__, exc)
+            return None
+        return uri
+
+
+def _alias_stored(alias: AssetAlias) -> bool:
+    """Airflow 2 fails a task whose alias event names an alias its database lacks (a DAG file not parsed
+    since the alias appeared, ``dag.test()``), so the alias is stored first; Airflow 3 stores it itself."""
+    if AIRFLOW_V_3_0_PLUS:
+        return True
+    from airflow.models.dataset import DatasetAliasModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with create_session() as session:
+            if session.scalar(select(DatasetAliasModel.id).where(DatasetAliasModel.name == alias.name)) is None:
+                session.add(DatasetAliasModel(name=alias.name))
+    except IntegrityError:  # a mapped sibling stored it first
+        pass
+    return True
+
+
+def table_alias(dag_id: str | None, task_id: str) -> AssetAlias:
+    """The alias a task's table asset events go through: ``dativo:<dag id>.<task id>``."""
+    return AssetAlias(f"dativo:{dag_id}.{task_id}" if dag_id else f"dativo:{task_id}")
 
 
 def native_bound(value: Any) -> Any:

@@ -16,13 +16,12 @@ from dativo_provider.compat import AirflowFailException, BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import (
+    TableAliasOutlet,
     airflow_errors,
     contract_path,
-    is_template,
     native_bound,
     native_list,
     push_report,
-    table_asset,
 )
 
 FAIL_ON = ("error", "never")
@@ -91,8 +90,6 @@ class ContractCheckOperator(BaseOperator):
             )
         if fail_on not in FAIL_ON:
             raise ValueError(f"ContractCheckOperator: fail_on is {fail_on!r}; expected one of {FAIL_ON}")
-        if table and "inlets" not in kwargs and not is_template(table):
-            kwargs["inlets"] = [table_asset(iceberg_conn_id, table)]
         super().__init__(**kwargs)
         self.contract = contract
         self.table = table
@@ -193,7 +190,7 @@ def _sql_lineage(dialect: str, config: Any, table: str) -> dict[str, str] | None
     return {"namespace": lineage.namespace, "name": lineage.name}
 
 
-class QuarantineReleaseOperator(BaseOperator):
+class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
     """Re-check quarantined rows with the contract as it is now and publish the ones that pass.
 
     Rows that still fail stay quarantined (under the release's run id). Fix the contract (or the rows)
@@ -221,8 +218,6 @@ class QuarantineReleaseOperator(BaseOperator):
         iceberg_conn_id: str = IcebergHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and not is_template(table):
-            kwargs["outlets"] = [table_asset(iceberg_conn_id, table)]
         super().__init__(**kwargs)
         self.table = table
         self.contract = contract
@@ -230,6 +225,7 @@ class QuarantineReleaseOperator(BaseOperator):
         self.quarantine_table = quarantine_table
         self.dataset = dataset
         self.iceberg_conn_id = iceberg_conn_id
+        self.declare_table_alias()
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Release, log what moved where, return :class:`ReleaseResult` as a dict."""
@@ -254,6 +250,11 @@ class QuarantineReleaseOperator(BaseOperator):
             result.table,
             result.rows_requarantined,
         )
+        if result.rows_published and result.snapshot_id is not None:
+            self.emit_table_event(context, catalog, result.table, {
+                "table": result.table, "snapshot_id": str(result.snapshot_id), "mode": "release",
+                "rows_written": result.rows_published, "rows_published": result.rows_published,
+            })
         return result.to_dict()
 
 

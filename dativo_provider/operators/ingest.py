@@ -8,22 +8,24 @@ from typing import Any, ClassVar
 
 from dativo_provider.compat import AirflowFailException, BaseOperator, Context
 from dativo_provider.operators.common import (
+    TableAliasOutlet,
     airflow_errors,
     contract_path,
-    is_template,
     native_bound,
     push_report,
-    table_asset,
 )
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.hooks.sources import source_connection_config
 
 
-class IcebergIngestOperator(BaseOperator):
+class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
     """Stream a source into an Iceberg table and push the run summary to XCom.
 
     Incremental sources store their cursor in the commit that writes the rows, so rerunning the
-    same data interval never writes a row twice.
+    same data interval never writes a row twice. A run that commits a snapshot emits an asset event
+    for the table (``iceberg://<catalog server>/.../<catalog>/<namespace>/<table>``, see
+    :mod:`dativo_provider.assets`) through the task's alias ``dativo:<dag id>.<task id>``, with the
+    snapshot id, mode and row counts as its extra; a run that commits nothing emits none.
 
     :param source: the source spec, e.g. ``{"type": "postgres", "conn_id": "pg", "table": "orders",
         "cursor": "updated_at"}``. It names connections by id only: secrets stay in Airflow.
@@ -77,8 +79,6 @@ class IcebergIngestOperator(BaseOperator):
         restrictions_key_conn_id: str = "dativo_dsr_hash_key",
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and not is_template(table):
-            kwargs["outlets"] = [table_asset(iceberg_conn_id, table)]
         super().__init__(**kwargs)
         self.source = source
         self.table = table
@@ -92,6 +92,7 @@ class IcebergIngestOperator(BaseOperator):
         self.restrictions_table = restrictions_table
         self.restrictions_key_conn_id = restrictions_key_conn_id
         self.ingest_result: dict[str, Any] | None = None
+        self.declare_table_alias()
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Build the catalog, source and options, run one ingest, return its summary."""
@@ -114,11 +115,19 @@ class IcebergIngestOperator(BaseOperator):
                     source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"),
                     audit=gate,
                 )
-        self.log.info("%s", result.summary_line())
         if result.quality:
             _log_decision(self, result)
-        self.ingest_result = result.to_dict()
+        self.ingest_result = {**result.to_dict(), "asset_event": self._asset_event(context, catalog, result)}
         return self.ingest_result
+
+    def _asset_event(self, context: Context, catalog: Any, result: Any) -> dict[str, Any] | None:
+        """The table's asset event (URI and extra) when the run committed a snapshot, else None."""
+        if not result.committed:
+            self.log.info("%s: nothing committed, so no asset event", self.table)
+            return None
+        extra = result.event_extra()
+        uri = self.emit_table_event(context, catalog, self.table, extra)
+        return {"uri": uri, "extra": extra} if uri else None
 
     def _contract_gate(self, catalog: Any) -> Any:
         """The write-audit-publish gate for ``contract``, None without one."""

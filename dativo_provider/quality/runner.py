@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from dativo_provider.contracts.model import Contract, Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.objectstore import local_path
+from dativo_provider.progress import ProgressLog
 from dativo_provider.quality import rows as row_sql
 from dativo_provider.quality.plan import checks_for, dataset_of
 from dativo_provider.quality.result import MAX_FAILING_KEYS, CheckResult, QualityReport
@@ -94,12 +95,14 @@ class LoadedRows:
 
         connection = duckdb.connect()
         count = 0
+        progress = ProgressLog(log, "contract check: loading rows", unit="rows")
 
         def numbered() -> Iterable[pa.RecordBatch]:
             nonlocal count
             for batch in batches:
                 ids = pa.array(np.arange(count, count + batch.num_rows, dtype=np.int64))
                 count += batch.num_rows
+                progress.advance(batch.num_rows, nbytes=batch.nbytes)
                 yield pa.RecordBatch.from_arrays([*batch.columns, ids], schema=numbered_schema)
 
         numbered_schema = schema.append(pa.field(ROW_ID, pa.int64(), nullable=False))

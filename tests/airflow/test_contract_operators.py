@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, AirflowFailException, AirflowSensorTimeout, Asset
+from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, AirflowFailException, AirflowSensorTimeout
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.operators.contracts import (
     ContractCheckOperator,
@@ -257,7 +257,7 @@ def test_check_operator_reports_on_an_iceberg_table(iceberg_default, tmp_path):
     assert report["rows_checked"] == 4 and checks["email_well_formed"]["failing_rows"] == 2
     assert checks["seen_at__fresh"]["outcome"] == "passed" and checks["rows_per_run"]["outcome"] == "passed"
     assert json.loads(report_file.read_text())["checks_failed"] == 1
-    assert operator.inlets == [Asset("iceberg://iceberg_default/tests/people")]
+    assert not operator.inlets  # the table's asset is named by its catalog, known only at run time
 
     (checked,) = operator.get_openlineage_facets_on_complete(task_instance=None).inputs
     assert checked.name == "tests.people"

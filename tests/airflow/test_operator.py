@@ -1,4 +1,6 @@
-"""IcebergIngestOperator: XCom summary, error mapping, outlet Assets, OpenLineage facets."""
+"""IcebergIngestOperator: XCom summary, error mapping, outlet alias and asset event, OpenLineage facets.
+
+The asset events of real runs (static, templated, mapped tables) are in test_assets.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dativo_provider.compat import AirflowException, AirflowFailException, Asset
+from dativo_provider.compat import AirflowException, AirflowFailException, Asset, AssetAlias
 from dativo_provider.exceptions import CommitConflictError
-from dativo_provider.operators.common import native_bound, table_asset
+from dativo_provider.operators.common import native_bound
 from dativo_provider.operators.ingest import IcebergIngestOperator
 from tests.airflow.helpers import read_table
 
@@ -81,24 +83,49 @@ def test_transient_errors_fail_for_a_retry(iceberg_default, csv_dir, monkeypatch
     assert not isinstance(raised.value, AirflowFailException)
 
 
-def test_the_target_table_is_an_outlet_asset(csv_dir):
-    assert _operator(csv_dir).outlets == [Asset("iceberg://iceberg_default/tests/people")]
-    custom = _operator(csv_dir, iceberg_conn_id="lake")
-    assert custom.outlets == [Asset("iceberg://lake/tests/people")]
+def test_outlets_are_the_task_alias_unless_given(csv_dir):
+    assert _operator(csv_dir).outlets == [AssetAlias("dativo:ingest_people")]  # no DAG: the task id alone
+    templated = IcebergIngestOperator(task_id="t", source={"type": "files", "path": str(csv_dir)},
+                                      table="raw.{{ params.name }}")
+    assert templated.outlets == [AssetAlias("dativo:t")]
+    own = Asset("iceberg://cat.example.com/lake/tests/people")
+    assert _operator(csv_dir, outlets=[own]).outlets == [own]
 
 
-def test_asset_uris_pass_airflow_validation_without_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        asset = table_asset("iceberg_default", "raw.kundenüberblick")
-    assert asset.uri == "iceberg://iceberg_default/raw/kunden%C3%BCberblick"  # Airflow 2.11 wants ASCII
+class _Events(dict):
+    """Airflow's outlet_events accessor, reduced to what the operator calls."""
+
+    def __missing__(self, alias):
+        self[alias] = _Added()
+        return self[alias]
 
 
-def test_a_templated_table_declares_no_outlet(csv_dir):
-    operator = IcebergIngestOperator(
-        task_id="t", source={"type": "files", "path": str(csv_dir)}, table="raw.{{ params.name }}"
-    )
-    assert operator.outlets == []
+class _Added(list):
+    def add(self, asset, extra=None):
+        self.append((asset.uri, extra))
+
+
+def test_a_committed_run_adds_its_table_to_the_alias(iceberg_default, csv_dir, dativo_home):
+    events = _Events()
+    summary = _operator(csv_dir).execute({"run_id": "manual__1", "outlet_events": events})
+    uri = f"iceberg://localhost{dativo_home}/catalog.db/dativo/tests/people"
+    extra = {"table": "tests.people", "snapshot_id": str(summary["snapshot_id"]), "mode": "append",
+             "rows_written": 3, "rows_published": 3}
+    assert events == {AssetAlias("dativo:ingest_people"): [(uri, extra)]}
+    assert summary["asset_event"] == {"uri": uri, "extra": extra}
+
+    rerun = _Events()  # the file was read already: nothing to commit, no event
+    assert _operator(csv_dir).execute({"run_id": "manual__2", "outlet_events": rerun})["asset_event"] is None
+    assert rerun == {}
+
+
+def test_an_asset_event_that_cannot_be_named_never_fails_the_task(iceberg_default, csv_dir, monkeypatch):
+    def unnamed(*args, **kwargs):
+        raise ValueError("no region")
+
+    monkeypatch.setattr("dativo_provider.assets.table_uri", unnamed)
+    summary = _operator(csv_dir).execute({"run_id": "manual__1", "outlet_events": _Events()})
+    assert summary["committed"] and summary["asset_event"] is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import dativo_provider
 
 PACKAGE = Path(dativo_provider.__file__).parent
 AIRFLOW_LAYER = ("hooks", "operators", "sensors", "triggers")
-AIRFLOW_MODULES = {"compat.py", "get_provider_info.py"}
+AIRFLOW_MODULES = {"compat.py", "get_provider_info.py", "assets.py"}  # assets.py: the asset-uris handlers
 HEAVY = ["pyarrow", "pyiceberg", "pandas", "duckdb", "adbc_driver_postgresql", "connectorx", "soda_core",
          "great_expectations"]
 
