@@ -59,9 +59,10 @@ class Anchor:
     @classmethod
     def of(cls, key: bytes, record: Mapping[str, Any]) -> Anchor:
         """The sealed anchor of ``record``, an event as :meth:`AuditTrail.append` returned it."""
-        fields = {"request_id": str(record["request_id"]), "seq": int(record["seq"]),
-                  "event": str(record["event"]), "hash": str(record["hash"])}
-        return cls(**fields, mac=seal(key, ANCHOR_KIND, fields))
+        request_id, seq = str(record["request_id"]), int(record["seq"])
+        event, digest = str(record["event"]), str(record["hash"])
+        fields = {"request_id": request_id, "seq": seq, "event": event, "hash": digest}
+        return cls(request_id, seq, event, digest, mac=seal(key, ANCHOR_KIND, fields))
 
     def sealed_by(self, key: bytes) -> bool:
         """Whether ``mac`` is this anchor's seal under ``key``."""

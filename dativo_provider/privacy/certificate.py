@@ -251,8 +251,8 @@ def audit_anchor(document: Mapping[str, Any] | bytes | str) -> Anchor | None:
     section = parsed.get("audit_trail") if isinstance(parsed, dict) else None
     if section is None:
         return None
-    request = parsed.get("request") if isinstance(parsed.get("request"), dict) else {}
-    request_id = str(request.get("id", ""))
+    request = parsed.get("request")
+    request_id = str(request.get("id", "")) if isinstance(request, dict) else ""
     anchor = Anchor.from_dict(section, request_id=request_id)
     if request_id and anchor.request_id != request_id:
         raise ConfigError(f"the certificate of request {request_id!r} anchors request {anchor.request_id!r}")
@@ -311,7 +311,8 @@ def _signature_problem(parsed: dict[str, Any], key: VerifyingKey) -> str | None:
         return "the certificate has no signature block"
     if set(block) != _SIGNATURE_KEYS:
         return f"the signature block must hold exactly {sorted(_SIGNATURE_KEYS)}, it holds {sorted(block)}"
-    issuer = parsed.get("issuer") if isinstance(parsed.get("issuer"), dict) else {}
+    section = parsed.get("issuer")
+    issuer = section if isinstance(section, dict) else {}
     if block["algorithm"] != key.algorithm:
         return f"signed with {block['algorithm']!r}, but the verifying key is {key.algorithm!r}"
     if block["algorithm"] != issuer.get("algorithm") or block["key_id"] != issuer.get("key_id"):

@@ -282,7 +282,8 @@ class _Search:
         from dativo_provider.quality.wap import CONTRACT_DATASET_PROPERTY, CONTRACT_PROPERTY
 
         known = set() if prefix else {t.table for t in self.targets} | {q.table for q in self.quarantines}
-        by_dataset = {(t.contract.id, t.dataset.name): t for t in self.targets}
+        by_dataset: dict[tuple[str | None, str | None], _Target] = {
+            (t.contract.id, t.dataset.name): t for t in self.targets}
         by_table = {t.table: t for t in self.targets} if by_name else {}
         found: dict[str, tuple[Table, dict[str, str]]] = {}
         for namespace in catalog.list_namespaces():
@@ -455,7 +456,8 @@ class _Search:
         text = "; ".join(dict.fromkeys(parts))
         if target.quarantine_of is not None:
             of = target.quarantine_of.table
-            held = target.table.endswith(QUARANTINE_SUFFIX) or "dativo.quarantine-of" in target.iceberg.properties
+            held = target.table.endswith(QUARANTINE_SUFFIX) or (
+                target.iceberg is not None and "dativo.quarantine-of" in target.iceberg.properties)
             text += f" (quarantine of {of})" if held else f" (table recording contract dataset {of})"
             if CATALOG_SEPARATOR in target.table:
                 text += f" in catalog {split_table(target.table)[0]}"

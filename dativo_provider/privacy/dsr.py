@@ -265,7 +265,7 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         payload = erasure.certificate_payload(hash_key, exports, verification, issuer, now)
         completed = record("completed", {"rows_deleted": sum(t["rows_deleted"] for t in erasure.tables),
                                          "verified": True})
-        if trail is not None:
+        if trail is not None and completed is not None:
             # Anchored after the completed event: removing it from the trail is detectable.
             payload["audit_trail"] = trail.anchor(completed).to_dict()
         certificate = _issue(payload, signing_key)
@@ -314,7 +314,8 @@ class _Erasure:
         self.progress = progress
         self.record = record
         self.other_catalogs = other_catalogs
-        self.catalogs: dict[str | None, CatalogConfig] = {None: catalog, **other_catalogs}
+        self.catalogs: dict[str | None, CatalogConfig] = {None: catalog}
+        self.catalogs.update(other_catalogs)
         self.found: Any = None
         self.tables: list[dict[str, Any]] = []
         self.rows_deleted = self.files_removed = 0  # by this run, for the progress lines
@@ -386,9 +387,10 @@ class _Erasure:
         deletion = delete_rows(self.catalogs[name], table, match.row_filter(), request_id=self.request.request_id)
         if self.progress.details("purging", match.table) is None:
             totals = request_totals(self.catalogs[name], table, self.request.request_id)
-            entry = {"rows_deleted": totals.rows_deleted, "files_rewritten": totals.files_rewritten,
-                     "files_removed": totals.files_removed, "branches": sorted(totals.branches),
-                     "erasure_snapshot": str(totals.snapshot_id) if totals.snapshot_id else None}
+            entry: dict[str, Any] = {
+                "rows_deleted": totals.rows_deleted, "files_rewritten": totals.files_rewritten,
+                "files_removed": totals.files_removed, "branches": sorted(totals.branches),
+                "erasure_snapshot": str(totals.snapshot_id) if totals.snapshot_id else None}
         else:  # an interrupted purge may have expired the marked snapshots: add to what was recorded
             entry = dict(self.progress.details("deleted", match.table) or {})
             for key in ("rows_deleted", "files_rewritten", "files_removed"):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
     from dativo_provider.iceberg.catalog import CatalogConfig
 
@@ -150,6 +151,7 @@ def _delete_on_branch(catalog: Catalog, table: str, branch: str, row_filter: Boo
         after = _head(committed, branch)
         if after is not None and after != before:
             _add_summary(committed, deletion, branch, before, after)
+        assert staged is not None  # staged above, or rebased from the attempt before
         if not holds_match(committed, staged.others_added, row_filter, columns):
             return
         log.info("%s: rows matching the erasure arrived on %s during the delete; deleting again", table, branch)
@@ -189,7 +191,7 @@ def _newest_marked(table: Table, branch: str, request_id: str) -> int | None:
 
     head = table.metadata.snapshot_by_name(branch)
     for snapshot in ancestors_of(head, table.metadata) if head else ():
-        if (snapshot.summary or {}).get(REQUEST_KEY) == request_id:
+        if snapshot_property(snapshot, REQUEST_KEY) == request_id:
             return snapshot.snapshot_id
     return None
 
@@ -254,6 +256,11 @@ def _add_summary(table: Table, deletion: TableDeletion, branch: str, before: int
         deletion.files_removed += _count(summary, "deleted-data-files")
         deletion.files_rewritten += _count(summary, "added-data-files")
     deletion.branches[branch] = after
+
+
+def snapshot_property(snapshot: Snapshot, key: str) -> str | None:
+    """``key`` of the snapshot's summary, None when it has no summary or no such key."""
+    return snapshot.summary.get(key) if snapshot.summary is not None else None
 
 
 def _count(summary: Any, key: str) -> int:

@@ -109,7 +109,8 @@ def export_subject(catalog: CatalogConfig, discovery: Discovery, destination: st
     _refuse_blank_identifiers(discovery)
     store = _Store.open(str(destination), discovery.request_id, object_store)
     manifest = ExportManifest(discovery.request_id, fmt, store.location, now or datetime.now(timezone.utc))
-    catalogs = {None: catalog.load(), **{name: c.load() for name, c in (other_catalogs or {}).items()}}
+    catalogs: dict[str | None, Any] = {None: catalog.load(),
+                                       **{name: c.load() for name, c in (other_catalogs or {}).items()}}
     for match in discovery.tables:
         name, _ = split_table(match.table)
         manifest.tables.append(_export_table(catalogs[name], match, store, fmt))

@@ -88,7 +88,8 @@ def _first_column(expression: Any, table: Table) -> str:
     from pyiceberg.expressions.visitors import extract_field_ids
 
     bound_ids = extract_field_ids(_bind(expression, table))
-    return table.schema().find_column_name(min(bound_ids)) if bound_ids else table.schema().fields[0].name
+    name = table.schema().find_column_name(min(bound_ids)) if bound_ids else None
+    return name or table.schema().fields[0].name
 
 
 def _bind(expression: Any, table: Table) -> Any:

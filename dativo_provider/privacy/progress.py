@@ -178,6 +178,7 @@ class ErasureProgress:
 
         for attempt in range(1, _ATTEMPTS + 1):
             table = self._table(create=True)
+            assert table is not None  # created when missing
             try:
                 table.append(rows)
                 return

@@ -32,6 +32,7 @@ dirty files of the first attempt) ends in the same state.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -45,7 +46,7 @@ from dativo_provider.iceberg.barrier import Contention
 from dativo_provider.iceberg.commit import disable_builtin_retries, is_lost_race
 from dativo_provider.iceberg.files import ManifestCache, OrphanSweep, pyarrow_io
 from dativo_provider.iceberg.state import CARRIED_FROM_KEY, RUN_ID_KEY, SOURCE_KEY, STATE_KEY, read_state
-from dativo_provider.privacy.erase import REQUEST_KEY
+from dativo_provider.privacy.erase import REQUEST_KEY, snapshot_property
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -227,7 +228,7 @@ class PurgePlan:
         if self.request_id is None:
             return set()
         return {path for s in self.table.metadata.snapshots
-                if (s.summary or {}).get(REQUEST_KEY) == self.request_id for path in self.manifests.deleted_by(s)}
+                if snapshot_property(s, REQUEST_KEY) == self.request_id for path in self.manifests.deleted_by(s)}
 
     def _tainted(self, metadata: TableMetadata) -> set[int]:
         """Snapshots whose manifests list a dirty file: they may return the rows or keep their bounds.
@@ -285,15 +286,14 @@ class PurgePlan:
     def _carry_states(self, states: dict[str, Snapshot]) -> None:
         """Re-commit on main each source's newest state that sits in a tainted snapshot."""
         for source, snapshot in states.items():
-            self._commit(lambda table, s=source, o=snapshot: self._carry_one(table, s, o))
+            self._commit(functools.partial(self._carry_one, source=source, original=snapshot))
 
     def _carry_one(self, table: Table, source: str, original: Snapshot) -> Transaction | None:
         current = read_state(table, source)
         if current is not None and not self._cut_off(table, current.snapshot_id):
             return None  # clean, carried on an earlier attempt, or the source committed again meanwhile
-        summary = original.summary or {}
         keys = (SOURCE_KEY, STATE_KEY, RUN_ID_KEY)
-        properties = {k: summary[k] for k in keys if summary.get(k) is not None}
+        properties = {k: value for k in keys if (value := snapshot_property(original, k)) is not None}
         properties |= {CARRIED_FROM_KEY: str(original.snapshot_id), PURGE_KEY: self.marker}
         if source not in self.result.state_carried:
             self.result.state_carried.append(source)
@@ -315,7 +315,7 @@ class PurgePlan:
         branches = [name for name, ref in sorted(self.table.metadata.refs.items())
                     if ref.snapshot_ref_type.value == "branch"]
         for branch in branches:
-            self._commit(lambda table, b=branch: self._seal(table, b))
+            self._commit(functools.partial(self._seal, branch=branch))
 
     def _seal(self, table: Table, branch: str) -> Transaction | None:
         head = table.metadata.snapshot_by_name(branch)
@@ -334,7 +334,9 @@ class PurgePlan:
                 raise RefsPinErasedDataError(self.name, stale)
             transaction = table.transaction()
             refs = ManageSnapshots(transaction)
-            head = table.metadata.snapshot_by_name("main").snapshot_id
+            main = table.metadata.snapshot_by_name("main")
+            assert main is not None  # a purge runs only after a delete committed on main
+            head = main.snapshot_id
             for ref in stale:
                 self._change_ref(table, refs, ref, policy, head)
             refs.commit()
@@ -416,7 +418,7 @@ def _source_states(table: Table) -> dict[str, Snapshot]:
     head = table.metadata.snapshot_by_name("main")
     states: dict[str, Snapshot] = {}
     for snapshot in _ancestors(head, table.metadata) if head else ():
-        source = (snapshot.summary or {}).get(SOURCE_KEY)
+        source = snapshot_property(snapshot, SOURCE_KEY)
         if source is not None and source not in states:
             states[source] = snapshot
     return states
@@ -435,7 +437,7 @@ def _live_dirty(manifests: ManifestCache, snapshot: Snapshot | None, dirty: set[
     return snapshot is not None and bool(manifests.live_files(snapshot) & dirty)
 
 
-def _ancestors(snapshot: Snapshot, metadata: TableMetadata) -> Iterable[Snapshot]:
+def _ancestors(snapshot: Snapshot | None, metadata: TableMetadata) -> Iterable[Snapshot]:
     from pyiceberg.table.snapshots import ancestors_of
 
     return ancestors_of(snapshot, metadata)

@@ -193,7 +193,7 @@ class _FileRewriter:
         self._case_sensitive = case_sensitive
         bound = bind(self._schema, self._row_filter, case_sensitive)
         self._keep = _expression_to_complementary_pyarrow(bound, self._schema)
-        names = [self._schema.find_column_name(i) for i in sorted(extract_field_ids(bound))]
+        names = [name for i in sorted(extract_field_ids(bound)) if (name := self._schema.find_column_name(i))]
         self._filter_schema = self._schema.select(*names) if names else None
         self.commit_uuid = uuid.uuid4()
         self._counter = itertools.count(0)
