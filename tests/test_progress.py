@@ -16,7 +16,8 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_rows_bytes_and_rate_at_each_interval(caplog):
     clock = itertools.count(0.0, 1.0).__next__  # one second per reading
-    progress = ProgressLog(logging.getLogger("t"), "sales.orders: streaming", unit="rows", interval=10, clock=clock)
+    progress = ProgressLog(logging.getLogger("t"), "sales.orders: streaming", unit="rows", interval=10,
+                           clock=clock)
     with caplog.at_level(logging.INFO, logger="t"):
         for _ in range(25):
             progress.advance(1000, nbytes=64 * 1024)

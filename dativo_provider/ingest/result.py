@@ -82,9 +82,11 @@ class IngestResult:
         rate = f", {self.rows_read / self.duration_seconds:.0f} rows/s" if self.duration_seconds > 0 else ""
         return (
             f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
-            f"rejected {self.rows_rejected}, quarantined {self.rows_quarantined}, deleted {self.rows_deleted}; "
+            f"rejected {self.rows_rejected}, quarantined {self.rows_quarantined}, "
+            f"deleted {self.rows_deleted}; "
             f"{self.files_written} files / {format_bytes(self.bytes_written)} written, {self.files_removed} "
             f"removed, {self.files_rewritten} rewritten; snapshot {self.snapshot_id} "
             f"on {self.branch}{'' if self.committed else ' (nothing committed)'}; "
-            f"watermark {self.watermark_before!r} -> {self.watermark_after!r}; {self.duration_seconds:.2f}s{rate}"
+            f"watermark {self.watermark_before!r} -> {self.watermark_after!r}; "
+            f"{self.duration_seconds:.2f}s{rate}"
         )

@@ -1,5 +1,6 @@
 """What every operator of the provider shares: error classes for Airflow, rendered-value parsing,
-contract paths, table asset events and the quality-report XCom. No operator imports another operator's module."""
+contract paths, table asset events and the quality-report XCom. No operator imports another operator's
+module."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ class TableAliasOutlet:
         if not task.outlets:
             task.outlets = [table_alias(task.dag_id if task.has_dag() else None, task.task_id)]
 
-    def emit_table_event(self, context: Context, catalog: Any, table: str, extra: dict[str, Any]) -> str | None:
+    def emit_table_event(self, context: Context, catalog: Any, table: str,
+                         extra: dict[str, Any]) -> str | None:
         """Add the asset event of ``table`` in ``catalog`` to the alias; return its URI.
 
         Call only when a snapshot was committed. Never fails the task: the data is already committed,
@@ -92,7 +94,8 @@ class TableAliasOutlet:
         task: Any = self
         alias = next((o for o in task.outlets or [] if isinstance(o, AssetAlias)), None)
         try:
-            catalog_id = glue_catalog_id(catalog, table.rpartition(".")[0]) if uses_catalog_id(catalog) else None
+            namespace = table.rpartition(".")[0]
+            catalog_id = glue_catalog_id(catalog, namespace) if uses_catalog_id(catalog) else None
             uri = table_uri(catalog, table, catalog_id=catalog_id)
             if alias is not None and "outlet_events" in context and _alias_stored(alias):
                 context["outlet_events"][alias].add(Asset(uri), extra=extra)
@@ -115,7 +118,8 @@ def _alias_stored(alias: AssetAlias) -> bool:
 
     try:
         with create_session() as session:
-            if session.scalar(select(DatasetAliasModel.id).where(DatasetAliasModel.name == alias.name)) is None:
+            stored = select(DatasetAliasModel.id).where(DatasetAliasModel.name == alias.name)
+            if session.scalar(stored) is None:
                 session.add(DatasetAliasModel(name=alias.name))
     except IntegrityError:  # a mapped sibling stored it first
         pass

@@ -58,7 +58,8 @@ def test_sanitize_rejects_uris_that_cannot_name_a_table(given, message):
 
 
 def test_airflow_applies_the_registered_normalisation():
-    assert Asset("iceberg://Cat.Example.com:443/lake/sales/orders").uri == "iceberg://cat.example.com/lake/sales/orders"
+    asset = Asset("iceberg://Cat.Example.com:443/lake/sales/orders")
+    assert asset.uri == "iceberg://cat.example.com/lake/sales/orders"
     if AIRFLOW_V_3_0_PLUS:  # Airflow 2.11 only warns about a non-compliant URI
         with pytest.raises(ValueError, match="old form"):
             Asset("iceberg://iceberg_default/sales/orders")
@@ -67,9 +68,10 @@ def test_airflow_applies_the_registered_normalisation():
 @pytest.mark.parametrize(("properties", "name", "table", "uri"), [
     ({"type": "rest", "uri": "https://Polaris.example.com/api/catalog", "warehouse": "lake", "token": "t"},
      "x", "sales.orders", "iceberg://polaris.example.com/api/catalog/lake/sales/orders"),
-    ({"type": "rest", "uri": "http://127.0.0.1:8181"}, "x", "sales.orders", "iceberg://127.0.0.1:8181/-/sales/orders"),
-    ({"type": "rest", "uri": "http://h:8181", "warehouse": "arn:aws:s3tables:eu-west-1:1:bucket/lake"}, "x", "a.b.t",
-     "iceberg://h:8181/arn%3Aaws%3As3tables%3Aeu-west-1%3A1%3Abucket%2Flake/a.b/t"),
+    ({"type": "rest", "uri": "http://127.0.0.1:8181"}, "x", "sales.orders",
+     "iceberg://127.0.0.1:8181/-/sales/orders"),
+    ({"type": "rest", "uri": "http://h:8181", "warehouse": "arn:aws:s3tables:eu-west-1:1:bucket/lake"}, "x",
+     "a.b.t", "iceberg://h:8181/arn%3Aaws%3As3tables%3Aeu-west-1%3A1%3Abucket%2Flake/a.b/t"),
     ({"type": "sql", "uri": "postgresql+psycopg://u:secret@PG.internal/analytics"}, "dativo", "sales.orders",
      "iceberg://pg.internal:5432/analytics/dativo/sales/orders"),
     ({"type": "sql", "uri": "sqlite:////data/catalog.db"}, "dativo", "raw.kundenüberblick",
@@ -102,7 +104,8 @@ def test_two_connections_to_one_catalog_give_one_uri(monkeypatch):
     }
     for conn_id, fields in connections.items():
         monkeypatch.setenv(*connection_env(conn_id, **fields))
-    uri = {conn_id: table_uri(IcebergHook(conn_id).get_catalog_config(), "sales.orders") for conn_id in connections}
+    uri = {conn_id: table_uri(IcebergHook(conn_id).get_catalog_config(), "sales.orders")
+           for conn_id in connections}
     assert uri["lake_a"] == uri["lake_b"] == "iceberg://polaris.example.com/api/catalog/lake/sales/orders"
     assert uri["pg_one"] == uri["pg_two"] == "iceberg://pg:5432/db/dativo/sales/orders"
     assert uri["pg_other_catalog"] == "iceberg://pg:5432/db/finance/sales/orders"
@@ -112,7 +115,7 @@ def test_two_connections_to_one_catalog_give_one_uri(monkeypatch):
 
 @pytest.fixture
 def asset_dags(airflow_db, iceberg_default, tmp_path, monkeypatch) -> Path:
-    """The DAGs of ``asset_dags/`` as the DAG folder, reading a 20-row CSV; returns the embedded catalog file."""
+    """The DAGs of ``asset_dags/`` as the DAG folder, reading a 20-row CSV; returns the catalog file."""
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "people.csv").write_text("id,name\n" + "".join(f"{i},person {i}\n" for i in range(ROWS)))
@@ -133,8 +136,12 @@ def _run(dag_id: str, day: int) -> Any:
     dag = DagBag(dag_folder=str(ASSET_DAGS)).get_dag(dag_id)
     # Airflow 2's dag.test() does not store the DAG's alias as the DAG processor does: the operator does.
     logical_date = datetime(2026, 1, day, tzinfo=UTC)
-    dag_run = dag.test(logical_date=logical_date) if AIRFLOW_V_3_0_PLUS else dag.test(execution_date=logical_date)
-    assert dag_run.state == "success", [(ti.task_id, ti.map_index, ti.state) for ti in dag_run.get_task_instances()]
+    if AIRFLOW_V_3_0_PLUS:
+        dag_run = dag.test(logical_date=logical_date)
+    else:
+        dag_run = dag.test(execution_date=logical_date)
+    states = [(ti.task_id, ti.map_index, ti.state) for ti in dag_run.get_task_instances()]
+    assert dag_run.state == "success", states
     return dag_run
 
 
@@ -149,8 +156,8 @@ def _events(dag_run: Any) -> list[tuple[str, int, dict[str, Any]]]:
     with create_session() as session:
         rows = session.query(Event).filter(Event.source_dag_id == dag_run.dag_id,
                                            Event.source_run_id == dag_run.run_id).all()
-        events = [((row.asset if AIRFLOW_V_3_0_PLUS else row.dataset).uri, row.source_map_index, dict(row.extra))
-                  for row in rows]
+        events = [((row.asset if AIRFLOW_V_3_0_PLUS else row.dataset).uri, row.source_map_index,
+                   dict(row.extra)) for row in rows]
     return sorted(events, key=lambda event: event[1])
 
 
@@ -175,7 +182,8 @@ def test_a_static_table_gets_an_event_per_commit_and_none_without(asset_dags):
 def test_a_templated_table_gets_its_rendered_asset(asset_dags):
     (event,) = _events(_run("assets_templated", 2))
     assert event[:2] == (_uri(asset_dags, "templated"), -1)
-    assert event[2]["table"] == "tests.templated" and event[2]["snapshot_id"] == _snapshot_id("tests.templated")
+    assert event[2]["table"] == "tests.templated"
+    assert event[2]["snapshot_id"] == _snapshot_id("tests.templated")
 
 
 def test_each_mapped_table_gets_its_own_event(asset_dags):
@@ -206,9 +214,11 @@ def test_progress_lines_at_the_interval_and_one_summary_in_the_task_log(asset_da
         _run("assets_templated", 4)
     # The task log: the engine's records (logging) and, on Airflow 3, the operator's (structlog).
     log = [record.getMessage() for record in caplog.records] + [e["event"] for e in operator_events]
-    progress = [line.split("tests.templated: streaming: ")[1] for line in log if "tests.templated: streaming:" in line]
+    marker = "tests.templated: streaming: "
+    progress = [line.split(marker)[1] for line in log if marker in line]
+    lines = zip((4, 8, 12, 16, 20), _sizes(progress), (10, 20, 30, 40, 50))
     assert progress == [f"{rows} rows ({size}) running after {seconds}s, 0.4 rows/s"
-                        for rows, size, seconds in zip((4, 8, 12, 16, 20), _sizes(progress), (10, 20, 30, 40, 50))]
+                        for rows, size, seconds in lines]
     assert len([line for line in log if line.startswith("tests.templated: read 20 rows, wrote 20,")]) == 1
     assert len([line for line in log if line.startswith("Asset event for iceberg://")]) == 1  # the operator's
 
@@ -226,7 +236,8 @@ def _structlog_events() -> Iterator[list[dict[str, Any]]]:
 
 
 def _sizes(progress: list[str]) -> list[str]:
-    """The byte counts of the progress lines, which must grow with the rows."""
+    """The byte counts of the progress lines (under 1 KiB here), which must grow with the rows."""
     sizes = [line.split("(")[1].split(")")[0] for line in progress]
-    assert [int(size.removesuffix(" B")) for size in sizes] == sorted({int(s.removesuffix(" B")) for s in sizes})
+    counts = [int(size.removesuffix(" B")) for size in sizes]
+    assert counts == sorted(set(counts))
     return sizes

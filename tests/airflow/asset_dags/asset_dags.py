@@ -27,4 +27,6 @@ with DAG("assets_templated", schedule=None, start_date=START, catchup=False, par
     IcebergIngestOperator(task_id="load", source=SOURCE, table="tests.{{ params.name }}")
 
 with DAG("assets_mapped", schedule=None, start_date=START, catchup=False):
-    IcebergIngestOperator.partial(task_id="load", source=SOURCE).expand(table=["tests.mapped_a", "tests.mapped_b"])
+    IcebergIngestOperator.partial(task_id="load", source=SOURCE).expand(
+        table=["tests.mapped_a", "tests.mapped_b"]
+    )
