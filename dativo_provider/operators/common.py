@@ -97,7 +97,8 @@ class TableAliasOutlet:
             namespace = table.rpartition(".")[0]
             catalog_id = glue_catalog_id(catalog, namespace) if uses_catalog_id(catalog) else None
             uri = table_uri(catalog, table, catalog_id=catalog_id)
-            if alias is not None and "outlet_events" in context and _alias_stored(alias):
+            if alias is not None and "outlet_events" in context:
+                _store_alias(alias)
                 context["outlet_events"][alias].add(Asset(uri), extra=extra)
                 task.log.info("Asset event for %s (alias %s): %s", uri, alias.name, extra)
         except Exception as exc:  # noqa: BLE001 - the commit stands; only the asset event is missing
@@ -106,11 +107,11 @@ class TableAliasOutlet:
         return uri
 
 
-def _alias_stored(alias: AssetAlias) -> bool:
+def _store_alias(alias: AssetAlias) -> None:
     """Airflow 2 fails a task whose alias event names an alias its database lacks (a DAG file not parsed
     since the alias appeared, ``dag.test()``), so the alias is stored first; Airflow 3 stores it itself."""
     if AIRFLOW_V_3_0_PLUS:
-        return True
+        return
     from airflow.models.dataset import DatasetAliasModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -123,7 +124,6 @@ def _alias_stored(alias: AssetAlias) -> bool:
                 session.add(DatasetAliasModel(name=alias.name))
     except IntegrityError:  # a mapped sibling stored it first
         pass
-    return True
 
 
 def table_alias(dag_id: str | None, task_id: str) -> AssetAlias:
