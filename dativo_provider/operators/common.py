@@ -8,6 +8,7 @@ import ast
 import contextlib
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -198,3 +199,17 @@ def push_report(context: Context, report: Any) -> None:
     ti = context.get("ti") if hasattr(context, "get") else None
     if ti is not None and report:
         ti.xcom_push(key="quality_report", value=report)
+
+
+def renamed_parameter(operator: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
+    """The value of a parameter renamed from ``old`` to ``new``: ``old`` still works for one release,
+    with a deprecation warning; giving both is an error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ConfigError(f"{operator}: give {new!r} only ({old!r} is its deprecated name)")
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    warnings.warn(f"{operator}: {old!r} is deprecated and will be removed in the next release; use {new!r}",
+                  AirflowProviderDeprecationWarning, stacklevel=3)
+    return old_value

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from dativo_provider.compat import AirflowFailException, BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
+from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID
 from dativo_provider.operators.common import (
     TableAliasOutlet,
     airflow_errors,
@@ -22,6 +23,7 @@ from dativo_provider.operators.common import (
     native_bound,
     native_list,
     push_report,
+    renamed_parameter,
 )
 
 FAIL_ON = ("error", "never")
@@ -38,17 +40,20 @@ class ContractCheckOperator(BaseOperator):
     :param sql_conn_id: a ``postgres`` or ``mysql`` connection, instead of ``table``.
     :param sql_table: the table on that connection: ``schema.table`` (Postgres, default schema public)
         or ``table`` (MySQL, in the connection's database).
-    :param dataset: the contract dataset to check, when the contract describes several.
+    :param contract_dataset: the contract dataset to check, when the contract describes several
+        (``dataset`` is its deprecated name).
     :param fail_on: ``"error"`` fails the task (no retries) when a check fails that would block or
         quarantine a run (the rule of :mod:`dativo_provider.quality.verdict`: an error-severity check
         that fails or cannot be evaluated, unless the contract's violation handling for its kind is
         ``warn``, the default for SLA checks); ``"never"`` only reports.
-    :param report_path: also write the JSON report to this file.
+    :param quality_report_path: also write the JSON report to this file (``report_path`` is its
+        deprecated name).
     :param now: the time freshness is measured against (templated, e.g. ``"{{ data_interval_end }}"``);
         default: the time of the check.
     :param restrictions_table: leave the rows of subjects under a processing restriction (GDPR Art.
         18) in this registry (e.g. ``dativo.restrictions``) out of the checks; Iceberg tables only. Its
-        key comes from the connection ``restrictions_key_conn_id``.
+        key comes from the connection ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its deprecated
+        name), the DSR operators' hash key.
 
     The report (``QualityReport.to_dict()``) is the return value; a failing task pushes it as the
     ``quality_report`` XCom instead, for failure callbacks.
@@ -58,10 +63,10 @@ class ContractCheckOperator(BaseOperator):
         "contract",
         "table",
         "sql_table",
-        "dataset",
+        "contract_dataset",
         "branch",
         "snapshot_id",
-        "report_path",
+        "quality_report_path",
         "now",
     )
     ui_color = "#e8f5d0"
@@ -73,15 +78,18 @@ class ContractCheckOperator(BaseOperator):
         table: str | None = None,
         sql_conn_id: str | None = None,
         sql_table: str | None = None,
-        dataset: str | None = None,
+        contract_dataset: str | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
         branch: str | None = None,
         snapshot_id: int | str | None = None,
         fail_on: Literal["error", "never"] = "error",
-        report_path: str | None = None,
+        quality_report_path: str | None = None,
         now: Any = None,
         restrictions_table: str | None = None,
-        restrictions_key_conn_id: str = "dativo_dsr_hash_key",
+        hash_key_conn_id: str | None = None,
+        dataset: str | None = None,
+        report_path: str | None = None,
+        restrictions_key_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if bool(table) == bool(sql_conn_id and sql_table):
@@ -95,15 +103,19 @@ class ContractCheckOperator(BaseOperator):
         self.table = table
         self.sql_conn_id = sql_conn_id
         self.sql_table = sql_table
-        self.dataset = dataset
+        name = type(self).__name__
+        self.contract_dataset = renamed_parameter(name, "dataset", dataset, "contract_dataset", contract_dataset)
         self.iceberg_conn_id = iceberg_conn_id
         self.branch = branch
         self.snapshot_id = snapshot_id
         self.fail_on = fail_on
-        self.report_path = report_path
+        self.quality_report_path = renamed_parameter(name, "report_path", report_path, "quality_report_path",
+                                                     quality_report_path)
         self.now = now
         self.restrictions_table = restrictions_table
-        self.restrictions_key_conn_id = restrictions_key_conn_id
+        self.hash_key_conn_id = renamed_parameter(
+            name, "restrictions_key_conn_id", restrictions_key_conn_id, "hash_key_conn_id", hash_key_conn_id
+        ) or HASH_KEY_CONN_ID
         self.report: dict[str, Any] | None = None
         self.checked_dataset: dict[str, str] | None = None
 
@@ -116,11 +128,11 @@ class ContractCheckOperator(BaseOperator):
         with airflow_errors():
             target = self._target()
             contract = load_contract(contract_path(self, self.contract))
-            report = run_contract(contract, target, dataset=self.dataset, now=native_bound(self.now),
+            report = run_contract(contract, target, dataset=self.contract_dataset, now=native_bound(self.now),
                                   restrictions=self._restrictions())
         self.log.info("Contract check:\n%s", report.summary())
-        if self.report_path:
-            report.write_json(self.report_path)
+        if self.quality_report_path:
+            report.write_json(self.quality_report_path)
         self.report = report.to_dict()
         verdict = judge(contract, report, can_hold_rows=False)
         for check in verdict.warned:
@@ -142,7 +154,7 @@ class ContractCheckOperator(BaseOperator):
         from dativo_provider.privacy.restriction import RestrictionRegistry
 
         catalog = IcebergHook(self.iceberg_conn_id).get_catalog_config()
-        return RestrictionRegistry(catalog, DsrKeyHook(self.restrictions_key_conn_id).hash_key(),
+        return RestrictionRegistry(catalog, DsrKeyHook(self.hash_key_conn_id).hash_key(),
                                    self.restrictions_table)
 
     def _target(self) -> Any:
@@ -201,10 +213,11 @@ class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
     :param run_ids: release only these ingest runs (templated; a list, a JSON list or comma separated);
         default every quarantined run.
     :param quarantine_table: default ``<table>_quarantine``.
-    :param dataset: the contract dataset, when the contract describes several.
+    :param contract_dataset: the contract dataset, when the contract describes several (``dataset`` is
+        its deprecated name).
     """
 
-    template_fields: Sequence[str] = ("table", "contract", "run_ids", "quarantine_table", "dataset")
+    template_fields: Sequence[str] = ("table", "contract", "run_ids", "quarantine_table", "contract_dataset")
     ui_color = "#fff2cc"
 
     def __init__(
@@ -214,8 +227,9 @@ class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
         contract: str,
         run_ids: Any = None,
         quarantine_table: str | None = None,
-        dataset: str | None = None,
+        contract_dataset: str | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
+        dataset: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -223,7 +237,8 @@ class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
         self.contract = contract
         self.run_ids = run_ids
         self.quarantine_table = quarantine_table
-        self.dataset = dataset
+        self.contract_dataset = renamed_parameter(type(self).__name__, "dataset", dataset, "contract_dataset",
+                                                  contract_dataset)
         self.iceberg_conn_id = iceberg_conn_id
         self.declare_table_alias()
 
@@ -239,7 +254,7 @@ class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
                 contract_path(self, self.contract),
                 quarantine_table=self.quarantine_table or None,
                 run_ids=native_list(self.run_ids),
-                dataset=self.dataset,
+                dataset=self.contract_dataset,
             )
         self.log.info(
             "Released runs %s of %s: %d rows considered, %d published into %s, %d still quarantined",

@@ -13,8 +13,10 @@ from dativo_provider.operators.common import (
     contract_path,
     native_bound,
     push_report,
+    renamed_parameter,
 )
 from dativo_provider.hooks.iceberg import IcebergHook
+from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID
 from dativo_provider.hooks.sources import source_connection_config
 
 
@@ -45,7 +47,8 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
     :param quality_report_path: also write the run's JSON quality report to this file.
     :param restrictions_table: with a contract, consult this restriction registry (GDPR Art. 18, e.g.
         ``dativo.restrictions``): restricted subjects' rows are held in the quarantine, not published.
-        Its key comes from the connection ``restrictions_key_conn_id``.
+        Its key comes from the connection ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its
+        deprecated name), the DSR operators' hash key.
 
     A lookback window for late-arriving rows belongs to the source spec (``"lookback": "2h"``): the
     source then reports that it may repeat rows, and the engine insists on ``merge``.
@@ -76,7 +79,8 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         quarantine_table: str | None = None,
         quality_report_path: str | None = None,
         restrictions_table: str | None = None,
-        restrictions_key_conn_id: str = "dativo_dsr_hash_key",
+        hash_key_conn_id: str | None = None,
+        restrictions_key_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,7 +94,10 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         self.quarantine_table = quarantine_table
         self.quality_report_path = quality_report_path
         self.restrictions_table = restrictions_table
-        self.restrictions_key_conn_id = restrictions_key_conn_id
+        self.hash_key_conn_id = renamed_parameter(
+            type(self).__name__, "restrictions_key_conn_id", restrictions_key_conn_id, "hash_key_conn_id",
+            hash_key_conn_id,
+        ) or HASH_KEY_CONN_ID
         self.ingest_result: dict[str, Any] | None = None
         self.declare_table_alias()
 
@@ -140,7 +147,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
             from dativo_provider.hooks.privacy import DsrKeyHook
             from dativo_provider.privacy.restriction import RestrictionRegistry
 
-            key = DsrKeyHook(self.restrictions_key_conn_id).hash_key()
+            key = DsrKeyHook(self.hash_key_conn_id).hash_key()
             registry = RestrictionRegistry(catalog, key, self.restrictions_table)
         return ContractGate(
             contract_path(self, self.contract),

@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowProviderDeprecationWarning
-
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID, SIGNING_CONN_ID, DsrKeyHook
-from dativo_provider.operators.common import airflow_errors, resolve_contract_path
+from dativo_provider.operators.common import airflow_errors, renamed_parameter, resolve_contract_path
 
 if TYPE_CHECKING:
     from dativo_provider.iceberg.catalog import CatalogConfig
@@ -92,18 +89,6 @@ def _strings(value: Any, name: str) -> list[str]:
         if not str(item).strip():
             raise ConfigError(f"request param {name!r}: item {position} is blank; remove it or give the value")
     return [str(item) for item in value]
-
-
-def _renamed(operator: str, old: str, old_value: Any, new: str, new_value: Any) -> Any:
-    """The value of a parameter renamed from ``old`` to ``new``: ``old`` still works for one release,
-    with a deprecation warning; giving both is an error."""
-    if old_value is None:
-        return new_value
-    if new_value is not None:
-        raise ConfigError(f"{operator}: give {new!r} only ({old!r} is its deprecated name)")
-    warnings.warn(f"{operator}: {old!r} is deprecated and will be removed in the next release; use {new!r}",
-                  AirflowProviderDeprecationWarning, stacklevel=3)
-    return old_value
 
 
 def _timestamp(value: Any, name: str) -> datetime | None:
@@ -380,7 +365,7 @@ class DsrRestrictOperator(DsrBaseOperator):
                  lift_request_id: str | None = None, registry_table: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.action = action
-        self.restrictions_table = _renamed(type(self).__name__, "registry_table", registry_table,
+        self.restrictions_table = renamed_parameter(type(self).__name__, "registry_table", registry_table,
                                            "restrictions_table", restrictions_table) or DEFAULT_RESTRICTIONS_TABLE
         self.lift_request_id = lift_request_id
 

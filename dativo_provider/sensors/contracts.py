@@ -8,7 +8,7 @@ from typing import Any
 
 from dativo_provider.compat import AirflowFailException, AirflowSensorTimeout, BaseSensorOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.operators.common import airflow_errors, contract_path
+from dativo_provider.operators.common import airflow_errors, contract_path, renamed_parameter
 
 
 class ContractSlaSensor(BaseSensorOperator):
@@ -22,14 +22,15 @@ class ContractSlaSensor(BaseSensorOperator):
     :param contract: the ODCS contract file (a relative path: next to the DAG file, then the cwd).
     :param table: the Iceberg table, ``"namespace.table"``; a table that does not exist yet is not
         fresh yet.
-    :param dataset: the contract dataset, when the contract describes several.
+    :param contract_dataset: the contract dataset, when the contract describes several (``dataset`` is
+        its deprecated name).
     :raises AirflowFailException: at execute, when the contract has no SLA checks for the dataset.
 
     ``mode``, ``poke_interval``, ``timeout``, ``soft_fail`` are BaseSensorOperator's. On timeout the
     error names the stale column and its age.
     """
 
-    template_fields: Sequence[str] = ("contract", "table", "dataset")
+    template_fields: Sequence[str] = ("contract", "table", "contract_dataset")
     ui_color = "#e8f5d0"
 
     def __init__(
@@ -37,14 +38,16 @@ class ContractSlaSensor(BaseSensorOperator):
         *,
         contract: str,
         table: str,
-        dataset: str | None = None,
+        contract_dataset: str | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
+        dataset: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.contract = contract
         self.table = table
-        self.dataset = dataset
+        self.contract_dataset = renamed_parameter(type(self).__name__, "dataset", dataset, "contract_dataset",
+                                                  contract_dataset)
         self.iceberg_conn_id = iceberg_conn_id
         self.unmet: str = ""
         self._contract: Any = None
@@ -72,7 +75,7 @@ class ContractSlaSensor(BaseSensorOperator):
                 report = run_contract(
                     self._contract,
                     IcebergTarget(catalog, self.table),
-                    dataset=self.dataset,
+                    dataset=self.contract_dataset,
                     rules=self._rules,
                 )
             except NoSuchTableError:
@@ -93,7 +96,7 @@ class ContractSlaSensor(BaseSensorOperator):
 
         with airflow_errors():
             contract = load_contract(contract_path(self, self.contract))
-            dataset = dataset_of(contract, self.dataset)
+            dataset = dataset_of(contract, self.contract_dataset)
         rules = [rule for rule in checks_for(contract, dataset) if rule.category == "sla"]
         if not rules:
             raise AirflowFailException(

@@ -250,7 +250,7 @@ def test_check_operator_reports_on_an_iceberg_table(iceberg_default, tmp_path):
         contract=str(contract),
         table="tests.people",
         fail_on="never",
-        report_path=str(report_file),
+        quality_report_path=str(report_file),
     )
     report = operator.execute({})
     checks = {c["name"]: c for c in report["checks"]}
