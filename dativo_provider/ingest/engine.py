@@ -259,8 +259,9 @@ class _Run:
         return bool(files) or new_state != previous_state
 
     def _commit(self, plan: CommitPlan, audit: AuditGate | None, run_id: str | None) -> None:
+        created_here = False
         if audit is not None:
-            self._create_staged_table()
+            created_here = self._create_staged_table() is not None
             plan.branch = self._open_audit_branch()
         try:
             outcome = commit(self.catalog, plan, self.options.max_commit_attempts)
@@ -277,8 +278,26 @@ class _Run:
         self.result.snapshot_id = outcome.snapshot_id
         if audit is not None:
             assert outcome.snapshot_id is not None  # a commit that landed made a snapshot
-            self._publish_if_approved(plan, outcome.snapshot_id, audit, run_id)
+            try:
+                self._publish_if_approved(plan, outcome.snapshot_id, audit, run_id)
+            except AuditRejectedError:
+                if created_here:
+                    self._drop_if_never_published()
+                raise
         self.result.committed = True
+
+    def _drop_if_never_published(self) -> None:
+        """A refused first run leaves no table: drop (and purge) the table this run created for its audit,
+        unless another run published to it meanwhile."""
+        table = self.catalog.load_table(self.table_name)
+        head = table.current_snapshot()
+        never_published = head is None or (
+            head.summary is not None and head.summary.get("dativo.operation") == "create"
+            and head.parent_snapshot_id is None and set(table.metadata.refs) <= {"main"}
+        )
+        if never_published:
+            self.catalog.purge_table(self.table_name)
+            self.result.schema_changes.append(f"dropped {self.table_name}: its first run was refused")
 
     def _create_staged_table(self) -> Table | None:
         """Commit the staged creation on its own (no rows to add, or an audit branch needs the table)."""

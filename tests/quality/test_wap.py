@@ -6,6 +6,7 @@ and a custom callable check the new rows, and the assertions read the tables bac
 
 from __future__ import annotations
 
+import pathlib
 import textwrap
 
 import numpy as np
@@ -186,6 +187,22 @@ def test_block_leaves_main_untouched_and_no_branches_pile_up(catalog, tmp_path):
     assert set(table.metadata.refs) == {"main"}
     assert table.scan().to_arrow().num_rows == 1_000
     assert not catalog.load().table_exists("lake.orders_quarantine")
+
+
+def test_a_blocked_first_run_leaves_no_table_and_no_files(catalog, tmp_path):
+    contract = write_contract(tmp_path / "orders.yaml", quality="block")
+    warehouse = catalog.properties["warehouse"].removeprefix("file://")
+    with pytest.raises(AuditRejectedError, match="email_well_formed"):
+        run_ingest(TableSource(orders(2_000)), catalog, "lake.orders", audit=ContractGate(contract, catalog))
+    assert not catalog.load().table_exists("lake.orders")
+    assert not catalog.load().table_exists("lake.orders_quarantine")
+    left = [p for p in pathlib.Path(warehouse).rglob("*") if p.is_file() and "orders" in str(p)]
+    assert left == []
+    # The next run, with clean rows, creates the table as a first run does.
+    result = run_ingest(TableSource(orders(1_000, bad=False)), catalog, "lake.orders",
+                        audit=ContractGate(contract, catalog))
+    assert result.rows_published == 1_000
+    assert catalog.load().load_table("lake.orders").scan().to_arrow().num_rows == 1_000
 
 
 def test_warning_rules_and_warn_handling_publish_everything(catalog, tmp_path):
