@@ -137,15 +137,16 @@ def maintain_table(
     retention = Retention(expire_older_than, retain_last, tuple(protect_refs))
     _check(orphan_safety_window, target_file_size_mb, small_file_size_mb, min_files_to_compact)
     now = _aware(now or datetime.now(timezone.utc))
-    run = _Maintenance(catalog.load(), table, now)
-    if compact:
-        small = small_file_size_mb if small_file_size_mb is not None else target_file_size_mb * 0.75
-        run.compact(int(target_file_size_mb * _MB), int(small * _MB), min_files_to_compact)
-    if expire_snapshots:
-        run.expire(retention)
-    if remove_orphans or run.expired_files:
-        run.sweep(orphan_safety_window, remove_orphans)
-    return run.finish()
+    with catalog.load() as iceberg:  # closing it releases a SQL catalog's pooled connections
+        run = _Maintenance(iceberg, table, now)
+        if compact:
+            small = small_file_size_mb if small_file_size_mb is not None else target_file_size_mb * 0.75
+            run.compact(int(target_file_size_mb * _MB), int(small * _MB), min_files_to_compact)
+        if expire_snapshots:
+            run.expire(retention)
+        if remove_orphans or run.expired_files:
+            run.sweep(orphan_safety_window, remove_orphans)
+        return run.finish()
 
 
 def _check(window: timedelta, target_mb: int, small_mb: float | None, min_files: int) -> None:
