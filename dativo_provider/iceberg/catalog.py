@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +63,28 @@ class CatalogConfig:
         if warehouse.startswith("file://"):
             Path(warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         if self.properties["type"] == "sql":
-            return sql_catalog_class()(self.name, **dict(self.properties))
-        return load_catalog(self.name, **dict(self.properties))
+            catalog = sql_catalog_class()(self.name, **dict(self.properties))
+        else:
+            catalog = load_catalog(self.name, **dict(self.properties))
+        _release_connections_when_collected(catalog)
+        return catalog
 
     @property
     def lineage_namespace(self) -> str:
         """Where OpenLineage should say the tables live: the warehouse, else the catalog URI."""
         return self.properties.get("warehouse") or self.properties.get("uri") or f"iceberg://{self.name}"
+
+
+def _release_connections_when_collected(catalog: Catalog) -> None:
+    """Close a SQLAlchemy-backed catalog's pooled connections when the catalog is garbage collected.
+
+    Callers hold a catalog for one unit of work and drop it; without this its pooled database
+    connections would be reclaimed by the collector unclosed (a ResourceWarning, and server sessions
+    that linger until then). Closing explicitly with ``with catalog:`` still works.
+    """
+    engine = getattr(catalog, "engine", None)
+    if engine is not None:
+        weakref.finalize(catalog, engine.dispose)
 
 
 @functools.cache

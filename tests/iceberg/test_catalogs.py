@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
+import warnings
 
 import pyarrow as pa
 import pytest
@@ -76,6 +78,36 @@ def test_postgres_sql_catalog(tmp_path, postgres_config):
         "warehouse": f"file://{tmp_path}/warehouse",
     })
     _round_trip(config)
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgres_catalog_closes_its_connections(tmp_path, postgres_config, pg):
+    """Callers drop catalogs without closing them: the server sessions must end with the object, and no
+    ResourceWarning (an error in this suite) may reach whichever test runs when the collector does."""
+    application = f"dativo-test-{uuid.uuid4().hex[:8]}"
+    config = CatalogConfig(f"pg_{uuid.uuid4().hex[:8]}", {
+        "type": "sql",
+        "uri": f"postgresql+psycopg://{postgres_config.user}@{postgres_config.host}:{postgres_config.port}/"
+               f"{postgres_config.database}?application_name={application}",
+        "warehouse": f"file://{tmp_path}/warehouse",
+    })
+
+    def sessions() -> int:
+        return pg.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                          (application,)).fetchone()[0]
+
+    catalog = config.load()
+    catalog.create_namespace("lake")
+    assert catalog.list_namespaces() == [("lake",)]
+    if not hasattr(catalog, "engine"):
+        assert sessions() == 0  # DbApiCatalog (Airflow 2.11): one short connection per operation
+        return
+    assert sessions() >= 1  # pooled, for the next call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        del catalog
+        gc.collect()
+    assert sessions() == 0
 
 
 def test_catalog_repr_hides_secrets():
