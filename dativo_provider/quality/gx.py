@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from dativo_provider.connections import DatabaseConfig
 from dativo_provider.contracts.model import Dataset, QualityRule
@@ -509,8 +509,8 @@ def _sql_batch(url: str, table: str, schema: str | None) -> Iterator[tuple[Any, 
         with _LOCK, warnings.catch_warnings():
             # GX suggests its dialect-specific data sources; the generic one takes any SQLAlchemy URL.
             warnings.filterwarnings("ignore", message="You are using a generic SQLDatasource")
-            source = _context().data_sources.add_sql(name=name, connection_string=url)
-        asset = source.add_table_asset(name="table", table_name=table, schema_name=schema)
+            source = _context().data_sources.add_sql(name=name, connection_string=_in_schema(url, schema))
+        asset = source.add_table_asset(name="table", table_name=table)
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
     except Exception as exc:
         _drop_source(name)
@@ -521,6 +521,22 @@ def _sql_batch(url: str, table: str, schema: str | None) -> Iterator[tuple[Any, 
         yield batch, "mysql" if dialect in ("mysql", "mariadb") else dialect
     finally:
         _drop_source(name)
+
+
+def _in_schema(url: str, schema: str | None) -> str:
+    """``url`` with ``schema`` as the connection's default: GX (1.14+) takes a table's schema from its
+    data source's connection, no longer from the asset. Postgres: the session's ``search_path``;
+    MySQL: the database (a MySQL schema is a database)."""
+    if schema is None:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme.startswith("mysql"):
+        return urlunsplit(parts._replace(path="/" + quote(schema, safe="")))
+    query = dict(parse_qsl(parts.query))
+    identifier = '"' + schema.replace('"', '""') + '"'  # the exact name, as the asset had it
+    escaped = identifier.replace("\\", "\\\\").replace(" ", "\\ ")  # libpq options: backslash escapes
+    query["options"] = f"{query.get('options', '')} -csearch_path={escaped}".strip()
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _drop_source(name: str) -> None:
