@@ -106,6 +106,26 @@ def local_path(uri: str) -> str | None:
     return None if "://" in uri else uri
 
 
+#: URI schemes other engines write S3 table files under (Hadoop's s3a/s3n); all are S3 to us.
+S3_URI_SCHEMES = ("s3", "s3a", "s3n")
+
+
+def uri_filesystem(uri: str, s3: Callable[[], pafs.FileSystem]) -> tuple[pafs.FileSystem, str]:
+    """The file system of any file URI a table may reference, and the URI as a path in it.
+
+    S3 schemes get ``s3()`` (the caller's configured, usually cached, S3 file system); a plain path or
+    ``file://`` the local disk; any other scheme whatever :mod:`pyarrow.fs` makes of it.
+    """
+    import pyarrow.fs as pafs
+
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme in S3_URI_SCHEMES:
+        return s3(), uri.split("://", 1)[1]
+    if scheme in ("", "file"):
+        return pafs.LocalFileSystem(), uri.removeprefix(FILE_SCHEME)
+    return pafs.FileSystem.from_uri(uri)
+
+
 def s3_filesystem(config: ObjectStoreConfig | None) -> pafs.S3FileSystem:
     """A pyarrow S3 filesystem from an :class:`ObjectStoreConfig`; None uses the AWS credential chain."""
     import pyarrow.fs as pafs

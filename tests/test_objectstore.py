@@ -111,3 +111,26 @@ def test_table_filesystem_is_the_tables_own(tmp_path: Path):
     data_file = next(iter(table.scan().plan_files())).file.file_path
     assert isinstance(fs, pafs.LocalFileSystem) and root == str(tmp_path / "warehouse" / "ns" / "t")
     assert to_path(data_file).startswith(root + "/data/") and os.path.isfile(to_path(data_file))
+
+
+@pytest.mark.parametrize("uri", ["s3://lake/t/data/a.parquet", "s3a://lake/t/data/a.parquet",
+                                 "s3n://lake/t/data/a.parquet"])
+def test_every_s3_scheme_a_table_may_reference_reads_through_the_s3_filesystem(uri):
+    marker = pafs.SubTreeFileSystem("/nowhere", pafs.LocalFileSystem())  # stands for the caller's S3 fs
+    fs, path = objectstore.uri_filesystem(uri, lambda: marker)
+    assert (fs, path) == (marker, "lake/t/data/a.parquet")
+
+
+def test_local_table_files_read_from_the_disk_and_other_schemes_go_to_pyarrow(tmp_path: Path):
+    data = tmp_path / "a.parquet"
+    data.write_bytes(b"PAR1")
+
+    def no_s3():
+        raise AssertionError("a local file must not ask for S3")
+
+    for uri in (f"file://{data}", str(data)):
+        fs, path = objectstore.uri_filesystem(uri, no_s3)
+        assert isinstance(fs, pafs.LocalFileSystem)
+        assert fs.open_input_stream(path).read() == b"PAR1"
+    with pytest.raises(pa.ArrowInvalid, match="Unrecognized filesystem type"):
+        objectstore.uri_filesystem("nosuchscheme://x/y", no_s3)

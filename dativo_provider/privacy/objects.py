@@ -27,7 +27,8 @@ class ObjectFiles:
     def __init__(self, location: str, connection: Any = None) -> None:
         self.location = location.rstrip("/")
         self.connection = connection
-        self.s3 = objectstore.is_s3(self.location)
+        self.place = objectstore.parse(self.location, "audit and anchor folder")
+        self.s3 = self.place.is_s3
         self._fs: Any = None
 
     def __repr__(self) -> str:
@@ -40,8 +41,7 @@ class ObjectFiles:
             return {name: os.path.join(self.location, name) for name in found if pattern.fullmatch(name)}
         import pyarrow.fs as pafs
 
-        root = self.location.removeprefix("s3://")
-        selector = pafs.FileSelector(root, allow_not_found=True, recursive=False)
+        selector = pafs.FileSelector(self.place.base, allow_not_found=True, recursive=False)
         return {info.base_name: info.path for info in self._filesystem().get_file_info(selector)
                 if info.type == pafs.FileType.File and pattern.fullmatch(info.base_name)}
 
@@ -52,9 +52,8 @@ class ObjectFiles:
 
     def read_name(self, name: str) -> bytes | None:
         """The bytes of the file called ``name``, or None when there is none."""
-        root = self.location.removeprefix("s3://") if self.s3 else self.location
         try:
-            return self.read(f"{root}/{name}")
+            return self.read(f"{self.place.base}/{name}")
         except FileNotFoundError:
             return None
 
@@ -74,7 +73,7 @@ class ObjectFiles:
 
     def _filesystem(self) -> Any:
         if self._fs is None:
-            self._fs = objectstore.parse(self.location).filesystem(self.connection)
+            self._fs = self.place.filesystem(self.connection)
         return self._fs
 
     def _put_local(self, name: str, data: bytes, publish: Any) -> None:
@@ -97,7 +96,8 @@ class ObjectFiles:
         require("boto3", "aws")
         from botocore.exceptions import ClientError
 
-        bucket, _, prefix = self.location.removeprefix("s3://").partition("/")
+        bucket = self.place.bucket
+        prefix = self.place.base.removeprefix(bucket or "").strip("/")
         key = f"{prefix}/{name}" if prefix else name
         extra = {"IfNoneMatch": "*"} if exclusive else {}
         try:

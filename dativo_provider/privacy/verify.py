@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from dativo_provider import progress as progress_log
 from dativo_provider.connections import ObjectStoreConfig
@@ -212,30 +212,15 @@ class _Scan:
             return True
 
     def _fs(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        scheme = urlsplit(uri).scheme
-        if scheme in ("s3", "s3a", "s3n"):
-            return self._s3(), uri.split("://", 1)[1]
-        if scheme in ("", "file"):
-            return _local(), uri.removeprefix("file://")
-        import pyarrow.fs as pafs
+        from dativo_provider.objectstore import uri_filesystem
 
-        return pafs.FileSystem.from_uri(uri)
+        return uri_filesystem(uri, lambda: self._s3_fs)
 
     @functools.cached_property
     def _s3_fs(self) -> pafs.FileSystem:
         from dativo_provider.objectstore import s3_filesystem
 
         return s3_filesystem(self.store)
-
-    def _s3(self) -> pafs.FileSystem:
-        return self._s3_fs
-
-
-@functools.cache
-def _local() -> pafs.FileSystem:
-    import pyarrow.fs as pafs
-
-    return pafs.LocalFileSystem()
 
 
 def _normalise_uri(reference: str, referrer: str) -> str:
