@@ -144,11 +144,6 @@ def native_bound(value: Any) -> Any:
         return value
 
 
-def is_template(value: Any) -> bool:
-    """Is ``value`` a Jinja template (rendered only at run time)?"""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
-
-
 def resolve_contract_path(path: str, dag_file: str | None) -> str:
     """Where the contract file ``path`` is: absolute as given; relative first next to the DAG file,
     then in the working directory.
