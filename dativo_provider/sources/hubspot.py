@@ -15,7 +15,10 @@ Spec::
 definition: ``number`` → decimal128(38, 18), ``datetime`` → timestamp[us, UTC], ``date`` → date32,
 ``bool`` (and ``booleancheckbox`` fields) → bool, everything else (text, enumerations, multi-selects
 as HubSpot's ``;``-separated text, phone numbers) → string. ``string_properties`` keeps chosen
-properties as text. A property whose name collides with a fixed column is called
+properties as text; ``"numbers": "string"`` keeps every ``number`` property as its exact text. A number
+that decimal128(38, 18) cannot hold exactly (more than 20 integer digits or 18 decimals) fails the run
+naming the object type, property and record id before anything is written: it is never rounded or
+wrapped. A property whose name collides with a fixed column is called
 ``property_<name>``. Each association asked for becomes ``associations_<to>``: list<string> of ids.
 
 **Incremental** (default): the search API, filtered on the last-modified property
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from decimal import Decimal, InvalidOperation, localcontext
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,8 +69,12 @@ from dativo_provider.sources.saas import (
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "object", "properties", "associations", "incremental", "archived", "lookback",
-    "settle", "start", "cursor_property", "string_properties", "batch_rows", "retry",
+    "settle", "start", "cursor_property", "string_properties", "numbers", "batch_rows", "retry",
 })
+NUMBER_MODES = ("decimal", "string")
+#: decimal128(38, 18): 20 digits before the point, 18 after.
+_DECIMAL_LIMIT = Decimal(10) ** 20
+_DECIMAL_STEP = Decimal(1).scaleb(-18)
 DEFAULT_SETTLE = timedelta(minutes=1)
 FIXED = ("id", "created_at", "updated_at", "archived", "archived_at")
 #: Longer property lists are fetched with batch reads (POST) rather than in the list request's URL.
@@ -91,6 +99,7 @@ class HubSpotSpec:
     start: datetime | None = None
     cursor_property: str | None = None
     string_properties: tuple[str, ...] = ()
+    numbers: str = "decimal"
     batch_rows: int = DEFAULT_BATCH_ROWS
     retry: RetryPolicy = RetryPolicy()
 
@@ -114,6 +123,9 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise ConfigError(f"hubspot source: {key!r} must be true or false, got {value!r}")
+    numbers = spec.get("numbers", "decimal")
+    if numbers not in NUMBER_MODES:
+        raise ConfigError(f"hubspot source: 'numbers' must be one of {list(NUMBER_MODES)}, got {numbers!r}")
     return HubSpotSpec(
         object=name,
         properties=name_list(spec.get("properties"), "properties", "hubspot"),
@@ -125,6 +137,7 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
         start=utc_moment(spec.get("start"), "hubspot source: 'start'"),
         cursor_property=spec.get("cursor_property"),
         string_properties=name_list(spec.get("string_properties"), "string_properties", "hubspot") or (),
+        numbers=numbers,
         batch_rows=positive_int(spec, "batch_rows", DEFAULT_BATCH_ROWS, 1_000_000, "hubspot"),
         retry=retry_policy(spec.get("retry"), "hubspot"),
     )
@@ -223,6 +236,8 @@ class HubSpotSource(Source):
     def _kind(self, definition: Mapping[str, Any]) -> str:
         if definition["name"] in self.spec.string_properties:
             return "string"
+        if definition.get("type") == "number" and self.spec.numbers == "string":
+            return "string"
         if definition.get("fieldType") == "booleancheckbox":
             return "bool_text"
         return _KINDS.get(str(definition.get("type")), "string")
@@ -255,6 +270,7 @@ class HubSpotStream(RecordStream[HubSpotApi]):
         self.api = api
         self.spec = spec
         self.names = [p["name"] for p in properties]
+        self.decimal_names = [p["name"] for p in properties if source._kind(p) == "decimal"]
         self.window = window
         self._rows = 0
 
@@ -269,9 +285,26 @@ class HubSpotStream(RecordStream[HubSpotApi]):
             yield from self._counted([r for r in chunk if r["id"] not in archived_ids])
 
     def _counted(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._check_numbers(chunk)
         self._attach_associations(chunk)
         self._rows += len(chunk)
         return chunk
+
+    def _check_numbers(self, chunk: list[dict[str, Any]]) -> None:
+        """Refuse a number decimal128(38, 18) cannot hold exactly: Arrow's cast would round or wrap it."""
+        for record in chunk:
+            values = record.get("properties") or {}
+            for name in self.decimal_names:
+                text = values.get(name)
+                if text is None or text == "" or _fits_decimal(text):
+                    continue
+                shown = text if len(text) <= 48 else f"{text[:45]}..."
+                raise SourceError(
+                    f"HubSpot {self.spec.object}: property {name!r} of record {record.get('id')} is {shown}, "
+                    "which decimal(38, 18) cannot hold exactly (at most 20 digits before the point and 18 "
+                    f"after); keep it as exact text with \"string_properties\": [{name!r}] or "
+                    "\"numbers\": \"string\". Nothing was written"
+                )
 
     def _attach_associations(self, chunk: list[dict[str, Any]]) -> None:
         if not chunk or not self.spec.associations:
@@ -398,6 +431,20 @@ class HubSpotStream(RecordStream[HubSpotApi]):
             return self.previous
         reached = max(self.window.upper, self.window.previous or self.window.upper)
         return {WATERMARK_KEY: iso(reached), CURSOR_KEY: self.spec.cursor}
+
+
+def _fits_decimal(text: Any) -> bool:
+    """True unless ``text`` is a number decimal128(38, 18) cannot hold exactly (text that is not a
+    number at all is left to the column conversion, which names the column and record)."""
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        return True
+    if not value.is_finite() or value.copy_abs() >= _DECIMAL_LIMIT:
+        return False
+    with localcontext() as context:
+        context.prec = 60  # below 10**20 with 18 decimals needs at most 38 digits: quantize is exact
+        return value.quantize(_DECIMAL_STEP) == value
 
 
 def _archived_inside(record: Mapping[str, Any], window: Window) -> bool:
