@@ -7,7 +7,8 @@ Spec::
      "merged_cells": "fill", "bad_rows": "fail", "chunk_rows": 5000}
 
 * **Range.** A sheet name (``"Orders"``, ``"'Q1 plan'"``) or a box (``"Orders!B3:F"``; rows or
-  columns left open run to the sheet's edge). ``header_row`` counts from the box's first row
+  columns left open run to the sheet's edge). Requests always quote the sheet name (``'Q1'!A1:F``),
+  since unquoted the API reads ``Q1`` or ``FY2024`` as a cell of the first sheet. ``header_row`` counts from the box's first row
   (default 1; rows above it, e.g. a title, are skipped); 0 means no header, and the columns are
   named by their letters. Only the header's columns are read: its last non-empty cell ends them.
 * **Names.** Header cells are trimmed. A blank header cell is named by its column letter (``"D"``);
@@ -16,7 +17,7 @@ Spec::
   other columns are inferred from the first ``sample_rows`` data rows and the cells' number formats
   (:mod:`dativo_provider.sources.sheets_values`). ``"value_render": "FORMATTED_VALUE"`` reads every
   column as the text the sheet shows. A later value that does not fit its column is a bad row
-  (``bad_rows``: ``fail`` or ``skip``), named by its cell (``Orders!C17``), never by its value.
+  (``bad_rows``: ``fail`` or ``skip``), named by its cell (``'Orders'!C17``), never by its value.
 * **Empty cells** are null (text columns too). The API leaves out trailing empty cells and rows:
   short rows are padded with nulls; rows with no value at all are skipped and counted.
 * **Merged cells.** The API returns a merged region's value in its top-left cell only. With

@@ -104,8 +104,13 @@ def _split_sheet(text: str) -> tuple[str, str]:
 
 
 def quote_sheet(name: str) -> str:
-    """A sheet name as A1 notation needs it: quoted (``''`` for a quote) unless plain letters and digits."""
-    return name if re.fullmatch(r"[A-Za-z0-9_]+", name) else "'" + name.replace("'", "''") + "'"
+    """A sheet name as A1 notation needs it: always in single quotes, ``''`` for a quote inside.
+
+    Unquoted, ``Q1`` or ``FY2024`` is read by the API as a cell of the first visible sheet, and
+    ``Orders`` as a named range if the spreadsheet has one of that name; quoted, it is always the sheet
+    (Google's "A1 notation" guide).
+    """
+    return "'" + name.replace("'", "''") + "'"
 
 
 def column_number(letters: str) -> int:

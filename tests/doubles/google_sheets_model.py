@@ -8,6 +8,11 @@ serial numbers (days since 1899-12-30) with a DATE / DATE_TIME / TIME number for
 empty cell. Rendering follows the API: ``UNFORMATTED_VALUE`` sends numbers, booleans and text as
 JSON values and empty cells in the middle of a row as ``""``; trailing empty cells and rows are
 left out; ``dateTimeRenderOption=FORMATTED_STRING`` sends dates as their formatted text.
+
+Sheet names in ranges follow Google's "A1 notation" guide: a quoted name (``'Q1'``, ``'O''Brien'``)
+is always a sheet; unquoted, a name must be letters, digits and ``_``, and one that reads as a cell
+reference (``Q1``, ``FY2024``, ``R1C1``) is a cell of the first sheet when alone and a parse error
+(400) before ``!``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from typing import Any
 
 EPOCH = datetime(1899, 12, 30)
 _A1 = re.compile(r"^(?P<c1>[A-Z]*)(?P<r1>\d*)(?::(?P<c2>[A-Z]*)(?P<r2>\d*))?$")
+#: What the API reads as a cell reference when it is not quoted (``Q1``, ``FY2024``, ``R1C1``).
+_CELL_LIKE = re.compile(r"^[A-Za-z]{1,3}[0-9]+(?::[A-Za-z]{0,3}[0-9]*)?$")
+_R1C1 = re.compile(r"^[Rr][0-9]*[Cc][0-9]*$")
 _FORMATS = {date: ("DATE", "yyyy-mm-dd"), datetime: ("DATE_TIME", "yyyy-mm-dd hh:mm:ss"),
             time: ("TIME", "hh:mm:ss")}
 
@@ -107,6 +115,8 @@ class Spreadsheet:
         :raises RangeError: unknown sheet, unparsable range, or a range beyond the grid's size.
         """
         name, _, cells = _split_sheet(a1)
+        if not name:  # an unquoted cell reference: the first sheet
+            name, cells = next(iter(self.sheets), ""), cells.upper()
         sheet = self.sheets.get(name)
         if sheet is None:
             raise RangeError(f"Unable to parse range: {a1}")
@@ -224,8 +234,17 @@ def _split_sheet(a1: str) -> tuple[str, str, str]:
         name, rest = a1[1:end].replace("''", "'"), a1[end + 1 :]
         return name, "!", rest.removeprefix("!")
     name, bang, cells = a1.partition("!")
+    if _CELL_LIKE.match(name) or _R1C1.match(name):
+        # Unquoted, a cell reference is a cell, not a sheet name: alone it is a range of the first
+        # sheet; before "!" the range does not parse.
+        if bang:
+            raise RangeError(f"Unable to parse range: {a1}")
+        return "", "", name
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise RangeError(f"Unable to parse range: {a1}")
     return name, bang, cells
 
 
 def _quoted(name: str) -> str:
-    return "'" + name.replace("'", "''") + "'" if re.search(r"[^A-Za-z0-9_]", name) else name
+    plain = re.fullmatch(r"[A-Za-z0-9_]+", name) and not (_CELL_LIKE.match(name) or _R1C1.match(name))
+    return name if plain else "'" + name.replace("'", "''") + "'"

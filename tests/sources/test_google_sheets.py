@@ -72,7 +72,7 @@ def test_requests_follow_the_sheets_api(google, google_config, clock, book, read
     read_all(sheets(google_config, clock))
 
     metadata = [r for r in google.requests if r.path == f"/v4/spreadsheets/{BOOK}"]
-    assert [r.param("ranges") for r in metadata] == ["Orders", "Orders!A2:H5"]
+    assert [r.param("ranges") for r in metadata] == ["'Orders'", "'Orders'!A2:H5"]
     assert "merges" in metadata[0].param("fields") and "numberFormat" in metadata[1].param("fields")
     header, data = [r for r in google.requests if "/values/" in r.path]
     assert header.param("valueRenderOption") == "FORMATTED_VALUE"
@@ -87,8 +87,8 @@ def test_large_sheets_are_read_in_chunks_within_the_grid(google, google_config, 
         batches = list(stream)
     assert [b.num_rows for b in batches] == [10, 10, 5]
     # The header row is read to the grid's edge; the data only as wide as the header.
-    assert values_calls(google) == ["Orders%21A1%3AZ1", "Orders%21A2%3AA11", "Orders%21A12%3AA21",
-                                    "Orders%21A22%3AA30"]
+    assert values_calls(google) == ["%27Orders%27%21A1%3AZ1", "%27Orders%27%21A2%3AA11",
+                                    "%27Orders%27%21A12%3AA21", "%27Orders%27%21A22%3AA30"]
     assert stream.report.details["rows"] == 25 and stream.report.details["blank_rows"] == 0
 
 
@@ -153,7 +153,7 @@ def test_a_later_value_that_does_not_fit_fails_naming_the_cell_or_is_skipped(goo
                                                                              read_all):
     rows = [["id", "amount"], *[[n, n * 1.5] for n in range(1, 6)], ["seven", 7.5], [8, "#N/A"], [9, 9.0]]
     book.put_sheet("Orders", rows)
-    with pytest.raises(SourceError, match=r"Orders!A7: column 'id': the cell is not a whole number") as failure:
+    with pytest.raises(SourceError, match=r"'Orders'!A7: column 'id': the cell is not a whole number") as failure:
         read_all(sheets(google_config, clock, sample_rows=5))
     assert "seven" not in str(failure.value)
 
@@ -161,8 +161,8 @@ def test_a_later_value_that_does_not_fit_fails_naming_the_cell_or_is_skipped(goo
         table = pa.Table.from_batches(list(stream), stream.schema)
     assert table.column("id").to_pylist() == [1, 2, 3, 4, 5, 9]
     assert [(r.location, r.reason) for r in stream.report.rejected_samples] == [
-        ("Orders!A7", "column 'id': the cell is not a whole number (int64)"),
-        ("Orders!B8", "column 'amount': the cell holds a formula error (double)"),
+        ("'Orders'!A7", "column 'id': the cell is not a whole number (int64)"),
+        ("'Orders'!B8", "column 'amount': the cell holds a formula error (double)"),
     ]
 
 
@@ -188,10 +188,35 @@ def test_retries_on_429_and_500_while_reading_chunks(google, google_config, cloc
 
 def test_unknown_sheets_and_spreadsheets_fail_clearly(google, google_config, clock, book, read_all):
     book.put_sheet("Orders", [["id"], [1]])
-    with pytest.raises(ApiRequestError, match="Unable to parse range: Nope"):
+    with pytest.raises(ApiRequestError, match="Unable to parse range: 'Nope'"):
         read_all(sheets(google_config, clock, range="Nope"))
     with pytest.raises(ApiNotFoundError, match="spreadsheet 'missing'"):
         read_all(sheets(google_config, clock, spreadsheet_id="missing"))
+
+
+@pytest.mark.parametrize("name", ["Q1", "FY2024", "My Sheet", "O'Brien", "R1C1"])
+def test_sheet_names_that_look_like_cells_or_hold_quotes_read_their_own_sheet(google, google_config, clock, book,
+                                                                               read_all, name):
+    # Unquoted, Q1 is the cell Q1 of the first sheet and FY2024 a cell beyond its grid (Google's A1 guide).
+    book.put_sheet("Summary", [["id", "what"], [0, "the first sheet"]])
+    book.put_sheet(name, [["id", "what"], [1, f"sheet {name}"], [2, "second row"]])
+    table, _ = read_all(sheets(google_config, clock, range="'" + name.replace("'", "''") + "'"))
+    assert table.to_pylist() == [{"id": 1, "what": f"sheet {name}"}, {"id": 2, "what": "second row"}]
+    quoted = "'" + name.replace("'", "''") + "'"
+    assert {r.param("ranges") for r in google.requests if r.path == f"/v4/spreadsheets/{BOOK}"} == {
+        quoted, f"{quoted}!A2:B3"}
+
+
+def test_the_double_reads_unquoted_cell_like_names_as_the_api_does(book):
+    from tests.doubles.google_sheets_model import RangeError
+
+    book.put_sheet("Summary", [["first"]])
+    book.put_sheet("Q1", [["q1"]])
+    assert book.values("Q1", "FORMATTED_VALUE", "SERIAL_NUMBER")["range"] == "Summary!Q1:Q1"  # a cell of sheet 1
+    assert book.values("'Q1'!A1", "FORMATTED_VALUE", "SERIAL_NUMBER")["values"] == [["q1"]]
+    for unparsable in ("Q1!A1:B2", "FY2024", "My Sheet!A1"):
+        with pytest.raises(RangeError):
+            book.values(unparsable, "FORMATTED_VALUE", "SERIAL_NUMBER")
 
 
 def test_the_source_demands_a_write_mode_that_does_not_duplicate(google_config, clock):
