@@ -43,7 +43,15 @@ import requests
 from dativo_provider.connections import StripeConfig
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.sources.base import CURSOR_KEY, WATERMARK_KEY, LineageDataset, ReadBounds, Source
-from dativo_provider.sources.http import BearerAuth, Clock, Dialect, HttpClient, RetryPolicy, json_or_none
+from dativo_provider.sources.http import (
+    ApiAuthError,
+    BearerAuth,
+    Clock,
+    Dialect,
+    HttpClient,
+    RetryPolicy,
+    json_or_none,
+)
 from dativo_provider.sources.records import Column
 from dativo_provider.sources.saas import (
     DEFAULT_BATCH_ROWS,
@@ -69,6 +77,8 @@ _OBJECT_NAME = re.compile(r"[a-z][a-z_]*(/[a-z][a-z_]*)*")
 _RESERVED_PARAMS = ("limit", "starting_after", "ending_before", "created", "expand")
 #: Stripe echoes a masked key (``sk_test_****1234``) in some errors: scrub every key-shaped word.
 _KEY_PATTERN = re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z*]+")
+#: The permission a restricted key lacks, as Stripe's 403 names it ("Having the 'rak_charge_read' permission ...").
+_PERMISSION = re.compile(r"'(rak_[a-z_]+)' permission")
 
 
 @dataclass(frozen=True)
@@ -256,6 +266,7 @@ class StripeStream(RecordStream[HttpClient]):
         spec = source.spec
         super().__init__(client, source.columns(), f"Stripe {spec.object}", state, spec.batch_rows, details)
         self.spec = spec
+        self.conn_id = source.config.conn_id
         self.window = window
         self.incremental = spec.incremental
         self._cutoff: int | None = None
@@ -270,7 +281,7 @@ class StripeStream(RecordStream[HttpClient]):
         starting_after: str | None = None
         while True:
             paging: list[tuple[str, str]] = [("starting_after", starting_after)] if starting_after else []
-            page = self.client.get(path, params + paging, what=f"the {self.spec.object} list")
+            page = self._get(path, params + paging)
             data = self._data(page.body)
             if not self._cutoff_known:
                 self._cutoff, self._cutoff_known = self._cutoff_from(page.server_time), True
@@ -279,6 +290,19 @@ class StripeStream(RecordStream[HttpClient]):
             if not page.body.get("has_more") or not data:
                 return
             starting_after = data[-1]["id"]
+
+    def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
+        try:
+            return self.client.get(path, params, what=f"the {self.spec.object} list")
+        except ApiAuthError as exc:
+            permission = _PERMISSION.search(str(exc)) if exc.status == 403 else None
+            if permission is None:
+                raise
+            raise ApiAuthError(
+                f"Stripe: the key of connection {self.conn_id!r} may not read {self.spec.object}: it lacks the "
+                f"{permission[1]!r} permission (give the restricted key Read access to {self.spec.object})",
+                api=exc.api, status=exc.status, method=exc.method, path=exc.path,
+            ) from None
 
     def _data(self, body: Any) -> list[dict[str, Any]]:
         data = body.get("data") if isinstance(body, Mapping) else None
@@ -299,6 +323,10 @@ class StripeStream(RecordStream[HttpClient]):
 
     def _within_cutoff(self, data: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for record in data:
+            if record.get("deleted") is True:  # a deleted object: its id and the flag, no 'created'
+                self._rows += 1
+                yield record
+                continue
             if self.incremental:
                 created = record.get("created")
                 if not isinstance(created, int):

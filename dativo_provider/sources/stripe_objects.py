@@ -2,7 +2,9 @@
 
 Each entry is ``"field:kind"`` (kind defaults to ``string``); kinds are those of
 :mod:`dativo_provider.sources.records`. Fields an API version does not return arrive as null;
-fields not listed here are not read (add them with the spec's ``extra_fields``). ``client_secret``
+fields not listed here are not read (add them with the spec's ``extra_fields``). Objects Stripe
+deletes (customers, draft invoices) have ``deleted``: true on a deleted object (``{"id", "object",
+"deleted"}``), null otherwise. ``client_secret``
 of payment intents is left out on purpose: Stripe treats it as a credential.
 """
 
@@ -14,7 +16,7 @@ _OBJECTS: dict[str, str] = {
     "customers": """
         id object address:json balance:int created:unix currency default_source:ref delinquent:bool
         description discount:json email invoice_prefix invoice_settings:json livemode:bool metadata:json name
-        next_invoice_sequence:int phone preferred_locales:json shipping:json tax_exempt test_clock:ref
+        next_invoice_sequence:int phone preferred_locales:json shipping:json tax_exempt test_clock:ref deleted:bool
     """,
     "charges": """
         id object amount:int amount_captured:int amount_refunded:int application:ref application_fee:ref
@@ -37,7 +39,7 @@ _OBJECTS: dict[str, str] = {
         livemode:bool metadata:json next_payment_attempt:unix number on_behalf_of:ref parent:json paid:bool
         period_end:unix period_start:unix receipt_number starting_balance:int statement_descriptor status
         status_transitions:json subscription:ref subtotal:int subtotal_excluding_tax:int tax:int
-        test_clock:ref total:int total_excluding_tax:int webhooks_delivered_at:unix
+        test_clock:ref total:int total_excluding_tax:int webhooks_delivered_at:unix deleted:bool
     """,
     "subscriptions": """
         id object application:ref application_fee_percent:float automatic_tax:json

@@ -8,9 +8,16 @@
 * **Lists:** newest first (``created`` descending, then id), ``limit`` 1..100 (default 10),
   ``starting_after`` / ``ending_before`` cursors, ``created[gt|gte|lt|lte]``, ``expand[]=data.<field>``
   (the field's id replaced by the object it names). Response ``{"object": "list", "data": [...],
-  "has_more": bool, "url": "/v1/<object>"}``. Unknown parameters get 400 "Received unknown
-  parameter"; unknown endpoints 404 "Unrecognized request URL". Subscriptions leave out canceled
-  ones unless ``status=all`` (as Stripe does).
+  "has_more": bool, "url": "/v1/<object>"}``. Unknown endpoints get 404 "Unrecognized request URL".
+  Subscriptions leave out canceled ones unless ``status=all`` (as Stripe does).
+* **Strictness (400 ``invalid_request_error``, as Stripe answers):** a parameter the endpoint does
+  not list (code ``parameter_unknown``, ``param`` the name); ``expand[]`` of a field that is not
+  expandable on that object, or without the ``data.`` prefix lists need ("This property cannot be
+  expanded (x)", ``param`` ``expand[n]``); ``starting_after`` with ``ending_before`` ("Received
+  both ..."; Stripe sends no code for these two).
+* **Restricted keys:** ``denied=[object]`` answers 403 ``invalid_request_error`` "does not have the
+  required permissions ... Having the 'rak_<object>_read' permission would allow this request to
+  continue." (Stripe's wording, no code).
 * **Balance:** ``GET /v1/balance`` answers ``{"object": "balance", "available": [...], "pending":
   [...], "livemode"}`` (amounts per currency and source type, zero here).
 * **Speed:** objects are serialised once; a page is the joined bytes of its objects.
@@ -35,7 +42,36 @@ from tests.doubles.server import ApiDouble, Request, Response
 API_KEY = "sk_test_51DativoDoubleKey0000000000wxyz"
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 _COMMON_PARAMS = {"limit", "starting_after", "ending_before", "expand[]", "created"}
-_EXTRA_PARAMS = {"status", "type", "customer", "currency"}
+#: Each list endpoint's own filters (Stripe's API reference); anything else is "unknown parameter".
+_LIST_PARAMS = {
+    "charges": {"customer", "payment_intent", "transfer_group"},
+    "customers": {"email", "test_clock"},
+    "invoices": {"collection_method", "customer", "due_date", "status", "subscription", "test_clock"},
+    "subscriptions": {"automatic_tax", "collection_method", "current_period_end", "current_period_start",
+                      "customer", "price", "status", "test_clock"},
+    "payment_intents": {"customer"},
+    "balance_transactions": {"currency", "payout", "source", "type"},
+    "events": {"delivery_success", "type", "types"},
+    "products": {"active", "ids", "shippable", "url"},
+}
+#: Fields each object lets ``expand`` replace by the object they name; others "cannot be expanded".
+_EXPANDABLE = {
+    "charges": {"customer", "balance_transaction", "invoice", "payment_intent", "application", "application_fee",
+                "on_behalf_of", "review", "source_transfer", "failure_balance_transaction", "transfer"},
+    "customers": {"default_source", "test_clock"},
+    "invoices": {"customer", "subscription", "charge", "payment_intent", "default_payment_method",
+                 "default_source", "application", "on_behalf_of", "test_clock"},
+    "subscriptions": {"customer", "latest_invoice", "default_payment_method", "default_source",
+                      "pending_setup_intent", "schedule", "application", "on_behalf_of", "test_clock"},
+    "payment_intents": {"customer", "invoice", "latest_charge", "payment_method", "application", "on_behalf_of",
+                        "review"},
+    "balance_transactions": {"source"},
+    "products": {"default_price"},
+}
+#: Objects a restricted key reads only with this permission (``rak_<name>_read``).
+_PERMISSIONS = {"charges": "charge", "customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
+                "payment_intents": "payment_intent", "balance_transactions": "balance", "events": "event",
+                "products": "product"}
 #: Expandable field -> the collection its id points into.
 _EXPANDS = {"customer": "customers", "balance_transaction": "balance_transactions", "invoice": "invoices",
             "payment_intent": "payment_intents", "latest_charge": "charges", "subscription": "subscriptions"}
@@ -89,10 +125,13 @@ def _reverse(object_id: str) -> tuple[int, ...]:
 class StripeDouble(ApiDouble):
     """Stripe's list endpoints for one secret key, a platform account and connected accounts."""
 
-    def __init__(self, api_key: str = API_KEY, accounts: Iterable[str] = ()) -> None:
+    def __init__(self, api_key: str = API_KEY, accounts: Iterable[str] = (),
+                 denied: Iterable[str] = ()) -> None:
         super().__init__()
         self.api_key = api_key
         self.accounts = set(accounts)
+        #: Objects the key may not read (a restricted key without that permission): 403.
+        self.denied = set(denied)
         self.data: dict[tuple[str | None, str], _Collection] = {}
 
     # -- data ------------------------------------------------------------------------------------
@@ -127,6 +166,11 @@ class StripeDouble(ApiDouble):
         if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
             return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                           "https://stripe.com/docs or we can help at https://support.stripe.com/.")
+        if resource in self.denied:
+            permission = f"rak_{_PERMISSIONS.get(resource, resource.rstrip('s'))}_read"
+            return _error(403, f"The provided key '{_masked(self.api_key)}' does not have the required permissions "
+                          f"for this endpoint on account '{account or 'acct_double'}'. Having the '{permission}' "
+                          "permission would allow this request to continue.")
         return self._list(request, resource, self.data.get((account, resource)) or _Collection())
 
     def _authenticate(self, request: Request) -> Response | None:
@@ -149,10 +193,19 @@ class StripeDouble(ApiDouble):
         return Response(200, body, {"Request-Id": "req_double"})
 
     def _list(self, request: Request, resource: str, collection: _Collection) -> Response:
-        unknown = [k for k in request.params if k.split("[")[0] not in _COMMON_PARAMS | _EXTRA_PARAMS
-                   and k != "expand[]"]
+        allowed = _COMMON_PARAMS | _LIST_PARAMS.get(resource, set())
+        unknown = [k for k in request.params if k.split("[")[0] not in allowed and k != "expand[]"]
         if unknown:
             return _error(400, f"Received unknown parameter: {unknown[0]}", "parameter_unknown", param=unknown[0])
+        if request.param("starting_after") is not None and request.param("ending_before") is not None:
+            return _error(400, "Received both starting_after and ending_before parameters. Please pass in only one.")
+        for n, path in enumerate(request.params.get("expand[]", [])):
+            name = path.removeprefix("data.").split(".")[0]
+            if not path.startswith("data."):
+                return _error(400, f"This property cannot be expanded ({path}). You may want to try expanding "
+                              f"'data.{path}' instead.", param=f"expand[{n}]")
+            if name not in _EXPANDABLE.get(resource, set()):
+                return _error(400, f"This property cannot be expanded ({name}).", param=f"expand[{n}]")
         try:
             limit = int(request.param("limit", "10"))
         except ValueError:

@@ -228,3 +228,55 @@ def test_the_double_takes_basic_auth_and_answers_list_objects_as_stripe_does(api
     assert body["data"][0]["id"] == "cus_00000000000049", "newest first"
     missing = requests.get(f"{api.url}/v1/customers", timeout=10)
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "invalid_request_error"
+
+
+# --- the double is as strict as Stripe (issue 11, point 8) ----------------------------------------
+
+
+def test_a_parameter_the_endpoint_does_not_list_is_refused_naming_it(api):
+    with pytest.raises(ApiRequestError, match=r"HTTP 400: Received unknown parameter: status \(parameter_unknown\)"):
+        read(source(api, params={"status": "succeeded"}))
+    table, _, _ = read(source(api, params={"customer": "cus_00000000000007"}))
+    assert table.num_rows == 250, "a listed filter passes (the double does not filter on it)"
+
+
+def test_a_field_that_cannot_be_expanded_is_refused_as_stripe_does(api):
+    with pytest.raises(ApiRequestError, match=r"This property cannot be expanded \(metadata\)"):
+        read(source(api, expand=["metadata"]))
+
+
+def test_the_double_refuses_both_cursors_and_unprefixed_list_expands(api):
+    import requests
+
+    def get(**params):
+        return requests.get(f"{api.url}/v1/charges", auth=(API_KEY, ""), params=params, timeout=10)
+
+    both = get(starting_after="ch_00000000000100", ending_before="ch_00000000000010")
+    assert both.status_code == 400
+    assert both.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "Received both starting_after and ending_before parameters. Please pass in only one."}
+    bare = get(**{"expand[]": "customer"})
+    assert bare.status_code == 400 and bare.json()["error"]["param"] == "expand[0]"
+    assert "try expanding 'data.customer'" in bare.json()["error"]["message"]
+    unknown = get(colour="red").json()["error"]
+    assert (unknown["code"], unknown["param"]) == ("parameter_unknown", "colour")
+
+
+def test_a_restricted_key_without_read_permission_fails_naming_object_and_permission(api):
+    api.denied.add("charges")
+    with pytest.raises(ApiAuthError) as caught:
+        read(source(api))
+    message = str(caught.value)
+    assert message == ("Stripe: the key of connection 'stripe_test' may not read charges: it lacks the "
+                       "'rak_charge_read' permission (give the restricted key Read access to charges)")
+    assert caught.value.status == 403 and API_KEY[-4:] not in message
+
+
+def test_deleted_objects_in_a_list_are_kept_with_the_deleted_flag(api):
+    api.add("customers", [{"id": "cus_deleted0000001", "object": "customer", "deleted": True, "created": None}])
+    table, state, _ = read(source(api, object="customers"))
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert table.num_rows == 51 and rows["cus_deleted0000001"]["deleted"] is True
+    assert rows["cus_00000000000003"]["deleted"] is None and rows["cus_00000000000003"]["email"]
+    assert state["watermark"] == (NOW - timedelta(seconds=10)).isoformat(timespec="milliseconds")[:-6] + "Z"
