@@ -27,6 +27,13 @@ after every page was read; a failure mid-paging commits nothing. ``created`` nev
 later updates to an object are not seen unless a ``lookback`` re-reads it (then write with
 ``merge`` on ``id``), or read ``events``.
 
+**API version.** Every call sends ``Stripe-Version``: the connection's ``api_version`` or
+:data:`~dativo_provider.sources.stripe_objects.DEFAULT_API_VERSION`, never the account's own default
+(it changes the shapes). From ``2025-03-31.basil`` on, fields that moved are read from where they
+moved (a subscription's ``current_period_*`` from its first item, an invoice's ``subscription`` from
+``parent``) and fields removed are left out (the run's details name them). The version is in the
+committed state, so each snapshot summary records it.
+
 Reads are GETs: idempotent, retried on 429/5xx with backoff, honouring ``Stripe-Should-Retry``.
 """
 
@@ -65,7 +72,14 @@ from dativo_provider.sources.saas import (
     retry_policy,
     utc_moment,
 )
-from dativo_provider.sources.stripe_objects import DEFAULT_PARAMS, KNOWN_OBJECTS, declared_columns
+from dativo_provider.sources.stripe_objects import (
+    DEFAULT_API_VERSION,
+    DEFAULT_PARAMS,
+    KNOWN_OBJECTS,
+    declared_columns,
+    record_adapter,
+    schema_notes,
+)
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "object", "expand", "incremental", "lookback", "settle", "start", "params",
@@ -73,6 +87,7 @@ SPEC_KEYS = frozenset({
 })
 MAX_PAGE_SIZE = 100
 DEFAULT_SETTLE = timedelta(seconds=10)
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 _OBJECT_NAME = re.compile(r"[a-z][a-z_]*(/[a-z][a-z_]*)*")
 _RESERVED_PARAMS = ("limit", "starting_after", "ending_before", "created", "expand")
 #: Stripe echoes a masked key (``sk_test_****1234``) in some errors: scrub every key-shaped word.
@@ -186,6 +201,13 @@ class StripeSource(Source):
             raise ConfigError(f"stripe source needs a StripeConfig connection, got {type(config).__name__}")
         if not config.api_key:
             raise ConfigError(f"stripe connection {config.conn_id!r} has no secret key (the password field)")
+        if config.api_version is not None and not _API_VERSION.fullmatch(config.api_version):
+            raise ConfigError(
+                f"stripe connection {config.conn_id!r}: 'api_version' must look like '2025-03-31.basil', "
+                f"got {config.api_version!r}"
+            )
+        #: Sent as ``Stripe-Version`` on every call: the shapes the columns are read from.
+        self.api_version = config.api_version or DEFAULT_API_VERSION
         self.spec = spec
         self.config = config
         self.clock = clock
@@ -205,7 +227,7 @@ class StripeSource(Source):
 
     def columns(self) -> list[Column]:
         """The declared columns with extra fields added and expanded fields turned into JSON."""
-        columns = declared_columns(self.spec.object)
+        columns = declared_columns(self.spec.object, self.api_version)
         names = {c.name for c in columns}
         columns += [Column(name, kind) for name, kind in self.spec.extra_fields if name not in names]
         expanded = {path.split(".")[0] for path in self.spec.expand}
@@ -216,7 +238,11 @@ class StripeSource(Source):
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> StripeStream:
         window = self._window(state, bounds)
         client = self._client()
-        details = {"identity": self.identity, "object": self.spec.object, "window": window.describe()}
+        details = {"identity": self.identity, "object": self.spec.object, "window": window.describe(),
+                   "api_version": self.api_version}
+        notes = schema_notes(self.spec.object, self.api_version)
+        if notes:
+            details["columns_not_filled"] = notes
         return StripeStream(self, client, window, state, details)
 
     def _window(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> CreatedWindow:
@@ -232,7 +258,7 @@ class StripeSource(Source):
         return CreatedWindow(after, since, None if upper is None else int(upper.timestamp()), previous)
 
     def _client(self) -> HttpClient:
-        headers = {"Stripe-Account": self.account, "Stripe-Version": self.config.api_version}
+        headers = {"Stripe-Account": self.account, "Stripe-Version": self.api_version}
         return HttpClient(
             "Stripe", self.config.base_url, BearerAuth(self.config.api_key), conn_id=self.config.conn_id,
             headers={k: v for k, v in headers.items() if v}, dialect=StripeDialect(), policy=self.spec.retry,
@@ -267,6 +293,8 @@ class StripeStream(RecordStream[HttpClient]):
         super().__init__(client, source.columns(), f"Stripe {spec.object}", state, spec.batch_rows, details)
         self.spec = spec
         self.conn_id = source.config.conn_id
+        self.api_version = source.api_version
+        self._adapt = record_adapter(spec.object, source.api_version)
         self.window = window
         self.incremental = spec.incremental
         self._cutoff: int | None = None
@@ -282,9 +310,11 @@ class StripeStream(RecordStream[HttpClient]):
         while True:
             paging: list[tuple[str, str]] = [("starting_after", starting_after)] if starting_after else []
             page = self._get(path, params + paging)
-            data = self._data(page.body)
+            data: list[Mapping[str, Any]] = self._data(page.body)
             if not self._cutoff_known:
                 self._cutoff, self._cutoff_known = self._cutoff_from(page.server_time), True
+            if self._adapt is not None:
+                data = [self._adapt(record) for record in data]
             yield from self._within_cutoff(data)
             self.report.details["pages"] += 1
             if not page.body.get("has_more") or not data:
@@ -321,7 +351,7 @@ class StripeStream(RecordStream[HttpClient]):
             limits.append(int((server_time - self.spec.settle).timestamp()))
         return min(limits) if limits else None
 
-    def _within_cutoff(self, data: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _within_cutoff(self, data: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
         for record in data:
             if record.get("deleted") is True:  # a deleted object: its id and the flag, no 'created'
                 self._rows += 1
@@ -351,4 +381,5 @@ class StripeStream(RecordStream[HttpClient]):
         assert moment is not None, "an incremental read of at least one record knows its newest 'created'"
         if self.window.previous is not None and moment < self.window.previous:
             moment = self.window.previous
-        return {WATERMARK_KEY: iso(moment), CURSOR_KEY: "created"}
+        # The version rides in the state, so the snapshot summary records which shapes were read.
+        return {WATERMARK_KEY: iso(moment), CURSOR_KEY: "created", "api_version": self.api_version}

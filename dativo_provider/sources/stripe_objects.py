@@ -10,7 +10,16 @@ of payment intents is left out on purpose: Stripe treats it as a credential.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from dativo_provider.sources.records import WHOLE_RECORD, Column
+
+#: The version sent when the connection pins none: the last before ``basil``, whose shapes the column
+#: lists below are written for (an account's own default may be anything, so it is never relied on).
+DEFAULT_API_VERSION = "2025-02-24.acacia"
+#: ``2025-03-31.basil`` moved or removed fields this map reads (Stripe's changelog for that release).
+BASIL = "2025-03-31"
 
 _OBJECTS: dict[str, str] = {
     "customers": """
@@ -88,8 +97,55 @@ def _parse(fields: str) -> list[Column]:
     return columns
 
 
-def declared_columns(object_name: str) -> list[Column]:
-    """The columns of a known object, or the generic ones plus ``data`` (the whole object as JSON)."""
-    if object_name in _OBJECTS:
-        return _parse(_OBJECTS[object_name])
-    return [*_parse(GENERIC), Column("data", "json", WHOLE_RECORD)]
+#: basil+: fields read from where they moved (a key path) ...
+_BASIL_MOVED: dict[str, dict[str, tuple[str, ...]]] = {
+    "invoices": {"subscription": ("parent", "subscription_details", "subscription")},
+}
+#: ... fields now on each subscription item: read from the first item (one period per item) ...
+_BASIL_FROM_FIRST_ITEM: dict[str, tuple[str, ...]] = {
+    "subscriptions": ("current_period_start", "current_period_end"),
+}
+#: ... and fields removed without a same-meaning replacement, left out of the columns (why, for the
+#: run's details: an older table keeps the column, null from then on).
+_BASIL_REMOVED: dict[str, dict[str, str]] = {
+    "invoices": {"paid": "removed in 2025-03-31.basil: use status = 'paid'"},
+    "charges": {"invoice": "removed in 2025-03-31.basil: invoice_payments link invoices and payments"},
+    "payment_intents": {"invoice": "removed in 2025-03-31.basil: invoice_payments link invoices and payments"},
+}
+
+
+def is_basil_or_later(api_version: str) -> bool:
+    """True for ``2025-03-31.basil`` and later versions (they sort by their date prefix)."""
+    return api_version[:10] >= BASIL
+
+
+def declared_columns(object_name: str, api_version: str = DEFAULT_API_VERSION) -> list[Column]:
+    """The columns of a known object as ``api_version`` shapes it, or the generic ones plus ``data``
+    (the whole object as JSON)."""
+    if object_name not in _OBJECTS:
+        return [*_parse(GENERIC), Column("data", "json", WHOLE_RECORD)]
+    columns = _parse(_OBJECTS[object_name])
+    if not is_basil_or_later(api_version):
+        return columns
+    moved, removed = _BASIL_MOVED.get(object_name, {}), _BASIL_REMOVED.get(object_name, {})
+    return [Column(c.name, c.kind, moved.get(c.name, ())) for c in columns if c.name not in removed]
+
+
+def schema_notes(object_name: str, api_version: str) -> dict[str, str]:
+    """Columns this version no longer fills, and why."""
+    return dict(_BASIL_REMOVED.get(object_name, {})) if is_basil_or_later(api_version) else {}
+
+
+def record_adapter(object_name: str, api_version: str) -> Callable[[Mapping[str, Any]], Mapping[str, Any]] | None:
+    """A function lifting fields that moved into a list (basil+ subscriptions), or None if none moved."""
+    lifted = _BASIL_FROM_FIRST_ITEM.get(object_name) if is_basil_or_later(api_version) else None
+    if not lifted:
+        return None
+
+    def from_first_item(record: Mapping[str, Any]) -> Mapping[str, Any]:
+        items = record.get("items")
+        data = items.get("data") if isinstance(items, Mapping) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+        return {**record, **{name: first.get(name) for name in lifted}}
+
+    return from_first_item

@@ -18,6 +18,11 @@
 * **Restricted keys:** ``denied=[object]`` answers 403 ``invalid_request_error`` "does not have the
   required permissions ... Having the 'rak_<object>_read' permission would allow this request to
   continue." (Stripe's wording, no code).
+* **API versions:** ``Stripe-Version`` (else the account's default, ``default_version``) selects
+  the shapes. Objects are stored as before ``2025-03-31.basil``; on basil and later a subscription's
+  ``current_period_start/end`` move into each of its items, an invoice loses ``paid``, ``charge``,
+  ``payment_intent`` and ``subscription`` (now ``parent.subscription_details.subscription``), charges
+  and payment intents lose ``invoice``. A version that is not one gets 400 "Invalid Stripe API version".
 * **Balance:** ``GET /v1/balance`` answers ``{"object": "balance", "available": [...], "pending":
   [...], "livemode"}`` (amounts per currency and source type, zero here).
 * **Speed:** objects are serialised once; a page is the joined bytes of its objects.
@@ -32,6 +37,7 @@ import argparse
 import base64
 import bisect
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +46,8 @@ from typing import Any
 from tests.doubles.server import ApiDouble, Request, Response
 
 API_KEY = "sk_test_51DativoDoubleKey0000000000wxyz"
+BASIL = "2025-03-31.basil"
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 _COMMON_PARAMS = {"limit", "starting_after", "ending_before", "expand[]", "created"}
 #: Each list endpoint's own filters (Stripe's API reference); anything else is "unknown parameter".
@@ -132,6 +140,8 @@ class StripeDouble(ApiDouble):
         self.accounts = set(accounts)
         #: Objects the key may not read (a restricted key without that permission): 403.
         self.denied = set(denied)
+        #: The account's API version, used when a request sends no ``Stripe-Version``.
+        self.default_version = "2024-06-20"
         self.data: dict[tuple[str | None, str], _Collection] = {}
 
     # -- data ------------------------------------------------------------------------------------
@@ -160,6 +170,9 @@ class StripeDouble(ApiDouble):
         if account is not None and account not in self.accounts:
             return _error(403, f"The provided key '{_masked(self.api_key)}' does not have access to account "
                           f"'{account}' (or that account does not exist).", "account_invalid")
+        version = request.headers.get("stripe-version")
+        if version is not None and not _VERSION.fullmatch(version):
+            return _error(400, f"Invalid Stripe API version: {version}", "api_version_invalid")
         if request.path == "/v1/balance" and request.method == "GET":
             return self._balance()
         resource = request.path.removeprefix("/v1/")
@@ -239,8 +252,12 @@ class StripeDouble(ApiDouble):
     def _page(self, request: Request, resource: str, collection: _Collection, page: list[str],
               has_more: bool) -> Response:
         expand = [e.removeprefix("data.") for e in request.params.get("expand[]", [])]
-        if expand:
-            items = [json.dumps(self._expanded(collection.objects[i], expand, request)).encode() for i in page]
+        version = request.headers.get("stripe-version") or self.default_version
+        basil = version[:10] >= BASIL[:10] and resource in _BASIL_SHAPES
+        if expand or basil:
+            shape = _BASIL_SHAPES[resource] if basil else (lambda obj: obj)
+            items = [json.dumps(shape(self._expanded(collection.objects[i], expand, request))).encode()
+                     for i in page]
         else:
             items = [collection.serialised(i) for i in page]
         raw = (b'{"object": "list", "data": [' + b", ".join(items) + b'], "has_more": '
@@ -255,6 +272,31 @@ class StripeDouble(ApiDouble):
             if isinstance(obj.get(name), str) and target is not None and obj[name] in target.objects:
                 obj[name] = target.objects[obj[name]]
         return obj
+
+
+def _basil_subscription(obj: dict[str, Any]) -> dict[str, Any]:
+    period = {k: obj[k] for k in ("current_period_start", "current_period_end") if k in obj}
+    items = obj.get("items") or {"object": "list", "data": []}
+    items = {**items, "data": [{**item, **period} for item in items.get("data", [])]}
+    return {**{k: v for k, v in obj.items() if k not in period}, "items": items}
+
+
+def _basil_invoice(obj: dict[str, Any]) -> dict[str, Any]:
+    shaped = {k: v for k, v in obj.items() if k not in ("paid", "charge", "payment_intent", "subscription")}
+    subscription = obj.get("subscription")
+    shaped["parent"] = None if subscription is None else {
+        "type": "subscription_details", "quote_details": None,
+        "subscription_details": {"metadata": {}, "subscription": subscription}}
+    return shaped
+
+
+def _without_invoice(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k != "invoice"}
+
+
+#: How ``2025-03-31.basil`` and later versions shape the objects stored in the pre-basil shape.
+_BASIL_SHAPES = {"subscriptions": _basil_subscription, "invoices": _basil_invoice,
+                 "charges": _without_invoice, "payment_intents": _without_invoice}
 
 
 def _known(data: dict[tuple[str | None, str], _Collection]) -> set[str]:
@@ -344,6 +386,23 @@ def subscription(n: int, created: int, status: str = "active", **fields: Any) ->
                   "has_more": False, "url": f"/v1/subscription_items?subscription=sub_{n}"},
         "latest_invoice": object_id("invoices", n), "livemode": False, "metadata": {}, "start_date": created,
         "status": status, "trial_end": None, "trial_start": None, **fields,
+    }
+
+
+def invoice(n: int, created: int, subscription_n: int | None = None, paid: bool = True,
+            **fields: Any) -> dict[str, Any]:
+    """An invoice in the pre-basil shape (``paid``, ``subscription`` at the top)."""
+    return {
+        "id": object_id("invoices", n), "object": "invoice", "account_country": "DE", "account_name": "Dativo",
+        "amount_due": 2000, "amount_paid": 2000 if paid else 0, "amount_remaining": 0 if paid else 2000,
+        "attempt_count": 1, "attempted": True, "billing_reason": "subscription_cycle",
+        "charge": object_id("charges", n) if paid else None, "collection_method": "charge_automatically",
+        "created": created, "currency": "usd", "customer": object_id("customers", n), "livemode": False,
+        "metadata": {}, "number": f"INV-{n:05d}", "paid": paid,
+        "payment_intent": object_id("payment_intents", n) if paid else None,
+        "period_end": created, "period_start": created - 30 * 86400, "status": "paid" if paid else "open",
+        "subscription": None if subscription_n is None else object_id("subscriptions", subscription_n),
+        "subtotal": 2000, "total": 2000, **fields,
     }
 
 

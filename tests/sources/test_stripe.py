@@ -15,7 +15,17 @@ from dativo_provider.sources.base import ReadBounds
 from dativo_provider.sources.http import ApiAuthError, ApiNotFoundError, ApiRequestError, ApiUnavailableError
 from dativo_provider.sources.stripe import StripeSource, parse_spec
 from tests.doubles.clock import FakeClock
-from tests.doubles.stripe_api import API_KEY, T0, StripeDouble, charges, customer, product, subscription
+from tests.doubles.stripe_api import (
+    API_KEY,
+    BASIL,
+    T0,
+    StripeDouble,
+    charges,
+    customer,
+    invoice,
+    product,
+    subscription,
+)
 
 NOW = datetime.fromtimestamp(T0, UTC) + timedelta(days=30)
 
@@ -77,7 +87,7 @@ def test_incremental_runs_ask_for_created_after_the_watermark(api):
     _, state, _ = read(source(api))
     cutoff = NOW - timedelta(seconds=10)
     assert state == {"watermark": cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                     "cursor": "created"}
+                     "cursor": "created", "api_version": "2025-02-24.acacia"}
     api.add("charges", charges(30, start=int(NOW.timestamp()) + 60, first=1000))
     api.now = NOW + timedelta(hours=2)
     api.clear_log()
@@ -280,3 +290,56 @@ def test_deleted_objects_in_a_list_are_kept_with_the_deleted_flag(api):
     assert table.num_rows == 51 and rows["cus_deleted0000001"]["deleted"] is True
     assert rows["cus_00000000000003"]["deleted"] is None and rows["cus_00000000000003"]["email"]
     assert state["watermark"] == (NOW - timedelta(seconds=10)).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+# --- the API version (issue 11, point 2) --------------------------------------------------------
+
+
+def versioned(api, version, **spec) -> StripeSource:
+    return StripeSource(parse_spec({"type": "stripe", **spec}), config(api, api_version=version))
+
+
+@pytest.fixture
+def billing(api):
+    api.add("subscriptions", [subscription(n, T0 + n) for n in range(3)])
+    api.add("invoices", [invoice(n, T0 + n, subscription_n=n) for n in range(3)])
+    return api
+
+
+@pytest.mark.parametrize("version", ["2024-06-20", "2025-02-24.acacia", BASIL, "2025-09-30.clover"])
+def test_each_version_fills_the_columns_it_has(billing, version):
+    subs, sub_state, _ = read(versioned(billing, version, object="subscriptions"))
+    row = {r["id"]: r for r in subs.to_pylist()}["sub_00000000000001"]
+    assert row["current_period_start"] == datetime.fromtimestamp(T0 + 1, UTC)
+    assert row["current_period_end"] == datetime.fromtimestamp(T0 + 1 + 30 * 86400, UTC)
+    invoices, _, report = read(versioned(billing, version, object="invoices"))
+    row = {r["id"]: r for r in invoices.to_pylist()}["in_00000000000002"]
+    assert row["subscription"] == "sub_00000000000002" and row["amount_paid"] == 2000
+    charges_table, _, _ = read(versioned(billing, version, object="charges"))
+    basil = version >= "2025-03-31"
+    assert ("paid" in invoices.column_names, "invoice" in charges_table.column_names) == (not basil, not basil)
+    if not basil:
+        assert set(invoices["paid"].to_pylist()) == {True}
+    assert sub_state["api_version"] == report.details["api_version"] == version
+    assert {r.headers.get("stripe-version") for r in billing.requests} == {version}, "sent on every call"
+    assert ("columns_not_filled" in report.details) == basil
+
+
+def test_an_account_on_basil_still_gets_the_shapes_of_the_version_sent(billing):
+    """The account's own default never decides the shapes: without the pin these columns were null."""
+    billing.default_version = BASIL
+    table, _, _ = read(versioned(billing, None, object="subscriptions"))
+    assert None not in table["current_period_start"].to_pylist()
+    invoices, _, _ = read(versioned(billing, None, object="invoices"))
+    assert None not in invoices["subscription"].to_pylist() and None not in invoices["paid"].to_pylist()
+
+
+def test_the_default_version_is_sent_when_the_connection_pins_none(billing):
+    _, state, report = read(versioned(billing, None, object="invoices"))
+    assert {r.headers.get("stripe-version") for r in billing.requests} == {"2025-02-24.acacia"}
+    assert report.details["api_version"] == "2025-02-24.acacia"
+
+
+def test_a_malformed_version_is_a_config_error_naming_the_connection(api):
+    with pytest.raises(ConfigError, match="stripe connection 'stripe_test': 'api_version' must look like"):
+        versioned(api, "basil", object="charges")
