@@ -52,7 +52,7 @@ from dativo_provider.connections import HubSpotConfig
 from dativo_provider.exceptions import ConfigError, SourceError, TransientError
 from dativo_provider.sources.base import CURSOR_KEY, WATERMARK_KEY, LineageDataset, ReadBounds, Source
 from dativo_provider.sources.http import Clock, RetryPolicy
-from dativo_provider.sources.hubspot_api import SEARCH_CAP, SEARCH_PAGE, HubSpotApi
+from dativo_provider.sources.hubspot_api import SEARCH_CAP, SEARCH_PAGE, SEARCH_RATE, HubSpotApi
 from dativo_provider.sources.records import Column
 from dativo_provider.sources.saas import (
     DEFAULT_BATCH_ROWS,
@@ -70,6 +70,7 @@ from dativo_provider.sources.saas import (
 SPEC_KEYS = frozenset({
     "type", "conn_id", "object", "properties", "associations", "incremental", "archived", "lookback",
     "settle", "start", "cursor_property", "string_properties", "numbers", "batch_rows", "retry",
+    "search_rate",
 })
 NUMBER_MODES = ("decimal", "string")
 #: decimal128(38, 18): 20 digits before the point, 18 after.
@@ -102,6 +103,7 @@ class HubSpotSpec:
     numbers: str = "decimal"
     batch_rows: int = DEFAULT_BATCH_ROWS
     retry: RetryPolicy = RetryPolicy()
+    search_rate: float = SEARCH_RATE
 
     @property
     def cursor(self) -> str:
@@ -126,6 +128,11 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
     numbers = spec.get("numbers", "decimal")
     if numbers not in NUMBER_MODES:
         raise ConfigError(f"hubspot source: 'numbers' must be one of {list(NUMBER_MODES)}, got {numbers!r}")
+    search_rate = spec.get("search_rate", SEARCH_RATE)
+    is_number = isinstance(search_rate, (int, float)) and not isinstance(search_rate, bool)
+    if not is_number or not 0 < search_rate <= 100:
+        raise ConfigError(f"hubspot source: 'search_rate' must be requests per second in (0, 100], got "
+                          f"{search_rate!r}")
     return HubSpotSpec(
         object=name,
         properties=name_list(spec.get("properties"), "properties", "hubspot"),
@@ -140,6 +147,7 @@ def parse_spec(spec: Mapping[str, Any]) -> HubSpotSpec:
         numbers=numbers,
         batch_rows=positive_int(spec, "batch_rows", DEFAULT_BATCH_ROWS, 1_000_000, "hubspot"),
         retry=retry_policy(spec.get("retry"), "hubspot"),
+        search_rate=float(search_rate),
     )
 
 
@@ -175,7 +183,7 @@ class HubSpotSource(Source):
         return LineageDataset(f"hubspot://{host}", f"crm.{self.spec.object}")
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> HubSpotStream:
-        api = HubSpotApi(self.config, self.spec.retry, self.clock)
+        api = HubSpotApi(self.config, self.spec.retry, self.clock, self.spec.search_rate)
         try:
             page = api.properties_page(self.spec.object)
             properties = self._properties(page.body.get("results") or [])

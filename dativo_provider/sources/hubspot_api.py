@@ -4,7 +4,11 @@
 * ``GET  /crm/v3/objects/{object}``: the list, paged with ``after`` (100 per page), ``archived=true``
   for the recycle bin.
 * ``POST /crm/v3/objects/{object}/search``: filters and one sort, 200 per page, offset ``after``,
-  never more than 10,000 results per query (the source walks time windows).
+  never more than 10,000 results per query (the source walks time windows). HubSpot allows four
+  search requests per second per token (its "CRM Search API Rate Limit Increase" changelog) and
+  answers a 429 *without* ``Retry-After`` beyond that: searches are paced client-side by a
+  :class:`SearchPacer` shared by every thread using the same credentials in this process, and a 429
+  is retried with the client's exponential backoff and jitter.
 * ``POST /crm/v3/objects/{object}/batch/read``: properties for up to 100 ids (when a long property
   list does not fit a list request's URL).
 * ``POST /crm/v4/associations/{from}/{to}/batch/read``: associated ids, up to 1,000 ids per call.
@@ -16,7 +20,9 @@ Errors: HubSpot answers ``{"status": "error", "message", "category", "correlatio
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -51,6 +57,8 @@ BATCH_READ_SIZE = 100
 ASSOCIATION_BATCH = 1_000
 #: Refresh an OAuth access token this long before HubSpot says it expires.
 TOKEN_MARGIN = timedelta(seconds=60)
+#: HubSpot's published limit for the CRM search endpoints, per token.
+SEARCH_RATE = 4.0
 _TOKEN_PATTERN = re.compile(r"\b(?:pat|CJ|COj)[-A-Za-z0-9_]{20,}")
 
 
@@ -99,6 +107,51 @@ class HubSpotDialect(Dialect):
             "watermark (nothing of this run was committed)",
             resets_at=resets_at, **fields,
         )
+
+
+class SearchPacer:
+    """Spaces calls at least ``1 / rate`` seconds apart, whichever thread makes them.
+
+    Each caller reserves the next free slot under a lock and sleeps outside it, so parallel threads
+    queue up in order instead of bursting into 429s.
+    """
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next_slot = float("-inf")
+
+    def wait(self) -> float:
+        """Sleep until this call's slot; returns the seconds slept."""
+        with self._lock:
+            now = self.clock.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            self.clock.sleep(delay)
+        return delay
+
+
+_PACERS: dict[tuple[Any, ...], SearchPacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def search_pacer(config: HubSpotConfig, rate: float, clock: Clock) -> SearchPacer:
+    """The process-wide pacer for ``config``'s credentials (keyed by a digest, never the secret).
+
+    Sources on the real clock share one pacer per token; an injected test clock gets its own, since
+    its time cannot be compared with another clock's.
+    """
+    credential = config.refresh_token if config.uses_oauth else config.access_token
+    digest = hashlib.sha256(f"{config.client_id}:{credential}".encode()).hexdigest()
+    key = (config.base_url, digest, rate, None if type(clock) is SystemClock else id(clock))
+    with _PACERS_LOCK:
+        pacer = _PACERS.get(key)
+        if pacer is None or (key[3] is not None and pacer.clock is not clock):
+            pacer = _PACERS[key] = SearchPacer(rate, clock)
+        return pacer
 
 
 class OAuthRefreshAuth(Auth):
@@ -154,10 +207,12 @@ class HubSpotApi:
     :param config: credentials and base URL.
     :param policy: retry limits.
     :param clock: time source (tests inject one that does not sleep).
+    :param search_rate: search requests per second allowed for these credentials.
     """
 
     def __init__(
-        self, config: HubSpotConfig, policy: RetryPolicy | None = None, clock: Clock | None = None
+        self, config: HubSpotConfig, policy: RetryPolicy | None = None, clock: Clock | None = None,
+        search_rate: float = SEARCH_RATE,
     ) -> None:
         if not (config.access_token or config.uses_oauth):
             raise ConfigError(
@@ -175,6 +230,7 @@ class HubSpotApi:
         if config.uses_oauth:
             auth = OAuthRefreshAuth(client(None), config, clock)
         self.client = client(auth)
+        self.pacer = search_pacer(config, search_rate, clock)
 
     def close(self) -> None:
         self.client.close()
@@ -194,6 +250,7 @@ class HubSpotApi:
         return self.client.get(f"/crm/v3/objects/{object_type}", params, what=f"the {object_type} list")
 
     def search_page(self, object_type: str, body: Mapping[str, Any]) -> Page:
+        self.pacer.wait()
         return self.client.post(f"/crm/v3/objects/{object_type}/search", json=dict(body),
                                 what=f"a search of {object_type}")
 

@@ -19,6 +19,11 @@
   (``{"status": "COMPLETE", "results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``,
   paged per id beyond ``association_page`` associations).
 * An unknown object type gets 400 "Unable to infer object type from: <name>".
+* **Search rate** (opt-in, ``search_limit=4``): HubSpot allows four search requests per second per
+  token and answers more with 429 ``{"status": "error", "message": "You have reached your secondly
+  limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}`` and *no* ``Retry-After``. The double
+  counts searches per token over the last ``search_window`` seconds of real time (0.8 s by default:
+  0.2 s of slack for loopback scheduling). Off by default because tests on a fake clock do not wait.
 * ``GET /account-info/v3/details`` → ``{"portalId", "accountType", "timeZone", "companyCurrency",
   "additionalCurrencies", "utcOffset", "utcOffsetMilliseconds", "uiDomain", "dataHostingLocation"}``.
 """
@@ -26,7 +31,9 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -75,8 +82,14 @@ def definition(name: str, kind: str = "string", field_type: str = "text") -> dic
 class HubSpotDouble(ApiDouble):
     """CRM objects of one portal, reachable with a private-app token or OAuth."""
 
-    def __init__(self, token: str = TOKEN, oauth: dict[str, str] | None = None, association_page: int = 500) -> None:
+    def __init__(self, token: str = TOKEN, oauth: dict[str, str] | None = None, association_page: int = 500,
+                 search_limit: int | None = None, search_window: float = 0.8) -> None:
         super().__init__()
+        self.search_limit = search_limit
+        self.search_window = search_window
+        self._recent_searches: dict[str, collections.deque[float]] = {}
+        #: Searches answered 429 because of the search rate.
+        self.rate_limited = 0
         self.token = token
         self.oauth = oauth or {}
         self.issued: set[str] = set()
@@ -166,10 +179,25 @@ class HubSpotDouble(ApiDouble):
         if rest == [] and request.method == "GET":
             return self._list(request, object_type)
         if rest == ["search"] and request.method == "POST":
-            return self._search(request.body or {}, object_type)
+            return self._rate_limited(request) or self._search(request.body or {}, object_type)
         if rest == ["batch", "read"] and request.method == "POST":
             return self._batch_read(request, object_type)
         return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
+
+    def _rate_limited(self, request: Request) -> Response | None:
+        if self.search_limit is None:
+            return None
+        now = time.monotonic()
+        recent = self._recent_searches.setdefault(request.headers.get("authorization", ""), collections.deque())
+        while recent and recent[0] <= now - self.search_window:
+            recent.popleft()
+        if len(recent) >= self.search_limit:
+            self.rate_limited += 1
+            return Response(429, {"status": "error", "message": "You have reached your secondly limit.",
+                                  "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()),
+                                  "policyName": "SECONDLY"})
+        recent.append(now)
+        return None
 
     def _authenticate(self, request: Request) -> Response | None:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")

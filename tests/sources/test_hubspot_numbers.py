@@ -41,8 +41,8 @@ def catalog(tmp_path):
 
 def source(api, **spec) -> HubSpotSource:
     config = HubSpotConfig(access_token=TOKEN, base_url=api.url, conn_id="hubspot_test")
-    return HubSpotSource(parse_spec({"object": "deals", "properties": ["dealname", "amount", "hs_tcv"], **spec}),
-                         config)
+    properties = ["dealname", "amount", "hs_tcv"]
+    return HubSpotSource(parse_spec({"object": "deals", "properties": properties, **spec}), config)
 
 
 def table_rows(catalog) -> dict[str, dict]:
