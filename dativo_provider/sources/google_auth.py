@@ -35,6 +35,7 @@ from dativo_provider.optional import require
 from dativo_provider.sources.http import (
     ApiAuthError,
     ApiError,
+    ApiRequestError,
     Auth,
     Clock,
     DailyLimitError,
@@ -62,6 +63,8 @@ _AUTH_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_clien
 _KEY_FIELDS = ("client_email", "private_key")
 #: Drive's rate-limit reasons (sent with 403 as well as 429).
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+#: ErrorInfo metadata worth quoting in a message: which API, project and quota the error is about.
+_SHOWN_METADATA = frozenset({"service", "consumer", "quota_metric", "quota_limit", "quota_limit_value", "method"})
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,16 @@ class GoogleAuth(Auth):
         if self._client is not None:
             self._client.close()
 
+    @property
+    def principal(self) -> str:
+        """Who the API sees, for messages that say what to share with whom."""
+        if self.key:
+            acting = f" (acting as {self.config.subject})" if self.config.subject else ""
+            return f"the service account {self.key.client_email}{acting}"
+        if self.config.access_token:
+            return "the account of the configured access token"
+        return "this worker's service account (metadata server)"
+
     def __repr__(self) -> str:
         return f"GoogleAuth({self.key.client_email if self.key else 'token'})"
 
@@ -233,12 +246,21 @@ class GoogleAuth(Auth):
         return self._client
 
 
+class ExportLimitError(ApiRequestError):
+    """Drive refuses to export a Google Docs file larger than its export limit (403
+    ``exportSizeLimitExceeded``): not a permission problem, and retrying cannot help."""
+
+
 class GoogleDialect(Dialect):
-    """Google APIs' errors: ``{"error": {"code", "message", "status", "errors": [{"reason", ...}]}}``.
+    """Google APIs' errors: ``{"error": {"code", "message", "status", "errors": [{"reason", ...}]}}``
+    (Drive), or with ``details: [{"@type": ".../google.rpc.ErrorInfo", "reason", "domain", "metadata"}]``
+    (Sheets and other gRPC-based APIs); the reasons of both are read.
 
     Drive reports per-user rate limits as 403 ``userRateLimitExceeded``/``rateLimitExceeded``: those
     are retried like a 429, not mistaken for missing permissions. ``dailyLimitExceeded`` is a
-    :class:`DailyLimitError`: retrying before the quota resets fails the same way.
+    :class:`DailyLimitError`: retrying before the quota resets fails the same way. A 403 that is not
+    about the credentials (an export over the size limit, the API disabled in the project) is a
+    request error that says so, not an authentication failure.
     """
 
     def should_retry(self, response: requests.Response) -> bool | None:
@@ -253,10 +275,25 @@ class GoogleDialect(Dialect):
         reasons = sorted(_reasons(response))
         detail = ", ".join(reasons) if reasons else error.get("status")
         text = str(error.get("message", ""))
+        context = "; ".join(f"{key}={value}" for key, value in sorted(_error_metadata(response).items())
+                            if key in _SHOWN_METADATA)
+        detail = f"{detail}; {context}" if detail and context else detail or context
         return f"{text} ({detail})" if detail else text
 
     def special_error(self, response: requests.Response, api: str) -> ApiError | None:
-        if response.status_code not in (403, 429) or "dailyLimitExceeded" not in _reasons(response):
+        reasons = _reasons(response)
+        fields: dict[str, Any] = {"api": api, "status": response.status_code,
+                                  "method": response.request.method or "GET", "path": ""}
+        if response.status_code == 403 and "exportSizeLimitExceeded" in reasons:
+            return ExportLimitError(f"{api}: the file is larger than Drive's 10 MB export limit "
+                                    f"({self.message(response)})", **fields)
+        if response.status_code == 403 and "SERVICE_DISABLED" in reasons:
+            metadata = _error_metadata(response)
+            service = metadata.get("service") or api
+            project = metadata.get("consumer") or "the project of the credentials"
+            return ApiRequestError(f"{api}: {service} is not enabled in {project}; enable it in the Google Cloud "
+                                   f"console (APIs & Services) and rerun ({self.message(response)})", **fields)
+        if response.status_code not in (403, 429) or "dailyLimitExceeded" not in reasons:
             return None
         return DailyLimitError(
             f"{api}: the project's daily request quota is used up ({self.message(response)}); rerun after it "
@@ -281,10 +318,21 @@ def _error_object(response: requests.Response) -> Mapping[str, Any] | None:
 
 
 def _reasons(response: requests.Response) -> set[str]:
-    items = (_error_object(response) or {}).get("errors")
-    if not isinstance(items, list):
-        return set()
+    """The ``reason`` of each entry of ``errors`` (Drive) and of each ``ErrorInfo`` in ``details`` (Sheets)."""
+    error = _error_object(response) or {}
+    items = [item for key in ("errors", "details") if isinstance(error.get(key), list) for item in error[key]]
     return {str(item["reason"]) for item in items if isinstance(item, Mapping) and item.get("reason")}
+
+
+def _error_metadata(response: requests.Response) -> dict[str, str]:
+    """The ``metadata`` of the ``ErrorInfo`` entries of ``details`` (service, quota metric, ...)."""
+    details = (_error_object(response) or {}).get("details")
+    found: dict[str, str] = {}
+    for item in details if isinstance(details, list) else []:
+        if isinstance(item, Mapping) and str(item.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+            metadata = item.get("metadata")
+            found.update({str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {})
+    return found
 
 
 def _load_private_key(key: ServiceAccountKey, conn_id: str | None) -> Any:
@@ -313,5 +361,6 @@ def _token_from(body: Any, api: str) -> tuple[str, float]:
 
 
 __all__ = [
-    "GoogleAuth", "GoogleDialect", "ServiceAccountKey", "TokenDialect", "api_client", "service_account_key",
+    "ExportLimitError", "GoogleAuth", "GoogleDialect", "ServiceAccountKey", "TokenDialect", "api_client",
+    "service_account_key",
 ]

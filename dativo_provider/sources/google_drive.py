@@ -11,7 +11,13 @@ Spec::
   ``includeItemsFromAllDrives``); with ``recursive`` every subfolder is listed the same way and a
   file's path is ``sub/folder/name``. ``glob`` is matched against the file *name* (``fnmatch``, case
   sensitive). Folders, shortcuts and Google Docs types are skipped; native Google Sheets are exported
-  as CSV (their first sheet, Drive's export limit is 10 MB) when ``export_google_sheets`` is true.
+  as CSV (their first sheet) when ``export_google_sheets`` is true; one over Drive's 10 MB export
+  limit fails the run naming it. Drive answers a folder that is not shared with the account (or
+  does not exist) with an empty list, so an empty listing is checked with ``files.get`` on the
+  folder: not visible fails the run saying so; visible and empty is a run that reads nothing. A glob
+  that matches none of the listed files is logged as a warning. Pages may hold fewer items than
+  asked, even none, before the last: every ``nextPageToken`` is followed. A listing Drive marks
+  ``incompleteSearch`` fails the run (retryable) rather than advance the state past files it missed.
 * **Reading.** Each file is downloaded to a temporary file (one at a time; deleted after it was
   read) and read by the files source's format readers (:mod:`dativo_provider.sources.file_formats`):
   same CSV options, type conversion, bad-row handling and messages. A binary file is fetched by its
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.parse
@@ -50,15 +57,17 @@ import pyarrow as pa
 import requests
 
 from dativo_provider.connections import GoogleConfig
-from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.exceptions import ConfigError, SourceError, TransientError
 from dativo_provider import objectstore
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
 from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead
 from dativo_provider.sources.file_stream import FileStream, FileVersion, infer_file_schema, unread_files
 from dativo_provider.sources.files import COMPRESSION_SUFFIXES, parse_columns, parse_csv_options
-from dativo_provider.sources.google_auth import GoogleAuth, api_client
-from dativo_provider.sources.http import Clock, HttpClient, RetryPolicy
+from dativo_provider.sources.google_auth import ExportLimitError, GoogleAuth, api_client
+from dativo_provider.sources.http import ApiNotFoundError, Clock, HttpClient, RetryPolicy
 from dativo_provider.sources.saas import check_keys, duration, positive_int, retry_policy, utc_moment
+
+log = logging.getLogger(__name__)
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "folder_id", "recursive", "glob", "format", "columns", "csv", "bad_rows", "batch_rows",
@@ -67,7 +76,7 @@ SPEC_KEYS = frozenset({
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SHEET_MIME = "application/vnd.google-apps.spreadsheet"
 GOOGLE_TYPES_PREFIX = "application/vnd.google-apps."
-LIST_FIELDS = "nextPageToken,files(id,name,mimeType,modifiedTime,md5Checksum,size,headRevisionId)"
+LIST_FIELDS = "nextPageToken,incompleteSearch,files(id,name,mimeType,modifiedTime,md5Checksum,size,headRevisionId)"
 MAX_PAGE_SIZE = 1000
 #: Bytes downloaded to infer a schema (the format readers look at their first block, 1 MiB, too).
 SAMPLE_BYTES = 1 << 20
@@ -310,6 +319,8 @@ class Listing:
 
     items: list[DriveItem] = field(default_factory=list)
     started: datetime | None = None
+    #: Every item listed (folders and files the glob or type left out included).
+    entries: int = 0
 
 
 def list_items(client: HttpClient, spec: DriveSpec) -> Listing:
@@ -319,6 +330,7 @@ def list_items(client: HttpClient, spec: DriveSpec) -> Listing:
     while folders:
         folder, prefix = folders.pop(0)
         for entry in list_children(client, folder, spec.page_size, listing):
+            listing.entries += 1
             name, mime = str(entry.get("name", "")), str(entry.get("mimeType", ""))
             if mime == FOLDER_MIME:
                 if spec.recursive and entry["id"] not in seen:
@@ -327,7 +339,27 @@ def list_items(client: HttpClient, spec: DriveSpec) -> Listing:
             elif _readable(mime, spec) and fnmatch.fnmatchcase(name, spec.glob):
                 items.append(_item(entry, prefix + name))
     items.sort(key=lambda item: (item.modified, item.path, item.id))
+    if not listing.entries:
+        check_folder(client, spec.folder_id)
+    elif not items:
+        log.warning("Google Drive folder %r lists %d item(s) but no %s file matches glob %r", spec.folder_id,
+                    listing.entries, spec.format, spec.glob)
     return listing
+
+
+def check_folder(client: HttpClient, folder: str) -> None:
+    """Tell an empty folder from one the account cannot see: Drive lists both as empty, but only a
+    visible one answers ``files.get``."""
+    principal = getattr(client.auth, "principal", "the account of the credentials")
+    try:
+        body = client.get(f"/drive/v3/files/{urllib.parse.quote(folder, safe='')}",
+                          {"fields": "id,name,mimeType", "supportsAllDrives": "true"}, what=f"folder {folder!r}").body
+    except ApiNotFoundError:
+        raise SourceError(f"Google Drive folder {folder!r} is not shared with {principal} or does not exist: share "
+                          "the folder with that account (Viewer is enough) or fix 'folder_id'") from None
+    if body.get("mimeType") != FOLDER_MIME:
+        raise SourceError(f"Google Drive item {folder!r} ({body.get('name')!r}) is a {body.get('mimeType')} file, "
+                          "not a folder; set 'folder_id' to the folder that holds the files")
 
 
 def list_children(client: HttpClient, folder: str, page_size: int,
@@ -341,6 +373,10 @@ def list_children(client: HttpClient, folder: str, page_size: int,
         response = client.get("/drive/v3/files", {**params, **({"pageToken": token} if token else {})},
                               what=f"the items of folder {folder!r}")
         listing.started = listing.started or response.server_time
+        if response.body.get("incompleteSearch"):
+            raise TransientError(f"Google Drive could not list folder {folder!r} completely (incompleteSearch); "
+                                 "nothing was read, a retry lists it again")
+        # A page may hold fewer items than pageSize, or none, with more to come: only the token ends it.
         yield from response.body.get("files") or []
         token = response.body.get("nextPageToken")
         if not token:
@@ -396,8 +432,15 @@ def download(client: HttpClient, item: DriveItem, target: str, limit: int | None
     """Save the item's listed version to ``target``; in full it is checked against its ``md5Checksum``."""
     path, params = content_request(item)
     check = item.md5 if limit is None else None
-    client.request("GET", path, params=params, stream=True, what=f"the content of {display(item)}",
-                   read_body=partial(save_body, target, check, limit))
+    try:
+        client.request("GET", path, params=params, stream=True, what=f"the content of {display(item)}",
+                       read_body=partial(save_body, target, check, limit))
+    except ExportLimitError as exc:
+        raise ExportLimitError(
+            f"Google Drive cannot export {display(item)} as CSV: it exceeds Drive's 10 MB export limit. Read it "
+            "with the google_sheets source, keep it in the folder as an uploaded CSV file (its original "
+            "format), or split it into smaller spreadsheets", api=exc.api, status=exc.status, method=exc.method,
+            path=path) from None
 
 
 def content_request(item: DriveItem) -> tuple[str, dict[str, str]]:

@@ -8,9 +8,9 @@ Spec::
 
 * **Range.** A sheet name (``"Orders"``, ``"'Q1 plan'"``) or a box (``"Orders!B3:F"``; rows or
   columns left open run to the sheet's edge). Requests always quote the sheet name (``'Q1'!A1:F``),
-  since unquoted the API reads ``Q1`` or ``FY2024`` as a cell of the first sheet. ``header_row`` counts from the box's first row
-  (default 1; rows above it, e.g. a title, are skipped); 0 means no header, and the columns are
-  named by their letters. Only the header's columns are read: its last non-empty cell ends them.
+  since unquoted the API reads ``Q1`` or ``FY2024`` as a cell of the first sheet. ``header_row``
+  counts from the box's first row (default 1; rows above it, e.g. a title, are skipped); 0 means no
+  header, and the columns are named by their letters. Only the header's columns are read: its last non-empty cell ends them.
 * **Names.** Header cells are trimmed. A blank header cell is named by its column letter (``"D"``);
   a name that repeats fails the run naming both columns.
 * **Types.** Read with ``UNFORMATTED_VALUE`` and ``SERIAL_NUMBER`` dates; ``columns`` hints win,

@@ -17,10 +17,19 @@ Followed wire contracts (field names, nesting and types as Google documents them
   and ``modifiedTime`` comparisons; ``fields`` selects the returned fields; ``pageSize`` at most 1000;
   ``pageToken``/``nextPageToken``; shared-drive items only with ``includeItemsFromAllDrives`` and
   ``supportsAllDrives``), ``files.get`` (``alt=media`` downloads, 403 ``fileNotDownloadable`` for
-  Google Docs types), ``revisions.get?alt=media`` and ``files.export`` (Google Sheets to CSV).
+  Google Docs types), ``revisions.get?alt=media`` and ``files.export`` (Google Sheets to CSV; over
+  the 10 MB export limit 403 ``exportSizeLimitExceeded``, as Drive's "Export" reference says).
+* **Visibility.** Items in a folder not shared with the account (``add_folder(shared=False)``) are
+  left out of ``files.list``, which still answers 200 with an empty list, and ``files.get`` answers
+  404 ``notFound``, exactly as for an id that does not exist.
+* **Partial pages.** Drive may return fewer items than ``pageSize``, even none, with a
+  ``nextPageToken`` (``files.list`` reference): :attr:`GoogleDouble.page_sizes` scripts the size of
+  the next pages; :attr:`GoogleDouble.incomplete_search` sets ``incompleteSearch: true``.
 * **Sheets v4** ``spreadsheets.values.get`` and ``spreadsheets.get`` (see
   :mod:`tests.doubles.google_sheets_model`).
-* Error bodies ``{"error": {"code", "message", "status", "errors": [{"domain", "reason", "message"}]}}``.
+* Error bodies ``{"error": {"code", "message", "status", "errors": [{"domain", "reason", "message"}]}}``;
+  Sheets v4 (a gRPC-transcoded API) instead sends ``details`` with a ``google.rpc.ErrorInfo``
+  (``reason``, ``domain``, ``metadata``): :func:`sheets_error`.
   Faults (429 with ``Retry-After``, a 500 then success, ...) are scripted with :meth:`ApiDouble.fail`.
 """
 
@@ -40,6 +49,11 @@ from typing import Any
 from tests.doubles.google_sheets_model import RangeError, Spreadsheet
 from tests.doubles.server import ApiDouble, Request, Response
 
+#: Drive's export limit ("Exported content is limited to 10MB", files.export reference).
+EXPORT_LIMIT_BYTES = 10 * 1024 * 1024
+#: Scopes outside Google's namespace that the token endpoint grants too (OpenID Connect).
+OPENID_SCOPES = {"openid", "email", "profile"}
+_GOOGLE_SCOPE = re.compile(r"https://www\.googleapis\.com/auth/[a-z][a-z0-9._-]*")
 DRIVE_SCOPES = {"https://www.googleapis.com/auth/drive", "https://www.googleapis.com/auth/drive.readonly"}
 SHEETS_SCOPES = DRIVE_SCOPES | {"https://www.googleapis.com/auth/spreadsheets",
                                 "https://www.googleapis.com/auth/spreadsheets.readonly"}
@@ -64,6 +78,15 @@ def google_error(code: int, message: str, reason: str | None = None, domain: str
     return Response(code, {"error": error}, dict(headers or {}))
 
 
+def sheets_error(code: int, message: str, reason: str, domain: str = "googleapis.com",
+                 metadata: dict[str, str] | None = None) -> Response:
+    """A Sheets v4 error: ``status`` and a ``google.rpc.ErrorInfo`` in ``details``, no ``errors`` list."""
+    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": domain,
+            "metadata": dict(metadata or {})}
+    return Response(code, {"error": {"code": code, "message": message, "status": _STATUS.get(code, "UNKNOWN"),
+                                     "details": [info]}})
+
+
 def _oauth_error(code: str, description: str) -> Response:
     return Response(400, {"error": code, "error_description": description})
 
@@ -83,6 +106,8 @@ class DriveFile:
     trashed: bool = False
     drive_id: str | None = None
     version: int = 1
+    #: True/False: shared with the account or not; None: as its parent folder (top level: shared).
+    shared: bool | None = None
 
     def resource(self) -> dict[str, Any]:
         """The file as Drive v3 describes it (before ``fields`` selects from it)."""
@@ -114,6 +139,10 @@ class GoogleDouble(ApiDouble):
         self.files: dict[str, DriveFile] = {}
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.subjects: list[str | None] = []
+        #: Sizes of the next files.list pages (Drive may answer short or empty pages); then ``pageSize``.
+        self.page_sizes: list[int] = []
+        #: files.list answers ``incompleteSearch: true`` (Drive could not search every corpus).
+        self.incomplete_search = False
         self._ids = itertools.count(1)
 
     # -- credentials -----------------------------------------------------------------------------
@@ -136,9 +165,19 @@ class GoogleDouble(ApiDouble):
     # -- Drive content ---------------------------------------------------------------------------
 
     def add_folder(self, name: str, parent: str = "root", drive_id: str | None = None,
-                   folder_id: str | None = None) -> str:
-        """A folder; ``folder_id`` fixes its id (an example DAG names one)."""
-        return self._add(name, FOLDER_MIME, parent, b"", datetime(2024, 1, 1, tzinfo=UTC), drive_id, folder_id)
+                   folder_id: str | None = None, shared: bool | None = None) -> str:
+        """A folder; ``folder_id`` fixes its id (an example DAG names one); ``shared=False``: not shared
+        with the service account, so neither it nor what it holds is visible."""
+        folder = self._add(name, FOLDER_MIME, parent, b"", datetime(2024, 1, 1, tzinfo=UTC), drive_id, folder_id)
+        self.files[folder].shared = shared
+        return folder
+
+    def visible(self, item: DriveFile) -> bool:
+        """Whether the account sees the item: shared itself, or held by a folder it sees."""
+        if item.shared is not None:
+            return item.shared
+        parents = [self.files[p] for p in item.parents if p in self.files]
+        return not parents or any(self.visible(parent) for parent in parents)
 
     def add_file(self, name: str, parent: str, content: bytes, modified: datetime, mime_type: str = "text/csv",
                  drive_id: str | None = None) -> str:
@@ -224,7 +263,7 @@ class GoogleDouble(ApiDouble):
         scopes = set(str(claims["scope"]).split())
         if claims["exp"] - claims["iat"] > 3600:
             return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes)")
-        if not scopes or not scopes <= SHEETS_SCOPES:
+        if not scopes or any(not _known_scope(scope) for scope in scopes):
             return _oauth_error("invalid_scope", f"Invalid OAuth scope or ID token audience provided: {sorted(scopes)}")
         self.subjects.append(claims.get("sub"))
         token = self.issue_token(scopes)
@@ -261,7 +300,7 @@ class GoogleDouble(ApiDouble):
         item = self.files.get(parts[1]) if len(parts) >= 2 and parts[0] == "files" else None
         # files.get hides shared-drive items without supportsAllDrives; revisions.get and export take no such flag.
         hidden = item is not None and item.drive_id and len(parts) == 2 and request.param("supportsAllDrives") != "true"
-        if item is None or hidden:
+        if item is None or hidden or not self.visible(item):
             file_id = parts[1] if len(parts) > 1 else ""
             return google_error(404, f"File not found: {file_id}.", "notFound")
         if len(parts) == 2:
@@ -282,12 +321,14 @@ class GoogleDouble(ApiDouble):
             return google_error(400, "Invalid Value", "invalid", domain="global")
         if not 1 <= size <= 1000:
             return google_error(400, f"Invalid value '{size}'. Values must be within the range: [1, 1000]", "invalid")
-        items = [f for f in self.files.values() if matches(f)]
+        items = [f for f in self.files.values() if matches(f) and self.visible(f)]
         offset = _page_offset(request.param("pageToken"), q)
         if offset is None:
             return google_error(400, "Invalid Value", "invalid")
+        with self.lock:
+            size = self.page_sizes.pop(0) if self.page_sizes else size
         selected, rest = _select_fields(request.param("fields"))
-        body: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False,
+        body: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": self.incomplete_search,
                                 "files": [_pick(f.resource(), selected) for f in items[offset : offset + size]]}
         if offset + size < len(items):
             body["nextPageToken"] = _page_token(offset + size, q)
@@ -315,6 +356,8 @@ class GoogleDouble(ApiDouble):
             return google_error(403, "Export only supports Docs Editors files.", "fileNotExportable")
         if request.param("mimeType") != "text/csv":
             return google_error(400, "The requested conversion is not supported.", "badRequest")
+        if len(item.content) > EXPORT_LIMIT_BYTES:
+            return google_error(403, "This file is too large to be exported.", "exportSizeLimitExceeded")
         return Response(200, None, {"Content-Type": "text/csv"}, raw=item.content)
 
     # -- Sheets ----------------------------------------------------------------------------------
@@ -346,6 +389,12 @@ class GoogleDouble(ApiDouble):
         if request.param("majorDimension", "ROWS") != "ROWS":
             return google_error(400, "only ROWS is modelled by the double")
         return Response(200, book.values(a1, value_render, date_render))
+
+
+def _known_scope(scope: str) -> bool:
+    """A scope the token endpoint grants: any of Google's API scopes (``cloud-platform``, ``drive.file``,
+    ...) or an OpenID one; which APIs a token may call is checked per API (:meth:`_authorized`)."""
+    return scope in OPENID_SCOPES or _GOOGLE_SCOPE.fullmatch(scope) is not None
 
 
 # --- q, fields and page tokens ------------------------------------------------------------------
@@ -397,7 +446,8 @@ def _pick(resource: dict[str, Any], selected: set[str]) -> dict[str, Any]:
 
 
 def _page_token(offset: int, q: str) -> str:
-    raw = json.dumps({"o": offset, "q": hashlib.sha1(q.encode()).hexdigest()[:8]}).encode()
+    # A nonce: every page has its own token, an empty page's too (as Drive's opaque tokens).
+    raw = json.dumps({"o": offset, "q": hashlib.sha1(q.encode()).hexdigest()[:8], "n": secrets.token_hex(4)}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

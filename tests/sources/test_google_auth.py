@@ -16,7 +16,7 @@ from dativo_provider.sources.http import (
     DailyLimitError,
     RetryPolicy,
 )
-from tests.doubles.google_api import google_error, make_service_account_key
+from tests.doubles.google_api import google_error, make_service_account_key, sheets_error
 from tests.doubles.google_fixtures import (  # noqa: F401 - fixtures
     CLIENT_EMAIL,
     _key_pair,
@@ -176,6 +176,42 @@ def test_error_bodies_are_mapped_by_kind(google, google_config, clock):
         _list(client)
     google.fail(503, google_error(503, "Backend Error", "backendError").body, times=None, match=_api)
     with pytest.raises(ApiUnavailableError, match="Backend Error"):
+        _list(client)
+
+
+def test_the_token_endpoint_grants_any_google_scope_and_each_api_checks_its_own(google, google_config, clock):
+    # The real endpoint grants cloud-platform (the Airflow connection's default) and drive.file alike;
+    # it is the API that refuses a token whose scopes do not cover it.
+    config = GoogleConfig(service_account_info=google_config.service_account_info, drive_url=google.url,
+                          scopes=("https://www.googleapis.com/auth/cloud-platform", "openid"))
+    with pytest.raises(ApiAuthError, match=r"insufficient authentication scopes\. \(insufficientPermissions\)"):
+        _list(_client(config, clock))
+    assert len(google.issued) == 1, "the token endpoint granted cloud-platform; Drive refused it"
+    wide = GoogleConfig(service_account_info=google_config.service_account_info, drive_url=google.url,
+                        scopes=("https://www.googleapis.com/auth/drive.file", "https://www.googleapis.com/auth/drive"))
+    assert _list(_client(wide, clock)) == {"files": []}
+    bogus = GoogleConfig(service_account_info=google_config.service_account_info, drive_url=google.url,
+                         scopes=("drive",))
+    with pytest.raises(ApiAuthError, match="invalid_scope|Invalid OAuth scope"):
+        _list(_client(bogus, clock))
+
+
+def test_error_info_details_are_read_into_the_message(google, google_config, clock):
+    client = _client(google_config, clock)
+    disabled = sheets_error(403, "Google Sheets API has not been used in project 1234 before or it is disabled.",
+                            "SERVICE_DISABLED", metadata={"service": "sheets.googleapis.com",
+                                                          "consumer": "projects/1234"})
+    google.fail(403, disabled.body, match=_api)
+    with pytest.raises(ApiRequestError, match=r"sheets\.googleapis\.com is not enabled in projects/1234; enable "
+                                              r"it .*\(SERVICE_DISABLED; consumer=projects/1234; "
+                                              r"service=sheets\.googleapis\.com\)") as failure:
+        _list(client)
+    assert not isinstance(failure.value, ApiAuthError)
+    scope = sheets_error(403, "Request had insufficient authentication scopes.", "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                         metadata={"service": "sheets.googleapis.com", "method": "GetValues"})
+    google.fail(403, scope.body, match=_api)
+    with pytest.raises(ApiAuthError, match=r"scopes\. \(ACCESS_TOKEN_SCOPE_INSUFFICIENT; method=GetValues; "
+                                           r"service=sheets\.googleapis\.com\)"):
         _list(client)
 
 

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dativo_provider.exceptions import ConfigError, SourceError
+from dativo_provider.exceptions import ConfigError, SourceError, TransientError
 from dativo_provider.sources.base import ReadBounds
 from dativo_provider.sources.google_drive import GoogleDriveSource, parse_spec
-from dativo_provider.sources.http import ApiNotFoundError
-from tests.doubles.google_api import google_error
+from dativo_provider.sources.google_auth import ExportLimitError
+from dativo_provider.sources.http import ApiAuthError, ApiNotFoundError
+from tests.doubles.google_api import EXPORT_LIMIT_BYTES, google_error
 from tests.doubles.google_fixtures import (  # noqa: F401 - fixtures
+    CLIENT_EMAIL,
     _key_pair,
     clock,
     google,
@@ -205,6 +207,74 @@ def test_an_empty_folder_needs_declared_columns(google, google_config, clock, fo
         read_all(drive(google_config, clock, folder))
     table, state = read_all(drive(google_config, clock, folder, columns={"id": "int64"}))
     assert table.num_rows == 0 and state is None
+
+
+COLUMNS = {"id": "int64", "name": "string"}
+
+
+@pytest.mark.parametrize("where", ["unshared", "missing"])
+def test_a_folder_the_account_cannot_see_fails_saying_so(google, google_config, clock, read_all, where):
+    unshared = google.add_folder("finance", shared=False)
+    google.add_file("orders.csv", unshared, csv((1, "a")), at(1))
+    folder = unshared if where == "unshared" else "1NoSuchFolder"
+    # Drive lists both as an empty folder, with 200; only files.get on the folder tells them apart.
+    with pytest.raises(SourceError, match=f"folder '{folder}' is not shared with the service account "
+                                          f"{CLIENT_EMAIL} or does not exist") as failure:
+        read_all(drive(google_config, clock, folder, columns=COLUMNS))
+    assert not isinstance(failure.value, ApiAuthError)
+    check = [r for r in google.requests if r.path == f"/drive/v3/files/{folder}"]
+    assert [(r.param("supportsAllDrives"), r.param("fields")) for r in check] == [("true", "id,name,mimeType")]
+
+
+def test_a_visible_empty_folder_reads_nothing_and_a_file_id_is_not_a_folder(google, google_config, clock, folder,
+                                                                            read_all):
+    table, state = read_all(drive(google_config, clock, folder, columns=COLUMNS))
+    assert table.num_rows == 0 and state is None
+    sheet = google.add_file("orders.csv", folder, csv((1, "a")), at(1))
+    with pytest.raises(SourceError, match=r"'orders\.csv'\) is a text/csv file, not a folder"):
+        read_all(drive(google_config, clock, sheet, columns=COLUMNS))
+
+
+def test_a_glob_that_matches_nothing_warns(google, google_config, clock, folder, read_all, caplog):
+    google.add_file("orders.csv", folder, csv((1, "a")), at(1))
+    with caplog.at_level("WARNING", logger="dativo_provider.sources.google_drive"):
+        table, _ = read_all(drive(google_config, clock, folder, glob="invoices_*.csv", columns=COLUMNS))
+    assert table.num_rows == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Google Drive folder {folder!r} lists 1 item(s) but no csv file matches glob 'invoices_*.csv'"]
+    assert not [r for r in google.requests if r.path == f"/drive/v3/files/{folder}"], "a non-empty folder is visible"
+
+
+def test_partial_and_empty_pages_are_followed_to_the_last_token(google, google_config, clock, folder, read_all):
+    for n in range(5):
+        google.add_file(f"orders_{n}.csv", folder, csv((n, f"n{n}")), at(n))
+    google.page_sizes = [0, 1, 0, 2]  # then pageSize (1000): the last two files
+    table, _ = read_all(drive(google_config, clock, folder))
+    assert ids(table) == [0, 1, 2, 3, 4]
+    assert len([r for r in google.requests if r.path == LIST]) == 5
+
+
+def test_an_incomplete_search_fails_the_run_before_anything_is_read(google, google_config, clock, folder,
+                                                                   read_all):
+    google.add_file("orders.csv", folder, csv((1, "a")), at(1))
+    google.incomplete_search = True
+    with pytest.raises(TransientError, match="could not list folder .* completely \\(incompleteSearch\\)"):
+        read_all(drive(google_config, clock, folder))
+    assert "incompleteSearch" in next(r for r in google.requests if r.path == LIST).param("fields")
+    assert not downloads(google)
+
+
+def test_a_google_sheet_over_the_export_limit_fails_naming_it(google, google_config, clock, folder, read_all):
+    row = b"1,%s\n" % (b"x" * 1000)
+    google.add_google_sheet("big", folder, b"id,name\n" + row * (EXPORT_LIMIT_BYTES // len(row) + 1), at(1))
+    with pytest.raises(ExportLimitError) as failure:
+        read_all(drive(google_config, clock, folder, export_google_sheets=True, columns=COLUMNS))
+    message = str(failure.value)
+    assert "cannot export gdrive:big as CSV: it exceeds Drive's 10 MB export limit" in message
+    assert "split it" in message and "authentication" not in message
+    assert not isinstance(failure.value, ApiAuthError)
+    exports = [r for r in google.requests if r.path.endswith("/export")]
+    assert len(exports) == 1, "a size limit is not retried"
 
 
 def test_a_file_that_vanished_fails_with_its_name(google, google_config, clock, folder, read_all):
