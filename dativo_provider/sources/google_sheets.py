@@ -10,7 +10,8 @@ Spec::
   columns left open run to the sheet's edge). Requests always quote the sheet name (``'Q1'!A1:F``),
   since unquoted the API reads ``Q1`` or ``FY2024`` as a cell of the first sheet. ``header_row``
   counts from the box's first row (default 1; rows above it, e.g. a title, are skipped); 0 means no
-  header, and the columns are named by their letters. Only the header's columns are read: its last non-empty cell ends them.
+  header, and the columns are named by their letters. Only the header's columns are read: its last
+  non-empty cell ends them. A spreadsheet not shared with the account fails saying so.
 * **Names.** Header cells are trimmed. A blank header cell is named by its column letter (``"D"``);
   a name that repeats fails the run naming both columns.
 * **Types.** Read with ``UNFORMATTED_VALUE`` and ``SERIAL_NUMBER`` dates; ``columns`` hints win,
@@ -45,7 +46,7 @@ from dativo_provider.connections import GoogleConfig
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
 from dativo_provider.sources.google_auth import GoogleAuth, api_client
-from dativo_provider.sources.http import Clock, HttpClient, RetryPolicy
+from dativo_provider.sources.http import ApiAuthError, Clock, HttpClient, RetryPolicy
 from dativo_provider.sources.saas import check_keys, positive_int, retry_policy
 from dativo_provider.sources.sheets_values import (
     A1Range,
@@ -232,8 +233,16 @@ class SheetStream(SourceStream):
                       _zone(properties.get("timeZone")), merges)
 
     def _sheet_metadata(self) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-        body = self.client.get(self._book_path(), {"ranges": quote_sheet(self.sheet), "fields": SHEET_FIELDS},
-                               what=f"sheet {self.sheet!r} of spreadsheet {self.spec.spreadsheet_id!r}").body
+        try:
+            body = self.client.get(self._book_path(), {"ranges": quote_sheet(self.sheet), "fields": SHEET_FIELDS},
+                                   what=f"sheet {self.sheet!r} of spreadsheet {self.spec.spreadsheet_id!r}").body
+        except ApiAuthError as exc:
+            # A spreadsheet not shared with the account: 403 PERMISSION_DENIED with no reason (a missing
+            # scope names one, ACCESS_TOKEN_SCOPE_INSUFFICIENT, and stays an authentication error).
+            if exc.status != 403 or not str(exc).endswith("(PERMISSION_DENIED)"):
+                raise
+            raise SourceError(f"spreadsheet {self.spec.spreadsheet_id!r} is not shared with {self.auth.principal}: "
+                              "share it with that account (Viewer is enough)") from None
         sheets = [s for s in body.get("sheets") or [] if s.get("properties", {}).get("title") == self.sheet]
         if not sheets:
             raise SourceError(f"spreadsheet {self.spec.spreadsheet_id!r} has no sheet named {self.sheet!r}")

@@ -143,6 +143,7 @@ class GoogleDouble(ApiDouble):
         self.page_sizes: list[int] = []
         #: files.list answers ``incompleteSearch: true`` (Drive could not search every corpus).
         self.incomplete_search = False
+        self.unshared_books: set[str] = set()
         self._ids = itertools.count(1)
 
     # -- credentials -----------------------------------------------------------------------------
@@ -214,9 +215,14 @@ class GoogleDouble(ApiDouble):
 
     # -- Sheets content --------------------------------------------------------------------------
 
-    def add_spreadsheet(self, spreadsheet_id: str, title: str = "Sheet", time_zone: str = "Etc/GMT") -> Spreadsheet:
+    def add_spreadsheet(self, spreadsheet_id: str, title: str = "Sheet", time_zone: str = "Etc/GMT",
+                        shared: bool = True) -> Spreadsheet:
+        """A spreadsheet; ``shared=False``: it exists but is not shared with the account (Sheets answers 403
+        ``PERMISSION_DENIED``, unlike Drive's 404)."""
         with self.lock:
             book = self.spreadsheets[spreadsheet_id] = Spreadsheet(spreadsheet_id, title, time_zone)
+            if not shared:
+                self.unshared_books.add(spreadsheet_id)
             return book
 
     # -- routing ---------------------------------------------------------------------------------
@@ -367,6 +373,8 @@ class GoogleDouble(ApiDouble):
         book = self.spreadsheets.get(book_id)
         if book is None:
             return google_error(404, "Requested entity was not found.")
+        if book_id in self.unshared_books:
+            return google_error(403, "The caller does not have permission")
         try:
             if not rest:
                 fields = request.param("fields") or ""

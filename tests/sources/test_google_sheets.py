@@ -12,10 +12,11 @@ import pytest
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.sources.base import ReadBounds
 from dativo_provider.sources.google_sheets import GoogleSheetsSource, parse_spec
-from dativo_provider.sources.http import ApiNotFoundError, ApiRequestError
+from dativo_provider.sources.http import ApiAuthError, ApiNotFoundError, ApiRequestError, ApiUnavailableError
 from dativo_provider.sources.sheets_values import A1Range, infer_type, parse_a1, serial_to_datetime
-from tests.doubles.google_api import google_error
+from tests.doubles.google_api import google_error, sheets_error
 from tests.doubles.google_fixtures import (  # noqa: F401 - fixtures
+    CLIENT_EMAIL,
     _key_pair,
     clock,
     google,
@@ -217,6 +218,33 @@ def test_the_double_reads_unquoted_cell_like_names_as_the_api_does(book):
     for unparsable in ("Q1!A1:B2", "FY2024", "My Sheet!A1"):
         with pytest.raises(RangeError):
             book.values(unparsable, "FORMATTED_VALUE", "SERIAL_NUMBER")
+
+
+def test_a_spreadsheet_not_shared_with_the_account_fails_saying_so(google, google_config, clock, read_all):
+    google.add_spreadsheet("1Private", shared=False).put_sheet("Orders", [["id"], [1]])
+    with pytest.raises(SourceError, match=f"spreadsheet '1Private' is not shared with the service account "
+                                          f"{CLIENT_EMAIL}: share it") as failure:
+        read_all(sheets(google_config, clock, spreadsheet_id="1Private"))
+    assert not isinstance(failure.value, ApiAuthError)
+
+
+def test_sheets_error_info_is_read_a_missing_scope_stays_an_auth_error(google, google_config, clock, book,
+                                                                       read_all):
+    book.put_sheet("Orders", [["id"], [1]])
+    scope = sheets_error(403, "Request had insufficient authentication scopes.", "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                         metadata={"service": "sheets.googleapis.com", "method": "google.apps.sheets.v4.Get"})
+    google.fail(403, scope.body, match=lambda r: r.path.startswith("/v4/"))
+    with pytest.raises(ApiAuthError, match=r"\(ACCESS_TOKEN_SCOPE_INSUFFICIENT; "
+                                           r"method=google\.apps\.sheets\.v4\.Get; service=sheets\.googleapis\.com\)"):
+        read_all(sheets(google_config, clock))
+    quota = sheets_error(429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
+                              "minute per user'", "RATE_LIMIT_EXCEEDED",
+                         metadata={"quota_metric": "sheets.googleapis.com/read_requests",
+                                   "service": "sheets.googleapis.com"})
+    google.fail(429, quota.body, times=None, match=lambda r: r.path.startswith("/v4/"))
+    with pytest.raises(ApiUnavailableError, match=r"RATE_LIMIT_EXCEEDED; quota_metric=sheets\.googleapis\.com/"
+                                                  r"read_requests"):
+        read_all(sheets(google_config, clock, retry={**FAST, "max_attempts": 2}))
 
 
 def test_the_source_demands_a_write_mode_that_does_not_duplicate(google_config, clock):
