@@ -189,3 +189,17 @@ def test_the_service_account_key_and_tokens_never_reach_logs_errors_or_the_table
         for secret in secrets:
             assert secret not in text, f"a secret reached the {where}"
     assert isinstance(failure.value, DativoError) and not failure.value.retryable
+
+
+def test_an_unshared_folder_fails_the_run_and_later_files_are_read_once_it_is_shared(google, google_config, clock,
+                                                                                    catalog):
+    folder = google.add_folder("finance", shared=False)
+    google.add_file("a.csv", folder, csv((1, "v1")), at(1))
+    with pytest.raises(DativoError, match=f"not shared with the service account {CLIENT_EMAIL}") as failure:
+        run_ingest(drive(google_config, clock, folder), catalog, "lake.files")
+    assert not failure.value.retryable
+    assert not catalog.load().table_exists("lake.files"), "a run that cannot see its folder writes nothing"
+
+    google.files[folder].shared = True  # the folder is shared with the account
+    result = run_ingest(drive(google_config, clock, folder), catalog, "lake.files")
+    assert result.rows_written == 1 and rows(catalog) == [(1, "v1")]
