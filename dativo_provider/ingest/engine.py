@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import (
@@ -206,7 +207,16 @@ class _Run:
             table = self.catalog.load_table(self.table_name)
         except NoSuchTableError:
             return None
-        return read_state(table, self.source.identity, self.branch)
+        return read_state(table, self.source.identity, self.branch) or self._former_state(table)
+
+    def _former_state(self, table: Table) -> Any:
+        """The state the source committed under an identity it had before, until it commits under its
+        own; nothing is committed under the new identity yet, so the concurrency check expects nothing."""
+        for former in self.source.former_identities:
+            found = read_state(table, former, self.branch)
+            if found is not None:
+                return SimpleNamespace(snapshot_id=None, state=found.state)
+        return None
 
     def _prepare_table(self, source_schema: pa.Schema) -> Table:
         incoming = storage_schema(source_schema)

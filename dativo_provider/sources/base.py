@@ -124,6 +124,9 @@ class Source(ABC):
     #: True when a run may re-read rows an earlier run already wrote (a lookback window).
     #: The engine then insists on a write mode that deduplicates (merge on keys).
     may_repeat_rows: bool = False
+    #: Identities this source's state was committed under before (a renamed identity): the engine
+    #: continues from their state until the source commits under its current one.
+    former_identities: tuple[str, ...] = ()
 
     @property
     @abstractmethod

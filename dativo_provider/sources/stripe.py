@@ -170,6 +170,18 @@ def from_spec(spec: Mapping[str, Any], connection: StripeConfig) -> StripeSource
     return StripeSource(parse_spec(spec), connection)
 
 
+def _permission_error(exc: ApiAuthError, conn_id: str | None, what: str) -> ApiAuthError:
+    """A 403 of a restricted key lacking a permission, naming what was read and the permission."""
+    permission = _PERMISSION.search(str(exc)) if exc.status == 403 else None
+    if permission is None:
+        return exc
+    return ApiAuthError(
+        f"Stripe: the key of connection {conn_id!r} may not read {what}: it lacks the {permission[1]!r} "
+        "permission (give the restricted key Read access to it)",
+        api=exc.api, status=exc.status, method=exc.method, path=exc.path,
+    )
+
+
 class StripeDialect(Dialect):
     """Stripe's error body ``{"error": {"type", "message", "code"}}`` and ``Stripe-Should-Retry``."""
 
@@ -211,6 +223,7 @@ class StripeSource(Source):
         self.spec = spec
         self.config = config
         self.clock = clock
+        self._account_id: str | None = None
         self.may_repeat_rows = spec.incremental and spec.lookback is not None
 
     @property
@@ -219,7 +232,29 @@ class StripeSource(Source):
 
     @property
     def identity(self) -> str:
-        return f"stripe://{self.account or 'default'}/{self.spec.object}"
+        """``stripe://<account id>/<object>``: two keys writing one table keep separate watermarks."""
+        return f"stripe://{self.account_id()}/{self.spec.object}"
+
+    @property
+    def former_identities(self) -> tuple[str, ...]:
+        """Reads of the key's own account were ``stripe://default/<object>`` before the account id was
+        part of the identity: a table loaded then continues from that watermark."""
+        return () if self.account else (f"stripe://default/{self.spec.object}",)
+
+    def account_id(self) -> str:
+        """The connected account read, or the key's own account (``GET /v1/account``, asked once)."""
+        if self.account:
+            return self.account
+        if self._account_id is None:
+            try:
+                body = self._client().get("/v1/account", (), what="the account").body
+            except ApiAuthError as exc:
+                raise _permission_error(exc, self.config.conn_id, "its account id (GET /v1/account)") from None
+            account_id = body.get("id") if isinstance(body, Mapping) else None
+            if not isinstance(account_id, str) or not account_id.startswith("acct_"):
+                raise SourceError("Stripe GET /v1/account did not answer with an account id")
+            self._account_id = account_id
+        return self._account_id
 
     @property
     def lineage(self) -> LineageDataset:
@@ -325,14 +360,7 @@ class StripeStream(RecordStream[HttpClient]):
         try:
             return self.client.get(path, params, what=f"the {self.spec.object} list")
         except ApiAuthError as exc:
-            permission = _PERMISSION.search(str(exc)) if exc.status == 403 else None
-            if permission is None:
-                raise
-            raise ApiAuthError(
-                f"Stripe: the key of connection {self.conn_id!r} may not read {self.spec.object}: it lacks the "
-                f"{permission[1]!r} permission (give the restricted key Read access to {self.spec.object})",
-                api=exc.api, status=exc.status, method=exc.method, path=exc.path,
-            ) from None
+            raise _permission_error(exc, self.conn_id, self.spec.object) from None
 
     def _data(self, body: Any) -> list[dict[str, Any]]:
         data = body.get("data") if isinstance(body, Mapping) else None

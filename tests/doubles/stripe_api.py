@@ -23,6 +23,8 @@
   ``current_period_start/end`` move into each of its items, an invoice loses ``paid``, ``charge``,
   ``payment_intent`` and ``subscription`` (now ``parent.subscription_details.subscription``), charges
   and payment intents lose ``invoice``. A version that is not one gets 400 "Invalid Stripe API version".
+* **Account:** ``GET /v1/account`` answers ``{"id": "acct_...", "object": "account", ...}``: the
+  key's own account (``account_id``), or the one ``Stripe-Account`` names.
 * **Balance:** ``GET /v1/balance`` answers ``{"object": "balance", "available": [...], "pending":
   [...], "livemode"}`` (amounts per currency and source type, zero here).
 * **Speed:** objects are serialised once; a page is the joined bytes of its objects.
@@ -134,9 +136,11 @@ class StripeDouble(ApiDouble):
     """Stripe's list endpoints for one secret key, a platform account and connected accounts."""
 
     def __init__(self, api_key: str = API_KEY, accounts: Iterable[str] = (),
-                 denied: Iterable[str] = ()) -> None:
+                 denied: Iterable[str] = (), account_id: str = "acct_1DativoPlatform0") -> None:
         super().__init__()
         self.api_key = api_key
+        #: The key's own (platform) account, as ``GET /v1/account`` names it.
+        self.account_id = account_id
         self.accounts = set(accounts)
         #: Objects the key may not read (a restricted key without that permission): 403.
         self.denied = set(denied)
@@ -176,14 +180,18 @@ class StripeDouble(ApiDouble):
         if request.path == "/v1/balance" and request.method == "GET":
             return self._balance()
         resource = request.path.removeprefix("/v1/")
-        if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
-            return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
-                          "https://stripe.com/docs or we can help at https://support.stripe.com/.")
         if resource in self.denied:
             permission = f"rak_{_PERMISSIONS.get(resource, resource.rstrip('s'))}_read"
             return _error(403, f"The provided key '{_masked(self.api_key)}' does not have the required permissions "
-                          f"for this endpoint on account '{account or 'acct_double'}'. Having the '{permission}' "
+                          f"for this endpoint on account '{account or self.account_id}'. Having the '{permission}' "
                           "permission would allow this request to continue.")
+        if resource == "account" and request.method == "GET":
+            body = {"id": account or self.account_id, "object": "account", "country": "DE",
+                    "default_currency": "eur", "type": "standard" if account is None else "express"}
+            return Response(200, body, {"Request-Id": "req_double"})
+        if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
+            return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                          "https://stripe.com/docs or we can help at https://support.stripe.com/.")
         return self._list(request, resource, self.data.get((account, resource)) or _Collection())
 
     def _authenticate(self, request: Request) -> Response | None:

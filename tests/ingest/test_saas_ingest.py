@@ -90,6 +90,45 @@ def test_stripe_lookback_merges_updated_charges_in_place(stripe, catalog):
     assert table["ch_00000000000299"]["refunded"] is True and table["ch_00000000000299"]["amount_refunded"] == 500
 
 
+def test_two_stripe_accounts_writing_one_table_keep_their_own_watermarks(stripe, catalog):
+    stripe.add("charges", charges(200, start=int(stripe.now.timestamp()) - 2_000, step=5))
+    first = run_ingest(stripe_source(stripe), catalog, "raw.charges")
+    assert first.source == "stripe://acct_1DativoPlatform0/charges"
+    other_key = "sk_test_51OtherAccountKey00000000000abcd"
+    with StripeDouble(api_key=other_key, account_id="acct_1OtherPlatform00") as other:
+        other.now = stripe.now
+        other.add("charges", charges(50, step=60, first=7_000))  # long before the first account's watermark
+        second = run_ingest(stripe_source(other, key=other_key), catalog, "raw.charges")
+    assert second.source == "stripe://acct_1OtherPlatform00/charges"
+    assert second.watermark_before is None and second.rows_written == 50
+    assert len(rows(catalog, "raw.charges")) == 250
+
+
+class _BeforeTheAccountId(StripeSource):
+    """The identity Stripe sources had before the account id was part of it."""
+
+    @property
+    def identity(self) -> str:
+        return f"stripe://default/{self.spec.object}"
+
+
+def test_a_table_loaded_before_the_account_id_continues_from_its_watermark(stripe, catalog):
+    stripe.add("charges", charges(300, step=30))
+    old = _BeforeTheAccountId(stripe_spec({"object": "charges"}),
+                              StripeConfig(api_key=API_KEY, base_url=stripe.url, conn_id="stripe_test"))
+    loaded = run_ingest(old, catalog, "raw.charges")
+    now = advance(stripe, 2)
+    stripe.add("charges", charges(40, start=now - 3_000, step=10, first=9_000))
+    stripe.clear_log()
+    moved = run_ingest(stripe_source(stripe), catalog, "raw.charges")
+    assert moved.watermark_before == loaded.watermark_after and moved.rows_written == 40
+    assert moved.source == "stripe://acct_1DativoPlatform0/charges"
+    again = run_ingest(stripe_source(stripe), catalog, "raw.charges")
+    assert again.watermark_before == moved.watermark_after and again.rows_written == 0
+    ids = [r["id"] for r in rows(catalog, "raw.charges")]
+    assert len(ids) == 340 == len(set(ids))
+
+
 def test_stripe_failure_mid_paging_commits_nothing_and_the_next_run_recovers(stripe, catalog):
     stripe.add("charges", charges(400, step=30))
     run_ingest(stripe_source(stripe), catalog, "raw.charges")

@@ -55,7 +55,7 @@ def read(src, state=None, bounds=ReadBounds()):
 
 
 def list_params(api) -> list[dict[str, list[str]]]:
-    return [r.params for r in api.requests if r.path.startswith("/v1/")]
+    return [r.params for r in api.requests if r.path.startswith("/v1/") and r.path != "/v1/account"]
 
 
 def test_charges_arrive_with_typed_columns_by_the_documented_rule(api):
@@ -279,7 +279,7 @@ def test_a_restricted_key_without_read_permission_fails_naming_object_and_permis
         read(source(api))
     message = str(caught.value)
     assert message == ("Stripe: the key of connection 'stripe_test' may not read charges: it lacks the "
-                       "'rak_charge_read' permission (give the restricted key Read access to charges)")
+                       "'rak_charge_read' permission (give the restricted key Read access to it)")
     assert caught.value.status == 403 and API_KEY[-4:] not in message
 
 
@@ -343,3 +343,22 @@ def test_the_default_version_is_sent_when_the_connection_pins_none(billing):
 def test_a_malformed_version_is_a_config_error_naming_the_connection(api):
     with pytest.raises(ConfigError, match="stripe connection 'stripe_test': 'api_version' must look like"):
         versioned(api, "basil", object="charges")
+
+
+# --- the account in the source identity ----------------------------------------------------------
+
+
+def test_the_identity_names_the_account_read(api):
+    src = source(api)
+    assert src.identity == src.identity == "stripe://acct_1DativoPlatform0/charges"
+    assert [r.path for r in api.requests] == ["/v1/account"], "asked once"
+    assert src.former_identities == ("stripe://default/charges",)
+    connected = StripeSource(parse_spec({"object": "charges", "account": "acct_connected1"}), config(api))
+    assert connected.identity == "stripe://acct_connected1/charges" and connected.former_identities == ()
+    assert len(api.requests) == 1
+
+
+def test_a_key_that_may_not_read_its_account_fails_naming_the_permission(api):
+    api.denied.add("account")
+    with pytest.raises(ApiAuthError, match="may not read its account id .*'rak_account_read' permission"):
+        read(source(api))
