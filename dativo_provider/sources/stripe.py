@@ -224,6 +224,9 @@ class StripeSource(Source):
         self.config = config
         self.clock = clock
         self._account_id: str | None = None
+        # Reads of the key's own account were ``stripe://default/<object>`` before the account id was
+        # part of the identity: a table loaded then continues from that watermark.
+        self.former_identities = () if self.account else (f"stripe://default/{spec.object}",)
         self.may_repeat_rows = spec.incremental and spec.lookback is not None
 
     @property
@@ -234,12 +237,6 @@ class StripeSource(Source):
     def identity(self) -> str:
         """``stripe://<account id>/<object>``: two keys writing one table keep separate watermarks."""
         return f"stripe://{self.account_id()}/{self.spec.object}"
-
-    @property
-    def former_identities(self) -> tuple[str, ...]:
-        """Reads of the key's own account were ``stripe://default/<object>`` before the account id was
-        part of the identity: a table loaded then continues from that watermark."""
-        return () if self.account else (f"stripe://default/{self.spec.object}",)
 
     def account_id(self) -> str:
         """The connected account read, or the key's own account (``GET /v1/account``, asked once)."""
@@ -345,7 +342,7 @@ class StripeStream(RecordStream[HttpClient]):
         while True:
             paging: list[tuple[str, str]] = [("starting_after", starting_after)] if starting_after else []
             page = self._get(path, params + paging)
-            data: list[Mapping[str, Any]] = self._data(page.body)
+            data = self._data(page.body)
             if not self._cutoff_known:
                 self._cutoff, self._cutoff_known = self._cutoff_from(page.server_time), True
             if self._adapt is not None:
@@ -362,7 +359,7 @@ class StripeStream(RecordStream[HttpClient]):
         except ApiAuthError as exc:
             raise _permission_error(exc, self.conn_id, self.spec.object) from None
 
-    def _data(self, body: Any) -> list[dict[str, Any]]:
+    def _data(self, body: Any) -> list[Mapping[str, Any]]:
         data = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(data, list) or body.get("object") != "list":
             raise SourceError(
