@@ -32,6 +32,11 @@ read again. The run's upper limit is HubSpot's own clock (``Date`` header) minus
 new watermark once everything was read, and the next run starts there. Updated records come back
 with the same ``id``: write with ``merge`` on ``id`` (the engine insists).
 
+**Identity.** ``hubspot://<portal id>/crm/<object>``: two tokens of different portals writing one
+table keep separate watermarks. The portal comes from ``GET /account-info/v3/details`` (once per
+source). Tables loaded when the identity was ``hubspot://crm/<object>`` continue from that watermark
+(``former_identities``) until the first commit under the new identity.
+
 **Full reads** (``"incremental": false``): the list endpoint, paged with ``after``.
 
 **Archived records** (``"archived": true``): the recycle bin (``archived=true`` listing) is read as
@@ -172,10 +177,26 @@ class HubSpotSource(Source):
         self.clock = clock
         # An updated record is read again with the same id: only a merge keeps one row per record.
         self.may_repeat_rows = spec.incremental
+        self._portal_id: str | None = None
+        self._idle_api: HubSpotApi | None = None
+        # The identity before the portal was part of it: a table loaded then keeps its watermark.
+        self.former_identities = (f"hubspot://crm/{spec.object}",)
 
     @property
     def identity(self) -> str:
-        return f"hubspot://crm/{self.spec.object}"
+        return f"hubspot://{self.portal_id()}/crm/{self.spec.object}"
+
+    def portal_id(self) -> str:
+        """The portal the credentials belong to (asked once; the client is kept for :meth:`open`, so
+        an OAuth app exchanges its refresh token once per run)."""
+        if self._portal_id is None:
+            if self._idle_api is None:
+                self._idle_api = self._new_api()
+            self._portal_id = self._idle_api.portal_id()
+        return self._portal_id
+
+    def _new_api(self) -> HubSpotApi:
+        return HubSpotApi(self.config, self.spec.retry, self.clock, self.spec.search_rate)
 
     @property
     def lineage(self) -> LineageDataset:
@@ -183,8 +204,10 @@ class HubSpotSource(Source):
         return LineageDataset(f"hubspot://{host}", f"crm.{self.spec.object}")
 
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> HubSpotStream:
-        api = HubSpotApi(self.config, self.spec.retry, self.clock, self.spec.search_rate)
+        api, self._idle_api = self._idle_api or self._new_api(), None
         try:
+            if self._portal_id is None:
+                self._portal_id = api.portal_id()
             page = api.properties_page(self.spec.object)
             properties = self._properties(page.body.get("results") or [])
             window = self._window(state, bounds, page.server_time)

@@ -13,6 +13,7 @@
   list does not fit a list request's URL).
 * ``POST /crm/v4/associations/{from}/{to}/batch/read``: associated ids, up to 1,000 ids per call.
 * ``POST /oauth/v1/token``: an access token from an OAuth refresh token.
+* ``GET  /account-info/v3/details``: the portal (``portalId``) the credentials belong to.
 
 Errors: HubSpot answers ``{"status": "error", "message", "category", "correlationId"}``. A 429 whose
 ``policyName`` is ``DAILY`` is the daily quota: :class:`DailyLimitError`, never retried.
@@ -234,6 +235,15 @@ class HubSpotApi:
 
     def close(self) -> None:
         self.client.close()
+
+    def portal_id(self) -> str:
+        """The id of the HubSpot account (portal) these credentials read."""
+        body = self.client.get("/account-info/v3/details", what="the account details").body
+        portal = body.get("portalId") if isinstance(body, Mapping) else None
+        if isinstance(portal, bool) or not isinstance(portal, (int, str)) or not str(portal).isdigit():
+            raise ApiError(f"HubSpot GET /account-info/v3/details answered without a portalId ({portal!r})",
+                           api=API, status=200, method="GET", path="/account-info/v3/details")
+        return str(portal)
 
     def properties_page(self, object_type: str) -> Page:
         """Every property definition of ``object_type`` (``body["results"]``), and HubSpot's clock."""
