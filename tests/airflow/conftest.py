@@ -67,6 +67,17 @@ def connection_env(conn_id: str, **fields: object) -> tuple[str, str]:
 
 
 @pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch):
+    """Define a connection through ``AIRFLOW_CONN_<ID>``: ``connect(conn_id, conn_type=..., ...)``."""
+
+    def define(conn_id: str, **fields: object) -> str:
+        monkeypatch.setenv(*connection_env(conn_id, **fields))
+        return conn_id
+
+    return define
+
+
+@pytest.fixture
 def postgres_conn(postgres_config, monkeypatch: pytest.MonkeyPatch) -> str:
     """A ``postgres_default`` connection to the test server."""
     monkeypatch.setenv(

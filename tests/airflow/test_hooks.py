@@ -11,18 +11,6 @@ from dativo_provider.connections import DatabaseConfig, ObjectStoreConfig
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook, catalog_config
 from dativo_provider.hooks.sources import source_connection_config
-from tests.airflow.conftest import connection_env
-
-
-@pytest.fixture
-def connect(monkeypatch: pytest.MonkeyPatch):
-    """Define a connection through ``AIRFLOW_CONN_<ID>``."""
-
-    def define(conn_id: str, **fields: object) -> str:
-        monkeypatch.setenv(*connection_env(conn_id, **fields))
-        return conn_id
-
-    return define
 
 
 def test_sql_catalog_from_uri_in_host(connect):

@@ -10,16 +10,6 @@ import pytest
 from dativo_provider.compat import BaseHook
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook, catalog_config
-from tests.airflow.conftest import connection_env
-
-
-@pytest.fixture
-def connect(monkeypatch: pytest.MonkeyPatch):
-    def define(conn_id: str, **fields: object) -> str:
-        monkeypatch.setenv(*connection_env(conn_id, **fields))
-        return conn_id
-
-    return define
 
 
 def test_official_rest_connection_sends_login_and_password_as_the_oauth_credential(connect):

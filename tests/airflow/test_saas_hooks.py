@@ -10,16 +10,6 @@ from dativo_provider.get_provider_info import HUBSPOT_CONN_FIELDS, STRIPE_CONN_F
 from dativo_provider.hooks.hubspot import HubSpotHook
 from dativo_provider.hooks.sources import source_connection_config
 from dativo_provider.hooks.stripe import StripeHook
-from tests.airflow.conftest import connection_env
-
-
-@pytest.fixture
-def connect(monkeypatch: pytest.MonkeyPatch):
-    def define(conn_id: str, **fields: object) -> str:
-        monkeypatch.setenv(*connection_env(conn_id, **fields))
-        return conn_id
-
-    return define
 
 
 def test_stripe_connection_becomes_stripe_config(connect):
