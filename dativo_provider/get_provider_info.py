@@ -104,7 +104,7 @@ STRIPE_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "api_version": {
         "label": "API version",
         "schema": _OPTIONAL_STRING,
-        "description": "Stripe-Version sent on every call, e.g. 2025-03-31.basil (default: 2025-02-24.acacia).",
+        "description": "Stripe-Version sent on every call (default 2025-02-24.acacia).",
     },
     "base_url": {
         "label": "Base URL",
