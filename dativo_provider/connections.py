@@ -74,6 +74,8 @@ class HubSpotConfig:
     base_url: str = "https://api.hubapi.com"
     #: The Airflow connection the credentials came from, named in authentication errors.
     conn_id: str | None = None
+    #: HubSpot's date-based API version in every path (``2026-03``); None: the source's default.
+    api_version: str | None = None
 
     @property
     def uses_oauth(self) -> bool:

@@ -136,6 +136,11 @@ HUBSPOT_CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": _SECRET_STRING,
         "description": "OAuth apps only: access tokens are obtained and refreshed from it.",
     },
+    "api_version": {
+        "label": "API version",
+        "schema": _OPTIONAL_STRING,
+        "description": "HubSpot's date-based API version in every path, e.g. 2026-03 (the default).",
+    },
     "base_url": {
         "label": "Base URL",
         "schema": _OPTIONAL_STRING,

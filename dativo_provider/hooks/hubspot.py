@@ -2,8 +2,9 @@
 
 Fields: ``password`` is a private app's access token (``pat-...``). For an OAuth app instead, the
 extras ``client_id``, ``client_secret`` and ``refresh_token``: access tokens are then obtained from
-``POST /oauth/v1/token`` at run time and refreshed when they expire (the refresh token wins when
-both are set). Extra ``base_url``: a proxy, or a test double (default ``https://api.hubapi.com``).
+``POST /oauth/{version}/token`` at run time and refreshed when they expire (the refresh token wins
+when both are set). Extra ``api_version``: HubSpot's date-based API version in every path (default
+``2026-03``). Extra ``base_url``: a proxy, or a test double (default ``https://api.hubapi.com``).
 Every secret is registered with Airflow's secret masker as soon as it is read. Connections of the
 type's old name, ``hubspot``, are read too (for this release only, with a warning).
 """
@@ -49,7 +50,8 @@ class HubSpotHook(BaseHook):
         return hubspot_config(checked_type(self.get_connection(self.hubspot_conn_id), DATIVO_HUBSPOT))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Ask HubSpot for the account details (``GET /account-info/v3/details``): no CRM records are read."""
+        """Ask HubSpot for the account details (``GET /account-info/{version}/details``): no CRM record
+        is read."""
         from dativo_provider.sources.probes import probe_hubspot
 
         return connection_test(lambda: probe_hubspot(self.get_conn()),
@@ -87,7 +89,7 @@ def hubspot_config(conn: Any) -> HubSpotConfig:
         )
     config = HubSpotConfig(
         access_token=conn.password or None, base_url=extras.get("base_url") or DEFAULT_BASE_URL,
-        conn_id=conn.conn_id, **oauth,
+        conn_id=conn.conn_id, api_version=extras.get("api_version") or None, **oauth,
     )
     for secret in config.secrets:
         if secret:

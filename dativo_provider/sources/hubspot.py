@@ -8,7 +8,11 @@ Spec::
 
 **Objects.** ``contacts``, ``companies``, ``deals``, ``tickets``, and custom objects by name
 (``p_<name>``) or objectTypeId (``2-123456``). Every property by default (``GET
-/crm/v3/properties/{object}``), or the ``properties`` listed.
+/crm/properties/{v}/{object}``), or the ``properties`` listed.
+
+**API version.** Every path carries HubSpot's date-based version ``{v}``: the connection's
+``api_version`` extra, or ``2026-03`` (see :mod:`~dativo_provider.sources.hubspot_api` for the
+paths). It is part of the run details and of the committed state.
 
 **Column rule.** Fixed columns ``id`` (string), ``created_at``, ``updated_at`` (timestamp[us, UTC]),
 ``archived`` (bool), ``archived_at``; then one column per property, typed by the property's
@@ -33,11 +37,14 @@ new watermark once everything was read, and the next run starts there. Updated r
 with the same ``id``: write with ``merge`` on ``id`` (the engine insists).
 
 **Identity.** ``hubspot://<portal id>/crm/<object>``: two tokens of different portals writing one
-table keep separate watermarks. The portal comes from ``GET /account-info/v3/details`` (once per
+table keep separate watermarks. The portal comes from ``GET /account-info/{v}/details`` (once per
 source). Tables loaded when the identity was ``hubspot://crm/<object>`` continue from that watermark
 (``former_identities``) until the first commit under the new identity.
 
-**Full reads** (``"incremental": false``): the list endpoint, paged with ``after``.
+**Full reads** (``"incremental": false``): the list endpoint, paged with ``after``. A property list
+too long for the URL is read by batch read; a listed record HubSpot no longer has when it is read
+(deleted or archived in between) is named in the run details (``not_found_ids``), never dropped
+silently.
 
 **Archived records** (``"archived": true``): the recycle bin (``archived=true`` listing) is read as
 well, with ``archived`` true; incrementally only those archived inside the run's window.
@@ -45,6 +52,7 @@ well, with ``archived`` true; incrementally only those archived inside the run's
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from decimal import Decimal, InvalidOperation, localcontext
@@ -57,7 +65,13 @@ from dativo_provider.connections import HubSpotConfig
 from dativo_provider.exceptions import ConfigError, SourceError, TransientError
 from dativo_provider.sources.base import CURSOR_KEY, WATERMARK_KEY, LineageDataset, ReadBounds, Source
 from dativo_provider.sources.http import Clock, RetryPolicy
-from dativo_provider.sources.hubspot_api import SEARCH_CAP, SEARCH_PAGE, SEARCH_RATE, HubSpotApi
+from dativo_provider.sources.hubspot_api import (
+    SEARCH_CAP,
+    SEARCH_PAGE,
+    SEARCH_RATE,
+    HubSpotApi,
+    api_version_of,
+)
 from dativo_provider.sources.records import Column
 from dativo_provider.sources.saas import (
     DEFAULT_BATCH_ROWS,
@@ -89,6 +103,7 @@ MAX_URL_PROPERTIES_CHARS = 2_000
 MAX_REREADS = 3
 _OBJECT_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*|\d+-\d+")
 _KINDS = {"number": "decimal", "datetime": "iso", "date": "date", "bool": "bool_text"}
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,7 @@ class HubSpotSource(Source):
         self.spec = spec
         self.config = config
         self.clock = clock
+        self.api_version = api_version_of(config)
         # An updated record is read again with the same id: only a merge keeps one row per record.
         self.may_repeat_rows = spec.incremental
         self._portal_id: str | None = None
@@ -215,7 +231,7 @@ class HubSpotSource(Source):
             api.close()
             raise
         details = {"identity": self.identity, "object": self.spec.object, "properties": len(properties),
-                   "mode": "search" if self.spec.incremental else "list"}
+                   "mode": "search" if self.spec.incremental else "list", "api_version": self.api_version}
         if window is not None:
             details["window"] = {"gte": iso(window.lower), "lt": iso(window.upper)}
         return HubSpotStream(self, api, properties, window, state, details)
@@ -297,7 +313,8 @@ class HubSpotStream(RecordStream[HubSpotApi]):
                  window: Window | None, state: Mapping[str, Any] | None, details: dict[str, Any]) -> None:
         spec = source.spec
         super().__init__(api, source.columns(properties), f"HubSpot {spec.object}", state, spec.batch_rows,
-                         {**details, "windows": 0, "splits": 0, "rereads": 0, "same_millisecond_reads": 0})
+                         {**details, "windows": 0, "splits": 0, "rereads": 0, "same_millisecond_reads": 0,
+                          "not_found_ids": []})
         self.api = api
         self.spec = spec
         self.names = [p["name"] for p in properties]
@@ -360,9 +377,25 @@ class HubSpotStream(RecordStream[HubSpotApi]):
                 return
 
     def _with_properties(self, results: list[dict[str, Any]], archived: bool) -> list[dict[str, Any]]:
-        """The listed records re-read by id with every property (POST: no URL length limit)."""
-        full = {r["id"]: r for r in self.api.batch_read(self.spec.object, [r["id"] for r in results],
-                                                        self.names, archived)}
+        """The listed records re-read by id with every property (POST: no URL length limit).
+
+        A record deleted or archived between the list and the batch read is answered as not found:
+        its id goes to ``not_found_ids`` in the run details. Any other id missing from the answer
+        fails the run, naming it.
+        """
+        read = self.api.batch_read(self.spec.object, [r["id"] for r in results], self.names, archived)
+        full = {r["id"]: r for r in read.records}
+        self.report.details["not_found_ids"].extend(read.not_found)
+        unexplained = [r["id"] for r in results if r["id"] not in full and r["id"] not in read.not_found]
+        if unexplained:
+            raise SourceError(
+                f"HubSpot {self.spec.object}: the batch read answered neither the records nor an error for "
+                f"ids {unexplained[:20]}; nothing was written"
+            )
+        if read.not_found:
+            _log.warning("HubSpot %s: records %s were listed but not found when read by id (deleted or "
+                         "archived in between); they are not in this run",
+                         self.spec.object, read.not_found[:20])
         return [full[r["id"]] for r in results if r["id"] in full]
 
     def _archived(self) -> Iterator[dict[str, Any]]:
@@ -461,7 +494,8 @@ class HubSpotStream(RecordStream[HubSpotApi]):
         if self._rows == 0:
             return self.previous
         reached = max(self.window.upper, self.window.previous or self.window.upper)
-        return {WATERMARK_KEY: iso(reached), CURSOR_KEY: self.spec.cursor}
+        return {WATERMARK_KEY: iso(reached), CURSOR_KEY: self.spec.cursor,
+                "api_version": self.report.details["api_version"]}
 
 
 def _fits_decimal(text: Any) -> bool:

@@ -1,19 +1,26 @@
 """The HubSpot endpoints the HubSpot source calls, over :class:`~dativo_provider.sources.http.HttpClient`.
 
-* ``GET  /crm/v3/properties/{object}``: every property of an object type (name, type, fieldType).
-* ``GET  /crm/v3/objects/{object}``: the list, paged with ``after`` (100 per page), ``archived=true``
-  for the recycle bin.
-* ``POST /crm/v3/objects/{object}/search``: filters and one sort, 200 per page, offset ``after``,
+Every path carries HubSpot's date-based API version (``{v}``, ``2026-03`` unless the connection pins
+another): the numeric ones stop working (OAuth v1 on 2027-02-16, associations v4 on 2027-03-30, CRM
+v3 in September 2027). Paths as in HubSpot's 2026-03 API reference:
+
+* ``GET  /crm/properties/{v}/{object}``: every property of an object type (name, type, fieldType).
+* ``GET  /crm/objects/{v}/{object}``: the list, paged with ``after`` (at most 100 per page),
+  ``archived=true`` for the recycle bin.
+* ``POST /crm/objects/{v}/{object}/search``: filters and one sort, 200 per page, offset ``after``,
   never more than 10,000 results per query (the source walks time windows). HubSpot allows four
   search requests per second per token (its "CRM Search API Rate Limit Increase" changelog) and
   answers a 429 *without* ``Retry-After`` beyond that: searches are paced client-side by a
   :class:`SearchPacer` shared by every thread using the same credentials in this process, and a 429
   is retried with the client's exponential backoff and jitter.
-* ``POST /crm/v3/objects/{object}/batch/read``: properties for up to 100 ids (when a long property
-  list does not fit a list request's URL).
-* ``POST /crm/v4/associations/{from}/{to}/batch/read``: associated ids, up to 1,000 ids per call.
-* ``POST /oauth/v1/token``: an access token from an OAuth refresh token.
-* ``GET  /account-info/v3/details``: the portal (``portalId``) the credentials belong to.
+* ``POST /crm/objects/{v}/{object}/batch/read``: properties for up to 100 ids (when a long property
+  list does not fit a list request's URL). Ids HubSpot no longer has come back as a 207 with
+  ``OBJECT_NOT_FOUND`` errors naming them: :class:`BatchRead` keeps them so the source reports them.
+* ``POST /crm/associations/{v}/{from}/{to}/batch/read``: associated ids, up to 1,000 ids per call;
+  an id without associations is a 207 error ``crm.associations.NO_ASSOCIATIONS_FOUND`` (an empty
+  list), any other error fails naming the ids.
+* ``POST /oauth/{v}/token``: an access token from an OAuth refresh token (form body).
+* ``GET  /account-info/{v}/details``: the portal (``portalId``) the credentials belong to.
 
 Errors: HubSpot answers ``{"status": "error", "message", "category", "correlationId"}``. A 429 whose
 ``policyName`` is ``DAILY`` is the daily quota: :class:`DailyLimitError`, never retried.
@@ -25,6 +32,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +58,10 @@ from dativo_provider.sources.http import (
 )
 
 API = "HubSpot"
+#: The date-based API version used unless the connection pins another (HubSpot releases one every
+#: March and September and supports each for 18 months).
+DEFAULT_API_VERSION = "2026-03"
+_API_VERSION = re.compile(r"20\d\d-(?:03|09)")
 LIST_PAGE = 100
 SEARCH_PAGE = 200
 #: The search API answers at most this many results per query (offset ``after`` stops there).
@@ -61,6 +73,50 @@ TOKEN_MARGIN = timedelta(seconds=60)
 #: HubSpot's published limit for the CRM search endpoints, per token.
 SEARCH_RATE = 4.0
 _TOKEN_PATTERN = re.compile(r"\b(?:pat|CJ|COj)[-A-Za-z0-9_]{20,}")
+
+
+def api_version_of(config: HubSpotConfig) -> str:
+    """The connection's pinned ``api_version`` extra, or :data:`DEFAULT_API_VERSION`."""
+    version = config.api_version or DEFAULT_API_VERSION
+    if not _API_VERSION.fullmatch(version):
+        raise ConfigError(
+            f"hubspot connection {config.conn_id!r}: 'api_version' must be one of HubSpot's date-based "
+            f"versions such as {DEFAULT_API_VERSION!r} (YYYY-03 or YYYY-09), got {version!r}"
+        )
+    return version
+
+
+@dataclass(frozen=True)
+class HubSpotPaths:
+    """The paths of one date-based API version (see the module docstring)."""
+
+    version: str
+
+    @property
+    def token(self) -> str:
+        return f"/oauth/{self.version}/token"
+
+    @property
+    def account(self) -> str:
+        return f"/account-info/{self.version}/details"
+
+    def properties(self, object_type: str) -> str:
+        return f"/crm/properties/{self.version}/{object_type}"
+
+    def objects(self, object_type: str, *rest: str) -> str:
+        return "/".join((f"/crm/objects/{self.version}/{object_type}", *rest))
+
+    def associations(self, from_type: str, to_type: str) -> str:
+        return f"/crm/associations/{self.version}/{from_type}/{to_type}/batch/read"
+
+
+@dataclass
+class BatchRead:
+    """Records read by id, and the ids HubSpot answered ``OBJECT_NOT_FOUND`` for (deleted or
+    archived since they were listed)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
 
 
 class HubSpotDialect(Dialect):
@@ -158,13 +214,17 @@ def search_pacer(config: HubSpotConfig, rate: float, clock: Clock) -> SearchPace
 class OAuthRefreshAuth(Auth):
     """Bearer tokens from HubSpot's refresh-token grant; refreshed before expiry and once on a 401.
 
-    :param token_client: a client for ``/oauth/v1/token`` (no auth of its own).
+    :param token_client: a client for the token endpoint (no auth of its own).
     :param config: the app's client id and secret and the refresh token.
     :param clock: decides when a token is about to expire.
+    :param token_path: ``/oauth/{version}/token`` (every parameter in the form body).
     """
 
-    def __init__(self, token_client: HttpClient, config: HubSpotConfig, clock: Clock) -> None:
+    def __init__(
+        self, token_client: HttpClient, config: HubSpotConfig, clock: Clock, token_path: str
+    ) -> None:
         self._client = token_client
+        self._token_path = token_path
         self._config = config
         self._clock = clock
         self._refresh_token = config.refresh_token
@@ -180,13 +240,13 @@ class OAuthRefreshAuth(Auth):
         form = {"grant_type": "refresh_token", "client_id": self._config.client_id or "",
                 "client_secret": self._config.client_secret or "", "refresh_token": self._refresh_token or ""}
         try:
-            body = self._client.post("/oauth/v1/token", data=form, what="an OAuth access token").body
+            body = self._client.post(self._token_path, data=form, what="an OAuth access token").body
         except ApiError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 raise ApiAuthError(
                     f"authentication failed for HubSpot (check connection {self._config.conn_id!r}): the "
                     f"OAuth refresh was refused: {exc}",
-                    api=API, status=exc.status, method="POST", path="/oauth/v1/token",
+                    api=API, status=exc.status, method="POST", path=self._token_path,
                 ) from None
             raise
         self._access_token = body["access_token"]
@@ -205,7 +265,7 @@ class OAuthRefreshAuth(Auth):
 class HubSpotApi:
     """The calls the source makes, each returning decoded JSON.
 
-    :param config: credentials and base URL.
+    :param config: credentials, base URL and the pinned API version.
     :param policy: retry limits.
     :param clock: time source (tests inject one that does not sleep).
     :param search_rate: search requests per second allowed for these credentials.
@@ -220,6 +280,7 @@ class HubSpotApi:
                 f"hubspot connection {config.conn_id!r} has no private-app token (password) and no OAuth "
                 "refresh token (extras client_id, client_secret, refresh_token)"
             )
+        self.paths = HubSpotPaths(api_version_of(config))
         clock = clock or SystemClock()
         dialect = HubSpotDialect(clock)
 
@@ -229,25 +290,33 @@ class HubSpotApi:
 
         auth: Auth = BearerAuth(config.access_token or "")
         if config.uses_oauth:
-            auth = OAuthRefreshAuth(client(None), config, clock)
+            auth = OAuthRefreshAuth(client(None), config, clock, self.paths.token)
         self.client = client(auth)
         self.pacer = search_pacer(config, search_rate, clock)
 
     def close(self) -> None:
         self.client.close()
 
+    @property
+    def api_version(self) -> str:
+        return self.paths.version
+
+    def account_details(self) -> Mapping[str, Any]:
+        """``GET /account-info/{v}/details``: the portal id and its settings."""
+        body = self.client.get(self.paths.account, what="the account details").body
+        return body if isinstance(body, Mapping) else {}
+
     def portal_id(self) -> str:
         """The id of the HubSpot account (portal) these credentials read."""
-        body = self.client.get("/account-info/v3/details", what="the account details").body
-        portal = body.get("portalId") if isinstance(body, Mapping) else None
+        portal = self.account_details().get("portalId")
         if isinstance(portal, bool) or not isinstance(portal, (int, str)) or not str(portal).isdigit():
-            raise ApiError(f"HubSpot GET /account-info/v3/details answered without a portalId ({portal!r})",
-                           api=API, status=200, method="GET", path="/account-info/v3/details")
+            raise ApiError(f"HubSpot GET {self.paths.account} answered without a portalId ({portal!r})",
+                           api=API, status=200, method="GET", path=self.paths.account)
         return str(portal)
 
     def properties_page(self, object_type: str) -> Page:
         """Every property definition of ``object_type`` (``body["results"]``), and HubSpot's clock."""
-        return self.client.get(f"/crm/v3/properties/{object_type}", what=f"the properties of {object_type!r}")
+        return self.client.get(self.paths.properties(object_type), what=f"the properties of {object_type!r}")
 
     def list_page(
         self, object_type: str, properties: Sequence[str], after: str | None, archived: bool
@@ -257,25 +326,30 @@ class HubSpotApi:
             params.append(("properties", ",".join(properties)))
         if after:
             params.append(("after", after))
-        return self.client.get(f"/crm/v3/objects/{object_type}", params, what=f"the {object_type} list")
+        return self.client.get(self.paths.objects(object_type), params, what=f"the {object_type} list")
 
     def search_page(self, object_type: str, body: Mapping[str, Any]) -> Page:
         self.pacer.wait()
-        return self.client.post(f"/crm/v3/objects/{object_type}/search", json=dict(body),
+        return self.client.post(self.paths.objects(object_type, "search"), json=dict(body),
                                 what=f"a search of {object_type}")
 
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
-                   archived: bool) -> list[dict[str, Any]]:
-        """Records by id with ``properties`` (ids in chunks of 100)."""
-        results: list[dict[str, Any]] = []
+                   archived: bool) -> BatchRead:
+        """Records by id with ``properties`` (ids in chunks of 100), and the ids HubSpot no longer has.
+
+        :raises ApiError: a 207 with any error other than ``OBJECT_NOT_FOUND``, naming its ids.
+        """
+        read = BatchRead()
+        path = self.paths.objects(object_type, "batch", "read")
         for start in range(0, len(ids), BATCH_READ_SIZE):
             chunk = ids[start:start + BATCH_READ_SIZE]
             body = {"properties": list(properties), "inputs": [{"id": i} for i in chunk]}
-            page = self.client.request("POST", f"/crm/v3/objects/{object_type}/batch/read", json=body,
-                                       params={"archived": str(archived).lower()},
+            page = self.client.request("POST", path, json=body, params={"archived": str(archived).lower()},
                                        what=f"a batch read of {object_type}")
-            results.extend(page.body.get("results") or [])
-        return results
+            read.records.extend(page.body.get("results") or [])
+            for error in _partial_errors(page, path, f"a batch read of {object_type}", {"OBJECT_NOT_FOUND"}):
+                read.not_found.extend(_error_ids(error, "ids"))
+        return read
 
     def associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
         """``{from id: [associated to ids]}`` for every id (empty list when none)."""
@@ -290,10 +364,12 @@ class HubSpotApi:
         self, from_type: str, to_type: str, ids: Sequence[str]
     ) -> Iterator[tuple[str, list[str]]]:
         inputs: list[dict[str, str]] = [{"id": i} for i in ids]
-        path = f"/crm/v4/associations/{from_type}/{to_type}/batch/read"
+        path = self.paths.associations(from_type, to_type)
+        what = f"{from_type} → {to_type} associations"
         while inputs:
-            page = self.client.post(path, json={"inputs": inputs},
-                                    what=f"{from_type} → {to_type} associations")
+            page = self.client.post(path, json={"inputs": inputs}, what=what)
+            # An id with no associations is a 207 error, not an empty result: it is an empty list.
+            _partial_errors(page, path, what, {NO_ASSOCIATIONS})
             inputs = []
             for result in page.body.get("results") or []:
                 from_id = str(result["from"]["id"])
@@ -306,3 +382,31 @@ class HubSpotApi:
     def requests_sent(self) -> int:
         return self.client.requests_sent
 
+
+
+#: The 207 error of an associations batch read for an id that has none.
+NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+
+def _partial_errors(page: Page, path: str, what: str, expected: set[str]) -> list[Mapping[str, Any]]:
+    """The per-input errors of a batch answer (HTTP 207) whose category or subCategory is ``expected``.
+
+    :raises ApiError: any other error, naming its category, message and input ids: a partial answer
+        is never taken for a complete one.
+    """
+    errors = [e for e in page.body.get("errors") or [] if isinstance(e, Mapping)]
+    unexpected = [e for e in errors if not {str(e.get("category")), str(e.get("subCategory"))} & expected]
+    if unexpected:
+        described = "; ".join(
+            f"{e.get('category')}: {e.get('message')} (ids {_error_ids(e, 'ids', 'fromObjectId')})"
+            for e in unexpected
+        )
+        raise ApiError(f"HubSpot POST {path} ({what}) answered HTTP {page.status} with errors for some "
+                       f"inputs: {described}; nothing of this run was committed",
+                       api=API, status=page.status, method="POST", path=path)
+    return errors
+
+
+def _error_ids(error: Mapping[str, Any], *keys: str) -> list[str]:
+    context = error.get("context") or {}
+    return [str(i) for key in keys for i in (context.get(key) or [])]

@@ -7,8 +7,8 @@ the source can use:
 
 * Stripe ``GET /v1/balance``: the account's balance (every secret key; a restricted key needs
   Balance read).
-* HubSpot ``GET /account-info/v3/details``: the portal id and settings (the ``oauth`` scope, which
-  every OAuth app and private app holds). An OAuth app's refresh token is exchanged first.
+* HubSpot ``GET /account-info/{version}/details``: the portal id and settings (the ``oauth`` scope,
+  which every OAuth app and private app holds). An OAuth app's refresh token is exchanged first.
 * Google: a token is minted (the service-account key signs the assertion, or the metadata server
   answers); with a Drive scope, ``GET /drive/v3/files?pageSize=1&fields=files(id)`` then proves the
   token is accepted.
@@ -45,12 +45,12 @@ def probe_stripe(config: StripeConfig) -> str:
 
 
 def probe_hubspot(config: HubSpotConfig) -> str:
-    """``GET /account-info/v3/details`` (after the OAuth refresh, for an OAuth app)."""
+    """``GET /account-info/{version}/details`` (after the OAuth refresh, for an OAuth app)."""
     from dativo_provider.sources.hubspot_api import HubSpotApi
 
     api = HubSpotApi(config, policy=PROBE_RETRY)
     try:
-        body = api.client.get("/account-info/v3/details", what="the account details").body
+        body = api.account_details()
     finally:
         api.close()
     auth = "OAuth app" if config.uses_oauth else "private-app token"

@@ -58,8 +58,8 @@ def test_hubspot_reads_the_account_details_with_a_token_or_oauth(connect):
         assert HubSpotHook("crm").test_connection() == (True, "HubSpot portal 62515 answered (private-app token)")
         connect("app", conn_type="dativo_hubspot", extra={"base_url": api.url, **oauth})
         assert HubSpotHook("app").test_connection() == (True, "HubSpot portal 62515 answered (OAuth app)")
-        assert [r.path for r in api.requests] == ["/account-info/v3/details", "/oauth/v1/token",
-                                                  "/account-info/v3/details"]
+        assert [r.path for r in api.requests] == ["/account-info/2026-03/details", "/oauth/2026-03/token",
+                                                  "/account-info/2026-03/details"]
         connect("bad", conn_type="dativo_hubspot", extra={"base_url": api.url, **oauth, "refresh_token": "rt-wrong-999"})
         ok, message = HubSpotHook("bad").test_connection()
     assert not ok and message.startswith("ApiAuthError:") and "OAuth refresh was refused" in message

@@ -1,30 +1,45 @@
-"""A loopback double of HubSpot's CRM v3 API, following its documented wire contract.
+"""A loopback double of HubSpot's date-versioned CRM API, following its documented wire contract.
 
+References: HubSpot's 2026-03 API reference (developers.hubspot.com/docs/api-reference/2026-03/...)
+for every path and body, its "Search the CRM" guide for the search limits, its error-handling page
+and the SDKs' ``BatchResponse...WithErrors`` models for 207 answers, and the changelogs named below.
+
+* **Versions:** every path carries a date-based version (``2026-03`` or ``2026-09``; another gets
+  404). The numeric paths (``/oauth/v1``, ``/crm/v3``, ``/crm/v4``, ``/account-info/v3``) are past
+  their end dates in this double (OAuth v1 2027-02-16, v4 2027-03-30, v3 September 2027): they
+  answer 404 with HubSpot's error body, and ``legacy_requests`` lists them.
 * **Auth:** ``Authorization: Bearer <private-app token>`` or an access token issued by
-  ``POST /oauth/v1/token`` (form ``grant_type=refresh_token``, ``client_id``, ``client_secret``,
+  ``POST /oauth/{v}/token`` (form ``grant_type=refresh_token``, ``client_id``, ``client_secret``,
   ``refresh_token``; answers ``{"token_type": "bearer", "access_token", "refresh_token",
   "expires_in": 1800}``). A bad token gets 401 ``{"status": "error", "message": "Authentication
   credentials not found. ...", "category": "INVALID_AUTHENTICATION", "correlationId": ...}``; an
   expired one ``EXPIRED_AUTHENTICATION``; a bad refresh token 400 ``BAD_REFRESH_TOKEN``.
 * **Records:** ``{"id", "properties": {name: text or null}, "createdAt", "updatedAt" (ISO, ms),
   "archived"}`` (+ ``archivedAt``). Property values are strings, as HubSpot sends them.
-* ``GET /crm/v3/properties/{object}`` → ``{"results": [definition, ...]}``.
-* ``GET /crm/v3/objects/{object}``: ``limit`` ≤ 100, ``after`` cursor, ``properties`` (comma
-  separated), ``archived``; ``{"results", "paging": {"next": {"after", "link"}}}`` (no ``paging`` on
-  the last page).
-* ``POST /crm/v3/objects/{object}/search``: ``filterGroups`` (EQ, NEQ, GT, GTE, LT, LTE), one sort,
-  ``limit`` ≤ 200, offset ``after``; ``{"total", "results", "paging"}``; paging to 10,000 or beyond
-  is a 400, as HubSpot documents. Archived records are never found.
-* ``POST /crm/v3/objects/{object}/batch/read`` and ``POST /crm/v4/associations/{from}/{to}/batch/read``
-  (``{"status": "COMPLETE", "results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``,
-  paged per id beyond ``association_page`` associations).
+* ``GET /crm/properties/{v}/{object}`` → ``{"results": [definition, ...]}``.
+* ``GET /crm/objects/{v}/{object}``: ``limit`` 1..100 (more is a 400 ``VALIDATION_ERROR``), ``after``
+  cursor, ``properties`` (comma separated), ``archived``; ``{"results", "paging": {"next": {"after",
+  "link"}}}`` (no ``paging`` on the last page).
+* ``POST /crm/objects/{v}/{object}/search``: ``filterGroups`` (EQ, NEQ, GT, GTE, LT, LTE), at most 5
+  groups, 6 filters in a group and 18 in all, at most one sort, ``limit`` ≤ 200, offset ``after``;
+  anything beyond is a 400 ``VALIDATION_ERROR``. ``{"total", "results", "paging"}``; paging to 10,000
+  or beyond is a 400, as HubSpot documents. Archived records are never found.
+* ``POST /crm/objects/{v}/{object}/batch/read`` (≤ 100 inputs): ids it does not have (or not in the
+  ``archived`` state asked) make it answer **207** with ``{"status": "COMPLETE", "results",
+  "numErrors", "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not
+  get some <TYPE> objects, they may be deleted or not exist. Check that ids are valid.", "context":
+  {"ids": [...]}}]}``.
+* ``POST /crm/associations/{v}/{from}/{to}/batch/read`` (≤ 1,000 inputs): ``{"status": "COMPLETE",
+  "results": [{"from": {"id"}, "to": [{"toObjectId", "associationTypes"}]}]}``, paged per id beyond
+  ``association_page`` associations; ids without associations make it a 207 with one error each,
+  ``OBJECT_NOT_FOUND`` / ``crm.associations.NO_ASSOCIATIONS_FOUND``.
 * An unknown object type gets 400 "Unable to infer object type from: <name>".
 * **Search rate** (opt-in, ``search_limit=4``): HubSpot allows four search requests per second per
   token and answers more with 429 ``{"status": "error", "message": "You have reached your secondly
   limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}`` and *no* ``Retry-After``. The double
   counts searches per token over the last ``search_window`` seconds of real time (0.8 s by default:
   0.2 s of slack for loopback scheduling). Off by default because tests on a fake clock do not wait.
-* ``GET /account-info/v3/details`` → ``{"portalId", "accountType", "timeZone", "companyCurrency",
+* ``GET /account-info/{v}/details`` → ``{"portalId", "accountType", "timeZone", "companyCurrency",
   "additionalCurrencies", "utcOffset", "utcOffsetMilliseconds", "uiDomain", "dataHostingLocation"}``.
 """
 
@@ -33,6 +48,7 @@ from __future__ import annotations
 import bisect
 import collections
 import functools
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -50,6 +66,11 @@ _DEFAULT_PROPERTIES = {
     "tickets": ["subject", "content", "hs_pipeline", "hs_pipeline_stage"],
 }
 _ASSOCIATION_TYPE = {"category": "HUBSPOT_DEFINED", "typeId": 1, "label": None}
+#: The date-based versions the double serves.
+VERSIONS = ("2026-03", "2026-09")
+_LEGACY = re.compile(r"/(?:oauth/v1|crm/v[34]|account-info/v3)(?:/|$)")
+#: HubSpot's documented search limits ("Search the CRM", Limitations).
+MAX_FILTER_GROUPS, MAX_GROUP_FILTERS, MAX_FILTERS, MAX_SORTS = 5, 6, 18, 1
 
 
 def iso_ms(millis: int) -> str:
@@ -100,6 +121,8 @@ class HubSpotDouble(ApiDouble):
         self.links: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.aliases: dict[str, str] = {}
         self.portal_id = 62515
+        #: Requests to the numeric (past end-of-support) paths, answered 404.
+        self.legacy_requests: list[Request] = []
         self._index: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
 
     # -- data ------------------------------------------------------------------------------------
@@ -152,35 +175,46 @@ class HubSpotDouble(ApiDouble):
     # -- routing ---------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Response:
-        if request.path == "/oauth/v1/token" and request.method == "POST":
+        if _LEGACY.match(request.path):
+            self.legacy_requests.append(request)
+            return _error(404, f"{request.path} is no longer available: HubSpot's numeric API versions have "
+                          "reached their end of support; use a date-based version such as /crm/objects/2026-03/",
+                          "OBJECT_NOT_FOUND")
+        parts = request.path.strip("/").split("/")
+        # /crm/{api}/{version}/{name}/... and /{api}/{version}/...
+        version = parts[2] if parts[0] == "crm" and len(parts) > 3 else parts[1] if len(parts) > 1 else None
+        if version not in VERSIONS:
+            return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
+        if parts[0] == "oauth" and parts[2:] == ["token"] and request.method == "POST":
             return self._token(request.body or {})
         denied = self._authenticate(request)
         if denied is not None:
             return denied
-        if request.path == "/account-info/v3/details" and request.method == "GET":
+        if parts[0] == "account-info" and parts[2:] == ["details"] and request.method == "GET":
             return Response(200, {"portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
                                   "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
                                   "utcOffsetMilliseconds": -18_000_000, "uiDomain": "app.hubspot.com",
                                   "dataHostingLocation": "na1"})
-        parts = request.path.strip("/").split("/")
-        if parts[:3] == ["crm", "v4", "associations"] and parts[-2:] == ["batch", "read"]:
-            return self._associations(parts[3], parts[4], request.body or {})
-        if parts[:2] != ["crm", "v3"] or len(parts) < 4:
-            return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
-        object_type = self.aliases.get(parts[3], parts[3])
-        if object_type not in self.definitions:
-            return _error(400, f"Unable to infer object type from: {parts[3]}", "VALIDATION_ERROR")
-        return self._crm(request, parts, object_type)
+        if parts[0] == "crm":
+            return self._crm(request, parts[1], parts[3], parts[4:])
+        return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
 
-    def _crm(self, request: Request, parts: list[str], object_type: str) -> Response:
-        if parts[2] == "properties" and request.method == "GET":
+    def _crm(self, request: Request, api: str, name: str, rest: list[str]) -> Response:
+        """``/crm/{api}/{version}/{name}/...`` with ``api`` properties, objects or associations."""
+        if api == "associations" and len(rest) == 3 and rest[1:] == ["batch", "read"] and request.method == "POST":
+            return self._associations(name, rest[0], request.body or {})
+        object_type = self.aliases.get(name, name)
+        if api not in ("properties", "objects"):
+            return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
+        if object_type not in self.definitions:
+            return _error(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR")
+        if api == "properties" and rest == [] and request.method == "GET":
             return Response(200, {"results": self.definitions[object_type]})
-        rest = parts[4:]
-        if rest == [] and request.method == "GET":
+        if api == "objects" and rest == [] and request.method == "GET":
             return self._list(request, object_type)
-        if rest == ["search"] and request.method == "POST":
+        if api == "objects" and rest == ["search"] and request.method == "POST":
             return self._rate_limited(request) or self._search(request.body or {}, object_type)
-        if rest == ["batch", "read"] and request.method == "POST":
+        if api == "objects" and rest == ["batch", "read"] and request.method == "POST":
             return self._batch_read(request, object_type)
         return _error(404, f"Unknown path {request.path}", "OBJECT_NOT_FOUND")
 
@@ -211,16 +245,15 @@ class HubSpotDouble(ApiDouble):
         return None
 
     def _token(self, form: dict[str, str]) -> Response:
+        # The date-versioned OAuth API answers HubSpot's standard error body (the v1 one put the
+        # code in "status"); the category names what was wrong.
         expected = self.oauth
         if form.get("grant_type") != "refresh_token" or not expected:
-            return Response(400, {"status": "BAD_GRANT_TYPE", "message": "unsupported grant type",
-                                  "correlationId": str(uuid.uuid4())})
+            return _error(400, "unsupported grant type", "BAD_GRANT_TYPE")
         if form.get("client_id") != expected["client_id"] or form.get("client_secret") != expected["client_secret"]:
-            return Response(400, {"status": "BAD_CLIENT_ID", "message": "missing or invalid client credentials",
-                                  "correlationId": str(uuid.uuid4())})
+            return _error(400, "missing or invalid client credentials", "BAD_CLIENT_ID")
         if form.get("refresh_token") != expected["refresh_token"]:
-            return Response(400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token",
-                                  "correlationId": str(uuid.uuid4())})
+            return _error(400, "missing or unknown refresh token", "BAD_REFRESH_TOKEN")
         access = f"COj{uuid.uuid4().hex}{uuid.uuid4().hex}"
         self.issued.add(access)
         return Response(200, {"token_type": "bearer", "refresh_token": expected["refresh_token"],
@@ -247,7 +280,9 @@ class HubSpotDouble(ApiDouble):
         return self._index[object_type]
 
     def _list(self, request: Request, object_type: str) -> Response:
-        limit = min(int(request.param("limit", "10")), 100)
+        limit = int(request.param("limit", "10") or 10)
+        if not 1 <= limit <= 100:
+            return _error(400, f"limit must be between 1 and 100, got {limit}", "VALIDATION_ERROR")
         archived = request.param("archived", "false") == "true"
         wanted = [p for p in (request.param("properties") or "").split(",") if p] or None
         ids = self._indexes(object_type)[0]
@@ -268,6 +303,9 @@ class HubSpotDouble(ApiDouble):
         limit, offset = int(body.get("limit", 10)), int(body.get("after") or 0)
         if limit > 200:
             return _error(400, "limit must be less than or equal to 200", "VALIDATION_ERROR")
+        refused = _search_limits(body)
+        if refused is not None:
+            return _error(400, refused, "VALIDATION_ERROR")
         if offset >= 10_000:
             return _error(400, "There was a problem with the request.", "VALIDATION_ERROR",
                           errors=[{"message": "after must be less than 10000"}])
@@ -307,20 +345,41 @@ class HubSpotDouble(ApiDouble):
 
     def _batch_read(self, request: Request, object_type: str) -> Response:
         body = request.body or {}
+        inputs = body.get("inputs", [])
+        if len(inputs) > 100:
+            return _error(400, f"Batch input size {len(inputs)} exceeds the limit of 100", "VALIDATION_ERROR")
+        archived = request.param("archived", "false") == "true"
         records = self.records[object_type]
-        found = [records[i["id"]] for i in body.get("inputs", []) if i["id"] in records]
+        found = [records[i["id"]] for i in inputs if i["id"] in records and records[i["id"]]["archived"] == archived]
+        missing = [i["id"] for i in inputs if i["id"] not in {r["id"] for r in found}]
         now = iso_ms(T0_MS)
-        return Response(200, {"status": "COMPLETE", "startedAt": now, "completedAt": now,
-                              "results": [self._shaped(object_type, r, body.get("properties")) for r in found]})
+        answer: dict[str, Any] = {"status": "COMPLETE", "startedAt": now, "completedAt": now,
+                                  "results": [self._shaped(object_type, r, body.get("properties")) for r in found]}
+        if not missing:
+            return Response(200, answer)
+        label = object_type.upper().rstrip("S")
+        answer.update(numErrors=1, errors=[{
+            "status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing},
+            "message": f"Could not get some {label} objects, they may be deleted or not exist. Check that ids are valid.",
+        }])
+        return Response(207, answer)
 
     def _associations(self, from_type: str, to_type: str, body: dict[str, Any]) -> Response:
+        inputs = body.get("inputs", [])
+        if len(inputs) > 1_000:
+            return _error(400, f"Batch input size {len(inputs)} exceeds the limit of 1000", "VALIDATION_ERROR")
         links = self.links.get((self.aliases.get(from_type, from_type), to_type), {})
-        results = []
-        for item in body.get("inputs", []):
+        results, errors = [], []
+        for item in inputs:
             to_ids = links.get(str(item["id"]), [])
             start = int(item.get("after") or 0)
             chunk = to_ids[start:start + self.association_page]
             if not chunk:
+                errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                               "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                               "message": f"No {to_type} is associated with {from_type} {item['id']}.",
+                               "context": {"fromObjectId": [str(item["id"])], "fromObjectType": [from_type],
+                                           "toObjectType": [to_type]}})
                 continue
             result: dict[str, Any] = {"from": {"id": str(item["id"])},
                                       "to": [{"toObjectId": int(i), "associationTypes": [_ASSOCIATION_TYPE]}
@@ -329,7 +388,25 @@ class HubSpotDouble(ApiDouble):
                 result["paging"] = {"next": {"after": str(start + self.association_page), "link": None}}
             results.append(result)
         now = iso_ms(T0_MS)
-        return Response(200, {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now})
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
+        if errors:
+            answer.update(numErrors=len(errors), errors=errors)
+        return Response(207 if errors else 200, answer)
+
+
+def _search_limits(body: dict[str, Any]) -> str | None:
+    """What HubSpot's search refuses beyond its documented limits, or None."""
+    groups = body.get("filterGroups") or []
+    counts = [len(g.get("filters") or []) for g in groups]
+    if len(groups) > MAX_FILTER_GROUPS:
+        return f"Too many filter groups: {len(groups)}; the maximum is {MAX_FILTER_GROUPS}"
+    if any(c > MAX_GROUP_FILTERS for c in counts):
+        return f"Too many filters in a filter group: {max(counts)}; the maximum is {MAX_GROUP_FILTERS}"
+    if sum(counts) > MAX_FILTERS:
+        return f"Too many filters: {sum(counts)}; the maximum is {MAX_FILTERS} across all filter groups"
+    if len(body.get("sorts") or []) > MAX_SORTS:
+        return f"Too many sorts: {len(body['sorts'])}; only {MAX_SORTS} sort is supported"
+    return None
 
 
 def _value(record: dict[str, Any], name: str) -> Any:

@@ -250,7 +250,7 @@ def test_hubspot_tokens_never_reach_logs_or_errors(hubspot, catalog, caplog):
     assert "authentication failed for HubSpot (check connection 'hubspot_test')" in failing
     caplog.clear()
     passing = _run_and_capture(caplog, hubspot_source(hubspot), catalog, "raw.deals", MERGE)
-    assert "HubSpot POST /crm/v3/objects/deals/search" in passing and len(rows(catalog, "raw.deals")) == 1
+    assert "HubSpot POST /crm/objects/2026-03/deals/search" in passing and len(rows(catalog, "raw.deals")) == 1
     for text in (failing, passing):
         assert TOKEN not in text and wrong not in text
 

@@ -78,7 +78,8 @@ def test_every_property_arrives_typed_by_its_definition(api):
     assert row["amount"] == Decimal("7.25") and row["closedate"] == date(2024, 2, 1)
     assert row["hs_is_closed_won"] is True and row["archived"] is False and row["property_archived"] == "no"
     assert row["created_at"] == datetime.fromtimestamp((T0_MS + 7 * HOUR) / 1000, UTC)
-    assert state == {"watermark": "2024-02-29T23:59:00.000Z", "cursor": "hs_lastmodifieddate"}
+    assert state == {"watermark": "2024-02-29T23:59:00.000Z", "cursor": "hs_lastmodifieddate",
+                     "api_version": "2026-03"}
 
 
 def test_chosen_properties_only_and_unknown_ones_named(api):
@@ -161,7 +162,7 @@ def test_a_window_whose_records_move_while_paged_is_read_again(api):
 def test_full_reads_page_the_list_with_after(api):
     table, state, _ = read(source(api, incremental=False))
     assert table.num_rows == 300 and state is None
-    lists = [r for r in api.requests if r.path == "/crm/v3/objects/deals"]
+    lists = [r for r in api.requests if r.path == "/crm/objects/2026-03/deals"]
     assert [r.param("after") for r in lists] == [None, "101", "201"]
     assert lists[0].param("properties").split(",")[:2] == ["amount", "archived"]
 
@@ -173,7 +174,7 @@ def test_long_property_lists_are_read_by_batch_read(api):
     table, _, _ = read(source(api, object="companies", incremental=False))
     assert table["custom_0199"].to_pylist() == ["last"]
     assert any(r.path.endswith("/batch/read") for r in api.requests)
-    assert all(r.param("properties") is None for r in api.requests if r.path == "/crm/v3/objects/companies")
+    assert all(r.param("properties") is None for r in api.requests if r.path == "/crm/objects/2026-03/companies")
 
 
 def test_archived_records_come_with_archived_true(api):
@@ -209,7 +210,7 @@ def test_oauth_gets_a_token_and_refreshes_it_once_on_401(api):
     cfg = config(api, access_token=None, **OAUTH)
     table, _, _ = read(source(api, cfg=cfg, properties=["dealname"]))
     assert table.num_rows == 300
-    tokens = [r for r in api.requests if r.path == "/oauth/v1/token"]
+    tokens = [r for r in api.requests if r.path == "/oauth/2026-03/token"]
     assert len(tokens) == 1 and tokens[0].body["grant_type"] == "refresh_token"
 
     api.expire_tokens()
@@ -217,7 +218,7 @@ def test_oauth_gets_a_token_and_refreshes_it_once_on_401(api):
     with src.open(None, ReadBounds()) as stream:
         api.expire_tokens()  # the token fetched for the properties call expires before the search
         assert sum(b.num_rows for b in stream) == 300
-    assert len([r for r in api.requests if r.path == "/oauth/v1/token"]) == 3
+    assert len([r for r in api.requests if r.path == "/oauth/2026-03/token"]) == 3
 
 
 def test_oauth_token_is_refreshed_before_it_expires(api):
@@ -226,7 +227,7 @@ def test_oauth_token_is_refreshed_before_it_expires(api):
     with src.open(None, ReadBounds()) as stream:
         clock.advance(1800)
         list(stream)
-    assert len([r for r in api.requests if r.path == "/oauth/v1/token"]) == 2
+    assert len([r for r in api.requests if r.path == "/oauth/2026-03/token"]) == 2
 
 
 def test_a_bad_refresh_token_fails_without_any_secret(api):

@@ -57,7 +57,7 @@ def test_the_identity_names_the_portal_asked_once(api):
     src = source(api)
     assert src.identity == "hubspot://62515/crm/deals" == src.identity
     assert src.former_identities == ("hubspot://crm/deals",)
-    assert len(api.requests_to("/account-info/v3/details")) == 1
+    assert len(api.requests_to("/account-info/2026-03/details")) == 1
 
 
 def test_two_portals_writing_one_table_keep_their_own_watermarks(api, catalog):

@@ -83,7 +83,7 @@ def test_parallel_searches_on_one_token_all_succeed_without_a_429(api):
     no_retry = RetryPolicy(max_attempts=1)
     errors = parallel_searches(lambda: HubSpotApi(config(api), no_retry), threads=4, each=2)
     assert errors == [] and api.rate_limited == 0
-    assert len(api.requests_to("/crm/v3/objects/deals/search")) == 8
+    assert len(api.requests_to("/crm/objects/2026-03/deals/search")) == 8
 
 
 def test_without_pacing_the_double_answers_429_and_the_run_fails_transient(api):
