@@ -88,6 +88,35 @@ DEFAULT_PARAMS: dict[str, dict[str, str]] = {"subscriptions": {"status": "all"}}
 
 KNOWN_OBJECTS = tuple(sorted(_OBJECTS))
 
+#: Objects that change after creation, and the events whose ``data.object`` is such an object (Stripe's
+#: "Types of events"). Named one by one, not ``customer.*``: that would also bring every
+#: ``customer.subscription.*``, ``customer.source.*`` ... event. ``invoice.upcoming`` is left out: its
+#: object is a preview without an id. At most 20 per object (the ``types[]`` limit).
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "charges": ("charge.captured", "charge.expired", "charge.failed", "charge.pending", "charge.refunded",
+                "charge.succeeded", "charge.updated"),
+    "customers": ("customer.created", "customer.updated", "customer.deleted"),
+    "invoices": ("invoice.created", "invoice.deleted", "invoice.finalization_failed", "invoice.finalized",
+                 "invoice.marked_uncollectible", "invoice.overdue", "invoice.paid", "invoice.payment_action_required",
+                 "invoice.payment_failed", "invoice.payment_succeeded", "invoice.sent", "invoice.updated",
+                 "invoice.voided", "invoice.will_be_due"),
+    "subscriptions": ("customer.subscription.created", "customer.subscription.deleted",
+                      "customer.subscription.paused", "customer.subscription.pending_update_applied",
+                      "customer.subscription.pending_update_expired", "customer.subscription.resumed",
+                      "customer.subscription.trial_will_end", "customer.subscription.updated"),
+    "payment_intents": ("payment_intent.amount_capturable_updated", "payment_intent.canceled",
+                        "payment_intent.created", "payment_intent.partially_funded", "payment_intent.payment_failed",
+                        "payment_intent.processing", "payment_intent.requires_action", "payment_intent.succeeded"),
+}
+#: Events after which the object no longer exists (a canceled subscription's ``...subscription.deleted``
+#: is not one: the subscription stays, with status ``canceled``).
+DELETED_EVENTS = frozenset({"customer.deleted", "invoice.deleted"})
+#: The ``object`` value of each object's items, to skip an event whose ``data.object`` is another kind.
+OBJECT_KIND = {"charges": "charge", "customers": "customer", "invoices": "invoice", "subscriptions": "subscription",
+               "payment_intents": "payment_intent"}
+#: Objects with a search endpoint (``/v1/<object>/search``; Stripe's "Search" page lists no others).
+SEARCHABLE = frozenset({"charges", "customers", "invoices", "payment_intents", "prices", "products", "subscriptions"})
+
 
 def _parse(fields: str) -> list[Column]:
     columns = []
@@ -117,6 +146,11 @@ _BASIL_REMOVED: dict[str, dict[str, str]] = {
 def is_basil_or_later(api_version: str) -> bool:
     """True for ``2025-03-31.basil`` and later versions (they sort by their date prefix)."""
     return api_version[:10] >= BASIL
+
+
+def same_shapes(version: str, other: str) -> bool:
+    """True if the column map reads both versions alike: it tells versions apart only at ``basil``."""
+    return is_basil_or_later(version) == is_basil_or_later(other)
 
 
 def declared_columns(object_name: str, api_version: str = DEFAULT_API_VERSION) -> list[Column]:

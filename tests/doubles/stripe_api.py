@@ -27,6 +27,28 @@
   key's own account (``account_id``), or the one ``Stripe-Account`` names.
 * **Balance:** ``GET /v1/balance`` answers ``{"object": "balance", "available": [...], "pending":
   [...], "livemode"}`` (amounts per currency and source type, zero here).
+* **Events** (``GET /v1/events``, API reference "List all events"): the double records an event
+  whenever a test changes its data: ``add`` (``charge.succeeded``, ``customer.created``, ...),
+  ``update`` (``<prefix>.updated``), ``refund`` (``charge.refunded``), ``delete``
+  (``customer.deleted``, ``invoice.deleted``: the object leaves its list). ``data.object`` is the
+  object as it was then, rendered in the account's default version of that moment (the event's
+  ``api_version``), never the request's ``Stripe-Version``; updates carry ``previous_attributes``.
+  Newest first (``created``, then the later event first), cursors and ``created`` filters as lists;
+  ``type`` (one name, ``*`` a wildcard: ``charge.*``) or ``types[]`` (up to 20 exact names), not both;
+  events older than 30 days (``RETENTION``) are gone, as on Stripe.
+* **Retrieve** (``GET /v1/<object>/<id>``, ``expand[]=<field>`` without ``data.``): the object in the
+  request's version; 404 ``resource_missing`` "No such charge: 'ch_x'" for an unknown id; a deleted
+  customer answers ``{"id", "object", "deleted": true}``, a deleted invoice 404 (Stripe's behaviour).
+* **Search** (``GET /v1/<object>/search``, Stripe's "Search query language" page): only for
+  charges, customers, invoices, payment_intents, prices, products and subscriptions (others 404);
+  ``query`` required, ``limit``, ``page`` (the ``next_page`` of the previous answer, anything else
+  400), ``expand[]``; other parameters are unknown (no ``starting_after``). Clauses ``field:value``,
+  ``field~"sub"`` (3 characters at least), ``> >= < <=`` on numbers and timestamps, ``-`` negation,
+  ``metadata["key"]:"value"``, ``null``; string values quoted; ``AND`` or ``OR`` (not both in one
+  query); at most 10 clauses; only each object's documented query fields. Answer ``{"object":
+  "search_result", "data", "has_more", "next_page", "url"}`` (``total_count`` with
+  ``expand[]=total_count``). The error wording for bad queries is ours (Stripe's is not published);
+  the status, type and ``param`` are Stripe's.
 * **Speed:** objects are serialised once; a page is the joined bytes of its objects.
 
 Run it standalone (the benchmark does): ``python -m tests.doubles.stripe_api --charges 50000``
@@ -41,6 +63,7 @@ import bisect
 import json
 import re
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +75,39 @@ BASIL = "2025-03-31.basil"
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?")
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
 _COMMON_PARAMS = {"limit", "starting_after", "ending_before", "expand[]", "created"}
+#: Stripe keeps events this long ("List events, going back up to 30 days").
+RETENTION = 30 * 86400
+#: The event type prefix of each object (``customer.subscription.updated``) ...
+_EVENT_PREFIX = {"charges": "charge", "customers": "customer", "invoices": "invoice",
+                 "subscriptions": "customer.subscription", "payment_intents": "payment_intent", "products": "product"}
+#: ... and the event its creation sends, where it is not ``<prefix>.created``.
+_CREATION_EVENT = {"charges": "charge.succeeded"}
+#: Objects whose deletion removes them (``<prefix>.deleted``); a canceled subscription stays.
+_DELETABLE = {"customers", "invoices", "products"}
+#: Retrieving a deleted one of these answers a stub ``{"id", "object", "deleted": true}``; others 404.
+_STUB_WHEN_DELETED = {"customers", "products"}
+#: Search query fields per object (Stripe's "Search query language", "Query fields for ..."):
+#: name -> "string" | "number" (numbers and timestamps: comparators allowed) | "token" (exact only).
+_SEARCH_FIELDS: dict[str, dict[str, str]] = {
+    "charges": {"amount": "number", "billing_details.address.postal_code": "string", "created": "number",
+                "currency": "token", "customer": "token", "disputed": "token", "metadata": "string",
+                "payment_method_details.card.last4": "string", "payment_method_details.card.brand": "token",
+                "payment_method_details.card.exp_month": "number", "payment_method_details.card.exp_year": "number",
+                "payment_method_details.card.fingerprint": "token", "refunded": "token", "status": "token"},
+    "customers": {"created": "number", "email": "string", "metadata": "string", "name": "string",
+                  "phone": "string"},
+    "invoices": {"created": "number", "currency": "token", "customer": "token", "last_finalization_error_code": "token",
+                 "last_finalization_error_type": "token", "metadata": "string", "number": "string",
+                 "receipt_number": "string", "status": "token", "subscription": "token", "total": "number"},
+    "payment_intents": {"amount": "number", "created": "number", "currency": "token", "customer": "token",
+                        "metadata": "string", "status": "token"},
+    "prices": {"active": "token", "currency": "token", "lookup_key": "string", "metadata": "string",
+               "product": "token", "type": "token"},
+    "products": {"active": "token", "description": "string", "metadata": "string", "name": "string",
+                 "shippable": "token", "url": "string"},
+    "subscriptions": {"created": "number", "metadata": "string", "status": "token"},
+}
+_MAX_CLAUSES = 10
 #: Each list endpoint's own filters (Stripe's API reference); anything else is "unknown parameter".
 _LIST_PARAMS = {
     "charges": {"customer", "payment_intent", "transfer_group"},
@@ -112,6 +168,11 @@ class _Collection:
         self._bytes.pop(obj["id"], None)
         self._dirty = True
 
+    def remove(self, object_id: str) -> None:
+        del self.objects[object_id]
+        self._bytes.pop(object_id, None)
+        self._dirty = True
+
     def sorted(self) -> tuple[list[str], list[int], dict[str, int]]:
         if self._dirty:
             self._order = sorted(self.objects, key=lambda i: (-(self.objects[i]["created"] or 0), _reverse(i)))
@@ -147,19 +208,80 @@ class StripeDouble(ApiDouble):
         #: The account's API version, used when a request sends no ``Stripe-Version``.
         self.default_version = "2024-06-20"
         self.data: dict[tuple[str | None, str], _Collection] = {}
+        #: Ids of deleted objects per (account, resource): what a retrieve answers for them.
+        self.deleted: dict[tuple[str | None, str], set[str]] = {}
+        self._event_seq = 0
 
     # -- data ------------------------------------------------------------------------------------
 
-    def add(self, resource: str, objects: Iterable[dict[str, Any]], account: str | None = None) -> None:
+    def add(self, resource: str, objects: Iterable[dict[str, Any]], account: str | None = None,
+            events: bool = True) -> None:
+        """Store objects; each new one sends its creation event (dated its ``created``) unless ``events`` is off."""
         with self.lock:
             collection = self.data.setdefault((account, resource), _Collection())
             for obj in objects:
+                new = obj["id"] not in collection.objects
                 collection.put(obj)
+                if events and new and resource in _EVENT_PREFIX and not obj.get("deleted"):
+                    kind = _CREATION_EVENT.get(resource, f"{_EVENT_PREFIX[resource]}.created")
+                    self.emit(kind, resource, obj, account, created=obj.get("created"))
 
     def update(self, resource: str, object_id: str, account: str | None = None, **fields: Any) -> None:
+        """Change fields of an object, sending ``<prefix>.updated`` with ``previous_attributes``."""
+        self._change(resource, object_id, account, f"{_EVENT_PREFIX.get(resource, resource)}.updated", fields)
+
+    def refund(self, charge_id: str, amount: int | None = None, account: str | None = None) -> None:
+        """Refund a charge (whole by default), as ``POST /v1/refunds`` does: ``charge.refunded``."""
+        with self.lock:
+            current = self.data[(account, "charges")].objects[charge_id]
+            refunded = current["amount_refunded"] + (current["amount"] - current["amount_refunded"]
+                                                      if amount is None else amount)
+            self._change("charges", charge_id, account, "charge.refunded",
+                         {"amount_refunded": refunded, "refunded": refunded >= current["amount"]})
+
+    def delete(self, resource: str, object_id: str, account: str | None = None) -> None:
+        """Delete an object: it leaves its list and ``<prefix>.deleted`` carries its last state."""
+        if resource not in _DELETABLE:
+            raise ValueError(f"Stripe does not delete {resource}")
         with self.lock:
             collection = self.data[(account, resource)]
-            collection.put({**collection.objects[object_id], **fields})
+            last = collection.objects[object_id]
+            collection.remove(object_id)
+            self.deleted.setdefault((account, resource), set()).add(object_id)
+            self.emit(f"{_EVENT_PREFIX[resource]}.deleted", resource, last, account)
+
+    def _change(self, resource: str, object_id: str, account: str | None, kind: str,
+                fields: dict[str, Any]) -> None:
+        with self.lock:
+            collection = self.data[(account, resource)]
+            before = collection.objects[object_id]
+            collection.put({**before, **fields})
+            previous = {k: before.get(k) for k in fields if before.get(k) != fields[k]}
+            if resource in _EVENT_PREFIX:
+                self.emit(kind, resource, collection.objects[object_id], account, previous=previous)
+
+    def emit(self, kind: str, resource: str, obj: dict[str, Any], account: str | None = None,
+             created: int | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record an event as Stripe would: ``data.object`` rendered in the account's version of now."""
+        with self.lock:
+            self._event_seq += 1
+            version = self.default_version
+            shape = _BASIL_SHAPES.get(resource) if version[:10] >= BASIL[:10] else None
+            data: dict[str, Any] = {"object": shape(obj) if shape else dict(obj)}
+            if previous is not None:
+                data["previous_attributes"] = previous
+            event = {"id": f"evt_{self._event_seq:014d}", "object": "event", "api_version": version,
+                     "created": self.clock() if created is None else created, "data": data,
+                     "livemode": False, "pending_webhooks": 0,
+                     "request": {"id": "req_double", "idempotency_key": None}, "type": kind}
+            if account is not None:
+                event["account"] = account
+            self.data.setdefault((account, "events"), _Collection()).put(event)
+            return event
+
+    def clock(self) -> int:
+        """The double's time as unix seconds (``now``, else the real time)."""
+        return int(self.now.timestamp() if self.now is not None else time.time())
 
     def get(self, resource: str, object_id: str, account: str | None = None) -> dict[str, Any]:
         return self.data[(account, resource)].objects[object_id]
@@ -189,6 +311,11 @@ class StripeDouble(ApiDouble):
             body = {"id": account or self.account_id, "object": "account", "country": "DE",
                     "default_currency": "eur", "type": "standard" if account is None else "express"}
             return Response(200, body, {"Request-Id": "req_double"})
+        head, _, tail = resource.rpartition("/")
+        if request.method == "GET" and head in _SEARCH_FIELDS and tail == "search":
+            return self._search(request, head, self.data.get((account, head)) or _Collection())
+        if request.method == "GET" and head in _known(self.data) and tail not in ("", "search") and head != "events":
+            return self._retrieve(request, head, tail, account)
         if request.method != "GET" or not request.path.startswith("/v1/") or resource not in _known(self.data):
             return _error(404, f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                           "https://stripe.com/docs or we can help at https://support.stripe.com/.")
@@ -220,6 +347,10 @@ class StripeDouble(ApiDouble):
             return _error(400, f"Received unknown parameter: {unknown[0]}", "parameter_unknown", param=unknown[0])
         if request.param("starting_after") is not None and request.param("ending_before") is not None:
             return _error(400, "Received both starting_after and ending_before parameters. Please pass in only one.")
+        if resource == "events":
+            refused = _event_filter_error(request)
+            if refused is not None:
+                return refused
         for n, path in enumerate(request.params.get("expand[]", [])):
             name = path.removeprefix("data.").split(".")[0]
             if not path.startswith("data."):
@@ -250,7 +381,11 @@ class StripeDouble(ApiDouble):
             start = max(start, position[after] + 1)
         if before is not None:
             end = min(end, position[before])
+        if resource == "events":  # older events are gone
+            end = min(end, bisect.bisect_right(keys, -(self.clock() - RETENTION)))
         ids = order[start:end]
+        if resource == "events":
+            ids = [i for i in ids if _type_matches(request, collection.objects[i]["type"])]
         status = request.param("status")
         if resource == "subscriptions" and status != "all":
             ids = [i for i in ids if collection.objects[i].get("status") == status
@@ -281,6 +416,75 @@ class StripeDouble(ApiDouble):
                 obj[name] = target.objects[obj[name]]
         return obj
 
+    def _shaped(self, request: Request, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        version = request.headers.get("stripe-version") or self.default_version
+        shape = _BASIL_SHAPES.get(resource) if version[:10] >= BASIL[:10] else None
+        return shape(obj) if shape else obj
+
+    def _retrieve(self, request: Request, resource: str, object_id: str, account: str | None) -> Response:
+        unknown = [k for k in request.params if k != "expand[]"]
+        if unknown:
+            return _error(400, f"Received unknown parameter: {unknown[0]}", "parameter_unknown", param=unknown[0])
+        expand = request.params.get("expand[]", [])
+        for n, name in enumerate(expand):
+            if name.split(".")[0] not in _EXPANDABLE.get(resource, set()):
+                return _error(400, f"This property cannot be expanded ({name}).", param=f"expand[{n}]")
+        collection = self.data.get((account, resource)) or _Collection()
+        obj = collection.objects.get(object_id)
+        if obj is None:
+            if resource in _STUB_WHEN_DELETED and object_id in self.deleted.get((account, resource), set()):
+                stub = {"id": object_id, "object": _singular(resource), "deleted": True}
+                return Response(200, stub, {"Request-Id": "req_double"})
+            return _error(404, f"No such {_singular(resource)}: '{object_id}'", "resource_missing", param="id")
+        body = self._shaped(request, resource, self._expanded(obj, expand, request))
+        return Response(200, body, {"Request-Id": "req_double"})
+
+    def _search(self, request: Request, resource: str, collection: _Collection) -> Response:
+        unknown = [k for k in request.params if k not in ("query", "limit", "page", "expand[]")]
+        if unknown:
+            return _error(400, f"Received unknown parameter: {unknown[0]}", "parameter_unknown", param=unknown[0])
+        query = request.param("query")
+        if not query:
+            return _error(400, "Missing required param: query.", "parameter_missing", param="query")
+        try:
+            limit = int(request.param("limit", "10"))
+        except ValueError:
+            return _error(400, "Invalid integer: limit", "parameter_invalid_integer", param="limit")
+        if not 1 <= limit <= 100:
+            return _error(400, "This value must be less than or equal to 100.", "parameter_invalid_integer",
+                          param="limit")
+        expand = request.params.get("expand[]", [])
+        for n, path in enumerate(expand):
+            name = path.removeprefix("data.").split(".")[0]
+            if path != "total_count" and (not path.startswith("data.")
+                                          or name not in _EXPANDABLE.get(resource, set())):
+                return _error(400, f"This property cannot be expanded ({path}).", param=f"expand[{n}]")
+        try:
+            match = _parse_query(query, _SEARCH_FIELDS[resource], resource)
+        except _QueryError as exc:
+            return _error(400, str(exc), param="query")
+        order, _, _ = collection.sorted()
+        hits = [i for i in order if match(collection.objects[i])]
+        page_token = request.param("page")
+        start = 0
+        if page_token is not None:
+            decoded = _page_offset(page_token, query)
+            if decoded is None:
+                return _error(400, f"Invalid page: '{page_token}'. Pass the next_page value of the previous "
+                              "search result.", param="page")
+            start = decoded
+        page = hits[start:start + limit]
+        has_more = start + limit < len(hits)
+        items = [self._shaped(request, resource, self._expanded(collection.objects[i],
+                              [e.removeprefix("data.") for e in expand if e != "total_count"], request))
+                 for i in page]
+        body: dict[str, Any] = {"object": "search_result", "data": items, "has_more": has_more,
+                                "next_page": _page_token(start + limit, query) if has_more else None,
+                                "url": f"/v1/{resource}/search"}
+        if "total_count" in expand:
+            body["total_count"] = min(len(hits), 10_000)
+        return Response(200, body, {"Request-Id": "req_double"})
+
 
 def _basil_subscription(obj: dict[str, Any]) -> dict[str, Any]:
     period = {k: obj[k] for k in ("current_period_start", "current_period_end") if k in obj}
@@ -305,6 +509,142 @@ def _without_invoice(obj: dict[str, Any]) -> dict[str, Any]:
 #: How ``2025-03-31.basil`` and later versions shape the objects stored in the pre-basil shape.
 _BASIL_SHAPES = {"subscriptions": _basil_subscription, "invoices": _basil_invoice,
                  "charges": _without_invoice, "payment_intents": _without_invoice}
+
+
+def _singular(resource: str) -> str:
+    return {"customers": "customer", "charges": "charge", "invoices": "invoice", "subscriptions": "subscription",
+            "payment_intents": "payment_intent", "products": "product", "prices": "price"}.get(resource,
+                                                                                             resource.rstrip("s"))
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def _event_filter_error(request: Request) -> Response | None:
+    """``type`` or ``types[]`` (up to 20), never both (API reference, "List all events")."""
+    types = request.params.get("types[]", [])
+    if types and request.param("type") is not None:
+        return _error(400, "You may pass either type or types, but not both.", param="types")
+    if len(types) > 20:
+        return _error(400, "types may contain at most 20 values.", "parameter_invalid_array", param="types")
+    if any("*" in t for t in types):
+        return _error(400, "types takes exact event names; use type for a wildcard.", param="types")
+    return None
+
+
+def _type_matches(request: Request, kind: str) -> bool:
+    types = request.params.get("types[]")
+    if types:
+        return kind in types
+    wanted = request.param("type")
+    if wanted is None:
+        return True
+    if wanted.endswith("*"):
+        return kind.startswith(wanted[:-1])
+    return kind == wanted
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+class _QueryError(ValueError):
+    pass
+
+
+_CLAUSE = re.compile(
+    r"""(?P<neg>-)?(?P<field>metadata\[(?P<q>["'])(?P<key>[^"']+)(?P=q)\]|[a-z_][a-z0-9_.]*)"""
+    r"""(?P<op>:|~|>=|<=|>|<)(?P<value>"[^"]*"|'[^']*'|[^\s"']+)"""
+)
+_CONNECTIVE = re.compile(r"\s+(AND|OR)\s+|\s+", re.IGNORECASE)
+
+
+def _parse_query(query: str, fields: dict[str, str], resource: str) -> Any:
+    """A predicate for Stripe's search query language, refusing what Stripe refuses."""
+    clauses, connectives, position = [], set(), 0
+    query = query.strip()
+    while position < len(query):
+        found = _CLAUSE.match(query, position)
+        if found is None:
+            raise _QueryError(f"Invalid search query at position {position}: {query[position:position + 20]!r}")
+        clauses.append(found)
+        position = found.end()
+        gap = _CONNECTIVE.match(query, position)
+        if gap is not None:
+            connectives.add((gap.group(1) or "AND").upper())
+            position = gap.end()
+    if len(connectives) > 1:
+        raise _QueryError("Search queries cannot combine AND and OR.")
+    if len(clauses) > _MAX_CLAUSES:
+        raise _QueryError(f"Search queries can have at most {_MAX_CLAUSES} clauses.")
+    tests = [_clause_test(c, fields, resource) for c in clauses]
+    if connectives == {"OR"}:
+        return lambda obj: any(test(obj) for test in tests)
+    return lambda obj: all(test(obj) for test in tests)
+
+
+def _clause_test(clause: re.Match[str], fields: dict[str, str], resource: str) -> Any:
+    field_name, op, raw = clause["field"], clause["op"], clause["value"]
+    base = "metadata" if clause["key"] is not None else field_name
+    kind = fields.get(base)
+    if kind is None or (base == "metadata" and clause["key"] is None):
+        raise _QueryError(f"Field '{field_name}' is an unsupported search field for resource '{resource}'. "
+                          f"See https://stripe.com/docs/search#query-fields-for-{resource.replace('_', '-')}.")
+    quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+    text = raw[1:-1] if quoted else raw
+    is_null = raw == "null"
+    number: float | None = None
+    if kind == "number" and not is_null:
+        try:
+            number = float(text)
+        except ValueError:
+            raise _QueryError(f"Field '{field_name}' takes a number, got {raw}.") from None
+    elif not quoted and not is_null and not (kind == "token" and raw in ("true", "false")):
+        raise _QueryError(f"The value of '{field_name}' must be quoted: {field_name}{op}\"{raw}\".")
+    if op == "~" and (kind != "string" or len(text) < 3):
+        raise _QueryError(f"Substring matching (~) needs a string field and at least 3 characters: {field_name}~{raw}.")
+    if op in (">", ">=", "<", "<=") and number is None:
+        raise _QueryError(f"Field '{field_name}' does not support numeric comparators ({op}).")
+
+    def actual(obj: dict[str, Any]) -> Any:
+        if clause["key"] is not None:
+            return (obj.get("metadata") or {}).get(clause["key"])
+        current: Any = obj
+        for part in field_name.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        return current
+
+    def test(obj: dict[str, Any]) -> bool:
+        have = actual(obj)
+        if is_null:
+            hit = have is None
+        elif number is not None:
+            hit = isinstance(have, (int, float)) and not isinstance(have, bool) and {
+                ":": have == number, ">": have > number, ">=": have >= number, "<": have < number,
+                "<=": have <= number}[op]
+        elif op == "~":
+            hit = isinstance(have, str) and text.lower() in have.lower()
+        else:
+            hit = have is not None and str(have).lower() == text.lower()
+        return not hit if clause["neg"] else hit
+
+    return test
+
+
+def _page_token(offset: int, query: str) -> str:
+    raw = json.dumps([offset, query]).encode()
+    return "page_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _page_offset(token: str, query: str) -> int | None:
+    """The offset a ``next_page`` token holds, or None when it is not one of ours for this query."""
+    if not token.startswith("page_"):
+        return None
+    body = token.removeprefix("page_")
+    try:
+        offset, for_query = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError):
+        return None
+    return offset if for_query == query and isinstance(offset, int) else None
 
 
 def _known(data: dict[tuple[str | None, str], _Collection]) -> set[str]:
@@ -432,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     double = StripeDouble()
-    double.add("charges", charges(args.charges))
+    double.add("charges", charges(args.charges), events=False)
     double.data[(None, "charges")].sorted()
     for object_id_ in double.data[(None, "charges")].objects:  # serialise up front: serving stays cheap
         double.data[(None, "charges")].serialised(object_id_)

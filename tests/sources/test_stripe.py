@@ -14,6 +14,7 @@ from dativo_provider.sources import build_source
 from dativo_provider.sources.base import ReadBounds
 from dativo_provider.sources.http import ApiAuthError, ApiNotFoundError, ApiRequestError, ApiUnavailableError
 from dativo_provider.sources.stripe import StripeSource, parse_spec
+from dativo_provider.sources.stripe_objects import EVENT_TYPES
 from tests.doubles.clock import FakeClock
 from tests.doubles.stripe_api import (
     API_KEY,
@@ -44,7 +45,11 @@ def config(api, key: str = API_KEY, **fields) -> StripeConfig:
 
 
 def source(api, key: str = API_KEY, clock=None, **spec) -> StripeSource:
-    return StripeSource(parse_spec({"type": "stripe", "object": "charges", **spec}), config(api, key), clock)
+    """A source reading by ``created`` (these tests are about lists; events are in test_stripe_events.py)."""
+    spec = {"type": "stripe", "object": "charges", **spec}
+    if spec["object"] in EVENT_TYPES:
+        spec.setdefault("incremental", "created")
+    return StripeSource(parse_spec(spec), config(api, key), clock)
 
 
 def read(src, state=None, bounds=ReadBounds()):
