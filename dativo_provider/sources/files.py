@@ -20,11 +20,16 @@ Decisions a user can observe:
   run, naming the file and the column. No lineage column is added (the run report lists the files).
   ``timestamptz`` values need a zone (``Z`` or an offset) in CSV; in JSON Lines pyarrow reads a
   value without one as UTC.
-* **Incremental.** Each file *version* is read once: state keeps the newest modification time read
-  and the paths that have exactly that time. A file rewritten later has a newer time and is read
-  again in full, so files appended in place need a merge write. A file that appears with a time
-  older than the watermark (``cp -p``, a slow multipart upload) is not seen; write files atomically.
-  S3 times have whole-second precision: a rewrite within the same second is not seen.
+* **Incremental** (``incremental``: true = ``"manifest"``, the default). Each file *version* is read
+  once: the state lists the versions read (path → modification time, size), so a file that appears
+  with an older time than files already read (``cp -p``, a slow multipart upload listed late) is read
+  by the next run. A file whose time or size changed is read again in full (``changed_files:
+  "reread"``: its earlier rows stay, so files rewritten in place need a merge write) or fails the run
+  (``"fail"``). The manifest forgets entries ``manifest_horizon`` (30 days) older than the newest file
+  read, and beyond :data:`~dativo_provider.sources.file_stream.MAX_MANIFEST_FILES` entries: files
+  older than that floor are taken as read. ``"watermark"`` keeps only the newest time read and the
+  paths at it (blind to back-dated files). S3 times have whole-second precision: a rewrite of the
+  same size within the same second is not seen.
 * **Bad rows.** With ``bad_rows="fail"`` the first malformed row fails the run; with ``"skip"`` every
   one is counted in the report. A location is ``<file>:<n>``: for CSV ``n`` is the record number with
   the header as 1 (the physical line unless the file has blank lines or values spanning lines), for
@@ -52,16 +57,21 @@ from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead
 from dativo_provider.sources.file_stream import (
     FileStream,
     FileVersion,
+    ManifestPlan,
+    Tracking,
     as_utc,
     infer_file_schema,
     io_error,
     iso_utc,
+    parse_tracking,
+    plan_manifest,
     unread_files,
 )
 
-SPEC_KEYS = frozenset(
-    {"type", "conn_id", "path", "glob", "format", "columns", "csv", "incremental", "bad_rows", "batch_rows"}
-)
+SPEC_KEYS = frozenset({
+    "type", "conn_id", "path", "glob", "format", "columns", "csv", "incremental", "manifest_horizon",
+    "changed_files", "bad_rows", "batch_rows",
+})
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: Suffixes pyarrow decompresses by itself (``compression="detect"``), ignored when finding the format.
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
@@ -94,6 +104,7 @@ class FilesSource(Source):
         columns: pa.Schema | None = None,
         csv: CsvOptions | None = None,
         incremental: bool = True,
+        tracking: Tracking | None = None,
         skip_bad_rows: bool = False,
         batch_rows: int | None = None,
         connection: ObjectStoreConfig | None = None,
@@ -104,6 +115,7 @@ class FilesSource(Source):
         self.columns = columns
         self.csv = csv or CsvOptions()
         self.incremental = incremental
+        self.tracking = tracking or Tracking()
         self.skip_bad_rows = skip_bad_rows
         self.batch_rows = batch_rows
         self.connection = connection
@@ -128,10 +140,15 @@ class FilesSource(Source):
         files = list_files(fs, self.location, self._pattern)
         schema, origin = self._schema(fs, files)
         todo = [f for f in files if upper is None or f.mtime <= upper]
-        if self.incremental:
-            todo = unread_files(todo, state)
         previous = dict(state) if self.incremental and state else None
-        return FilesStream(self, fs, todo, schema, previous, origin)
+        manifest = None
+        if self.incremental and self.tracking.mode == "manifest":
+            manifest = plan_manifest(todo, previous, self.tracking, "files source",
+                                     lambda f: self.location.display(f.path))
+            todo = manifest.todo
+        elif self.incremental:
+            todo = unread_files(todo, previous)
+        return FilesStream(self, fs, todo, schema, previous, origin, manifest)
 
     def _schema(self, fs: pafs.FileSystem, files: list[FileVersion]) -> tuple[pa.Schema, str]:
         """The declared schema, else the one inferred from the oldest non-empty file, and its origin."""
@@ -161,9 +178,11 @@ class FilesStream(FileStream):
         schema: pa.Schema,
         previous_state: dict[str, Any] | None,
         schema_origin: str,
+        manifest: ManifestPlan | None = None,
     ) -> None:
         super().__init__(incremental=source.incremental, previous=previous_state,
-                         details={"schema_from": schema_origin}, skip_bad_rows=source.skip_bad_rows)
+                         details={"schema_from": schema_origin}, skip_bad_rows=source.skip_bad_rows,
+                         manifest=manifest)
         self._source = source
         self._fs = fs
         self._files = files
@@ -196,7 +215,8 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
     """Build a :class:`FilesSource` from a spec dict, naming the key of any mistake.
 
     :param spec: ``{"type": "files", "path": ..., "glob": ..., "format": ..., "columns": ...,
-        "csv": {...}, "incremental": ..., "bad_rows": ..., "batch_rows": ...}``.
+        "csv": {...}, "incremental": ..., "manifest_horizon": ..., "changed_files": ..., "bad_rows": ...,
+        "batch_rows": ...}``.
     :param connection: S3 credentials and endpoint for an ``s3://`` path; None uses the default
         AWS credential chain. Ignored for local paths.
     """
@@ -213,13 +233,15 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
     if batch_rows is not None and batch_rows < 1:
         raise ConfigError("files source: 'batch_rows' must be at least 1")
     columns = spec.get("columns")
+    incremental, tracking = parse_tracking(spec, "files source")
     return FilesSource(
         objectstore.parse(spec.get("path"), "files source: 'path'"),
         glob,
         _file_format(spec.get("format"), glob),
         columns=None if columns is None else parse_columns(columns),
         csv=parse_csv_options(spec.get("csv") or {}),
-        incremental=_typed(spec, "incremental", bool, True),
+        incremental=incremental,
+        tracking=tracking,
         skip_bad_rows=bad_rows == "skip",
         batch_rows=batch_rows,
         connection=connection,

@@ -25,12 +25,16 @@ Spec::
   was listed even if the file changes meanwhile, and checked against its ``md5Checksum``.
 * **Schema.** The declared ``columns``; without them, inferred from the first MiB of the oldest
   matching file (the whole file for Parquet), as the files source does, so it is stable across runs.
-* **Incremental** (default). State is the newest ``modifiedTime`` read and the ids of the files
-  that have exactly that time, like the files source. A new or modified file (a later
-  ``modifiedTime``) is read in full, once; unchanged ones are not downloaded. The state is committed
-  with the rows, so a failure while listing or downloading commits nothing and the next run reads
-  the same files again. A file whose ``modifiedTime`` is set into the past by its uploader (some sync
-  clients keep the local time) is not seen.
+* **Incremental** (``incremental``: true = ``"manifest"``, the default). The state lists the file
+  versions read, by file id (``modifiedTime``, size, ``md5Checksum``), like the files source: a new
+  file is read once even if its ``modifiedTime`` was set into the past by its uploader (some sync
+  clients keep the local time); a file with new bytes (another ``md5Checksum``; for an exported Google
+  Sheet, a new ``modifiedTime``) is read again in full or fails the run (``changed_files``); a file
+  whose ``modifiedTime`` moved but whose bytes did not (a rename, a re-upload of the same bytes) is not
+  downloaded again. Entries ``manifest_horizon`` older than the newest file read are forgotten.
+  ``"watermark"`` keeps the newest ``modifiedTime`` read and the ids at it, blind to back-dated files.
+  The state is committed with the rows, so a failure while listing or downloading commits nothing and
+  the next run reads the same files again.
 * **Cut-off.** Drive's listing lags changes by a few seconds, so a run takes only files modified up to
   Drive's own clock (the first listing response's ``Date`` header) minus ``settle`` (default 60 s),
   and up to the caller's upper bound; later files wait for the next run (see ADR 0004).
@@ -61,7 +65,15 @@ from dativo_provider.exceptions import ConfigError, SourceError, TransientError
 from dativo_provider import objectstore
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
 from dativo_provider.sources.file_formats import FORMATS, CsvOptions, FileRead
-from dativo_provider.sources.file_stream import FileStream, FileVersion, infer_file_schema, unread_files
+from dativo_provider.sources.file_stream import (
+    FileStream,
+    FileVersion,
+    Tracking,
+    infer_file_schema,
+    parse_tracking,
+    plan_manifest,
+    unread_files,
+)
 from dativo_provider.sources.files import COMPRESSION_SUFFIXES, parse_columns, parse_csv_options
 from dativo_provider.sources.google_auth import ExportLimitError, GoogleAuth, api_client
 from dativo_provider.sources.http import ApiNotFoundError, Clock, HttpClient, RetryPolicy
@@ -71,7 +83,7 @@ log = logging.getLogger(__name__)
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "folder_id", "recursive", "glob", "format", "columns", "csv", "bad_rows", "batch_rows",
-    "incremental", "export_google_sheets", "page_size", "retry", "settle",
+    "incremental", "manifest_horizon", "changed_files", "export_google_sheets", "page_size", "retry", "settle",
 })
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SHEET_MIME = "application/vnd.google-apps.spreadsheet"
@@ -99,6 +111,8 @@ class DriveSpec:
     skip_bad_rows: bool = False
     batch_rows: int | None = None
     incremental: bool = True
+    #: How the incremental state tracks files (the markdown_kv source's Drive folders use the watermark).
+    tracking: Tracking = Tracking()
     export_google_sheets: bool = False
     page_size: int = MAX_PAGE_SIZE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -120,7 +134,7 @@ class DriveItem:
     @property
     def version(self) -> FileVersion:
         """The item as the files source's incremental state functions see it (keyed by id)."""
-        return FileVersion(self.id, self.id, self.modified, self.size or 0)
+        return FileVersion(self.id, self.id, self.modified, self.size or 0, self.md5)
 
     @property
     def exported(self) -> bool:
@@ -141,6 +155,7 @@ def parse_spec(spec: Mapping[str, Any]) -> DriveSpec:
     bad_rows = spec.get("bad_rows", "fail")
     if bad_rows not in ("fail", "skip"):
         raise ConfigError(f"google_drive source: 'bad_rows' is {bad_rows!r}; expected 'fail' or 'skip'")
+    incremental, tracking = parse_tracking(spec, "google_drive source")
     return DriveSpec(
         folder_id=folder.strip(),
         recursive=_flag(spec, "recursive", False),
@@ -151,7 +166,8 @@ def parse_spec(spec: Mapping[str, Any]) -> DriveSpec:
         skip_bad_rows=bad_rows == "skip",
         batch_rows=positive_int(spec, "batch_rows", 1, MAX_BATCH_ROWS, "google_drive") if "batch_rows" in spec
         else None,
-        incremental=_flag(spec, "incremental", True),
+        incremental=incremental,
+        tracking=tracking,
         export_google_sheets=_flag(spec, "export_google_sheets", False),
         page_size=positive_int(spec, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE, "google_drive"),
         retry=retry_policy(spec.get("retry"), "google_drive"),
@@ -250,7 +266,15 @@ class DriveStream(FileStream):
         listing = list_items(self.client, self.spec)
         self.report.details["files_listed"] = len(listing.items)
         self._schema = self._settle_schema(listing.items)
-        self._todo, cutoff = unread_items(listing, self.spec, upper, self._previous)
+        if self.spec.incremental and self.spec.tracking.mode == "manifest":
+            settled, cutoff = settled_items(listing, self.spec, upper)
+            by_id = {item.id: item for item in settled}
+            plan = plan_manifest([item.version for item in settled], self._previous, self.spec.tracking,
+                                 "google_drive source", lambda version: display(by_id[version.relative]))
+            self._use_manifest(plan)
+            self._todo = [by_id[version.relative] for version in plan.todo]
+        else:
+            self._todo, cutoff = unread_items(listing, self.spec, upper, self._previous)
         self.report.details["cutoff"] = _iso(cutoff) if cutoff else None
 
     @property
@@ -393,12 +417,18 @@ def open_api(config: GoogleConfig, spec: DriveSpec,
     return auth, api_client("Google Drive", config.drive_url, auth, policy=spec.retry, clock=clock)
 
 
+def settled_items(listing: Listing, spec: DriveSpec,
+                  upper: datetime | None) -> tuple[list[DriveItem], datetime | None]:
+    """The listed items modified up to the cut-off, in listing order, and the cut-off."""
+    cutoff = _cutoff(upper, listing.started, spec.settle)
+    return [item for item in listing.items if cutoff is None or item.modified <= cutoff], cutoff
+
+
 def unread_items(listing: Listing, spec: DriveSpec, upper: datetime | None,
                  previous: Mapping[str, Any] | None) -> tuple[list[DriveItem], datetime | None]:
-    """The listed file versions this run reads, in listing order, and the cut-off it applied: those
-    modified up to the cut-off and, when incremental, not in the ``previous`` state (keyed by file id)."""
-    cutoff = _cutoff(upper, listing.started, spec.settle)
-    todo = [item for item in listing.items if cutoff is None or item.modified <= cutoff]
+    """The listed file versions a watermark-tracked run reads, in listing order, and the cut-off it applied:
+    those modified up to the cut-off and, when incremental, not in the ``previous`` state (keyed by id)."""
+    todo, cutoff = settled_items(listing, spec, upper)
     if spec.incremental:
         unread = {v.relative for v in unread_files([item.version for item in todo], previous)}
         todo = [item for item in todo if item.id in unread]

@@ -17,7 +17,7 @@ import pytest
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.sources import build_source
 from dativo_provider.sources.base import MAX_REJECT_SAMPLES, ReadBounds
-from dativo_provider.sources.file_stream import MAX_FILE_DETAILS
+from dativo_provider.sources.file_stream import MAX_FILE_DETAILS, manifest_entries
 from dativo_provider.sources.files import FilesSource, FilesStream, from_spec
 from tests.sources.s3_server import S3Endpoint, moto_s3_server
 
@@ -337,7 +337,7 @@ def test_hostile_file_names(tmp_path, name):
 
     assert table.to_pylist() == [{"id": 1, "v": "ok"}]
     assert stream.report.rejected_samples[0].location == f"{tmp_path / 'dir with space' / name}:3"
-    assert stream.state()["files_at_watermark"] == [name]
+    assert list(manifest_entries(stream.state())) == [name]
 
 
 def test_hostile_s3_keys(s3):
@@ -352,10 +352,10 @@ def test_hostile_s3_keys(s3):
 # --- incremental --------------------------------------------------------------------------------
 
 
-def test_incremental_reads_each_file_version_once_over_three_runs(tmp_path):
+def test_watermark_mode_reads_each_file_version_once_over_three_runs(tmp_path):
     write(tmp_path / "a.csv", "id,v\n1,a1\n", at(1))
     write(tmp_path / "b.csv", "id,v\n2,b1\n", at(2))
-    src = source(tmp_path, glob="*.csv")
+    src = source(tmp_path, glob="*.csv", incremental="watermark")
 
     run1, stream = read(src)
     state1 = stream.state()
@@ -381,7 +381,7 @@ def test_incremental_reads_each_file_version_once_over_three_runs(tmp_path):
 
 def test_files_sharing_the_watermark_time_are_told_apart_by_path(tmp_path):
     write(tmp_path / "a.csv", "id\n1\n", at(1))
-    src = source(tmp_path, glob="*.csv")
+    src = source(tmp_path, glob="*.csv", incremental="watermark")
     _, stream = read(src)
     write(tmp_path / "b.csv", "id\n2\n", at(1))
     table, stream = read(src, stream.state())
