@@ -186,7 +186,8 @@ class _Run:
             return
         plan = CommitPlan(
             identifier=self.table_name,
-            mode=self.options.mode,
+            # A merge of no rows only moves the state (a quiet period of Stripe events): nothing to remove.
+            mode="append" if self.options.mode == "merge" and not files else self.options.mode,
             branch=self.branch,
             new_files=files,
             properties=snapshot_properties(self.source.identity, new_state, run_id),
