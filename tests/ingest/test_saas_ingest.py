@@ -52,7 +52,8 @@ def stripe():
 
 def stripe_source(api, key: str = API_KEY, clock=None, **spec) -> StripeSource:
     config = StripeConfig(api_key=key, base_url=api.url, conn_id="stripe_test")
-    return StripeSource(stripe_spec({"object": "charges", "page_size": 50, "batch_rows": 300, **spec}), config, clock)
+    spec = {"object": "charges", "incremental": "created", "page_size": 50, "batch_rows": 300, **spec}
+    return StripeSource(stripe_spec(spec), config, clock)  # by created: events are test_stripe_events_ingest.py
 
 
 def advance(api: StripeDouble, hours: int) -> int:
@@ -114,7 +115,7 @@ class _BeforeTheAccountId(StripeSource):
 
 def test_a_table_loaded_before_the_account_id_continues_from_its_watermark(stripe, catalog):
     stripe.add("charges", charges(300, step=30))
-    old = _BeforeTheAccountId(stripe_spec({"object": "charges"}),
+    old = _BeforeTheAccountId(stripe_spec({"object": "charges", "incremental": "created"}),
                               StripeConfig(api_key=API_KEY, base_url=stripe.url, conn_id="stripe_test"))
     loaded = run_ingest(old, catalog, "raw.charges")
     now = advance(stripe, 2)
