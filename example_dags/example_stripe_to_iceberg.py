@@ -1,11 +1,14 @@
-"""Stripe → Iceberg: charges and customers, incrementally by `created`, merged on `id`.
+"""Stripe → Iceberg: charges and customers with their updates and deletions, merged on `id`.
 
 ### What it shows
 
-Each daily run reads the objects created up to the end of its data interval. Charges are re-read
-one hour behind the watermark (`lookback`) so that a charge captured or refunded shortly after it
-was created lands with its final state; the merge on `id` replaces the earlier version, and a
-rerun of the same day writes nothing twice.
+The first run lists every charge and customer created up to the end of its data interval. Each
+later run reads Stripe's events of that interval (the source's default `incremental: "events"` for
+objects that change): a charge refunded a week after it was loaded, a customer whose email changed,
+a customer deleted (kept with `deleted` true) — each changed object once, in its latest state; the
+merge on `id` replaces the earlier row, and a rerun of the same day writes nothing twice. Stripe keeps
+events 30 days: a DAG paused longer fails with the gap named (see docs/sources-stripe.md for the
+one-off `full_refresh`).
 
 ### What it needs
 
@@ -44,7 +47,7 @@ with DAG(
 ):
     IcebergIngestOperator(
         task_id="ingest_charges",
-        source={"type": "stripe", "conn_id": STRIPE_CONN_ID, "object": "charges", "lookback": "1h"},
+        source={"type": "stripe", "conn_id": STRIPE_CONN_ID, "object": "charges"},
         table="examples.stripe_charges",
         write_options={"mode": "merge", "merge_keys": ["id"], "partition_by": ["day(created)"]},
         upper_bound="{{ data_interval_end }}",
@@ -54,6 +57,6 @@ with DAG(
         task_id="ingest_customers",
         source={"type": "stripe", "conn_id": STRIPE_CONN_ID, "object": "customers"},
         table="examples.stripe_customers",
-        write_options={"mode": "append"},
+        write_options={"mode": "merge", "merge_keys": ["id"]},
         upper_bound="{{ data_interval_end }}",
     )
