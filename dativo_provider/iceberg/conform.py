@@ -45,6 +45,11 @@ class BatchConformer:
                 self._column(batch, position, field) for position, field in zip(self._positions, self._target)
             ]
             batch = pa.RecordBatch.from_arrays(columns, schema=self._target)
+        else:
+            # A source's NOT NULL is read when the run starts; a constraint dropped meanwhile would
+            # otherwise let a null into a required column.
+            for name in self._required:
+                self._check_required(batch.column(name), name)
         for index in self._temporal:
             self._check_calendar(batch.column(index), self._target.field(index).name)
         self._rows_seen += batch.num_rows
@@ -60,11 +65,8 @@ class BatchConformer:
                 )
             return pa.nulls(batch.num_rows, field.type)
         column = batch.column(position)
-        if field.name in self._required and column.null_count:
-            raise SourceError(
-                f"{self._where}column {field.name!r} is required in the table but {column.null_count} rows "
-                "are null"
-            )
+        if field.name in self._required:
+            self._check_required(column, field.name)
         if column.type == field.type:
             return column
         try:
@@ -73,6 +75,12 @@ class BatchConformer:
             raise SourceError(
                 f"{self._where}column {field.name!r}: cannot store {column.type} as {field.type}: {exc}"
             ) from None
+
+    def _check_required(self, column: pa.Array, name: str) -> None:
+        if column.null_count:
+            raise SourceError(
+                f"{self._where}column {name!r} is required in the table but {column.null_count} rows are null"
+            )
 
     def _check_calendar(self, column: pa.Array, name: str) -> None:
         found = find_out_of_range(column)

@@ -25,6 +25,11 @@ struct / map                           struct / map
 dictionary<values>                     the values' type
 null (a column with no typed values)   string
 =====================================  ==========================================================
+
+Nullability: a non-nullable Arrow field (a source column declared NOT NULL, e.g. a primary key) is a
+*required* Iceberg column, a nullable one an optional column; the write option
+``required_columns: false`` makes every column optional (:func:`as_optional`). What each schema
+policy does with each kind of drift is :data:`POLICY_OUTCOMES`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ def storage_schema(schema: pa.Schema) -> pa.Schema:
         [field.with_type(storage_type(field.type, field.name)) for field in schema],
         metadata=schema.metadata,
     )
+
+
+def as_optional(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every column nullable, so the table's columns are created (and kept) optional."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 
 
 def storage_type(arrow_type: pa.DataType, column: str) -> pa.DataType:
@@ -120,12 +132,40 @@ def _is_plain_supported(arrow_type: pa.DataType) -> bool:
     )
 
 
+#: What each policy does with each kind of change: ``fail`` (nothing is written), ``evolve`` (the
+#: table's schema changes, then the rows are written) or ``keep`` (the rows are written into the table
+#: as it is, every value kept, and the change is reported in ``warnings``). A ``missing`` column that
+#: is required in the table fails under every policy: the table cannot hold its absence.
+POLICY_OUTCOMES: dict[str, dict[str, str]] = {
+    "strict": dict.fromkeys(
+        ("added", "missing", "widened", "narrowed", "tightened", "relaxed", "incompatible"), "fail"
+    ),
+    "evolve": {"added": "evolve", "missing": "keep", "widened": "evolve", "narrowed": "keep",
+               "tightened": "keep", "relaxed": "evolve", "incompatible": "fail"},
+    "warn": {"added": "fail", "missing": "keep", "widened": "fail", "narrowed": "keep",
+             "tightened": "keep", "relaxed": "fail", "incompatible": "fail"},
+}
+
+#: Why a policy refuses a change, shown after the change in the error.
+_REFUSALS = {
+    ("warn", "added"): "policy warn never changes the table and never drops a value: use policy evolve to "
+                       "add the column, or leave it out of the source's columns",
+    ("warn", "widened"): "policy warn cannot widen the table's type, and the values may not fit",
+    ("warn", "relaxed"): "policy warn cannot make the column optional, and a null could not be stored",
+}
+
+
 @dataclass(frozen=True)
 class ColumnChange:
-    """One difference between the table and the incoming data."""
+    """One difference between the table and the incoming data.
+
+    ``kind`` is ``added``, ``missing``, ``widened`` (the source type is wider), ``narrowed`` (the
+    source type is narrower: its values fit the table), ``tightened`` (NOT NULL in the source, optional
+    in the table), ``relaxed`` (nullable in the source, required in the table) or ``incompatible``.
+    """
 
     column: str
-    kind: str  # added | missing | widened | incompatible
+    kind: str
     table_type: str | None = None
     source_type: str | None = None
 
@@ -137,6 +177,13 @@ class ColumnChange:
                 return f"- {self.column} {self.table_type} (absent from source)"
             case "widened":
                 return f"~ {self.column} {self.table_type} -> {self.source_type} (wider in source)"
+            case "narrowed":
+                return (f"~ {self.column} {self.table_type} <- {self.source_type} (narrower in source; "
+                        f"the values fit {self.table_type})")
+            case "tightened":
+                return f"~ {self.column} {self.table_type} (NOT NULL in source, optional in the table)"
+            case "relaxed":
+                return f"~ {self.column} {self.table_type} (nullable in source, required in the table)"
             case _:
                 return f"! {self.column} {self.table_type} <- {self.source_type} (cannot be stored)"
 
@@ -145,14 +192,19 @@ class ColumnChange:
 class SchemaPlan:
     """What to do about the incoming schema before writing.
 
-    :param evolve: changes to apply to the table schema (``evolve`` policy) before the write.
-    :param dropped_columns: source columns not written (``warn`` policy).
+    :param changes: every difference between the table and the incoming schema.
+    :param evolved: the changes the table's schema takes (``evolve`` policy) before the write.
+    :param warnings: the drift, as a readable diff, when there is any.
     """
 
     changes: list[ColumnChange] = field(default_factory=list)
-    evolve: bool = False
-    dropped_columns: list[str] = field(default_factory=list)
+    evolved: list[ColumnChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def evolve(self) -> bool:
+        """Whether the table's schema changes before the write."""
+        return bool(self.evolved)
 
 
 def compare(table_schema: Schema, incoming: pa.Schema) -> list[ColumnChange]:
@@ -172,6 +224,10 @@ def compare(table_schema: Schema, incoming: pa.Schema) -> list[ColumnChange]:
             changes.append(
                 ColumnChange(existing.name, kind, str(existing.field_type), str(incoming_field.field_type))
             )
+        if kind != "incompatible" and existing.required != incoming_field.required:
+            nullability = "relaxed" if existing.required else "tightened"
+            changes.append(ColumnChange(existing.name, nullability, str(existing.field_type),
+                                        str(incoming_field.field_type)))
     incoming_names = {f.name for f in incoming_iceberg.fields}
     for name, existing in table_fields.items():
         if name not in incoming_names:
@@ -180,17 +236,18 @@ def compare(table_schema: Schema, incoming: pa.Schema) -> list[ColumnChange]:
 
 
 def _type_relation(table_type: IcebergType, source_type: IcebergType, source_arrow: pa.DataType) -> str:
-    """``same`` if source values fit the table type, ``widened`` if the table type can be promoted."""
+    """``same``; ``narrowed`` if source values fit a wider table type; ``widened`` if the table type can
+    be promoted to the source's; else ``incompatible``."""
     from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType
 
     if table_type == source_type:
         return "same"
     fits = {(LongType, IntegerType), (DoubleType, FloatType)}
     if (type(table_type), type(source_type)) in fits:
-        return "same"
+        return "narrowed"
     if isinstance(table_type, DecimalType) and isinstance(source_type, DecimalType):
         if table_type.scale == source_type.scale:
-            return "same" if source_type.precision <= table_type.precision else "widened"
+            return "narrowed" if source_type.precision < table_type.precision else "widened"
     if (type(table_type), type(source_type)) in {(IntegerType, LongType), (FloatType, DoubleType)}:
         return "widened"
     if not table_type.is_primitive and type(table_type) is type(source_type):
@@ -212,44 +269,51 @@ def _arrow_of(iceberg_type: IcebergType) -> pa.DataType:
 
 
 def plan_schema(table: Table, incoming: pa.Schema, policy: str) -> SchemaPlan:
-    """Decide, under ``policy``, how the incoming schema is written into ``table``.
+    """Decide, under ``policy``, how the incoming schema is written into ``table`` (see
+    :data:`POLICY_OUTCOMES`). No policy drops a value: a change the table cannot take fails.
 
-    :raises SchemaDriftError: with a readable diff when the policy forbids the drift.
+    :raises SchemaDriftError: with a readable diff when the policy refuses a change.
     """
     changes = compare(table.schema(), incoming)
-    missing_required = [
-        c.column for c in changes if c.kind == "missing" and table.schema().find_field(c.column).required
-    ]
-    incompatible = [c for c in changes if c.kind == "incompatible"]
     plan = SchemaPlan(changes=changes)
     if not changes:
         return plan
-    diff = "\n  ".join(c.describe() for c in changes)
-    if policy == "strict":
-        raise SchemaDriftError(f"schema drift on {_name(table)} (policy strict):\n  {diff}")
-    if incompatible or missing_required:
-        detail = "\n  ".join(
-            [c.describe() for c in incompatible] + [f"- {name} is required in the table" for name in missing_required]
+    outcomes = [_outcome(policy, change, table) for change in changes]
+    refused = [(change, reason) for change, (outcome, reason) in zip(changes, outcomes) if outcome == "fail"]
+    if refused:
+        lines = [change.describe() + (f": {reason}" if reason else "") for change, reason in refused]
+        lines += [change.describe() for change, (outcome, _) in zip(changes, outcomes) if outcome != "fail"]
+        raise SchemaDriftError(
+            f"schema drift on {_name(table)} (policy {policy}) refused, nothing was written:\n  " + "\n  ".join(lines)
         )
-        raise SchemaDriftError(f"source rows cannot be written to {_name(table)}:\n  {detail}")
-    if policy == "evolve":
-        plan.evolve = any(c.kind in ("added", "widened") for c in changes)
-    else:  # warn
-        widened = [c for c in changes if c.kind == "widened"]
-        if widened:
-            raise SchemaDriftError(
-                f"source types are wider than {_name(table)} allows (policy warn cannot widen):\n  "
-                + "\n  ".join(c.describe() for c in widened)
-            )
-        plan.dropped_columns = [c.column for c in changes if c.kind == "added"]
+    plan.evolved = [change for change, (outcome, _) in zip(changes, outcomes) if outcome == "evolve"]
+    diff = "\n  ".join(c.describe() for c in changes)
     plan.warnings.append(f"schema drift on {_name(table)} (policy {policy}):\n  {diff}")
     return plan
 
 
+def _outcome(policy: str, change: ColumnChange, table: Table) -> tuple[str, str]:
+    """What ``policy`` does with ``change``, and why when it refuses."""
+    if change.kind == "missing" and table.schema().find_field(change.column).required:
+        return "fail", "required in the table, so the rows cannot be written without it"
+    outcome = POLICY_OUTCOMES[policy][change.kind]
+    if policy == "strict":
+        return outcome, ""
+    return outcome, _REFUSALS.get((policy, change.kind), "")
+
+
 def apply_evolution(table: Table, incoming: pa.Schema) -> Table:
-    """Add the incoming columns and widen types in one schema commit; return the refreshed table."""
+    """Add the incoming columns (optional: the table's rows have no value for them), widen types and make
+    columns the source now lets be null optional, in one schema commit; return the refreshed table.
+
+    Iceberg cannot make an optional column required or narrow a type, so those stay as they are.
+    """
+    import pyarrow as pa
+
+    existing = {f.name for f in table.schema().fields}
+    evolvable = pa.schema([f if f.name in existing else f.with_nullable(True) for f in incoming])
     with table.update_schema() as update:
-        update.union_by_name(incoming)
+        update.union_by_name(evolvable)
     return table.refresh()
 
 

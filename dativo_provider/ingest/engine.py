@@ -24,7 +24,7 @@ from dativo_provider.exceptions import (
 )
 from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.conform import BatchConformer
-from dativo_provider.iceberg.schema import apply_evolution, plan_schema, storage_schema
+from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_schema, storage_schema
 from dativo_provider.iceberg.state import read_state, snapshot_properties
 from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
@@ -169,9 +169,10 @@ class _Run:
         self.result.watermark_before = (previous_state or {}).get(WATERMARK_KEY)
         with self.source.open(previous_state, bounds) as stream:
             _check_has_columns(stream.schema, self.source.identity, self.table_name)
+            source_schema = stream.schema if self.options.required_columns else as_optional(stream.schema)
             if audit is not None:
-                audit.before_write(self.table_name, stream.schema)
-            table = self._prepare_table(stream.schema)
+                audit.before_write(self.table_name, source_schema)
+            table = self._prepare_table(source_schema)
             files, keys = self._write(table, stream)
             new_state = stream.state()
             self.result.rows_rejected = stream.report.rows_rejected
@@ -230,7 +231,7 @@ class _Run:
             log.warning("%s", warning)
         if plan.evolve:
             table = apply_evolution(table, incoming)
-            self.result.schema_changes.extend(c.describe() for c in plan.changes)
+            self.result.schema_changes.extend(c.describe() for c in plan.evolved)
         missing_keys = [k for k in self.options.merge_keys if k not in table.schema().column_names]
         if missing_keys:
             raise ConfigError(f"merge_keys {missing_keys} are not columns of {self.table_name}")

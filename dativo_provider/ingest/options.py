@@ -27,8 +27,13 @@ class WriteOptions:
         "bucket(16, id)", "truncate(4, sku)"]``.
     :param sort_by: sort order for a new table, e.g. ``["customer_id", "created_at desc"]``; each
         written row group is sorted by it.
-    :param schema_policy: on drift, ``strict`` fails with a diff, ``evolve`` adds columns and widens
-        types, ``warn`` logs the diff and writes the columns the table already has.
+    :param schema_policy: on drift, ``strict`` fails with a diff; ``evolve`` adds columns, widens types
+        and makes columns optional, keeping what it cannot change (a narrower source type, a new NOT
+        NULL); ``warn`` never changes the table: it writes when every value fits and fails with the diff
+        otherwise. No policy drops a value (see ``POLICY_OUTCOMES`` in :mod:`dativo_provider.iceberg.schema`).
+    :param required_columns: a source column declared NOT NULL (a primary key, or a non-nullable
+        Arrow field) becomes a required table column; False makes every column optional and ignores the
+        source's NOT NULL.
     :param branch: commit to this branch instead of main (write-audit-publish).
     :param table_properties: Iceberg properties for a new table.
     :param column_properties: per column, ``{"metrics": "none"|"counts"|"full"|"truncate(N)", "doc": "..."}``.
@@ -41,6 +46,7 @@ class WriteOptions:
     partition_by: tuple[str, ...] = ()
     sort_by: tuple[str, ...] = ()
     schema_policy: SchemaPolicy = "evolve"
+    required_columns: bool = True
     branch: str | None = None
     table_properties: Mapping[str, str] = field(default_factory=dict)
     column_properties: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -54,6 +60,10 @@ class WriteOptions:
             raise ConfigError(
                 f"write option 'schema_policy' is {self.schema_policy!r}; "
                 f"expected one of {', '.join(SCHEMA_POLICIES)}"
+            )
+        if not isinstance(self.required_columns, bool):
+            raise ConfigError(
+                f"write option 'required_columns' is {self.required_columns!r}; expected true or false"
             )
         if self.mode == "merge" and not self.merge_keys:
             raise ConfigError("write option 'merge_keys' is required when mode is 'merge'")

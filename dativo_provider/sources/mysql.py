@@ -33,13 +33,17 @@ geometry                       unsupported                cast it in a query, e.
 =============================  =========================  ==============================================
 
 Zero dates ('0000-00-00') fail naming the column: they are not dates.
+
+Nullability: in a table read, a column declared NOT NULL (every primary-key column is) is a
+non-nullable Arrow field, so the Iceberg column is created required (write option
+``required_columns: false`` opts out). A query's columns are all nullable, as with Postgres.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -94,6 +98,7 @@ SSL_MODES: dict[str, dict[str, Any]] = {
 }
 
 _BINARY_CHARSET = 63
+_NOT_NULL_FLAG = 1
 _UNSIGNED_FLAG = 32
 # Server error codes a retry may fix: too many connections, lock wait, deadlock, lost connection.
 _TRANSIENT_CODES = frozenset({1040, 1205, 1213, 2002, 2003, 2006, 2013, 2055})
@@ -156,7 +161,8 @@ class MySQLSource(SqlSource):
         what = "the query" if self.spec.query is not None else f"table {self.schema_name}.{self.spec.table}"
         fields = {f.name: f for f in session.describe(f"SELECT * FROM {self.from_clause} LIMIT 0", what)}
         names = resolve_columns(self.spec, list(fields), f"{what} on {session.where}", fold_case=True)
-        return _plan([fields[name] for name in names])
+        # A derived table's NOT NULL flags are the server's inference, not a declaration: only tables'.
+        return _plan([fields[name] for name in names], declared_nullability=self.spec.query is None)
 
     def _select(self, columns: list[_Column], window: CursorWindow | None) -> tuple[str, tuple[Any, ...]]:
         """The SELECT and its parameters. Literal ``%`` is doubled: pymysql formats with ``%``."""
@@ -180,6 +186,7 @@ class _Column:
     #: The SQL type a bound value is cast to when compared with this column (cursors only).
     sql_type: str | None
     convert: Callable[[Sequence[Any]], pa.Array]
+    nullable: bool = True
 
 
 def _q(name: str) -> str:
@@ -190,12 +197,16 @@ def _find(columns: list[_Column], name: str) -> _Column:
     return next(c for c in columns if c.name.lower() == name.lower())
 
 
-def _plan(fields: list[Any]) -> list[_Column]:
-    """Map every described field, collecting all unsupported columns into one error."""
+def _plan(fields: list[Any], declared_nullability: bool) -> list[_Column]:
+    """Map every described field, collecting all unsupported columns into one error.
+
+    :param declared_nullability: the fields' NOT NULL flags are the table's declarations (a table read).
+    """
     columns, unsupported = [], []
     for field in fields:
         try:
-            columns.append(_column(field))
+            not_null = declared_nullability and bool(field.flags & _NOT_NULL_FLAG)
+            columns.append(replace(_column(field), nullable=not not_null))
         except UnsupportedTypeError as exc:
             unsupported.append(str(exc))
     if unsupported:
@@ -503,7 +514,7 @@ class _MySQLReader(BatchReader):
         batch_rows: int,
     ) -> None:
         pa = require("pyarrow", EXTRA)
-        self.schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
+        self.schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in columns])
         self._session = session
         self._converters = [c.convert for c in columns]
         self._batch_rows = batch_rows

@@ -28,6 +28,11 @@ interval, timetz, money, oid, inet,   unsupported            no exact Iceberg ty
 xml, geometric, range, ...
 ====================================  =====================  ========================================
 
+Nullability: in a table read, a column declared NOT NULL (every primary-key column is) is a
+non-nullable Arrow field, so the Iceberg column is created required (write option
+``required_columns: false`` opts out). A query's columns are all nullable: the server does not say
+which query results can be null.
+
 NaN and ±Infinity in ``numeric`` columns fail naming the column (Iceberg decimals have neither).
 ADBC would silently flatten multi-dimensional arrays and wrap ±infinity timestamps into garbage, so
 both are checked: arrays on the server, timestamps and dates on each batch (one vectorised min).
@@ -42,7 +47,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -165,19 +171,18 @@ class PostgresSource(SqlSource):
     def _describe(self, session: _Session) -> list[_Column]:
         """The columns to read with their Arrow types; fails on missing names and unsupported types."""
         if self.spec.query is not None:
-            casts: dict[str, str] = {}
-            typmods: dict[str, int] = {}
             what = "the query"
-            available = [f.name for f in session.describe(f"SELECT * FROM {self.from_clause}", what)]
+            catalog = _Catalog([f.name for f in session.describe(f"SELECT * FROM {self.from_clause}", what)])
         else:
             what = f"table {self._table_name()}"
-            available, casts, typmods = session.table_columns(self.relation, self._table_name())
+            catalog = session.table_columns(self.relation, self._table_name())
+        available, casts = catalog.names, catalog.casts
         where = f"{what} on {session.where}"
         _refuse_duplicates(available, where)
         values = {name: _cast(name, casts.get(name)) for name in resolve_columns(self.spec, available, where)}
         projection = ", ".join(_aliased(value, name) for name, value in values.items())
         fields = session.describe(f"SELECT {projection} FROM {self.from_clause}", what)
-        return _plan(fields, list(values.values()), typmods)
+        return _plan(fields, list(values.values()), catalog)
 
     def _select(self, columns: list[_Column], window: CursorWindow | None) -> str:
         sql = f"SELECT {', '.join(c.select_expr for c in columns)} FROM {self.from_clause}"
@@ -205,13 +210,31 @@ def _aliased(value: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class _Column:
-    """One column to read: its name, server type, Arrow type, SELECT expression and converter."""
+    """One column to read: its name, server type, Arrow type, SELECT expression, converter and whether
+    it may hold nulls."""
 
     name: str
     pg_type: str
     arrow_type: pa.DataType
     select_expr: str
     convert: Callable[[pa.Array], pa.Array]
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """What the system catalog says about a table's columns (a query has names only).
+
+    :param names: the columns, in order.
+    :param casts: server-side casts by column (enums to text, domains to their base type).
+    :param typmods: type modifiers by column, used where ADBC reports none.
+    :param not_null: the columns declared NOT NULL (primary-key columns included).
+    """
+
+    names: list[str]
+    casts: Mapping[str, str] = dataclass_field(default_factory=dict)
+    typmods: Mapping[str, int] = dataclass_field(default_factory=dict)
+    not_null: frozenset[str] = frozenset()
 
 
 def _cast(name: str, cast_to: str | None) -> str:
@@ -229,17 +252,18 @@ def _refuse_duplicates(names: list[str], where: str) -> None:
         )
 
 
-def _plan(fields: pa.Schema, values: list[str], typmods: Mapping[str, int]) -> list[_Column]:
+def _plan(fields: pa.Schema, values: list[str], catalog: _Catalog) -> list[_Column]:
     """Map every described field, collecting all unsupported columns into one error.
 
     :param fields: the described projection.
     :param values: each column's value expression, in the same order.
-    :param typmods: the catalog's typmods (table reads), used where ADBC reports none.
+    :param catalog: the catalog's facts about the columns (typmods, NOT NULL).
     """
     columns, unsupported = [], []
-    for field, expr in zip(fields, values):
+    for described, expr in zip(fields, values):
         try:
-            columns.append(_column(field, expr, typmods.get(field.name, -1)))
+            column = _column(described, expr, catalog.typmods.get(described.name, -1))
+            columns.append(replace(column, nullable=described.name not in catalog.not_null))
         except UnsupportedTypeError as exc:
             unsupported.append(str(exc))
     if unsupported:
@@ -471,15 +495,16 @@ class _Session:
         except Exception as exc:  # every driver failure becomes a project error, redacted
             raise _connect_error(config, redact(str(exc), secrets)) from None
 
-    def table_columns(self, relation: str, shown: str) -> tuple[list[str], dict[str, str], dict[str, int]]:
-        """Names, server-side casts (enums, domains) and typmods of a table's columns, in order."""
+    def table_columns(self, relation: str, shown: str) -> _Catalog:
+        """Names, server-side casts (enums, domains), typmods and NOT NULL of a table's columns, in order."""
         rows = self.query(_CATALOG_SQL, (relation,), f"looking up table {shown}")
         if not rows:
             raise SourceError(
                 f"table {shown} not found on {self.where} (or not visible to user {self.config.user!r})"
             )
         rows = [r for r in rows if r[0] is not None]
-        return [r[0] for r in rows], {r[0]: r[2] for r in rows if r[2]}, {r[0]: r[1] for r in rows}
+        return _Catalog(names=[r[0] for r in rows], casts={r[0]: r[2] for r in rows if r[2]},
+                        typmods={r[0]: r[1] for r in rows}, not_null=frozenset(r[0] for r in rows if r[3]))
 
     def describe(self, sql: str, where: str) -> pa.Schema:
         """The result schema of ``sql`` (prepared, not run)."""
@@ -555,7 +580,8 @@ SELECT a.attname, a.atttypmod,
        CASE t.typtype
            WHEN 'e' THEN 'text'
            WHEN 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod)
-       END
+       END,
+       a.attnotnull
 FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
 LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
@@ -619,7 +645,7 @@ class _PostgresReader(BatchReader):
 
     def __init__(self, session: _Session, columns: list[_Column], sql: str) -> None:
         pa = require("pyarrow", EXTRA)
-        self.schema = pa.schema([pa.field(c.name, c.arrow_type) for c in columns])
+        self.schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in columns])
         self._session = session
         self._columns = columns
         self._stream = session.stream(sql)

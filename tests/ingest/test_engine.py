@@ -220,13 +220,21 @@ def test_evolve_policy_adds_columns_and_widens_types(catalog):
     assert set(result.schema_changes) == {"+ new string (new in source)", "~ n int -> long (wider in source)"}
 
 
-def test_warn_policy_writes_known_columns_and_reports_the_rest(catalog):
+def test_warn_policy_never_drops_a_new_columns_values(catalog):
     run_ingest(TableSource(rows(2)), catalog, "lake.t")
     drifted = rows(2, start=2).append_column("extra", pa.array([1, 2]))
-    result = run_ingest(TableSource(drifted), catalog, "lake.t", WriteOptions(schema_policy="warn"))
+    with pytest.raises(SchemaDriftError, match=r"\+ extra long \(new in source\): policy warn never changes"):
+        run_ingest(TableSource(drifted), catalog, "lake.t", WriteOptions(schema_policy="warn"))
     assert read(catalog).column_names == ["id", "value", "day"]
-    assert read(catalog).num_rows == 4
-    assert "+ extra long (new in source)" in result.warnings[0]
+    assert read(catalog).num_rows == 2
+
+
+def test_warn_policy_writes_nulls_for_a_column_the_source_lost_and_reports_it(catalog):
+    run_ingest(TableSource(rows(2)), catalog, "lake.t")
+    result = run_ingest(TableSource(rows(2, start=2).drop_columns(["value"])), catalog, "lake.t",
+                        WriteOptions(schema_policy="warn"))
+    assert read(catalog).column("value").to_pylist()[2:] == [None, None]
+    assert "- value string (absent from source)" in result.warnings[0]
 
 
 def test_warn_policy_refuses_values_wider_than_the_column(catalog):

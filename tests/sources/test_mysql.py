@@ -121,7 +121,9 @@ def test_every_type_matches_the_driver(my, my_db, read_all):
     table, state = read_all(source(my_db, table="all_types"))
 
     assert state is None
-    assert table.schema == pa.schema([("id", pa.int32())] + [(c, t) for c, (_, t) in ALL_TYPES.items()])
+    # The primary key is NOT NULL, so its field is not nullable (a required Iceberg column).
+    id_field = pa.field("id", pa.int32(), nullable=False)
+    assert table.schema == pa.schema([id_field] + [(c, t) for c, (_, t) in ALL_TYPES.items()])
     # The text protocol prints FLOAT with 6 digits; the source reads it as DOUBLE, exactly: so does
     # the reference query.
     select = ", ".join("CAST(c_float AS DOUBLE)" if c == "c_float" else f"`{c}`" for c in ["id", *ALL_TYPES])

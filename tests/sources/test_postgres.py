@@ -111,7 +111,9 @@ def test_every_type_matches_the_driver(pg, pg_schema, postgres_config, read_all)
     table, state = read_all(source(postgres_config, table=f"{pg_schema}.all_types"))
 
     assert state is None
-    assert table.schema == pa.schema([("id", pa.int32())] + [(c, t) for c, (_, t) in ALL_TYPES.items()])
+    # The primary key is NOT NULL, so its field is not nullable (a required Iceberg column).
+    id_field = pa.field("id", pa.int32(), nullable=False)
+    assert table.schema == pa.schema([id_field] + [(c, t) for c, (_, t) in ALL_TYPES.items()])
     ours = table.sort_by("id").to_pylist()
     theirs = pg.execute(f'SELECT * FROM "{pg_schema}".all_types ORDER BY id').fetchall()
     for our_row, their_row in zip(ours, theirs, strict=True):
