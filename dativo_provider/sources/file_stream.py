@@ -136,12 +136,15 @@ def parse_tracking(spec: Mapping[str, Any], where: str) -> tuple[bool, Tracking]
 
     value = spec.get("incremental", True)
     if value is not True and value is not False and value not in TRACKING_MODES:
-        raise ConfigError(f"{where}: 'incremental' must be true, false, 'manifest' or 'watermark', not {value!r}")
+        raise ConfigError(f"{where}: 'incremental' must be true, false, 'manifest' or 'watermark', "
+                          f"not {value!r}")
     mode = "watermark" if value == "watermark" else "manifest"
     manifest_keys = sorted({"manifest_horizon", "changed_files"} & set(spec))
     if manifest_keys and (mode != "manifest" or value is False):
-        raise ConfigError(f"{where}: {manifest_keys[0]!r} applies to incremental 'manifest' (the default) only")
-    horizon = parse_lookback(spec.get("manifest_horizon", DEFAULT_MANIFEST_HORIZON), f"{where}: 'manifest_horizon'")
+        raise ConfigError(f"{where}: {manifest_keys[0]!r} applies to incremental 'manifest' (the default) "
+                          "only")
+    horizon = parse_lookback(spec.get("manifest_horizon", DEFAULT_MANIFEST_HORIZON),
+                             f"{where}: 'manifest_horizon'")
     if horizon is not None and not isinstance(horizon, timedelta):
         horizon = timedelta(seconds=float(horizon))
     changed = spec.get("changed_files", "reread")
@@ -203,9 +206,9 @@ def plan_manifest(files: list[FileVersion], state: Mapping[str, Any] | None, tra
     if plan.changed and tracking.changed_files == "fail":
         names = ", ".join((shown or (lambda v: v.relative))(v) for v in plan.changed[:5])
         raise SourceError(
-            f"{where}: {len(plan.changed)} file(s) changed after they were read, and their earlier rows are in "
-            f"the table: {names}. Nothing was read. Set changed_files='reread' to read them again (with write "
-            "mode 'merge' their rows replace the earlier ones), or restore the files"
+            f"{where}: {len(plan.changed)} file(s) changed after they were read, and their earlier rows are "
+            f"in the table: {names}. Nothing was read. Set changed_files='reread' to read them again (with "
+            "write mode 'merge' their rows replace the earlier ones), or restore the files"
         )
     return plan
 
@@ -228,7 +231,8 @@ def _stored_manifest(state: Mapping[str, Any] | None,
     if MANIFEST_KEY in state:
         floor = state.get(MANIFEST_FLOOR_KEY)
         watermark = _micros(as_utc(state[WATERMARK_KEY], "the stored watermark"))
-        return manifest_entries(state), None if floor is None else _micros(as_utc(floor, "the floor")), watermark
+        floor_micros = None if floor is None else _micros(as_utc(floor, "the stored manifest floor"))
+        return manifest_entries(state), floor_micros, watermark
     moment, seen = _parse_state(state)
     top = _micros(moment)
     return {f.relative: _entry(f) for f in files if f.relative in seen and _micros(f.mtime) == top}, top, top
@@ -253,7 +257,8 @@ def _entry(version: FileVersion) -> Entry:
 def _pack(entries: Mapping[str, Entry]) -> str:
     # Sorted paths share prefixes and neighbouring times share digits: zlib keeps an entry to a few bytes.
     rows = [[name, *entries[name]] for name in sorted(entries)]
-    return base64.b64encode(zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 9)).decode("ascii")
+    packed = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 9)
+    return base64.b64encode(packed).decode("ascii")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

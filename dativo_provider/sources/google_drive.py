@@ -83,7 +83,8 @@ log = logging.getLogger(__name__)
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "folder_id", "recursive", "glob", "format", "columns", "csv", "bad_rows", "batch_rows",
-    "incremental", "manifest_horizon", "changed_files", "export_google_sheets", "page_size", "retry", "settle",
+    "incremental", "manifest_horizon", "changed_files", "export_google_sheets", "page_size", "retry",
+    "settle",
 })
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SHEET_MIME = "application/vnd.google-apps.spreadsheet"

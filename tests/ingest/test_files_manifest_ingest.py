@@ -70,7 +70,8 @@ def test_local_back_dated_file_lands_exactly_once(tmp_path, catalog):
     third = run_ingest(source, catalog, TABLE)
 
     assert [r.rows_written for r in (first, second, third)] == [3, 2, 0]
-    assert table_rows(catalog) == [(1, "a.csv"), (2, "a.csv"), (3, "b.csv"), (4, "copied.csv"), (5, "copied.csv")]
+    assert table_rows(catalog) == [(1, "a.csv"), (2, "a.csv"), (3, "b.csv"), (4, "copied.csv"),
+                                   (5, "copied.csv")]
     assert snapshot_count(catalog) == 2, "the repeated run found nothing new and committed nothing"
     assert [f["path"] for f in second.source_details["files"]] == [str(landing / "copied.csv")]
     state = read_state(catalog.load().load_table(TABLE), source.identity).state

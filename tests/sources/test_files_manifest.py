@@ -55,9 +55,9 @@ def test_a_back_dated_file_is_read_by_the_next_run_once(tmp_path, read_all):
     third, state3 = read_all(src, state2)
 
     assert (ids(first), ids(second), ids(third)) == ([1, 2], [3], [])
-    assert state3 == state2, "a run that reads nothing leaves the state as it was (the engine commits nothing)"
+    assert state3 == state2, "a run that reads nothing leaves the state as it was: the engine commits nothing"
     assert sorted(manifest_entries(state2)) == ["a.csv", "b.csv", "copied.csv"]
-    assert state2["watermark"] == "2024-05-01T12:20:00.000000+00:00", "the watermark stays the newest time read"
+    assert state2["watermark"] == "2024-05-01T12:20:00.000000+00:00", "still the newest time read"
 
 
 def test_the_watermark_mode_misses_the_back_dated_file(tmp_path, read_all):
