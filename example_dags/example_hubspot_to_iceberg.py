@@ -11,7 +11,9 @@ writes nothing twice. Deals read every property by default; contacts only the on
 
 A connection `hubspot_default` holding a private app's access token in its password field, e.g.
 `AIRFLOW_CONN_HUBSPOT_DEFAULT='{"conn_type": "dativo_hubspot", "password": "pat-na1-..."}'`, or an OAuth
-app's `client_id`, `client_secret` and `refresh_token` extras (see docs/sources-hubspot.md).
+app's `client_id`, `client_secret` and `refresh_token` extras (see docs/sources-hubspot.md). Every
+call goes to HubSpot's date-versioned API (`/crm/objects/2026-03/...`); an `api_version` extra
+(`"2026-09"`) pins another release, and the version a run used is committed with its watermark.
 
 ### How to run it
 
