@@ -153,16 +153,23 @@ def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
     full_refresh = spec.get("full_refresh", False)
     if not isinstance(full_refresh, bool):
         raise ConfigError(f"stripe source: 'full_refresh' must be true or false, got {full_refresh!r}")
+    incremental = _incremental(spec, name, query)
+    params = _params(spec.get("params"), name)
+    if incremental == EVENTS and spec.get("params"):
+        raise ConfigError(
+            f"stripe source: 'params' {dict(spec['params'])!r} filter the {name} list, but the events that "
+            "bring later changes cannot be filtered alike: use 'incremental': 'created', or a 'query'"
+        )
     return StripeSpec(
         object=name,
         expand=_expand(spec.get("expand")),
-        incremental=_incremental(spec, name, query),
+        incremental=incremental,
         query=query,
         full_refresh=full_refresh,
         lookback=duration(spec.get("lookback"), "stripe source: 'lookback'"),
         settle=duration(spec.get("settle", DEFAULT_SETTLE), "stripe source: 'settle'") or timedelta(0),
         start=utc_moment(spec.get("start"), "stripe source: 'start'"),
-        params=_params(spec.get("params"), name),
+        params=params,
         extra_fields=_pairs(spec.get("extra_fields"), "extra_fields"),
         account=spec.get("account"),
         page_size=positive_int(spec, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE, "stripe"),

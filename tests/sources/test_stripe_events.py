@@ -223,6 +223,9 @@ def test_events_mode_needs_a_merge_and_is_only_for_objects_that_change(api):
         parse_spec({"object": "balance_transactions", "incremental": "events"})
     with pytest.raises(ConfigError, match="'incremental' must be true, false, 'created' or 'events'"):
         parse_spec({"object": "charges", "incremental": "updated"})
+    with pytest.raises(ConfigError, match="events that bring later changes cannot be filtered alike"):
+        parse_spec({"object": "charges", "params": {"customer": "cus_00000000000001"}})
+    assert parse_spec({"object": "subscriptions"}).params == (("status", "all"),), "its own default is fine"
 
 
 # --- search ----------------------------------------------------------------------------------------
