@@ -155,6 +155,12 @@ def parse_spec(spec: Mapping[str, Any]) -> StripeSpec:
         raise ConfigError(f"stripe source: 'full_refresh' must be true or false, got {full_refresh!r}")
     incremental = _incremental(spec, name, query)
     params = _params(spec.get("params"), name)
+    ignored = [key for key in ("params", "start", "lookback") if query is not None and spec.get(key) is not None]
+    if ignored:
+        raise ConfigError(
+            f"stripe source: {ignored} filter a list; with 'query' put every filter in the query "
+            "(e.g. \"status:'succeeded' AND created>=1704067200\")"
+        )
     if incremental == EVENTS and spec.get("params"):
         raise ConfigError(
             f"stripe source: 'params' {dict(spec['params'])!r} filter the {name} list, but the events that "

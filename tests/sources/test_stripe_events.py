@@ -279,5 +279,7 @@ def test_query_spec_errors_name_the_reason(api):
         parse_spec({"object": "balance_transactions", "query": "amount>1"})
     with pytest.raises(ConfigError, match="'query' reads the search API, which is not incremental"):
         parse_spec({"object": "charges", "query": "amount>1", "incremental": "created"})
+    with pytest.raises(ConfigError, match=r"\['params', 'start'\] filter a list; with 'query' put every filter"):
+        parse_spec({"object": "charges", "query": "amount>1", "params": {"customer": "c"}, "start": "2024-01-01"})
     with pytest.raises(ApiRequestError, match="unsupported search field"):
         read(source(api, query="colour:'red'"))
