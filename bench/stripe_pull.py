@@ -9,7 +9,11 @@ up front, and each contender runs in a fresh child process (peak RSS is its own)
 * ``parse``: the same, decoding every page with ``json``: what any Python client pays.
 * ``source``: our ``StripeSource`` to Arrow batches, no Iceberg.
 * ``ours``: ``run_ingest(StripeSource, embedded_catalog(dir), "bench.charges")``: the product path,
-  one commit into a SQLite-catalog table on local disk.
+  one commit into a SQLite-catalog table on local disk. Both read the list by ``created`` (the first
+  run of either incremental mode).
+* ``events``: our ``StripeSource`` in the events mode to Arrow batches: every charge was refunded
+  after the load (``--refunded``, default all), so a run reads one ``charge.refunded`` event per
+  charge from ``/v1/events`` and writes each charge once, from the event's ``data.object``.
 
 Every child first runs its contender untimed on the first 500 charges (``created[lte]``), so the
 timed run excludes imports and first-call set-up. Usage::
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402
 
-CONTENDERS = ("raw", "parse", "source", "ours")
+CONTENDERS = ("raw", "parse", "source", "ours", "events")
 PAGE = 100
 T0 = 1_704_067_200  # the double's first charge, 2024-01-01T00:00:00Z; charges are 1 s apart
 WARM_OBJECTS = 500
@@ -86,7 +90,7 @@ def _source(args: argparse.Namespace) -> Any:
     from dativo_provider.connections import StripeConfig
     from dativo_provider.sources.stripe import StripeSource, parse_spec
 
-    spec = parse_spec({"type": "stripe", "object": "charges", "settle": "0s"})
+    spec = parse_spec({"type": "stripe", "object": "charges", "settle": "0s", "incremental": "created"})
     return StripeSource(spec, StripeConfig(api_key=_api_key(), base_url=args.url))
 
 
@@ -113,7 +117,29 @@ def pull_ours(args: argparse.Namespace, upper: int | None) -> dict[str, Any]:
             "bytes_written": result.bytes_written, "requests": result.source_details.get("requests")}
 
 
-PULLS = {"raw": pull_raw, "parse": pull_parse, "source": pull_source, "ours": pull_ours}
+def pull_events(args: argparse.Namespace, upper: int | None) -> dict[str, Any]:
+    """The refunds since an hour ago through ``/v1/events``; the warm call's bound reads none of them."""
+    from datetime import UTC, datetime, timedelta
+
+    from dativo_provider.connections import StripeConfig
+    from dativo_provider.sources.base import ReadBounds
+    from dativo_provider.sources.stripe import StripeSource, parse_spec
+
+    spec = parse_spec({"type": "stripe", "object": "charges", "settle": "0s", "incremental": "events"})
+    source = StripeSource(spec, StripeConfig(api_key=_api_key(), base_url=args.url))
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    rows = 0
+    bounds = ReadBounds(upper=None if upper is None else datetime.now(UTC) - timedelta(minutes=30))
+    with source.open({"watermark": since, "cursor": "events"}, bounds) as stream:
+        for batch in stream:
+            rows += batch.num_rows
+        details = stream.report.details
+    if upper is None and rows != args.refunded_count:
+        raise RuntimeError(f"events: {rows} charges read, {args.refunded_count} were refunded")
+    return {"rows": rows, "requests": details.get("requests"), "retrieved": details.get("objects_retrieved")}
+
+
+PULLS = {"raw": pull_raw, "parse": pull_parse, "source": pull_source, "ours": pull_ours, "events": pull_events}
 
 
 def _api_key() -> str:
@@ -146,9 +172,9 @@ HANDLERS = {name: timed for name in PULLS}
 class Double:
     """The Stripe double in its own process; ``url`` once it printed READY."""
 
-    def __init__(self, objects: int) -> None:
+    def __init__(self, objects: int, refunded: int = 0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.doubles.stripe_api", "--charges", str(objects)],
+            [sys.executable, "-m", "tests.doubles.stripe_api", "--charges", str(objects), "--refunded", str(refunded)],
             cwd=c.REPO_DIR, env=c.bench_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         line = self.proc.stdout.readline().strip()
@@ -176,7 +202,7 @@ class Double:
 def run_one(args: argparse.Namespace, double: Double, contender: str, repeat: int) -> dict[str, Any]:
     workdir = c.new_workdir(f"stripe-{contender}")
     argv = [sys.executable, __file__, "--child", contender, "--url", double.url, "--workdir", str(workdir),
-            "--result", str(workdir / "result.json")]
+            "--result", str(workdir / "result.json"), "--refunded-count", str(args.refunded_count)]
     busy = c.wait_for_quiet(args.quiet_cpu, args.quiet_wait)
     double_cpu = double.cpu_seconds()
     out = c.run_child(argv, timeout=args.timeout, log=c.SCRATCH_DIR / f"stripe-{contender}-{repeat}.log")
@@ -233,6 +259,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--objects", type=int, default=50_000, help="charges the double serves")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender (median)")
     p.add_argument("--contenders", default=",".join(CONTENDERS))
+    p.add_argument("--refunded", type=int, default=None, help="charges refunded for 'events' (default: all)")
+    p.add_argument("--refunded-count", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--quiet-cpu", type=float, default=None,
                    help="wait before each run until other processes use less than this CPU %% (all cores)")
@@ -252,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     info = c.machine_info()
     warm = c.warm_up(Path(__file__), WARM_UP_MODULES)
     started = time.perf_counter()
-    double = Double(args.objects)
+    wanted = args.objects if args.refunded is None else args.refunded
+    args.refunded_count = wanted if "events" in contenders else 0  # the double refunds them at start
+    double = Double(args.objects, args.refunded_count)
     print(f"Stripe double with {args.objects:,} charges at {double.url} "
           f"(started in {time.perf_counter() - started:.1f}s)", flush=True)
     runs = []

@@ -364,13 +364,16 @@ class StripeDouble(ApiDouble):
             return _error(400, "Invalid integer: limit", "parameter_invalid_integer", param="limit")
         if not 1 <= limit <= 100:
             return _error(400, "This value must be less than or equal to 100.", "parameter_invalid_integer")
-        ids = self._matching(request, resource, collection)
-        if isinstance(ids, Response):
-            return ids
-        page, has_more = ids[:limit], len(ids) > limit
+        matching = self._matching(request, resource, collection, limit)
+        if isinstance(matching, Response):
+            return matching
+        page, has_more = matching
         return self._page(request, resource, collection, page, has_more)
 
-    def _matching(self, request: Request, resource: str, collection: _Collection) -> list[str] | Response:
+    def _matching(self, request: Request, resource: str, collection: _Collection,
+                  limit: int) -> tuple[list[str], bool] | Response:
+        """One page of ids and ``has_more``. With ``ending_before`` alone the page is the ``limit``
+        objects just newer than the cursor (Stripe pages backwards), still listed newest first."""
         order, keys, position = collection.sorted()
         start, end = _created_range(request, keys)
         after, before = request.param("starting_after"), request.param("ending_before")
@@ -383,14 +386,25 @@ class StripeDouble(ApiDouble):
             end = min(end, position[before])
         if resource == "events":  # older events are gone
             end = min(end, bisect.bisect_right(keys, -(self.clock() - RETENTION)))
-        ids = order[start:end]
+        keep = self._filter(request, resource)
+        backwards = before is not None and after is None
+        picked: list[str] = []
+        for n in (range(end - 1, start - 1, -1) if backwards else range(start, end)):
+            if keep is None or keep(collection.objects[order[n]]):
+                picked.append(order[n])
+                if len(picked) > limit:  # lazily: a filter never walks the whole collection
+                    break
+        page = picked[:limit]
+        return (page[::-1] if backwards else page), len(picked) > limit
+
+    def _filter(self, request: Request, resource: str) -> Any:
+        """The list filter the double applies itself (others are accepted and not applied), or None."""
         if resource == "events":
-            ids = [i for i in ids if _type_matches(request, collection.objects[i]["type"])]
+            return lambda event: _type_matches(request, event["type"])
         status = request.param("status")
         if resource == "subscriptions" and status != "all":
-            ids = [i for i in ids if collection.objects[i].get("status") == status
-                   or (status is None and collection.objects[i].get("status") != "canceled")]
-        return ids
+            return lambda sub: sub.get("status") == status or (status is None and sub.get("status") != "canceled")
+        return None
 
     def _page(self, request: Request, resource: str, collection: _Collection, page: list[str],
               has_more: bool) -> Response:
@@ -770,12 +784,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--charges", type=int, default=50_000)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--refunded", type=int, default=0, help="refund the first N charges now (charge.refunded)")
     args = parser.parse_args(argv)
     double = StripeDouble()
     double.add("charges", charges(args.charges), events=False)
-    double.data[(None, "charges")].sorted()
-    for object_id_ in double.data[(None, "charges")].objects:  # serialise up front: serving stays cheap
-        double.data[(None, "charges")].serialised(object_id_)
+    for n in range(args.refunded):
+        double.refund(object_id("charges", n))
+    for resource in ("charges", "events"):  # serialise up front: serving stays cheap
+        collection = double.data.get((None, resource))
+        if collection is not None:
+            collection.sorted()
+            for object_id_ in collection.objects:
+                collection.serialised(object_id_)
     double.start(args.port)
     print(f"READY {double.url}", flush=True)
     try:

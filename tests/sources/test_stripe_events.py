@@ -72,6 +72,10 @@ def test_the_double_lists_events_newest_first_with_cursors_and_filters(api):
         "in one second the later event comes first")
     before = get(api, "/v1/events", ending_before=first["data"][1]["id"]).json()["data"]
     assert [e["type"] for e in before] == ["customer.deleted"]
+    every = get(api, "/v1/events", limit=100).json()["data"]
+    backwards = get(api, "/v1/events", limit=2, ending_before=every[10]["id"]).json()
+    assert [e["id"] for e in backwards["data"]] == [every[8]["id"], every[9]["id"]] and backwards["has_more"], (
+        "ending_before pages backwards: the objects just newer than the cursor")
     wildcard = get(api, "/v1/events", limit=100, type="charge.*").json()["data"]
     assert {e["type"] for e in wildcard} == {"charge.succeeded", "charge.refunded"} and len(wildcard) == 31
     exact = get(api, "/v1/events", **{"types[]": ["customer.deleted", "charge.refunded"]}).json()["data"]
