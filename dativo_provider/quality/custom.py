@@ -6,6 +6,11 @@ The callable gets the checked rows as a ``pyarrow.Table`` and the rule, and retu
 * one boolean per row (a pyarrow/numpy array or a list), True where the row is valid: a row-level check
   whose failing rows can be sampled and quarantined. Its count of invalid rows is compared with the
   rule's threshold (``mustBe 0`` when the rule gives none).
+
+A ``library`` rule with ``customProperties: [{property: dativoEngine, value: custom}]`` is evaluated here
+too, in Python on the Arrow rows, with the rule's one definition
+(:func:`~dativo_provider.quality.rows.failing_mask`; a pattern is ``re.fullmatch``): the engine for
+rules a store's SQL cannot express exactly.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ def run_custom(rule: QualityRule, rows: pa.Table, row_ids: pa.Array | None) -> C
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if rule.kind != "custom":
+        return run_library(rule, rows, row_ids)
     result = CheckResult(name=rule.name, engine="custom", category=rule.category, severity=rule.severity,
                          outcome="passed", dataset=rule.dataset, column=rule.column, metric="custom",
                          threshold=describe(rule.threshold or {"mustBe": 0}))
@@ -70,4 +77,36 @@ def run_custom(rule: QualityRule, rows: pa.Table, row_ids: pa.Array | None) -> C
     result.outcome = "passed" if meets(failing, rule.threshold or {"mustBe": 0}) else "failed"
     if row_ids is not None and failing:
         result.row_ids = pc.filter(row_ids, invalid)
+    return result
+
+
+def run_library(rule: QualityRule, rows: pa.Table, row_ids: pa.Array | None) -> CheckResult:
+    """A library rule evaluated in Python with its one definition (row-level rules and rowCount)."""
+    import pyarrow.compute as pc
+
+    from dativo_provider.quality import rows as row_sql
+
+    threshold = rule.threshold or {"mustBe": 0}
+    result = CheckResult(name=rule.name, engine="custom", category=rule.category, severity=rule.severity,
+                         outcome="error", dataset=rule.dataset, column=rule.column, metric=rule.metric or rule.kind,
+                         threshold=describe(threshold))
+    if rule.kind == "library" and rule.metric == "rowCount":
+        result.observed = rows.num_rows
+        result.outcome = "passed" if meets(rows.num_rows, threshold) else "failed"
+        return result
+    if not row_sql.is_row_level(rule):
+        result.message = (f"rule {rule.name!r}: engine custom evaluates row-level library rules (nullValues, "
+                          f"missingValues, invalidValues, duplicateValues) and rowCount, not {rule.kind} "
+                          f"{rule.metric or ''}; run it with engine soda or great_expectations").replace(" ;", ";")
+        return result
+    try:
+        failing_mask = row_sql.failing_mask(rule, rows)
+    except Exception as exc:  # a bad pattern or a missing column: this check's error, named
+        result.message = f"rule {rule.name!r}: {exc}"
+        return result
+    failing = pc.sum(failing_mask).as_py() or 0
+    result.observed = result.failing_rows = failing
+    result.outcome = "passed" if meets(failing, threshold) else "failed"
+    if row_ids is not None and failing:
+        result.row_ids = pc.filter(row_ids, failing_mask)
     return result

@@ -7,14 +7,17 @@ expectation written by hand (``implementation: {type, kwargs}``); GX's own succe
 
 Decisions worth knowing:
 
-* ``pattern`` means a full match (the ODCS/JSON-schema reading). GX searches (pandas ``str.contains``,
-  Postgres ``~``, MySQL ``REGEXP``), so the pattern is anchored per target: ``\\Z`` on pandas (Python's
-  ``$`` also matches before a final newline), ``$`` on Postgres (it never does), and ``(?-i)`` plus
-  ``\\z`` on MySQL/MariaDB, whose REGEXP otherwise follows a case-insensitive collation.
-* ``duplicateValues`` is GX's count: every row of a repeated group counts (1, 1, 3, 3 gives 4), not
-  rows minus distinct values as Soda counts.
-* ``missingValues`` is two expectations whose failing rows never overlap (nulls, then non-null values
-  in ``arguments.missingValues``); their counts add up.
+* On a database, a row-level rule (null, missing, invalid, duplicate values) is GX's
+  ``UnexpectedRowsExpectation`` over the rule's one definition
+  (:func:`~dativo_provider.quality.rows.failing_predicate`): the same rows Soda counts and quarantine
+  selects, with every identifier quoted, MariaDB/MySQL text compared exactly (not by its collation) and
+  the pattern rewritten for the store. GX's column expectations would follow the store instead (the
+  collation for value sets, the dialect for regexes, NULL tuples as duplicates).
+* On a DataFrame (Iceberg data), GX's column expectations are used; their meaning there equals the
+  definition: ``pattern`` is a Python full match (anchored ``^(?:...)\\Z``), a composite key with a
+  NULL part is ignored (``ignore_row_if="any_value_is_missing"``), every row of a repeated key counts,
+  and ``missingValues`` is two expectations whose failing rows never overlap (nulls, then non-null
+  values in ``arguments.missingValues``); their counts add up.
 * A ``sql`` rule runs as GX's ``UnexpectedRowsExpectation`` (SQL targets only). A query that returns one
   row with one number (``SELECT COUNT(*) ...``, the ODCS form) is that number; any other result is
   measured by its row count.
@@ -29,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import uuid
 import warnings
@@ -43,6 +47,7 @@ from dativo_provider.connections import DatabaseConfig
 from dativo_provider.contracts.model import Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.optional import require
+from dativo_provider.quality import rows as row_sql
 from dativo_provider.quality.result import MAX_FAILING_KEYS, Category, CheckResult
 from dativo_provider.quality.thresholds import describe, meets
 
@@ -53,7 +58,9 @@ ENGINE = "great_expectations"
 EXTRA = "great-expectations"
 
 #: How a check's number is judged: against the ODCS threshold, or by GX's own success.
-_COUNT, _VALUE, _QUERY, _SUCCESS = "count", "value", "query", "success"
+_COUNT, _VALUE, _QUERY, _SUCCESS, _ROWS = "count", "value", "query", "success", "rows"
+#: GX's SQL dialect names → ours.
+_DIALECTS: dict[str, row_sql.Dialect] = {"postgresql": "postgres", "mysql": "mysql"}
 _KEY = "dativo_check"
 _MAX_MESSAGE = 2000
 
@@ -78,45 +85,84 @@ class _Check:
     error: str | None = None
 
 
-def compile_gx_suite(rules: list[QualityRule], dataset: Dataset, *, dialect: str = "pandas") -> Any:
+@dataclass(frozen=True)
+class _Target:
+    """Where the suite runs: ``pandas``, or a SQL dialect with the quoted table and its text columns."""
+
+    dialect: str = "pandas"
+    relation: str | None = None
+    text_columns: tuple[str, ...] = ()
+    shown: tuple[str, ...] = ()
+
+
+def compile_gx_suite(rules: list[QualityRule], dataset: Dataset, *, dialect: str = "pandas",
+                     relation: str | None = None) -> Any:
     """A great_expectations ExpectationSuite for the rules whose engine is ``great_expectations``, plus
     the expectations of ``dataset.gx_suite`` (each tagged ``meta["dativo_check"]``).
 
-    :param dialect: the target the suite is for (``pandas``, ``postgresql`` or ``mysql``): regex anchoring
-        differs. ``sql`` rules are left out for pandas; rules that cannot be mapped are left out.
+    :param dialect: the target the suite is for (``pandas``, ``postgresql`` or ``mysql``).
+        ``sql`` rules are left out for pandas; rules that cannot be mapped are left out.
+    :param relation: on a SQL dialect, the quoted table the row-level queries read (default: the
+        dataset's physical name).
     """
     gx, _ = _gx(), _context()
-    expectations = [e for check in _compile(rules, dataset, dialect) for e in check.expectations]
-    return gx.ExpectationSuite(name=f"dativo.{dataset.name}", expectations=expectations)
+    if dialect != "pandas" and relation is None:
+        ours = _DIALECTS.get(dialect, "postgres")
+        relation = row_sql.quote_relation((dataset.physical_name or dataset.name).split("."), ours)
+    target = _Target(dialect, relation)
+    expectations = [e for check in _compile(rules, dataset, target) for e in check.expectations]
+    with _no_prints():
+        return gx.ExpectationSuite(name=f"dativo.{dataset.name}", expectations=expectations)
 
 
-def _compile(rules: Iterable[QualityRule], dataset: Dataset, dialect: str) -> list[_Check]:
-    checks = [_compile_rule(rule, f"c{i}", dialect) for i, rule in enumerate(rules) if rule.engine == ENGINE]
+def _compile(rules: Iterable[QualityRule], dataset: Dataset, target: _Target) -> list[_Check]:
+    checks = [_compile_rule(rule, f"c{i}", target) for i, rule in enumerate(rules) if rule.engine == ENGINE]
     if dataset.gx_suite:
         checks.extend(_handwritten(dataset.gx_suite, start=len(checks)))
     return checks
 
 
-def _compile_rule(rule: QualityRule, key: str, dialect: str) -> _Check:
+def _compile_rule(rule: QualityRule, key: str, target: _Target) -> _Check:
     mode = {"custom": _SUCCESS, "sql": _QUERY}.get(rule.kind, _VALUE if rule.metric == "rowCount" else _COUNT)
-    default = {_COUNT: {"mustBe": 0}, _QUERY: {"mustBe": 0}, _VALUE: {"mustBeGreaterThan": 0}}.get(mode, {})
+    if target.dialect != "pandas" and row_sql.is_row_level(rule):
+        mode = _ROWS
+    default = {_COUNT: {"mustBe": 0}, _ROWS: {"mustBe": 0}, _QUERY: {"mustBe": 0},
+               _VALUE: {"mustBeGreaterThan": 0}}.get(mode, {})
     check = _Check(key, rule.name, rule.severity, rule.category, rule.column, rule.metric, mode,
                    (dict(rule.threshold) or default) if mode != _SUCCESS else {})
     if mode == _SUCCESS:
         check.metric = rule.implementation.get("type") if isinstance(rule.implementation, dict) else None
     try:
-        check.expectations = [_expectation(kind, kwargs, key) for kind, kwargs in _specs(rule, dialect)]
+        specs = [_failing_rows(rule, target)] if mode == _ROWS else _specs(rule, target)
+        check.expectations = [_expectation(kind, kwargs, key) for kind, kwargs in specs]
     except Exception as exc:  # a rule GX cannot express must still appear, as an error
         check.error = _message(exc)
     return check
 
 
-def _specs(rule: QualityRule, dialect: str) -> list[tuple[str, dict[str, Any]]]:
+def _failing_rows(rule: QualityRule, target: _Target) -> tuple[str, dict[str, Any]]:
+    """A row-level rule on a database: GX counts the rows the rule's one definition selects."""
+    dialect = _DIALECTS.get(target.dialect)
+    if dialect is None or target.relation is None:
+        raise ConfigError(f"rule {rule.name!r}: Great Expectations on {target.dialect} is not supported; "
+                          "use Postgres or MySQL/MariaDB")
+    predicate = row_sql.failing_predicate(rule, target.relation, dialect, text_columns=target.text_columns)
+    shown = list(dict.fromkeys([*target.shown, *row_sql.key_of(rule)]))
+    columns = ", ".join(row_sql.quote_identifier(c, dialect) for c in shown)
+    query = f"SELECT {columns} FROM {target.relation} WHERE {predicate}"
+    # GX formats the query with str.format ({batch}, rendered unquoted, so the query names the quoted
+    # table itself) and runs it as SQLAlchemy text(), where ":name" is a bind parameter (as in "(?:x").
+    query = re.sub(r"(?<![:\w\\]):(?=\w)", r"\\:", query)
+    return "unexpected_rows_expectation", {"unexpected_rows_query": query.replace("{", "{{").replace("}", "}}")}
+
+
+def _specs(rule: QualityRule, target: _Target) -> list[tuple[str, dict[str, Any]]]:
     """The (expectation type, kwargs) pairs that measure ``rule``."""
+    dialect = target.dialect
     if rule.kind == "custom":
         return [_custom(rule)]
     if rule.kind == "sql":
-        return [_sql(rule, dialect)]
+        return [_sql(rule, target)]
     column, args = rule.column, rule.arguments
     if rule.metric == "rowCount":
         return [("expect_table_row_count_to_be_between", {"min_value": 0})]
@@ -130,7 +176,9 @@ def _specs(rule: QualityRule, dialect: str) -> list[tuple[str, dict[str, Any]]]:
         columns = list(args.get("properties") or [_need(column, rule)])
         if len(columns) == 1:
             return [("expect_column_values_to_be_unique", {"column": columns[0]})]
-        return [("expect_compound_columns_to_be_unique", {"column_list": columns})]
+        # A key with a NULL part never duplicates (GX's default would count NULL tuples).
+        return [("expect_compound_columns_to_be_unique",
+                 {"column_list": columns, "ignore_row_if": "any_value_is_missing"})]
     raise ConfigError(f"rule {rule.name!r}: metric {rule.metric!r} has no Great Expectations mapping "
                       "(supported: nullValues, missingValues, invalidValues, duplicateValues, rowCount, "
                       "sql and custom rules); run it with engine soda")
@@ -165,12 +213,14 @@ def _invalid(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
 
 
 def full_match(pattern: str, dialect: str) -> str:
-    """``pattern`` anchored so that GX's search matches whole values only, on ``dialect``."""
-    if dialect == "mysql":  # PCRE (MariaDB) / ICU (MySQL 8): \z is the very end; REGEXP follows collation
-        return f"(?-i)^(?:{pattern})\\z"
-    if dialect == "postgresql":  # ARE: $ is the very end (no newline-sensitive mode by default)
-        return f"^(?:{pattern})$"
-    return f"^(?:{pattern})\\Z"  # Python re: $ would also match before a final newline
+    """``pattern`` anchored so that GX's search matches whole values only, on ``dialect``: on pandas
+    Python's own ``re`` (``\\Z``: ``$`` would also match before a final newline), elsewhere the pattern
+    rewritten for the store's regex engine (:func:`~dativo_provider.quality.regex.full_match_regex`)."""
+    if dialect in _DIALECTS:
+        from dativo_provider.quality.regex import full_match_regex
+
+        return full_match_regex(pattern, _DIALECTS[dialect])
+    return f"^(?:{pattern})\\Z"
 
 
 def _custom(rule: QualityRule) -> tuple[str, dict[str, Any]]:
@@ -184,19 +234,34 @@ def _custom(rule: QualityRule) -> tuple[str, dict[str, Any]]:
     return impl["type"], kwargs
 
 
-def _sql(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
-    if dialect == "pandas":
+def _sql(rule: QualityRule, target: _Target) -> tuple[str, dict[str, Any]]:
+    if target.dialect == "pandas":
         raise ConfigError(f"rule {rule.name!r}: sql rules need a SQL target (Great Expectations cannot run "
                           "SQL on a DataFrame); run this check in place on the database or with engine soda")
     if not rule.query:
         raise ConfigError(f"rule {rule.name!r}: a sql rule needs 'query'")
+    dialect = _DIALECTS.get(target.dialect, "postgres")
     query = rule.query.replace("{", "{{").replace("}", "}}")
-    query = query.replace("${{object}}", "{batch}").replace("${{property}}", rule.column or "")
+    table = target.relation.replace("{", "{{").replace("}", "}}") if target.relation else "{batch}"
+    column = row_sql.quote_identifier(rule.column, dialect).replace("{", "{{").replace("}", "}}") if rule.column else ""
+    query = query.replace("${{object}}", table).replace("${{property}}", column)
     return "unexpected_rows_expectation", {"unexpected_rows_query": query}
 
 
 def _expectation(kind: str, kwargs: dict[str, Any], key: str) -> Any:
-    return _expectation_class(kind)(**kwargs, meta={_KEY: key})
+    with _no_prints():
+        return _expectation_class(kind)(**kwargs, meta={_KEY: key})
+
+
+@contextmanager
+def _no_prints() -> Iterator[None]:
+    """GX prints (to stdout) a hint each time it validates a query without {batch}; ours name the
+    quoted table instead."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def _expectation_class(kind: str) -> type[Any]:
@@ -254,7 +319,7 @@ def run_gx_frame(rules: list[QualityRule], dataset: Dataset, frame: pandas.DataF
         row-level result's ``row_ids`` then lists that column's value for every failing row.
     :param key_columns: the columns whose values identify failing rows in ``failing_keys``.
     """
-    checks = _compile(rules, dataset, "pandas")
+    checks = _compile(rules, dataset, _Target())
     index = _index_columns(row_id_column, key_columns)
     _require_columns(index, list(frame.columns), "the DataFrame")
     if any(name is not None for name in frame.index.names):  # GX would read index columns from a named index
@@ -275,8 +340,12 @@ def run_gx_sql(rules: list[QualityRule], dataset: Dataset, url: str, table: str,
     :param url: an SQLAlchemy URL, see :func:`sqlalchemy_url`.
     """
     with _sql_batch(url, table, schema) as (batch, dialect):
-        _require_columns(list(key_columns), _table_columns(batch, table, schema), f"table {table}")
-        checks = _compile(rules, dataset, dialect)
+        columns = _table_columns(batch, table, schema)
+        _require_columns(list(key_columns), list(columns), f"table {table}")
+        ours = _DIALECTS.get(dialect, "postgres")
+        relation = row_sql.quote_relation([schema, table] if schema else [table], ours)
+        target = _Target(dialect, relation, tuple(c for c, text in columns.items() if text), key_columns)
+        checks = _compile(rules, dataset, target)
         results = _validate(batch, checks, _index_columns(None, key_columns), MAX_FAILING_KEYS)
     return [_result(check, dataset, results.get(check.key, []), None, key_columns) for check in checks]
 
@@ -311,12 +380,14 @@ def _require_columns(wanted: list[str], present: list[str], where: str) -> None:
         raise ConfigError(f"key/row-id column(s) {missing} are not in {where} (it has {present})")
 
 
-def _table_columns(batch: Any, table: str, schema: str | None) -> list[str]:
-    """The table's column names, read with SQLAlchemy (GX's ``batch.columns()`` forces a progress bar)."""
+def _table_columns(batch: Any, table: str, schema: str | None) -> dict[str, bool]:
+    """The table's column names and whether each holds text, read with SQLAlchemy (GX's
+    ``batch.columns()`` forces a progress bar)."""
     import sqlalchemy
 
     engine = batch.datasource.get_engine()
-    return [c["name"] for c in sqlalchemy.inspect(engine).get_columns(table, schema=schema)]
+    return {c["name"]: isinstance(c["type"], sqlalchemy.types.String)
+            for c in sqlalchemy.inspect(engine).get_columns(table, schema=schema)}
 
 
 def _index_columns(row_id_column: str | None, key_columns: tuple[str, ...]) -> list[str]:
@@ -335,9 +406,11 @@ def _validate(batch: Any, checks: list[_Check], index: list[str], sample: int | 
         result_format["unexpected_index_column_names"] = index
     if sample is not None:
         result_format["partial_unexpected_count"] = sample
-    suite = gx.ExpectationSuite(name=f"dativo-{uuid.uuid4().hex}", expectations=runnable)
+    with _no_prints():
+        suite = gx.ExpectationSuite(name=f"dativo-{uuid.uuid4().hex}", expectations=runnable)
+        validation = batch.validate(suite, result_format=result_format)
     grouped: dict[str, list[Any]] = {}
-    for res in batch.validate(suite, result_format=result_format).results:
+    for res in validation.results:
         grouped.setdefault(res.expectation_config.meta[_KEY], []).append(res)
     return grouped
 
@@ -371,6 +444,10 @@ def _measure(check: _Check, results: list[Any]) -> tuple[Any, int | None, list[d
     """What GX measured for ``check``: the observed value, the failing row count (row-level checks) and
     the failing rows' index columns as GX listed them (None when it lists none)."""
     first = results[0].result
+    if check.mode == _ROWS:
+        rows = [_plain_row(row) for row in (first.get("details") or {}).get("unexpected_rows") or []]
+        count = _count(first.get("observed_value"))
+        return count, count, rows
     if check.mode == _QUERY:
         rows = [_plain_row(row) for row in (first.get("details") or {}).get("unexpected_rows") or []]
         scalar = _scalar(rows)

@@ -327,7 +327,7 @@ def _locate(failing: list[tuple[QualityRule, CheckResult]], loaded: LoadedRows, 
         hits = con.sql(f'SELECT "{ROW_ID}", {_columns_sql(columns)}, {flags} FROM "{_ROWS}" '
                        f'WHERE {" OR ".join(f"({p})" for p in predicates)}').to_arrow_table()
         for i, (rule, result) in enumerate(plain):
-            _settle(rule, result, hits.filter(hits[f"__failed_{i}"]), 0, keys)
+            _settle(rule, result, hits.filter(hits[f"__failed_{i}"]), keys)
     for rule, result in failing:
         if rule.metric == "duplicateValues":
             columns = [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
@@ -335,12 +335,11 @@ def _locate(failing: list[tuple[QualityRule, CheckResult]], loaded: LoadedRows, 
             shown = list(dict.fromkeys([*_shown(rule, keys), *columns]))
             hits = con.sql(f'SELECT "{ROW_ID}", {_columns_sql(shown)} FROM "{_ROWS}" WHERE {predicate}') \
                 .to_arrow_table()
-            groups = hits.group_by(columns).aggregate([]).num_rows if hits.num_rows else 0
-            _settle(rule, result, hits, groups, keys)
+            _settle(rule, result, hits, keys)
 
 
-def _settle(rule: QualityRule, result: CheckResult, hits: pa.Table, groups: int, keys: tuple[str, ...]) -> None:
-    if not row_sql.engine_count_matches(rule, result.failing_rows, hits.num_rows, groups):
+def _settle(rule: QualityRule, result: CheckResult, hits: pa.Table, keys: tuple[str, ...]) -> None:
+    if not row_sql.engine_count_matches(rule, result.failing_rows, hits.num_rows):
         result.message = (f"{result.message} the rule's predicate finds {hits.num_rows} rows but the engine "
                           f"counted {result.failing_rows}; these rows cannot be quarantined").strip()
         return
@@ -464,11 +463,12 @@ def _check_in_place(contract: Contract, dataset: Dataset, target: SqlTableTarget
                     results[rule.name] = run_custom(rule, rows, None)
         with _connect(target) as connection:
             relation = _relation(target)
+            texts = _text_columns(connection, target) if target.dialect == "mysql" else ()
             for rule in checks:
                 found = results.get(rule.name)
                 if found is not None and found.failing_rows and rule.engine == "soda" \
                         and row_sql.is_row_level(rule):
-                    _sample_in_place(connection, target.dialect, relation, rule, found, keys)
+                    _sample_in_place(connection, target.dialect, relation, rule, found, keys, texts)
             count = _scalar(connection, f"SELECT COUNT(*) FROM {relation}")
     finally:
         if copy is not None:
@@ -513,15 +513,20 @@ def _scalar(connection: Any, sql: str) -> Any:
         return cursor.fetchall()[0][0]
 
 
+def _text_columns(connection: Any, target: SqlTableTarget) -> tuple[str, ...]:
+    """MySQL/MariaDB: the table's text columns (compared exactly, not by their collation)."""
+    schema, table = _split(target)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                       "COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND DATA_TYPE IN ('char', 'varchar', "
+                       "'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set')", (schema, table))
+        return tuple(row[0] for row in cursor.fetchall())
+
+
 def _sample_in_place(connection: Any, dialect: str, relation: str, rule: QualityRule, result: CheckResult,
-                     keys: tuple[str, ...]) -> None:
-    predicate = row_sql.failing_predicate(rule, relation, dialect)  # type: ignore[arg-type]
-    assert predicate is not None  # only row-level rules are sampled
-    if dialect == "mysql" and rule.metric == "duplicateValues":
-        # MySQL cannot read the table it filters in a subquery of the same statement's IN list
-        # without a derived table.
-        predicate = predicate.replace(f"IN (SELECT", "IN (SELECT * FROM (SELECT").replace(
-            "HAVING COUNT(*) > 1)", "HAVING COUNT(*) > 1) AS repeated)")
+                     keys: tuple[str, ...], text_columns: tuple[str, ...] = ()) -> None:
+    """Failing-row samples, selected in the table with the rule's one definition (exact comparisons)."""
+    predicate = row_sql.failing_predicate(rule, relation, dialect, text_columns=text_columns)  # type: ignore[arg-type]
     shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
     cols = ", ".join(row_sql.quote_identifier(c, dialect) for c in shown)  # type: ignore[arg-type]
     with connection.cursor() as cursor:

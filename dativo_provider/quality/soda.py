@@ -19,15 +19,14 @@ map back to rules:
 ============================  ===================================================================
 rule                          Soda check
 ============================  ===================================================================
-``nullValues``                column ``missing`` (NULL only)
-``missingValues``             column ``missing`` with ``missing_values`` = ``arguments.missingValues``
-``invalidValues``             column ``invalid`` with ``valid_values`` = ``arguments.validValues`` and/or
-                              ``valid_format`` = ``arguments.pattern`` anchored as a *full match*
-                              (Soda's regex is a search on both DuckDB ``REGEXP_MATCHES`` and Postgres
-                              ``~``, so the pattern is wrapped in ``^(?:...)$``). NULLs are not invalid.
-``duplicateValues``           column ``duplicate`` (NULLs ignored; count = non-null rows - distinct
-                              values), or dataset ``duplicate`` over ``arguments.properties`` (count =
-                              rows - distinct row hashes, NULLs included)
+``nullValues``,                dataset ``failed_rows`` whose ``expression`` is the rule's one definition
+``missingValues``,            (:func:`~dativo_provider.quality.rows.failing_predicate`): Soda counts
+``invalidValues``,            ``COUNT(CASE WHEN <predicate> THEN 1 END)`` in its one aggregate query,
+``duplicateValues``           and quarantine selects the same rows. (Soda's own ``missing``,
+                              ``invalid`` and ``duplicate`` checks differ: NULL tuples count as
+                              duplicates, duplicates count rows minus distinct values, regexes follow
+                              the store's dialect.) Identifiers are quoted; patterns are rewritten for
+                              the store (:mod:`~dativo_provider.quality.regex`).
 ``rowCount``                  dataset ``row_count``
 metric ``freshness``          dataset ``freshness`` on the column; age = ``now`` - newest value, in
                               whole seconds (naive timestamps are read as UTC)
@@ -53,6 +52,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from dativo_provider.connections import DatabaseConfig
 from dativo_provider.contracts.model import Dataset, QualityRule
 from dativo_provider.exceptions import ConfigError, SourceError, TransientError, redact
 from dativo_provider.optional import require
+from dativo_provider.quality import rows as row_sql
 from dativo_provider.quality.plan import FRESHNESS
 from dativo_provider.quality.result import CheckResult
 from dativo_provider.quality.thresholds import describe
@@ -81,7 +82,8 @@ _OPERATORS = {
 }
 _RANGES = ("mustBeBetween", "mustNotBeBetween")
 #: Soda check types whose metric counts rows: their count is the number of failing rows.
-_ROW_LEVEL = {"missing": "missing_count", "invalid": "invalid_count", "duplicate": "duplicate_count"}
+_ROW_LEVEL = {"missing": "missing_count", "invalid": "invalid_count", "duplicate": "duplicate_count",
+              "failed_rows": "failed_rows_count"}
 #: Soda check types that only exist at dataset level.
 _DATASET_TYPES = {"row_count", "schema", "freshness"}
 #: Soda 3 style ``type:`` names accepted in custom rules: Soda 4 type and threshold metric.
@@ -116,23 +118,30 @@ class PostgresData:
 
 
 def compile_soda_contract(rules: list[QualityRule], dataset: Dataset,
-                          dataset_identifier: str) -> dict[str, Any]:
+                          dataset_identifier: str, dialect: row_sql.Dialect = "duckdb") -> dict[str, Any]:
     """The Soda 4 contract (as YAML-ready data) for the rules whose engine is ``soda``.
 
     Check ``qualifier`` s are the rules' positions in ``rules``.
 
-    :param dataset_identifier: Soda's ``data_source/prefix.../table``, e.g. ``dativo/main/orders``.
+    :param dataset_identifier: Soda's ``data_source/prefix.../table``, e.g. ``dativo/main/orders``; a
+        physical name without ``/`` (``sales.orders``) is read as ``dativo/sales/orders``, so the
+        compiled queries name the table.
+    :param dialect: the SQL the row-level expressions are written in (``duckdb`` or ``postgres``).
     :raises ConfigError: a rule cannot be expressed as a Soda check; the message names it.
     """
-    return _compile([(i, r) for i, r in enumerate(rules) if r.engine == "soda"], dataset, dataset_identifier)
+    if "/" not in dataset_identifier:
+        dataset_identifier = "/".join([DATA_SOURCE, *dataset_identifier.split(".")])
+    indexed = [(i, r) for i, r in enumerate(rules) if r.engine == "soda"]
+    return _compile(indexed, dataset, dataset_identifier, dialect)
 
 
-def _compile(indexed: list[tuple[int, QualityRule]], dataset: Dataset, identifier: str) -> dict[str, Any]:
+def _compile(indexed: list[tuple[int, QualityRule]], dataset: Dataset, identifier: str,
+             dialect: row_sql.Dialect) -> dict[str, Any]:
     columns: dict[str, list[dict[str, Any]]] = {}
     checks: list[dict[str, Any]] = []
     for index, rule in indexed:
         try:
-            column, check = _check(rule, str(index), identifier)
+            column, check = _check(rule, str(index), identifier, dialect)
         except ConfigError as exc:
             raise ConfigError(f"rule {rule.name!r} on dataset {dataset.name!r}: {exc}") from None
         if column is None:
@@ -148,34 +157,27 @@ def _compile(indexed: list[tuple[int, QualityRule]], dataset: Dataset, identifie
     return contract
 
 
-def _check(rule: QualityRule, qualifier: str, identifier: str) -> tuple[str | None, dict[str, Any]]:
+def _check(rule: QualityRule, qualifier: str, identifier: str,
+           dialect: row_sql.Dialect) -> tuple[str | None, dict[str, Any]]:
     """Where the rule's Soda check goes (a column name, or None for the dataset) and the check."""
     head: dict[str, Any] = {"name": rule.name} if rule.name else {}
     head["qualifier"] = qualifier
     if rule.kind == "custom":
         return _custom(rule, head)
+    if row_sql.is_row_level(rule):
+        expression = row_sql.failing_predicate(rule, relation_of(identifier, dialect), dialect)
+        return None, {"failed_rows": {**head, "expression": expression, "threshold": _threshold(rule.threshold)}}
     if rule.kind == "sql":
         if not rule.query:
             raise ConfigError("a sql rule needs 'query'")
-        query = _expand_query(rule.query, identifier, rule.column)
+        query = _expand_query(rule.query, identifier, rule.column, dialect)
         return None, {"metric": {**head, "query": query, "threshold": _threshold(rule.threshold)}}
     if rule.metric == FRESHNESS:
         return None, {"freshness": {**head, "column": _column(rule), "threshold": _freshness_threshold(rule)}}
     if rule.metric == "rowCount":
         return None, {"row_count": {**head, "threshold": _threshold(rule.threshold)}}
-    body = {**head, "threshold": _threshold(rule.threshold)}
-    if rule.metric == "nullValues":
-        return _column(rule), {"missing": body}
-    if rule.metric == "missingValues":
-        values = [v for v in rule.arguments.get("missingValues") or [] if v is not None]
-        return _column(rule), {"missing": {**body, **({"missing_values": values} if values else {})}}
-    if rule.metric == "invalidValues":
-        return _column(rule), {"invalid": {**body, **_validity(rule.arguments)}}
-    if rule.metric == "duplicateValues":
-        properties = rule.arguments.get("properties")
-        if properties:
-            return None, {"duplicate": {**body, "columns": list(properties)}}
-        return _column(rule), {"duplicate": body}
+    if rule.metric in row_sql.ROW_METRICS:
+        raise ConfigError(f"metric {rule.metric!r} needs a column (put the rule on a property)")
     raise ConfigError(f"metric {rule.metric!r} has no Soda check (kind {rule.kind!r})")
 
 
@@ -183,17 +185,6 @@ def _column(rule: QualityRule) -> str:
     if not rule.column:
         raise ConfigError(f"metric {rule.metric!r} needs a column (put the rule on a property)")
     return rule.column
-
-
-def _validity(arguments: dict[str, Any]) -> dict[str, Any]:
-    valid: dict[str, Any] = {}
-    if arguments.get("validValues") is not None:
-        valid["valid_values"] = list(arguments["validValues"])
-    if arguments.get("pattern"):
-        valid["valid_format"] = {"regex": f"^(?:{arguments['pattern']})$", "name": "pattern"}
-    if not valid:
-        raise ConfigError("invalidValues needs arguments.validValues or arguments.pattern")
-    return valid
 
 
 def _threshold(threshold: dict[str, Any], scale: float = 1) -> dict[str, Any]:
@@ -260,17 +251,17 @@ def _custom_check(implementation: Any) -> tuple[str, dict[str, Any]]:
                       f"{{'invalid': {{'valid_min': 0}}}}; got {implementation!r}")
 
 
-def _expand_query(query: str, identifier: str, column: str | None) -> str:
+def relation_of(identifier: str, dialect: row_sql.Dialect) -> str:
+    """Soda's ``data_source/prefix.../table`` as a quoted SQL relation (``"main"."orders"``)."""
+    return row_sql.quote_relation(identifier.split("/")[1:], dialect)
+
+
+def _expand_query(query: str, identifier: str, column: str | None, dialect: row_sql.Dialect) -> str:
     """ODCS ``${object}`` / ``${property}`` placeholders -> the quoted table and column."""
-    table = ".".join(_quote(part) for part in identifier.split("/")[1:])
-    query = query.replace("${object}", table)
+    query = query.replace("${object}", relation_of(identifier, dialect))
     if column:
-        query = query.replace("${property}", _quote(column))
+        query = query.replace("${property}", row_sql.quote_identifier(column, dialect))
     return query
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -293,7 +284,8 @@ def run_soda(rules: list[QualityRule], dataset: Dataset, data: DuckDbData | Post
     timestamp = _timestamp(now)
     _import_soda()
     with _quiet_soda_logging(), _data_source(data) as (source, identifier):
-        results = _run_rules(indexed, dataset, source, identifier, timestamp) if indexed else []
+        dialect: row_sql.Dialect = "duckdb" if isinstance(data, DuckDbData) else "postgres"
+        results = _run_rules(indexed, dataset, source, identifier, dialect, timestamp) if indexed else []
         if dataset.soda_contract:
             results.extend(_run_handwritten(dataset, source, identifier, timestamp))
     return results
@@ -387,14 +379,29 @@ def _postgres_source(config: DatabaseConfig) -> Any:
     return module.PostgresDataSourceImpl(data_source_model=model)
 
 
+def dump_yaml(document: dict[str, Any]) -> str:
+    """``document`` as YAML; ``Decimal`` values are written with all their digits (never via a float)."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.Node:
+        if value == value.to_integral_value():
+            return dumper.represent_int(int(value))
+        return dumper.represent_scalar("tag:yaml.org,2002:float", format(value, "f"))
+
+    _Dumper.add_representer(Decimal, decimal)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
 def _verify(source: Any, contract: dict[str, Any], timestamp: str | None,
             what: str) -> tuple[list[Any], list[str]]:
     """Soda's check results and error messages for one contract."""
-    import yaml
     from soda_core.common.yaml import ContractYamlSource
     from soda_core.contracts.contract_verification import ContractVerificationSession
 
-    text = yaml.safe_dump(contract, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(contract)
     try:
         session = ContractVerificationSession.execute(
             contract_yaml_sources=[ContractYamlSource.from_str(text)],
@@ -409,15 +416,25 @@ def _verify(source: Any, contract: dict[str, Any], timestamp: str | None,
 
 
 def _run_rules(indexed: list[tuple[int, QualityRule]], dataset: Dataset, source: Any, identifier: str,
-               timestamp: str | None) -> list[CheckResult]:
+               dialect: row_sql.Dialect, timestamp: str | None) -> list[CheckResult]:
     names = ", ".join(repr(r.name) for _, r in indexed)
-    found, errors = _verify(source, _compile(indexed, dataset, identifier), timestamp, f"rules {names}")
+    refused: dict[int, str] = {}
+    for index, rule in indexed:  # a rule the store cannot express is refused alone, with the reason
+        try:
+            _check(rule, str(index), identifier, dialect)
+        except ConfigError as exc:
+            refused[index] = f"rule {rule.name!r}: {exc}"
+    runnable = [(i, r) for i, r in indexed if i not in refused]
+    found, errors = (_verify(source, _compile(runnable, dataset, identifier, dialect), timestamp, f"rules {names}")
+                     if runnable else ([], []))
     by_qualifier = {c.check.qualifier: c for c in found}
     outcomes: dict[int, tuple[Any, list[str]]] = {}
     for index, rule in indexed:
         soda_result = by_qualifier.get(str(index))
-        if errors and len(indexed) > 1 and _unsure(soda_result):
-            soda_result, rule_errors = _run_alone(index, rule, dataset, source, identifier, timestamp)
+        if index in refused:
+            soda_result, rule_errors = None, [refused[index]]
+        elif errors and len(runnable) > 1 and _unsure(soda_result):
+            soda_result, rule_errors = _run_alone(index, rule, dataset, source, identifier, dialect, timestamp)
         else:
             rule_errors = errors
         outcomes[index] = (soda_result, rule_errors)
@@ -425,8 +442,8 @@ def _run_rules(indexed: list[tuple[int, QualityRule]], dataset: Dataset, source:
 
 
 def _run_alone(index: int, rule: QualityRule, dataset: Dataset, source: Any, identifier: str,
-               timestamp: str | None) -> tuple[Any, list[str]]:
-    found, errors = _verify(source, _compile([(index, rule)], dataset, identifier), timestamp,
+               dialect: row_sql.Dialect, timestamp: str | None) -> tuple[Any, list[str]]:
+    found, errors = _verify(source, _compile([(index, rule)], dataset, identifier, dialect), timestamp,
                             f"rule {rule.name!r}")
     return next(iter(found), None), errors
 

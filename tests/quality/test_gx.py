@@ -403,9 +403,9 @@ def test_in_place_on_mariadb(my: Any, my_db: DatabaseConfig) -> None:
 
 
 @pytest.mark.mysql
-def test_mariadb_set_membership_follows_the_collation(my: Any, my_db: DatabaseConfig) -> None:
-    """Documents a difference: patterns are case-sensitive everywhere (the adapter makes them so), but
-    validValues on MariaDB compares with the column's collation, case-insensitive by default."""
+def test_mariadb_set_membership_is_exact(my: Any, my_db: DatabaseConfig) -> None:
+    """validValues and patterns compare exactly on MariaDB, not by the column's (case-insensitive)
+    collation: 'usd' is not 'USD' (issue 12, point 3)."""
     with my.cursor() as cur:
         cur.execute("CREATE TABLE t (id int, cur varchar(5))")
         cur.executemany("INSERT INTO t VALUES (%s, %s)", [(1, "USD"), (2, "usd")])
@@ -414,8 +414,8 @@ def test_mariadb_set_membership_follows_the_collation(my: Any, my_db: DatabaseCo
              rule("pattern", column="cur", metric="invalidValues", arguments={"pattern": "USD"},
                   threshold={"mustBe": 0})]
     in_set, pattern = gx.run_gx_sql(rules, DATASET, gx.sqlalchemy_url("mysql", my_db), "t", key_columns=("id",))
-    assert (in_set.outcome, in_set.observed) == ("passed", 0)
-    assert (pattern.outcome, pattern.observed, pattern.failing_keys) == ("failed", 1, [{"id": 2}])
+    assert (in_set.outcome, in_set.observed, in_set.failing_keys) == ("failed", 1, [{"id": 2}])
+    assert (pattern.outcome, pattern.observed, pattern.failing_keys) == ("failed", 1, [{"id": 2}]), pattern.message
 
 
 @pytest.mark.postgres
