@@ -205,3 +205,26 @@ def test_drive_a_new_modified_time_with_the_same_bytes_is_not_downloaded_again(g
     google.update_file(file_id, csv(1, 5), at(50))  # new bytes: read again
     table, _ = read_all(src, touched)
     assert ids(table) == [1, 5]
+
+
+def test_drive_changed_files_fail_names_the_drive_path(google, google_config, clock, read_all):
+    folder = google.add_folder("landing")
+    file_id = google.add_file("orders.csv", folder, csv(1), at(10))
+    src = drive(google_config, clock, folder, changed_files="fail")
+    _, state = read_all(src)
+    google.update_file(file_id, csv(1, 2), at(20))
+    with pytest.raises(SourceError, match=r"google_drive source: 1 file\(s\) changed .*gdrive:orders\.csv"):
+        read_all(src, state)
+
+
+def test_drive_an_exported_sheet_without_checksum_is_reread_when_its_time_moves(google, google_config, clock,
+                                                                                read_all):
+    folder = google.add_folder("landing")
+    sheet = google.add_google_sheet("stock", folder, csv(1), at(10))
+    src = drive(google_config, clock, folder, export_google_sheets=True)
+    first, state = read_all(src)
+    assert read_all(src, state)[0].num_rows == 0
+
+    google.update_file(sheet, csv(1, 2), at(30))  # edited in the Sheets UI: no md5Checksum, a new time
+    table, _ = read_all(src, state)
+    assert (ids(first), ids(table)) == ([1], [1, 2])
