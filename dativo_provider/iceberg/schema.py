@@ -278,15 +278,17 @@ def plan_schema(table: Table, incoming: pa.Schema, policy: str) -> SchemaPlan:
     plan = SchemaPlan(changes=changes)
     if not changes:
         return plan
-    outcomes = [_outcome(policy, change, table) for change in changes]
-    refused = [(change, reason) for change, (outcome, reason) in zip(changes, outcomes) if outcome == "fail"]
-    if refused:
-        lines = [change.describe() + (f": {reason}" if reason else "") for change, reason in refused]
-        lines += [change.describe() for change, (outcome, _) in zip(changes, outcomes) if outcome != "fail"]
+    judged = [(change, *_outcome(policy, change, table)) for change in changes]
+    if any(outcome == "fail" for _, outcome, _ in judged):
+        # The refused changes first, each with its reason; then the rest of the diff.
+        judged.sort(key=lambda item: item[1] != "fail")
+        lines = [change.describe() + (f": {reason}" if outcome == "fail" and reason else "")
+                 for change, outcome, reason in judged]
         raise SchemaDriftError(
-            f"schema drift on {_name(table)} (policy {policy}) refused, nothing was written:\n  " + "\n  ".join(lines)
+            f"schema drift on {_name(table)} (policy {policy}) refused, nothing was written:\n  "
+            + "\n  ".join(lines)
         )
-    plan.evolved = [change for change, (outcome, _) in zip(changes, outcomes) if outcome == "evolve"]
+    plan.evolved = [change for change, outcome, _ in judged if outcome == "evolve"]
     diff = "\n  ".join(c.describe() for c in changes)
     plan.warnings.append(f"schema drift on {_name(table)} (policy {policy}):\n  {diff}")
     return plan
@@ -296,10 +298,7 @@ def _outcome(policy: str, change: ColumnChange, table: Table) -> tuple[str, str]
     """What ``policy`` does with ``change``, and why when it refuses."""
     if change.kind == "missing" and table.schema().find_field(change.column).required:
         return "fail", "required in the table, so the rows cannot be written without it"
-    outcome = POLICY_OUTCOMES[policy][change.kind]
-    if policy == "strict":
-        return outcome, ""
-    return outcome, _REFUSALS.get((policy, change.kind), "")
+    return POLICY_OUTCOMES[policy][change.kind], _REFUSALS.get((policy, change.kind), "")
 
 
 def apply_evolution(table: Table, incoming: pa.Schema) -> Table:

@@ -26,8 +26,11 @@ kind              the data ...                                        allowed by
 ================  ==================================================  =============================
 
 Both flags off is *strict*: every difference is a violation. A contract column that is ``required``
-arriving as a nullable Arrow field is *not* a finding: most sources cannot declare non-null, and the
-``<column>__required`` quality check counts the actual nulls.
+arriving as a nullable Arrow field is *not* a finding: most sources (files, SaaS APIs, any query) cannot
+declare non-null, and the ``<column>__required`` quality check counts the actual nulls. Postgres and
+MySQL *table* reads do declare it: a NOT NULL (or primary-key) column arrives non-nullable, so one the
+contract does not mark ``required`` is a ``nullability`` finding, unless the ingest's write option
+``required_columns: false`` makes every incoming column nullable.
 
 Type families and widths. Integers widen by range (int8 → int16 → int32 → int64; an unsigned type
 whose range neither holds nor fits in the contract's, such as uint64 against int64, is incompatible);

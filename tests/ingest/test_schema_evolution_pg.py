@@ -34,7 +34,8 @@ def people(pg, pg_schema) -> str:
     return f"{pg_schema}.people"
 
 
-def load(lake: CatalogConfig, config: Any, relation: str, kind: str = "postgres", **options: Any) -> IngestResult:
+def load(lake: CatalogConfig, config: Any, relation: str, kind: str = "postgres",
+         **options: Any) -> IngestResult:
     source = build_source({"type": kind, "table": relation}, config)
     return run_ingest(source, lake, TABLE, WriteOptions(**options))
 
@@ -63,8 +64,8 @@ def test_warn_refuses_an_added_column_instead_of_dropping_its_values(pg, people,
     with pytest.raises(SchemaDriftError) as refused:
         load(lake, postgres_config, people, schema_policy="warn")
 
-    assert "+ score int (new in source): policy warn never changes the table and never drops a value" in str(
-        refused.value)
+    never_drops = "+ score int (new in source): policy warn never changes the table and never drops a value"
+    assert never_drops in str(refused.value)
     assert [r["id"] for r in back(lake)] == [1, 2]
     assert "score" not in required(lake)
 
@@ -89,7 +90,8 @@ def test_evolve_follows_a_rename_in_replace_mode_keeping_every_value(pg, people,
 
     result = load(lake, postgres_config, people, mode="replace")
 
-    assert [(r["id"], r["note"], r["remark"]) for r in back(lake)] == [(1, None, "first"), (2, None, None)]
+    rows = [(r["id"], r["note"], r["remark"]) for r in back(lake)]
+    assert rows == [(1, None, "first"), (2, None, None)]
     assert result.schema_changes == ["+ remark string (new in source)"]
 
 
@@ -128,8 +130,8 @@ def test_required_columns_false_creates_every_column_optional(people, postgres_c
 
 @pytest.mark.postgres
 def test_a_query_read_makes_optional_columns(people, postgres_config, lake):
-    source = build_source({"type": "postgres", "query": f"SELECT id, name FROM {_q(people)}"}, postgres_config)
-    run_ingest(source, lake, TABLE)
+    query = f"SELECT id, name FROM {_q(people)}"
+    run_ingest(build_source({"type": "postgres", "query": query}, postgres_config), lake, TABLE)
 
     assert required(lake) == {"id": False, "name": False}
 
@@ -140,8 +142,9 @@ def test_a_dropped_not_null_goes_through_the_policy(pg, people, postgres_config,
     pg.execute(f"ALTER TABLE {_q(people)} ALTER COLUMN name DROP NOT NULL")
     pg.execute(f"INSERT INTO {_q(people)} VALUES (3, NULL, 'nameless')")
 
+    relaxed = r"~ name string \(nullable in source, required in the table\)"
     for policy in ("strict", "warn"):
-        with pytest.raises(SchemaDriftError, match=r"~ name string \(nullable in source, required in the table\)"):
+        with pytest.raises(SchemaDriftError, match=relaxed):
             load(lake, postgres_config, people, schema_policy=policy, mode="replace")
     assert [r["id"] for r in back(lake)] == [1, 2]
 
@@ -157,7 +160,8 @@ def test_a_new_not_null_is_drift_for_strict_and_kept_optional_by_evolve(pg, peop
     pg.execute(f"UPDATE {_q(people)} SET note = 'second' WHERE id = 2")
     pg.execute(f"ALTER TABLE {_q(people)} ALTER COLUMN note SET NOT NULL")
 
-    with pytest.raises(SchemaDriftError, match=r"~ note string \(NOT NULL in source, optional in the table\)"):
+    tightened = r"~ note string \(NOT NULL in source, optional in the table\)"
+    with pytest.raises(SchemaDriftError, match=tightened):
         load(lake, postgres_config, people, schema_policy="strict", mode="replace")
 
     result = load(lake, postgres_config, people, mode="replace")
@@ -171,7 +175,8 @@ def test_a_required_column_missing_from_the_source_fails_under_evolve(pg, people
     load(lake, postgres_config, people)
     pg.execute(f"ALTER TABLE {_q(people)} DROP COLUMN name")
 
-    with pytest.raises(SchemaDriftError, match=r"- name string \(absent from source\): required in the table"):
+    missing = r"- name string \(absent from source\): required in the table"
+    with pytest.raises(SchemaDriftError, match=missing):
         load(lake, postgres_config, people)
     assert [r["name"] for r in back(lake)] == ["ada", "bob"]
 
@@ -197,7 +202,8 @@ def test_strict_refuses_a_narrower_source_type_with_the_diff(pg, people, postgre
     pg.execute(f"ALTER TABLE {_q(people)} ALTER COLUMN id TYPE integer")
     pg.execute(f"INSERT INTO {_q(people)} VALUES (3, 'cy', NULL)")
 
-    with pytest.raises(SchemaDriftError, match=r"~ id long <- int \(narrower in source; the values fit long\)"):
+    narrowed = r"~ id long <- int \(narrower in source; the values fit long\)"
+    with pytest.raises(SchemaDriftError, match=narrowed):
         load(lake, postgres_config, people, schema_policy="strict", mode="replace")
     assert [r["id"] for r in back(lake)] == [1, 2]
 
@@ -210,10 +216,11 @@ def test_strict_refuses_a_narrower_source_type_with_the_diff(pg, people, postgre
 @pytest.mark.postgres
 def test_strict_refuses_a_narrower_decimal_and_double(pg, pg_schema, postgres_config, lake):
     relation = f"{pg_schema}.prices"
-    pg.execute(f"CREATE TABLE {_q(relation)} (id int PRIMARY KEY, amount numeric(18, 2), rate double precision)")
+    pg.execute(f"CREATE TABLE {_q(relation)} (id int PRIMARY KEY, amount numeric(18, 2), rate float8)")
     pg.execute(f"INSERT INTO {_q(relation)} VALUES (1, 12.34, 0.5)")
     load(lake, postgres_config, relation)
-    pg.execute(f"ALTER TABLE {_q(relation)} ALTER COLUMN amount TYPE numeric(10, 2), ALTER COLUMN rate TYPE real")
+    pg.execute(f"ALTER TABLE {_q(relation)} ALTER COLUMN amount TYPE numeric(10, 2), "
+               "ALTER COLUMN rate TYPE real")
 
     with pytest.raises(SchemaDriftError) as refused:
         load(lake, postgres_config, relation, schema_policy="strict")

@@ -429,3 +429,37 @@ def test_example_contracts_against_the_sample_data_as_the_example_dag_reads_it()
         "schema:quantity:widened": "passed",  # int64 inferred; contract int, allowTypeWidening true
         "schema:amount:incompatible": "failed",  # double inferred; contract decimal(12,2)
     }
+
+
+# --- a real Postgres table: NOT NULL columns arrive non-nullable ----------------------------------
+
+
+@pytest.mark.postgres
+def test_a_postgres_not_null_column_the_contract_leaves_optional_is_a_finding_unless_opted_out(
+    tmp_path: Path, pg: Any, pg_schema: str, postgres_config: Any
+) -> None:
+    from dativo_provider.exceptions import ContractViolationError
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.ingest.engine import run_ingest
+    from dativo_provider.ingest.options import WriteOptions
+    from dativo_provider.quality.wap import ContractGate
+    from dativo_provider.sources import build_source
+
+    pg.execute(f'CREATE TABLE "{pg_schema}".orders (order_id bigint PRIMARY KEY, '
+               "amount numeric(18, 2) NOT NULL, quantity int NOT NULL, note text NOT NULL, "
+               "ordered_at timestamptz NOT NULL)")
+    pg.execute(f"""INSERT INTO "{pg_schema}".orders VALUES (1, 9.50, 2, 'gift', '2024-01-01 10:00+00')""")
+    source = build_source({"type": "postgres", "table": f"{pg_schema}.orders"}, postgres_config)
+    with source.open(None, ReadBounds()) as stream:
+        schema = stream.schema
+    contract = write_contract(tmp_path, ORDERS, STRICT)  # note is not required in the contract
+
+    assert {r.name: r.outcome for r in findings(contract, schema)} == {"schema:note:nullability": "failed"}
+    catalog = embedded_catalog(tmp_path / "lake")
+    with pytest.raises(ContractViolationError, match="shop.orders.note: the data brings string declared not"):
+        run_ingest(source, catalog, "shop.orders", audit=ContractGate(contract, catalog))
+
+    result = run_ingest(source, catalog, "shop.orders", WriteOptions(required_columns=False),
+                        audit=ContractGate(contract, catalog))
+    assert result.rows_published == 1
+    assert not any(f.required for f in catalog.load().load_table("shop.orders").schema().fields)
