@@ -360,7 +360,8 @@ class HubSpotDouble(ApiDouble):
         label = object_type.upper().rstrip("S")
         answer.update(numErrors=1, errors=[{
             "status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing},
-            "message": f"Could not get some {label} objects, they may be deleted or not exist. Check that ids are valid.",
+            "message": f"Could not get some {label} objects, they may be deleted or not exist. "
+                       "Check that ids are valid.",
         }])
         return Response(207, answer)
 

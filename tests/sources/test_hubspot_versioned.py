@@ -26,7 +26,8 @@ from tests.doubles.hubspot_api import T0_MS, TOKEN, HubSpotDouble, definition
 
 HOUR = 3_600_000
 OAUTH = {"client_id": "app-1", "client_secret": "Client-Secret-5f1e", "refresh_token": "Refresh-Token-9a8b7c"}
-DATED = re.compile(r"^/(?:oauth|account-info)/(?P<a>\d{4}-\d\d)/|^/crm/(?:objects|properties|associations)/(?P<b>\d{4}-\d\d)/")
+DATED = re.compile(r"^/(?:oauth|account-info)/(?P<a>\d{4}-\d\d)/"
+                   r"|^/crm/(?:objects|properties|associations)/(?P<b>\d{4}-\d\d)/")
 MERGE = WriteOptions(mode="merge", merge_keys=("id",))
 
 
