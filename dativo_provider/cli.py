@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     actions = contract.add_subparsers(dest="action", required=True)
     lint = actions.add_parser("lint", help="validate contract files; exit 1 if any has an error")
     lint.add_argument("paths", nargs="+", help="contract files or directories (*.yaml, *.yml)")
+    lint.add_argument("--external", action="append", default=[], metavar="DATASET",
+                      help="a dataset defined outside the linted contracts; relationships to it are not "
+                           "errors (repeatable)")
     compile_ = actions.add_parser("compile", help="print the Soda contract or GX suite a contract compiles to")
     compile_.add_argument("path", help="one contract file")
     compile_.add_argument("--engine", required=True, choices=("soda", "great_expectations"))
@@ -79,10 +82,10 @@ def _add_privacy_commands(commands: argparse._SubParsersAction) -> None:
                         help="an anchor store (directory or s3://bucket/prefix): every request's anchor")
 
 
-def _lint(paths: list[str]) -> int:
+def _lint(paths: list[str], external: list[str]) -> int:
     from dativo_provider.contracts import lint  # noqa: PLC0415 (keeps `dativo --help` fast)
 
-    issues = lint(paths)
+    issues = lint(paths, external)
     for issue in issues:
         print(issue)
     errors = sum(issue.severity == "error" for issue in issues)
@@ -253,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compile(args.path, args.engine, args.dataset)
         if args.action == "check":
             return _check(args)
-        return _lint(args.paths)
+        return _lint(args.paths, args.external)
     except _UsageError as exc:
         print(f"dativo: {exc}", file=sys.stderr)
         return 2

@@ -181,6 +181,7 @@ class _Checker:
     # --- relationships ----------------------------------------------------------------------------
 
     def relationship(self, path: Path, rel: Relationship, dataset: str, column: str | None) -> None:
+        self.extensions((*path, "customProperties"), rel.custom_properties, "relationship")
         if column is not None and rel.from_ is not None:
             self.error((*path, "from"), "'from' is implicit at property level: remove it")
             return

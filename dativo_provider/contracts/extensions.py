@@ -1,9 +1,10 @@
 """The project's ODCS extensions: ``customProperties`` entries whose ``property`` starts with ``dativo``.
 
 ODCS has no slot for a data-subject identifier, a schema-evolution policy, violation handling, ML
-feature metadata, the engine that runs a library rule or a per-run row minimum. The standard's answer
-for such needs is ``customProperties`` (a list of ``property``/``value`` pairs available on most
-objects), so a contract with our extensions stays a valid ODCS document. Within the ``dativo`` prefix
+feature metadata, the engine that runs a library rule, a per-run row minimum or a relationship to a
+table no contract of ours defines. The standard's answer for such needs is ``customProperties`` (a
+list of ``property``/``value`` pairs available on most objects), so a contract with our extensions
+stays a valid ODCS document. Within the ``dativo`` prefix
 we are strict: an unknown name, or a known name at the wrong level, is a lint error.
 """
 
@@ -18,6 +19,7 @@ PREFIX = "dativo"
 MIN_ROWS_SLA = "dativoMinRowsPerRun"
 HANDWRITTEN_SODA = "dativoSodaContract"
 HANDWRITTEN_GX = "dativoGxSuite"
+EXTERNAL = "dativoExternal"
 
 HandlingValue = Literal["block", "quarantine", "warn"]
 
@@ -67,4 +69,7 @@ EXTENSIONS: dict[str, dict[str, TypeAdapter[Any]]] = {
     },
     "column": {"dativoDataSubject": TypeAdapter(str, config=ConfigDict(strict=True))},
     "rule": {"dativoEngine": TypeAdapter(str, config=ConfigDict(strict=True))},
+    # The target dataset is defined outside the contracts linted together (another team's table, a
+    # source system): lint does not require a contract for it.
+    "relationship": {EXTERNAL: TypeAdapter(bool, config=ConfigDict(strict=True))},
 }

@@ -9,17 +9,21 @@ file, the path inside the document and the line, found by composing the YAML nod
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path as FsPath
 from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
 
+from dativo_provider import safe_yaml
 from dativo_provider.contracts import checks
 from dativo_provider.contracts.checks import ExternalRef, Finding, Path, custom_values, format_path
 from dativo_provider.contracts.extensions import (
+    EXTERNAL,
     HANDWRITTEN_GX,
     HANDWRITTEN_SODA,
     MIN_ROWS_SLA,
@@ -42,9 +46,14 @@ from dativo_provider.contracts.model import (
     ViolationHandling,
 )
 from dativo_provider.contracts.odcs import OdcsDocument, Quality, SchemaObject
+from dativo_provider.contracts.odcs import Relationship as OdcsRelationship
 from dativo_provider.exceptions import ConfigError
 
 CONTRACT_SUFFIXES = (".yaml", ".yml")
+_RANGE_OPERATORS = ("mustBeBetween", "mustNotBeBetween")
+_LIMITS = safe_yaml.DEFAULT_LIMITS
+_LIMITS_TEXT = (f"{_LIMITS.max_chars:,} characters, {_LIMITS.max_depth} levels of nesting and "
+                f"{_LIMITS.max_aliases} aliases (*name) adding at most {_LIMITS.max_alias_nodes:,} nodes")
 
 
 @dataclass(frozen=True, order=True)
@@ -72,14 +81,8 @@ class ContractError(ConfigError):
                          f"`dativo contract lint`:\n{listing}")
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that keeps dates and timestamps as strings, the way ODCS declares them."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+# A plain (unquoted) YAML number as ODCS writes a bound; read from its text, so no digit is lost.
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class _FileResult:
     issues: list[LintIssue] = field(default_factory=list)
     contract: Contract | None = None
     external: list[ExternalRef] = field(default_factory=list)
+    external_marked: set[Path] = field(default_factory=set)  # relationships marked dativoExternal
 
     def line(self, path: Path) -> int:
         while path and path not in self.lines:
@@ -116,11 +120,14 @@ def load_contract(path: str | FsPath) -> Contract:
     return result.contract
 
 
-def lint(paths: Iterable[str | FsPath]) -> list[LintIssue]:
+def lint(paths: Iterable[str | FsPath], external: Iterable[str] = ()) -> list[LintIssue]:
     """Every problem in the given contract files and directories (``*.yaml``/``*.yml``, recursively).
 
-    Relationship targets are checked across all the files linted together; a target in a dataset no
-    linted contract defines is a warning.
+    Relationship targets are checked across all the files linted together: a target in a dataset no
+    linted contract defines is an error, unless the relationship says the dataset is external
+    (custom property ``dativoExternal: true``) or the dataset is named in ``external``.
+
+    :param external: datasets defined outside the linted contracts (``dativo contract lint --external``).
     """
     results: list[_FileResult] = []
     issues: list[LintIssue] = []
@@ -128,7 +135,7 @@ def lint(paths: Iterable[str | FsPath]) -> list[LintIssue]:
         files, missing = _expand(FsPath(item))
         issues.extend(missing)
         results.extend(_lint_file(file) for file in files)
-    _check_external(results)
+    _check_external(results, frozenset(external))
     for result in results:
         issues.extend(sorted(result.issues))
     return issues
@@ -176,11 +183,24 @@ def _lint_into(file: FsPath, result: _FileResult) -> None:
             result.add(path, message)
         return
     findings, result.external = checks.check_document(doc)
+    result.external_marked = set(_marked_external(doc))
     for finding in findings:
         result.add(finding.path, finding.message, finding.severity)
     _check_handwritten(file, doc, result)
     if result.ok:
         result.contract = _build(str(file), doc)
+
+
+def _marked_external(doc: OdcsDocument) -> Iterator[Path]:
+    """The paths of the relationships whose target dataset the contract declares external."""
+    for i, obj in enumerate(doc.schema_):
+        for j, prop in enumerate(obj.properties):
+            for k, rel in enumerate(prop.relationships):
+                if custom_values(rel.custom_properties).get(EXTERNAL) is True:
+                    yield ("schema", i, "properties", j, "relationships", k)
+        for k, rel in enumerate(obj.relationships):
+            if custom_values(rel.custom_properties).get(EXTERNAL) is True:
+                yield ("schema", i, "relationships", k)
 
 
 def _check_handwritten(file: FsPath, doc: OdcsDocument, result: _FileResult) -> None:
@@ -198,38 +218,60 @@ def _check_handwritten(file: FsPath, doc: OdcsDocument, result: _FileResult) -> 
 
 
 def _parse(text: str, result: _FileResult) -> dict[str, Any] | None:
-    """The document as Python data, with ``result.lines`` filled; None (and an issue) if unusable."""
-    loader = _Loader(text)
+    """The document as Python data, with ``result.lines`` filled; None (and an issue) if unusable.
+
+    The YAML is read by :mod:`dativo_provider.safe_yaml`, which refuses alias bombs, deep nesting and
+    huge files before anything walks the tree. Rule bounds are exact :class:`~decimal.Decimal`.
+    """
     try:
-        node = loader.get_single_node()
+        node, loader = safe_yaml.compose(text, safe_yaml.ContractYamlLoader)
+    except yaml.YAMLError as exc:
+        _yaml_issue(exc, result)
+        return None
+    try:
         if node is None:
             result.add((), "the file is empty: expected an ODCS data contract")
             return None
-        _map_lines(node, (), result)
+        bounds: dict[Path, Decimal] = {}
+        _map_lines(node, (), result, bounds)
         data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        result.issues.append(LintIssue(result.file, mark.line + 1 if mark else 1, "(document)",
-                                       f"invalid YAML: {exc.problem or exc.context}{where}"))
-        return None
     except yaml.YAMLError as exc:
-        result.add((), f"invalid YAML: {exc}")
+        _yaml_issue(exc, result)
         return None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
         result.add((), f"expected a mapping of ODCS keys at the top, got {type(data).__name__}")
         return None
+    for path, bound in bounds.items():
+        _replace(data, path, bound)
     return data
 
 
-def _map_lines(node: yaml.Node, path: Path, result: _FileResult) -> None:
-    """Record the line of every key and list item under ``node``; report duplicate keys."""
+def _yaml_issue(exc: yaml.YAMLError, result: _FileResult) -> None:
+    if isinstance(exc, safe_yaml.YamlLimitError):
+        mark = exc.problem_mark
+        result.issues.append(LintIssue(result.file, mark.line + 1 if mark else 1, "(document)",
+                                       f"refused: {exc.problem}; a contract must stay within "
+                                       f"{_LIMITS_TEXT}"))
+    elif isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        result.issues.append(LintIssue(result.file, mark.line + 1 if mark else 1, "(document)",
+                                       f"invalid YAML: {exc.problem or exc.context}{where}"))
+    else:
+        result.add((), f"invalid YAML: {exc}")
+
+
+def _map_lines(node: yaml.Node, path: Path, result: _FileResult, bounds: dict[Path, Decimal]) -> None:
+    """Record the line of every key and list item under ``node``; report duplicate keys; collect bounds.
+
+    The tree may share nodes through aliases; safe_yaml has bounded how much that expands.
+    """
     result.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _map_lines(item, (*path, index), result)
+            _map_lines(item, (*path, index), result, bounds)
     elif isinstance(node, yaml.MappingNode):
         first_seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -242,10 +284,37 @@ def _map_lines(node: yaml.Node, path: Path, result: _FileResult) -> None:
                 continue
             first_seen[key] = line
             result.lines[here] = line
-            _map_lines(value_node, here, result)
+            _map_lines(value_node, here, result, bounds)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None and _is_bound(path) and _NUMBER.fullmatch(node.value):
+        bounds[path] = Decimal(node.value)
 
 
-def _check_external(results: list[_FileResult]) -> None:
+def _is_bound(path: Path) -> bool:
+    """Is ``path`` a rule's threshold value: ``...quality[k].mustBe`` or ``...quality[k].mustBeBetween[0]``?"""
+    if len(path) >= 3 and path[-1] in checks.OPERATORS:
+        return isinstance(path[-2], int) and path[-3] == "quality"
+    if len(path) >= 4 and isinstance(path[-1], int) and path[-2] in _RANGE_OPERATORS:
+        return isinstance(path[-3], int) and path[-4] == "quality"
+    return False
+
+
+def _replace(data: Any, path: Path, value: Decimal) -> None:
+    """Put ``value`` at ``path`` in the constructed document (where the structure is as the path says)."""
+    *parents, last = path
+    for part in parents:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return
+    if isinstance(data, dict):
+        data[last] = value
+    elif isinstance(data, list) and isinstance(last, int) and last < len(data):
+        data[last] = value
+
+
+def _check_external(results: list[_FileResult], external: frozenset[str]) -> None:
     """Check relationship targets against the datasets of every contract linted together."""
     columns: dict[str, set[str]] = {}
     for result in results:
@@ -255,8 +324,12 @@ def _check_external(results: list[_FileResult]) -> None:
         for ref in result.external:
             target = f"{ref.dataset}.{ref.column}"
             if ref.dataset not in columns:
-                result.add(ref.path, f"relationship target {target!r}: no linted contract defines "
-                                     f"dataset {ref.dataset!r}", "warning")
+                if ref.dataset in external or ref.path[:-2] in result.external_marked:
+                    continue
+                result.add(ref.path, f"relationship target {target!r}: no linted contract defines dataset "
+                                     f"{ref.dataset!r}; lint it together with the contract that does, or "
+                                     f"mark the relationship external (customProperties: property "
+                                     f"{EXTERNAL}, value true) or pass --external {ref.dataset}")
             elif ref.column not in columns[ref.dataset]:
                 result.add(ref.path, f"relationship target {target!r}: dataset {ref.dataset!r} has no "
                                      f"column {ref.column!r}")
@@ -352,15 +425,16 @@ def _relationships(doc: OdcsDocument) -> Iterator[Relationship]:
     for obj in doc.schema_:
         for prop in obj.properties:
             for rel in prop.relationships:
-                yield _relationship(obj.name, [prop.name], rel.to)
+                yield _relationship(obj.name, [prop.name], rel)
         for rel in obj.relationships:
-            yield _relationship(obj.name, rel.from_ or [], rel.to)
+            yield _relationship(obj.name, rel.from_ or [], rel)
 
 
-def _relationship(dataset: str, sources: list[str], targets: list[str]) -> Relationship:
-    to_dataset = targets[0].rpartition(".")[0]
+def _relationship(dataset: str, sources: list[str], rel: OdcsRelationship) -> Relationship:
+    to_dataset = rel.to[0].rpartition(".")[0]
+    external = custom_values(rel.custom_properties).get(EXTERNAL) is True
     return Relationship(dataset, tuple(s.rpartition(".")[2] for s in sources), to_dataset,
-                        tuple(t.rpartition(".")[2] for t in targets))
+                        tuple(t.rpartition(".")[2] for t in rel.to), external)
 
 
 def _sla(doc: OdcsDocument) -> Sla:

@@ -44,7 +44,9 @@ class QualityRule:
 
     :param column: the column a property-level rule is on; None for a dataset-level rule.
     :param kind: the ODCS rule type: ``text`` (documentation only), ``library``, ``sql`` or ``custom``.
-    :param threshold: the ODCS comparison operator and value, e.g. ``{"mustBe": 0}``.
+    :param threshold: the ODCS comparison operator and value, e.g. ``{"mustBe": Decimal("0")}``. Values
+        from a contract are exact :class:`~decimal.Decimal` numbers read from the YAML text (``mustBeBetween``
+        and ``mustNotBeBetween``: a list of two), never floats, so a decimal(38,9) bound keeps every digit.
     :param implementation: for ``custom`` rules, the Soda check, GX expectation or ``module:callable``.
     :param category: ``sla`` for the checks the contract's SLA implies (freshness, rows per run); their
         failures are handled as SLA violations.
@@ -110,12 +112,17 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Relationship:
-    """A foreign key: ``from_dataset.from_columns`` references ``to_dataset.to_columns``."""
+    """A foreign key: ``from_dataset.from_columns`` references ``to_dataset.to_columns``.
+
+    :param external: the contract marks ``to_dataset`` as defined outside our contracts
+        (``dativoExternal: true``), so lint does not ask for a contract that defines it.
+    """
 
     from_dataset: str
     from_columns: tuple[str, ...]
     to_dataset: str
     to_columns: tuple[str, ...]
+    external: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ contract the engine works with. The loader turns one into the other.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -30,6 +32,27 @@ def _one_or_many(value: Any) -> Any:
 
 
 References = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
+def _exact_number(value: Any) -> Any:
+    """A rule bound must be a number written without quotes; the loader reads it as an exact Decimal.
+
+    An int or float (a document built in code, not read from YAML) is converted through its text.
+    """
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"expected a finite number, got {value}")
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        raise ValueError(f"expected a number, got string {value!r}: write it without quotes, e.g. {value.strip()}")
+    kind = "null" if value is None else "boolean" if isinstance(value, bool) else type(value).__name__
+    raise ValueError(f"expected a number, got {kind} {value!r}")
+
+
+#: A rule threshold value (``mustBe``, ``mustBeBetween`` items ...): an exact decimal, never a float.
+Bound = Annotated[Decimal, BeforeValidator(_exact_number)]
 
 
 class OdcsModel(BaseModel):
@@ -141,15 +164,15 @@ class Quality(_Element):
     metric: Literal[LIBRARY_METRICS] | None = None  # type: ignore[valid-type]
     rule: str | None = None
     arguments: dict[str, Any] | None = None
-    # comparison operators (library and sql)
-    must_be: Any = None
-    must_not_be: Any = None
-    must_be_greater_than: float | None = None
-    must_be_greater_or_equal_to: float | None = None
-    must_be_less_than: float | None = None
-    must_be_less_or_equal_to: float | None = None
-    must_be_between: list[float] | None = None
-    must_not_be_between: list[float] | None = None
+    # comparison operators (library and sql): exact numbers, read from the YAML text by the loader
+    must_be: Bound | None = None
+    must_not_be: Bound | None = None
+    must_be_greater_than: Bound | None = None
+    must_be_greater_or_equal_to: Bound | None = None
+    must_be_less_than: Bound | None = None
+    must_be_less_or_equal_to: Bound | None = None
+    must_be_between: list[Bound] | None = None
+    must_not_be_between: list[Bound] | None = None
     # sql
     query: str | None = None
     # custom
@@ -165,7 +188,7 @@ class Quality(_Element):
 
     @field_validator("must_be_between", "must_not_be_between")
     @classmethod
-    def _two_ascending(cls, value: list[float] | None) -> list[float] | None:
+    def _two_ascending(cls, value: list[Decimal] | None) -> list[Decimal] | None:
         if value is not None and (len(value) != 2 or value[0] >= value[1]):
             raise ValueError("expected two numbers, smallest first, e.g. [0, 100]")
         return value

@@ -45,10 +45,18 @@ def test_one_file_prints_the_exact_line() -> None:
     assert result.stdout.splitlines() == [f"{target}:6: owner: unknown key 'owner'"]
 
 
-def test_warnings_alone_exit_zero() -> None:
-    result = dativo("contract", "lint", "contracts/orders.odcs.yaml")
+def test_warnings_alone_exit_zero(tmp_path: Path) -> None:
+    result = dativo("contract", "lint", "contracts/", str(tmp_path))
     assert result.returncode == 0
-    assert "warning: relationship target 'customers.customer_id'" in result.stdout
+    assert result.stdout == f"{tmp_path}:0: (file): warning: no *.yaml or *.yml contract files found\n"
+
+
+def test_a_relationship_to_an_unlinted_dataset_exits_1_unless_named_external() -> None:
+    alone = dativo("contract", "lint", "contracts/orders.odcs.yaml")
+    assert alone.returncode == 1
+    assert "relationship target 'customers.customer_id': no linted contract defines dataset" in alone.stdout
+    told = dativo("contract", "lint", "contracts/orders.odcs.yaml", "--external", "customers")
+    assert (told.returncode, told.stdout) == (0, "")
 
 
 def test_missing_path_and_bad_usage() -> None:

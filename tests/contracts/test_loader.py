@@ -157,10 +157,44 @@ def test_feature_table_keeps_its_feature_metadata() -> None:
     assert features.online and features.ttl_days == 2
 
 
-def test_relationship_to_a_dataset_no_linted_contract_defines_is_a_warning() -> None:
+def test_relationship_to_a_dataset_no_linted_contract_defines_is_an_error() -> None:
+    text = (EXAMPLES / "orders.odcs.yaml").read_text()
     issues = lint([EXAMPLES / "orders.odcs.yaml"])
-    assert [i.severity for i in issues] == ["warning"]
+    assert [(i.severity, i.line, i.path) for i in issues] == [
+        ("error", text.splitlines().index("          - to: customers.customer_id") + 1,
+         "schema[0].properties[2].relationships[0].to[0]")]
     assert "no linted contract defines dataset 'customers'" in issues[0].message
+    assert "dativoExternal" in issues[0].message and "--external customers" in issues[0].message
+    with pytest.raises(ContractError):
+        raise ContractError(issues)  # the CLI exits 1 on it, see test_cli
+
+
+def test_a_relationship_marked_external_or_a_dataset_named_external_lints_clean(tmp_path: Path) -> None:
+    assert lint([EXAMPLES / "orders.odcs.yaml"], external=["customers"]) == []
+    text = (EXAMPLES / "orders.odcs.yaml").read_text().replace(
+        "          - to: customers.customer_id\n",
+        "          - to: customers.customer_id\n"
+        "            customProperties:\n"
+        "              - property: dativoExternal\n"
+        "                value: true\n")
+    (tmp_path / "orders.yaml").write_text(text)
+    assert lint([tmp_path / "orders.yaml"]) == []
+    (rel,) = load_contract(tmp_path / "orders.yaml").relationships
+    assert rel.external and rel.to_dataset == "customers"
+    # Marked external but linted with the contract that defines it: its columns are still checked.
+    (tmp_path / "orders.yaml").write_text(text.replace("customers.customer_id", "customers.id"))
+    (issue,) = lint([tmp_path / "orders.yaml", EXAMPLES / "customers.odcs.yaml"])
+    assert "dataset 'customers' has no column 'id'" in issue.message
+    # The marker's value is checked like every extension.
+    (tmp_path / "orders.yaml").write_text(text.replace("value: true\n", "value: 'yes'\n", 1))
+    (issue,) = [i for i in lint([tmp_path / "orders.yaml"]) if "customProperties" in i.path]
+    assert issue.path == "schema[0].properties[2].relationships[0].customProperties[0].value"
+    assert issue.message == "expected true or false, got string 'yes'"
+
+
+def test_every_bundled_contract_set_lints_clean_together() -> None:
+    assert lint([ROOT / "dativo_provider" / "sample_data" / "contracts"]) == []
+    assert lint([EXAMPLES]) == []
 
 
 def test_relationship_to_a_missing_column_in_another_contract_is_an_error(tmp_path: Path) -> None:
