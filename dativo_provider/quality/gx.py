@@ -203,12 +203,17 @@ def _invalid(rule: QualityRule, dialect: str) -> tuple[str, dict[str, Any]]:
     column, args = _need(rule.column, rule), rule.arguments
     if "pattern" in args and "validValues" in args:
         raise ConfigError(f"rule {rule.name!r}: invalidValues with both pattern and validValues cannot be "
-                          "counted by one GX expectation; split it into two rules")
+                          "counted by one GX expectation on a DataFrame; split it into two rules")
+    # A missing value is never invalid: it counts as valid here (nulls GX skips by itself).
+    missing = [v for v in args.get("missingValues") or [] if v is not None]
     if "pattern" in args:
-        return "expect_column_values_to_match_regex", {"column": column,
-                                                       "regex": full_match(args["pattern"], dialect)}
+        regex = full_match(args["pattern"], dialect)
+        if missing:
+            regex = "|".join([f"(?:{regex})", *(f"^{re.escape(str(v))}\\Z" for v in missing)])
+        return "expect_column_values_to_match_regex", {"column": column, "regex": regex}
     if "validValues" in args:
-        return "expect_column_values_to_be_in_set", {"column": column, "value_set": list(args["validValues"])}
+        valid = [v for v in args["validValues"] if v is not None]
+        return "expect_column_values_to_be_in_set", {"column": column, "value_set": valid + missing}
     raise ConfigError(f"rule {rule.name!r}: invalidValues needs arguments.pattern or arguments.validValues")
 
 
@@ -406,7 +411,10 @@ def _validate(batch: Any, checks: list[_Check], index: list[str], sample: int | 
         result_format["unexpected_index_column_names"] = index
     if sample is not None:
         result_format["partial_unexpected_count"] = sample
-    with _no_prints():
+    with _no_prints(), warnings.catch_warnings():
+        # pandas warns that a pattern with groups (a back-reference needs one) has match groups; GX
+        # only asks whether each value matches.
+        warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression")
         suite = gx.ExpectationSuite(name=f"dativo-{uuid.uuid4().hex}", expectations=runnable)
         validation = batch.validate(suite, result_format=result_format)
     grouped: dict[str, list[Any]] = {}
@@ -587,7 +595,9 @@ def _sql_batch(url: str, table: str, schema: str | None) -> Iterator[tuple[Any, 
             # GX suggests its dialect-specific data sources; the generic one takes any SQLAlchemy URL.
             warnings.filterwarnings("ignore", message="You are using a generic SQLDatasource")
             source = _context().data_sources.add_sql(name=name, connection_string=_in_schema(url, schema))
-        asset = source.add_table_asset(name="table", table_name=table)
+        # A name in double quotes is always quoted by GX (as SQLAlchemy's quoted_name), in each dialect's
+        # own quotes: a table named with a reserved word (`order`, `dec`) is read, not a syntax error.
+        asset = source.add_table_asset(name="table", table_name=f'"{table}"')
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
     except Exception as exc:
         _drop_source(name)
