@@ -6,9 +6,11 @@
 * ``dativo contract compile <file> --engine soda|great_expectations [--dataset NAME]``: print the Soda 4
   contract (YAML) or GX expectation suite (JSON) the contract's rules compile to.
 * ``dativo contract check <file> --warehouse DIR --table NS.NAME [--branch B | --snapshot-id N]
-  [--report FILE]``: run the contract on a table of an embedded (SQLite) catalog; exit 1 when a check
-  fails that would block or quarantine a run (the rule of :mod:`dativo_provider.quality.verdict`, as
-  ``ContractCheckOperator`` applies it), 0 when every failure only warns.
+  [--report FILE]``: run the contract on a table of an embedded (SQLite) catalog; exit 0 when nothing
+  failed or every failed check only warns (printed as ``WARNING``), 1 when a check fails that would
+  block or quarantine a run (:func:`dativo_provider.quality.verdict.judge_in_place`, which
+  ``ContractCheckOperator`` asks too), 2 when there is no verdict: bad usage, or a contract, table,
+  branch or snapshot that is wrong (the message says which).
 * ``dativo certificate verify <file> (--public-key PEMFILE | --hmac-key-env VAR) [--key-id ID]``:
   exit 0 when the data-subject request certificate's signature matches its content, 1 (with the
   reason) when it does not.
@@ -120,20 +122,27 @@ def _compile(path: str, engine: str, dataset: str | None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
     from dativo_provider.contracts import load_contract
+    from dativo_provider.exceptions import TerminalError
     from dativo_provider.iceberg.catalog import embedded_catalog
     from dativo_provider.quality.runner import IcebergTarget, run_contract
-    from dativo_provider.quality.verdict import judge
+    from dativo_provider.quality.verdict import judge_in_place
 
-    target = IcebergTarget(embedded_catalog(args.warehouse), args.table, snapshot_id=args.snapshot_id,
-                           branch=args.branch)
-    contract = load_contract(args.path)
-    report = run_contract(contract, target, dataset=args.dataset)
-    print(report.summary())
+    try:
+        target = IcebergTarget(embedded_catalog(args.warehouse), args.table, snapshot_id=args.snapshot_id,
+                               branch=args.branch)
+        contract = load_contract(args.path)
+        report = run_contract(contract, target, dataset=args.dataset)
+    except TerminalError as exc:  # a bad contract, table or option: no verdict, so not a failure's exit 1
+        raise _UsageError(str(exc)) from None
+    except (NoSuchTableError, NoSuchNamespaceError):
+        raise _UsageError(f"--table {args.table}: no such table in the catalog at {args.warehouse}") from None
+    verdict = judge_in_place(contract, report)  # the rule ContractCheckOperator applies too
+    print(report.summary(warned=verdict.warned))
     if args.report:
-        report.write_json(args.report)
-    # The operator's and the write-audit-publish gate's rule: a check in place holds no rows back.
-    verdict = judge(contract, report, can_hold_rows=False)
+        report.write_json(args.report, verdict.report_dict(report))
     if verdict.warned:
         print("only warned: " + ", ".join(c.name for c in verdict.warned), file=sys.stderr)
     if verdict.blocks:

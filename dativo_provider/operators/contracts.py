@@ -43,9 +43,10 @@ class ContractCheckOperator(BaseOperator):
     :param contract_dataset: the contract dataset to check, when the contract describes several
         (``dataset`` is its deprecated name).
     :param fail_on: ``"error"`` fails the task (no retries) when a check fails that would block or
-        quarantine a run (the rule of :mod:`dativo_provider.quality.verdict`: an error-severity check
-        that fails or cannot be evaluated, unless the contract's violation handling for its kind is
-        ``warn``, the default for SLA checks); ``"never"`` only reports.
+        quarantine a run (:func:`~dativo_provider.quality.verdict.judge_in_place`, the rule
+        ``dativo contract check`` applies too: an error-severity check that fails or cannot be evaluated,
+        unless the contract's violation handling for its kind is ``warn``, the default for SLA checks);
+        checks that only warn are logged as warnings. ``"never"`` only reports.
     :param quality_report_path: also write the JSON report to this file (``report_path`` is its
         deprecated name).
     :param now: the time freshness is measured against (templated, e.g. ``"{{ data_interval_end }}"``);
@@ -55,8 +56,9 @@ class ContractCheckOperator(BaseOperator):
         key comes from the connection ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its deprecated
         name), the DSR operators' hash key.
 
-    The report (``QualityReport.to_dict()``) is the return value; a failing task pushes it as the
-    ``quality_report`` XCom instead, for failure callbacks.
+    The report (``QualityReport.to_dict()`` plus ``verdict``: ``pass``, ``warn`` or ``fail``, and the
+    names of the ``blocking`` checks and of the ``warnings``) is the return value; a failing task pushes
+    it as the ``quality_report`` XCom instead, for failure callbacks.
     """
 
     template_fields: Sequence[str] = (
@@ -120,30 +122,30 @@ class ContractCheckOperator(BaseOperator):
         self.checked_dataset: dict[str, str] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Check the table, log the summary, fail on error-severity failures if asked to."""
+        """Check the table, log the summary, fail on blocking checks if asked to."""
         from dativo_provider.contracts.loader import load_contract
         from dativo_provider.quality.runner import run_contract
-        from dativo_provider.quality.verdict import judge
+        from dativo_provider.quality.verdict import judge_in_place
 
         with airflow_errors():
             target = self._target()
             contract = load_contract(contract_path(self, self.contract))
             report = run_contract(contract, target, dataset=self.contract_dataset, now=native_bound(self.now),
                                   restrictions=self._restrictions())
-        self.log.info("Contract check:\n%s", report.summary())
-        if self.quality_report_path:
-            report.write_json(self.quality_report_path)
-        self.report = report.to_dict()
-        verdict = judge(contract, report, can_hold_rows=False)
+        verdict = judge_in_place(contract, report)  # the rule `dativo contract check` applies too
+        self.log.info("Contract check:\n%s", report.summary(warned=verdict.warned))
         for check in verdict.warned:
-            self.log.warning("contract check failed (the contract says warn): %s", check.line())
-        failed = verdict.blocking
-        if failed and self.fail_on == "error":
+            self.log.warning("contract check failed (the contract says warn): %s", check.line(warned=True))
+        self.report = verdict.report_dict(report)
+        if self.quality_report_path:
+            report.write_json(self.quality_report_path, self.report)
+        if verdict.blocks and self.fail_on == "error":
             push_report(context, self.report)
-            lines = "\n".join("  " + check.line() for check in failed)
+            count = len(verdict.blocking)
+            lines = "\n".join("  " + check.line() for check in verdict.blocking)
             raise AirflowFailException(
                 f"contract {report.contract} v{report.contract_version} fails on {report.target} "
-                f"({len(failed)} error-severity checks):\n{lines}"
+                f"({count} blocking check{'' if count == 1 else 's'}):\n{lines}"
             )
         return self.report
 

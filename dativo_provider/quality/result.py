@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -51,18 +52,42 @@ class CheckResult:
         data.pop("row_ids")
         return data
 
-    def line(self) -> str:
-        """One readable line, e.g. ``FAILED  email_well_formed (soda, error) on email: 12 rows ...``."""
+    def add_sentence(self, sentence: str) -> None:
+        """Append ``sentence`` to :attr:`message`, ending what is there with a full stop first."""
+        before = self.message.strip()
+        if before and not before.endswith((".", "!", "?")):
+            before += "."
+        self.message = f"{before} {sentence}".strip()
+
+    def line(self, *, warned: bool = False) -> str:
+        """One readable line, e.g. ``FAILED  email_well_formed (soda, quality, error) on email: ...``.
+
+        :param warned: the check failed but the contract only warns about it (see
+            :mod:`dativo_provider.quality.verdict`): shown as ``WARNING`` instead of ``FAILED``/``ERROR``.
+        """
         where = f" on {self.column}" if self.column else ""
-        status = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}[self.outcome]
-        detail = f"observed {self.observed!r}" if self.observed is not None else ""
+        status = "WARNING" if warned and self.failed else _STATUS[self.outcome]
+        kind = f"{self.engine}, {self.category}, {self.severity}"
+        return f"{status:<7} {self.name} ({kind}){where}: {self._detail()}"
+
+    def _detail(self) -> str:
+        parts = [f"observed {self.observed!r}"] if self.observed is not None else []
+        rows = f"{self.failing_rows} failing row{'' if self.failing_rows == 1 else 's'}"
+        if not self.failed and self.failing_rows:
+            # The threshold allows some failing rows: say so ("passed ... 211 failing rows" reads as a bug).
+            allowed = f"the threshold ({self.threshold})" if self.threshold else "its threshold"
+            return "; ".join([*parts, f"{rows}, within {allowed}"])
         if self.threshold:
-            detail += f", expected {self.threshold}"
+            parts.append(f"expected {self.threshold}")
+        detail = ", ".join(parts)
         if self.failing_rows:
-            detail += f"; {self.failing_rows} failing rows"
-        if self.message and self.outcome != "passed":
-            detail += f"; {self.message}"
-        return f"{status:<7} {self.name} ({self.engine}, {self.category}, {self.severity}){where}: {detail.strip(', ;')}"
+            detail = "; ".join(filter(None, [detail, rows]))
+        if self.message and self.failed:
+            detail = "; ".join(filter(None, [detail, self.message]))
+        return detail
+
+
+_STATUS: dict[Outcome, str] = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}
 
 
 @dataclass
@@ -114,14 +139,18 @@ class QualityReport:
             "checks": [c.to_dict() for c in self.checks],
         }
 
-    def summary(self) -> str:
-        """A readable multi-line summary for the task log and error messages."""
+    def summary(self, warned: Collection[CheckResult] = ()) -> str:
+        """A readable multi-line summary for the task log and error messages.
+
+        :param warned: failed checks the contract only warns about, shown as ``WARNING``.
+        """
         head = (f"contract {self.contract} v{self.contract_version} on {self.target}: "
                 f"{self.rows_checked} rows, {len(self.checks)} checks, {self.passed} passed, "
                 f"{self.failed} failed ({self.duration_seconds:.2f}s)")
-        return "\n".join([head, *("  " + c.line() for c in self.checks)])
+        warned_ids = {id(check) for check in warned}
+        return "\n".join([head, *("  " + c.line(warned=id(c) in warned_ids) for c in self.checks)])
 
-    def write_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON (values the JSON module cannot encode become strings)."""
+    def write_json(self, path: str | os.PathLike[str], data: dict[str, Any] | None = None) -> None:
+        """Write ``data`` (default :meth:`to_dict`) as JSON; values JSON cannot encode become strings."""
         with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=2, default=str)
+            json.dump(self.to_dict() if data is None else data, out, indent=2, default=str)

@@ -1,8 +1,9 @@
 """What a contract's failed checks do to a run: the one rule, asked by every place that acts on results.
 
-The write-audit-publish gate (:class:`~dativo_provider.quality.wap.ContractGate`) asks it about the rows
-a run wrote; a check of a table where it lives (``ContractCheckOperator``, ``dativo contract check``)
-asks it too, and as it cannot hold rows back, whatever would be quarantined fails the check instead.
+The write-audit-publish gate (:class:`~dativo_provider.quality.wap.ContractGate`) asks :func:`judge` about
+the rows a run wrote; a check of a table where it lives (``ContractCheckOperator`` and ``dativo contract
+check``, both through :func:`judge_in_place`) asks it too, and as it cannot hold rows back, whatever would
+be quarantined fails the check instead.
 
 Each failed check (outcome ``failed``, or ``error`` when it could not be evaluated), in this order:
 
@@ -20,13 +21,15 @@ Each failed check (outcome ``failed``, or ``error`` when it could not be evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from dativo_provider.contracts.model import Contract, Handling
     from dativo_provider.quality.result import CheckResult, QualityReport
 
 Consequence = Literal["block", "quarantine", "warn"]
+#: A check in place: nothing failed, only checks the contract warns about failed, or a check failed it.
+InPlaceOutcome = Literal["pass", "warn", "fail"]
 
 
 def handling_of(contract: Contract, check: CheckResult) -> Handling:
@@ -72,6 +75,22 @@ class Verdict:
     def blocks(self) -> bool:
         return bool(self.blocking)
 
+    @property
+    def outcome(self) -> InPlaceOutcome:
+        """Of a check in place (:func:`judge_in_place`): ``fail`` when a check blocks, ``warn`` when the
+        only failed checks are warnings, else ``pass``."""
+        if self.blocking:
+            return "fail"
+        return "warn" if self.warned else "pass"
+
+    def report_dict(self, report: QualityReport) -> dict[str, Any]:
+        """``report.to_dict()`` with this verdict: ``verdict`` (:attr:`outcome`), and the names of the
+        ``blocking`` checks and of those that only raised ``warnings`` (what a failure callback should read).
+        """
+        return {**report.to_dict(), "verdict": self.outcome,
+                "blocking": [c.name for c in self.blocking],
+                "warnings": [c.name for c in self.warned]}
+
 
 def judge(contract: Contract, report: QualityReport, *, can_hold_rows: bool) -> Verdict:
     """Sort the failed checks of ``report`` by :func:`consequence`.
@@ -90,9 +109,18 @@ def judge(contract: Contract, report: QualityReport, *, can_hold_rows: bool) -> 
             verdict.quarantining.append(check)
             verdict.whole_run.append(check)
         elif check.row_ids is None:
-            check.message = (check.message + " Its failing rows could not be located, so the run is "
-                             "blocked instead of quarantined.").strip()
+            check.add_sentence("Its failing rows could not be located, so the run is blocked instead of "
+                               "quarantined.")
             verdict.blocking.append(check)
         else:
             verdict.quarantining.append(check)
     return verdict
+
+
+def judge_in_place(contract: Contract, report: QualityReport) -> Verdict:
+    """The verdict on a table checked where it lives, which no check can hold rows of back.
+
+    ``ContractCheckOperator`` fails its task, and ``dativo contract check`` exits 1, exactly when
+    :attr:`Verdict.blocks`; checks in :attr:`Verdict.warned` are reported as warnings by both.
+    """
+    return judge(contract, report, can_hold_rows=False)

@@ -269,7 +269,7 @@ def test_check_operator_fails_on_error_severity_failures(iceberg_default, tmp_pa
     _loaded(tmp_path)  # the bad row was only warned about on ingest
     contract = _contract(tmp_path / "strict", quality="block")
     ti = FakeTI()
-    with pytest.raises(AirflowFailException, match="1 error-severity checks") as failed:
+    with pytest.raises(AirflowFailException, match=r"\(1 blocking check\)") as failed:
         ContractCheckOperator(task_id="check", contract=str(contract), table="tests.people").execute(
             {"ti": ti}
         )

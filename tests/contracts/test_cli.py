@@ -92,17 +92,7 @@ def test_compile_prints_the_soda_contract_and_the_gx_suite() -> None:
     assert ("expect_column_values_to_be_between", "birth_year") in kinds
 
 
-def test_check_runs_a_contract_on_an_embedded_table(tmp_path: Path) -> None:
-    import json
-
-    import pyarrow as pa
-
-    from dativo_provider.iceberg.catalog import embedded_catalog
-    from dativo_provider.ingest.engine import run_ingest
-    from tests.memory_source import TableSource
-
-    contract = tmp_path / "t.yaml"
-    contract.write_text("""\
+CHECKED_CONTRACT = """\
 apiVersion: v3.1.0
 kind: DataContract
 id: urn:test:cli-check
@@ -116,7 +106,20 @@ schema:
         logicalType: integer
         required: true
         unique: true
-""")
+"""
+
+
+def test_check_runs_a_contract_on_an_embedded_table(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.ingest.engine import run_ingest
+    from tests.memory_source import TableSource
+
+    contract = tmp_path / "t.yaml"
+    contract.write_text(CHECKED_CONTRACT)
     run_ingest(TableSource(pa.table({"id": pa.array([1, 2, 2], pa.int64())})), embedded_catalog(tmp_path / "w"),
                "ns.t")
     report = tmp_path / "report.json"
@@ -126,7 +129,28 @@ schema:
     assert "FAILED  id__unique" in result.stdout and "passed  id__required" in result.stdout
     data = json.loads(report.read_text())
     assert data["rows_checked"] == 3 and data["checks_failed"] == 1
-    missing = dativo("contract", "check", str(contract), "--warehouse", str(tmp_path / "w"), "--table", "ns.t",
-                     "--branch", "nope")
-    assert missing.returncode == 1 and "no branch or tag 'nope'" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    assert data["verdict"] == "fail" and data["blocking"] == ["id__unique"] and data["warnings"] == []
+
+
+def test_check_without_a_verdict_exits_2_naming_what_is_wrong(tmp_path: Path) -> None:
+    """Exit 1 means "the data fails its contract"; a wrong contract, table or branch is not that."""
+    import pyarrow as pa
+
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.ingest.engine import run_ingest
+    from tests.memory_source import TableSource
+
+    run_ingest(TableSource(pa.table({"id": pa.array([1], pa.int64())})), embedded_catalog(tmp_path / "w"), "ns.t")
+    contract = tmp_path / "t.yaml"
+    contract.write_text(CHECKED_CONTRACT)
+    where = ("--warehouse", str(tmp_path / "w"))
+    branch = dativo("contract", "check", str(contract), *where, "--table", "ns.t", "--branch", "nope")
+    table = dativo("contract", "check", str(contract), *where, "--table", "ns.nope")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(CHECKED_CONTRACT.replace("version: 1.0.0\n", ""))
+    invalid = dativo("contract", "check", str(broken), *where, "--table", "ns.t")
+    assert (branch.returncode, table.returncode, invalid.returncode) == (2, 2, 2)
+    assert "no branch or tag 'nope'" in branch.stderr
+    assert table.stderr == f"dativo: --table ns.nope: no such table in the catalog at {tmp_path / 'w'}\n"
+    assert "invalid data contract" in invalid.stderr and f"{broken}:" in invalid.stderr
+    assert all("Traceback" not in r.stderr and "internal error" not in r.stderr for r in (branch, table, invalid))
