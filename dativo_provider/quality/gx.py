@@ -436,6 +436,7 @@ def _result(check: _Check, dataset: Dataset, results: list[Any], row_id_column: 
         return out
     out.observed, out.failing_rows, rows = _measure(check, results)
     passed = all(r.success for r in results) if check.mode == _SUCCESS else meets(out.observed, check.threshold)
+    out.observed = out.observed if isinstance(out.observed, Decimal) else _plain(out.observed)
     out.outcome = "passed" if passed else "failed"
     if rows is not None:
         out.failing_keys = _keys(rows, key_columns)
@@ -457,8 +458,9 @@ def _measure(check: _Check, results: list[Any]) -> tuple[Any, int | None, list[d
         count = _count(first.get("observed_value"))
         return count, count, rows
     if check.mode == _QUERY:
-        rows = [_plain_row(row) for row in (first.get("details") or {}).get("unexpected_rows") or []]
-        scalar = _scalar(rows)
+        raw = [dict(row) for row in (first.get("details") or {}).get("unexpected_rows") or []]
+        scalar = _scalar(raw)  # exact: a Decimal stays a Decimal (compared with the bound as it is)
+        rows = [_plain_row(row) for row in raw]
         if scalar is not None:
             return scalar, None, None
         count = _count(first.get("observed_value"))
@@ -469,13 +471,17 @@ def _measure(check: _Check, results: list[Any]) -> tuple[Any, int | None, list[d
     return count, count, [row for r in results for row in _index_rows(r.result)]
 
 
-def _scalar(rows: list[dict[str, Any]]) -> int | float | None:
+def _scalar(rows: list[dict[str, Any]]) -> int | float | Decimal | None:
     """The value of a query that returned one row with one number (the ODCS form), else None."""
     if len(rows) != 1 or len(rows[0]) != 1:
         return None
     value = next(iter(rows[0].values()))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if hasattr(value, "item") and not isinstance(value, Decimal):
+        value = value.item()  # a numpy scalar
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return None
+    if isinstance(value, Decimal) and value == value.to_integral_value() and abs(value) < 2 ** 63:
+        return int(value)
     return value
 
 

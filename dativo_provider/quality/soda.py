@@ -63,7 +63,7 @@ from dativo_provider.optional import require
 from dativo_provider.quality import rows as row_sql
 from dativo_provider.quality.plan import FRESHNESS
 from dativo_provider.quality.result import CheckResult
-from dativo_provider.quality.thresholds import describe
+from dativo_provider.quality.thresholds import describe, meets
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +464,18 @@ def _rule_result(rule: QualityRule, dataset: Dataset, soda_result: Any, errors: 
         dataset=dataset.name, column=rule.column, metric=rule.metric or rule.kind,
         threshold=describe(_rule_threshold(rule)) or _readable_soda(soda_result),
     )
-    return _fill(result, soda_result, errors)
+    result = _fill(result, soda_result, errors)
+    if result.outcome in ("passed", "failed") and _exact_bound(rule.threshold, result.observed):
+        # Soda reads the YAML bound as a float; a Decimal bound is judged here, exactly.
+        result.outcome = "passed" if meets(result.observed, rule.threshold) else "failed"
+    return result
+
+
+def _exact_bound(threshold: dict[str, Any], observed: Any) -> bool:
+    """The threshold has a Decimal that a float would change, and Soda measured a number."""
+    values = [v for value in threshold.values() for v in (value if isinstance(value, (list, tuple)) else [value])]
+    inexact = any(isinstance(v, Decimal) and Decimal(float(v)) != v for v in values)
+    return inexact and isinstance(observed, (int, Decimal)) and not isinstance(observed, bool)
 
 
 def _fill(result: CheckResult, soda_result: Any, errors: list[str]) -> CheckResult:

@@ -27,6 +27,7 @@ SELECT = "select"  # a reserved word as a column name
 D = Decimal
 MAX = D("99999999999999999999999999999.999999999")  # the largest decimal(38,9)
 MIN = D("-99999999999999999999999999999.999999999")  # (unary minus would round to 28 digits)
+CAP = D("99999999999999999999999999999.9999999995")  # a bound just above MAX
 BIG = D("12345678901234567890.123456789")  # a float reads this and BIG - 1e-9 as the same number
 
 COLUMNS = ("id", "status", "code", WEIRD, "a", "b", "amount", SELECT)
@@ -76,6 +77,9 @@ RULES: list[dict[str, Any]] = [
     {"name": "rows", "column": None, "metric": "rowCount", "threshold": {"mustBeGreaterOrEqualTo": 1}},
     {"name": "select_nulls", "column": SELECT, "kind": "sql", "metric": None,
      "query": "SELECT COUNT(*) FROM ${object} WHERE ${property} IS NULL"},
+    # MAX is below the bound, but as floats both are 1e29 (a float round-trip fails the check)
+    {"name": "amount_below_cap", "column": "amount", "kind": "sql", "metric": None,
+     "query": "SELECT MAX(${property}) FROM ${object}", "threshold": {"mustBeLessThan": CAP}},
 ]
 
 
@@ -115,6 +119,7 @@ def expected() -> dict[str, int]:
         "ab_unique": _repeated(list(zip(column("a"), column("b")))),
         "rows": len(ROWS),
         "select_nulls": sum(1 for v in column(SELECT) if v is None),
+        "amount_below_cap": max(v for v in column("amount") if v is not None),
     }
 
 
