@@ -3,8 +3,9 @@
 A few kilobytes of YAML can describe billions of nodes: an anchor holding ten aliases of an anchor
 holding ten aliases ... ("billion laughs"). PyYAML's composer shares the aliased node, but everything
 after it (line mapping, merge keys, validation, writing values out) walks the expanded tree and runs
-out of time and memory. So the composer here measures every node as it is built -- its expanded
-size and height, aliases included -- and refuses the document *before* anything expands it:
+out of time and memory. So :func:`check_limits` first reads the document's events (libyaml's when
+available) and measures every node -- its expanded size and height, aliases included -- in time
+linear in the text, and refuses the document *before* any composer or constructor expands it:
 
 * more than :attr:`YamlLimits.max_chars` characters;
 * nesting deeper than :attr:`YamlLimits.max_depth`, counting what aliases bring in;
@@ -20,20 +21,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, ScalarNode
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "CoreSchemaLoader",
     "ContractYamlLoader",
+    "CoreSchemaLoader",
     "SafeYamlLoader",
     "YamlLimitError",
     "YamlLimits",
+    "check_limits",
     "compose",
     "load",
+    "load_core_schema",
 ]
 
 
@@ -68,72 +71,104 @@ class YamlLimitError(yaml.MarkedYAMLError):
         return f"{self.problem}{where}"
 
 
-class _BoundedComposer:
-    """Composer mixin: measures each node while composing and refuses documents over the limits."""
+class _Budget:
+    """The limits applied to one document's event stream, before a composer builds anything.
 
-    limits: YamlLimits = DEFAULT_LIMITS
+    Every node is measured as its events go by: its expanded size and height, aliases included (an
+    alias counts as the whole node it names). Work is linear in the number of events, whatever the
+    aliases would expand to.
+    """
 
-    def _start_bounds(self) -> None:
-        self._depth = 0
-        self._aliases = 0
-        self._alias_nodes = 0
-        # id(node) -> (expanded size, expanded height); a node is in here once it is complete.
-        self._measured: dict[int, tuple[int, int]] = {}
+    def __init__(self, limits: YamlLimits) -> None:
+        self.limits = limits
+        self.aliases = 0
+        self.alias_nodes = 0
+        self.open: list[list[int]] = []  # per open collection: [size, height]
+        self.open_anchors: list[str | None] = []
+        self.anchors: dict[str, tuple[int, int]] = {}  # complete anchored nodes: (size, height)
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()  # type: ignore[attr-defined]
-        if isinstance(event, yaml.AliasEvent):
-            self._check_alias(event)
-            return super().compose_node(parent, index)  # type: ignore[misc]
-        if self._depth >= self.limits.max_depth:
-            raise YamlLimitError(f"nesting deeper than {self.limits.max_depth} levels", event.start_mark)
-        self._depth += 1
-        try:
-            node: Node = super().compose_node(parent, index)  # type: ignore[misc]
-        finally:
-            self._depth -= 1
-        self._measured[id(node)] = self._measure(node)
-        return node
+    def feed(self, event: yaml.Event) -> None:
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if len(self.open) >= self.limits.max_depth:
+                raise YamlLimitError(f"nesting deeper than {self.limits.max_depth} levels", event.start_mark)
+            self.anchors.pop(event.anchor or "", None)
+            self.open.append([1, 1])
+            self.open_anchors.append(event.anchor)
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            size, height = self.open.pop()
+            self._complete(self.open_anchors.pop(), size, height)
+        elif isinstance(event, yaml.ScalarEvent):
+            self._complete(event.anchor, 1, 1)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+        elif isinstance(event, yaml.DocumentStartEvent):
+            self.anchors.clear()
 
-    def _check_alias(self, event: yaml.AliasEvent) -> None:
+    def _complete(self, anchor: str | None, size: int, height: int) -> None:
+        if anchor is not None:
+            self.anchors[anchor] = (size, height)
+        if self.open:
+            parent = self.open[-1]
+            parent[0] += size
+            parent[1] = max(parent[1], height + 1)
+
+    def _alias(self, event: yaml.AliasEvent) -> None:
         limits, mark = self.limits, event.start_mark
-        self._aliases += 1
+        self.aliases += 1
         if limits.max_aliases == 0:
             raise YamlLimitError("YAML aliases (*name) are not supported here", mark)
-        if self._aliases > limits.max_aliases:
+        if self.aliases > limits.max_aliases:
             raise YamlLimitError(f"more than {limits.max_aliases} YAML aliases (*name)", mark)
-        target = self.anchors.get(event.anchor)  # type: ignore[attr-defined]
-        if target is None:
-            return  # PyYAML reports the undefined alias
-        measured = self._measured.get(id(target))
-        if measured is None:
+        if event.anchor in self.open_anchors:
             raise YamlLimitError("a YAML alias refers to a node that contains it (a recursive structure)", mark)
-        size, height = measured
-        self._alias_nodes += size
-        if self._alias_nodes > limits.max_alias_nodes:
+        if event.anchor not in self.anchors:
+            return  # the composer reports the undefined alias
+        size, height = self.anchors[event.anchor]
+        self.alias_nodes += size
+        if self.alias_nodes > limits.max_alias_nodes:
             raise YamlLimitError(
                 f"YAML aliases expand to more than {limits.max_alias_nodes:,} nodes (an alias bomb?)", mark
             )
-        if self._depth + height > limits.max_depth:
+        if len(self.open) + height > limits.max_depth:
             raise YamlLimitError(f"nesting deeper than {limits.max_depth} levels (through an alias)", mark)
-
-    def _measure(self, node: Node) -> tuple[int, int]:
-        if isinstance(node, SequenceNode):
-            children = node.value
-        elif isinstance(node, MappingNode):
-            children = [part for pair in node.value for part in pair]
-        else:
-            return 1, 1
-        stats = [self._measured[id(child)] for child in children]
-        return 1 + sum(size for size, _ in stats), 1 + max((height for _, height in stats), default=0)
+        self._complete(None, size, height)
 
 
-class SafeYamlLoader(_BoundedComposer, yaml.SafeLoader):
-    """PyYAML's safe loader (YAML 1.1 types) with the limits of this module."""
+def check_limits(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> None:
+    """Refuse ``text`` if it is over ``limits``, reading only its events (libyaml's when available).
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._start_bounds()
+    :raises YamlLimitError: over a limit.
+    :raises yaml.YAMLError: not YAML (with PyYAML's own message, the same with or without libyaml).
+    """
+    if len(text) > limits.max_chars:
+        raise YamlLimitError(f"the YAML is {len(text):,} characters long; the limit is {limits.max_chars:,}", None)
+    budget = _Budget(limits)
+    try:
+        for event in yaml.parse(text, Loader=_FAST_BASE):
+            budget.feed(event)
+    except YamlLimitError:
+        raise
+    except yaml.YAMLError as exc:
+        if _FAST_BASE is yaml.SafeLoader:
+            raise
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")):  # libyaml stops at 1000 levels
+            raise YamlLimitError(f"nesting deeper than {limits.max_depth} levels",
+                                 getattr(exc, "problem_mark", None)) from None
+        # libyaml words its errors differently; report PyYAML's (the text is bounded, events are cheap).
+        budget = _Budget(limits)
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            budget.feed(event)
+        raise
+
+
+#: libyaml's parser when PyYAML was built with it (~10x faster), else the pure-Python one.
+_FAST_BASE: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SafeYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1 types); read through :func:`compose` or :func:`load`."""
+
+    limits: YamlLimits = DEFAULT_LIMITS
 
 
 class ContractYamlLoader(SafeYamlLoader):
@@ -146,13 +181,8 @@ ContractYamlLoader.yaml_implicit_resolvers = {
 }
 
 
-class CoreSchemaLoader(SafeYamlLoader):
-    """YAML 1.2 core schema: ``true``/``false``, ``null``/``~``, decimal, ``0o`` and ``0x`` integers, floats.
-
-    No YAML 1.1 surprises: ``yes``/``on`` are strings, ``10:30`` is not 630, ``01234`` is not octal 668,
-    ``2024-03-01`` is a string. One deviation keeps digits: an integer written with a leading zero
-    (``01234``, a zip code) stays the string as written rather than becoming 1234.
-    """
+class _CoreResolver(yaml.resolver.BaseResolver):
+    """YAML 1.2 core schema tags for plain scalars."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
 
@@ -168,32 +198,85 @@ _CORE_RESOLVERS = (
     ),
 )
 for _tag, _pattern, _first in _CORE_RESOLVERS:  # int before float: "12" matches both patterns
-    CoreSchemaLoader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+    _CoreResolver.add_implicit_resolver(_tag, re.compile(_pattern), _first)
 
 
-def _construct_core_int(loader: yaml.SafeLoader, node: ScalarNode) -> int | str:
-    text = str(loader.construct_scalar(node))
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    if re.fullmatch(r"[-+]?0[0-9]+", text):
-        return text  # a leading zero is part of the value (zip codes, ids): keep the digits
-    return int(text)
+class _CoreConstructor(yaml.constructor.SafeConstructor):
+    def construct_core_int(self, node: ScalarNode) -> int | str:
+        text = str(self.construct_scalar(node))
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        if re.fullmatch(r"[-+]?0[0-9]+", text):
+            return text  # a leading zero is part of the value (zip codes, ids): keep the digits
+        return int(text)
 
 
-CoreSchemaLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+cast(Any, _CoreConstructor).add_constructor("tag:yaml.org,2002:int", _CoreConstructor.construct_core_int)
 
 
-def compose(text: str, loader_class: type[SafeYamlLoader] = SafeYamlLoader) -> tuple[Node | None, SafeYamlLoader]:
+class CoreSchemaLoader(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+    _CoreConstructor, _CoreResolver,
+):
+    """YAML 1.2 core schema: ``true``/``false``, ``null``/``~``, decimal, ``0o`` and ``0x`` integers, floats.
+
+    No YAML 1.1 surprises: ``yes``/``on`` are strings, ``10:30`` is not 630, ``01234`` is not octal 668,
+    ``2024-03-01`` is a string. One deviation keeps digits: an integer written with a leading zero
+    (``01234``, a zip code) stays the string as written rather than becoming 1234.
+    """
+
+    limits: YamlLimits = DEFAULT_LIMITS
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _CoreConstructor.__init__(self)
+        _CoreResolver.__init__(self)
+
+
+if yaml.__with_libyaml__:
+    _CParser: Any = getattr(yaml.cyaml, "CParser")  # noqa: B009 (not re-exported in the stubs)
+
+    class _FastCoreSchemaLoader(_CParser, _CoreConstructor, _CoreResolver):
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            _CoreConstructor.__init__(self)
+            _CoreResolver.__init__(self)
+
+    _FAST_CORE: Any = _FastCoreSchemaLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _FAST_CORE = CoreSchemaLoader
+
+
+def load_core_schema(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    """The single document in ``text`` read with the YAML 1.2 core schema (:class:`CoreSchemaLoader`).
+
+    Checked against ``limits`` first; then read by libyaml when PyYAML has it.
+
+    :raises YamlLimitError: over a limit.
+    :raises yaml.YAMLError: not YAML (with PyYAML's message).
+    """
+    check_limits(text, limits)
+    try:
+        return yaml.load(text, Loader=_FAST_CORE)
+    except yaml.YAMLError:
+        if _FAST_CORE is CoreSchemaLoader:
+            raise
+        return yaml.load(text, Loader=cast(Any, CoreSchemaLoader))  # raises again, in PyYAML's words
+
+
+def compose(text: str, loader_class: type[Any] = SafeYamlLoader) -> tuple[Node | None, Any]:
     """The root node of the single document in ``text`` (None if empty) and the loader, to construct it.
 
-    Call ``loader.construct_document(node)`` then ``loader.dispose()``.
+    ``text`` is checked against ``loader_class.limits`` first. Call ``loader.construct_document(node)``
+    then ``loader.dispose()``.
 
-    :raises YamlLimitError: the text is over a limit of ``loader_class.limits``.
+    :raises YamlLimitError: the text is over a limit.
     :raises yaml.YAMLError: the text is not YAML.
     """
-    limit = loader_class.limits.max_chars
-    if len(text) > limit:
-        raise YamlLimitError(f"the YAML is {len(text):,} characters long; the limit is {limit:,}", None)
+    check_limits(text, loader_class.limits)
     loader = loader_class(text)
     try:
         return loader.get_single_node(), loader
@@ -202,10 +285,10 @@ def compose(text: str, loader_class: type[SafeYamlLoader] = SafeYamlLoader) -> t
         raise
 
 
-def load(text: str, loader_class: type[SafeYamlLoader] = SafeYamlLoader) -> Any:
-    """The single document in ``text`` as Python data (None if empty), within the loader's limits.
+def load(text: str, loader_class: type[Any] = SafeYamlLoader) -> Any:
+    """The single document in ``text`` as Python data (None if empty), within ``loader_class.limits``.
 
-    :raises YamlLimitError: the text is over a limit of ``loader_class.limits``.
+    :raises YamlLimitError: the text is over a limit.
     :raises yaml.YAMLError: the text is not YAML.
     """
     node, loader = compose(text, loader_class)

@@ -2,7 +2,8 @@
 
 The grammar is specified in ``docs/sources-markdown-kv.md``; in short:
 
-* optional YAML front matter between a first line ``---`` and the next ``---`` line;
+* optional YAML front matter between a first line ``---`` and the next ``---`` line, read with the
+  YAML 1.2 core schema within :mod:`dativo_provider.safe_yaml` limits (no aliases at all);
 * ATX headers (``#`` to ``######``) open sections, named by their header path ``"A > B"``;
 * ``key:: value`` lines (optionally as list items ``- key:: value``) and ``- **key**: value`` /
   ``- **key:** value`` bullets are entries; a value continues on the following lines indented by
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from dativo_provider import safe_yaml
 from dativo_provider.exceptions import SourceError
 
 #: The section name of front-matter entries (a header path can never be ``None``, this one can clash
@@ -41,8 +43,9 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 _FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _LIST_MARKER = re.compile(r"[-*+][ \t]+")
 _BOLD_BULLET = re.compile(r"[-*+][ \t]+\*\*([^*`]+?)(?::\*\*|\*\*[ \t]*:(?!:))(.*)")
-#: libyaml's loader is ~20x faster; the pure-Python one gives the same results (and the messages).
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Front matter is metadata: no aliases at all (a few nested ones expand exponentially when the values
+#: are written out as text), and the default size and depth bounds.
+FRONT_MATTER_LIMITS = safe_yaml.YamlLimits(max_aliases=0)
 #: First characters a JSON text can start with (a cheap pre-check before ``json.loads``).
 _JSON_START = frozenset('{["-0123456789tfn')
 
@@ -90,7 +93,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Document:
-    """A parsed document: its front matter (as YAML loaded it) and its sections in order."""
+    """A parsed document: its front matter (YAML 1.2 core-schema values) and its sections in order."""
 
     name: str
     text: str
@@ -192,10 +195,9 @@ def _front_matter(lines: list[str], name: str) -> tuple[dict[str, Any], int]:
         raise MarkdownKVSyntaxError(name, 1, "front matter opened by '---' is never closed by a '---' line")
     source = "\n".join(lines[1:end])
     try:
-        _refuse_aliases(source, name)
-        loaded = yaml.load(source, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        raise _yaml_error(source, name) from None
+        loaded = safe_yaml.load_core_schema(source, FRONT_MATTER_LIMITS)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, name) from None
     if loaded is None:
         return {}, end + 1
     if not isinstance(loaded, dict):
@@ -205,30 +207,16 @@ def _front_matter(lines: list[str], name: str) -> tuple[dict[str, Any], int]:
     return loaded, end + 1
 
 
-def _refuse_aliases(source: str, name: str) -> None:
-    # A few nested aliases expand exponentially when the values are written out as JSON text
-    # ("billion laughs"); front matter has no need for them.
-    if "*" not in source:
-        return
-    for event in yaml.parse(source, Loader=_FAST_LOADER):
-        if isinstance(event, yaml.AliasEvent):
-            line = event.start_mark.line + 2 if event.start_mark else 1
-            raise MarkdownKVSyntaxError(name, line, "YAML aliases (*name) are not supported in front matter")
-
-
-def _yaml_error(source: str, name: str) -> MarkdownKVSyntaxError:
-    """The error of the pure-Python loader, whose messages are the same wherever libyaml is missing."""
-    try:
-        yaml.safe_load(source)
-    except yaml.YAMLError as exc:
-        # Only YAML's problem description: str(exc) quotes the offending line (maybe personal data).
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1  # +1 for 1-based, +1 for the opening '---'
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        context = getattr(exc, "context", None)
-        detail = f"{problem} ({context})" if context else problem
-        return MarkdownKVSyntaxError(name, line, f"malformed YAML front matter: {detail}")
-    return MarkdownKVSyntaxError(name, 1, "malformed YAML front matter")
+def _yaml_error(exc: yaml.YAMLError, name: str) -> MarkdownKVSyntaxError:
+    # Only YAML's problem description: str(exc) quotes the offending line (maybe personal data).
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 2 if mark is not None else 1  # +1 for 1-based, +1 for the opening '---'
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    if isinstance(exc, safe_yaml.YamlLimitError):
+        return MarkdownKVSyntaxError(name, line, f"front matter refused: {problem}")
+    context = getattr(exc, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return MarkdownKVSyntaxError(name, line, f"malformed YAML front matter: {detail}")
 
 
 class _Builder:

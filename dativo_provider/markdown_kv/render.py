@@ -5,8 +5,9 @@ four spaces, so parsing a rendered document gives back the same keys and values 
 normal form of :func:`~dativo_provider.markdown_kv.parser.normalize_value`).
 
 Values are written as text: strings as they are; booleans ``true``/``false``; integers and decimals
-as digits; floats as Python's shortest round-trip repr (``NaN``, ``Infinity``, ``-Infinity`` for the
-special values); dates, times and timestamps in ISO 8601; durations as ``str(timedelta)``; binary
+as plain digits (a decimal keeps its scale and never an exponent: ``0.0000000000``, not ``0E-10``);
+floats as Python's shortest round-trip repr (``NaN``, ``Infinity``, ``-Infinity`` for the special
+values); dates, times and timestamps in ISO 8601; durations as ``str(timedelta)``; binary
 as base64; lists, structs and maps as compact JSON (maps as objects; decimals inside them as JSON
 strings). Nulls are left out: a null and a missing column read back the same.
 """
@@ -46,7 +47,14 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
-    return str(value)  # Decimal, timedelta: as JSON strings, so no digit is lost to a float
+    if isinstance(value, decimal.Decimal):
+        return decimal_digits(value)  # a JSON string, so no digit is lost to a float
+    return str(value)  # timedelta
+
+
+def decimal_digits(value: decimal.Decimal) -> str:
+    """Plain digits with the column's scale: ``0.0000000000``, ``0.0000001000``, never ``0E-10``/``1.000E-7``."""
+    return format(value, "f")
 
 
 def format_value(value: Any) -> str:
@@ -59,8 +67,10 @@ def format_value(value: Any) -> str:
         if math.isnan(value):
             return "NaN"
         return repr(value) if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, int | decimal.Decimal):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, decimal.Decimal):
+        return decimal_digits(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes):
