@@ -525,9 +525,11 @@ def _run_handwritten(dataset: Dataset, source: Any, identifier: str,
     """The checks of ``dataset.soda_contract``, run with its ``dataset:`` pointed at the data."""
     import yaml
 
+    from dativo_provider import safe_yaml
+
     path = Path(dataset.soda_contract or "")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = safe_yaml.load(path.read_text(encoding="utf-8"))  # bounded: a user's file
     except OSError as exc:
         raise ConfigError(f"dataset {dataset.name!r}: cannot read Soda contract {path}: {exc}") from None
     except yaml.YAMLError as exc:

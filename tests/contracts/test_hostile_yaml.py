@@ -223,3 +223,17 @@ def test_the_limits_are_one_object_used_by_the_contract_loader():
             limits = safe_yaml.YamlLimits(max_aliases=3)
 
         safe_yaml.load("a: &a 1\nb: [*a, *a, *a, *a]\n", Tight)
+
+
+def test_no_module_reads_yaml_around_the_safe_loader():
+    """Contracts, hand-written Soda contracts and front matter are users' files: all go through safe_yaml."""
+    readers = ("yaml.safe_load(", "yaml.load(", "yaml.full_load(", "yaml.unsafe_load(", "yaml.compose(",
+               "yaml.parse(", "yaml.safe_load_all(", "yaml.load_all(")
+    offenders = [
+        f"{path.relative_to(ROOT)}: {reader}"
+        for path in sorted((ROOT / "dativo_provider").rglob("*.py"))
+        if path.name != "safe_yaml.py"
+        for reader in readers
+        if reader in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
