@@ -52,7 +52,8 @@ schema:
 
 def _report(tmp_path: Path, quality: str = "block") -> tuple[Contract, QualityReport, dict[str, CheckResult]]:
     """The contract run on rows with two unknown statuses ('lost' and 'gone'), one outside every list."""
-    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "status": ["active", "lost", "closed", "gone"]})
+    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()),
+                      "status": ["active", "lost", "closed", "gone"]})
     catalog = embedded_catalog(tmp_path / "w")
     run_ingest(TableSource(table), catalog, "ns.t")
     path = tmp_path / "c.yaml"
@@ -80,8 +81,8 @@ def test_a_failure_the_contract_only_warns_about_reads_as_a_warning(tmp_path: Pa
     assert [c.name for c in verdict.blocking] == ["one_lost_at_most"]
     lines = report.summary(warned=verdict.warned).splitlines()[1:]
     assert [line.split()[0] for line in lines] == ["passed", "WARNING", "FAILED"]
-    assert lines[1] == ("  WARNING status_known (soda, quality, warning) on status: observed 2, expected mustBe 0; "
-                        "2 failing rows")
+    assert lines[1] == ("  WARNING status_known (soda, quality, warning) on status: observed 2, "
+                        "expected mustBe 0; 2 failing rows")
     assert verdict.report_dict(report) | {"checks": None} == report.to_dict() | {
         "checks": None, "verdict": "fail", "blocking": ["one_lost_at_most"], "warnings": ["status_known"]}
 
@@ -91,12 +92,13 @@ def test_a_sentence_added_to_a_message_follows_a_full_stop(tmp_path: Path) -> No
     contract, report, checks = _report(tmp_path, quality="quarantine")
     lost = checks["one_lost_at_most"]
     # what the runner says when the predicate and the engine disagree (a run without row ids collected)
-    lost.message = "the rule's predicate finds 2 rows but the engine counted 1; these rows cannot be quarantined"
+    lost.message = ("the rule's predicate finds 2 rows but the engine counted 1; these rows cannot be "
+                    "quarantined")
     verdict = judge(contract, report, can_hold_rows=True)
     assert verdict.blocking == [lost]
-    assert lost.message == ("the rule's predicate finds 2 rows but the engine counted 1; these rows cannot be "
-                            "quarantined. Its failing rows could not be located, so the run is blocked instead "
-                            "of quarantined.")
+    assert lost.message == ("the rule's predicate finds 2 rows but the engine counted 1; these rows cannot "
+                            "be quarantined. Its failing rows could not be located, so the run is blocked "
+                            "instead of quarantined.")
     ended = CheckResult(name="c", engine="custom", category="quality", severity="error", outcome="failed",
                         dataset="t", message="Already a sentence.")
     ended.add_sentence("Another.")

@@ -136,3 +136,39 @@ def test_the_cli_and_the_operator_reach_one_verdict(warehouse, tmp_path, quality
     assert (status, task_failed) == ((1, True) if expected["verdict"] == "fail" else (0, False))
     for name in expected["warnings"]:  # printed as a warning, not as a failure
         assert f"  WARNING {name} (" in stdout and f"FAILED  {name}" not in stdout
+
+
+def _docs_callback(sent: list[str]) -> Any:
+    """``contract_failed`` as docs/quality.md writes it (its "Alerts" example), sending into ``sent``."""
+    from tests.docs.snippets import blocks_of
+
+    (block,) = [b for b in blocks_of(ROOT / "docs" / "quality.md") if "def contract_failed" in b.text]
+    from dativo_provider.operators.contracts import ContractCheckOperator
+
+    namespace: dict[str, Any] = {"send_to_team": sent.append, "ContractCheckOperator": ContractCheckOperator}
+    exec(compile(block.text, "docs/quality.md", "exec"), namespace)
+    return namespace["contract_failed"]
+
+
+def test_the_docs_failure_callback_names_only_the_checks_that_failed_the_task(warehouse, tmp_path):
+    contract = tmp_path / "people.odcs.yaml"
+    contract.write_text(CONTRACT.format(quality="block"))
+    _load(warehouse, [(1, "active", "red"), (2, "lost", "red")])  # a blocking failure and a warning
+    from dativo_provider.compat import AirflowFailException
+    from dativo_provider.operators.contracts import ContractCheckOperator
+
+    ti = _TaskInstance()
+    with pytest.raises(AirflowFailException, match=r"\(1 blocking check\)"):
+        ContractCheckOperator(task_id="check_people", contract=str(contract), table="tests.people").execute(
+            {"ti": ti})
+    assert ti.pushed["quality_report"]["warnings"] == ["team_distinct"]
+
+    class FailedTaskInstance:
+        task_id = "check_people"
+
+        def xcom_pull(self, task_ids: str, key: str) -> Any:
+            return ti.pushed[key] if task_ids == self.task_id else None
+
+    sent: list[str] = []
+    _docs_callback(sent)({"ti": FailedTaskInstance()})
+    assert sent == ["check_people: contract urn:test:parity failed: ['status_known']"]
