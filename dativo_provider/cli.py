@@ -101,8 +101,6 @@ def _lint(paths: list[str], external: list[str]) -> int:
 def _compile(path: str, engine: str, dataset: str | None) -> int:
     import json
 
-    import yaml
-
     from dativo_provider.contracts import load_contract
     from dativo_provider.quality.plan import checks_for, dataset_of
 
@@ -110,10 +108,10 @@ def _compile(path: str, engine: str, dataset: str | None) -> int:
     chosen = dataset_of(contract, dataset)
     rules = checks_for(contract, chosen)
     if engine == "soda":
-        from dativo_provider.quality.soda import compile_soda_contract
+        from dativo_provider.quality.soda import compile_soda_contract, dump_yaml
 
         document = compile_soda_contract(rules, chosen, chosen.physical_name or chosen.name)
-        print(yaml.safe_dump(document, sort_keys=False), end="")
+        print(dump_yaml(document), end="")  # Decimal bounds keep every digit
     else:
         from dativo_provider.quality.gx import compile_gx_suite
 

@@ -47,6 +47,8 @@ TIME_UNITS: dict[str, timedelta] = {
     **dict.fromkeys(("y", "yr", "year", "years"), timedelta(days=365)),
 }
 CALLABLE_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: Library metrics ``dativoEngine: custom`` evaluates in Python (dativo_provider.quality.custom).
+PYTHON_METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,20 @@ class _Checker:
         except re.error as exc:
             self.error(path, f"regex {pattern!r} does not compile: {exc}")
 
+    def portable_regex(self, path: Path, pattern: Any) -> None:
+        """Warn about a pattern some store cannot match with Python's meaning (it is refused there)."""
+        from dativo_provider.quality.regex import UnsupportedPattern, full_match_regex
+
+        if not isinstance(pattern, str):
+            return
+        for dialect in ("duckdb", "postgres", "mysql"):
+            try:
+                full_match_regex(pattern, dialect)  # type: ignore[arg-type]
+            except UnsupportedPattern as exc:
+                self.findings.append(Finding(path, f"{exc} (Soda and GX on databases refuse this rule)",
+                                             "warning"))
+                return
+
     # --- relationships ----------------------------------------------------------------------------
 
     def relationship(self, path: Path, rel: Relationship, dataset: str, column: str | None) -> None:
@@ -230,6 +246,13 @@ class _Checker:
         if isinstance(engine, str) and engine not in ENGINES:
             index = next(i for i, p in enumerate(rule.custom_properties) if p.property == "dativoEngine")
             self.error((*path, "customProperties", index, "value"), _unknown_engine(engine))
+        elif engine == "custom" and rule.type != "custom" and not (
+                rule.type == "library" and rule.metric in PYTHON_METRICS):
+            index = next(i for i, p in enumerate(rule.custom_properties) if p.property == "dativoEngine")
+            what = f"a {rule.type} rule" if rule.type != "library" else f"metric {rule.metric!r}"
+            self.error((*path, "customProperties", index, "value"),
+                       f"engine custom evaluates {', '.join(PYTHON_METRICS)} in Python, not {what}; "
+                       "use engine soda or great_expectations")
         getattr(self, f"rule_{rule.type}")(path, rule, dataset, column)
 
     def rule_text(self, path: Path, rule: Quality, dataset: str, column: str | None) -> None:
@@ -249,6 +272,9 @@ class _Checker:
         if rule.metric == "invalidValues":
             if "pattern" in args:
                 self.regex((*path, "arguments", "pattern"), args["pattern"])
+                engine = custom_values(rule.custom_properties).get("dativoEngine", "soda")
+                if engine != "custom":
+                    self.portable_regex((*path, "arguments", "pattern"), args["pattern"])
             elif "validValues" not in args:
                 self.error(path, "invalidValues needs arguments.validValues or arguments.pattern")
         if rule.metric in ("nullValues", "missingValues", "invalidValues") and column is None:

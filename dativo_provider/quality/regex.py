@@ -51,19 +51,23 @@ def full_match_regex(pattern: str, dialect: Dialect) -> str:
     except re.error as exc:
         raise UnsupportedPattern(f"regex {pattern!r} does not compile: {exc}") from None
     flags = tree.state.flags
-    writer = _Writer(pattern, dialect, ascii_only=bool(flags & re.ASCII), dotall=bool(flags & re.DOTALL))
+    # Postgres folds case by the database's locale: Python's case-insensitive matches are spelled out.
+    fold = bool(flags & re.IGNORECASE) and dialect == "postgres"
+    writer = _Writer(pattern, dialect, ascii_only=bool(flags & re.ASCII), dotall=bool(flags & re.DOTALL),
+                     fold=fold)
     body = writer.sequence(list(tree), top=True)
-    prefix = "(?i)" if flags & re.IGNORECASE else ("(?-i)" if dialect == "mysql" else "")
+    prefix = "(?i)" if flags & re.IGNORECASE and not fold else ("(?-i)" if dialect == "mysql" else "")
     end = "\\z" if dialect == "mysql" else "$"  # PCRE2's $ also matches before a final newline
     return f"{prefix}^(?:{body}){end}"
 
 
 class _Writer:
-    def __init__(self, pattern: str, dialect: Dialect, *, ascii_only: bool, dotall: bool) -> None:
+    def __init__(self, pattern: str, dialect: Dialect, *, ascii_only: bool, dotall: bool, fold: bool) -> None:
         self.pattern = pattern
         self.dialect = dialect
         self.ascii_only = ascii_only
         self.dotall = dotall
+        self.fold = fold
 
     def refuse(self, construct: str) -> UnsupportedPattern:
         return UnsupportedPattern(
@@ -85,9 +89,12 @@ class _Writer:
 
     def item(self, op: Any, av: Any) -> str:
         if op is _c.LITERAL:
-            return self.char(av)
+            variants = self.variants(av)
+            if len(variants) == 1:
+                return self.char(av)
+            return "[" + "".join(self.char(v, in_class=True) for v in variants) + "]"
         if op is _c.NOT_LITERAL:
-            return f"[^{self.char(av, in_class=True)}]"
+            return "[^" + "".join(self.char(v, in_class=True) for v in self.variants(av)) + "]"
         if op is _c.ANY:
             if self.dotall:
                 return "." if self.dialect == "postgres" else "(?s:.)"
@@ -106,6 +113,12 @@ class _Writer:
             inner = self.sequence(list(sub))
             return f"(?:{inner}){self.quantifier(low, high)}"
         raise self.refuse(_OP_NAMES.get(str(op), f"the construct {op}"))
+
+    def variants(self, code: int) -> list[int]:
+        """``code`` and, under a spelled-out ``(?i)``, every character Python's ``re`` matches it with."""
+        if not self.fold:
+            return [code]
+        return _case_variants(code, self.ascii_only)
 
     def quantifier(self, low: int, high: int) -> str:
         unbounded = high == _c.MAXREPEAT
@@ -129,9 +142,15 @@ class _Writer:
         parts = []
         for op, av in items:
             if op is _c.LITERAL:
-                parts.append(self.char(av, in_class=True))
+                parts.extend(self.char(v, in_class=True) for v in self.variants(av))
             elif op is _c.RANGE:
                 parts.append(f"{self.char(av[0], in_class=True)}-{self.char(av[1], in_class=True)}")
+                if self.fold:
+                    if av[1] - av[0] > 5000:
+                        raise self.refuse("a case-insensitive range wider than 5000 characters")
+                    extra = {v for code in range(av[0], av[1] + 1) for v in self.variants(code)}
+                    parts.extend(self.char(v, in_class=True) for v in sorted(extra)
+                                 if not av[0] <= v <= av[1])
             elif op is _c.CATEGORY and av in _POSITIVE:
                 parts.append(self.category_body(av))
             else:
@@ -179,6 +198,30 @@ _AT_NAMES = {_c.AT_BEGINNING: "^", _c.AT_BEGINNING_STRING: "\\A", _c.AT_END: "$"
 _OP_NAMES = {"GROUPREF": "a back-reference", "GROUPREF_EXISTS": "a conditional group (?(1)...)",
              "ASSERT": "a look-ahead/look-behind", "ASSERT_NOT": "a negative look-ahead/look-behind",
              "ATOMIC_GROUP": "an atomic group (?>...)", "POSSESSIVE_REPEAT": "a possessive quantifier"}
+
+
+@lru_cache(maxsize=None)
+def _case_groups() -> dict[str, set[int]]:
+    """Code points grouped by their lower- and upper-cased forms (candidates for case variants)."""
+    groups: dict[str, set[int]] = {}
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        for key in {ch.lower(), ch.upper(), ch.casefold()}:
+            if key != ch or ch.lower() != ch.upper():
+                groups.setdefault(key, set()).add(code)
+    return groups
+
+
+@lru_cache(maxsize=4096)
+def _case_variants(code: int, ascii_only: bool) -> list[int]:
+    ch = chr(code)
+    groups = _case_groups()
+    candidates = {code}
+    for key in {ch.lower(), ch.upper(), ch.casefold()}:
+        candidates |= groups.get(key, set())
+    flags = re.IGNORECASE | (re.ASCII if ascii_only else 0)
+    probe = re.compile(re.escape(ch), flags)
+    return sorted(c for c in candidates if probe.fullmatch(chr(c)))
 
 
 @lru_cache(maxsize=None)

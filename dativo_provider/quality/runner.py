@@ -391,6 +391,7 @@ def _needed_columns(rules: list[QualityRule] | None, dataset: Dataset, table: An
             return None
         columns += [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
     present = [f.name for f in table.schema().fields]
+    columns += key_columns(dataset)  # failing-row samples and quarantine show the row's key
     # A row count reads no column, but the checked view needs one.
     return list(dict.fromkeys(c for c in columns if c in present)) or present[:1]
 

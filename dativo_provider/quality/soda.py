@@ -512,7 +512,9 @@ def _readable_soda(soda_result: Any) -> str | None:
     threshold = getattr(getattr(soda_result, "check", None), "threshold", None)
     if threshold is None:
         return None
-    parts = [f"{key} {value}" for key, value in vars(threshold).items()
+    # Written in ODCS names (mustBeGreaterThan 100), as the compiled rules' thresholds are.
+    odcs = {soda: ours for ours, soda in _OPERATORS.items()}
+    parts = [f"{odcs.get(key, key)} {_number(value)}" for key, value in vars(threshold).items()
              if key != "level" and value is not None]
     return ", ".join(parts) or None
 

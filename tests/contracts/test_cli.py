@@ -82,8 +82,10 @@ def test_compile_prints_the_soda_contract_and_the_gx_suite() -> None:
     soda = dativo("contract", "compile", "contracts/customers.odcs.yaml", "--engine", "soda")
     assert soda.returncode == 0, soda.stderr
     document = yaml.safe_load(soda.stdout)
-    assert document["dataset"] == "examples.customers"
-    names = {next(iter(c.values()))["name"] for col in document["columns"] for c in col.get("checks", [])}
+    assert document["dataset"] == "dativo/examples/customers"  # runnable: the queries name the table
+    assert "FROM  " not in soda.stdout
+    checks = [c for col in document["columns"] for c in col.get("checks", [])] + document.get("checks", [])
+    names = {next(iter(c.values()))["name"] for c in checks}
     assert {"customer_id__unique", "email_well_formed", "country_is_iso_code"} <= names
     gx = dativo("contract", "compile", "contracts/customers.odcs.yaml", "--engine", "great_expectations")
     assert gx.returncode == 0, gx.stderr

@@ -229,7 +229,7 @@ def test_custom_soda_check(con: Any) -> None:
     assert_result(got["bad"], "failed", negative, negative)
     assert_result(got["soda3"], "failed", negative, negative)
     assert_result(got["rows"], "failed", 12)
-    assert got["rows"].threshold == "must_be_greater_than 100"
+    assert got["rows"].threshold == "mustBeGreaterThan 100"  # ODCS names, like every other threshold
 
 
 # --- behaviour around the checks ------------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_handwritten_contract(con: Any, tmp_path: Path) -> None:
     assert_result(got["rows"], "passed", 12)
     assert_result(got["row_count"], "passed", 12)
     assert_result(got["id_present"], "failed", 1, 1)
-    duplicates = scalar(con, "SELECT COUNT(id) - COUNT(DISTINCT id) FROM things")
+    duplicates = scalar(con, "SELECT COUNT(id) - COUNT(DISTINCT id) FROM things")  # Soda's own check
     assert_result(got["id__duplicate"], "failed", duplicates, duplicates)
     assert_result(got["amount__invalid"], "passed", 0, 0)
     assert all((r.category, r.severity) == ("quality", "error") for r in results)
