@@ -69,6 +69,8 @@ RULES: list[dict[str, Any]] = [
     {"name": "code_digits", "column": "code", "metric": "invalidValues", "arguments": {"pattern": r"\d+"}},
     {"name": "code_dotted", "column": "code", "metric": "invalidValues", "arguments": {"pattern": r"a.b$"}},
     {"name": "code_repeat", "column": "code", "metric": "invalidValues", "arguments": {"pattern": r"(\w)\1"}},
+    {"name": "status_set_and_pattern", "column": "status", "metric": "invalidValues",
+     "arguments": {"validValues": ["paid", "PAID", "pending"], "pattern": "[a-z]+"}},
     {"name": "amount_known", "column": "amount", "metric": "invalidValues",
      "arguments": {"validValues": VALID_AMOUNTS}},
     {"name": "weird_unique", "column": WEIRD, "metric": "duplicateValues"},
@@ -109,6 +111,8 @@ def expected() -> dict[str, int]:
         "status_present": sum(1 for v in status if v is None or v in MISSING_STATUS),
         "status_known": sum(1 for v in status if v is not None and v not in MISSING_STATUS
                             and v not in VALID_STATUS),
+        "status_set_and_pattern": sum(1 for v in status if v is not None and (
+            v not in ("paid", "PAID", "pending") or re.fullmatch("[a-z]+", v) is None)),
         "code_word": _not_full_match(r"\w+", code),
         "code_digits": _not_full_match(r"\d+", code),
         "code_dotted": _not_full_match(r"a.b$", code),

@@ -31,6 +31,7 @@ REFUSED = {
     ("great_expectations", "postgres", "code_repeat"): "back-reference",
     ("great_expectations", "mariadb", "code_repeat"): "back-reference",
     ("great_expectations", "iceberg", "select_nulls"): "need a SQL target",
+    ("great_expectations", "iceberg", "status_set_and_pattern"): "split it into two rules",
     ("custom", "*", "select_nulls"): "engine custom evaluates row-level library rules",
     ("great_expectations", "iceberg", "amount_below_cap"): "need a SQL target",
     ("custom", "*", "amount_below_cap"): "engine custom evaluates row-level library rules",
@@ -151,7 +152,7 @@ def test_planted_rows_hold_what_stores_disagree_on() -> None:
     tuples as duplicates or an ASCII \\w would each change one."""
     counts = planted.expected()
     assert counts == {
-        "weird_not_null": 2, "status_present": 3, "status_known": 6, "code_word": 6, "code_digits": 12,
+        "weird_not_null": 2, "status_present": 3, "status_known": 6, "status_set_and_pattern": 9, "code_word": 6, "code_digits": 12,
         "code_dotted": 11, "code_repeat": 12, "amount_known": 7, "weird_unique": 6, "status_unique": 4,
         "ab_unique": 4, "rows": 14, "select_nulls": 3, "amount_below_cap": planted.MAX,
     }
