@@ -7,12 +7,14 @@ a policy, and reads the Iceberg table back.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dativo_provider.exceptions import SchemaDriftError
 from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
+from dativo_provider.iceberg.schema import POLICY_OUTCOMES
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult
@@ -260,6 +262,31 @@ def test_mariadb_query_reads_make_optional_columns(my, my_db, lake):
     run_ingest(build_source({"type": "mysql", "query": "SELECT id, name FROM people"}, my_db), lake, TABLE)
 
     assert required(lake) == {"id": False, "name": False}
+
+
+# --- the docs' table says what the code does -------------------------------------------------------
+
+#: The docs table's rows (by their first words) and the change kind each describes.
+DOC_ROWS = {"**added**": "added", "**removed**": "missing", "**wider**": "widened",
+            "**narrower**": "narrowed", "**nullable** now": "relaxed", "**NOT NULL** now": "tightened",
+            "incompatible": "incompatible"}
+
+
+def test_the_docs_policy_table_fails_exactly_where_the_code_does():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ingestion.md").read_text(encoding="utf-8")
+    header = "| change in the source (vs the table) | `strict` | `evolve` (default) | `warn` |"
+    rows = page.split(header, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
+    documented = {}
+    for row in rows:
+        label, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+        kind = next((k for prefix, k in DOC_ROWS.items() if label.startswith(prefix)), None)
+        if kind is not None:
+            cells_by_policy = zip(POLICY_OUTCOMES, cells)
+            documented[kind] = {policy: cell.startswith("fail") for policy, cell in cells_by_policy}
+
+    in_code = {kind: {policy: outcomes[kind] == "fail" for policy, outcomes in POLICY_OUTCOMES.items()}
+               for kind in DOC_ROWS.values()}
+    assert documented == in_code
 
 
 def _q(relation: str) -> str:
