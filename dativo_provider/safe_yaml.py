@@ -11,10 +11,16 @@ linear in the text, and refuses the document *before* any composer or constructo
 * nesting deeper than :attr:`YamlLimits.max_depth`, counting what aliases bring in;
 * more than :attr:`YamlLimits.max_aliases` aliases (``*name``), or aliases that would add more than
   :attr:`YamlLimits.max_alias_nodes` nodes in total;
+* more than :attr:`YamlLimits.max_nodes` nodes in all, aliases expanded;
 * an alias to its own enclosing node (a recursive structure).
 
-Refusals raise :class:`YamlLimitError`, a :class:`yaml.MarkedYAMLError`, so callers that already
-report YAML errors with their line report these the same way. Messages never quote the document.
+Only then is the document composed -- by libyaml when PyYAML has it, with PyYAML's own wording for
+syntax errors either way. Refusals raise :class:`YamlLimitError`, a :class:`yaml.MarkedYAMLError`, so
+callers that already report YAML errors with their line report these the same way; their messages
+never quote the document.
+
+Loaders: :class:`SafeYamlLoader` (YAML 1.1 types, as ``yaml.safe_load``), :class:`ContractYamlLoader`
+(the same with dates kept as strings) and :class:`CoreSchemaLoader` (YAML 1.2 core schema).
 """
 
 from __future__ import annotations
@@ -49,12 +55,14 @@ class YamlLimits:
     :param max_aliases: alias uses (``*name``); 0 refuses every alias.
     :param max_alias_nodes: nodes that aliases bring in, in total (an alias to a 20-node mapping
         brings in 20).
+    :param max_nodes: scalars, mappings and sequences in the document, aliases expanded.
     """
 
     max_chars: int = 1_000_000
     max_depth: int = 64
     max_aliases: int = 100
     max_alias_nodes: int = 10_000
+    max_nodes: int = 100_000
 
 
 DEFAULT_LIMITS = YamlLimits()
@@ -83,6 +91,7 @@ class _Budget:
         self.limits = limits
         self.aliases = 0
         self.alias_nodes = 0
+        self.nodes = 0
         self.open: list[list[int]] = []  # per open collection: [size, height]
         self.open_anchors: list[str | None] = []
         self.anchors: dict[str, tuple[int, int]] = {}  # complete anchored nodes: (size, height)
@@ -91,6 +100,7 @@ class _Budget:
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if len(self.open) >= self.limits.max_depth:
                 raise YamlLimitError(f"nesting deeper than {self.limits.max_depth} levels", event.start_mark)
+            self._count(1, event.start_mark)
             self.anchors.pop(event.anchor or "", None)
             self.open.append([1, 1])
             self.open_anchors.append(event.anchor)
@@ -98,11 +108,18 @@ class _Budget:
             size, height = self.open.pop()
             self._complete(self.open_anchors.pop(), size, height)
         elif isinstance(event, yaml.ScalarEvent):
+            self._count(1, event.start_mark)
             self._complete(event.anchor, 1, 1)
         elif isinstance(event, yaml.AliasEvent):
             self._alias(event)
         elif isinstance(event, yaml.DocumentStartEvent):
             self.anchors.clear()
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self.nodes += nodes
+        if self.nodes > self.limits.max_nodes:
+            raise YamlLimitError(f"more than {self.limits.max_nodes:,} YAML nodes (values, lists and "
+                                 "mappings, aliases expanded)", mark)
 
     def _complete(self, anchor: str | None, size: int, height: int) -> None:
         if anchor is not None:
@@ -131,6 +148,7 @@ class _Budget:
             )
         if len(self.open) + height > limits.max_depth:
             raise YamlLimitError(f"nesting deeper than {limits.max_depth} levels (through an alias)", mark)
+        self._count(size, mark)
         self._complete(None, size, height)
 
 
@@ -236,63 +254,78 @@ class CoreSchemaLoader(
         _CoreResolver.__init__(self)
 
 
-if yaml.__with_libyaml__:
-    _CParser: Any = getattr(yaml.cyaml, "CParser")  # noqa: B009 (not re-exported in the stubs)
+def _fast_twin(loader_class: type[Any]) -> type[Any]:
+    """The same resolvers and constructors over libyaml's parser and composer (~5x faster)."""
+    if not yaml.__with_libyaml__:  # pragma: no cover - PyYAML without libyaml
+        return loader_class
+    c_parser: Any = getattr(yaml.cyaml, "CParser")  # noqa: B009 (not re-exported in the stubs)
+    parts = [c for c in loader_class.__mro__ if not issubclass(c, yaml.reader.Reader)]  # not the loaders
+    constructor = next(c for c in parts if issubclass(c, yaml.constructor.BaseConstructor))
+    resolver = next(c for c in parts if issubclass(c, yaml.resolver.BaseResolver))
 
-    class _FastCoreSchemaLoader(_CParser, _CoreConstructor, _CoreResolver):
+    class Twin(c_parser, constructor, resolver):  # type: ignore[valid-type, misc]
+        limits = loader_class.limits
+        yaml_implicit_resolvers = loader_class.yaml_implicit_resolvers
+        yaml_constructors = loader_class.yaml_constructors
+
         def __init__(self, stream: str) -> None:
-            _CParser.__init__(self, stream)
-            _CoreConstructor.__init__(self)
-            _CoreResolver.__init__(self)
+            c_parser.__init__(self, stream)
+            constructor.__init__(self)
+            resolver.__init__(self)
 
-    _FAST_CORE: Any = _FastCoreSchemaLoader
-else:  # pragma: no cover - PyYAML without libyaml
-    _FAST_CORE = CoreSchemaLoader
+    Twin.__name__ = Twin.__qualname__ = f"Fast{loader_class.__name__}"
+    return Twin
+
+
+_FAST_TWINS: dict[type[Any], type[Any]] = {
+    cls: _fast_twin(cls) for cls in (SafeYamlLoader, ContractYamlLoader, CoreSchemaLoader)
+}
+
+
+def compose(
+    text: str, loader_class: type[Any] = SafeYamlLoader, limits: YamlLimits | None = None
+) -> tuple[Node | None, Any]:
+    """The root node of the single document in ``text`` (None if empty) and the loader, to construct it.
+
+    ``text`` is checked against ``limits`` (default: ``loader_class.limits``) first, then composed by
+    libyaml when PyYAML has it. Call ``loader.construct_document(node)``, then ``loader.dispose()``.
+    A plain scalar's node has ``style`` None or ``""`` (libyaml).
+
+    :raises YamlLimitError: the text is over a limit.
+    :raises yaml.YAMLError: the text is not YAML (in PyYAML's words, with or without libyaml).
+    """
+    check_limits(text, limits or loader_class.limits)
+    for attempt in (_FAST_TWINS.get(loader_class, loader_class), loader_class):
+        loader = attempt(text)
+        try:
+            return loader.get_single_node(), loader
+        except yaml.YAMLError:
+            loader.dispose()
+            if attempt is loader_class:
+                raise
+        except BaseException:
+            loader.dispose()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def load(text: str, loader_class: type[Any] = SafeYamlLoader, limits: YamlLimits | None = None) -> Any:
+    """The single document in ``text`` as Python data (None if empty), within ``limits``.
+
+    :raises YamlLimitError: the text is over a limit (default: ``loader_class.limits``).
+    :raises yaml.YAMLError: the text is not YAML.
+    """
+    node, loader = compose(text, loader_class, limits)
+    try:
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_core_schema(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
     """The single document in ``text`` read with the YAML 1.2 core schema (:class:`CoreSchemaLoader`).
 
-    Checked against ``limits`` first; then read by libyaml when PyYAML has it.
-
-    :raises YamlLimitError: over a limit.
+    :raises YamlLimitError: over ``limits``.
     :raises yaml.YAMLError: not YAML (with PyYAML's message).
     """
-    check_limits(text, limits)
-    try:
-        return yaml.load(text, Loader=_FAST_CORE)
-    except yaml.YAMLError:
-        if _FAST_CORE is CoreSchemaLoader:
-            raise
-        return yaml.load(text, Loader=cast(Any, CoreSchemaLoader))  # raises again, in PyYAML's words
-
-
-def compose(text: str, loader_class: type[Any] = SafeYamlLoader) -> tuple[Node | None, Any]:
-    """The root node of the single document in ``text`` (None if empty) and the loader, to construct it.
-
-    ``text`` is checked against ``loader_class.limits`` first. Call ``loader.construct_document(node)``
-    then ``loader.dispose()``.
-
-    :raises YamlLimitError: the text is over a limit.
-    :raises yaml.YAMLError: the text is not YAML.
-    """
-    check_limits(text, loader_class.limits)
-    loader = loader_class(text)
-    try:
-        return loader.get_single_node(), loader
-    except BaseException:
-        loader.dispose()
-        raise
-
-
-def load(text: str, loader_class: type[Any] = SafeYamlLoader) -> Any:
-    """The single document in ``text`` as Python data (None if empty), within ``loader_class.limits``.
-
-    :raises YamlLimitError: the text is over a limit.
-    :raises yaml.YAMLError: the text is not YAML.
-    """
-    node, loader = compose(text, loader_class)
-    try:
-        return None if node is None else loader.construct_document(node)
-    finally:
-        loader.dispose()
+    return load(text, CoreSchemaLoader, limits)

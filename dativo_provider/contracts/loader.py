@@ -52,8 +52,9 @@ from dativo_provider.exceptions import ConfigError
 CONTRACT_SUFFIXES = (".yaml", ".yml")
 _RANGE_OPERATORS = ("mustBeBetween", "mustNotBeBetween")
 _LIMITS = safe_yaml.DEFAULT_LIMITS
-_LIMITS_TEXT = (f"{_LIMITS.max_chars:,} characters, {_LIMITS.max_depth} levels of nesting and "
-                f"{_LIMITS.max_aliases} aliases (*name) adding at most {_LIMITS.max_alias_nodes:,} nodes")
+_LIMITS_TEXT = (f"{_LIMITS.max_chars:,} characters, {_LIMITS.max_nodes:,} nodes, {_LIMITS.max_depth} levels "
+                f"of nesting and {_LIMITS.max_aliases} aliases (*name) adding at most "
+                f"{_LIMITS.max_alias_nodes:,} nodes")
 
 
 @dataclass(frozen=True, order=True)
@@ -285,7 +286,7 @@ def _map_lines(node: yaml.Node, path: Path, result: _FileResult, bounds: dict[Pa
             first_seen[key] = line
             result.lines[here] = line
             _map_lines(value_node, here, result, bounds)
-    elif isinstance(node, yaml.ScalarNode) and node.style is None and _is_bound(path) and _NUMBER.fullmatch(node.value):
+    elif isinstance(node, yaml.ScalarNode) and not node.style and _is_bound(path) and _NUMBER.fullmatch(node.value):
         bounds[path] = Decimal(node.value)
 
 

@@ -129,8 +129,8 @@ def test_alias_bombs_are_refused_in_under_a_second_with_bounded_memory(tmp_path,
     assert took < 1.0, f"lint took {took:.2f} s"
     assert max_rss < 300 * 1024**2, f"peak RSS {max_rss / 1024**2:.0f} MiB"
     assert issues == f"{path}:{line}: (document): refused: {fragment} (an alias bomb?); a contract must " \
-                     "stay within 1,000,000 characters, 64 levels of nesting and 100 aliases (*name) adding " \
-                     "at most 10,000 nodes"
+                     "stay within 1,000,000 characters, 100,000 nodes, 64 levels of nesting and 100 aliases " \
+                     "(*name) adding at most 10,000 nodes"
 
 
 def test_the_cli_rejects_the_bomb_with_exit_1_and_one_clear_line(tmp_path):
@@ -192,6 +192,14 @@ def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
     (issue,) = lint([path])
     assert issue.line == 1
     assert "refused: the YAML is 1,0" in issue.message and "the limit is 1,000,000" in issue.message
+
+
+def test_a_file_of_too_many_values_is_refused_before_it_is_built(tmp_path):
+    path = tmp_path / "wide.yaml"
+    path.write_text(HEADER + "      x: [" + ",".join(["1"] * 490_000) + "]\n")  # under 1 MB
+    issues, took, max_rss = measured_lint(path)
+    assert issues.startswith(f"{path}:16: (document): refused: more than 100,000 YAML nodes")
+    assert took < 1.0 and max_rss < 300 * 1024**2
 
 
 def test_anchors_within_the_limits_still_work_and_keep_their_lines(tmp_path):
