@@ -1,7 +1,8 @@
 """Load and lint ODCS contract files.
 
-Three passes, each reporting every problem it finds rather than the first: YAML syntax (with duplicate
-keys, which plain YAML loading would silently resolve to the last one), structure (the pydantic models
+Three passes, each reporting every problem it finds rather than the first: YAML syntax (read by
+:mod:`dativo_provider.safe_yaml`, which refuses hostile files first; with duplicate keys, which plain
+YAML loading would silently resolve to the last one), structure (the pydantic models
 in :mod:`~.odcs`: unknown keys, types, enums), then meaning (:mod:`~.checks`). Every issue names the
 file, the path inside the document and the line, found by composing the YAML node tree.
 """

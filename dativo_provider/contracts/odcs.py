@@ -46,7 +46,11 @@ def _exact_number(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return Decimal(str(value))
     if isinstance(value, str):
-        raise ValueError(f"expected a number, got string {value!r}: write it without quotes, e.g. {value.strip()}")
+        try:
+            hint = f": write it without quotes, e.g. {value.strip()}" if Decimal(value).is_finite() else ""
+        except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+            hint = ""
+        raise ValueError(f"expected a number, got string {value!r}{hint}")
     kind = "null" if value is None else "boolean" if isinstance(value, bool) else type(value).__name__
     raise ValueError(f"expected a number, got {kind} {value!r}")
 

@@ -71,6 +71,7 @@ def test_a_float_would_have_lost_the_bound(tmp_path):
         ("mustBeBetween: [0, '100.000000001']", "schema[0].properties[0].quality[0].mustBeBetween[1]",
          "expected a number, got string '100.000000001'"),
         ("mustBe: .inf", "schema[0].properties[0].quality[0].mustBe", "expected a number, got float inf"),
+        ("mustBe: zero", "schema[0].properties[0].quality[0].mustBe", "expected a number, got string 'zero'"),
         ("mustBeLessThan: true", "schema[0].properties[0].quality[0].mustBeLessThan",
          "expected a number, got boolean True"),
         ("mustBeBetween: [2.0, 1.0]", "schema[0].properties[0].quality[0].mustBeBetween",
@@ -82,5 +83,6 @@ def test_a_bound_that_is_not_a_plain_number_fails_lint_naming_file_line_and_fiel
     (issue,) = lint([contract])
     assert (issue.file, issue.line, issue.path) == (str(contract), 17, path)
     assert message in issue.message
+    assert ("without quotes" in issue.message) == ("'" in rule or '"' in rule)  # the hint only for quoted numbers
     with pytest.raises(ContractError, match="expected"):
         load_contract(contract)
