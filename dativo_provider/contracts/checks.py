@@ -188,7 +188,7 @@ class _Checker:
             return
         for dialect in ("duckdb", "postgres", "mysql"):
             try:
-                full_match_regex(pattern, dialect)  # type: ignore[arg-type]
+                full_match_regex(pattern, dialect)
             except UnsupportedPattern as exc:
                 self.findings.append(Finding(path, f"{exc} (Soda and GX on databases refuse this rule)",
                                              "warning"))

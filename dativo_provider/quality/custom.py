@@ -88,16 +88,18 @@ def run_library(rule: QualityRule, rows: pa.Table, row_ids: pa.Array | None) -> 
 
     threshold = rule.threshold or {"mustBe": 0}
     result = CheckResult(name=rule.name, engine="custom", category=rule.category, severity=rule.severity,
-                         outcome="error", dataset=rule.dataset, column=rule.column, metric=rule.metric or rule.kind,
+                         outcome="error", dataset=rule.dataset, column=rule.column,
+                         metric=rule.metric or rule.kind,
                          threshold=describe(threshold))
     if rule.kind == "library" and rule.metric == "rowCount":
         result.observed = rows.num_rows
         result.outcome = "passed" if meets(rows.num_rows, threshold) else "failed"
         return result
     if not row_sql.is_row_level(rule):
+        what = f"{rule.kind} {rule.metric}" if rule.metric else f"a {rule.kind} rule"
         result.message = (f"rule {rule.name!r}: engine custom evaluates row-level library rules (nullValues, "
-                          f"missingValues, invalidValues, duplicateValues) and rowCount, not {rule.kind} "
-                          f"{rule.metric or ''}; run it with engine soda or great_expectations").replace(" ;", ";")
+                          f"missingValues, invalidValues, duplicateValues) and rowCount, not {what}; "
+                          "run it with engine soda or great_expectations")
         return result
     try:
         failing_mask = row_sql.failing_mask(rule, rows)

@@ -153,7 +153,8 @@ def _failing_rows(rule: QualityRule, target: _Target) -> tuple[str, dict[str, An
     # GX formats the query with str.format ({batch}, rendered unquoted, so the query names the quoted
     # table itself) and runs it as SQLAlchemy text(), where ":name" is a bind parameter (as in "(?:x").
     query = re.sub(r"(?<![:\w\\]):(?=\w)", r"\\:", query)
-    return "unexpected_rows_expectation", {"unexpected_rows_query": query.replace("{", "{{").replace("}", "}}")}
+    query = query.replace("{", "{{").replace("}", "}}")
+    return "unexpected_rows_expectation", {"unexpected_rows_query": query}
 
 
 def _specs(rule: QualityRule, target: _Target) -> list[tuple[str, dict[str, Any]]]:

@@ -139,7 +139,7 @@ class _Writer:
         items = items[1:] if negate else items
         if len(items) == 1 and items[0][0] is _c.CATEGORY and not negate:
             return self.category(items[0][1])
-        parts = []
+        parts: list[str] = []
         for op, av in items:
             if op is _c.LITERAL:
                 parts.extend(self.char(v, in_class=True) for v in self.variants(av))
@@ -171,7 +171,8 @@ class _Writer:
                                                               for c in " \t\n\r\f\v")}[name]
         if self.dialect != "postgres" and name in ("d", "w"):
             return "\\p{Nd}" if name == "d" else "\\p{L}\\p{N}_"
-        return "".join(self.char(low, in_class=True) + (f"-{self.char(high, in_class=True)}" if high > low else "")
+        return "".join(self.char(low, in_class=True)
+                       + (f"-{self.char(high, in_class=True)}" if high > low else "")
                        for low, high in _python_ranges(name))
 
     def char(self, code: int, *, in_class: bool = False) -> str:
@@ -188,7 +189,8 @@ class _Writer:
 
 _SPECIAL = "\\.^$|?*+()[]{}"
 _CLASS_SPECIAL = "\\]^-["
-_ENGINE = {"duckdb": "DuckDB (RE2)", "postgres": "Postgres regular expressions", "mysql": "MariaDB/MySQL REGEXP"}
+_ENGINE = {"duckdb": "DuckDB (RE2)", "postgres": "Postgres regular expressions",
+           "mysql": "MariaDB/MySQL REGEXP"}
 _CATEGORY_NAMES = {_c.CATEGORY_DIGIT: "d", _c.CATEGORY_WORD: "w", _c.CATEGORY_SPACE: "s"}
 _POSITIVE = set(_CATEGORY_NAMES)
 _NEGATED = {_c.CATEGORY_NOT_DIGIT: _c.CATEGORY_DIGIT, _c.CATEGORY_NOT_WORD: _c.CATEGORY_WORD,

@@ -137,7 +137,9 @@ def failing_predicate(rule: QualityRule, relation: str, dialect: Dialect, *,
         return f"({not_null} AND {target} IN ({groups}))"
     column = quote_identifier(rule.column or "", dialect)
     missing = _values(rule, "missingValues") if rule.metric in ("missingValues", "invalidValues") else []
-    is_missing = f"{column} IS NULL" + (f" OR {in_list(value(rule.column or ''), missing)}" if missing else "")
+    is_missing = f"{column} IS NULL"
+    if missing:
+        is_missing += f" OR {in_list(value(rule.column or ''), missing)}"
     if rule.metric == "nullValues":
         return f"({column} IS NULL)"
     if rule.metric == "missingValues":
@@ -149,7 +151,8 @@ def failing_predicate(rule: QualityRule, relation: str, dialect: Dialect, *,
     if rule.arguments.get("pattern") is not None:
         invalid.append(f"NOT {_full_match(rule.column or '', rule.arguments['pattern'], dialect)}")
     if not invalid:
-        raise ConfigError(f"rule {rule.name!r}: invalidValues needs arguments.validValues or arguments.pattern")
+        raise ConfigError(f"rule {rule.name!r}: invalidValues needs arguments.validValues or "
+                          "arguments.pattern")
     return f"(NOT ({is_missing}) AND ({' OR '.join(invalid)}))"
 
 
@@ -188,7 +191,7 @@ def failing_mask(rule: QualityRule, table: pa.Table) -> pa.ChunkedArray | pa.Arr
     if rule.metric == "nullValues":
         return is_null
     values = data.to_pylist()
-    missing = set(_values(rule, "missingValues")) if rule.metric != "nullValues" else set()
+    missing = set(_values(rule, "missingValues"))
     is_missing = [v is None or v in missing for v in values]
     if rule.metric == "missingValues":
         return pa.array(is_missing, pa.bool_())

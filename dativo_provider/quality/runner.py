@@ -391,7 +391,8 @@ def _needed_columns(rules: list[QualityRule] | None, dataset: Dataset, table: An
             return None
         columns += [rule.column] if rule.column else list(rule.arguments.get("properties") or [])
     present = [f.name for f in table.schema().fields]
-    columns += key_columns(dataset)  # failing-row samples and quarantine show the row's key
+    if any(row_sql.is_row_level(rule) for rule in rules):
+        columns += key_columns(dataset)  # failing-row samples and quarantine show the row's key
     # A row count reads no column, but the checked view needs one.
     return list(dict.fromkeys(c for c in columns if c in present)) or present[:1]
 
@@ -527,7 +528,8 @@ def _text_columns(connection: Any, target: SqlTableTarget) -> tuple[str, ...]:
 def _sample_in_place(connection: Any, dialect: str, relation: str, rule: QualityRule, result: CheckResult,
                      keys: tuple[str, ...], text_columns: tuple[str, ...] = ()) -> None:
     """Failing-row samples, selected in the table with the rule's one definition (exact comparisons)."""
-    predicate = row_sql.failing_predicate(rule, relation, dialect, text_columns=text_columns)  # type: ignore[arg-type]
+    predicate = row_sql.failing_predicate(rule, relation, dialect,  # type: ignore[arg-type]
+                                          text_columns=text_columns)
     shown = list(dict.fromkeys([*keys, *([rule.column] if rule.column else [])]))
     cols = ", ".join(row_sql.quote_identifier(c, dialect) for c in shown)  # type: ignore[arg-type]
     with connection.cursor() as cursor:

@@ -166,7 +166,8 @@ def _check(rule: QualityRule, qualifier: str, identifier: str,
         return _custom(rule, head)
     if row_sql.is_row_level(rule):
         expression = row_sql.failing_predicate(rule, relation_of(identifier, dialect), dialect)
-        return None, {"failed_rows": {**head, "expression": expression, "threshold": _threshold(rule.threshold)}}
+        return None, {"failed_rows": {**head, "expression": expression,
+                                      "threshold": _threshold(rule.threshold)}}
     if rule.kind == "sql":
         if not rule.query:
             raise ConfigError("a sql rule needs 'query'")
@@ -425,8 +426,8 @@ def _run_rules(indexed: list[tuple[int, QualityRule]], dataset: Dataset, source:
         except ConfigError as exc:
             refused[index] = f"rule {rule.name!r}: {exc}"
     runnable = [(i, r) for i, r in indexed if i not in refused]
-    found, errors = (_verify(source, _compile(runnable, dataset, identifier, dialect), timestamp, f"rules {names}")
-                     if runnable else ([], []))
+    found, errors = ([], []) if not runnable else _verify(
+        source, _compile(runnable, dataset, identifier, dialect), timestamp, f"rules {names}")
     by_qualifier = {c.check.qualifier: c for c in found}
     outcomes: dict[int, tuple[Any, list[str]]] = {}
     for index, rule in indexed:

@@ -50,7 +50,8 @@ ROWS: list[tuple[Any, ...]] = [
 ]
 
 SCHEMA = pa.schema([
-    pa.field("id", pa.int64(), nullable=False), pa.field("status", pa.string()), pa.field("code", pa.string()),
+    pa.field("id", pa.int64(), nullable=False), pa.field("status", pa.string()),
+    pa.field("code", pa.string()),
     pa.field(WEIRD, pa.string()), pa.field("a", pa.int64()), pa.field("b", pa.string()),
     pa.field("amount", pa.decimal128(38, 9)), pa.field(SELECT, pa.int64()),
 ])
@@ -75,7 +76,8 @@ RULES: list[dict[str, Any]] = [
      "arguments": {"validValues": VALID_AMOUNTS}},
     {"name": "weird_unique", "column": WEIRD, "metric": "duplicateValues"},
     {"name": "status_unique", "column": "status", "metric": "duplicateValues"},
-    {"name": "ab_unique", "column": None, "metric": "duplicateValues", "arguments": {"properties": ["a", "b"]}},
+    {"name": "ab_unique", "column": None, "metric": "duplicateValues",
+     "arguments": {"properties": ["a", "b"]}},
     {"name": "rows", "column": None, "metric": "rowCount", "threshold": {"mustBeGreaterOrEqualTo": 1}},
     {"name": "select_nulls", "column": SELECT, "kind": "sql", "metric": None,
      "query": "SELECT COUNT(*) FROM ${object} WHERE ${property} IS NULL"},

@@ -23,7 +23,8 @@ from tests.quality import planted
 
 ENGINES = ("soda", "great_expectations", "custom")
 STORES = ("iceberg", "postgres", "mariadb")
-ROW_LEVEL = {r["name"] for r in planted.RULES if r.get("kind", "library") == "library" and r["metric"] != "rowCount"}
+ROW_LEVEL = {r["name"] for r in planted.RULES
+             if r.get("kind", "library") == "library" and r["metric"] != "rowCount"}
 
 #: (engine, store or "*", rule) → a phrase of the refusal message.
 REFUSED = {
@@ -60,7 +61,8 @@ schema:
 
 
 def rules_for(engine: str) -> list[QualityRule]:
-    return [QualityRule(name=r["name"], engine=engine, severity="error", dataset="orders",  # type: ignore[arg-type]
+    return [QualityRule(name=r["name"], engine=engine,  # type: ignore[arg-type]
+                        severity="error", dataset="orders",
                         column=r["column"], kind=r.get("kind", "library"), metric=r["metric"],
                         arguments=r.get("arguments", {}), threshold=r.get("threshold", {"mustBe": 0}),
                         query=r.get("query"))
@@ -152,7 +154,8 @@ def test_planted_rows_hold_what_stores_disagree_on() -> None:
     tuples as duplicates or an ASCII \\w would each change one."""
     counts = planted.expected()
     assert counts == {
-        "weird_not_null": 2, "status_present": 3, "status_known": 6, "status_set_and_pattern": 9, "code_word": 6, "code_digits": 12,
+        "weird_not_null": 2, "status_present": 3, "status_known": 6, "status_set_and_pattern": 9,
+        "code_word": 6, "code_digits": 12,
         "code_dotted": 11, "code_repeat": 12, "amount_known": 7, "weird_unique": 6, "status_unique": 4,
         "ab_unique": 4, "rows": 14, "select_nulls": 3, "amount_below_cap": planted.MAX,
     }
@@ -205,7 +208,8 @@ def test_the_predicate_on_duckdb_equals_the_plain_python_count() -> None:
     for rule in rules_for("soda"):
         if rule.name in ROW_LEVEL and rule.name != "code_repeat":
             predicate = row_sql.failing_predicate(rule, '"planted"', "duckdb")
-            counted[rule.name] = connection.execute(f'SELECT COUNT(*) FROM "planted" WHERE {predicate}').fetchone()[0]
+            sql = f'SELECT COUNT(*) FROM "planted" WHERE {predicate}'
+            counted[rule.name] = connection.execute(sql).fetchone()[0]
     assert counted == {name: expected[name] for name in counted}
 
 

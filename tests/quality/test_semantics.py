@@ -19,7 +19,8 @@ from dativo_provider.quality.regex import UnsupportedPattern, full_match_regex
 VALUES = ["a\nb", "axb", "añb", "٣", "abc\n", "ABC", "abc", "a-z", " ", ".*", "Straße", "e\u0301", "x", "",
           "ǅ", "a\u00a0b", "Ab", "\u212a", "ſ", "K", "straße"]
 PATTERNS = [r"a.b", r"\w+", r"\d", r"[^\s]+", r"(?i)abc", r"x*$", r"[a\-z]+", r"\.\*", r"(?s)a.b", r"\W",
-            r"\S+", r"[\w-]+", r"a|abc", r"(?a)\w+", r"a\sb", r"[^a]b?", r"(?i)straSSe|ǆ", r"^Ab$", r"(?i)k|s", r"(?i)[a-z]+", r"(?i)[^k]"]
+            r"\S+", r"[\w-]+", r"a|abc", r"(?a)\w+", r"a\sb", r"[^a]b?", r"(?i)straSSe|ǆ", r"^Ab$",
+            r"(?i)k|s", r"(?i)[a-z]+", r"(?i)[^k]"]
 
 
 def pattern_rule(pattern: str) -> QualityRule:
