@@ -174,7 +174,9 @@ def _check(rule: QualityRule, qualifier: str, identifier: str,
         query = _expand_query(rule.query, identifier, rule.column, dialect)
         return None, {"metric": {**head, "query": query, "threshold": _threshold(rule.threshold)}}
     if rule.metric == FRESHNESS:
-        return None, {"freshness": {**head, "column": _column(rule), "threshold": _freshness_threshold(rule)}}
+        # Soda wraps the name in double quotes without doubling the ones inside: double them here.
+        column = _column(rule).replace('"', '""')
+        return None, {"freshness": {**head, "column": column, "threshold": _freshness_threshold(rule)}}
     if rule.metric == "rowCount":
         return None, {"row_count": {**head, "threshold": _threshold(rule.threshold)}}
     if rule.metric in row_sql.ROW_METRICS:

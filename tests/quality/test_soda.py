@@ -456,3 +456,15 @@ def test_telemetry_is_switched_off_unless_the_user_chose() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SODA_CORE_TELEMETRY_ENABLED"}
     assert _python(code, env) == "passed false"
     assert _python(code, {**env, "SODA_CORE_TELEMETRY_ENABLED": "False"}) == "passed False"
+
+
+def test_freshness_on_a_column_with_a_double_quote() -> None:
+    """Soda quotes names without doubling an inner `"`: the check errored on such a column (issue 12)."""
+    connection = duckdb.connect()
+    stamp = 'paid "at"'
+    connection.register("arrow_rows", pa.table({stamp: pa.array([NEWEST], pa.timestamp("us", "UTC"))}))
+    connection.execute('CREATE VIEW "order" AS SELECT * FROM arrow_rows')
+    dataset = Dataset("things", None, (Column(stamp, None),))
+    fresh = rule("fresh", "freshness", stamp, {"mustBeLessOrEqualTo": 60})
+    (got,) = run_soda([fresh], dataset, DuckDbData(connection, "order"), now=NEWEST + timedelta(seconds=30))
+    assert_result(got, "passed", 30)
