@@ -373,3 +373,42 @@ def test_a_quarantine_keeps_personal_values_out_of_statistics_too(catalog, tmp_p
     assert held.properties["write.metadata.metrics.column.email"] == "counts"
     email_id = held.schema().find_field("email").field_id
     assert all(email_id not in (t.file.lower_bounds or {}) for t in held.scan().plan_files())
+
+
+KEYED = """\
+      - name: order_id
+        logicalType: integer
+        physicalType: bigint
+      - name: shop
+        logicalType: string
+      - name: code
+        logicalType: string
+    quality:
+      - name: shop_code_unique
+        metric: duplicateValues
+        arguments: {{properties: [shop, code]}}
+        mustBe: 0
+"""
+
+
+@pytest.mark.parametrize("engine", ["soda", "great_expectations", "custom"])
+def test_a_null_in_a_composite_key_is_never_a_duplicate_and_quarantine_agrees(catalog, tmp_path, engine):
+    """Soda counted NULL tuples as duplicates while the quarantine predicate did not, so a quarantine
+    contract blocked the run ("predicate finds 4 rows but the engine counted 3"), issue 12 point 2."""
+    columns = KEYED if engine == "soda" else KEYED + (
+        "        customProperties: [{{property: dativoEngine, value: " + engine + "}}]\n")
+    contract = write_contract(tmp_path / "orders.yaml", columns=columns)
+    shops = ["a", "a", "a", None, None, "b", "b", None, "c", None]
+    codes = ["x", "x", None, "y", "y", "Y", "y", None, None, None]
+    data = pa.table({"order_id": pa.array(range(len(shops)), pa.int64()), "shop": shops, "code": codes})
+    gate = ContractGate(contract, catalog)
+    result = run_ingest(TableSource(data), catalog, "lake.orders", audit=gate, run_id="run-1")
+    # Plain Python: rows whose (shop, code) has no NULL and repeats — only ("a", "x") twice.
+    keys = [k for k in zip(shops, codes) if None not in k]
+    expected = sum(1 for k in keys if keys.count(k) > 1)
+    assert expected == 2
+    assert (result.quality["decision"], result.rows_quarantined, result.rows_published) == (
+        "quarantine", expected, len(shops) - expected)
+    assert sorted(table_rows(catalog, "lake.orders_quarantine")["order_id"].to_pylist()) == [0, 1]
+    checks = {c["name"]: c for c in result.quality["checks"]}
+    assert (checks["shop_code_unique"]["engine"], checks["shop_code_unique"]["failing_rows"]) == (engine, 2)
