@@ -180,7 +180,9 @@ def failing_mask(rule: QualityRule, table: pa.Table) -> pa.ChunkedArray | pa.Arr
         raise ConfigError(f"rule {rule.name!r}: column(s) {absent} are not in the data "
                           f"(it has {table.column_names})")
     if rule.metric == "duplicateValues":
-        keys = list(zip(*(table.column(c).to_pylist() for c in columns))) if table.num_rows else []
+        # NaN equals NaN when SQL groups rows: the same here (Python's float NaN never equals itself).
+        keys = [tuple(_NAN if isinstance(v, float) and v != v else v for v in key)
+                for key in zip(*(table.column(c).to_pylist() for c in columns))] if table.num_rows else []
         counts: dict[tuple[Any, ...], int] = {}
         for key in keys:
             if None not in key:
@@ -209,6 +211,9 @@ def failing_mask(rule: QualityRule, table: pa.Table) -> pa.ChunkedArray | pa.Arr
                 bad = True
         out.append(bad)
     return pa.array(out, pa.bool_())
+
+
+_NAN = object()
 
 
 def engine_count_matches(rule: QualityRule, engine_count: int | None, rows: int) -> bool:
