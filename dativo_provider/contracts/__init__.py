@@ -1,7 +1,7 @@
 """Data contracts: ODCS v3 YAML files, loaded and linted.
 
-Status: format and lint only. Compiling contracts to Soda and Great Expectations, running them and
-enforcing them on ingest (write-audit-publish, quarantine) come next. See ``docs/contracts.md``.
+Files are read by the bounded loader in ``dativo_provider.safe_yaml``; compiling and running the rules
+lives in ``dativo_provider.quality``. See ``docs/contracts.md``.
 
 This package imports neither Airflow nor a quality engine.
 """

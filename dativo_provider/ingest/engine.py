@@ -142,8 +142,8 @@ def _check_fits(source: Source, options: WriteOptions, table: str) -> None:
         raise ConfigError(f"table {table!r} must be 'namespace.table'")
     if source.may_repeat_rows and options.mode not in ("merge", "replace"):
         raise ConfigError(
-            f"the source may deliver rows an earlier run already wrote (a lookback window, or a sheet "
-            f"read whole each time) but write mode is {options.mode!r}: use mode 'merge' with merge_keys "
+            f"the source may deliver rows an earlier run already wrote (a lookback window, changed objects "
+            f"from Stripe events, or a sheet read whole each time) but write mode is {options.mode!r}: use mode 'merge' with merge_keys "
             "(or 'replace') so repeated rows replace themselves instead of repeating"
         )
 

@@ -33,7 +33,7 @@ MAX_ACTIVE_RUNS = {
     "example_markdown_kv_to_iceberg": 1,  # incremental files
     "example_mysql_to_iceberg": 1,  # incremental cursor
     "example_postgres_to_iceberg": 1,  # incremental cursor
-    "example_stripe_to_iceberg": 1,  # incremental by created
+    "example_stripe_to_iceberg": 1,  # incremental by events
 }
 DOC_SECTIONS = ("### What it shows", "### What it needs", "### How to run it")
 
