@@ -132,8 +132,8 @@ class FilesSource(Source):
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> FilesStream:
         if bounds.lookback is not None:
             raise ConfigError(
-                "files source: 'lookback' is not supported; each file version is read once by its "
-                "modification time"
+                "files source: 'lookback' is not supported; each file version is read once (the state "
+                "remembers the versions read, see 'incremental')"
             )
         upper = as_utc(bounds.upper, "the upper bound") if bounds.upper is not None else None
         fs = self.location.filesystem(self.connection)

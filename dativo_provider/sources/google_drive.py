@@ -40,7 +40,8 @@ Spec::
   and up to the caller's upper bound; later files wait for the next run (see ADR 0004).
 
 The markdown_kv source reads ``gdrive://`` folders through :func:`open_api`, :func:`list_items`,
-:func:`unread_items` and :func:`download`, so both sources list, cut off, track and download alike.
+:func:`settled_items` and :func:`download`, so both sources list, cut off and download alike (and track
+by the same :mod:`~dativo_provider.sources.file_stream` manifest).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class DriveSpec:
     skip_bad_rows: bool = False
     batch_rows: int | None = None
     incremental: bool = True
-    #: How the incremental state tracks files (the markdown_kv source's Drive folders use the watermark).
+    #: How the incremental state tracks files (the markdown_kv source tracks its Drive documents itself).
     tracking: Tracking = Tracking()
     export_google_sheets: bool = False
     page_size: int = MAX_PAGE_SIZE
@@ -233,7 +234,7 @@ class GoogleDriveSource(Source):
     def open(self, state: Mapping[str, Any] | None, bounds: ReadBounds) -> DriveStream:
         if bounds.lookback is not None:
             raise ConfigError("google_drive source: 'lookback' is not supported; each file version is read "
-                              "once by its modifiedTime")
+                              "once (the state remembers the versions read, see 'incremental')")
         auth, client = open_api(self.config, self.spec, self.clock)
         stream = DriveStream(self, client, auth, dict(state) if self.spec.incremental and state else None)
         try:

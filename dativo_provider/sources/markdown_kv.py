@@ -1,12 +1,15 @@
 """Markdown-KV source: ``.md`` documents in a local directory, under an S3 prefix or in a Google Drive
 folder, in one of three Arrow layouts (``string``, ``row_per_kv``, ``document_level``).
 
-Local and S3 listing, the glob, hidden-file rules and incremental state are the files source's
-(:mod:`dativo_provider.sources.files`): each file *version* is read once, by modification time. A
-``gdrive://<folder_id>`` path is listed, cut off, downloaded (the listed head revision, md5-checked)
-and tracked (by file id and ``modifiedTime``) by the google_drive source's functions
+Local and S3 listing, the glob and hidden-file rules are the files source's
+(:mod:`dativo_provider.sources.files`). A ``gdrive://<folder_id>`` path is listed, cut off and
+downloaded (the listed head revision, md5-checked) by the google_drive source's functions
 (:mod:`dativo_provider.sources.google_drive`); the glob and hidden-name rules are the same as on disk.
-The format and the layouts are specified in ``docs/sources-markdown-kv.md``.
+Every store hands over the document versions it lists, and the incremental state picks those not read
+yet, as the files and google_drive sources do (:mod:`dativo_provider.sources.file_stream`): by default a
+manifest of the versions read (path, or Drive file id → time, size, md5), so a back-dated document is
+read once; with ``incremental: "watermark"`` the newest time read. The format and the layouts are
+specified in ``docs/sources-markdown-kv.md``.
 
 Decisions a user can observe:
 
@@ -16,6 +19,10 @@ Decisions a user can observe:
 * **extracted_at** (``row_per_kv``) is the run's upper bound (the operator's ``upper_bound``, e.g.
   the data interval end) when one is given, else the file's modification time (in Drive its
   ``modifiedTime``). The source never reads the clock, so a rerun produces identical rows.
+* **Changed documents** (a path or Drive id read before, in another version) are read again in full,
+  or fail the run with ``changed_files: "fail"``. Their rows are keyed by doc_id: a merge on
+  ``doc_id`` replaces a document's row in the one-row-per-document layouts; ``row_per_kv`` appends
+  the new version's entries (see the docs page for which write mode fits).
 * **Batches** hold ``batch_docs`` documents (default 500); one document is read at a time.
 * **Bad documents** (not UTF-8, malformed front matter, no front-matter doc_id, larger than
   :data:`MAX_DOCUMENT_BYTES`) fail the run naming the file and line, or with ``bad_docs: "skip"``
@@ -42,13 +49,23 @@ from dativo_provider.markdown_kv.parser import Document, MarkdownKVSyntaxError, 
 from dativo_provider.sources import google_drive
 from dativo_provider.objectstore import StoreLocation
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source
-from dativo_provider.sources.file_stream import FileStream, FileVersion, io_error, unread_files
+from dativo_provider.sources.file_stream import (
+    FileStream,
+    FileVersion,
+    ManifestPlan,
+    Tracking,
+    io_error,
+    parse_tracking,
+    plan_manifest,
+    unread_files,
+)
 from dativo_provider.sources.files import glob_regex, list_files, wanted
 
 #: Passed on to the google_drive source's spec; valid with a ``gdrive://`` path only.
 DRIVE_KEYS = frozenset({"page_size", "retry", "settle"})
 SPEC_KEYS = frozenset(
-    {"type", "conn_id", "path", "glob", "layout", "incremental", "doc_id", "batch_docs", "bad_docs"}
+    {"type", "conn_id", "path", "glob", "layout", "incremental", "manifest_horizon", "changed_files", "doc_id",
+     "batch_docs", "bad_docs"}
 ) | DRIVE_KEYS
 DRIVE_SCHEME = "gdrive://"
 DEFAULT_GLOB = "**/*.md"
@@ -73,12 +90,13 @@ class StoredDocument:
 
 
 class DocumentStore(Protocol):
-    """Where the documents are: lists the versions a run reads and returns their bytes."""
+    """Where the documents are: lists the versions a run may read and returns their bytes."""
 
     details: dict[str, Any]
 
-    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
-                upper: dt.datetime | None) -> list[StoredDocument]: ...
+    def listed(self, pattern: re.Pattern[str], upper: dt.datetime | None) -> list[StoredDocument]:
+        """Every matching document version up to ``upper`` (and the store's own cut-off), oldest first."""
+        ...
 
     def read(self, document: StoredDocument) -> bytes: ...
 
@@ -102,6 +120,7 @@ class MarkdownKVSource(Source):
         *,
         doc_id_key: str | None = None,
         incremental: bool = True,
+        tracking: Tracking | None = None,
         batch_docs: int = BATCH_DOCUMENTS,
         skip_bad_docs: bool = False,
         connection: ObjectStoreConfig | GoogleConfig | None = None,
@@ -118,6 +137,7 @@ class MarkdownKVSource(Source):
         self.layout = layout
         self.doc_id_key = doc_id_key
         self.incremental = incremental
+        self.tracking = tracking or Tracking()
         self.batch_docs = batch_docs
         self.skip_bad_docs = skip_bad_docs
         self.connection = connection
@@ -144,11 +164,25 @@ class MarkdownKVSource(Source):
         previous = dict(state) if self.incremental and state else None
         store = self._store()
         try:
-            documents = store.pending(self._pattern, previous, upper)
+            documents, manifest = self._unread(store.listed(self._pattern, upper), previous)
         except BaseException:
             store.close()
             raise
-        return MarkdownKVStream(self, store, documents, previous, upper)
+        return MarkdownKVStream(self, store, documents, previous, upper, manifest)
+
+    def _unread(self, documents: list[StoredDocument], previous: Mapping[str, Any] | None
+                ) -> tuple[list[StoredDocument], ManifestPlan | None]:
+        """The listed versions this run reads (all of them unless incremental), in listing order, and the
+        manifest plan that tracks them (None with ``incremental`` false or ``"watermark"``)."""
+        if not self.incremental:
+            return documents, None
+        by_key = {document.version.relative: document for document in documents}
+        if self.tracking.mode == "watermark":
+            unread = unread_files([document.version for document in documents], previous)
+            return [by_key[version.relative] for version in unread], None
+        plan = plan_manifest([document.version for document in documents], previous, self.tracking,
+                             "markdown_kv source", lambda version: by_key[version.relative].display)
+        return [by_key[version.relative] for version in plan.todo], plan
 
     def _store(self) -> DocumentStore:
         if isinstance(self.location, google_drive.DriveSpec):
@@ -166,10 +200,8 @@ class FileDocuments:
         self.fs = location.filesystem(connection)
         self.details: dict[str, Any] = {}
 
-    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
-                upper: dt.datetime | None) -> list[StoredDocument]:
+    def listed(self, pattern: re.Pattern[str], upper: dt.datetime | None) -> list[StoredDocument]:
         files = [f for f in list_files(self.fs, self.location, pattern) if upper is None or f.mtime <= upper]
-        files = unread_files(files, previous)
         return [StoredDocument(f, f.relative, self.location.display(f.path)) for f in files]
 
     def read(self, document: StoredDocument) -> bytes:
@@ -184,8 +216,9 @@ class FileDocuments:
 
 
 class DriveDocuments:
-    """Documents in a Drive folder, listed, cut off, downloaded and tracked by the google_drive source's
-    functions; the glob and hidden-name rules are the files source's, matched against the path."""
+    """Documents in a Drive folder, listed, cut off and downloaded by the google_drive source's functions
+    (versions keyed by file id); the glob and hidden-name rules are the files source's, matched against the
+    path."""
 
     def __init__(self, spec: google_drive.DriveSpec, config: GoogleConfig) -> None:
         self.spec = spec
@@ -194,11 +227,10 @@ class DriveDocuments:
         self._items: dict[str, google_drive.DriveItem] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="dativo-mdkv-gdrive-")
 
-    def pending(self, pattern: re.Pattern[str], previous: Mapping[str, Any] | None,
-                upper: dt.datetime | None) -> list[StoredDocument]:
+    def listed(self, pattern: re.Pattern[str], upper: dt.datetime | None) -> list[StoredDocument]:
         listing = google_drive.list_items(self.client, self.spec)
         listing.items = [item for item in listing.items if wanted(item.path, pattern)]
-        items, cutoff = google_drive.unread_items(listing, self.spec, upper, previous)
+        items, cutoff = google_drive.settled_items(listing, self.spec, upper)
         self.details["cutoff"] = cutoff.isoformat(timespec="microseconds") if cutoff else None
         self._items = {item.id: item for item in items}
         return [StoredDocument(item.version, item.path, google_drive.display(item)) for item in items]
@@ -230,9 +262,10 @@ class MarkdownKVStream(FileStream):
         documents: list[StoredDocument],
         previous_state: dict[str, Any] | None,
         upper: dt.datetime | None,
+        manifest: ManifestPlan | None = None,
     ) -> None:
         super().__init__(incremental=source.incremental, previous=previous_state,
-                         details={**store.details, "documents": 0})
+                         details={**store.details, "documents": 0}, manifest=manifest)
         self._source = source
         self._store = store
         self._documents = documents
@@ -311,7 +344,8 @@ def from_spec(
     """Build a :class:`MarkdownKVSource` from a spec dict, naming the key of any mistake.
 
     :param spec: ``{"type": "markdown_kv", "path": ..., "glob": "**/*.md", "layout": "row_per_kv",
-        "doc_id": "path" | "front_matter:<key>", "incremental": true, "batch_docs": 500,
+        "doc_id": "path" | "front_matter:<key>", "incremental": true | false | "manifest" | "watermark",
+        "manifest_horizon": "30d", "changed_files": "reread" | "fail", "batch_docs": 500,
         "bad_docs": "fail" | "skip", "conn_id": ...}``; with ``path: "gdrive://<folder_id>"`` also
         the google_drive source's ``page_size``, ``retry`` and ``settle``.
     :param connection: S3 credentials and endpoint for an ``s3://`` path (None uses the default
@@ -332,10 +366,10 @@ def from_spec(
     if batch_docs < 1:
         raise ConfigError("markdown_kv source: 'batch_docs' must be at least 1")
     glob = _typed(spec, "glob", str, DEFAULT_GLOB)
-    incremental = _typed(spec, "incremental", bool, True)
+    incremental, tracking = parse_tracking(spec, "markdown_kv source")
     path = spec.get("path")
     if isinstance(path, str) and path.startswith(DRIVE_SCHEME):
-        location: StoreLocation | google_drive.DriveSpec = _drive_folder(spec, path, glob, incremental)
+        location: StoreLocation | google_drive.DriveSpec = _drive_folder(spec, path, glob)
     else:
         location = _location(path)
         given = sorted(DRIVE_KEYS & set(spec))
@@ -347,6 +381,7 @@ def from_spec(
         layout,
         doc_id_key=_doc_id_key(_typed(spec, "doc_id", str, "path")),
         incremental=incremental,
+        tracking=tracking,
         batch_docs=batch_docs,
         skip_bad_docs=bad_docs == "skip",
         connection=connection,
@@ -380,16 +415,14 @@ def _location(path: Any) -> StoreLocation:
         ) from None
 
 
-def _drive_folder(
-    spec: Mapping[str, Any], path: str, glob: str, incremental: bool
-) -> google_drive.DriveSpec:
+def _drive_folder(spec: Mapping[str, Any], path: str, glob: str) -> google_drive.DriveSpec:
     """The Drive folder as a google_drive spec: every file listed (the glob is matched later against the
-    path), subfolders only when the glob can reach into them."""
+    path), subfolders only when the glob can reach into them. Its incremental settings are unused: the
+    markdown_kv source tracks what it read itself, the same way for every store."""
     folder = path.removeprefix(DRIVE_SCHEME).rstrip("/")
     if not folder or "/" in folder:
         raise ConfigError(f"markdown_kv source: 'path' must be gdrive://<folder_id>, not {path!r}")
-    drive = {"folder_id": folder, "recursive": "/" in glob or "**" in glob, "incremental": incremental,
-             **{key: spec[key] for key in DRIVE_KEYS & set(spec)}}
+    drive = {"folder_id": folder, "recursive": "/" in glob or "**" in glob, **{key: spec[key] for key in DRIVE_KEYS & set(spec)}}
     try:
         return google_drive.parse_spec(drive)
     except ConfigError as exc:

@@ -4,6 +4,7 @@ state, the markdown_kv glob, parser and layouts, and one run through the engine 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.markdown_kv.parser import MarkdownKVSyntaxError
 from dativo_provider.sources import build_source
 from dativo_provider.sources.base import ReadBounds
+from dativo_provider.sources.file_stream import manifest_entries
 from tests.doubles.google_fixtures import (  # noqa: F401 - fixtures
     _key_pair,
     google,
@@ -89,7 +91,7 @@ def test_documents_across_pages_and_subfolders_parse_to_the_documented_rows(goog
     assert report.details["files_read"] == report.details["documents"] == 3
     assert [f["path"] for f in report.details["files"]] == ["gdrive:guides/setup.md", "gdrive:faq.md",
                                                             "gdrive:empty.md"]
-    assert state["watermark"].startswith("2024-03-01T09:03:00") and len(state["files_at_watermark"]) == 1
+    assert state["watermark"].startswith("2024-03-01T09:03:00") and state["manifest_files"] == 3
 
     google.clear_log()
     top, _, _ = read(source(google_config, folder, layout="document_level", glob="*.md"))
@@ -114,7 +116,8 @@ def test_a_modified_document_is_read_again_and_unchanged_ones_are_not(google, go
     table, state, _ = read(docs, state)
     assert table.to_pylist() == [{"doc_id": "faq.md", "content": FAQ.replace("14", "30")}]
     assert downloads(google) == [f"/drive/v3/files/{faq}/revisions/{google.files[faq].head_revision}"]
-    assert state == {"watermark": "2024-03-01T09:10:00.000000+00:00", "files_at_watermark": [faq]}
+    assert state["watermark"] == "2024-03-01T09:10:00.000000+00:00"
+    assert manifest_entries(state)[faq][2] == hashlib.md5(FAQ.replace("14", "30").encode()).hexdigest()
 
     google.clear_log()
     table, again, _ = read(docs, state)
