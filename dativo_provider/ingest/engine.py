@@ -28,6 +28,7 @@ from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_sc
 from dativo_provider.iceberg.state import read_state, snapshot_properties
 from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
+from dativo_provider.ml.transform import transformed
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
 from dativo_provider.progress import ProgressLog
@@ -109,6 +110,7 @@ def run_ingest(
     bounds: ReadBounds | None = None,
     run_id: str | None = None,
     audit: AuditGate | None = None,
+    transform: Any = None,
 ) -> IngestResult:
     """Load ``source`` into the Iceberg table ``table`` ("namespace.name") of ``catalog``.
 
@@ -116,10 +118,15 @@ def run_ingest(
     :param run_id: recorded in the snapshot summary (e.g. the Airflow run id).
     :param audit: if given, the commit lands on a temporary branch, the gate inspects it, and main
         moves only if it says publish; the branch is removed either way.
+    :param transform: applied to each batch before it is written (DuckDB SQL over the relation ``batch``,
+        a vectorised Python function, or a list of them: see :mod:`dativo_provider.ml.transform`); the
+        rows it filters out are counted as ``rows_dropped``.
     :raises TerminalError: bad configuration, data or schema drift; nothing became visible.
     :raises TransientError: a passing condition; rerunning is safe (no state was committed).
     """
     options = options or WriteOptions()
+    if transform is not None:
+        source = transformed(source, transform)
     _check_fits(source, options, table)
     started = time.monotonic()
     result = IngestResult(
@@ -176,9 +183,10 @@ class _Run:
             files, keys = self._write(table, stream)
             new_state = stream.state()
             self.result.rows_rejected = stream.report.rows_rejected
+            self.result.rows_dropped = stream.report.rows_dropped
             self.result.rejected_samples = list(stream.report.rejected_samples)
             self.result.source_details = dict(stream.report.details)
-        self.result.rows_read = self.result.rows_written + self.result.rows_rejected
+        self.result.rows_read = self.result.rows_written + self.result.rows_rejected + self.result.rows_dropped
         self.result.watermark_after = (new_state or previous_state or {}).get(WATERMARK_KEY)
         self.result.schema = _schema_fields(table)
         if not self._needs_commit(files, new_state, previous_state):

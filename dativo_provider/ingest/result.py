@@ -23,9 +23,10 @@ class SchemaField:
 class IngestResult:
     """What one run did.
 
-    ``rows_read == rows_written + rows_rejected`` and ``rows_written == rows_published +
-    rows_quarantined`` always hold: rejected rows could not be read as the schema says, quarantined rows
-    were read and written but held back by the contract.
+    ``rows_read == rows_written + rows_rejected + rows_dropped`` and ``rows_written == rows_published +
+    rows_quarantined`` always hold: rejected rows could not be read as the schema says, dropped rows were
+    filtered out by the run's transform, quarantined rows were read and written but held back by the
+    contract.
     """
 
     table: str
@@ -34,6 +35,8 @@ class IngestResult:
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
+    #: Rows the run's transform filtered out (negative if it made several rows of one); see source_details.
+    rows_dropped: int = 0
     #: Rows a contract held back in the quarantine table instead of publishing them.
     rows_quarantined: int = 0
     #: Rows removed from the table by ``replace``, ``overwrite`` or ``merge``.
@@ -80,9 +83,10 @@ class IngestResult:
     def summary_line(self) -> str:
         """The one line that ends a run's log: counts, files, snapshot, watermark, time and rate."""
         rate = f", {self.rows_read / self.duration_seconds:.0f} rows/s" if self.duration_seconds > 0 else ""
+        dropped = f"dropped by the transform {self.rows_dropped}, " if self.rows_dropped else ""
         return (
             f"{self.table}: read {self.rows_read} rows, wrote {self.rows_written}, "
-            f"rejected {self.rows_rejected}, quarantined {self.rows_quarantined}, "
+            f"rejected {self.rows_rejected}, {dropped}quarantined {self.rows_quarantined}, "
             f"deleted {self.rows_deleted}; "
             f"{self.files_written} files / {format_bytes(self.bytes_written)} written, {self.files_removed} "
             f"removed, {self.files_rewritten} rewritten; snapshot {self.snapshot_id} "

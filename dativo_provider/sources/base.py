@@ -77,6 +77,9 @@ class SourceReport:
     """What a source saw while streaming; filled in as batches are produced."""
 
     rows_rejected: int = 0
+    #: Rows an explicit transform removed (filtered out) on the way to the table; negative when it
+    #: made several rows of one. Set by :mod:`dativo_provider.ml.transform`.
+    rows_dropped: int = 0
     rejected_samples: list[RejectedRow] = field(default_factory=list)
     #: Things the source read, e.g. file paths and versions, for the run summary.
     details: dict[str, Any] = field(default_factory=dict)
