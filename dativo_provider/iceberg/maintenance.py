@@ -12,7 +12,11 @@ node) leaves Parquet files no snapshot names. :func:`maintain_table` runs, in or
    branch's ancestry to the newest snapshot of that source (:mod:`dativo_provider.iceberg.state`), so
    when expiry would cut that walk, the state is first re-committed on top of the branch in an empty
    snapshot marked ``dativo.carried-from`` (as the erasure purge does); a run of the source in flight
-   still commits. Such carriers do not count towards ``retain_last``.
+   still commits. Such carriers do not count towards ``retain_last``. Training-set pins (branches
+   under :data:`PINNED_REF_PREFIX`) keep their snapshot: as every ref head it is never expired, and
+   this module sets no max-ref-age on a ref and never removes one (Iceberg's max-ref-age, which would
+   drop a tag or branch once old, is not applied), and no state is ever carried onto a pin, so its
+   head stays the snapshot the training set read.
 3. **sweep** (:class:`~dativo_provider.iceberg.files.OrphanSweep`): files only the expired snapshots
    referenced and metadata files older than the current one are deleted at once; with
    ``remove_orphans`` every other file under the table location that no snapshot, statistics entry or
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
 #: Carries plus lost races one expiry may go through before giving up.
+#: Refs under this prefix pin a snapshot for a reader (:mod:`dativo_provider.ml.training_set`): only an
+#: erasure commits to them, never maintenance.
+PINNED_REF_PREFIX = "dativo-training/"
 _MAX_ROUNDS = 40
 
 
@@ -311,8 +318,8 @@ def lost_states(metadata: TableMetadata, expired: set[int]) -> list[tuple[str, s
     lost = []
     for name, ref in sorted(metadata.refs.items()):
         head = metadata.snapshot_by_id(ref.snapshot_id)
-        if ref.snapshot_ref_type.value != "branch" or head is None:
-            continue
+        if ref.snapshot_ref_type.value != "branch" or head is None or name.startswith(PINNED_REF_PREFIX):
+            continue  # no source runs on a pin: a carried state would only move it off its snapshot
         seen: set[str] = set()
         cut = False
         for snapshot in _ancestors(head, metadata):
