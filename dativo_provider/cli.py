@@ -18,6 +18,10 @@
   [--certificate FILE ...] [--anchors DIR]``: exit 0 when the audit trail's hash chain is intact, its
   sealed heads are reached and every anchor (a certificate's, or those of an anchor store) still
   finds its event; 1 naming the first bad position.
+* ``dativo training-set reproduce MANIFEST [--warehouse DIR] [--report FILE]``: rebuild a training set
+  from the snapshots its manifest pinned; exit 0 when the rows are identical (same content hash) or
+  differ only by erasures (the rows removed and the erasure requests are printed), 1 when they differ
+  otherwise or a pin was removed or written to.
 
 Bad usage (including a missing or unusable key) exits 2; no traceback reaches the user. Secrets are
 read from environment variables, never from the command line, so they stay out of shell history.
@@ -57,7 +61,37 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("--snapshot-id", type=int, help="check this snapshot")
     check.add_argument("--report", help="also write the JSON report to this file")
     _add_privacy_commands(commands)
+    _add_training_set_commands(commands)
     return parser
+
+
+def _add_training_set_commands(commands: argparse._SubParsersAction) -> None:
+    training = commands.add_parser("training-set", help="ML training sets built by TrainingSetOperator")
+    actions = training.add_subparsers(dest="action", required=True)
+    reproduce = actions.add_parser("reproduce",
+                                   help="rebuild from the pinned snapshots; exit 1 if not the same set")
+    reproduce.add_argument("manifest", help="the training set's manifest (JSON)")
+    reproduce.add_argument("--warehouse", help="read an embedded catalog at this directory instead of the "
+                                               "manifest's catalog")
+    reproduce.add_argument("--report", help="also write the comparison as JSON to this file")
+
+
+def _training_set_reproduce(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from dativo_provider.ml.training_reproduce import reproduce_training_set
+
+    catalog = None
+    if args.warehouse:
+        from dativo_provider.iceberg.catalog import embedded_catalog
+
+        catalog = embedded_catalog(args.warehouse)
+    result = reproduce_training_set(args.manifest, catalog)
+    print(f"{result.name} (run {result.run_id}): {result.status.upper()}: {result.message}")
+    if args.report:
+        Path(args.report).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0 if result.reproduced else 1
 
 
 def _add_privacy_commands(commands: argparse._SubParsersAction) -> None:
@@ -259,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certificate_verify(args)
         if args.command == "audit":
             return _audit_verify(args)
+        if args.command == "training-set":
+            return _training_set_reproduce(args)
         if args.action == "compile":
             return _compile(args.path, args.engine, args.dataset)
         if args.action == "check":

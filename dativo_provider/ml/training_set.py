@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,13 @@ class LabelTable:
     timestamp_column: str
     columns: tuple[str, ...] = ()
 
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any]) -> LabelTable:
+        """From ``{"table", "keys", "timestamp_column", "columns"?}`` (an operator's rendered argument)."""
+        known = _known(spec, "labels", ("table", "keys", "timestamp_column"), ("columns",))
+        return cls(str(known["table"]), _names(known["keys"]), str(known["timestamp_column"]),
+                   _names(known.get("columns") or ()))
+
 
 @dataclass(frozen=True)
 class FeatureTable:
@@ -77,6 +84,18 @@ class FeatureTable:
     timestamp_column: str
     features: tuple[str, ...]
     ttl: dt.timedelta | None = None
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any]) -> FeatureTable:
+        """From ``{"contract": path, "dataset"?, "table"?}`` (the contract's ``dativoFeatures``) or
+        ``{"table", "entities", "timestamp_column", "features", "ttl_days"?}``."""
+        if isinstance(spec, Mapping) and "contract" in spec:
+            known = _known(spec, "features", ("contract",), ("dataset", "table"))
+            return cls.from_contract(str(known["contract"]), known.get("dataset"), table=known.get("table"))
+        known = _known(spec, "features", ("table", "entities", "timestamp_column", "features"), ("ttl_days",))
+        days = known.get("ttl_days")
+        return cls(str(known["table"]), _names(known["entities"]), str(known["timestamp_column"]),
+                   _names(known["features"]), dt.timedelta(days=float(days)) if days is not None else None)
 
     @classmethod
     def from_contract(cls, path: str, dataset: str | None = None, *,
@@ -245,6 +264,27 @@ def _write(catalog: CatalogConfig, table: str, name: str, rows: Iterator[pa.Reco
 
     source = ArrowSource(first.schema, batches, identity=f"dativo-training-set:{name}")
     return run_ingest(source, catalog, table, WriteOptions(mode="replace"), run_id=run_id).snapshot_id
+
+
+def _known(spec: Mapping[str, Any], what: str, required: tuple[str, ...], optional: tuple[str, ...]
+           ) -> Mapping[str, Any]:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"training set {what}: expected a mapping, got {type(spec).__name__}: {spec!r}")
+    unknown = sorted(set(spec) - set(required) - set(optional))
+    missing = [k for k in required if spec.get(k) in (None, "", [], ())]
+    if unknown or missing:
+        raise ConfigError(f"training set {what} {dict(spec)!r}: "
+                          + "; ".join([*(f"unknown key {k!r}" for k in unknown),
+                                       *(f"{k!r} is required" for k in missing)])
+                          + f" (keys: {', '.join(required + optional)})")
+    return spec
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Column names from a list, or one name, or comma-separated names."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(str(v) for v in value)
 
 
 def _public(catalog: CatalogConfig) -> dict[str, str]:

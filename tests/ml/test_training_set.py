@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from dativo_provider.cli import main
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.iceberg.maintenance import maintain_table
@@ -198,6 +199,24 @@ def test_reproduce_after_three_later_commits_is_identical(catalog, tmp_path):
     assert fresh.manifest.row_count == 68
 
 
+def test_cli_reproduce_exits_0_when_identical_and_1_when_not(catalog, tmp_path, capsys):
+    load(catalog, sample())
+    result = build(catalog, tmp_path)
+    report = tmp_path / "report.json"
+    assert main(["training-set", "reproduce", result.manifest_path, "--report", str(report)]) == 0
+    assert f"churn (run run-1): IDENTICAL: identical: 65 rows, content hash {result.manifest.content_hash}" in (
+        capsys.readouterr().out)
+    assert json.loads(report.read_text())["status"] == "identical"
+    tampered = json.loads(Path(result.manifest_path).read_text())
+    tampered["content_hash"] = "sha256-sum:" + "0" * 64
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(tampered))
+    assert main(["training-set", "reproduce", str(forged), "--warehouse", str(tmp_path / "lake")]) == 1
+    assert "DIFFERENT: NOT reproduced: 65 rows (recorded 65)" in capsys.readouterr().out
+    assert main(["training-set", "reproduce", str(tmp_path / "absent.json")]) == 1
+    assert "training-set manifest" in capsys.readouterr().err
+
+
 def test_a_rerun_of_the_same_run_reads_the_same_snapshots(catalog, tmp_path):
     load(catalog, sample())
     first = build(catalog, tmp_path)
@@ -220,7 +239,7 @@ def erase(catalog, customer: int, request_id: str) -> None:
                     safety_window=timedelta(0))
 
 
-def test_reproduce_after_an_erasure_is_the_set_minus_the_subject(catalog, tmp_path):
+def test_reproduce_after_an_erasure_is_the_set_minus_the_subject(catalog, tmp_path, capsys):
     data = sample()
     load(catalog, data)
     result = build(catalog, tmp_path)
@@ -236,6 +255,10 @@ def test_reproduce_after_an_erasure_is_the_set_minus_the_subject(catalog, tmp_pa
     assert rebuilt.content_hash == expected.hexdigest != result.manifest.content_hash
     assert rebuilt.erasures == {t: ["req-7"] for t in ("ml.labels", "ml.customer_features", "ml.segments")}
     assert "3 of 65 rows removed" in rebuilt.message and "req-7" in rebuilt.message
+    assert main(["training-set", "reproduce", result.manifest_path]) == 0
+    printed = capsys.readouterr().out
+    assert "ERASED: the set minus erased data: 3 of 65 rows removed; the content hash differs because of " \
+           "erasure request(s) ['req-7']" in printed
     tables = catalog.load()
     for pinned in result.manifest.inputs:  # the pinned snapshot that held customer 7 is gone for good
         assert tables.load_table(pinned.table).metadata.snapshot_by_id(pinned.snapshot_id) is None
