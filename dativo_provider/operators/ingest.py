@@ -49,6 +49,10 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         ``dativo.restrictions``): restricted subjects' rows are held in the quarantine, not published.
         Its key comes from the connection ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its
         deprecated name), the DSR operators' hash key.
+    :param transform: applied to each batch before it is written (and before the contract audit):
+        DuckDB SQL over the relation ``batch``, a function taking and returning Arrow, a
+        ``{"name": ..., "steps": [...]}`` dict or a list of steps (see ``docs/ml.md``). Rows it filters
+        out are reported as ``rows_dropped``.
 
     A lookback window for late-arriving rows belongs to the source spec (``"lookback": "2h"``): the
     source then reports that it may repeat rows, and the engine insists on ``merge``.
@@ -62,6 +66,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         "contract",
         "quarantine_table",
         "quality_report_path",
+        "transform",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"source": "json", "write_options": "json"}
     ui_color = "#cfe8fc"
@@ -81,6 +86,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         restrictions_table: str | None = None,
         hash_key_conn_id: str | None = None,
         restrictions_key_conn_id: str | None = None,
+        transform: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +104,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
             type(self).__name__, "restrictions_key_conn_id", restrictions_key_conn_id, "hash_key_conn_id",
             hash_key_conn_id,
         ) or HASH_KEY_CONN_ID
+        self.transform = transform
         self.ingest_result: dict[str, Any] | None = None
         self.declare_table_alias()
 
@@ -120,7 +127,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
             with _quality_logged(self, gate, context):
                 result = run_ingest(
                     source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"),
-                    audit=gate,
+                    audit=gate, transform=self.transform,
                 )
         if result.quality:
             _log_decision(self, result)

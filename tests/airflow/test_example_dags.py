@@ -25,6 +25,7 @@ REPO = EXAMPLE_DAGS.parent
 MAX_ACTIVE_RUNS = {
     "example_contract_quarantine": 1,  # incremental files; a release reads the quarantine as left
     "example_dsr": 1,  # erasures rewrite the same tables
+    "example_feature_transform": 1,  # incremental files feed the feature table
     "example_files_to_iceberg": 1,  # incremental files
     "example_google_drive_to_iceberg": 1,  # incremental Drive folder
     "example_google_sheets_to_iceberg": 1,  # a full refresh: two would race for one commit
@@ -34,6 +35,7 @@ MAX_ACTIVE_RUNS = {
     "example_mysql_to_iceberg": 1,  # incremental cursor
     "example_postgres_to_iceberg": 1,  # incremental cursor
     "example_stripe_to_iceberg": 1,  # incremental by events
+    "example_training_set": 1,  # incremental files feed the training set
 }
 DOC_SECTIONS = ("### What it shows", "### What it needs", "### How to run it")
 
