@@ -84,8 +84,9 @@ with DAG(
         name="ticket_topics",
         labels={"table": "examples.ts_tickets", "keys": ["customer_id"], "timestamp_column": "created_at",
                 "columns": ["ticket_id", "channel", "subject"]},
-        features=[{"table": "examples.ts_orders", "entities": ["customer_id"], "timestamp_column": "ordered_at",
-                   "features": ["amount", "quantity", "status"], "ttl_days": 30}],
+        features=[{"table": "examples.ts_orders", "entities": ["customer_id"],
+                   "timestamp_column": "ordered_at", "features": ["amount", "quantity", "status"],
+                   "ttl_days": 30}],
         output_table="examples.ticket_topics_training",
         manifest_path=MANIFESTS + "/ticket_topics/{{ ts_nodash }}.json",
     )
