@@ -14,7 +14,7 @@ import pytest
 
 from dativo_provider.cli import main
 from dativo_provider.exceptions import ConfigError, SourceError
-from dativo_provider.iceberg.catalog import embedded_catalog
+from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
 from dativo_provider.iceberg.maintenance import maintain_table
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
@@ -145,8 +145,10 @@ def test_as_of_join_equals_plain_python_and_never_leaks(catalog, tmp_path):
 
 def test_manifest_records_pinned_snapshots_and_content_hash(catalog, tmp_path):
     load(catalog, sample())
-    result = build(catalog, tmp_path)
-    manifest = json.loads(Path(result.manifest_path).read_text())
+    with_secret = CatalogConfig(catalog.name, {**catalog.properties, "s3.secret-access-key": "hunter2"})
+    result = build(with_secret, tmp_path)
+    text = Path(result.manifest_path).read_text()
+    manifest = json.loads(text)
     tables = catalog.load()
     assert [i["table"] for i in manifest["inputs"]] == ["ml.labels", "ml.customer_features", "ml.segments"]
     for entry in manifest["inputs"]:
@@ -159,7 +161,7 @@ def test_manifest_records_pinned_snapshots_and_content_hash(catalog, tmp_path):
     again = ContentHash(manifest["columns"])
     again.add(pa.Table.from_pylist(list(reversed(read_output(catalog, result)))))
     assert again.hexdigest == manifest["content_hash"]  # order-independent, and equal to the rows written
-    assert "secret" not in json.dumps(manifest["catalog"])
+    assert "hunter2" not in text and manifest["catalog"]["properties"] == dict(catalog.properties)
 
 
 def test_content_hash_tells_rows_apart():
@@ -204,8 +206,9 @@ def test_cli_reproduce_exits_0_when_identical_and_1_when_not(catalog, tmp_path, 
     result = build(catalog, tmp_path)
     report = tmp_path / "report.json"
     assert main(["training-set", "reproduce", result.manifest_path, "--report", str(report)]) == 0
-    assert f"churn (run run-1): IDENTICAL: identical: 65 rows, content hash {result.manifest.content_hash}" in (
-        capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert f"churn (run run-1): IDENTICAL: identical: 65 rows, content hash {result.manifest.content_hash}" \
+           in printed
     assert json.loads(report.read_text())["status"] == "identical"
     tampered = json.loads(Path(result.manifest_path).read_text())
     tampered["content_hash"] = "sha256-sum:" + "0" * 64
@@ -323,3 +326,47 @@ def test_definitions_are_checked_before_anything_is_written(catalog, tmp_path):
     with pytest.raises(SourceError, match="holds 2 rows for .*one row per entity and time"):
         build_training_set(catalog, "z", LABELS, feature_tables(), manifest_path=str(tmp_path / "m.json"),
                            run_id="r")
+
+
+def test_a_real_erasure_request_goes_through_the_pins_and_the_rebuild_lacks_only_the_subject(tmp_path):
+    """``erase_subject`` (discovery, delete, purge, verification) on the privacy tests' warehouse, with
+    the default refs policy: the training-set pins do not stop it, and the rebuild lacks exactly the
+    subject's tickets (found by id and by e-mail), every other row unchanged."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from dativo_provider.privacy.certificate import SigningKey
+    from dativo_provider.privacy.dsr import erase_subject
+    from dativo_provider.privacy.request import SubjectRequest
+    from tests.privacy.warehouse import CONTRACTS, build_warehouse, contract_paths
+
+    catalog = embedded_catalog(tmp_path / "lake")
+    info = build_warehouse(catalog)
+    tables = catalog.load()
+    for name, tag in (("examples.customers", "onboarding"), ("examples.orders", "eoy-2024"),
+                      ("examples.events", "q1-2024")):  # the warehouse's own tags would stop a "fail" policy
+        tables.load_table(name).manage_snapshots().remove_tag(tag).commit()
+    features = FeatureTable.from_contract(str(CONTRACTS / "customer_features.odcs.yaml"))
+    result = build_training_set(
+        catalog, "tickets", LabelTable("examples.support_tickets", ("customer_id",), "created_at",
+                                       ("ticket_id", "channel")),
+        [dataclasses.replace(features, ttl=timedelta(days=60))], output_table="ml.ticket_training",
+        manifest_path=str(tmp_path / "tickets.json"), run_id="r1")
+    original = read_output(catalog, result)
+    assert sum(r["orders_30d"] is not None for r in original) > 100
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    request = SubjectRequest("dsr-ts-1", "erasure", "customer", subject_ids=[str(info.subject_id)])
+    outcome = erase_subject(catalog, contract_paths(), request, signing_key=SigningKey.ed25519(pem, "k"),
+                            hash_key=b"training-set-test-hash-key-32byte", safety_window=timedelta(0))
+    assert outcome.verified
+    subject_tickets = set(info.expected["examples.support_tickets"].column("ticket_id").to_pylist())
+    assert len(subject_tickets) >= 2 and any(r["customer_id"] is None for r in original
+                                             if r["ticket_id"] in subject_tickets)  # one sent anonymously
+    rebuilt = reproduce_training_set(result.manifest_path)
+    expected = ContentHash(result.manifest.columns)
+    expected.add(pa.Table.from_pylist([r for r in original if r["ticket_id"] not in subject_tickets]))
+    assert (rebuilt.status, rebuilt.rows_removed) == ("erased", len(subject_tickets))
+    assert rebuilt.content_hash == expected.hexdigest
+    assert set(rebuilt.erasures) == {"examples.support_tickets", "examples.customer_features"}
