@@ -186,7 +186,8 @@ class _Run:
             self.result.rows_dropped = stream.report.rows_dropped
             self.result.rejected_samples = list(stream.report.rejected_samples)
             self.result.source_details = dict(stream.report.details)
-        self.result.rows_read = self.result.rows_written + self.result.rows_rejected + self.result.rows_dropped
+        self.result.rows_read = (self.result.rows_written + self.result.rows_rejected
+                                 + self.result.rows_dropped)
         self.result.watermark_after = (new_state or previous_state or {}).get(WATERMARK_KEY)
         self.result.schema = _schema_fields(table)
         if not self._needs_commit(files, new_state, previous_state):

@@ -89,11 +89,12 @@ class TableInput:
         if isinstance(spec, str):
             return cls(name, spec)
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"input {name!r}: expected 'namespace.table' or a dict, got {type(spec).__name__}")
+            raise ConfigError(f"input {name!r}: expected 'namespace.table' or a dict, "
+                              f"got {type(spec).__name__}")
         unknown = set(spec) - {"table", "snapshot_id", "tag", "branch", "columns", "filter"}
         if unknown or "table" not in spec:
-            raise ConfigError(f"input {name!r}: needs 'table'; allowed keys: table, snapshot_id, tag, branch, "
-                              f"columns, filter (got {sorted(spec)})")
+            raise ConfigError(f"input {name!r}: needs 'table'; allowed keys: table, snapshot_id, tag, "
+                              f"branch, columns, filter (got {sorted(spec)})")
         if spec.get("tag") and spec.get("branch"):
             raise ConfigError(f"input {name!r}: give a tag or a branch, not both")
         columns = spec.get("columns") or ()
@@ -122,7 +123,8 @@ class TableInput:
         snapshot = table.metadata.snapshot_by_name(ref)
         if snapshot is None and self.ref is not None:
             refs = ", ".join(sorted(table.metadata.refs)) or "none"
-            raise ConfigError(f"input {self.name!r}: {self.table} has no tag or branch {ref!r} (it has: {refs})")
+            raise ConfigError(f"input {self.name!r}: {self.table} has no tag or branch {ref!r} "
+                              f"(it has: {refs})")
         return ResolvedInput(self, snapshot.snapshot_id if snapshot else None)
 
 
@@ -132,7 +134,8 @@ def _snapshot_id(name: str, value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"input {name!r}: snapshot_id {value!r} is not a snapshot id (an integer)") from None
+        raise ConfigError(f"input {name!r}: snapshot_id {value!r} is not a snapshot id (an integer)") \
+            from None
 
 
 @dataclass(frozen=True)
@@ -240,17 +243,17 @@ class _TableTransformStream(SourceStream):
             raise TransformError(f"{where}: DuckDB rejected the SQL: {' '.join(str(exc).split())} "
                                  f"(inputs: {self._describe_inputs()})") from exc
         if relation is None:
-            raise TransformError(f"{where}: the SQL must be a query (SELECT ...) that returns the feature rows; "
-                                 "it returned nothing")
+            raise TransformError(f"{where}: the SQL must be a query (SELECT ...) that returns the feature "
+                                 "rows; it returned nothing")
         return to_arrow_reader(relation, self.source.batch_rows)
 
     def _describe_inputs(self) -> str:
         described = []
         for resolved in self.source.inputs:
             name = resolved.spec.name
-            columns = [row[0] for row in self._connection.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-                [name]).fetchall()]
+            query = ("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                     "ORDER BY ordinal_position")
+            columns = [row[0] for row in self._connection.execute(query, [name]).fetchall()]
             described.append(f"{name}({', '.join(columns)})")
         return "; ".join(described)
 

@@ -89,7 +89,8 @@ class Transform:
 
     def __post_init__(self) -> None:
         if not self.steps:
-            raise ConfigError(f"transform {self.name!r} has no steps; give SQL, a function, or a list of them")
+            raise ConfigError(f"transform {self.name!r} has no steps; give SQL, a function, or a list of "
+                              "them")
         if not self.relation.isidentifier():
             raise ConfigError(f"transform {self.name!r}: relation {self.relation!r} must be a plain SQL name")
 
@@ -110,7 +111,8 @@ class Transform:
                                   "allowed: name, steps, relation, settings")
             name = str(spec.get("name") or name)
             steps = tuple(_step(s, name, i) for i, s in enumerate(_as_list(spec["steps"]), start=1))
-            return cls(name, steps, str(spec.get("relation") or DEFAULT_RELATION), dict(spec.get("settings") or {}))
+            relation = str(spec.get("relation") or DEFAULT_RELATION)
+            return cls(name, steps, relation, dict(spec.get("settings") or {}))
         if isinstance(spec, Mapping) and spec.get("name") and len(spec) > 1:
             name = str(spec["name"])
         return cls(name, tuple(_step(s, name, i) for i, s in enumerate(_as_list(spec), start=1)))
@@ -139,8 +141,8 @@ def _step(spec: Any, transform: str, index: int) -> Step:
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"name", "sql", "function"}
         if unknown or ("sql" in spec) == ("function" in spec):
-            raise ConfigError(f"transform {transform!r} step {index}: give exactly one of 'sql' or 'function' "
-                              f"(and optionally 'name'); got keys {sorted(spec)}")
+            raise ConfigError(f"transform {transform!r} step {index}: give exactly one of 'sql' or "
+                              f"'function' (and optionally 'name'); got keys {sorted(spec)}")
         step_name = str(spec.get("name") or "")
         if "sql" in spec:
             return SqlStep(str(spec["sql"]), step_name)
@@ -184,7 +186,10 @@ class BatchTransformer:
         data: pa.Table | pa.RecordBatch = batch
         for index, step in enumerate(self.transform.steps, start=1):
             where = f"transform {self.transform.name!r} {step.describe(index)}"
-            data = self._sql(step, data, where) if isinstance(step, SqlStep) else _call(step, _one_batch(data), where)
+            if isinstance(step, SqlStep):
+                data = self._sql(step, data, where)
+            else:
+                data = _call(step, _one_batch(data), where)
         return data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
 
     def _sql(self, step: SqlStep, data: pa.Table | pa.RecordBatch, where: str) -> pa.Table:

@@ -27,7 +27,8 @@ def interval_sql(window: str | timedelta) -> str:
         return f"INTERVAL '{int(window.total_seconds() * 1_000_000)} microseconds'"
     match = _INTERVAL.match(str(window))
     if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"window {window!r} must be a positive count and unit, e.g. '30 days' or '12 hours'")
+        raise ConfigError(f"window {window!r} must be a positive count and unit, e.g. '30 days' or "
+                          "'12 hours'")
     return f"INTERVAL '{match.group(1)} {match.group(2).lower()}s'"
 
 

@@ -73,7 +73,8 @@ class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
             options = WriteOptions.from_mapping({"mode": "replace", **self.write_options})
             feature = FeatureTransform(self.transform_name, self.sql, self.inputs, self.transform,
                                        self.duckdb_settings)
-            result = run_feature_transform(feature, catalog, self.table, options, run_id=context.get("run_id"))
+            result = run_feature_transform(feature, catalog, self.table, options,
+                                           run_id=context.get("run_id"))
         self.log.info("Inputs read: %s", result.source_details.get("inputs"))
         event = None
         if result.committed:

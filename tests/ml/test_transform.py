@@ -67,7 +67,8 @@ def read(catalog, name: str) -> pa.Table:
 
 
 def ingest_orders(catalog, table: str = "shop.orders"):
-    return run_ingest(build_source({"type": "files", "path": str(SAMPLE), "glob": "orders_*.csv"}), catalog, table)
+    source = build_source({"type": "files", "path": str(SAMPLE), "glob": "orders_*.csv"})
+    return run_ingest(source, catalog, table)
 
 
 # -- inline on ingest ---------------------------------------------------------------------------------
@@ -144,7 +145,8 @@ def test_a_function_that_returns_no_arrow_is_refused_by_name(catalog):
 
 def test_transform_specs_parse_and_refuse_what_they_cannot_run():
     parsed = Transform.parse([{"name": "f", "function": "pyarrow.compute:unique"}, "SELECT 1 FROM batch"])
-    assert [step.describe(i) for i, step in enumerate(parsed.steps, start=1)] == ["step 1 (f)", "step 2 (sql)"]
+    described = [step.describe(i) for i, step in enumerate(parsed.steps, start=1)]
+    assert described == ["step 1 (f)", "step 2 (sql)"]
     with pytest.raises(ConfigError, match="exactly one of 'sql' or 'function'"):
         Transform.parse({"name": "x", "steps": [{"sql": "SELECT 1", "function": len}]})
     with pytest.raises(ConfigError, match="cannot import 'nowhere:fn'"):
@@ -155,7 +157,8 @@ def test_transform_specs_parse_and_refuse_what_they_cannot_run():
 # -- feature transforms over Iceberg snapshots --------------------------------------------------------
 
 
-WINDOW_SQL = trailing_window_sql("orders", partition_by=["customer_id"], order_by="ordered_at", window="30 days",
+WINDOW_SQL = trailing_window_sql("orders", partition_by=["customer_id"], order_by="ordered_at",
+                                 window="30 days",
                                  features={"orders_30d": "count(*)", "amount_30d": "sum(amount)"})
 
 
@@ -240,7 +243,8 @@ def test_each_commit_records_its_input_snapshots_and_a_rerun_commits_nothing(cat
     assert len(features.snapshots()) == 2
 
     # Changed SQL on unchanged inputs is a new result too.
-    narrower = FeatureTransform("orders_30d", WINDOW_SQL.replace("30 days", "7 days"), {"orders": "shop.orders"})
+    narrower = FeatureTransform("orders_30d", WINDOW_SQL.replace("30 days", "7 days"),
+                                {"orders": "shop.orders"})
     assert run_feature_transform(narrower, catalog, "features.orders_30d").committed
 
 
@@ -266,12 +270,12 @@ def test_inputs_read_at_a_tag_and_bad_inputs_are_named(catalog):
     assert read(catalog, "features.count").to_pylist() == [{"orders": 2100}]
     assert result.source_details["inputs"]["orders"]["snapshot_id"] == tagged
 
-    with pytest.raises(ConfigError, match="shop.orders has no tag or branch 'nope' \\(it has: main, training-v1\\)"):
-        run_feature_transform(FeatureTransform("x", count_sql, {"orders": {"table": "shop.orders", "tag": "nope"}}),
-                              catalog, "features.count")
+    missing_tag = {"orders": {"table": "shop.orders", "tag": "nope"}}
+    with pytest.raises(ConfigError, match=r"has no tag or branch 'nope' \(it has: main, training-v1\)"):
+        run_feature_transform(FeatureTransform("x", count_sql, missing_tag), catalog, "features.count")
     with pytest.raises(ConfigError, match="write mode is 'append'"):
-        run_feature_transform(FeatureTransform("x", count_sql, {"orders": "shop.orders"}), catalog, "features.count2",
-                              WriteOptions(mode="append"))
+        run_feature_transform(FeatureTransform("x", count_sql, {"orders": "shop.orders"}), catalog,
+                              "features.count2", WriteOptions(mode="append"))
 
 
 def test_bad_feature_sql_names_the_transform_and_its_inputs(catalog):
@@ -388,8 +392,8 @@ def test_memory_stays_flat_as_the_transformed_source_grows(tmp_path):
     script.write_text(STREAMING_PROBE)
     peaks = {}
     for batches in (5, 40):
-        run = subprocess.run([sys.executable, str(script), str(batches), str(tmp_path / f"lake{batches}")], capture_output=True, text=True,
-                             timeout=300, check=True, cwd=Path(__file__).resolve().parents[2])
+        command = [sys.executable, str(script), str(batches), str(tmp_path / f"lake{batches}")]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
         written, dropped, peak = map(int, run.stdout.split()[-3:])
         assert (written, dropped) == (batches * 90_000, batches * 10_000)
         peaks[batches] = peak
