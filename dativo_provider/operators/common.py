@@ -1,6 +1,6 @@
 """What every operator of the provider shares: error classes for Airflow, rendered-value parsing,
-contract paths, table asset events and the quality-report XCom. No operator imports another operator's
-module."""
+contract paths, the contract gate of operators that commit to a table, table asset events and the
+quality-report XCom. No operator imports another operator's module."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from dativo_provider.compat import (
     Context,
 )
 from dativo_provider.exceptions import ConfigError, TerminalError, TransientError
+from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID
 
 _log = logging.getLogger(__name__)
 
@@ -187,6 +188,116 @@ def native_list(value: Any) -> list[str] | None:
             parsed = ast.literal_eval(text)
         return [str(v) for v in parsed] or None
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+#: The templated contract parameters of a :class:`ContractGated` operator.
+CONTRACT_TEMPLATE_FIELDS = ("contract", "quarantine_table", "quality_report_path")
+
+
+class ContractGated:
+    """Mixin for operators that commit to one table through the ingest engine: its contract gate.
+
+    The same parameters, with the same meaning, on every such operator:
+
+    :param contract: an ODCS contract file enforced on every commit (write-audit-publish). A relative
+        path is looked up in the DAG file's folder first, then in the worker's working directory. Rows
+        that break it are published, quarantined or block the run as the contract says; a block fails
+        the task without retries, nothing published, the report in the ``quality_report`` XCom.
+    :param contract_dataset: the contract dataset to enforce, when the contract describes several.
+    :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
+    :param quality_report_path: also write the run's JSON quality report to this file.
+    :param restrictions_table: with a contract, consult this restriction registry (GDPR Art. 18, e.g.
+        ``dativo.restrictions``): restricted subjects' rows are held in the quarantine, not published.
+    :param hash_key_conn_id: the connection holding the DSR operators' hash key (the registry's key).
+    """
+
+    contract: str | None
+    contract_dataset: str | None
+    quarantine_table: str | None
+    quality_report_path: str | None
+    restrictions_table: str | None
+    hash_key_conn_id: str
+
+    def init_contract_gate(self, *, contract: str | None, contract_dataset: str | None,
+                           quarantine_table: str | None, quality_report_path: str | None,
+                           restrictions_table: str | None, hash_key_conn_id: str | None) -> None:
+        """Call in ``__init__`` with the operator's contract parameters."""
+        self.contract = contract
+        self.contract_dataset = contract_dataset
+        self.quarantine_table = quarantine_table
+        self.quality_report_path = quality_report_path
+        self.restrictions_table = restrictions_table
+        self.hash_key_conn_id = hash_key_conn_id or HASH_KEY_CONN_ID
+
+    def contract_gate(self, catalog: Any) -> Any:
+        """The write-audit-publish gate (:class:`~dativo_provider.quality.wap.ContractGate`) for
+        ``contract``, None without one."""
+        if not self.contract:
+            return None
+        from dativo_provider.quality.wap import ContractGate
+
+        registry = None
+        if self.restrictions_table:
+            from dativo_provider.hooks.privacy import DsrKeyHook
+            from dativo_provider.privacy.restriction import RestrictionRegistry
+
+            key = DsrKeyHook(self.hash_key_conn_id).hash_key()
+            registry = RestrictionRegistry(catalog, key, self.restrictions_table)
+        task: Any = self
+        return ContractGate(
+            contract_path(task, self.contract),
+            catalog,
+            dataset=self.contract_dataset,
+            quarantine_table=self.quarantine_table,
+            report_path=self.quality_report_path,
+            restrictions=registry,
+        )
+
+    @staticmethod
+    def gated_options(gate: Any, options: Any) -> Any:
+        """``options`` with what the gate's contract implies for a table it creates (the contract
+        recorded in its properties, column docs, sort by data-subject columns); as given without one."""
+        if gate is None:
+            return options
+        from dativo_provider.quality.wap import write_options_for
+
+        return write_options_for(gate.contract, gate.dataset.name, options)
+
+    @contextlib.contextmanager
+    def contract_audit(self, gate: Any, context: Context) -> Iterator[None]:
+        """Around the engine call: log the gate's report readably; on a block, push it to XCom
+        (``quality_report``) and fail without retries."""
+        if gate is None:
+            yield
+            return
+        from dativo_provider.ingest.engine import AuditRejectedError
+
+        task: Any = self
+        try:
+            yield
+        except AuditRejectedError as exc:
+            if gate.report is not None:
+                task.log.error("Contract check blocked the run:\n%s", gate.report.summary())
+            push_report(context, exc.result.quality or {})
+            raise AirflowFailException(
+                f"{exc}\nNothing was published; fix the data or the contract and rerun."
+            ) from None  # the message says it all; the report is logged above and in XCom
+        if gate.report is not None:
+            task.log.info("Contract check:\n%s", gate.report.summary())
+
+    def log_contract_decision(self, result: Any) -> None:
+        """One line: the contract's decision and where the rows went (a warning if any were held)."""
+        quality = result.quality
+        if not quality:
+            return
+        task: Any = self
+        line = (f"Contract decision: {quality.get('decision')}; {result.rows_read} rows read, "
+                f"{result.rows_published} published, {result.rows_quarantined} quarantined"
+                f"{' in ' + quality['quarantine_table'] if quality.get('quarantine_table') else ''}, "
+                f"{result.rows_rejected} rejected")
+        if quality.get("warnings"):
+            line += f"; warnings: {', '.join(quality['warnings'])}"
+        (task.log.warning if result.rows_quarantined or quality.get("warnings") else task.log.info)("%s", line)
 
 
 def push_report(context: Context, report: Any) -> None:

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from dativo_provider.compat import AirflowFailException, BaseOperator, Context
+from dativo_provider.compat import BaseOperator, Context
+from dativo_provider.hooks.iceberg import IcebergHook
+from dativo_provider.hooks.sources import source_connection_config
 from dativo_provider.operators.common import (
+    CONTRACT_TEMPLATE_FIELDS,
+    ContractGated,
     TableAliasOutlet,
     airflow_errors,
-    contract_path,
     native_bound,
-    push_report,
     renamed_parameter,
 )
-from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID
-from dativo_provider.hooks.sources import source_connection_config
 
 
-class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
+class IcebergIngestOperator(ContractGated, TableAliasOutlet, BaseOperator):
     """Stream a source into an Iceberg table and push the run summary to XCom.
 
     Incremental sources store their cursor in the commit that writes the rows, so rerunning the
@@ -38,17 +36,10 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         catalog under ``$AIRFLOW_HOME/dativo`` is used.
     :param upper_bound: inclusive upper bound for the cursor, e.g. ``"{{ data_interval_end }}"``;
         ISO timestamps are read as datetimes, an empty or ``"None"`` rendering as no bound.
-    :param contract: an ODCS contract file to enforce on every run (write-audit-publish). A relative
-        path is looked up in the DAG file's folder first, then in the worker's working directory.
-        Rows that break it are published, quarantined or block the run as the contract says; a block
-        fails the task without retries.
-    :param contract_dataset: the contract dataset to enforce, when the contract describes several.
-    :param quarantine_table: where quarantined rows go; default ``<table>_quarantine``.
-    :param quality_report_path: also write the run's JSON quality report to this file.
-    :param restrictions_table: with a contract, consult this restriction registry (GDPR Art. 18, e.g.
-        ``dativo.restrictions``): restricted subjects' rows are held in the quarantine, not published.
-        Its key comes from the connection ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its
-        deprecated name), the DSR operators' hash key.
+    :param contract: an ODCS contract file to enforce on every run (write-audit-publish); with it
+        ``contract_dataset``, ``quarantine_table``, ``quality_report_path``, ``restrictions_table`` and
+        ``hash_key_conn_id`` (``restrictions_key_conn_id`` is its deprecated name), as described in
+        :class:`~dativo_provider.operators.common.ContractGated`.
     :param transform: applied to each batch before it is written (and before the contract audit):
         DuckDB SQL over the relation ``batch``, a function taking and returning Arrow, a
         ``{"name": ..., "steps": [...]}`` dict or a list of steps (see ``docs/ml.md``). Rows it filters
@@ -63,9 +54,7 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         "table",
         "write_options",
         "upper_bound",
-        "contract",
-        "quarantine_table",
-        "quality_report_path",
+        *CONTRACT_TEMPLATE_FIELDS,
         "transform",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"source": "json", "write_options": "json"}
@@ -95,15 +84,12 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         self.write_options = write_options or {}
         self.iceberg_conn_id = iceberg_conn_id
         self.upper_bound = upper_bound
-        self.contract = contract
-        self.contract_dataset = contract_dataset
-        self.quarantine_table = quarantine_table
-        self.quality_report_path = quality_report_path
-        self.restrictions_table = restrictions_table
-        self.hash_key_conn_id = renamed_parameter(
-            type(self).__name__, "restrictions_key_conn_id", restrictions_key_conn_id, "hash_key_conn_id",
-            hash_key_conn_id,
-        ) or HASH_KEY_CONN_ID
+        self.init_contract_gate(
+            contract=contract, contract_dataset=contract_dataset, quarantine_table=quarantine_table,
+            quality_report_path=quality_report_path, restrictions_table=restrictions_table,
+            hash_key_conn_id=renamed_parameter(type(self).__name__, "restrictions_key_conn_id",
+                                               restrictions_key_conn_id, "hash_key_conn_id", hash_key_conn_id),
+        )
         self.transform = transform
         self.ingest_result: dict[str, Any] | None = None
         self.declare_table_alias()
@@ -119,18 +105,13 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
             source = build_source(self.source, source_connection_config(self.source))
             options = WriteOptions.from_mapping(self.write_options)
             bounds = ReadBounds(upper=native_bound(self.upper_bound))
-            gate = self._contract_gate(catalog)
-            if gate is not None:
-                from dativo_provider.quality.wap import write_options_for
-
-                options = write_options_for(gate.contract, gate.dataset.name, options)
-            with _quality_logged(self, gate, context):
+            gate = self.contract_gate(catalog)
+            with self.contract_audit(gate, context):
                 result = run_ingest(
-                    source, catalog, self.table, options, bounds=bounds, run_id=context.get("run_id"),
-                    audit=gate, transform=self.transform,
+                    source, catalog, self.table, self.gated_options(gate, options), bounds=bounds,
+                    run_id=context.get("run_id"), audit=gate, transform=self.transform,
                 )
-        if result.quality:
-            _log_decision(self, result)
+        self.log_contract_decision(result)
         self.ingest_result = {**result.to_dict(), "asset_event": self._asset_event(context, catalog, result)}
         return self.ingest_result
 
@@ -143,64 +124,8 @@ class IcebergIngestOperator(TableAliasOutlet, BaseOperator):
         uri = self.emit_table_event(context, catalog, self.table, extra)
         return {"uri": uri, "extra": extra} if uri else None
 
-    def _contract_gate(self, catalog: Any) -> Any:
-        """The write-audit-publish gate for ``contract``, None without one."""
-        if not self.contract:
-            return None
-        from dativo_provider.quality.wap import ContractGate
-
-        registry = None
-        if self.restrictions_table:
-            from dativo_provider.hooks.privacy import DsrKeyHook
-            from dativo_provider.privacy.restriction import RestrictionRegistry
-
-            key = DsrKeyHook(self.hash_key_conn_id).hash_key()
-            registry = RestrictionRegistry(catalog, key, self.restrictions_table)
-        return ContractGate(
-            contract_path(self, self.contract),
-            catalog,
-            dataset=self.contract_dataset,
-            quarantine_table=self.quarantine_table,
-            report_path=self.quality_report_path,
-            restrictions=registry,
-        )
-
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Inputs, the output table and its schema, from the summary of the run that just ended."""
         from dativo_provider.operators.lineage import operator_lineage
 
         return operator_lineage(self.ingest_result, self.log)
-
-
-@contextlib.contextmanager
-def _quality_logged(task: BaseOperator, gate: Any, context: Context) -> Iterator[None]:
-    """Log the gate's report readably; on a block, push it to XCom (``quality_report``) and fail."""
-    if gate is None:
-        yield
-        return
-    from dativo_provider.ingest.engine import AuditRejectedError
-
-    try:
-        yield
-    except AuditRejectedError as exc:
-        report = exc.result.quality or {}
-        if gate.report is not None:
-            task.log.error("Contract check blocked the run:\n%s", gate.report.summary())
-        push_report(context, report)
-        raise AirflowFailException(
-            f"{exc}\nNothing was published; fix the data or the contract and rerun."
-        ) from None  # the message says it all; the report is logged above and in XCom
-    quality = gate.report
-    if quality is not None:
-        task.log.info("Contract check:\n%s", quality.summary())
-
-
-def _log_decision(task: BaseOperator, result: Any) -> None:
-    quality = result.quality
-    line = (f"Contract decision: {quality.get('decision')}; {result.rows_read} rows read, "
-            f"{result.rows_published} published, {result.rows_quarantined} quarantined"
-            f"{' in ' + quality['quarantine_table'] if quality.get('quarantine_table') else ''}, "
-            f"{result.rows_rejected} rejected")
-    if quality.get("warnings"):
-        line += f"; warnings: {', '.join(quality['warnings'])}"
-    (task.log.warning if result.rows_quarantined or quality.get("warnings") else task.log.info)("%s", line)

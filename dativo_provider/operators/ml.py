@@ -7,10 +7,15 @@ from typing import Any, ClassVar
 
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
-from dativo_provider.operators.common import TableAliasOutlet, airflow_errors
+from dativo_provider.operators.common import (
+    CONTRACT_TEMPLATE_FIELDS,
+    ContractGated,
+    TableAliasOutlet,
+    airflow_errors,
+)
 
 
-class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
+class FeatureTransformOperator(ContractGated, TableAliasOutlet, BaseOperator):
     """Run DuckDB SQL over Iceberg tables read at a snapshot, tag or branch, and commit the result.
 
     Each input is read at the snapshot it names (or its tag's, branch's, or the current one), pinned at
@@ -30,9 +35,14 @@ class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
         task id.
     :param duckdb_settings: DuckDB settings, e.g. ``{"memory_limit": "2GB", "threads": "4"}``.
     :param iceberg_conn_id: the ``iceberg`` connection (default: the embedded catalog).
+    :param contract: the feature table's ODCS contract, enforced on every commit; with it
+        ``contract_dataset``, ``quarantine_table``, ``quality_report_path``, ``restrictions_table`` and
+        ``hash_key_conn_id``, as on ``IcebergIngestOperator`` (see
+        :class:`~dativo_provider.operators.common.ContractGated`).
     """
 
-    template_fields: Sequence[str] = ("sql", "inputs", "table", "write_options", "transform")
+    template_fields: Sequence[str] = ("sql", "inputs", "table", "write_options", "transform",
+                                      *CONTRACT_TEMPLATE_FIELDS)
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "inputs": "json",
                                                            "write_options": "json"}
@@ -49,6 +59,12 @@ class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
         transform_name: str | None = None,
         duckdb_settings: Mapping[str, str] | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
+        contract: str | None = None,
+        contract_dataset: str | None = None,
+        quarantine_table: str | None = None,
+        quality_report_path: str | None = None,
+        restrictions_table: str | None = None,
+        hash_key_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -60,11 +76,17 @@ class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
         self.transform_name = transform_name or self.task_id
         self.duckdb_settings = duckdb_settings or {}
         self.iceberg_conn_id = iceberg_conn_id
+        self.init_contract_gate(
+            contract=contract, contract_dataset=contract_dataset, quarantine_table=quarantine_table,
+            quality_report_path=quality_report_path, restrictions_table=restrictions_table,
+            hash_key_conn_id=hash_key_conn_id,
+        )
         self.transform_result: dict[str, Any] | None = None
         self.declare_table_alias()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Pin the inputs, run the SQL, commit the result; return the run summary."""
+        """Pin the inputs, run the SQL, commit the result (through the contract gate, if any); return
+        the run summary."""
         from dativo_provider.ingest.options import WriteOptions
         from dativo_provider.ml.features import FeatureTransform, run_feature_transform
 
@@ -73,8 +95,11 @@ class FeatureTransformOperator(TableAliasOutlet, BaseOperator):
             options = WriteOptions.from_mapping({"mode": "replace", **self.write_options})
             feature = FeatureTransform(self.transform_name, self.sql, self.inputs, self.transform,
                                        self.duckdb_settings)
-            result = run_feature_transform(feature, catalog, self.table, options,
-                                           run_id=context.get("run_id"))
+            gate = self.contract_gate(catalog)
+            with self.contract_audit(gate, context):
+                result = run_feature_transform(feature, catalog, self.table, self.gated_options(gate, options),
+                                               run_id=context.get("run_id"), audit=gate)
+        self.log_contract_decision(result)
         self.log.info("Inputs read: %s", result.source_details.get("inputs"))
         event = None
         if result.committed:

@@ -112,3 +112,84 @@ def test_the_example_dag_computes_window_features_as_of_each_order(airflow_db, i
     rerun = run_dag("example_feature_transform", datetime(2024, 1, 3, 12, tzinfo=UTC))
     (again,) = return_values(rerun, "order_features")
     assert (again["committed"], again["snapshot_id"]) == (False, features["snapshot_id"])
+
+
+SEGMENTS_CONTRACT = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:test:customer-segments
+version: 1.0.0
+status: active
+team: {{name: ml}}
+customProperties:
+  - property: dativoViolationHandling
+    value: {{schema: block, quality: {quality}}}
+schema:
+  - name: segments
+    physicalName: features.segments
+    properties:
+      - name: customer_id
+        logicalType: integer
+        physicalType: bigint
+        required: true
+      - name: segment
+        logicalType: string
+        quality:
+          - name: segment_well_formed
+            metric: invalidValues
+            arguments: {{pattern: '^c[0-9]+$'}}
+            mustBe: 0
+      - name: orders
+        logicalType: integer
+        physicalType: bigint
+"""
+#: Every seventh customer gets a segment the contract rejects.
+SEGMENTS_SQL = ("SELECT customer_id, CASE WHEN customer_id % 7 = 0 THEN 'bad segment' ELSE 'c' || customer_id "
+                "END AS segment, count(*) AS orders FROM orders WHERE customer_id IS NOT NULL GROUP BY customer_id")
+
+
+def _segments(tmp_path: Path, quality: str, **kwargs) -> FeatureTransformOperator:
+    contract = tmp_path / "segments.odcs.yaml"
+    contract.write_text(SEGMENTS_CONTRACT.format(quality=quality))
+    return FeatureTransformOperator(task_id="segments", inputs={"orders": "shop.orders"}, sql=SEGMENTS_SQL,
+                                    table="features.segments", contract=str(contract), **kwargs)
+
+
+def _orders_by_customer() -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for order in sample_orders():
+        if order["customer_id"]:
+            counts[int(order["customer_id"])] = counts.get(int(order["customer_id"]), 0) + 1
+    return counts
+
+
+def test_a_feature_transform_breaking_its_contract_is_quarantined_like_an_ingest(iceberg_default, tmp_path):
+    IcebergIngestOperator(task_id="ingest", source=ORDERS, table="shop.orders").execute({})
+    report = tmp_path / "report.json"
+    summary = _segments(tmp_path, "quarantine", quality_report_path=str(report)).execute({"run_id": "r1"})
+
+    counts = _orders_by_customer()
+    bad = sorted(c for c in counts if c % 7 == 0)
+    assert bad and summary["quality"]["decision"] == "quarantine"
+    assert (summary["rows_read"], summary["rows_published"], summary["rows_quarantined"]) == (
+        len(counts), len(counts) - len(bad), len(bad))
+    published = {r["customer_id"]: (r["segment"], r["orders"]) for r in read_table("features.segments").to_pylist()}
+    assert published == {c: (f"c{c}", n) for c, n in counts.items() if c % 7}
+    held = read_table("features.segments_quarantine").to_pylist()
+    assert sorted(r["customer_id"] for r in held) == bad
+    assert all(r["_dativo_failed_checks"] == ["segment_well_formed"] for r in held)
+    assert '"decision": "quarantine"' in report.read_text().replace('":"', '": "')
+    properties = tables().load_table("features.segments").properties
+    assert properties["dativo.contract"] == "urn:test:customer-segments"  # discovery finds the table
+
+
+def test_a_feature_transform_its_contract_blocks_publishes_nothing(iceberg_default, tmp_path):
+    from tests.airflow.test_contract_operators import FakeTI
+
+    IcebergIngestOperator(task_id="ingest", source=ORDERS, table="shop.orders").execute({})
+    ti = FakeTI()
+    with pytest.raises(AirflowFailException, match="segment_well_formed") as blocked:
+        _segments(tmp_path, "block").execute({"run_id": "r1", "ti": ti})
+    assert "Nothing was published" in str(blocked.value)
+    assert ti.pushed["quality_report"]["decision"] == "block"
+    assert not tables().table_exists("features.segments")  # a first run that is blocked leaves no table
