@@ -8,7 +8,10 @@
 2. **join** as of event time (:mod:`dativo_provider.ml.training_join`: feature time <= event time,
    newest such row, null beyond the TTL);
 3. **write** the rows, if an output table is named, through the ingest commit path (one ``replace``
-   commit), hashing them on the way (:class:`~dativo_provider.ml.training_manifest.ContentHash`);
+   commit), hashing them on the way (:class:`~dativo_provider.ml.training_manifest.ContentHash`); the
+   output table records the contract dataset its label table records (``dativo.contract``, else the
+   first feature table's), so data-subject discovery finds it as a copy of that dataset and an erasure
+   removes the subject's rows from it too (:mod:`dativo_provider.privacy.discovery`);
 4. **record** a manifest (tables, snapshot ids, refs, row count, content hash) for
    :func:`~dativo_provider.ml.training_reproduce.reproduce_training_set`.
 
@@ -166,7 +169,11 @@ def build_training_set(
     columns = output_columns(inputs)
     digest = ContentHash(columns)
     rows = _hashed(as_of_rows(iceberg, inputs), digest)
-    output_snapshot = _write(catalog, output_table, name, rows, run_id) if output_table else _drain(rows)
+    if output_table:
+        origin = _recorded_contract(iceberg, [labels.table, *(view.table for view in features)])
+        output_snapshot = _write(catalog, output_table, name, rows, run_id, origin)
+    else:
+        output_snapshot = _drain(rows)
     manifest = TrainingSetManifest(
         name=name, run_id=run_id, created_at=(now or dt.datetime.now(dt.timezone.utc)).isoformat(),
         catalog={"name": catalog.name, "properties": _public(catalog)}, inputs=tuple(inputs),
@@ -247,9 +254,29 @@ def _drain(rows: Iterator[pa.RecordBatch]) -> int | None:
     return None
 
 
+def _recorded_contract(iceberg: Catalog, tables: Sequence[str]) -> dict[str, str]:
+    """The contract dataset the first of ``tables`` that records one records (its two properties).
+
+    The output holds copies of the label rows (entity keys included); recording their contract dataset
+    is what lets an erasure find the output table by its identifier columns and primary key. With no
+    contract recorded anywhere, discovery cannot find the output: that is logged as a warning.
+    """
+    from dativo_provider.quality.wap import CONTRACT_DATASET_PROPERTY, CONTRACT_PROPERTY
+
+    for name in tables:
+        properties = _load(iceberg, name).properties
+        if properties.get(CONTRACT_PROPERTY):
+            return {CONTRACT_PROPERTY: properties[CONTRACT_PROPERTY],
+                    CONTRACT_DATASET_PROPERTY: properties.get(CONTRACT_DATASET_PROPERTY, "")}
+    log.warning("training set inputs %s record no contract (dativo.contract): data-subject erasures will "
+                "not find the output table; load the label table under its contract", list(tables))
+    return {}
+
+
 def _write(catalog: CatalogConfig, table: str, name: str, rows: Iterator[pa.RecordBatch],
-           run_id: str) -> int | None:
-    """Stream ``rows`` into ``table`` as one ``replace`` commit through the ingest engine."""
+           run_id: str, properties: Mapping[str, str]) -> int | None:
+    """Stream ``rows`` into ``table`` as one ``replace`` commit through the ingest engine; the table
+    records ``properties`` before the rows land (a new table is created with them)."""
     from dativo_provider.ingest.engine import run_ingest
     from dativo_provider.ingest.options import WriteOptions
     from dativo_provider.sources.arrow import ArrowSource
@@ -262,8 +289,15 @@ def _write(catalog: CatalogConfig, table: str, name: str, rows: Iterator[pa.Reco
         yield first
         yield from rows
 
+    iceberg = catalog.load()
+    if properties and iceberg.table_exists(table):
+        existing = iceberg.load_table(table)
+        if any(existing.properties.get(k) != v for k, v in properties.items()):
+            with existing.transaction() as transaction:
+                transaction.set_properties(dict(properties))
     source = ArrowSource(first.schema, batches, identity=f"dativo-training-set:{name}")
-    return run_ingest(source, catalog, table, WriteOptions(mode="replace"), run_id=run_id).snapshot_id
+    options = WriteOptions(mode="replace", table_properties=dict(properties))
+    return run_ingest(source, catalog, table, options, run_id=run_id).snapshot_id
 
 
 def _known(spec: Mapping[str, Any], what: str, required: tuple[str, ...], optional: tuple[str, ...]

@@ -19,7 +19,11 @@ What identifies the subject, in the order it is resolved:
    of ``b`` select rows of ``a`` and vice versa, transitively. Edges between identifier columns add
    nothing (both already match the subject's ids) and cost no scan.
 
-Quarantine tables (``<table>_quarantine``) that exist are searched with their table's match columns.
+Quarantine tables (``<table>_quarantine``) that exist are searched with their table's match columns, and
+so are tables that record a contract dataset under another name (``dativo.contract``: e.g. a training
+set built from the dataset); in such a copy, a row whose single-column primary key is that of one of the
+subject's rows of the dataset is the subject's row too (a ticket sent anonymously from the subject's
+address, copied without its e-mail column).
 A dataset with personal data that none of this can reach is reported in ``unidentifiable``; a dataset
 whose table is absent in ``missing``. Reads are column-pruned streams; row counts are pyiceberg scans
 filtered by ``In``. Everything is read at one snapshot per table, recorded for the export.
@@ -184,6 +188,14 @@ class _Target:
     def snapshot_id(self) -> int | None:
         snapshot = self.iceberg.current_snapshot() if self.iceberg is not None else None
         return snapshot.snapshot_id if snapshot else None
+
+    @property
+    def copy_of(self) -> _Target | None:
+        """The dataset this table copies under another name (recording its contract), not a quarantine."""
+        of = self.quarantine_of
+        if of is None or self.iceberg is None or "dativo.quarantine-of" in self.iceberg.properties:
+            return None
+        return None if split_table(self.table)[1].endswith(QUARANTINE_SUFFIX) else of
 
     def has(self, column: str) -> bool:
         return self.iceberg is not None and column in {f.name for f in self.iceberg.schema().fields}
@@ -401,7 +413,21 @@ class _Search:
                 match[column] = sorted(set(match.get(column, [])) | values)
         for column in self.email_columns(target):
             match[column] = sorted(self._stored_emails(target, column))
+        copied = target.copy_of
+        if copied is not None and len(copied.dataset.primary_key) == 1 and target.has(copied.dataset.primary_key[0]):
+            key = copied.dataset.primary_key[0]
+            match[key] = sorted(set(match.get(key, [])) | self._subject_keys(copied, key))
         return match
+
+    def _subject_keys(self, target: _Target, key: str) -> set[Any]:
+        """The primary-key values of the subject's rows of ``target`` in any retained snapshot."""
+        cache: dict[str, set[Any]] = self.__dict__.setdefault("_keys", {})
+        if target.table not in cache:
+            match = self.match_of(target)
+            cache[target.table] = set() if not any(match.values()) or not target.has(key) else {
+                v for batch in target.batches([key], _filter(match), history=True)
+                for v in batch[key].to_pylist() if not is_blank(v)}
+        return cache[target.table]
 
     def _stored_emails(self, target: _Target, column: str) -> set[str]:
         import pyarrow.compute as pc
@@ -450,14 +476,15 @@ class _Search:
                 parts.append(f"subject identifier {column}")
             elif column in self.email_columns(target):
                 parts.append(f"{column} (normalised)")
+            elif target.copy_of is not None and (column,) == target.copy_of.dataset.primary_key:
+                parts.append(f"{column} of the subject's rows in {target.copy_of.table}")
             for a_ds, a_col, b_ds, b_col in self.edges:
                 if (a_ds, a_col) == (target.dataset.name, column) or (b_ds, b_col) == (target.dataset.name, column):
                     parts.append(f"relationship {a_ds}.{a_col} -> {b_ds}.{b_col}")
         text = "; ".join(dict.fromkeys(parts))
         if target.quarantine_of is not None:
             of = target.quarantine_of.table
-            held = target.table.endswith(QUARANTINE_SUFFIX) or (
-                target.iceberg is not None and "dativo.quarantine-of" in target.iceberg.properties)
+            held = target.copy_of is None
             text += f" (quarantine of {of})" if held else f" (table recording contract dataset {of})"
             if CATALOG_SEPARATOR in target.table:
                 text += f" in catalog {split_table(target.table)[0]}"

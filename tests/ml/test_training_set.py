@@ -331,7 +331,9 @@ def test_definitions_are_checked_before_anything_is_written(catalog, tmp_path):
 def test_a_real_erasure_request_goes_through_the_pins_and_the_rebuild_lacks_only_the_subject(tmp_path):
     """``erase_subject`` (discovery, delete, purge, verification) on the privacy tests' warehouse, with
     the default refs policy: the training-set pins do not stop it, and the rebuild lacks exactly the
-    subject's tickets (found by id and by e-mail), every other row unchanged."""
+    subject's tickets (found by id and by e-mail), every other row unchanged. The output table records
+    the label table's contract dataset, so the erasure removes the same tickets from it (the anonymous
+    one by its ticket id) and the certificate lists it: the table then equals the rebuild."""
     import dataclasses
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -356,6 +358,8 @@ def test_a_real_erasure_request_goes_through_the_pins_and_the_rebuild_lacks_only
         manifest_path=str(tmp_path / "tickets.json"), run_id="r1")
     original = read_output(catalog, result)
     assert sum(r["orders_30d"] is not None for r in original) > 100
+    assert tables.load_table("ml.ticket_training").properties["dativo.contract"] == (
+        "urn:dativo:examples:support-tickets")
     pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     request = SubjectRequest("dsr-ts-1", "erasure", "customer", subject_ids=[str(info.subject_id)])
     outcome = erase_subject(catalog, contract_paths(), request, signing_key=SigningKey.ed25519(pem, "k"),
@@ -370,3 +374,16 @@ def test_a_real_erasure_request_goes_through_the_pins_and_the_rebuild_lacks_only
     assert (rebuilt.status, rebuilt.rows_removed) == ("erased", len(subject_tickets))
     assert rebuilt.content_hash == expected.hexdigest
     assert set(rebuilt.erasures) == {"examples.support_tickets", "examples.customer_features"}
+    left = catalog.load().load_table("ml.ticket_training").scan().to_arrow().to_pylist()
+    assert sorted(r["ticket_id"] for r in left) == sorted(r["ticket_id"] for r in original
+                                                          if r["ticket_id"] not in subject_tickets)
+    assert not subject_tickets & {r["ticket_id"] for r in left}
+    left_hash = ContentHash(result.manifest.columns)
+    left_hash.add(pa.Table.from_pylist(sorted(left, key=lambda r: r["ticket_id"])))
+    rebuilt_hash = ContentHash(result.manifest.columns)
+    rebuilt_hash.add(pa.Table.from_pylist(sorted([r for r in original if r["ticket_id"] not in subject_tickets],
+                                                 key=lambda r: r["ticket_id"])))
+    assert left_hash.hexdigest == rebuilt_hash.hexdigest  # the table now holds the rebuild's rows
+    listed = outcome.certificate["tables"]["ml.ticket_training"]
+    assert listed["rows_deleted"] == len(subject_tickets)
+    assert "(table recording contract dataset examples.support_tickets)" in json.dumps(outcome.certificate)
