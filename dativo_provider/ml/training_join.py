@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import ConfigError, SourceError
 from dativo_provider.ml.training_manifest import PinnedInput
-from dativo_provider.optional import require
+from dativo_provider.ml.transform import connect_duckdb, to_arrow_reader
+from dativo_provider.quality.rows import quote_identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,17 +57,15 @@ def as_of_rows(catalog: Catalog, inputs: Sequence[PinnedInput], batch_rows: int 
     :raises ConfigError: a column named in a definition is not in its table at that snapshot.
     :raises SourceError: a feature table holds two rows for one entity and time.
     """
-    duckdb = require("duckdb", "ml")
     output_columns(inputs)  # refuses clashing names before anything is read
-    connection = duckdb.connect()
+    connection = connect_duckdb()  # timestamps without a zone are compared as UTC
     try:
-        connection.execute("SET TimeZone = 'UTC'")  # timestamps without a zone are compared as UTC
         labels, features = _split(inputs)
         _stage(connection, catalog, labels, "labels")
         for number, view in enumerate(features):
             _stage(connection, catalog, view, f"features_{number}")
             _refuse_duplicates(connection, view, f"features_{number}")
-        reader = connection.sql(_join_sql(labels, features)).to_arrow_reader(batch_rows)
+        reader = to_arrow_reader(connection.sql(_join_sql(labels, features)), batch_rows)
         yield from reader
     finally:
         connection.close()
@@ -140,4 +139,4 @@ def _select(columns: Sequence[str]) -> str:
 
 
 def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+    return quote_identifier(identifier, "duckdb")

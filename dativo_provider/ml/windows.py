@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.quality.rows import quote_identifier
 
 _INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
 
@@ -30,11 +31,6 @@ def interval_sql(window: str | timedelta) -> str:
         raise ConfigError(f"window {window!r} must be a positive count and unit, e.g. '30 days' or "
                           "'12 hours'")
     return f"INTERVAL '{match.group(1)} {match.group(2).lower()}s'"
-
-
-def quote(name: str) -> str:
-    """A SQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def trailing_window_sql(
@@ -61,13 +57,14 @@ def trailing_window_sql(
         raise ConfigError("trailing_window_sql needs at least one feature, e.g. {'orders_30d': 'count(*)'}")
     if not partition_by:
         raise ConfigError("trailing_window_sql needs partition_by: the entity key columns")
-    columns = ",\n       ".join(f"{expression} OVER feature_window AS {quote(name)}"
+    partition = ", ".join(quote_identifier(c, "duckdb") for c in partition_by)
+    columns = ",\n       ".join(f"{expression} OVER feature_window AS {quote_identifier(name, 'duckdb')}"
                                 for name, expression in features.items())
     exclude = "" if include_current else " EXCLUDE GROUP"
     return (
         f"SELECT *,\n       {columns}\n"
-        f"FROM {quote(relation)}\n"
-        f"WINDOW feature_window AS (PARTITION BY {', '.join(quote(c) for c in partition_by)} "
-        f"ORDER BY {quote(order_by)}\n"
+        f"FROM {quote_identifier(relation, 'duckdb')}\n"
+        f"WINDOW feature_window AS (PARTITION BY {partition} "
+        f"ORDER BY {quote_identifier(order_by, 'duckdb')}\n"
         f"    RANGE BETWEEN {interval_sql(window)} PRECEDING AND CURRENT ROW{exclude})"
     )
