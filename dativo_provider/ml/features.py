@@ -37,6 +37,7 @@ from dativo_provider.ml.transform import (
     to_arrow_reader,
 )
 from dativo_provider.optional import require
+from dativo_provider.progress import ProgressLog
 from dativo_provider.sources.base import LineageDataset, ReadBounds, Source, SourceReport, SourceStream
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class _TableTransformStream(SourceStream):
         started = time.monotonic()
         scan = _scan(catalog.load_table(spec.table), resolved)
         staging = f"__dativo_input_{spec.name}"
-        self._connection.register(staging, scan.to_arrow_batch_reader())
+        self._connection.register(staging, self._counted(scan.to_arrow_batch_reader(), spec))
         try:
             self._connection.execute(f'CREATE TABLE "{spec.name}" AS SELECT * FROM "{staging}"').fetchall()
         finally:
@@ -233,6 +234,19 @@ class _TableTransformStream(SourceStream):
         self.report.details[INPUTS_KEY][spec.name]["rows"] = rows
         log.info("feature transform %s: loaded %s (snapshot %s) as %s: %d rows in %.1fs", self.source.name,
                  spec.table, resolved.snapshot_id, spec.name, rows, time.monotonic() - started)
+
+    def _counted(self, reader: pa.RecordBatchReader, spec: TableInput) -> pa.RecordBatchReader:
+        """``reader``, logging rows staged and rows/s at a steady interval (a large input takes minutes)."""
+        progress = ProgressLog(log, f"feature transform {self.source.name}: staging {spec.table}", unit="rows")
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                progress.advance(batch.num_rows, nbytes=batch.nbytes)
+                yield batch
+
+        import pyarrow
+
+        return pyarrow.RecordBatchReader.from_batches(reader.schema, batches())
 
     def _query(self) -> pa.RecordBatchReader:
         duckdb = require("duckdb", EXTRA)

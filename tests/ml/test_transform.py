@@ -189,6 +189,19 @@ def test_window_features_equal_a_plain_python_computation_as_of_each_row(catalog
     assert result.rows_written == len(rows) == 2100
 
 
+def test_staging_a_large_input_logs_rows_and_rate_at_a_steady_interval(catalog, caplog, monkeypatch):
+    ingest_orders(catalog)
+    ticks = iter(range(0, 10_000, 11))  # every clock reading is 11 s after the last: one line per batch
+    monkeypatch.setattr("dativo_provider.progress.monotonic", lambda: float(next(ticks)))
+    with caplog.at_level("INFO", logger="dativo_provider.ml.features"):
+        run_feature_transform(FeatureTransform("orders_30d", WINDOW_SQL, {"orders": "shop.orders"}),
+                              catalog, "features.orders_30d")
+    lines = [r.getMessage() for r in caplog.records if "staging shop.orders" in r.getMessage()]
+    assert lines, "no progress line while staging"
+    assert lines[-1].startswith("feature transform orders_30d: staging shop.orders: 2100 rows")
+    assert "rows/s" in lines[-1]
+
+
 def test_a_point_in_time_join_of_two_inputs_equals_plain_python(catalog):
     """Customers as of a feature timestamp joined with the orders before it (two inputs, one SQL)."""
     run_ingest(build_source({"type": "files", "path": str(SAMPLE), "glob": "customers.csv"}), catalog,
