@@ -162,6 +162,12 @@ def _handler_for(double: ApiDouble) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
         def _serve(self, method: str) -> None:
             split = urllib.parse.urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
