@@ -282,7 +282,7 @@ def table_dataset(catalog: CatalogConfig, table: str, *, snapshot_id: int | None
 def log_training_set(manifest_or_path: TrainingSetManifest | str | os.PathLike[str],
                      context: str = "training", *, catalog: Any = None, run_id: str | None = None,
                      pin: bool = True, tags: Mapping[str, str] | None = None,
-                     log_manifest: bool = True) -> IcebergDataset:
+                     log_manifest: bool = True, tracking_uri: str | None = None) -> IcebergDataset:
     """Log a training set as an input of an MLflow run (:func:`training_set_dataset` makes the dataset).
 
     :param context: the input's ``mlflow.data.context`` tag, e.g. ``training`` or ``validation``.
@@ -290,15 +290,16 @@ def log_training_set(manifest_or_path: TrainingSetManifest | str | os.PathLike[s
         ``mlflow.log_input`` does).
     :param log_manifest: also store the manifest JSON as the run artifact
         ``dativo/training_sets/<name>.json``, so the set can be rebuilt from the run alone.
+    :param tracking_uri: log to this tracking server; default MLflow's (``MLFLOW_TRACKING_URI``).
     :returns: the logged dataset.
     """
     import mlflow
 
     dataset = training_set_dataset(manifest_or_path, catalog=catalog, pin=pin)
-    target = _log(dataset, context, run_id, tags)
+    target = _log(dataset, context, run_id, tags, tracking_uri)
     if log_manifest and dataset.source.location.manifest_path:
         manifest = TrainingSetManifest.read(dataset.source.location.manifest_path)
-        mlflow.MlflowClient().log_dict(target, manifest.to_dict(), f"dativo/training_sets/{manifest.name}.json")
+        mlflow.MlflowClient(tracking_uri).log_dict(target, manifest.to_dict(), f"dativo/training_sets/{manifest.name}.json")
     log.info("MLflow run %s: training set %s logged as input (%s, context %s)", target, dataset.name,
              dataset.source.uri, context)
     return dataset
@@ -306,10 +307,11 @@ def log_training_set(manifest_or_path: TrainingSetManifest | str | os.PathLike[s
 
 def log_iceberg_table(catalog: CatalogConfig, table: str, context: str | None = None, *,
                       snapshot_id: int | None = None, ref: str | None = None, name: str | None = None,
-                      run_id: str | None = None, tags: Mapping[str, str] | None = None) -> IcebergDataset:
+                      run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                      tracking_uri: str | None = None) -> IcebergDataset:
     """Log ``table`` at a snapshot (:func:`table_dataset`) as an input of an MLflow run."""
     dataset = table_dataset(catalog, table, snapshot_id=snapshot_id, ref=ref, name=name)
-    target = _log(dataset, context, run_id, tags)
+    target = _log(dataset, context, run_id, tags, tracking_uri)
     log.info("MLflow run %s: %s logged as input", target, dataset.source.uri)
     return dataset
 
@@ -342,7 +344,7 @@ def without_password(uri: str) -> str:
 
 
 def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,
-         tags: Mapping[str, str] | None) -> str:
+         tags: Mapping[str, str] | None, tracking_uri: str | None = None) -> str:
     """Log ``dataset`` to ``run_id`` (default: the active run, started if needed); returns the run id."""
     import mlflow
     from mlflow.entities import DatasetInput, InputTag
@@ -350,6 +352,8 @@ def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,
 
     register_source()
     if run_id is None:
+        if tracking_uri:
+            raise ConfigError("tracking_uri needs run_id: the active run belongs to MLflow's own tracking URI")
         mlflow.log_input(dataset, context=context, tags=dict(tags or {}))
         active = mlflow.active_run()
         assert active is not None  # log_input starts a run when there is none
@@ -357,7 +361,7 @@ def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,
     input_tags = [InputTag(key, value) for key, value in (tags or {}).items()]
     if context:
         input_tags.append(InputTag(MLFLOW_DATASET_CONTEXT, context))
-    mlflow.MlflowClient().log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), input_tags)])
+    mlflow.MlflowClient(tracking_uri).log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), input_tags)])
     return run_id
 
 
