@@ -4,8 +4,9 @@
 * Access and portability (:func:`export_request`): discover → export with a manifest.
 * Restriction (:func:`restrict_request`): record or lift the subject in the restriction registry.
 * Erasure (:func:`erase_request`, around :func:`erase_subject`): resolve the identity over history →
-  delete per table on every branch → purge every table whose history holds the subject → verify by
-  decoding every file → signed certificate, written to a file. It is resumable: progress is recorded
+  delete per table on every branch → delete the subject's entities from every serving copy (Feast
+  online stores, SageMaker feature groups) → purge every table whose history holds the subject →
+  verify by decoding every file and counting the serving copies → signed certificate, written to a file. It is resumable: progress is recorded
   as it goes, and the same request id run again finishes the work; a failure records ``failed``,
   anchors the trail after it, and re-raises.
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from dativo_provider.privacy.certificate import SigningKey
     from dativo_provider.privacy.discovery import Discovery
     from dativo_provider.privacy.export import ExportManifest
+    from dativo_provider.privacy.serving_erasure import ServingResolver
 
 #: What an erasure does with tags and branches that pin the subject's rows (one of :data:`REFS_POLICIES`).
 RefsPolicy = Literal["fail", "remove", "repoint"]
@@ -168,12 +170,14 @@ def erase_request(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                   certificate_path: str | os.PathLike[str], *, signing_key: SigningKey, hash_key: bytes,
                   trail: AuditTrail, refs_policy: str = "fail", safety_window: timedelta = timedelta(minutes=30),
                   other_catalogs: Mapping[str, CatalogConfig] | None = None,
-                  object_store: ObjectStoreConfig | None = None) -> dict[str, Any]:
+                  object_store: ObjectStoreConfig | None = None,
+                  serving_resolver: ServingResolver | None = None) -> dict[str, Any]:
     """Erase the subject (GDPR Art. 17) with :func:`erase_subject` and write its signed certificate.
 
     The certificate file is readable by its owner only (0600), in folders created 0700.
 
     :param refs_policy: ``fail``, ``remove`` or ``repoint`` (see :func:`erase_subject`).
+    :param serving_resolver: reaches serving targets behind connections (see :func:`erase_subject`).
     :returns: :meth:`ErasureOutcome.summary` with ``certificate_path`` and ``certificate_sha256``.
     :raises ConfigError: not an erasure request, or an unknown ``refs_policy``, before anything is done.
     """
@@ -185,7 +189,8 @@ def erase_request(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         raise ConfigError(f"refs_policy is {refs_policy!r}; expected one of {REFS_POLICIES}")
     outcome = erase_subject(catalog, contracts, request, signing_key=signing_key, hash_key=hash_key, trail=trail,
                             refs_policy=cast(RefsPolicy, refs_policy), safety_window=safety_window,
-                            other_catalogs=other_catalogs, object_store=object_store)
+                            other_catalogs=other_catalogs, object_store=object_store,
+                            serving_resolver=serving_resolver)
     path = Path(certificate_path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_certificate(path, outcome.certificate)
@@ -202,10 +207,13 @@ class ErasureOutcome:
     certificate: dict[str, Any]
     verified: bool
     tables: list[dict[str, Any]] = field(default_factory=list)
+    #: One entry per serving target erased (:meth:`ServingErasure.to_dict`).
+    serving: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """For XCom and logs: no identifiers."""
         return {"request_id": self.request_id, "verified": self.verified, "tables": self.tables,
+                "serving": self.serving,
                 "certificate_signature": self.certificate.get("signature", {}).get("key_id")}
 
 
@@ -215,7 +223,8 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
                   safety_window: timedelta = timedelta(minutes=30), now: datetime | None = None,
                   issuer: str = "dativo-airflow-provider", object_store: Any = None,
                   other_catalogs: Mapping[str, CatalogConfig] | None = None,
-                  progress_table: str = DEFAULT_PROGRESS_TABLE) -> ErasureOutcome:
+                  progress_table: str = DEFAULT_PROGRESS_TABLE,
+                  serving_resolver: ServingResolver | None = None) -> ErasureOutcome:
     """Erase the subject of ``request`` from every table the contracts describe, and prove it.
 
     The request is a resumable unit of work: each step is recorded in ``progress_table`` as it
@@ -227,6 +236,10 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
     2. refs: with policy ``fail``, tags pinning the subject's rows stop the request before anything
        is deleted;
     3. delete per table, on every branch head (retrying lost races);
+    3b. serving copies: for each table with serving targets (:mod:`dativo_provider.ml.serving`), the
+       subject's entity keys, read from the table's retained history, are deleted from every Feast
+       online store and SageMaker feature group and counted again (must be 0); see
+       :mod:`dativo_provider.privacy.serving_erasure` for why this order survives a crash;
     4. purge per table whose retained history still holds the subject, whether or not this run
        deleted rows there; the files found dirty are recorded first;
     5. earlier exports of the subject are removed; every file is decoded to verify;
@@ -239,8 +252,12 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
     :param object_store: credentials for exports on S3.
     :param other_catalogs: more catalogs by name to erase from (see :func:`discovery.discover`).
     :param progress_table: the progress table in ``catalog``.
+    :param serving_resolver: target → keyword arguments for its kind's delete/count functions (a
+        client, a store configuration), for targets behind connections; the Airflow operator builds it.
     :raises RefsPinErasedDataError: policy ``fail`` and a tag pins the subject's rows; nothing changed.
     :raises TerminalError: verification found the subject after the erasure.
+    :raises ServingTargetUnreachableError: a serving target could not be reached (retryable; resumes).
+    :raises ServingCopyRemainsError: a serving target still holds the subject's entities.
     """
     from dativo_provider.privacy.progress import ErasureProgress
 
@@ -254,15 +271,19 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         erasure.resolve()
         erasure.check_refs(refs_policy)
         erasure.delete_all()
+        erasure.erase_serving_all(serving_resolver)
         erasure.purge_all(refs_policy, safety_window, now)
         exports = erasure.remove_exports(trail, hash_key, object_store)
         verification = erasure.verify()
-        record("verified", verification.to_dict())
+        serving_remaining = erasure.verify_serving(serving_resolver)
+        verification.passed = verification.passed and serving_remaining == 0
+        record("verified", erasure.verification_section(verification, serving_remaining))
         if not verification.passed:
             raise TerminalError(f"request {request.request_id}: erasure could not be verified: "
                                 f"{len(verification.findings)} findings, rows still found "
-                                f"{verification.discovery_rows}; see the audit trail")
-        payload = erasure.certificate_payload(hash_key, exports, verification, issuer, now)
+                                f"{verification.discovery_rows}, serving entities remaining {serving_remaining}; "
+                                "see the audit trail")
+        payload = erasure.certificate_payload(hash_key, exports, verification, issuer, now, serving_remaining)
         completed = record("completed", {"rows_deleted": sum(t["rows_deleted"] for t in erasure.tables),
                                          "verified": True})
         if trail is not None and completed is not None:
@@ -270,7 +291,7 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
             payload["audit_trail"] = trail.anchor(completed).to_dict()
         certificate = _issue(payload, signing_key)
         progress.drop()
-        return ErasureOutcome(request.request_id, certificate, True, erasure.tables)
+        return ErasureOutcome(request.request_id, certificate, True, erasure.tables, erasure.serving)
     except BaseException as exc:
         failed = _record_failure(record, exc)
         _anchor_failure(trail, failed, request)
@@ -318,6 +339,8 @@ class _Erasure:
         self.catalogs.update(other_catalogs)
         self.found: Any = None
         self.tables: list[dict[str, Any]] = []
+        self.serving: list[dict[str, Any]] = []
+        self.serving_keys: list[Any] = []  # per table, the subject's entity keys: memory only
         self.rows_deleted = self.files_removed = 0  # by this run, for the progress lines
 
     def resolve(self) -> None:
@@ -364,6 +387,43 @@ class _Erasure:
         for match in self.found.tables:
             self.delete(match)
             deleting.advance(1, f"{self.rows_deleted} rows deleted")
+
+    def erase_serving_all(self, resolver: ServingResolver | None) -> None:
+        """Every serving copy of every table, before any purge: the keys come from the history."""
+        for match in self.found.tables:
+            self.erase_serving(match, resolver)
+
+    def erase_serving(self, match: Any, resolver: ServingResolver | None) -> None:
+        """Delete the subject's entities from the table's serving targets; recorded with counts only."""
+        from dativo_provider.privacy.discovery import split_table
+        from dativo_provider.privacy.serving_erasure import collect_keys, erase_targets
+
+        earlier = self.progress.details("serving", match.table)
+        if self.progress.details("purged", match.table) is not None:  # its history is gone; this was done
+            self.serving.extend((earlier or {}).get("targets", []))
+            return
+        name, table = split_table(match.table)
+        found = collect_keys(match.table, self.catalogs[name].load().load_table(table), match.match,
+                             match.row_filter())
+        if not found.targets:
+            return
+        results = [r.to_dict() for r in erase_targets(found, resolver, earlier)]
+        self.progress.record("serving", match.table, {"targets": results})
+        self.serving_keys.append(found)
+        self.serving.extend(results)
+        self.record("deleted", {"table": match.table, "serving": [
+            {k: r[k] for k in ("kind", "name", "entity_keys", "entities_deleted", "entities_remaining")}
+            for r in results]})
+
+    def verify_serving(self, resolver: ServingResolver | None) -> int:
+        """The subject's entities the serving targets hold now (what this run erased, counted again)."""
+        from dativo_provider.privacy.serving_erasure import recount
+
+        return sum(recount(found, resolver) for found in self.serving_keys)
+
+    def verification_section(self, verification: Any, serving_remaining: int) -> dict[str, Any]:
+        return {**verification.to_dict(), "serving": {"targets": len(self.serving),
+                                                      "entities_remaining": serving_remaining}}
 
     def purge_all(self, policy: str, window: timedelta, now: datetime | None) -> None:
         purging = self._progress("purge")
@@ -450,7 +510,7 @@ class _Erasure:
                                                             other_catalogs=self.other_catalogs).tables))
 
     def certificate_payload(self, hash_key: bytes, exports: int, verification: Any, issuer: str,
-                            now: datetime | None) -> dict[str, Any]:
+                            now: datetime | None, serving_remaining: int = 0) -> dict[str, Any]:
         from dativo_provider.privacy.certificate import request_section
 
         started = self.progress.started_at() or now or datetime.now(timezone.utc)
@@ -459,7 +519,8 @@ class _Erasure:
             "tables": {t["table"]: {k: v for k, v in t.items() if k != "table"} for t in self.tables},
             "unidentifiable_tables": self.found.unidentifiable,
             "exports_removed": exports,
-            "verification": verification.to_dict(),
+            "serving": sorted(self.serving, key=lambda s: (s["table"], s["kind"], s["name"])),
+            "verification": self.verification_section(verification, serving_remaining),
             "timestamps": {"received": self.request.received_at.isoformat(), "started": started.isoformat(),
                            "completed": datetime.now(timezone.utc).isoformat()},
             "issuer": {"name": issuer},
