@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from dativo_provider.iceberg.catalog import CatalogConfig
 
 SERVING_PREFIX = "dativo.serving."
-_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
+_NAME = re.compile(r"[A-Za-z0-9_.:/@-]+")
 
 
 def serving_key(kind: str, name: str) -> str:
     """The table property of one target: ``dativo.serving.feast.<project>/<feature view>@<store>``."""
     if not _NAME.fullmatch(kind) or not _NAME.fullmatch(name):
-        raise ConfigError(f"serving target {kind!r}/{name!r}: letters, digits and _ . : / - only")
+        raise ConfigError(f"serving target {kind!r}/{name!r}: letters, digits and _ . : / @ - only")
     return f"{SERVING_PREFIX}{kind}.{name}"
 
 
