@@ -45,14 +45,24 @@ class ViolationHandlingValue(_Ext):
     sla: HandlingValue = "warn"
 
 
+class DriftColumnValue(_Ext):
+    """One column's drift settings in ``dativoFeatures.drift`` (unset: Evidently's defaults)."""
+
+    kind: Literal["numeric", "categorical"] | None = None
+    stattest: Literal["ks", "chisquare", "z", "wasserstein", "psi", "jensenshannon"] | None = None
+    threshold: float | None = Field(default=None, ge=0)
+
+
 class FeaturesValue(_Ext):
-    """``dativoFeatures``: ML feature metadata of a dataset (kept as data for the feature-store issue)."""
+    """``dativoFeatures``: ML feature metadata of a dataset (kept as data for the feature-store issue);
+    ``drift`` maps a column to its drift settings (``dativo_provider.ml.drift``)."""
 
     entities: list[str] = Field(min_length=1)
     timestamp_column: str
     features: list[str] = Field(min_length=1)
     ttl_days: int | None = Field(default=None, gt=0)
     online: bool = False
+    drift: dict[str, DriftColumnValue] = Field(default_factory=dict)
 
 
 # level -> property name -> validator of its value

@@ -386,7 +386,8 @@ def _dataset(obj: SchemaObject, base: FsPath) -> Dataset:
     if features is not None:
         value = FeaturesValue.model_validate(features)
         view = FeatureView(tuple(value.entities), value.timestamp_column, tuple(value.features),
-                           value.ttl_days, value.online)
+                           value.ttl_days, value.online,
+                           {c: v.model_dump(exclude_none=True) for c, v in value.drift.items()})
     ext = custom_values(obj.custom_properties)
     soda, gx = ext.get(HANDWRITTEN_SODA), ext.get(HANDWRITTEN_GX)
     return Dataset(obj.name, obj.physical_name, columns, view, obj.description,

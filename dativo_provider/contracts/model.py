@@ -6,6 +6,7 @@ extensions are unpacked, defaults applied, references resolved. Nothing here imp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -77,6 +78,8 @@ class FeatureView:
     features: tuple[str, ...]
     ttl_days: int | None = None
     online: bool = False
+    #: column -> {"kind", "stattest", "threshold"} (set ones only), see dativo_provider.ml.drift
+    drift: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
