@@ -52,7 +52,8 @@ SERVING_MODULES = {"feast": "dativo_provider.ml.feast_online", "sagemaker": "dat
 #: Target → keyword arguments for its kind module (a client or store configuration, resolved from the
 #: connection ids the target names).
 ServingResolver = Callable[[Mapping[str, Any]], Mapping[str, Any]]
-_NOT_LOCATION = ("kind", "name", "entity_columns")
+#: Target fields that say what the target is or holds, not where: left out of the location.
+_NOT_LOCATION = ("name", "entity_columns", "features", "join_key_types")
 _SECRET_NAME = re.compile(r"pass|secret|token|credential|private|key$", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
@@ -195,19 +196,28 @@ def call(target: Mapping[str, Any], function: str, keys: list[tuple[Any, ...]], 
             "(it resumes)") from None
 
 
-def store_location(target: Mapping[str, Any]) -> dict[str, Any]:
-    """The target's recorded location: every field but its identity, secret-looking fields left out
-    and user information removed from URLs."""
-    location = {}
+def store_location(target: Mapping[str, Any], *, nested: bool = False) -> dict[str, Any]:
+    """The target's recorded location: every field but its identity and schema, secret-looking fields
+    left out (nested ones too) and user information removed from URLs."""
+    location: dict[str, Any] = {}
     for key, value in sorted(target.items()):
-        if key in _NOT_LOCATION or _SECRET_NAME.search(key):
+        if key in _NOT_LOCATION or (key == "kind" and not nested) or _SECRET_NAME.search(key):
             continue
-        location[key] = _URL_USERINFO.sub(r"\g<scheme>", value) if isinstance(value, str) else value
+        if isinstance(value, Mapping):
+            location[key] = store_location(value, nested=True)
+        else:
+            location[key] = _URL_USERINFO.sub(r"\g<scheme>", value) if isinstance(value, str) else value
     return location
 
 
-def _describe(location: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in location.items() if isinstance(v, (str, int))) or "no location"
+def _describe(location: Mapping[str, Any], prefix: str = "") -> str:
+    parts = []
+    for key, value in location.items():
+        if isinstance(value, Mapping):
+            parts.append(_describe(value, f"{prefix}{key}."))
+        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+            parts.append(f"{prefix}{key}={value}")
+    return ", ".join(p for p in parts if p) or ("" if prefix else "no location")
 
 
 def _secrets(options: Mapping[str, Any]) -> tuple[str, ...]:

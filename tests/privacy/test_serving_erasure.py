@@ -11,7 +11,9 @@ request, and no certificate is issued.
 
 from __future__ import annotations
 
-import textwrap
+import json
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from dativo_provider.privacy import audit
 from dativo_provider.privacy.certificate import SigningKey, verify_certificate
 from dativo_provider.privacy.dsr import erase_subject
 from dativo_provider.privacy.request import SubjectRequest
-from dativo_provider.privacy.serving_erasure import ServingTargetUnreachableError
+from dativo_provider.privacy.serving_erasure import ServingCopyRemainsError, ServingTargetUnreachableError
 from dativo_provider.quality.wap import ContractGate, write_options_for
 from tests.doubles.sagemaker_featurestore import FeatureStoreDouble
 from tests.memory_source import TableSource
@@ -121,6 +123,98 @@ def lake(tmp_path) -> tuple[CatalogConfig, list[Path]]:
     return catalog, contracts
 
 
+# --- Feast ---------------------------------------------------------------------------------------
+
+REDIS_DB = 5  # Feast keys end with the project name, unique per test; this database number keeps them apart
+
+
+@pytest.fixture
+def redis_db() -> Iterator[int]:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        if os.environ.get("DATIVO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is not reachable: {exc} (DATIVO_REQUIRE_SERVICES=1)")
+        pytest.skip(f"Redis is not reachable: {exc}")
+    yield REDIS_DB
+    client.close()
+
+
+def _feast_store(folder: Path, online: Any, views: dict[str, str]) -> Any:
+    """A Feast store whose registry holds ``views`` (view name → its Iceberg table), applied."""
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
+    from feast import types as feast_types
+
+    project = f"p{uuid.uuid4().hex[:10]}"
+    objects: list[Any] = []
+    for view, table in views.items():
+        key, key_type, dtype = (("session_id", ValueType.STRING, feast_types.String) if table == SESSION_TABLE
+                                else ("customer_id", ValueType.INT64, feast_types.Int64))
+        entity = Entity(name=key.removesuffix("_id"), join_keys=[key], value_type=key_type)
+        source = FileSource(path=str(folder / f"{view}.parquet"), timestamp_field="feature_ts")
+        objects += [entity, FeatureView(name=view, entities=[entity], ttl=timedelta(days=3650), online=True, source=source,
+                                        schema=[Field(name=key, dtype=dtype),
+                                                Field(name="orders_30d", dtype=feast_types.Int64),
+                                                Field(name="spend_30d", dtype=feast_types.Float64)])]
+    store = FeatureStore(config=RepoConfig(project=project, provider="local", registry=str(folder / f"{project}.db"),
+                                           online_store=online, entity_key_serialization_version=3))
+    store.apply(objects)
+    return store
+
+
+def _online(store: Any, view: str, key: str, ids: list[Any]) -> dict[Any, tuple[Any, Any]]:
+    """``get_online_features`` per entity: (orders_30d, spend_30d)."""
+    got = store.get_online_features(features=[f"{view}:orders_30d", f"{view}:spend_30d"],
+                                    entity_rows=[{key: i} for i in ids]).to_dict()
+    return {i: (o, s) for i, o, s in zip(got[key], got["orders_30d"], got["spend_30d"], strict=True)}
+
+
+def _redis_cleanup(project: str) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    keys = [*client.scan_iter(match=f"*{project}"), *client.scan_iter(match=f"dativo:feast:position:{project}:*")]
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def feast_stores(lake, tmp_path, redis_db) -> Iterator[dict[str, Any]]:
+    """customer_stats in SQLite and Redis, session_stats in SQLite, materialized from Iceberg."""
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+    from dativo_provider.ml.feast_online import materialize_online
+
+    catalog, _contracts = lake
+    sqlite = _feast_store(tmp_path, SqliteOnlineStoreConfig(path=str(tmp_path / "online.db")),
+                          {"customer_stats": CUSTOMER_TABLE, "session_stats": SESSION_TABLE})
+    redis_store = _feast_store(tmp_path, RedisOnlineStoreConfig(connection_string=f"127.0.0.1:6379,db={redis_db}"),
+                               {"customer_stats": CUSTOMER_TABLE})
+    try:
+        materialize_online(catalog, CUSTOMER_TABLE, sqlite, "customer_stats")
+        materialize_online(catalog, SESSION_TABLE, sqlite, "session_stats")
+        materialize_online(catalog, CUSTOMER_TABLE, redis_store, "customer_stats", conn_id="redis_features")
+        yield {"sqlite": sqlite, "redis": redis_store}
+    finally:
+        _redis_cleanup(redis_store.project)
+
+
+def _feast_contents(stores: dict[str, Any]) -> dict[str, dict[Any, tuple[Any, Any]]]:
+    sessions = [_session_id(c, n) for c in CUSTOMERS for n in range(2)]
+    return {"sqlite customers": _online(stores["sqlite"], "customer_stats", "customer_id", list(CUSTOMERS)),
+            "redis customers": _online(stores["redis"], "customer_stats", "customer_id", list(CUSTOMERS)),
+            "sqlite sessions": _online(stores["sqlite"], "session_stats", "session_id", sessions)}
+
+
+def _is_subject(key: Any) -> bool:
+    return key == SUBJECT or key in (_session_id(SUBJECT, 0), _session_id(SUBJECT, 1))
+
+
 # --- SageMaker -----------------------------------------------------------------------------------
 
 SAGEMAKER_TYPES = {"customer_id": "Integral", "feature_ts": "String", "orders_30d": "Integral",
@@ -170,25 +264,6 @@ def _serving(certificate: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any
     return {(s["kind"], s["name"]): s for s in certificate["serving"]}
 
 
-def test_sagemaker_copy_is_erased_and_listed(lake, sagemaker):
-    catalog, contracts = lake
-    double, client = sagemaker
-    _export_to_sagemaker(catalog, client)
-    others = {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT}
-    assert _sagemaker_record(client, SUBJECT) is not None
-
-    outcome = _erase(catalog, contracts, lambda target: {"client": client})
-
-    assert _sagemaker_record(client, SUBJECT) is None
-    assert {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT} == others
-    entry = _serving(outcome.certificate)[("sagemaker", GROUP)]
-    assert entry["table"] == CUSTOMER_TABLE
-    assert (entry["entity_keys"], entry["entities_deleted"], entry["entities_remaining"]) == (1, 1, 0)
-    assert entry["store"]["feature_group_name"] == GROUP and entry["store"]["aws_conn_id"] == "aws_features"
-    assert outcome.certificate["verification"]["serving"] == {"targets": 1, "entities_remaining": 0}
-    assert verify_certificate(outcome.certificate, SIGNING.verifying_key()).valid
-
-
 def test_unreachable_target_fails_then_a_rerun_finishes(lake, sagemaker):
     catalog, contracts = lake
     double, client = sagemaker
@@ -214,3 +289,76 @@ def test_unreachable_target_fails_then_a_rerun_finishes(lake, sagemaker):
     assert _sagemaker_record(client, SUBJECT) is None
     entry = _serving(outcome.certificate)[("sagemaker", GROUP)]
     assert (entry["entity_keys"], entry["entities_deleted"], entry["entities_remaining"]) == (1, 1, 0)
+
+
+def test_every_serving_copy_is_erased_and_listed_with_counts(lake, feast_stores, sagemaker):
+    catalog, contracts = lake
+    double, client = sagemaker
+    _export_to_sagemaker(catalog, client)
+    before = _feast_contents(feast_stores)
+    assert all(values[key] != (None, None) for values in before.values() for key in values)
+    others_sagemaker = {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT}
+
+    outcome = _erase(catalog, contracts, lambda target: {"client": client} if target["kind"] == "sagemaker" else {})
+
+    after = _feast_contents(feast_stores)
+    for store, values in after.items():
+        assert {k: v for k, v in values.items() if _is_subject(k)} == {k: (None, None) for k in values
+                                                                         if _is_subject(k)}, store
+        assert {k: v for k, v in values.items() if not _is_subject(k)} == {
+            k: v for k, v in before[store].items() if not _is_subject(k)}, store
+    assert _sagemaker_record(client, SUBJECT) is None
+    assert {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT} == others_sagemaker
+
+    listed = {(s["table"], s["kind"], s["store"].get("store", {}).get("kind")):
+              (s["entity_keys"], s["entities_deleted"], s["entities_remaining"]) for s in outcome.certificate["serving"]}
+    assert listed == {(CUSTOMER_TABLE, "feast", "sqlite"): (1, 1, 0), (CUSTOMER_TABLE, "feast", "redis"): (1, 1, 0),
+                      (SESSION_TABLE, "feast", "sqlite"): (2, 2, 0), (CUSTOMER_TABLE, "sagemaker", None): (1, 1, 0)}
+    redis_entry = _serving(outcome.certificate)[("feast", f"{feast_stores['redis'].project}/customer_stats@redis")]
+    assert redis_entry["store"]["store"] == {"kind": "redis", "host": "127.0.0.1", "port": 6379, "db": REDIS_DB,
+                                             "conn_id": "redis_features"}
+    assert outcome.certificate["verification"]["serving"] == {"targets": 4, "entities_remaining": 0}
+    assert outcome.certificate["verification"]["passed"] is True
+    assert verify_certificate(outcome.certificate, SIGNING.verifying_key()).valid
+    tampered = json.loads(json.dumps(outcome.certificate))
+    tampered["serving"][0]["entities_remaining"] = 1
+    assert not verify_certificate(tampered, SIGNING.verifying_key()).valid
+
+
+class _Crash(BaseException):
+    """The worker dies: nothing the engine catches."""
+
+
+def test_a_crash_between_iceberg_delete_and_serving_delete_is_finished_by_the_rerun(lake, feast_stores):
+    catalog, contracts = lake
+
+    def crash(target):
+        raise _Crash()
+
+    with pytest.raises(_Crash):
+        _erase(catalog, contracts, crash)
+    # The Iceberg heads no longer hold the subject's rows: the rerun finds the session keys in history.
+    for table in (CUSTOMER_TABLE, SESSION_TABLE):
+        assert catalog.load().load_table(table).scan(row_filter=f"customer_id == {SUBJECT}").to_arrow().num_rows == 0
+    assert _online(feast_stores["sqlite"], "session_stats", "session_id", [_session_id(SUBJECT, 0)]) != {
+        _session_id(SUBJECT, 0): (None, None)}
+
+    outcome = _erase(catalog, contracts, None)
+
+    after = _feast_contents(feast_stores)
+    assert all(v == (None, None) for values in after.values() for k, v in values.items() if _is_subject(k))
+    sessions = [s for s in outcome.certificate["serving"] if s["table"] == SESSION_TABLE]
+    assert [(s["entity_keys"], s["entities_deleted"], s["entities_remaining"]) for s in sessions] == [(2, 2, 0)]
+    assert outcome.certificate["verification"]["passed"] is True
+
+
+def test_a_store_that_keeps_the_copy_fails_the_request_without_certificate(lake, feast_stores, monkeypatch):
+    import dativo_provider.ml.feast_online as feast_online
+
+    catalog, contracts = lake
+    monkeypatch.setattr(feast_online, "delete_entities", lambda target, keys, **options: 0)
+    with pytest.raises(ServingCopyRemainsError, match="still holds 1 of the subject's 1 entity keys"):
+        _erase(catalog, contracts, None, request_id="dsr-serving-kept")
+    events = [s.event["event"] for s in audit.IcebergAuditStore(catalog.load(), "dativo.dsr_audit").read()
+              if s.event and s.event.get("request_id") == "dsr-serving-kept"]
+    assert events[-1] == "failed" and "completed" not in events and "verified" not in events
