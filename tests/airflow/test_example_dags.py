@@ -32,10 +32,13 @@ MAX_ACTIVE_RUNS = {
     "example_hubspot_to_iceberg": 1,  # incremental by lastmodifieddate
     "example_iceberg_maintenance": 1,  # compaction and expiry of the same tables
     "example_markdown_kv_to_iceberg": 1,  # incremental files
+    "example_ml_pipeline": 1,  # incremental files feed the features and the training set
     "example_mysql_to_iceberg": 1,  # incremental cursor
     "example_postgres_to_iceberg": 1,  # incremental cursor
+    "example_sagemaker_export": 1,  # incremental files feed the exported feature table
     "example_stripe_to_iceberg": 1,  # incremental by events
     "example_training_set": 1,  # incremental files feed the training set
+    "example_vertex_feature_export": 1,  # incremental files feed the exported feature table
 }
 DOC_SECTIONS = ("### What it shows", "### What it needs", "### How to run it")
 
