@@ -91,6 +91,10 @@ PII_VALUES = ("ada.lovelace@example.org", "grace.hopper(at)example.org", "Ada Lo
               "linus@example.org", "Linus Torvalds")
 
 
+#: The data subjects' identifiers: distinctive enough that a scan cannot find them by chance in a UUID.
+SUBJECT_IDS = (734001710101, 734001710202, 734001710303)
+
+
 def people_contract(tmp_path: Path, *, team: str = "customer-data", email_class: str = "pii",
                     name_column: str = "full_name") -> Contract:
     path = tmp_path / f"people-{team}-{email_class}-{name_column}.odcs.yaml"
@@ -101,7 +105,7 @@ def people_contract(tmp_path: Path, *, team: str = "customer-data", email_class:
 def people_table(tmp_path: Path) -> tuple[Any, str]:
     """crm.people in an embedded catalog: one malformed e-mail, one unknown country."""
     rows = pa.table({
-        "person_id": pa.array([101, 102, 103], pa.int64()),
+        "person_id": pa.array(SUBJECT_IDS, pa.int64()),
         "email": [PII_VALUES[0], PII_VALUES[1], PII_VALUES[4]],
         "full_name": [PII_VALUES[2], PII_VALUES[3], PII_VALUES[5]],
         "country": ["DE", "FR", "US"],
