@@ -3,19 +3,101 @@ or database (MySQL) per test, and the plain drivers to set data up and to compar
 
 A server that is not reachable skips its tests with the reason, unless ``DATIVO_REQUIRE_SERVICES=1``
 (CI), where it fails them: a green run must never mean "nothing ran".
+
+``DATIVO_AIRFLOW_DEPENDENT_ONLY=1`` (set by ``.ci/run`` for its Airflow 2.11 pass, after the Airflow 3.3
+pass ran everything) deselects the tests whose outcome cannot depend on the Airflow version: see
+:func:`runs_on_one_airflow_version`. Without it (``dev/test``, the README's command) every test runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import uuid
 from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dativo_provider.connections import DatabaseConfig
+
+
+TESTS = Path(__file__).resolve().parent
+AIRFLOW_DEPENDENT_ONLY = "DATIVO_AIRFLOW_DEPENDENT_ONLY"
+
+#: Engine suites: plain Python over Arrow, pyiceberg and the databases; the engine never imports airflow
+#: (tests/test_import_graph.py), and both virtualenvs pin the same versions of everything it uses except
+#: SQLAlchemy. New directories (tests/lineage, ...) run on both versions until they are listed here.
+ENGINE_SUITES = {"contracts", "iceberg", "ingest", "markdown_kv", "ml", "packaging", "privacy", "quality",
+                 "sources", "test_import_graph.py", "test_objectstore.py", "test_progress.py",
+                 "test_typecheck.py"}
+#: Engine tests that still run on both: on Airflow 2.11 (SQLAlchemy 1.4) SQL catalogs are our DbApiCatalog,
+#: on 3.3 pyiceberg's SqlCatalog (ADR 0003); these run the engine on DbApiCatalog and its lost races there.
+CATALOG_CLASS_TESTS = {"iceberg/test_dbapi_catalog.py", "ingest/test_concurrency.py", "privacy/test_purge.py"}
+#: A module that imports Airflow, the Airflow layer, the version switches or SQLAlchemy (1.4 beside Airflow
+#: 2.11, 2.x beside 3.3), or runs the ``airflow`` command, depends on the version wherever it lives.
+_VERSION_DEPENDENT_SOURCE = re.compile(
+    r"^\s*(?:from|import)\s+(?:airflow|sqlalchemy|tests\.airflow|dativo_provider\.(?:operators|hooks|sensors"
+    r"|triggers|compat))\b|^\s*from\s+dativo_provider\s+import\s+.*\b(?:operators|hooks|sensors|triggers|compat)\b"
+    r'|/\s*"airflow"',
+    re.M,
+)
+#: A docs block that touches Airflow: the ``airflow`` command, a connection, a DAG, an operator or hook.
+_AIRFLOW_IN_DOC_BLOCK = re.compile(r"airflow|\bDAG\(|@dag\b|dativo_provider\.(?:operators|hooks|sensors|triggers)",
+                                   re.I)
+
+
+@cache
+def _imports_version_dependent_code(module: Path) -> bool:
+    return _VERSION_DEPENDENT_SOURCE.search(module.read_text()) is not None
+
+
+def runs_on_one_airflow_version(item: pytest.Item) -> bool:
+    """Whether the test's code path is the same on every Airflow version, so one version's run suffices:
+    a test of an engine suite whose module touches neither Airflow nor SQLAlchemy, or a docs block that
+    does not touch Airflow (the blocks before it on its page still run first, as ever)."""
+    relative = item.path.relative_to(TESTS)
+    if relative.parts[0] == "docs":
+        block = getattr(item, "callspec", None) and item.callspec.params.get("block")
+        return (item.path.name == "test_doc_snippets.py" and block is not None
+                and not _AIRFLOW_IN_DOC_BLOCK.search(block.text))
+    return (relative.parts[0] in ENGINE_SUITES and relative.as_posix() not in CATALOG_CLASS_TESTS
+            and not _imports_version_dependent_code(item.path))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(AIRFLOW_DEPENDENT_ONLY) != "1":
+        return
+    once = [item for item in items if runs_on_one_airflow_version(item)]
+    if not once:
+        return
+    deselected = set(once)
+    items[:] = [item for item in items if item not in deselected]
+    config.hook.pytest_deselected(items=once)
+    where: dict[str, int] = {}
+    for item in once:
+        name = item.path.relative_to(TESTS).parts[0]
+        where[name] = where.get(name, 0) + 1
+    config.stash[_NOT_REPEATED] = (
+        f"{AIRFLOW_DEPENDENT_ONLY}=1: {len(once)} tests not repeated on this Airflow version, because their "
+        f"code path does not depend on it and the other pass ran them: "
+        + ", ".join(f"{name} {count}" for name, count in sorted(where.items()))
+    )
+
+
+_NOT_REPEATED = pytest.StashKey[str]()
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    return config.stash.get(_NOT_REPEATED, None)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _NOT_REPEATED in config.stash:
+        terminalreporter.write_line(config.stash[_NOT_REPEATED])
 
 
 def _unavailable(what: str, exc: Exception) -> None:
