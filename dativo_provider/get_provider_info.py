@@ -215,6 +215,39 @@ GOOGLE_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "placeholders": {"password": '{"type": "service_account", "client_email": ..., "private_key": ...}'},
 }
 
+OPENMETADATA_INTEGRATION = "OpenMetadata (Dativo)"
+OPENMETADATA_CONN_TYPE = "dativo_openmetadata"
+
+#: Extra fields of the ``dativo_openmetadata`` connection (the bot's JWT is the password field).
+OPENMETADATA_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "max_workers": {
+        "label": "Concurrent requests",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 8},
+        "description": "At most this many requests in flight at once (default 8).",
+    },
+    "max_retries": {
+        "label": "Retries",
+        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+        "description": "Retries of a 429 or 5xx answer, with backoff and Retry-After (default 5).",
+    },
+    "timeout_seconds": {
+        "label": "Timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 30},
+        "description": "Per request (default 30).",
+    },
+    "verify_ssl": {
+        "label": "Verify TLS certificate",
+        "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "Turn off only for a server with a self-signed certificate.",
+    },
+}
+
+OPENMETADATA_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "login"],
+    "relabeling": {"host": "Server URL", "password": "JWT token"},
+    "placeholders": {"host": "https://openmetadata.example.org", "password": "the ingestion bot's JWT"},
+}
+
 #: connection type -> (``conn-fields``, ``ui-field-behaviour``) of each type the source registry defines.
 SOURCE_CONNECTION_FORMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     DATIVO_STRIPE.name: (STRIPE_CONN_FIELDS, STRIPE_UI_FIELD_BEHAVIOUR),
@@ -279,6 +312,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": _doc_page("privacy.md"),
                 "tags": ["software"],
             },
+            {
+                "integration-name": OPENMETADATA_INTEGRATION,
+                "external-doc-url": _doc_page("lineage.md"),
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -287,6 +325,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             *(_source_hooks(kind) for kind in own_connection_types()),
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.hooks.privacy"]},
+            {"integration-name": OPENMETADATA_INTEGRATION, "python-modules": ["dativo_provider.hooks.openmetadata"]},
         ],
         "operators": [
             {
@@ -299,6 +338,10 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             },
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
+            {
+                "integration-name": OPENMETADATA_INTEGRATION,
+                "python-modules": ["dativo_provider.operators.openmetadata"],
+            },
         ],
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["dativo_provider.sensors.contracts"]}
@@ -318,6 +361,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": PRIVACY_KEY_HOOK_NAME,
                 "conn-fields": DSR_KEY_CONN_FIELDS,
                 "ui-field-behaviour": DSR_KEY_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": OPENMETADATA_CONN_TYPE,
+                "hook-class-name": "dativo_provider.hooks.openmetadata.OpenMetadataHook",
+                "hook-name": OPENMETADATA_INTEGRATION,
+                "conn-fields": OPENMETADATA_CONN_FIELDS,
+                "ui-field-behaviour": OPENMETADATA_UI_FIELD_BEHAVIOUR,
             },
         ],
     }

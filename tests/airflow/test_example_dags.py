@@ -34,6 +34,7 @@ MAX_ACTIVE_RUNS = {
     "example_markdown_kv_to_iceberg": 1,  # incremental files
     "example_ml_pipeline": 1,  # incremental files feed the features and the training set
     "example_mysql_to_iceberg": 1,  # incremental cursor
+    "example_openmetadata_sync": 1,  # two syncs of one table would race to create it
     "example_postgres_to_iceberg": 1,  # incremental cursor
     "example_sagemaker_export": 1,  # incremental files feed the exported feature table
     "example_stripe_to_iceberg": 1,  # incremental by events
