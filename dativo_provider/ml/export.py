@@ -91,6 +91,27 @@ def export_snapshot_parquet(catalog: CatalogConfig, table: str, ref: str | int |
     return result
 
 
+def tag_snapshot(catalog: CatalogConfig, table: str, tag: str, ref: str | int | None = None) -> int:
+    """Tag the snapshot ``ref`` resolves to (main's head by default) as ``tag``; returns its snapshot id.
+
+    A tag that already exists is kept where it is, so a rerun exports the snapshot the first run
+    tagged (a tag names one training or serving cut; moving it would change what it means).
+
+    :raises ConfigError: no such table or ref; ``tag`` is a branch.
+    """
+    loaded = _load(catalog, table)
+    existing = loaded.metadata.refs.get(tag)
+    if existing is not None:
+        if str(existing.snapshot_ref_type) != "tag":
+            raise ConfigError(f"{table}: {tag!r} is a branch, not a tag; choose another tag name")
+        log.info("%s: tag %r exists (snapshot %s); kept", table, tag, existing.snapshot_id)
+        return existing.snapshot_id
+    _, snapshot_id = resolve_ref(loaded, table, ref)
+    loaded.manage_snapshots().create_tag(snapshot_id, tag).commit()
+    log.info("%s: snapshot %s tagged %r", table, snapshot_id, tag)
+    return snapshot_id
+
+
 def resolve_ref(table: Table, name: str, ref: str | int | None) -> tuple[str, int]:
     """``(ref name, snapshot id)`` of a tag or branch, a snapshot id, or main's head (None).
 

@@ -14,7 +14,7 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
-from dativo_provider.ml.export import export_snapshot_parquet
+from dativo_provider.ml.export import export_snapshot_parquet, tag_snapshot
 from tests.memory_source import TableSource
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -109,3 +109,16 @@ def test_export_to_s3(catalog):
         assert result.files == ("s3://features/vertex/v1/part-00000.parquet",)
         body = s3.client("s3").get_object(Bucket="features", Key="vertex/v1/part-00000.parquet")["Body"].read()
     assert _sorted(pq.read_table(pa.BufferReader(body))) == _sorted(tagged)
+
+
+def test_a_tag_is_made_once_and_a_rerun_exports_what_the_first_tagged(catalog, tmp_path):
+    _commit(catalog, 0, 10, 0)
+    first = tag_snapshot(catalog, "ml.features", "vertex-20240102")
+    _commit(catalog, 10, 5, 1)
+    assert tag_snapshot(catalog, "ml.features", "vertex-20240102") == first  # kept, not moved
+    result = export_snapshot_parquet(catalog, "ml.features", "vertex-20240102", str(tmp_path / "out"))
+    assert (result.snapshot_id, result.rows) == (first, 10)
+    table = catalog.load().load_table("ml.features")
+    table.manage_snapshots().create_branch(first, "audit").commit()
+    with pytest.raises(ConfigError, match="'audit' is a branch, not a tag"):
+        tag_snapshot(catalog, "ml.features", "audit")
