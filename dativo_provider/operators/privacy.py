@@ -293,9 +293,11 @@ class DsrExportOperator(DsrBaseOperator):
 class DsrEraseOperator(DsrBaseOperator):
     """Erase the subject physically (GDPR Art. 17), verify it, and write the signed certificate.
 
-    Runs :func:`dativo_provider.privacy.dsr.erase_request`: discover → delete per table → purge (refs,
-    expiry, unreachable files, old metadata) → verify by decoding every file → certificate. A failed
-    verification fails the task (no retries); every step is in the audit trail.
+    Runs :func:`dativo_provider.privacy.dsr.erase_request`: discover → delete per table → delete the
+    subject's entities from the serving copies the tables recorded (Feast online stores, SageMaker
+    feature groups; connections resolved by :func:`serving_options`) → purge (refs, expiry, unreachable
+    files, old metadata) → verify by decoding every file and counting the serving copies → certificate.
+    A failed verification fails the task (no retries); every step is in the audit trail.
 
     :param certificate_path: where the certificate JSON goes (templated; mode 0600; folders created
         with 0700).
@@ -334,8 +336,36 @@ def erase_for(task: DsrEraseOperator | TenantTerminateOperator, request: Subject
         signing_key=DsrKeyHook(task.signing_conn_id).signing_key(), hash_key=task.hash_key(),
         trail=task.audit_trail(catalog), refs_policy=task.refs_policy,
         safety_window=timedelta(minutes=_minutes(task.safety_window_minutes)),
-        other_catalogs=task.other_catalogs(), object_store=task.object_store(),
+        other_catalogs=task.other_catalogs(), object_store=task.object_store(), serving_resolver=serving_options,
     )
+
+
+def serving_options(target: Mapping[str, Any]) -> dict[str, Any]:
+    """What the erasure needs to reach one serving target, from the connection ids the ledger recorded:
+    a ``sagemaker-featurestore-runtime`` client built by the amazon provider's ``AwsBaseHook`` from
+    ``aws_conn_id`` (in the target's region), or the password of a Feast store's Redis/Postgres
+    connection (``store.conn_id``). A Feast SQLite store, or a store recorded without a connection,
+    needs nothing.
+
+    :raises ConfigError: the connection is not defined (naming the target, never a secret).
+    """
+    from dativo_provider.compat import AirflowNotFoundException
+
+    kind = target.get("kind")
+    store = target.get("store") if isinstance(target.get("store"), Mapping) else {}
+    conn_id = target.get("aws_conn_id") if kind == "sagemaker" else store.get("conn_id")
+    try:
+        if kind == "sagemaker":
+            from dativo_provider.operators.sagemaker import featurestore_client
+
+            return {"client": featurestore_client(conn_id, target.get("region"))}
+        if kind == "feast" and conn_id:
+            password = _connection(conn_id).password
+            return {"password": password} if password else {}
+    except AirflowNotFoundException:
+        raise ConfigError(f"serving target {kind} {target.get('name')!r}: its connection {conn_id!r} is not "
+                          "defined in Airflow; define it (the erasure must reach every copy) and run again") from None
+    return {}
 
 
 def _minutes(value: float | str) -> float:

@@ -87,7 +87,7 @@ SESSION_KEY = """\
 """
 
 
-def _session_id(customer: int, n: int) -> str:
+def session_id(customer: int, n: int) -> str:
     """Letters only: a session id must not look like any customer's id."""
     return "sess-" + "".join(chr(ord("a") + int(d)) for d in f"{customer:03d}{n}")
 
@@ -99,7 +99,7 @@ def _features(session: bool) -> pa.Table:
             row = {"customer_id": customer, "feature_ts": AS_OF - timedelta(hours=n),
                    "orders_30d": customer * 10 + n, "spend_30d": customer * 1.5 + n}
             if session:
-                row = {"session_id": _session_id(customer, n), **row}
+                row = {"session_id": session_id(customer, n), **row}
             rows.append(row)
     schema = pa.schema([*([("session_id", pa.string())] if session else []), ("customer_id", pa.int64()),
                         ("feature_ts", pa.timestamp("us", tz="UTC")), ("orders_30d", pa.int64()),
@@ -107,20 +107,26 @@ def _features(session: bool) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
 
 
-@pytest.fixture
-def lake(tmp_path) -> tuple[CatalogConfig, list[Path]]:
-    catalog = embedded_catalog(tmp_path / "lake")
-    catalog.load().create_namespace("ml")
+def build_lake(catalog: CatalogConfig, folder: Path) -> list[Path]:
+    """Both feature tables, loaded through their contracts (counts-only metrics for the subject's column);
+    returns the contract files."""
+    catalog.load().create_namespace_if_not_exists("ml")
     contracts = []
     for name, session in (("customer_features", False), ("session_features", True)):
-        path = tmp_path / f"{name}.odcs.yaml"
+        path = folder / f"{name}.odcs.yaml"
         path.write_text(CONTRACT.format(name=name, key=SESSION_KEY if session else ""))
         contract = load_contract(path)
         options = write_options_for(contract, None, WriteOptions(mode="append"))
         run_ingest(TableSource(_features(session), identity=f"memory://{name}"), catalog, f"ml.{name}", options,
                    run_id=f"{name}-1", audit=ContractGate(contract, catalog))
         contracts.append(path)
-    return catalog, contracts
+    return contracts
+
+
+@pytest.fixture
+def lake(tmp_path) -> tuple[CatalogConfig, list[Path]]:
+    catalog = embedded_catalog(tmp_path / "lake")
+    return catalog, build_lake(catalog, tmp_path)
 
 
 # --- Feast ---------------------------------------------------------------------------------------
@@ -143,7 +149,7 @@ def redis_db() -> Iterator[int]:
     client.close()
 
 
-def _feast_store(folder: Path, online: Any, views: dict[str, str]) -> Any:
+def feast_store(folder: Path, online: Any, views: dict[str, str]) -> Any:
     """A Feast store whose registry holds ``views`` (view name → its Iceberg table), applied."""
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
     from feast import types as feast_types
@@ -165,14 +171,14 @@ def _feast_store(folder: Path, online: Any, views: dict[str, str]) -> Any:
     return store
 
 
-def _online(store: Any, view: str, key: str, ids: list[Any]) -> dict[Any, tuple[Any, Any]]:
+def online_values(store: Any, view: str, key: str, ids: list[Any]) -> dict[Any, tuple[Any, Any]]:
     """``get_online_features`` per entity: (orders_30d, spend_30d)."""
     got = store.get_online_features(features=[f"{view}:orders_30d", f"{view}:spend_30d"],
                                     entity_rows=[{key: i} for i in ids]).to_dict()
     return {i: (o, s) for i, o, s in zip(got[key], got["orders_30d"], got["spend_30d"], strict=True)}
 
 
-def _redis_cleanup(project: str) -> None:
+def redis_cleanup(project: str) -> None:
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
@@ -191,9 +197,9 @@ def feast_stores(lake, tmp_path, redis_db) -> Iterator[dict[str, Any]]:
     from dativo_provider.ml.feast_online import materialize_online
 
     catalog, _contracts = lake
-    sqlite = _feast_store(tmp_path, SqliteOnlineStoreConfig(path=str(tmp_path / "online.db")),
+    sqlite = feast_store(tmp_path, SqliteOnlineStoreConfig(path=str(tmp_path / "online.db")),
                           {"customer_stats": CUSTOMER_TABLE, "session_stats": SESSION_TABLE})
-    redis_store = _feast_store(tmp_path, RedisOnlineStoreConfig(connection_string=f"127.0.0.1:6379,db={redis_db}"),
+    redis_store = feast_store(tmp_path, RedisOnlineStoreConfig(connection_string=f"127.0.0.1:6379,db={redis_db}"),
                                {"customer_stats": CUSTOMER_TABLE})
     try:
         materialize_online(catalog, CUSTOMER_TABLE, sqlite, "customer_stats")
@@ -201,18 +207,18 @@ def feast_stores(lake, tmp_path, redis_db) -> Iterator[dict[str, Any]]:
         materialize_online(catalog, CUSTOMER_TABLE, redis_store, "customer_stats", conn_id="redis_features")
         yield {"sqlite": sqlite, "redis": redis_store}
     finally:
-        _redis_cleanup(redis_store.project)
+        redis_cleanup(redis_store.project)
 
 
 def _feast_contents(stores: dict[str, Any]) -> dict[str, dict[Any, tuple[Any, Any]]]:
-    sessions = [_session_id(c, n) for c in CUSTOMERS for n in range(2)]
-    return {"sqlite customers": _online(stores["sqlite"], "customer_stats", "customer_id", list(CUSTOMERS)),
-            "redis customers": _online(stores["redis"], "customer_stats", "customer_id", list(CUSTOMERS)),
-            "sqlite sessions": _online(stores["sqlite"], "session_stats", "session_id", sessions)}
+    sessions = [session_id(c, n) for c in CUSTOMERS for n in range(2)]
+    return {"sqlite customers": online_values(stores["sqlite"], "customer_stats", "customer_id", list(CUSTOMERS)),
+            "redis customers": online_values(stores["redis"], "customer_stats", "customer_id", list(CUSTOMERS)),
+            "sqlite sessions": online_values(stores["sqlite"], "session_stats", "session_id", sessions)}
 
 
 def _is_subject(key: Any) -> bool:
-    return key == SUBJECT or key in (_session_id(SUBJECT, 0), _session_id(SUBJECT, 1))
+    return key == SUBJECT or key in (session_id(SUBJECT, 0), session_id(SUBJECT, 1))
 
 
 # --- SageMaker -----------------------------------------------------------------------------------
@@ -234,7 +240,7 @@ def sagemaker() -> Iterator[tuple[FeatureStoreDouble, Any]]:
         yield api, client
 
 
-def _export_to_sagemaker(catalog: CatalogConfig, client: Any) -> dict[str, Any]:
+def export_to_sagemaker(catalog: CatalogConfig, client: Any) -> dict[str, Any]:
     from dativo_provider.ml.sagemaker import FeatureGroupTarget, export_snapshot
 
     target = FeatureGroupTarget(GROUP, "customer_id", "feature_ts", ("customer_id",), region="eu-west-1")
@@ -244,7 +250,7 @@ def _export_to_sagemaker(catalog: CatalogConfig, client: Any) -> dict[str, Any]:
     return entry
 
 
-def _sagemaker_record(client: Any, customer: int) -> dict[str, str] | None:
+def sagemaker_record(client: Any, customer: int) -> dict[str, str] | None:
     response = client.get_record(FeatureGroupName=GROUP, RecordIdentifierValueAsString=str(customer))
     record = response.get("Record")
     return {v["FeatureName"]: v["ValueAsString"] for v in record} if record else None
@@ -267,7 +273,7 @@ def _serving(certificate: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any
 def test_unreachable_target_fails_then_a_rerun_finishes(lake, sagemaker):
     catalog, contracts = lake
     double, client = sagemaker
-    _export_to_sagemaker(catalog, client)
+    export_to_sagemaker(catalog, client)
     import boto3
     from botocore.config import Config
 
@@ -283,10 +289,10 @@ def test_unreachable_target_fails_then_a_rerun_finishes(lake, sagemaker):
     # The Iceberg rows went first; the copy stayed, and no certificate was issued.
     rows = catalog.load().load_table(CUSTOMER_TABLE).scan(row_filter=f"customer_id == {SUBJECT}").to_arrow()
     assert rows.num_rows == 0
-    assert _sagemaker_record(client, SUBJECT) is not None
+    assert sagemaker_record(client, SUBJECT) is not None
 
     outcome = _erase(catalog, contracts, lambda target: {"client": client})
-    assert _sagemaker_record(client, SUBJECT) is None
+    assert sagemaker_record(client, SUBJECT) is None
     entry = _serving(outcome.certificate)[("sagemaker", GROUP)]
     assert (entry["entity_keys"], entry["entities_deleted"], entry["entities_remaining"]) == (1, 1, 0)
 
@@ -294,10 +300,10 @@ def test_unreachable_target_fails_then_a_rerun_finishes(lake, sagemaker):
 def test_every_serving_copy_is_erased_and_listed_with_counts(lake, feast_stores, sagemaker):
     catalog, contracts = lake
     double, client = sagemaker
-    _export_to_sagemaker(catalog, client)
+    export_to_sagemaker(catalog, client)
     before = _feast_contents(feast_stores)
     assert all(values[key] != (None, None) for values in before.values() for key in values)
-    others_sagemaker = {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT}
+    others_sagemaker = {c: sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT}
 
     outcome = _erase(catalog, contracts, lambda target: {"client": client} if target["kind"] == "sagemaker" else {})
 
@@ -307,8 +313,8 @@ def test_every_serving_copy_is_erased_and_listed_with_counts(lake, feast_stores,
                                                                          if _is_subject(k)}, store
         assert {k: v for k, v in values.items() if not _is_subject(k)} == {
             k: v for k, v in before[store].items() if not _is_subject(k)}, store
-    assert _sagemaker_record(client, SUBJECT) is None
-    assert {c: _sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT} == others_sagemaker
+    assert sagemaker_record(client, SUBJECT) is None
+    assert {c: sagemaker_record(client, c) for c in CUSTOMERS if c != SUBJECT} == others_sagemaker
 
     listed = {(s["table"], s["kind"], s["store"].get("store", {}).get("kind")):
               (s["entity_keys"], s["entities_deleted"], s["entities_remaining"]) for s in outcome.certificate["serving"]}
@@ -340,8 +346,8 @@ def test_a_crash_between_iceberg_delete_and_serving_delete_is_finished_by_the_re
     # The Iceberg heads no longer hold the subject's rows: the rerun finds the session keys in history.
     for table in (CUSTOMER_TABLE, SESSION_TABLE):
         assert catalog.load().load_table(table).scan(row_filter=f"customer_id == {SUBJECT}").to_arrow().num_rows == 0
-    assert _online(feast_stores["sqlite"], "session_stats", "session_id", [_session_id(SUBJECT, 0)]) != {
-        _session_id(SUBJECT, 0): (None, None)}
+    assert online_values(feast_stores["sqlite"], "session_stats", "session_id", [session_id(SUBJECT, 0)]) != {
+        session_id(SUBJECT, 0): (None, None)}
 
     outcome = _erase(catalog, contracts, None)
 
