@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -83,7 +84,8 @@ READ_BATCH_LIMIT = 100
 TRANSIENT_CODES = frozenset({
     "ThrottlingException", "Throttling", "ThrottledException", "RequestThrottled", "TooManyRequestsException",
     "ProvisionedThroughputExceededException", "RequestLimitExceeded", "SlowDown",
-    "InternalFailure", "InternalServerError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
+    "InternalFailure", "InternalServerError", "ServiceUnavailable",
+    "RequestTimeout", "RequestTimeoutException",
 })
 _UNPROCESSED = "UnprocessedEntries"
 
@@ -92,7 +94,8 @@ class FeatureStoreWriteError(TransientError):
     """Records still failed with transient codes (or stayed unprocessed) after every attempt."""
 
     def __init__(self, feature_group: str, failed: int, attempts: int, codes: Mapping[str, int]) -> None:
-        self.feature_group, self.failed, self.attempts, self.codes = feature_group, failed, attempts, dict(codes)
+        self.feature_group, self.failed, self.attempts = feature_group, failed, attempts
+        self.codes = dict(codes)
         super().__init__(
             f"SageMaker feature group {feature_group!r}: {failed} record(s) not written after {attempts} "
             f"attempts ({_codes(codes)}). Records written before stay written; rerun the export (or raise "
@@ -194,7 +197,8 @@ class ExportResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "snapshot_id": None if self.snapshot_id is None else str(self.snapshot_id),
+        snapshot_id = None if self.snapshot_id is None else str(self.snapshot_id)
+        return {"table": self.table, "snapshot_id": snapshot_id,
                 "feature_group_name": self.feature_group_name, "rows_read": self.rows_read,
                 "records_written": self.records_written, "requests": self.requests,
                 "retried_records": self.retried_records, "api": self.api, "seconds": round(self.seconds, 3)}
@@ -256,7 +260,8 @@ def _pinned(iceberg: Any, table: str, snapshot_id: int | None, ref: str | None) 
     return snapshot
 
 
-def _columns(names: Sequence[str], entity: str, timestamp: str, features: Sequence[str], table: str) -> list[str]:
+def _columns(names: Sequence[str], entity: str, timestamp: str, features: Sequence[str],
+             table: str) -> list[str]:
     wanted = [entity, timestamp, *[f for f in (features or names) if f not in (entity, timestamp)]]
     missing = [c for c in wanted if c not in names]
     if missing:
@@ -277,8 +282,8 @@ def _newest_per_entity(rows: pa.Table, entity: str, timestamp: str) -> pa.Table:
     counts = rows.group_by([entity, timestamp]).aggregate([([], "count_all")])
     duplicated = pc.sum(pc.greater(counts.column("count_all"), 1)).as_py() or 0
     if duplicated:
-        raise TerminalError(f"{duplicated} ({entity}, {timestamp}) pair(s) hold more than one row: which one is "
-                            "the newest is ambiguous; deduplicate the feature table")
+        raise TerminalError(f"{duplicated} ({entity}, {timestamp}) pair(s) hold more than one row: which "
+                            "one is the newest is ambiguous; deduplicate the feature table")
     indexed = rows.append_column("__row", pa.array(range(rows.num_rows), pa.int64()))
     ordered = indexed.sort_by([(timestamp, "ascending")])
     newest = ordered.group_by(entity, use_threads=False).aggregate([("__row", "last")])
@@ -309,8 +314,8 @@ def _check_types(schema: pa.Schema, table: str) -> None:
     import pyarrow as pa
 
     for column in schema:
-        kind = column.type.value_type if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) \
-            else column.type
+        listed = pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+        kind = column.type.value_type if listed else column.type
         if not _supported(kind):
             raise UnsupportedTypeError(f"{table}.{column.name}: {column.type} has no Feature Store type "
                                        "(Integral, Fractional, String); leave it out of features or cast it")
@@ -376,7 +381,8 @@ def event_time_text(moment: dt.datetime) -> str:
 class RecordWriter:
     """Writes records to one feature group with bounded retries; counts requests and retried records."""
 
-    def __init__(self, client: Any, target: FeatureGroupTarget, retry: RetryPolicy, concurrency: int = 4) -> None:
+    def __init__(self, client: Any, target: FeatureGroupTarget, retry: RetryPolicy,
+                 concurrency: int = 4) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency={concurrency}: at least 1")
         self.client, self.target, self.retry, self.concurrency = client, target, retry, concurrency
@@ -439,7 +445,8 @@ class RecordWriter:
         codes = Counter(e["ErrorCode"] for e in errors)
         refused = {code: n for code, n in codes.items() if code not in TRANSIENT_CODES}
         if refused:
-            raise FeatureStoreRejectedError(self.target.feature_group_name, sum(refused.values()), refused, operation)
+            raise FeatureStoreRejectedError(self.target.feature_group_name, sum(refused.values()), refused,
+                                            operation)
         if unprocessed:
             codes[_UNPROCESSED] += len(unprocessed)
         return [e["Entry"] for e in errors] + list(unprocessed), codes
@@ -501,15 +508,17 @@ def delete_entities(target: dict[str, Any], keys: list[tuple[Any, ...]], client:
     deleted = 0
     for key in keys:
         identifier = record_identifier(spec, key)
-        stored = _with_retries(policy, spec, "GetRecord", lambda i=identifier: _stored_event_time(client, spec, i))
+        read = partial(_stored_event_time, client, spec, identifier)
+        stored = _with_retries(policy, spec, "GetRecord", read)
         if stored is None:
             continue
         when = max(dt.datetime.now(dt.UTC).replace(tzinfo=None), stored + dt.timedelta(milliseconds=1))
         request: dict[str, Any] = {"FeatureGroupName": spec.feature_group_name, "DeletionMode": "HardDelete",
-                                   "RecordIdentifierValueAsString": identifier, "EventTime": event_time_text(when)}
+                                   "RecordIdentifierValueAsString": identifier,
+                                   "EventTime": event_time_text(when)}
         if spec.target_stores:
             request["TargetStores"] = list(spec.target_stores)
-        _with_retries(policy, spec, "DeleteRecord", lambda r=request: client.delete_record(**r))
+        _with_retries(policy, spec, "DeleteRecord", partial(client.delete_record, **request))
         deleted += 1
     return deleted
 
@@ -526,9 +535,11 @@ def count_entities(target: dict[str, Any], keys: list[tuple[Any, ...]], client: 
     for start in range(0, len(identifiers), READ_BATCH_LIMIT):
         pending = identifiers[start:start + READ_BATCH_LIMIT]
         for attempt in range(1, policy.max_attempts + 1):
-            response = _with_retries(policy, spec, "BatchGetRecord", lambda p=pending: client.batch_get_record(
-                Identifiers=[{"FeatureGroupName": spec.feature_group_name, "RecordIdentifiersValueAsString": p,
-                              "FeatureNames": [spec.record_identifier_feature_name]}]))
+            identifiers_of = [{"FeatureGroupName": spec.feature_group_name,
+                               "RecordIdentifiersValueAsString": pending,
+                               "FeatureNames": [spec.record_identifier_feature_name]}]
+            response = _with_retries(policy, spec, "BatchGetRecord",
+                                     partial(client.batch_get_record, Identifiers=identifiers_of))
             errors = response.get("Errors") or []
             if errors:
                 codes = Counter(e["ErrorCode"] for e in errors)
@@ -557,7 +568,8 @@ def record_identifier(target: FeatureGroupTarget, key: tuple[Any, ...]) -> str:
 
 
 def _stored_event_time(client: Any, spec: FeatureGroupTarget, identifier: str) -> dt.datetime | None:
-    response = client.get_record(FeatureGroupName=spec.feature_group_name, RecordIdentifierValueAsString=identifier,
+    response = client.get_record(FeatureGroupName=spec.feature_group_name,
+                                 RecordIdentifierValueAsString=identifier,
                                  FeatureNames=[spec.event_time_feature_name])
     values = {v["FeatureName"]: v.get("ValueAsString") for v in response.get("Record") or []}
     if not response.get("Record"):
@@ -568,7 +580,8 @@ def _stored_event_time(client: Any, spec: FeatureGroupTarget, identifier: str) -
     return dt.datetime.fromtimestamp(float(text or 0), dt.UTC).replace(tzinfo=None)
 
 
-def _with_retries(policy: RetryPolicy, spec: FeatureGroupTarget, operation: str, call: Callable[[], Any]) -> Any:
+def _with_retries(policy: RetryPolicy, spec: FeatureGroupTarget, operation: str,
+                  call: Callable[[], Any]) -> Any:
     for attempt in range(1, policy.max_attempts + 1):
         try:
             return call()

@@ -46,8 +46,9 @@ def online_values(api: FeatureStoreDouble, identifiers: list[str]) -> dict[int, 
     """What a model server reads: BatchGetRecord through boto3, 100 identifiers a call."""
     client, found = client_of(api), {}
     for start in range(0, len(identifiers), 100):
-        response = client.batch_get_record(Identifiers=[{"FeatureGroupName": "customer-features",
-                                                         "RecordIdentifiersValueAsString": identifiers[start:start + 100]}])
+        asked = [{"FeatureGroupName": "customer-features",
+                  "RecordIdentifiersValueAsString": identifiers[start:start + 100]}]
+        response = client.batch_get_record(Identifiers=asked)
         for item in response["Records"]:
             found[int(item["RecordIdentifierValueAsString"])] = {v["FeatureName"]: v["ValueAsString"]
                                                                  for v in item["Record"]}
@@ -62,7 +63,8 @@ def _feature_table(rows: list[dict]) -> None:
                         ("days_since_last_order", pa.int64())])
     catalog = IcebergHook().get_conn()
     catalog.create_namespace_if_not_exists("examples")
-    catalog.create_table("examples.customer_features", schema=schema).append(pa.Table.from_pylist(rows, schema))
+    table = catalog.create_table("examples.customer_features", schema=schema)
+    table.append(pa.Table.from_pylist(rows, schema))
 
 
 def _operator(**kwargs):
@@ -90,7 +92,8 @@ def test_exports_a_contracts_feature_table_and_records_the_target(iceberg_defaul
                         ["dativo.serving.sagemaker.customer-features"])
     assert ledger == {"kind": "sagemaker", "name": "customer-features", "aws_conn_id": "aws_default",
                       "feature_group_name": "customer-features", "region": "eu-west-1",
-                      "record_identifier_feature_name": "customer_id", "event_time_feature_name": "feature_ts",
+                      "record_identifier_feature_name": "customer_id",
+                      "event_time_feature_name": "feature_ts",
                       "entity_columns": ["customer_id"], "target_stores": []}
     assert SECRET_KEY not in json.dumps(summary)
 
@@ -117,12 +120,14 @@ def test_the_ledger_entry_drives_the_erasure_functions(iceberg_default, features
     assert sorted(featurestore.online("customer-features")) == ["1", "3", "5"]
 
 
-def test_throttling_beyond_the_attempts_fails_for_a_retry_and_refusals_fail_for_good(iceberg_default, featurestore):
+def test_throttling_beyond_the_attempts_fails_for_a_retry_and_refusals_fail_for_good(iceberg_default,
+                                                                                      featurestore):
     _feature_table([{"customer_id": 1, "feature_ts": datetime(2024, 1, 1, tzinfo=UTC), "orders_30d": 1,
                      "spend_30d": Decimal("1.00"), "days_since_last_order": 0}])
     featurestore.throttle("BatchWriteRecord", [1, 2])
-    with pytest.raises(AirflowException, match=r"FeatureStoreWriteError \(will retry\): .*1 record\(s\) not "
-                                               r"written after 2 attempts \(ThrottlingException: 1\)") as failure:
+    exhausted = r"FeatureStoreWriteError \(will retry\): .*1 record\(s\) not written after 2 attempts " \
+                r"\(ThrottlingException: 1\)"
+    with pytest.raises(AirflowException, match=exhausted) as failure:
         _operator(max_attempts=2).execute({})
     assert not isinstance(failure.value, AirflowFailException)
 
@@ -150,5 +155,6 @@ def test_the_example_dag_exports_each_customers_newest_features(airflow_db, iceb
     assert summary["records_written"] == len(newest) > 100 and summary["rows_read"] == len(newest)
     read = online_values(featurestore, [str(c) for c in newest])
     assert {c: (int(v["orders_30d"]), float(v["spend_30d"]), v["feature_ts"]) for c, v in read.items()} == {
-        c: (r["orders_30d"], float(r["spend_30d"]), r["feature_ts"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+        c: (r["orders_30d"], float(r["spend_30d"]),
+            r["feature_ts"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
         for c, r in newest.items()}

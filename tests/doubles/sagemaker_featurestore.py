@@ -116,7 +116,8 @@ class FeatureStoreDouble(ApiDouble):
 
     # -- faults ----------------------------------------------------------------------------------
 
-    def partial_failure(self, calls: Iterable[int], *, unprocessed: int = 0, errors: Sequence[str] = ()) -> None:
+    def partial_failure(self, calls: Iterable[int], *, unprocessed: int = 0,
+                        errors: Sequence[str] = ()) -> None:
         """On these BatchWriteRecord calls (1-based, counted over the double's life) leave the last
         ``unprocessed`` entries unprocessed and fail the first ``len(errors)`` with those codes."""
         with self.lock:
@@ -198,7 +199,8 @@ class FeatureStoreDouble(ApiDouble):
                 errors.append({"Entry": entry, "ErrorCode": failed_codes[index], "ErrorMessage": "injected"})
                 continue
             try:
-                self._write(self._group(entry["FeatureGroupName"]), entry["Record"], entry.get("TargetStores"))
+                group = self._group(entry["FeatureGroupName"])
+                self._write(group, entry["Record"], entry.get("TargetStores"))
             except _Rejected as exc:
                 errors.append({"Entry": entry, "ErrorCode": exc.code, "ErrorMessage": exc.message})
         return {"Errors": errors, "UnprocessedEntries": entries[unprocessed_from:]}
@@ -236,8 +238,8 @@ class FeatureStoreDouble(ApiDouble):
             if mode == "HardDelete":
                 del group.online[key]
             else:
-                stored.update(deleted=True, event_time=when,
-                              record=[v for v in stored["record"] if v["FeatureName"] == group.record_identifier])
+                kept = [v for v in stored["record"] if v["FeatureName"] == group.record_identifier]
+                stored.update(deleted=True, event_time=when, record=kept)
         if "OfflineStore" in stores:
             group.offline.append({group.record_identifier: key, group.event_time: params["EventTime"],
                                   "is_deleted": True})
@@ -252,13 +254,13 @@ class FeatureStoreDouble(ApiDouble):
         return {**page, "NextToken": str(start + size)} if start + size < len(keys) else page
 
     def _UpdateRecord(self, params: dict[str, Any], number: int) -> dict[str, Any]:
-        raise _Rejected("ValidationError", "UpdateRecord needs a Standard_V2/InMemory store; not modelled here")
+        raise _Rejected("ValidationError", "UpdateRecord (Standard_V2/InMemory stores) is not modelled here")
 
     # -- stores ----------------------------------------------------------------------------------
 
     def _group(self, name: str) -> FeatureGroup:
         if name not in self.groups:
-            raise _Rejected("ResourceNotFound", f"Resource Not Found: FeatureGroup {name} does not exist", 404)
+            raise _Rejected("ResourceNotFound", f"FeatureGroup {name} does not exist", 404)
         return self.groups[name]
 
     def _write(self, group: FeatureGroup, record: list[dict[str, Any]], stores: list[str] | None) -> None:
@@ -346,5 +348,6 @@ def _event_seconds(text: str, kind: str) -> float:
     if kind == "Fractional":
         return float(text)
     if not _ISO_EVENT_TIME.fullmatch(text):
-        raise _Rejected("ValidationError", "EventTime must be yyyy-MM-ddTHH:mm:ssZ or yyyy-MM-ddTHH:mm:ss.SSSZ")
+        raise _Rejected("ValidationError",
+                        "EventTime must be yyyy-MM-ddTHH:mm:ssZ or yyyy-MM-ddTHH:mm:ss.SSSZ")
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pyarrow as pa
@@ -35,8 +35,9 @@ SCHEMA = pa.schema([
     ("spend_30d", pa.float64()), ("segment", pa.string()), ("active", pa.bool_()),
     ("balance", pa.decimal128(12, 2)), ("signup", pa.date32()),
 ])
-TYPES = {"customer_id": "Integral", "feature_ts": "String", "orders_30d": "Integral", "spend_30d": "Fractional",
-         "segment": "String", "active": "Integral", "balance": "Fractional", "signup": "String"}
+TYPES = {"customer_id": "Integral", "feature_ts": "String", "orders_30d": "Integral",
+         "spend_30d": "Fractional", "segment": "String", "active": "Integral", "balance": "Fractional",
+         "signup": "String"}
 TARGET = FeatureGroupTarget(GROUP, "customer_id", "feature_ts", ("customer_id",), region="eu-west-1")
 
 
@@ -83,11 +84,13 @@ def feature_rows(customers: int, seed: int = 3) -> list[dict]:
     for customer in range(1, customers + 1):
         for version in range(rng.choice((2, 3))):
             rows.append({
-                "customer_id": customer, "feature_ts": T0 + timedelta(days=version, milliseconds=rng.randrange(10**6)),
+                "customer_id": customer,
+                "feature_ts": T0 + timedelta(days=version, milliseconds=rng.randrange(10**6)),
                 "orders_30d": rng.randrange(50) if rng.random() > 0.05 else None,
                 "spend_30d": round(rng.uniform(-5, 5000), rng.choice((1, 2, 7))),
                 "segment": rng.choice(("gold", "silver", "ünïcode ✓", None)), "active": rng.random() > 0.5,
-                "balance": Decimal(rng.randrange(-10**6, 10**6)) / 100, "signup": date(2020, 1, 1) + timedelta(rng.randrange(1500)),
+                "balance": Decimal(rng.randrange(-10**6, 10**6)) / 100,
+                "signup": date(2020, 1, 1) + timedelta(rng.randrange(1500)),
             })
     rng.shuffle(rows)
     return rows
@@ -116,7 +119,8 @@ def expected(row: dict) -> dict:
     values = {k: v for k, v in row.items() if v is not None}
     values["active"] = int(values["active"])
     values["balance"] = float(values["balance"])
-    values["feature_ts"] = values["feature_ts"].replace(microsecond=values["feature_ts"].microsecond // 1000 * 1000)
+    moment = values["feature_ts"]
+    values["feature_ts"] = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     return values
 
 
@@ -139,7 +143,8 @@ def test_10k_records_with_partial_failures_read_back_equal_the_snapshot(double, 
     double.throttle("BatchWriteRecord", [9, 10])
     delays: list[float] = []
 
-    result = export_snapshot(client, catalog, TABLE, TARGET, timestamp_column="feature_ts", retry=no_wait(delays))
+    result = export_snapshot(client, catalog, TABLE, TARGET, timestamp_column="feature_ts",
+                             retry=no_wait(delays))
 
     latest = newest(rows)
     assert (result.snapshot_id, result.rows_read, result.records_written) == (snapshot_id, 10_000, 10_000)
@@ -154,8 +159,8 @@ def test_10k_records_with_partial_failures_read_back_equal_the_snapshot(double, 
 
 def test_values_keep_their_text_exactly(double, client, catalog):
     row = {"customer_id": 7, "feature_ts": datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
-           "orders_30d": -3, "spend_30d": 0.1, "segment": "a\"b", "active": False, "balance": Decimal("12.50"),
-           "signup": date(2024, 1, 31)}
+           "orders_30d": -3, "spend_30d": 0.1, "segment": "a\"b", "active": False,
+           "balance": Decimal("12.50"), "signup": date(2024, 1, 31)}
     write_table(catalog, [row])
     export_snapshot(client, catalog, TABLE, TARGET, timestamp_column="feature_ts", retry=no_wait())
     record = client.get_record(FeatureGroupName=GROUP, RecordIdentifierValueAsString="7")["Record"]
@@ -254,11 +259,11 @@ def test_delete_retries_throttling(double, client, catalog):
 
 
 def test_type_mapping():
-    assert [feature_value(v) for v in (42, True, False, 0.1, 1e300, float("nan"), Decimal("1.20"), "x", None)] == [
-        "42", "1", "0", "0.1", "1e+300", None, "1.20", "x", None]
+    values = (42, True, False, 0.1, 1e300, float("nan"), Decimal("1.20"), "x", None)
+    assert [feature_value(v) for v in values] == ["42", "1", "0", "0.1", "1e+300", None, "1.20", "x", None]
     assert event_time_text(datetime(2024, 1, 2, 3, 4, 5, 678_999)) == "2024-01-02T03:04:05.678Z"
-    assert event_time_text(datetime(2024, 1, 2, 4, 0, tzinfo=__import__("datetime").timezone(timedelta(hours=1)))) \
-        == "2024-01-02T03:00:00.000Z"
+    paris = timezone(timedelta(hours=1))
+    assert event_time_text(datetime(2024, 1, 2, 4, 0, tzinfo=paris)) == "2024-01-02T03:00:00.000Z"
     assert feature_value(date(2024, 1, 2)) == "2024-01-02"
 
 
