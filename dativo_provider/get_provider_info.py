@@ -335,6 +335,7 @@ def get_provider_info() -> dict[str, Any]:
                     "dativo_provider.operators.contracts",
                     "dativo_provider.operators.maintenance",
                     "dativo_provider.operators.ml",
+                    "dativo_provider.operators.sagemaker",
                 ],
             },
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
