@@ -97,7 +97,8 @@ class DativoIcebergSource(DataSource):
                 and (self.table, self.snapshot_id, self.ref) == (other.table, other.snapshot_id, other.ref))
 
     def _options(self) -> dict[str, Any]:
-        return {"table": self.table, "snapshot_id": None if self.snapshot_id is None else str(self.snapshot_id),
+        snapshot = None if self.snapshot_id is None else str(self.snapshot_id)
+        return {"table": self.table, "snapshot_id": snapshot,
                 "ref": self.ref}
 
     def _to_proto_impl(self) -> DataSourceProto:
@@ -126,7 +127,7 @@ class DativoIcebergSource(DataSource):
 
     @staticmethod
     def source_datatype_to_feast_value_type() -> Callable[[str], ValueType]:
-        from dativo_provider.ml.feast_registry import value_type_of_iceberg_name
+        from dativo_provider.ml.feast_types import value_type_of_iceberg_name
 
         return value_type_of_iceberg_name
 
@@ -161,8 +162,8 @@ class DativoIcebergOfflineStore(OfflineStore):
                                 entity_df: pd.DataFrame | str, registry: BaseRegistry, project: str,
                                 full_feature_names: bool = False) -> RetrievalJob:
         if not isinstance(entity_df, pd.DataFrame):
-            raise ConfigError("get_historical_features over Iceberg takes the entity rows as a pandas DataFrame; "
-                              "a SQL entity query is not supported by this offline store")
+            raise ConfigError("get_historical_features over Iceberg takes the entity rows as a pandas "
+                              "DataFrame; a SQL entity query is not supported by this offline store")
         from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 
         event_column = infer_event_timestamp_from_entity_df(
@@ -181,9 +182,10 @@ class DativoIcebergOfflineStore(OfflineStore):
         return ArrowRetrievalJob(run, full_feature_names, odfvs, metadata)
 
     @staticmethod
-    def pull_latest_from_table_or_query(config: RepoConfig, data_source: DataSource, join_key_columns: list[str],
-                                        feature_name_columns: list[str], timestamp_field: str,
-                                        created_timestamp_column: str | None, start_date: dt.datetime,
+    def pull_latest_from_table_or_query(config: RepoConfig, data_source: DataSource,
+                                        join_key_columns: list[str], feature_name_columns: list[str],
+                                        timestamp_field: str, created_timestamp_column: str | None,
+                                        start_date: dt.datetime,
                                         end_date: dt.datetime) -> RetrievalJob:
         def run() -> pa.Table:
             return _pull(config, data_source, join_key_columns, feature_name_columns, timestamp_field,
@@ -237,8 +239,8 @@ class ArrowRetrievalJob(RetrievalJob):
         return self._to_arrow_internal(timeout).to_pandas()
 
     def persist(self, storage: Any, allow_overwrite: bool = False, timeout: int | None = None) -> None:
-        raise ConfigError("saving a Feast dataset is not supported over Iceberg: write a training set instead "
-                          "(TrainingSetOperator), which pins and records its inputs")
+        raise ConfigError("saving a Feast dataset is not supported over Iceberg: write a training set "
+                          "instead (TrainingSetOperator), which pins and records its inputs")
 
 
 # -- the point-in-time join ---------------------------------------------------------------------------
@@ -262,8 +264,8 @@ def historical_rows(config: RepoConfig, feature_views: Sequence[FeatureView], fe
     connection = connect_duckdb()
     try:
         connection.register("dativo_entities", entities)
-        connection.execute(f"CREATE TEMP TABLE entities AS SELECT *, CAST({_quote(event_column)} AS TIMESTAMPTZ) "
-                           f"AS {_TIME} FROM dativo_entities").fetchall()
+        connection.execute(f"CREATE TEMP TABLE entities AS SELECT *, CAST({_quote(event_column)} AS "
+                           f"TIMESTAMPTZ) AS {_TIME} FROM dativo_entities").fetchall()
         connection.unregister("dativo_entities")
         selected = [f"e.{_quote(c)}" for c in entity_df.columns]
         joins = []
@@ -291,7 +293,8 @@ def historical_rows(config: RepoConfig, feature_views: Sequence[FeatureView], fe
             for name in names:
                 value = f"{alias}.{_quote(mapping.get(name, name))}"
                 label = _quote(f"{prefix}__{name}" if full_feature_names else name)
-                selected.append(f"CASE WHEN {fresh} THEN {value} END AS {label}" if fresh else f"{value} AS {label}")
+                selected.append(f"CASE WHEN {fresh} THEN {value} END AS {label}" if fresh
+                                else f"{value} AS {label}")
         sql = f"SELECT {', '.join(selected)} FROM entities e {' '.join(joins)} ORDER BY e.{_ROW}"
         return to_arrow_table(connection.sql(sql))
     finally:
@@ -305,8 +308,8 @@ def _requested(view: FeatureView, feature_refs: Sequence[str]) -> list[str]:
 
 def _iceberg_source(view: FeatureView) -> DativoIcebergSource:
     if not isinstance(view.batch_source, DativoIcebergSource):
-        raise ConfigError(f"feature view {view.name}: its source {type(view.batch_source).__name__} is not an "
-                          "Iceberg source; this offline store reads DativoIcebergSource only "
+        raise ConfigError(f"feature view {view.name}: its source {type(view.batch_source).__name__} is "
+                          "not an Iceberg source; this offline store reads DativoIcebergSource only "
                           "(build views with dativo_provider.ml.feast_registry)")
     return view.batch_source
 
@@ -322,9 +325,9 @@ def _stage(connection: Any, rows: pa.Table, name: str, source: DativoIcebergSour
         connection.unregister("dativo_feature_rows")
     group = ", ".join([*(_quote(k) for k in keys), _TIME])
     if source.created_timestamp_column:
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name} QUALIFY row_number() "
-                           f"OVER (PARTITION BY {group} ORDER BY {_quote(source.created_timestamp_column)} "
-                           "DESC NULLS LAST) = 1").fetchall()
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name} QUALIFY "
+                           f"row_number() OVER (PARTITION BY {group} ORDER BY "
+                           f"{_quote(source.created_timestamp_column)} DESC NULLS LAST) = 1").fetchall()
         return
     duplicate = connection.execute(f"SELECT {group}, count(*) FROM {name} WHERE {_TIME} IS NOT NULL "
                                    f"GROUP BY {group} HAVING count(*) > 1 LIMIT 1").fetchone()
@@ -336,7 +339,8 @@ def _stage(connection: Any, rows: pa.Table, name: str, source: DativoIcebergSour
 
 
 def _pull(config: RepoConfig, data_source: DataSource, keys: list[str], features: list[str], time: str,
-          created: str | None, start: dt.datetime | None, end: dt.datetime | None, latest_only: bool) -> pa.Table:
+          created: str | None, start: dt.datetime | None, end: dt.datetime | None, latest_only: bool
+          ) -> pa.Table:
     """The rows of ``data_source`` with time in [start, end]; with ``latest_only`` the newest per key."""
     if not isinstance(data_source, DativoIcebergSource):
         raise ConfigError(f"source {data_source.name} is not an Iceberg source; this offline store reads "
@@ -398,7 +402,8 @@ def read_source(config: RepoConfig, source: DativoIcebergSource, columns: Iterab
         row_filter = And(row_filter, LessThanOrEqual(time, _literal(latest, schema.find_type(time))))
     if earliest is not None:
         row_filter = And(row_filter, GreaterThanOrEqual(time, _literal(earliest, schema.find_type(time))))
-    rows = table.scan(snapshot_id=snapshot_id, row_filter=row_filter, selected_fields=tuple(selected)).to_arrow()
+    scan = table.scan(snapshot_id=snapshot_id, row_filter=row_filter, selected_fields=tuple(selected))
+    rows = scan.to_arrow()
     log.info("Feast source %s: read %d rows of %s at snapshot %d", source.name, rows.num_rows, source.table,
              snapshot_id)
     return rows
@@ -442,11 +447,13 @@ def _refuse_write(table: Any, data_source: DataSource, repo_path: str, *args: An
 
 
 def _literal(moment: dt.datetime, column_type: Any) -> str:
-    """``moment`` as pyiceberg compares it with a column of ``column_type`` (UTC, zone only for timestamptz)."""
+    """``moment`` as pyiceberg compares it with a ``column_type`` column (UTC; zoned for timestamptz)."""
     from pyiceberg.types import TimestamptzType
 
     utc = (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
-    return utc.isoformat() if isinstance(column_type, TimestamptzType) else utc.replace(tzinfo=None).isoformat()
+    if isinstance(column_type, TimestamptzType):
+        return utc.isoformat()
+    return utc.replace(tzinfo=None).isoformat()
 
 
 def snapshots_of_training_set(manifest: Any) -> dict[str, str]:

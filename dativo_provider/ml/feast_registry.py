@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import ConfigError
+from dativo_provider.ml.feast_types import feast_type_of, parse_iceberg_type, value_type_of
 from dativo_provider.ml.training_set import FeatureTable
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureStore, FeatureView
-    from feast.types import FeastType
-    from feast.value_type import ValueType
     from pyiceberg.schema import Schema
     from pyiceberg.types import IcebergType
 
@@ -114,7 +113,8 @@ class ApplyResult:
         return bool(self.created or self.updated)
 
     def to_dict(self) -> dict[str, list[str]]:
-        return {"created": list(self.created), "updated": list(self.updated), "unchanged": list(self.unchanged)}
+        return {"created": list(self.created), "updated": list(self.updated),
+                "unchanged": list(self.unchanged)}
 
 
 def feast_definitions(spec: FeastFeatureTable | FeatureTable, schema: Schema | None = None, *,
@@ -133,7 +133,8 @@ def feast_definitions(spec: FeastFeatureTable | FeatureTable, schema: Schema | N
     spec = spec if isinstance(spec, FeastFeatureTable) else FeastFeatureTable(spec)
     table = spec.feature_table
     types = _column_types(spec, schema)
-    entities = tuple(Entity(name=key, join_keys=[key], value_type=value_type_of(types[key], f"{table.table}.{key}"))
+    entities = tuple(Entity(name=key, join_keys=[key],
+                            value_type=value_type_of(types[key], f"{table.table}.{key}"))
                      for key in table.entities)
     tags = {TAG_TABLE: table.table}
     if spec.contract:
@@ -162,9 +163,10 @@ def definitions_for(catalog: CatalogConfig, specs: Sequence[FeastFeatureTable | 
     return found
 
 
-def feature_store(*, project: str = "", registry: str = "", online_store: Mapping[str, Any] | str | None = None,
-                  catalog: CatalogConfig | None = None, snapshots: Mapping[str, str | int] | None = None,
-                  repo_path: str | None = None) -> FeatureStore:
+def feature_store(*, project: str = "", registry: str = "",
+                  online_store: Mapping[str, Any] | str | None = None, catalog: CatalogConfig | None = None,
+                  snapshots: Mapping[str, str | int] | None = None, repo_path: str | None = None
+                  ) -> FeatureStore:
     """A Feast ``FeatureStore`` configured in code, or the existing repo at ``repo_path``.
 
     :param project: the Feast project name.
@@ -182,14 +184,16 @@ def feature_store(*, project: str = "", registry: str = "", online_store: Mappin
 
     if repo_path is not None:
         if project or registry or online_store or catalog or snapshots:
-            raise ConfigError(f"feature_store(repo_path={repo_path!r}): the repo's feature_store.yaml configures "
-                              "the store; leave project, registry, online_store, catalog and snapshots out")
+            raise ConfigError(f"feature_store(repo_path={repo_path!r}): the repo's feature_store.yaml "
+                              "configures the store; leave project, registry, online_store, catalog and "
+                              "snapshots out")
         return FeatureStore(repo_path=repo_path)
     if not project or not registry:
         raise ConfigError("feature_store: give project= and registry= (or repo_path= of an existing repo)")
     return FeatureStore(config=RepoConfig(
         project=project, provider="local", registry=_registry_config(registry),
-        online_store=_online_store_config(online_store), offline_store=offline_store_config(catalog, snapshots),
+        online_store=_online_store_config(online_store),
+        offline_store=offline_store_config(catalog, snapshots),
         entity_key_serialization_version=3))
 
 
@@ -225,59 +229,9 @@ def apply_features(store: FeatureStore, definitions: Sequence[FeastDefinitions])
         _sort(existing, _as_registered(definition.view, existing), created, updated, unchanged, to_apply)
     if to_apply:
         store.apply(to_apply)
-    log.info("Feast project %s: created %s, updated %s, unchanged %s", store.project, created, updated, unchanged)
+    log.info("Feast project %s: created %s, updated %s, unchanged %s", store.project, created, updated,
+             unchanged)
     return ApplyResult(tuple(created), tuple(updated), tuple(unchanged))
-
-
-def value_type_of(iceberg_type: IcebergType, where: str) -> ValueType:
-    """The Feast ``ValueType`` of an entity key column of this Iceberg type."""
-    from feast.types import from_feast_type
-
-    return from_feast_type(feast_type_of(iceberg_type, where))
-
-
-def value_type_of_iceberg_name(name: str) -> ValueType:
-    """The Feast ``ValueType`` of an Iceberg type written as pyiceberg prints it (``long``, ``string``)."""
-    from feast.value_type import ValueType
-
-    try:
-        return value_type_of(_parse_type(name), name)
-    except ConfigError:
-        return ValueType.UNKNOWN
-
-
-def feast_type_of(iceberg_type: IcebergType, where: str) -> FeastType:
-    """The Feast type of an Iceberg column type.
-
-    :raises ConfigError: a type Feast cannot hold (maps, structs, nested lists, time); ``where`` names
-        the column.
-    """
-    from feast import types as feast
-    from pyiceberg import types as iceberg
-
-    if isinstance(iceberg_type, iceberg.ListType):
-        element = iceberg_type.element_type
-        if isinstance(element, iceberg.ListType | iceberg.MapType | iceberg.StructType):
-            raise ConfigError(f"{where}: a list of {element} has no Feast type; flatten it")
-        return feast.Array(_primitive(element, where))
-    return _primitive(iceberg_type, where)
-
-
-def _primitive(iceberg_type: IcebergType, where: str) -> Any:
-    from feast import types as feast
-    from pyiceberg import types as iceberg
-
-    table: list[tuple[type, Any]] = [
-        (iceberg.BooleanType, feast.Bool), (iceberg.IntegerType, feast.Int32), (iceberg.LongType, feast.Int64),
-        (iceberg.FloatType, feast.Float32), (iceberg.DoubleType, feast.Float64),
-        (iceberg.DecimalType, feast.Decimal), (iceberg.StringType, feast.String), (iceberg.UUIDType, feast.Uuid),
-        (iceberg.BinaryType, feast.Bytes), (iceberg.FixedType, feast.Bytes),
-        (iceberg.TimestampType, feast.UnixTimestamp), (iceberg.TimestamptzType, feast.UnixTimestamp),
-        (iceberg.DateType, feast.UnixTimestamp)]
-    for kind, feast_type in table:
-        if isinstance(iceberg_type, kind):
-            return feast_type
-    raise ConfigError(f"{where}: Iceberg type {iceberg_type} has no Feast type; cast it in a feature transform")
 
 
 def _column_types(spec: FeastFeatureTable, schema: Schema | None) -> dict[str, IcebergType]:
@@ -292,19 +246,9 @@ def _column_types(spec: FeastFeatureTable, schema: Schema | None) -> dict[str, I
         return {c: present[c] for c in wanted}
     untyped = [c for c in wanted if _LOGICAL.get(str(spec.logical_types.get(c, "")).lower()) is None]
     if untyped:
-        raise ConfigError(f"feature view {spec.name}: {table.table} does not exist yet and the contract gives no "
-                          f"usable logicalType for {untyped}; load the table first")
-    return {c: _parse_type(_LOGICAL[str(spec.logical_types[c]).lower()]) for c in wanted}
-
-
-def _parse_type(name: str) -> IcebergType:
-    from pyiceberg.types import PrimitiveType
-
-    try:
-        parsed: IcebergType = PrimitiveType.model_validate(name)
-    except ValueError:
-        raise ConfigError(f"{name!r} is not an Iceberg primitive type") from None
-    return parsed
+        raise ConfigError(f"feature view {spec.name}: {table.table} does not exist yet and the contract "
+                          f"gives no usable logicalType for {untyped}; load the table first")
+    return {c: parse_iceberg_type(_LOGICAL[str(spec.logical_types[c]).lower()]) for c in wanted}
 
 
 def _unique_entities(definitions: Sequence[FeastDefinitions]) -> list[Entity]:
@@ -314,7 +258,8 @@ def _unique_entities(definitions: Sequence[FeastDefinitions]) -> list[Entity]:
             seen = chosen.setdefault(entity.name, entity)
             if seen.value_type != entity.value_type:
                 raise ConfigError(f"entity {entity.name}: {seen.value_type.name} in one feature view, "
-                                  f"{entity.value_type.name} in {definition.view.name}; the key types must agree")
+                                  f"{entity.value_type.name} in {definition.view.name}; the key types "
+                                  "must agree")
     return list(chosen.values())
 
 

@@ -46,7 +46,8 @@ def store_at(tmp_path, catalog=None, **kwargs):
 def test_apply_registers_the_contracts_view_with_its_types_ttl_and_tags(catalog, tmp_path):
     load(catalog, sample())
     result = apply_features(store_at(tmp_path, catalog), definitions_for(catalog, [contract_view()]))
-    assert (result.created, result.updated, result.unchanged) == (("customer_id", "customer_features"), (), ())
+    assert (result.created, result.updated, result.unchanged) == (
+        ("customer_id", "customer_features"), (), ())
     # A second store on the same registry file reads what the first wrote.
     store = store_at(tmp_path, catalog)
     assert [v.name for v in store.list_feature_views()] == ["customer_features"]
@@ -57,7 +58,8 @@ def test_apply_registers_the_contracts_view_with_its_types_ttl_and_tags(catalog,
     assert view.ttl == dt.timedelta(days=2) and view.online is True
     assert view.tags == {TAG_TABLE: "ml.customer_features", TAG_CONTRACT: str(CONTRACT),
                          TAG_DATASET: "customer_features"}
-    assert (view.batch_source.table, view.batch_source.timestamp_field) == ("ml.customer_features", "feature_ts")
+    source = view.batch_source
+    assert (source.table, source.timestamp_field) == ("ml.customer_features", "feature_ts")
     entity = store.get_entity("customer_id")
     assert (entity.join_key, entity.value_type.name) == ("customer_id", "INT64")
 
@@ -97,7 +99,7 @@ def test_iceberg_types_map_to_feast_types(catalog):
     assert view.name == "typed" and view.ttl == dt.timedelta(0)  # no TTL: Feast's "no limit"
     assert feast_definitions(FeatureTable("ml.typed", ("user",), "ts", ("small",)), schema).entities[0] \
         .value_type.name == "STRING"
-    with pytest.raises(ConfigError, match=r"ml.typed.attrs: Iceberg type map<string, string> has no Feast type"):
+    with pytest.raises(ConfigError, match=r"ml.typed.attrs: Iceberg type map<string, string> has no Feast"):
         feast_definitions(FeatureTable("ml.typed", ("user",), "ts", ("attrs",)), schema)
     with pytest.raises(ConfigError, match=r"ml.typed has no column\(s\) \['nope'\]"):
         feast_definitions(FeatureTable("ml.typed", ("user",), "ts", ("nope",)), schema)
@@ -113,10 +115,11 @@ def test_a_table_not_loaded_yet_is_typed_from_the_contract(catalog):
 def test_entity_key_types_must_agree_across_views(catalog, tmp_path):
     load(catalog, sample())
     iceberg = catalog.load()
-    text_keys = pa.schema([("customer_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("x", pa.int64())])
+    text_keys = pa.schema([("customer_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
+                           ("x", pa.int64())])
     iceberg.create_table("ml.text_keys", text_keys)
     clash = FeastFeatureTable(FeatureTable("ml.text_keys", ("customer_id",), "ts", ("x",)))
-    with pytest.raises(ConfigError, match="entity customer_id: INT64 in one feature view, STRING in text_keys"):
+    with pytest.raises(ConfigError, match="customer_id: INT64 in one feature view, STRING in text_keys"):
         apply_features(store_at(tmp_path, catalog), definitions_for(catalog, [contract_view(), clash]))
 
 
@@ -152,7 +155,8 @@ def test_online_store_configs_reach_feast(tmp_path):
         "redis", "127.0.0.1:6379")
     postgres = store_at(tmp_path, online_store={"type": "postgres", "host": "127.0.0.1", "database": "test",
                                                 "user": "postgres", "password": "", "sslmode": "disable"})
-    assert (postgres.config.online_store.host, postgres.config.online_store.db_schema) == ("127.0.0.1", "public")
+    online = postgres.config.online_store
+    assert (online.host, online.db_schema) == ("127.0.0.1", "public")
     assert store_at(tmp_path).config.entity_key_serialization_version == 3
     with pytest.raises(ConfigError, match="say which store with 'type'"):
         store_at(tmp_path, online_store={"path": "x.db"})
