@@ -20,6 +20,7 @@ from dativo_provider.ml.feast_registry import (
     FeastFeatureTable,
     apply_features,
     definitions_for,
+    feast_definitions,
     feature_store,
 )
 from dativo_provider.ml.training_set import FeatureTable
@@ -106,6 +107,15 @@ def test_pinned_snapshots_ignore_later_commits_and_main_follows_them(catalog, tm
     pinned = store_for(catalog, tmp_path / "pinned", snapshots_of_training_set(pinned_set.manifest))
     pinned_rows = rows_of(retrieve(pinned, labels))
     assert pinned_rows == rows_of(pa.Table.from_pylist(read_output(catalog, pinned_set)))
+    # The same pin carried by the views' sources (in the registry) instead of the store's config.
+    (tmp_path / "sources").mkdir()
+    by_source = feature_store(project="churn", registry=str(tmp_path / "sources" / "registry.db"),
+                              online_store=str(tmp_path / "sources" / "online.db"), catalog=catalog)
+    iceberg = catalog.load()
+    pin = pinned_set.manifest.inputs[1].ref
+    apply_features(by_source, [feast_definitions(spec, iceberg.load_table(spec.feature_table.table).schema(),
+                                                 ref=pin) for spec in feast_tables()])
+    assert rows_of(retrieve(by_source, labels)) == pinned_rows
     head_set = build(catalog, tmp_path, run_id="run-2", output="ml.churn_head")
     head = store_for(catalog, tmp_path / "head")
     head_rows = rows_of(retrieve(head, label_rows(catalog)))

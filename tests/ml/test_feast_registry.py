@@ -145,6 +145,9 @@ def test_an_existing_feature_repo_works_the_same(catalog, tmp_path):
     labels = catalog.load().load_table("ml.labels").scan().to_pandas().head(3)
     got = store.get_historical_features(entity_df=labels, features=["customer_features:spend_30d"]).to_arrow()
     assert got.num_rows == 3 and got.column_names == ["customer_id", "event_ts", "churned", "spend_30d"]
+    full = store.get_historical_features(entity_df=labels, features=["customer_features:spend_30d"],
+                                         full_feature_names=True).to_arrow()
+    assert full.column("customer_features__spend_30d").to_pylist() == got.column("spend_30d").to_pylist()
     with pytest.raises(ConfigError, match="leave project, registry, online_store"):
         feature_store(repo_path=str(repo), project="other")
 
