@@ -23,6 +23,7 @@ try:
         BaseHook,
         BaseOperator,
         BaseSensorOperator,
+        BranchMixIn,
         Context,
         mask_secret,
     )
@@ -36,6 +37,7 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
             AirflowSensorTimeout,
         )
         from airflow.sdk.log import mask_secret
+        from airflow.providers.standard.operators.branch import BranchMixIn
     else:
         from airflow.datasets import Dataset as Asset
         from airflow.datasets import DatasetAlias as AssetAlias
@@ -47,6 +49,7 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
         )
         from airflow.hooks.base import BaseHook
         from airflow.models.baseoperator import BaseOperator
+        from airflow.operators.branch import BranchMixIn
         from airflow.sensors.base import BaseSensorOperator
         from airflow.utils.context import Context
         from airflow.utils.log.secrets_masker import mask_secret
@@ -62,6 +65,7 @@ __all__ = [
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",
+    "BranchMixIn",
     "Context",
     "mask_secret",
 ]

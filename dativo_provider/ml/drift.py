@@ -174,6 +174,7 @@ class ColumnDrift:
     new_category_count: int = 0
     new_category_share: float = 0.0
     missing_category_count: int = 0
+    current_distinct: int = 0
     method: str = "exact"
     error_bound: Mapping[str, float] = field(default_factory=dict)
     plot: PlotData | None = None
@@ -404,4 +405,5 @@ def _categories(reference: ColumnData, current: ColumnData) -> dict[str, Any]:
         "new_category_count": len(new),
         "new_category_share": new_rows / current.size if current.size else 0.0,
         "missing_category_count": sum(1 for k in reference.counts if k not in current.counts),
+        "current_distinct": len(current.counts),
     }

@@ -136,15 +136,16 @@ def pin(catalog: Any, sample: TableSample, where: str) -> _Pinned:
     return _Pinned(sample, table, snapshot.snapshot_id)
 
 
-def latest_snapshot_id(catalog: CatalogConfig, table: str, branch: str = "main") -> int | None:
-    """The head snapshot of ``branch`` (None: no table or no snapshot yet). What a drift trigger polls."""
+def head_snapshot(catalog: CatalogConfig, table: str, branch: str = "main") -> tuple[int, int] | None:
+    """The head snapshot of ``branch``: (id, commit time in ms since the epoch); None when the table or
+    the branch does not exist yet. What the drift sensor and its trigger poll (metadata only)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     try:
         snapshot = catalog.load().load_table(table).metadata.snapshot_by_name(branch)
     except NoSuchTableError:
         return None
-    return snapshot.snapshot_id if snapshot is not None else None
+    return (snapshot.snapshot_id, snapshot.timestamp_ms) if snapshot is not None else None
 
 
 def contract_settings(path: str, dataset: str | None = None) -> tuple[list[str], dict[str, Any]]:
