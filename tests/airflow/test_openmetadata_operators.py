@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+
+import dativo_provider
 
 from tests.airflow.conftest import connection_env
 from tests.airflow.helpers import return_values, run_dag
@@ -15,6 +18,7 @@ from tests.lineage.conftest import JWT
 pytestmark = pytest.mark.airflow
 
 CUSTOMERS = "dativo_iceberg.dativo.examples.customers"
+CUSTOMERS_CONTRACT = str(Path(dativo_provider.__file__).parent / "sample_data" / "contracts" / "customers.odcs.yaml")
 #: Personal data in the sample customers.csv: none may reach OpenMetadata.
 SAMPLE_PII = ("nora.ito1@example.org", "layla.andersen2@example.net")
 
@@ -57,7 +61,7 @@ def test_a_connection_without_token_or_url_says_which_field(connect) -> None:
     assert (config.base_url, config.verify_ssl, config.max_retries) == ("https://om.example.org:8585", False, 0)
 
 
-def test_example_dag_syncs_checks_and_posts_and_a_second_run_writes_only_results(
+def test_example_dag_syncs_checks_and_posts_and_a_second_sync_writes_nothing(
         airflow_db, iceberg_default, openmetadata) -> None:
     run = run_dag("example_openmetadata_sync", datetime(2024, 1, 2, 12, tzinfo=UTC))
     (synced,) = return_values(run, "sync_openmetadata")
@@ -77,11 +81,14 @@ def test_example_dag_syncs_checks_and_posts_and_a_second_run_writes_only_results
         f"{CUSTOMERS}.customers_not_empty": "Success",
     }
 
+    # A second sync (the operator itself, without the rest of the DAG): nothing to write.
+    from dativo_provider.operators.openmetadata import OpenMetadataSyncOperator
+
     writes = len(openmetadata.writes)
-    second = run_dag("example_openmetadata_sync", datetime(2024, 1, 3, 12, tzinfo=UTC))
-    (resynced,) = return_values(second, "sync_openmetadata")
-    assert (resynced["writes"], resynced["unchanged"]) == (0, 1)
-    assert len(openmetadata.writes) == writes + 5  # the second run's five results, nothing else
-    assert len(openmetadata.results[f"{CUSTOMERS}.customers_not_empty"]) == 2
+    again = OpenMetadataSyncOperator(task_id="again", tables="examples.customers", contracts=CUSTOMERS_CONTRACT,
+                                     tier="Tier.Tier2").execute({})
+    assert (again["writes"], again["unchanged"], again["test_cases"]["unchanged"]) == (0, 1, 5)
+    assert len(openmetadata.writes) == writes
+    assert len(openmetadata.results[f"{CUSTOMERS}.customers_not_empty"]) == 1
     received = openmetadata.payloads()
     assert [received.count(value) for value in (JWT, *SAMPLE_PII)] == [0, 0, 0]
