@@ -12,6 +12,9 @@ The API (stable; :mod:`dativo_provider.ml.feast_online` builds on it):
   an existing repo (``repo_path``);
 - :func:`apply_features`: applies the definitions, idempotently: an unchanged definition is not
   written again, and with nothing changed the registry is not touched at all.
+- :func:`definitions_for` (definitions typed by each table's current schema) and
+  :func:`offline_store_config` (the RepoConfig ``offline_store`` reading a catalog); the type mapping
+  (``feast_type_of``, ``value_type_of``) lives in :mod:`dativo_provider.ml.feast_types`.
 
 Feast is imported inside the functions: importing this module costs nothing.
 """
