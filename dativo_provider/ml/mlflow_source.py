@@ -274,7 +274,7 @@ def table_dataset(catalog: CatalogConfig, table: str, *, snapshot_id: int | None
         catalog.properties), ref)
     identity = f"{loaded.metadata.table_uuid}@{snapshot.snapshot_id}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:DIGEST_LENGTH]
-    rows = (snapshot.summary or {}).get("total-records") if snapshot.summary else None
+    rows = snapshot.summary.get("total-records") if snapshot.summary is not None else None
     return IcebergDataset(IcebergDatasetSource(location), name or f"{table}@{snapshot.snapshot_id}", digest,
                           int(rows) if rows is not None else None)
 
@@ -322,7 +322,8 @@ def register_source() -> None:
     from mlflow.data.dataset_source_registry import get_registered_sources, register_dataset_source
 
     if not any(source._get_source_type() == SOURCE_TYPE for source in get_registered_sources()):
-        register_dataset_source(IcebergDatasetSource)
+        # MLflow registers source classes; its annotation says instance.
+        register_dataset_source(IcebergDatasetSource)  # type: ignore[arg-type]
 
 
 def public_properties(properties: Mapping[str, Any]) -> dict[str, str]:
@@ -383,7 +384,7 @@ def _catalog(catalog: Any, location: SnapshotLocation) -> Catalog:
     if isinstance(catalog, Mapping):
         return CatalogConfig(location.catalog, {str(k): str(v) for k, v in catalog.items()}).load()
     if hasattr(catalog, "load_table"):
-        return catalog  # type: ignore[no-any-return]
+        return catalog
     raise ConfigError(f"catalog: expected a CatalogConfig, a pyiceberg catalog or properties, "
                       f"not {type(catalog).__name__}")
 
