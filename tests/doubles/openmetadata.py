@@ -17,7 +17,9 @@ What it enforces, as the real server does:
   parameters (a subset of OpenMetadata's built-in ``json/data/tests/*.json``), test cases of results;
 - a second create of the same name is 409; an unknown name or id 404; list endpoints page with
   ``limit`` (default 10, at most 1000) and an opaque ``after`` cursor;
-- scripted 429/5xx through :meth:`ApiDouble.fail`.
+- scripted 429/5xx through :meth:`ApiDouble.fail`;
+- ``POST /api/v1/openlineage/lineage`` (and ``/batch``) records OpenLineage events behind the same auth,
+  for the transport configuration; it does not resolve their datasets to tables as the server does.
 
 It counts writes (POST/PUT/PATCH answered 2xx) and the most requests it had in flight at once.
 """
@@ -89,6 +91,7 @@ class OpenMetadataDouble(ApiDouble):
             "glossaryTerm", "testCase", "pipeline")}
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.edges: dict[tuple[str, str], dict[str, Any]] = {}
+        self.openlineage_events: list[dict[str, Any]] = []
         self.writes: list[Request] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -186,6 +189,8 @@ class OpenMetadataDouble(ApiDouble):
             return self._test_cases(method, parts[2:], request)
         if head == "lineage":
             return self._lineage(method, parts[1:], request)
+        if parts[:2] == ["openlineage", "lineage"] and method == "POST":
+            return self._openlineage(parts[2:], request)
         return _error(404, "HTTP 404 Not Found")
 
     # -- entities --------------------------------------------------------------------------------
@@ -434,6 +439,16 @@ class OpenMetadataDouble(ApiDouble):
                 raise NotFound(f"Lineage edge from {rest[1]} to {rest[2]} not found")
             return Response(200, edge)
         return _error(405, "HTTP 405 Method Not Allowed")
+
+    def _openlineage(self, rest: list[str], request: Request) -> Response:
+        """Records OpenLineage RunEvents (one, or a list at ``/batch``); only the transport is checked here:
+        OpenMetadata's own resolution of datasets to tables is not reproduced."""
+        events = request.body if rest == ["batch"] else [request.body]
+        if not isinstance(events, list) or not all(isinstance(e, dict) and {"eventTime", "run", "job"} <= set(e)
+                                                   for e in events):
+            raise BadRequest("Unable to process JSON: not an OpenLineage RunEvent")
+        self.openlineage_events.extend(events)
+        return Response(200, {"status": "success", "message": f"{len(events)} event(s) received"})
 
     # -- what tests look at ----------------------------------------------------------------------
 
