@@ -71,24 +71,23 @@ def _parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets - offsets[0], raw[offsets[0]:offsets[-1]]
 
 
-def _concat(arrays: Sequence[pa.Array]) -> pa.Array:
-    """Row-wise concatenation of large binary arrays (``a[i] + b[i] + ...``), without Python loops."""
-    import pyarrow as pa
+def _concat(parts: Sequence[pa.Array | bytes]) -> pa.Array:
+    """Row-wise concatenation (``a[i] + b[i] + ...``); a ``bytes`` part is the same in every row.
 
-    if len(arrays) == 1:
-        return arrays[0]
-    parts = [_parts(array) for array in arrays]
-    lengths = [np.diff(offsets) for offsets, _ in parts]
-    offsets = np.zeros(len(arrays[0]) + 1, dtype=np.int64)
-    np.cumsum(np.sum(lengths, axis=0), out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    start = offsets[:-1].copy()
-    for (source_offsets, data), length in zip(parts, lengths):
-        # each byte of this part goes to its row's current end: row start + position within the part
-        out[np.repeat(start - source_offsets[:-1], length) + np.arange(len(data))] = data
-        start += length
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(arrays[0]),
-                                           [None, pa.py_buffer(offsets), pa.py_buffer(out)])
+    Arrow's ``binary_join_element_wise`` does the work; it is defined on strings, so the bytes are
+    viewed as strings (a zero-copy relabel: the kernel copies bytes and never decodes them).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.large_string()
+    arrays = [part for part in parts if not isinstance(part, bytes)]
+    if len(parts) == 1 and arrays:
+        return arrays[0].cast(pa.large_binary())
+    inputs = [pa.array([part], pa.large_binary()).view(text)[0] if isinstance(part, bytes)
+              else part.cast(pa.large_binary()).view(text) for part in parts]
+    joined = pc.binary_join_element_wise(*inputs, pa.scalar("", text))
+    return joined.view(pa.large_binary())
 
 
 def _constant(data: bytes, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,13 +212,9 @@ def encode_timestamps(epoch_nanos: np.ndarray) -> pa.Array:
     return _pack(pieces)
 
 
-def _as_array(part: pa.Array | bytes, rows: int) -> pa.Array:
-    return _pack([_constant(part, rows)]) if isinstance(part, bytes) else part.cast("large_binary")
-
-
 def concat_constant(array: pa.Array, suffix: bytes) -> pa.Array:
     """Every value of ``array`` followed by ``suffix`` (Feast's Redis key: entity key + project)."""
-    return _concat([array.cast("large_binary"), _as_array(suffix, len(array))])
+    return _concat([array, suffix])
 
 
 def _decimal_lengths(array: pa.Array) -> pa.Array:
@@ -231,12 +226,11 @@ def _decimal_lengths(array: pa.Array) -> pa.Array:
 
 def resp_commands(command: bytes, keys: pa.Array, fields: Sequence[tuple[bytes, pa.Array]]) -> bytes:
     """One Redis protocol command per row: ``command key field1 value1 field2 value2 ...``, as bytes."""
-    rows = len(keys)
     parts: list[pa.Array | bytes] = [
         b"*%d\r\n$%d\r\n%s\r\n$" % (2 + 2 * len(fields), len(command), command),
         _decimal_lengths(keys), b"\r\n", keys, b"\r\n"]
     for name, values in fields:
         parts += [b"$%d\r\n%s\r\n$" % (len(name), name), _decimal_lengths(values), b"\r\n", values, b"\r\n"]
-    joined = _concat([_as_array(part, rows) for part in parts])
+    joined = _concat(parts)
     offsets, data = _parts(joined)
     return data.tobytes()

@@ -239,6 +239,7 @@ class _Run:
             for batch in self._changes(connection, mode, previous, snapshot):
                 newest = _max_time(newest, batch.column(self.spec.timestamp_column))
                 self._write(batch)
+            self.writer.flush()
             if mode == "diff":
                 self._delete_gone(connection)
             return newest

@@ -183,6 +183,9 @@ class OnlineWriter:
     def write(self, batch: EncodedBatch) -> None:
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Make every batch written so far durable (stores that stage rows write them here)."""
+
     def delete(self, keys: Sequence[bytes]) -> int:
         """Remove every feature of these serialized entity keys from this view; return how many existed."""
         raise NotImplementedError
@@ -226,37 +229,69 @@ class SqlWriter(OnlineWriter):
 
 
 class SqliteWriter(SqlWriter):
+    """Stages every batch in a temporary table, one row per entity (a few bound parameters per row is what
+    ``executemany`` does fastest), then upserts them all in one ``INSERT ... SELECT ... ORDER BY`` in the
+    table's key order, so SQLite appends to its B-trees instead of splitting pages all over them. One
+    transaction: a crash leaves the store as it was."""
+
     def __init__(self, location: StoreLocation, project: str, view: str) -> None:
         super().__init__(location, project, view)
         if not location.path:
             raise ConfigError("sqlite online store: path is required")
-        self.connection = sqlite3.connect(location.path)
-        self.connection.execute("PRAGMA cache_size = -262144")  # 256 MB for this connection only
-        with self.connection:
-            self.connection.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._quoted(self.table)} (entity_key BLOB, feature_name TEXT, "
-                "value BLOB, value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
-                "PRIMARY KEY(entity_key, feature_name))")
-            self.connection.execute(f"CREATE INDEX IF NOT EXISTS {self._quoted(self.table + '_ek')} "
-                                    f"ON {self._quoted(self.table)} (entity_key)")
+        self.connection = sqlite3.connect(location.path, isolation_level=None)
+        self.connection.execute("PRAGMA cache_size = -262144")  # 256 MB, for this connection only
+        self.features: list[str] = []
+        self.staged = 0
+        self.connection.execute("BEGIN")
+        self.connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._quoted(self.table)} (entity_key BLOB, feature_name TEXT, "
+            "value BLOB, value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+            "PRIMARY KEY(entity_key, feature_name))")
+        self.connection.execute(f"CREATE INDEX IF NOT EXISTS {self._quoted(self.table + '_ek')} "
+                                f"ON {self._quoted(self.table)} (entity_key)")
+        self.connection.execute("COMMIT")
 
     def write(self, batch: EncodedBatch) -> None:
-        rows = self._rows(batch, _epoch_seconds_like_feast_sqlite(batch.event_ns))
-        rows.sort(key=lambda row: (row[0], row[1]))  # primary-key order: B-tree appends, fewer page splits
-        with self.connection:
-            self.connection.executemany(
+        if not self.features:
+            self.features = list(batch.values)
+            columns = ", ".join(f"v{index}, t{index}" for index in range(len(self.features)))
+            self.connection.execute("BEGIN")
+            self.connection.execute(f"CREATE TEMP TABLE dativo_feast_stage (entity_key, event_ts, {columns})")
+        parts: list[Any] = [batch.keys.to_pylist(), _epoch_seconds_like_feast_sqlite(batch.event_ns)]
+        for name in self.features:
+            parts += [batch.values[name].to_pylist(), value_texts(batch.raw[name], batch.value_types[name])]
+        self.connection.executemany(f"INSERT INTO dativo_feast_stage VALUES ({', '.join('?' * len(parts))})",
+                                    zip(*parts))
+        self.staged += len(batch)
+
+    def flush(self) -> None:
+        if not self.features:
+            return
+        # the feature name is bound as a parameter: one SELECT per feature, unioned, in key order
+        union = " UNION ALL ".join(f"SELECT entity_key, ? AS feature_name, v{index}, t{index}, event_ts, NULL "
+                                   "FROM dativo_feast_stage" for index in range(len(self.features)))
+        try:
+            self.connection.execute(
                 f"INSERT INTO {self._quoted(self.table)} (entity_key, feature_name, value, value_text, event_ts, "
-                "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-                "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-                "created_ts = excluded.created_ts", rows)
-        self.rows_written += len(batch)
+                f"created_ts) SELECT * FROM ({union}) WHERE true ORDER BY entity_key, feature_name "
+                "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, value_text = "
+                "excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                self.features)
+            self.connection.execute("DROP TABLE dativo_feast_stage")
+            self.connection.execute("COMMIT")
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.rows_written += self.staged
+        self.features, self.staged = [], 0
 
     def delete(self, keys: Sequence[bytes]) -> int:
         found = self.count(keys)
-        with self.connection:
-            for part in self._key_batches(keys):
-                self.connection.execute(f"DELETE FROM {self._quoted(self.table)} WHERE entity_key IN "
-                                        f"({','.join('?' * len(part))})", list(part))
+        self.connection.execute("BEGIN")
+        for part in self._key_batches(keys):
+            self.connection.execute(f"DELETE FROM {self._quoted(self.table)} WHERE entity_key IN "
+                                    f"({','.join('?' * len(part))})", list(part))
+        self.connection.execute("COMMIT")
         return found
 
     def count(self, keys: Sequence[bytes]) -> int:
@@ -275,16 +310,14 @@ class SqliteWriter(SqlWriter):
 
     def write_position(self, position: Mapping[str, Any]) -> None:
         self._position_table()
-        with self.connection:
-            self.connection.execute(
-                f"INSERT INTO {_POSITION_TABLE} (project, view, position) VALUES (?, ?, ?) "
-                "ON CONFLICT(project, view) DO UPDATE SET position = excluded.position",
-                (self.project, self.view, json.dumps(dict(position), sort_keys=True)))
+        self.connection.execute(  # autocommit: one statement, one transaction
+            f"INSERT INTO {_POSITION_TABLE} (project, view, position) VALUES (?, ?, ?) "
+            "ON CONFLICT(project, view) DO UPDATE SET position = excluded.position",
+            (self.project, self.view, json.dumps(dict(position), sort_keys=True)))
 
     def _position_table(self) -> None:
-        with self.connection:
-            self.connection.execute(f"CREATE TABLE IF NOT EXISTS {_POSITION_TABLE} (project TEXT, view TEXT, "
-                                    "position TEXT, PRIMARY KEY(project, view))")
+        self.connection.execute(f"CREATE TABLE IF NOT EXISTS {_POSITION_TABLE} (project TEXT, view TEXT, "
+                                "position TEXT, PRIMARY KEY(project, view))")
 
     def close(self) -> None:
         self.connection.close()
@@ -387,6 +420,8 @@ class RedisWriter(OnlineWriter):
                                   password=password)
         self.ts_field = f"_ts:{view}".encode()
         self.features = tuple(features)
+        self.connection: Any = None
+        self.pending = 0
 
     def _keys(self, entity_keys: pa.Array) -> pa.Array:
         from dativo_provider.ml.feast_encoding import concat_constant
@@ -394,22 +429,34 @@ class RedisWriter(OnlineWriter):
         return concat_constant(entity_keys, self.project.encode())
 
     def write(self, batch: EncodedBatch) -> None:
+        """Send this batch's HSETs, then read the replies of the batch before: Redis works through one
+        batch while the next is being encoded."""
         from dativo_provider.ml.feast_encoding import encode_timestamps, resp_commands
 
         keys = self._keys(batch.keys)
         fields: list[tuple[bytes, pa.Array]] = [(self.ts_field, encode_timestamps(batch.event_ns))]
         fields += [(feast_field_hash(self.view, name), values) for name, values in batch.values.items()]
         payload = resp_commands(b"HSET", keys, fields)
-        connection = self.client.connection_pool.get_connection()
-        try:
-            connection.send_packed_command([payload], check_health=False)
-            for _ in range(len(keys)):
-                reply = connection.read_response()
-                if isinstance(reply, Exception):
-                    raise reply
-        finally:
-            self.client.connection_pool.release(connection)
+        if self.connection is None:
+            self.connection = self.client.connection_pool.get_connection()
+        self.connection.send_packed_command([payload], check_health=False)
+        self._read_replies()
+        self.pending = len(keys)
         self.rows_written += len(batch)
+
+    def _read_replies(self) -> None:
+        assert self.connection is not None
+        pending, self.pending = self.pending, 0
+        for _ in range(pending):
+            reply = self.connection.read_response()
+            if isinstance(reply, Exception):
+                raise reply
+
+    def flush(self) -> None:
+        if self.connection is not None:
+            self._read_replies()
+            self.client.connection_pool.release(self.connection)
+            self.connection = None
 
     def _redis_keys(self, keys: Sequence[bytes]) -> list[bytes]:
         return [key + self.project.encode() for key in keys]
@@ -438,9 +485,13 @@ class RedisWriter(OnlineWriter):
         return json.loads(value) if value else None
 
     def write_position(self, position: Mapping[str, Any]) -> None:
+        self.flush()
         self.client.set(self._position_key, json.dumps(dict(position), sort_keys=True))
 
     def close(self) -> None:
+        if self.connection is not None:  # a failed run: the connection may hold unread replies
+            self.connection.disconnect()
+            self.client.connection_pool.release(self.connection)
         self.client.close()
 
 

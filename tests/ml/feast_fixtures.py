@@ -28,8 +28,11 @@ def schema(features: dict[str, tuple[pa.DataType, str]] = FEATURES) -> pa.Schema
 
 
 def rows(entities: int, versions: int = 2, seed: int = 1, start: int = 0,
-         features: dict[str, tuple[pa.DataType, str]] = FEATURES, day: float = 0.0) -> pa.Table:
-    """``versions`` rows per entity at distinct times (whole seconds), random values, some nulls."""
+         features: dict[str, tuple[pa.DataType, str]] = FEATURES, day: float = 0.0, wide: bool = True) -> pa.Table:
+    """``versions`` rows per entity at distinct times (whole seconds), random values, some nulls.
+
+    :param wide: floats spread over 1e-6..1e17 (every text form of a number); else 0..300 or so.
+    """
     rng = np.random.default_rng(seed)
     n = entities * versions
     ids = np.tile(np.arange(start, start + entities, dtype=np.int64), versions)
@@ -39,7 +42,8 @@ def rows(entities: int, versions: int = 2, seed: int = 1, start: int = 0,
     for index, (name, (kind, _)) in enumerate(features.items()):
         mask = rng.random(n) < 0.05
         if pa.types.is_floating(kind):
-            values = pa.array(rng.normal(100, 50, n) * 10.0 ** rng.integers(-6, 17, n), mask=mask).cast(kind)
+            scale = 10.0 ** rng.integers(-6, 17, n) if wide else 1.0
+            values = pa.array(rng.normal(100, 50, n) * scale, mask=mask).cast(kind)
         elif pa.types.is_integer(kind):
             values = pa.array(rng.integers(-2**30, 2**30, n) >> rng.integers(0, 30, n), mask=mask).cast(kind)
         elif pa.types.is_boolean(kind):
