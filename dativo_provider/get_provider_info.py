@@ -336,6 +336,8 @@ def get_provider_info() -> dict[str, Any]:
                     "dativo_provider.operators.maintenance",
                     "dativo_provider.operators.ml",
                     "dativo_provider.operators.sagemaker",
+                    "dativo_provider.operators.mlflow",
+                    "dativo_provider.operators.export",
                 ],
             },
             {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
