@@ -197,3 +197,28 @@ def test_a_training_set_without_an_output_table_cannot_be_logged(catalog, tmp_pa
                        manifest_path=str(tmp_path / "hashed.json"))
     with pytest.raises(ConfigError, match="was not written to a table: give .* an output_table"):
         log_training_set(tmp_path / "hashed.json")
+
+
+def test_after_an_erasure_moved_the_pin_load_reads_the_set_minus_the_subject(catalog, tmp_path, tracking, caplog):
+    """An erasure deletes the subject's rows on every branch head, the output table's pin included (here its
+    delete commit as privacy.erase makes it); load() then reads the pin's head, never the logged snapshot."""
+    from dativo_provider.ml.mlflow_source import ContentMismatchError
+
+    load(catalog, sample())
+    manifest = _build(catalog, tmp_path, "march")
+    with mlflow.start_run() as run:
+        log_training_set(tmp_path / "march.json")
+    output = catalog.load().load_table("ml.churn_training")
+    subject_rows = output.scan(row_filter="customer_id == 7").count()
+    assert subject_rows > 0
+    output.delete("customer_id == 7", snapshot_properties={"dativo.dsr-request": "dsr-1"},
+                  branch=manifest.inputs[0].ref)
+
+    (logged,) = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    source = mlflow.data.get_source(logged)
+    rows = source.load()
+    assert rows.num_rows == manifest.row_count - subject_rows
+    assert 7 not in rows.column("customer_id").to_pylist()
+    assert "moved from snapshot" in caplog.text and "minus erased ones" in caplog.text
+    with pytest.raises(ContentMismatchError, match="the manifest records sha256-sum:"):
+        source.load(verify=True)
