@@ -55,49 +55,77 @@ def _imports_version_dependent_code(module: Path) -> bool:
     return _VERSION_DEPENDENT_SOURCE.search(module.read_text()) is not None
 
 
+def _engine_module(module: Path) -> bool:
+    """A test module of an engine suite that touches neither Airflow, SQLAlchemy nor the SQL catalog class."""
+    relative = module.relative_to(TESTS)
+    return (relative.parts[0] in ENGINE_SUITES and relative.as_posix() not in CATALOG_CLASS_TESTS
+            and not _imports_version_dependent_code(module))
+
+
 def runs_on_one_airflow_version(item: pytest.Item) -> bool:
     """Whether the test's code path is the same on every Airflow version, so one version's run suffices:
-    a test of an engine suite whose module touches neither Airflow nor SQLAlchemy, or a docs block that
-    does not touch Airflow (the blocks before it on its page still run first, as ever)."""
-    relative = item.path.relative_to(TESTS)
-    if relative.parts[0] == "docs":
+    a test of an engine module, or a docs block that does not touch Airflow (the blocks before it on its
+    page still run first, as ever)."""
+    if not item.path.is_relative_to(TESTS):
+        return False
+    if item.path.relative_to(TESTS).parts[0] == "docs":
         block = getattr(item, "callspec", None) and item.callspec.params.get("block")
         return (item.path.name == "test_doc_snippets.py" and block is not None
                 and not _AIRFLOW_IN_DOC_BLOCK.search(block.text))
-    return (relative.parts[0] in ENGINE_SUITES and relative.as_posix() not in CATALOG_CLASS_TESTS
-            and not _imports_version_dependent_code(item.path))
+    return _engine_module(item.path)
+
+
+def _airflow_dependent_only() -> bool:
+    return os.environ.get(AIRFLOW_DEPENDENT_ONLY) == "1"
+
+
+_NOT_COLLECTED = pytest.StashKey[set[Path]]()
+_DESELECTED = pytest.StashKey[list[pytest.Item]]()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Engine modules are not even imported when they will not run (their imports cost seconds)."""
+    if (_airflow_dependent_only() and collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+            and collection_path.is_relative_to(TESTS) and _engine_module(collection_path)):
+        config.stash.setdefault(_NOT_COLLECTED, set()).add(collection_path)
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get(AIRFLOW_DEPENDENT_ONLY) != "1":
+    if not _airflow_dependent_only():
         return
     once = [item for item in items if runs_on_one_airflow_version(item)]
-    if not once:
-        return
-    deselected = set(once)
-    items[:] = [item for item in items if item not in deselected]
-    config.hook.pytest_deselected(items=once)
-    where: dict[str, int] = {}
-    for item in once:
-        name = item.path.relative_to(TESTS).parts[0]
-        where[name] = where.get(name, 0) + 1
-    config.stash[_NOT_REPEATED] = (
-        f"{AIRFLOW_DEPENDENT_ONLY}=1: {len(once)} tests not repeated on this Airflow version, because their "
-        f"code path does not depend on it and the other pass ran them: "
-        + ", ".join(f"{name} {count}" for name, count in sorted(where.items()))
-    )
+    if once:
+        deselected = set(once)
+        items[:] = [item for item in items if item not in deselected]
+        config.hook.pytest_deselected(items=once)
+    config.stash[_DESELECTED] = once
 
 
-_NOT_REPEATED = pytest.StashKey[str]()
+def _not_repeated(config: pytest.Config) -> str | None:
+    if not _airflow_dependent_only():
+        return None
+    where: dict[str, list[int]] = {}
+    for module in config.stash.get(_NOT_COLLECTED, set()):
+        where.setdefault(module.relative_to(TESTS).parts[0], [0, 0])[0] += 1
+    for item in config.stash.get(_DESELECTED, []):
+        where.setdefault(item.path.relative_to(TESTS).parts[0], [0, 0])[1] += 1
+    counts = ", ".join(
+        name + " " + " + ".join(f"{n} {unit}" for n, unit in ((modules, "modules"), (tests, "tests")) if n)
+        for name, (modules, tests) in sorted(where.items()))
+    return (f"{AIRFLOW_DEPENDENT_ONLY}=1: not repeated on this Airflow version, as their code path does not "
+            f"depend on it (the other pass runs them): {counts or 'nothing'}")
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
-    return config.stash.get(_NOT_REPEATED, None)
+    return _not_repeated(config)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _NOT_REPEATED in config.stash:
-        terminalreporter.write_line(config.stash[_NOT_REPEATED])
+    line = _not_repeated(config)
+    if line:
+        terminalreporter.write_line(line)
 
 
 def _unavailable(what: str, exc: Exception) -> None:

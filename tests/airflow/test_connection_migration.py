@@ -4,9 +4,11 @@ get their new types, an official ``iceberg`` connection keeps its own, and the m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +30,15 @@ def _bash_blocks(section: str) -> list[str]:
 
 
 @pytest.fixture
-def scratch_airflow(tmp_path: Path) -> dict[str, str]:
+def scratch_airflow(tmp_path: Path, migrated_sqlite_db: Path) -> dict[str, str]:
+    """A scratch AIRFLOW_HOME whose metadata DB is freshly migrated, as the page assumes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    migrated_sqlite_db.rename(home / "airflow.db")
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW_CONN_")}
-    env.update(AIRFLOW_HOME=str(tmp_path / "home"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               DATIVO_HOME=str(tmp_path / "dativo"), PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, cwd=tmp_path, check=True,
-                   capture_output=True, timeout=300)
+    env.update(AIRFLOW_HOME=str(home), AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+               AIRFLOW__CORE__LOAD_EXAMPLES="False", DATIVO_HOME=str(tmp_path / "dativo"),
+               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
     return env
 
 
@@ -42,11 +47,11 @@ def _bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
                           text=True, timeout=300)
 
 
-def _types(env: dict[str, str], cwd: Path) -> dict[str, str]:
-    out = cwd / "check.json"
-    subprocess.run([str(BIN / "airflow"), "connections", "export", str(out)], env=env, cwd=cwd, check=True,
-                   capture_output=True, timeout=120)
-    return {conn_id: fields["conn_type"] for conn_id, fields in json.loads(out.read_text()).items()}
+def _types(env: dict[str, str]) -> dict[str, str]:
+    """Each connection's type as stored in the metadata DB (read directly: no Airflow process to start)."""
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        return dict(conn.execute("SELECT conn_id, conn_type FROM connection").fetchall())
 
 
 def test_the_documented_migration_renames_old_types_and_the_catalog_then_tests_ok(scratch_airflow, tmp_path):
@@ -59,7 +64,7 @@ def test_the_documented_migration_renames_old_types_and_the_catalog_then_tests_o
     assert "lake: iceberg -> dativo_iceberg" in done.stdout and "payments: stripe -> dativo_stripe" in done.stdout
     assert "official_rest: " not in done.stdout
     assert not (tmp_path / "connections.json").exists()
-    types = _types(scratch_airflow, tmp_path)
+    types = _types(scratch_airflow)
     assert {k: types[k] for k in ("lake", "payments", "official_rest")} == {
         "lake": "dativo_iceberg", "payments": "dativo_stripe", "official_rest": "iceberg"}
 

@@ -4,20 +4,25 @@ language is run); docs that drift from the code fail here. Test ids are ``page:l
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
+from tests.airflow.conftest import migrated_db
 from tests.docs.snippets import REPO, RUN, SHOWN, Block, Kernel, Outcome, PageSession, blocks_of, output_matches
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "docs" / "adr").glob("*.md"))]
 BLOCKS = [block for page in PAGES for block in blocks_of(page)]
 RUNNABLE = [block for block in BLOCKS if "not-run" not in block.markers and block.language not in SHOWN]
 
-# Blocks that cannot run here, each marked `<!-- not-run: REASON -->` in its page. Keep this short.
+# Blocks that cannot run here or that another test runs as written, each marked `<!-- not-run: REASON -->`
+# in its page. Keep this short.
 NOT_RUN = {
+    ("docs/connections.md",
+     "run as written, with checks of its effect, by tests/airflow/test_connection_migration.py"),
     ("README.md", "dev/test is this test suite; dev/demo runs in tests/docs/test_demo.py"),
     ("docs/install.md", "needs an AWS account and an MWAA environment"),
     ("docs/install.md", "downloads the wheels of every dependency for MWAA's platform from PyPI and GitHub"),
@@ -71,11 +76,10 @@ def doc_env(tmp_path_factory: pytest.TempPathFactory, shop_db: str) -> dict[str,
         "DOCS_REPO": str(REPO),
         "PYTHONPATH": str(REPO),
     })
-    import subprocess
-
-    # The docs' `airflow connections ...` commands assume an initialised metadata database, as a user's has.
-    subprocess.run([str(venv_bin / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
+    # The docs' `airflow ...` commands and DAGs assume an initialised metadata database, as a user's has: a
+    # copy of the one `airflow db migrate` made for the tests' own AIRFLOW_HOME.
+    (root / "airflow-home").mkdir()
+    shutil.copyfile(migrated_db(), root / "airflow-home" / "airflow.db")
     return env
 
 
