@@ -29,7 +29,8 @@ def test_entry_point_returns_provider_info():
 
 def test_our_connection_types_cannot_clash_and_official_ones_are_reused():
     types = {conn["connection-type"]: conn for conn in get_provider_info()["connection-types"]}
-    assert set(types) == {"dativo_iceberg", "dativo_stripe", "dativo_hubspot", "dativo_google", "dativo_dsr_key"}
+    assert set(types) == {"dativo_iceberg", "dativo_stripe", "dativo_hubspot", "dativo_google", "dativo_dsr_key",
+                          "dativo_openmetadata"}
     assert types["dativo_iceberg"]["hook-class-name"] == "dativo_provider.hooks.iceberg.IcebergHook"
     assert types["dativo_iceberg"]["conn-fields"]["credential"]["schema"]["format"] == "password"
 
@@ -84,6 +85,7 @@ def test_both_iceberg_forms_register_beside_the_official_provider():
         "dativo_hubspot": "dativo_provider.hooks.hubspot.HubSpotHook",
         "dativo_google": "dativo_provider.hooks.google.GoogleHook",
         "dativo_dsr_key": "dativo_provider.hooks.privacy.DsrKeyHook",
+        "dativo_openmetadata": "dativo_provider.hooks.openmetadata.OpenMetadataHook",
     }
     assert result["widgets"] == sorted(f"extra__dativo_iceberg__{field}" for field in ICEBERG_CONN_FIELDS)
     assert result["relabeling"]["iceberg"]["host"] == "Catalog URI"  # the official form, untouched
