@@ -84,7 +84,8 @@ with DAG(
 ):
     ingest_tickets = IcebergIngestOperator(
         task_id="ingest_tickets",
-        source={"type": "files", "path": SAMPLE_DATA, "glob": "support_tickets.csv", "columns": TICKET_COLUMNS},
+        source={"type": "files", "path": SAMPLE_DATA, "glob": "support_tickets.csv",
+                "columns": TICKET_COLUMNS},
         table="examples.mlp_tickets",
         contract=TICKETS_CONTRACT,
     )

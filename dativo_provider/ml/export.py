@@ -166,7 +166,8 @@ def _sliced(reader: pa.RecordBatchReader, max_rows: int) -> Iterator[pa.RecordBa
             yield batch.slice(start, max_rows)
 
 
-def _open(fs: pafs.FileSystem, base: str, index: int, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+def _open(fs: pafs.FileSystem, base: str, index: int, schema: pa.Schema,
+          compression: str) -> pq.ParquetWriter:
     import pyarrow.parquet as pq
 
     return pq.ParquetWriter(_part(base, index), schema, filesystem=fs, compression=compression)

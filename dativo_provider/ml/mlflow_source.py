@@ -126,7 +126,8 @@ class IcebergDatasetSource(DatasetSource):
         if not verify:
             return reader
         if not self.location.content_hash:
-            raise ConfigError(f"{self.uri}: no content hash recorded (not a training set); load without verify")
+            raise ConfigError(f"{self.uri}: no content hash recorded (not a training set); "
+                              "load without verify")
         digest = ContentHash(reader.schema.names)
         expected = self.location.content_hash
 
@@ -135,8 +136,8 @@ class IcebergDatasetSource(DatasetSource):
                 digest.add(batch)
                 yield batch
             if digest.hexdigest != expected:
-                raise ContentMismatchError(f"{self.uri}: read {digest.rows} rows hashing to {digest.hexdigest}; "
-                                           f"the manifest records {expected}")
+                raise ContentMismatchError(f"{self.uri}: read {digest.rows} rows hashing to "
+                                           f"{digest.hexdigest}; the manifest records {expected}")
 
         return pa.RecordBatchReader.from_batches(reader.schema, checked())
 
@@ -150,8 +151,9 @@ class IcebergDatasetSource(DatasetSource):
                         where.snapshot_id, pin.snapshot_id)
             return pin.snapshot_id
         if table.metadata.snapshot_by_id(where.snapshot_id) is None:
+            pin_gone = f" and its pin {where.ref!r} removed" if where.ref else ""
             raise ConfigError(f"{self.uri}: snapshot {where.snapshot_id} of {where.table} no longer exists "
-                              f"(expired{' and its pin ' + repr(where.ref) + ' removed' if where.ref else ''}); "
+                              f"(expired{pin_gone}); "
                               "pin snapshots you log (a training set's are pinned when logged)")
         return where.snapshot_id
 
@@ -165,12 +167,14 @@ class IcebergDatasetSource(DatasetSource):
         catalog, _, rest = str(raw_source).removeprefix(URI_SCHEME).partition("/")
         table, _, snapshot = rest.rpartition("@")
         if not (catalog and table and snapshot.isdigit()):
-            raise ConfigError(f"{raw_source!r}: expected {URI_SCHEME}<catalog>/<namespace>.<table>@<snapshot id>")
+            raise ConfigError(f"{raw_source!r}: expected "
+                              f"{URI_SCHEME}<catalog>/<namespace>.<table>@<snapshot id>")
         return cls(SnapshotLocation(catalog, table, int(snapshot), {}))
 
     def to_dict(self) -> dict[str, Any]:
         where = self.location
-        data: dict[str, Any] = {"catalog": where.catalog, "catalog_properties": dict(where.catalog_properties),
+        data: dict[str, Any] = {"catalog": where.catalog,
+                                "catalog_properties": dict(where.catalog_properties),
                                 "table": where.table, "snapshot_id": str(where.snapshot_id)}
         optional = {"ref": where.ref, "manifest_path": where.manifest_path,
                     "content_hash": where.content_hash, "columns": list(where.columns)}
@@ -184,7 +188,8 @@ class IcebergDatasetSource(DatasetSource):
                 snapshot_id=int(source_dict["snapshot_id"]),
                 catalog_properties=dict(source_dict.get("catalog_properties") or {}),
                 ref=source_dict.get("ref"), manifest_path=source_dict.get("manifest_path"),
-                content_hash=source_dict.get("content_hash"), columns=tuple(source_dict.get("columns") or ())))
+                content_hash=source_dict.get("content_hash"),
+                columns=tuple(source_dict.get("columns") or ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{SOURCE_TYPE} dataset source {source_dict!r}: malformed "
                               f"({type(exc).__name__}: {exc})") from None
@@ -241,8 +246,8 @@ def training_set_dataset(manifest_or_path: TrainingSetManifest | str | os.PathLi
     else:
         manifest, path = TrainingSetManifest.read(manifest_or_path), str(manifest_or_path)
     if manifest.output_table is None or manifest.output_snapshot_id is None:
-        raise ConfigError(f"training set {manifest.name!r} (manifest {path}) was not written to a table: give "
-                          "TrainingSetOperator / build_training_set an output_table to log it to MLflow")
+        raise ConfigError(f"training set {manifest.name!r} (manifest {path}) was not written to a table: "
+                          "give TrainingSetOperator / build_training_set an output_table to log it to MLflow")
     properties = public_properties(manifest.catalog.get("properties") or {})
     ref = manifest.inputs[0].ref if manifest.inputs else None
     location = SnapshotLocation(str(manifest.catalog["name"]), manifest.output_table,
@@ -299,7 +304,8 @@ def log_training_set(manifest_or_path: TrainingSetManifest | str | os.PathLike[s
     target = _log(dataset, context, run_id, tags, tracking_uri)
     if log_manifest and dataset.source.location.manifest_path:
         manifest = TrainingSetManifest.read(dataset.source.location.manifest_path)
-        mlflow.MlflowClient(tracking_uri).log_dict(target, manifest.to_dict(), f"dativo/training_sets/{manifest.name}.json")
+        artifact = f"dativo/training_sets/{manifest.name}.json"
+        mlflow.MlflowClient(tracking_uri).log_dict(target, manifest.to_dict(), artifact)
     log.info("MLflow run %s: training set %s logged as input (%s, context %s)", target, dataset.name,
              dataset.source.uri, context)
     return dataset
@@ -354,7 +360,8 @@ def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,
     register_source()
     if run_id is None:
         if tracking_uri:
-            raise ConfigError("tracking_uri needs run_id: the active run belongs to MLflow's own tracking URI")
+            raise ConfigError("tracking_uri needs run_id: the active run belongs to MLflow's own "
+                              "tracking URI")
         mlflow.log_input(dataset, context=context, tags=dict(tags or {}))
         active = mlflow.active_run()
         assert active is not None  # log_input starts a run when there is none
@@ -362,7 +369,8 @@ def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,
     input_tags = [InputTag(key, value) for key, value in (tags or {}).items()]
     if context:
         input_tags.append(InputTag(MLFLOW_DATASET_CONTEXT, context))
-    mlflow.MlflowClient(tracking_uri).log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), input_tags)])
+    entity = DatasetInput(dataset._to_mlflow_entity(), input_tags)
+    mlflow.MlflowClient(tracking_uri).log_inputs(run_id, [entity])
     return run_id
 
 
@@ -376,8 +384,8 @@ def _catalog(catalog: Any, location: SnapshotLocation) -> Catalog:
         configured = Config().get_catalog_config(location.catalog) or {}
         merged = {**location.catalog_properties, **{k: str(v) for k, v in configured.items()}}
         if not merged:
-            raise ConfigError(f"catalog {location.catalog!r}: nothing recorded and no pyiceberg configuration "
-                              "of that name; pass catalog= to load()")
+            raise ConfigError(f"catalog {location.catalog!r}: nothing recorded and no pyiceberg "
+                              "configuration of that name; pass catalog= to load()")
         return CatalogConfig(location.catalog, merged).load()
     if isinstance(catalog, CatalogConfig):
         return catalog.load()

@@ -93,7 +93,8 @@ def test_a_bad_manifest_fails_the_task_and_the_run(iceberg_default, tracking_uri
 
     missing = str(tmp_path / "nope.json")
     with pytest.raises(AirflowFailException, match=f"training-set manifest {missing}"):
-        _operator(tracking_uri, missing, experiment_name="churn").execute({"run_id": "r", "ti": _TaskInstance()})
+        _operator(tracking_uri, missing, experiment_name="churn").execute(
+            {"run_id": "r", "ti": _TaskInstance()})
     client = mlflow.MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("churn").experiment_id])
     assert run.info.status == "FAILED"

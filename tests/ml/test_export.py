@@ -107,7 +107,8 @@ def test_export_to_s3(catalog):
         result = export_snapshot_parquet(catalog, "ml.features", "train-2024-01", "s3://features/vertex/v1",
                                          object_store=config)
         assert result.files == ("s3://features/vertex/v1/part-00000.parquet",)
-        body = s3.client("s3").get_object(Bucket="features", Key="vertex/v1/part-00000.parquet")["Body"].read()
+        stored = s3.client("s3").get_object(Bucket="features", Key="vertex/v1/part-00000.parquet")
+        body = stored["Body"].read()
     assert _sorted(pq.read_table(pa.BufferReader(body))) == _sorted(tagged)
 
 

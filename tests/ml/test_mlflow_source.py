@@ -53,7 +53,8 @@ def catalog(tmp_path) -> CatalogConfig:
 
 def _build(catalog: CatalogConfig, tmp_path: Path, run_id: str) -> TrainingSetManifest:
     result = build_training_set(catalog, "churn", LABELS, feature_tables(), run_id=run_id,
-                                manifest_path=str(tmp_path / f"{run_id}.json"), output_table="ml.churn_training")
+                                manifest_path=str(tmp_path / f"{run_id}.json"),
+                                output_table="ml.churn_training")
     return result.manifest
 
 
@@ -86,7 +87,8 @@ def test_a_logged_training_set_loads_back_as_logged_after_later_commits(catalog,
     assert _hash(rows, manifest.columns).hexdigest == manifest.content_hash
     assert source.load(verify=True).num_rows == manifest.row_count
     current = catalog.load().load_table("ml.churn_training").scan().to_arrow()
-    assert _hash(current, later.columns).hexdigest == later.content_hash  # the table moved on; the input did not
+    # The table moved on; the input did not.
+    assert _hash(current, later.columns).hexdigest == later.content_hash
 
     # The output snapshot is pinned under the set's pin, and the manifest travels with the run.
     where = source.location
@@ -156,7 +158,8 @@ def test_no_secret_reaches_the_tracking_store(tmp_path, tracking):
     stored = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "mlruns").rglob("*") if p.is_file())
     assert "T0KEN-SECRET" not in stored and "S3-SECRET" not in stored
     assert json.loads(logged.dataset.source)["catalog_properties"]["s3.region"] == "eu-west-1"
-    assert without_password("postgresql+psycopg://ml:pa%3Ass@db:5432/lake") == "postgresql+psycopg://ml@db:5432/lake"
+    assert without_password("postgresql+psycopg://ml:pa%3Ass@db:5432/lake") == \
+        "postgresql+psycopg://ml@db:5432/lake"
     assert public_properties({"uri": "postgresql://u:pw@h/db", "rest.password": "x", "type": "sql"}) == {
         "uri": "postgresql://u@h/db", "type": "sql"}
 
@@ -172,7 +175,8 @@ def test_a_table_at_a_tag_loads_that_snapshot_and_a_bad_ref_is_named(catalog, tr
     assert dataset.profile["num_rows"] == tagged_rows
     (logged,) = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
     source = mlflow.data.get_source(logged)
-    assert source.load(catalog).num_rows == tagged_rows < catalog.load().load_table("ml.labels").scan().count()
+    now = catalog.load().load_table("ml.labels").scan().count()
+    assert source.load(catalog).num_rows == tagged_rows < now
     with pytest.raises(ConfigError, match=r"ml.labels: no tag or branch 'v2' \(its refs: main, v1\)"):
         log_iceberg_table(catalog, "ml.labels", ref="v2")
     with pytest.raises(ConfigError, match="no content hash recorded"):
@@ -199,7 +203,8 @@ def test_a_training_set_without_an_output_table_cannot_be_logged(catalog, tmp_pa
         log_training_set(tmp_path / "hashed.json")
 
 
-def test_after_an_erasure_moved_the_pin_load_reads_the_set_minus_the_subject(catalog, tmp_path, tracking, caplog):
+def test_after_an_erasure_moved_the_pin_load_reads_the_set_minus_the_subject(catalog, tmp_path, tracking,
+                                                                              caplog):
     """An erasure deletes the subject's rows on every branch head, the output table's pin included (here its
     delete commit as privacy.erase makes it); load() then reads the pin's head, never the logged snapshot."""
     from dativo_provider.ml.mlflow_source import ContentMismatchError
