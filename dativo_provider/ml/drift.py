@@ -258,14 +258,15 @@ class DriftReport:
         return render_html(self, title)
 
     def write(self, json_path: str | None = None, html_path: str | None = None, title: str = "Drift report") -> None:
-        """Write the JSON result and/or the HTML report (local paths)."""
+        """Write the JSON result and/or the HTML report (local paths; folders are created)."""
         import json
         from pathlib import Path
 
-        if json_path:
-            Path(json_path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
-        if html_path:
-            Path(html_path).write_text(self.to_html(title), encoding="utf-8")
+        for path, text in ((json_path, lambda: json.dumps(self.to_dict(), indent=2, allow_nan=False)),
+                           (html_path, lambda: self.to_html(title))):
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text(), encoding="utf-8")
 
 
 def drift_report(reference: pa.Table, current: pa.Table, columns: Sequence[str] | None = None,

@@ -10,7 +10,7 @@ from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.drift_common import DRIFT_TEMPLATE_FIELDS, DriftCheckMixin
 
 
-class DriftCheckOperator(DriftCheckMixin, BaseOperator):
+class DriftCheckOperator(BaseOperator, DriftCheckMixin):
     """Test every feature column of ``current`` against ``reference`` and act on the verdict.
 
     One call of :func:`~dativo_provider.ml.drift_iceberg.iceberg_drift_report`: both samples are pinned

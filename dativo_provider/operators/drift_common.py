@@ -90,6 +90,8 @@ class DriftCheckMixin(BranchMixIn):
         if self.on_drift == "branch":
             chosen = self.drift_branch if report.dataset_drift else self.no_drift_branch
             task.log.info("Following %s", chosen)
+            if "ti" in context:  # Airflow 3 ends the task inside do_branch: the return value would be lost
+                context["ti"].xcom_push(key="return_value", value=result)
             self.do_branch(context, chosen)
         elif report.dataset_drift and self.on_drift == "fail":
             if "ti" in context:  # the task fails: keep the verdict in XCom for whoever investigates

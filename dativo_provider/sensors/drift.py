@@ -12,7 +12,7 @@ from dativo_provider.operators.common import airflow_errors
 from dativo_provider.operators.drift_common import DRIFT_TEMPLATE_FIELDS, DriftCheckMixin
 
 
-class DriftSensor(DriftCheckMixin, BaseSensorOperator):
+class DriftSensor(BaseSensorOperator, DriftCheckMixin):
     """Wait until ``table``'s ``branch`` has a new snapshot, then check it against ``reference``.
 
     A snapshot is new when it is not ``after_snapshot_id`` (default: the reference's own snapshot, so

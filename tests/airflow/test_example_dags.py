@@ -24,6 +24,7 @@ REPO = EXAMPLE_DAGS.parent
 # races its own commits. A new example DAG must be added here, with its reason.
 MAX_ACTIVE_RUNS = {
     "example_contract_quarantine": 1,  # incremental files; a release reads the quarantine as left
+    "example_drift": 1,  # incremental files feed the table the drift check reads
     "example_dsr": 1,  # erasures rewrite the same tables
     "example_feature_transform": 1,  # incremental files feed the feature table
     "example_files_to_iceberg": 1,  # incremental files
