@@ -40,7 +40,10 @@ except ImportError:  # Airflow 2
 import dativo_provider
 from dativo_provider.operators.contracts import ContractCheckOperator
 from dativo_provider.operators.ingest import IcebergIngestOperator
-from dativo_provider.operators.openmetadata import OpenMetadataQualityResultsOperator, OpenMetadataSyncOperator
+from dativo_provider.operators.openmetadata import (
+    OpenMetadataQualityResultsOperator,
+    OpenMetadataSyncOperator,
+)
 
 SAMPLE_DATA = str(Path(dativo_provider.__file__).parent / "sample_data")
 CUSTOMERS_CONTRACT = SAMPLE_DATA + "/contracts/customers.odcs.yaml"

@@ -61,7 +61,9 @@ class OpenMetadataHook(BaseHook):
             client.get("/services/databaseServices", {"limit": 1})
             return f"OpenMetadata {version} at {client.config.base_url} accepted the token"
 
-        return connection_test(check, lambda: connection_secrets(self.get_connection(self.openmetadata_conn_id)))
+        return connection_test(
+            check, lambda: connection_secrets(self.get_connection(self.openmetadata_conn_id))
+        )
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -82,8 +84,10 @@ def openmetadata_config(conn: Any) -> Any:
     from dativo_provider.lineage.openmetadata_client import OpenMetadataConfig
 
     if conn.conn_type != OPENMETADATA_CONN_TYPE:
-        raise ConfigError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}; it needs a "
-                          f"{OPENMETADATA_CONN_TYPE} connection")
+        raise ConfigError(
+            f"connection {conn.conn_id!r} has type {conn.conn_type!r}; it needs a "
+            f"{OPENMETADATA_CONN_TYPE} connection"
+        )
     if not conn.host:
         raise ConfigError(f"connection {conn.conn_id!r}: put the OpenMetadata server URL in the host field")
     if not conn.password:
@@ -109,7 +113,9 @@ def _number(conn: Any, extras: dict[str, Any], name: str, default: float) -> flo
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"connection {conn.conn_id!r}: extra {name} is {value!r}; expected a number") from None
+        raise ConfigError(
+            f"connection {conn.conn_id!r}: extra {name} is {value!r}; expected a number"
+        ) from None
     if number <= 0 and name != "max_retries":
         raise ConfigError(f"connection {conn.conn_id!r}: extra {name} must be above 0, not {value!r}")
     return number

@@ -66,7 +66,7 @@ class OpenMetadataConfig:
     @property
     def base_url(self) -> str:
         url = self.server_url.rstrip("/")
-        return url[: -len("/api")] if url.endswith("/api") else url
+        return url.removesuffix("/api")
 
 
 class OpenMetadataError(TerminalError):
@@ -128,7 +128,9 @@ class OpenMetadataClient:
         """The server's version (``GET /api/v1/system/version``), e.g. ``1.12.3``."""
         return str(self.get("/system/version").get("version", "unknown"))
 
-    def paged(self, path: str, params: dict[str, Any] | None = None, *, limit: int = PAGE_SIZE) -> Iterator[Any]:
+    def paged(
+        self, path: str, params: dict[str, Any] | None = None, *, limit: int = PAGE_SIZE
+    ) -> Iterator[Any]:
         """Every entity of a list endpoint, following ``paging.after`` cursors to the end."""
         query = {**(params or {}), "limit": limit}
         while True:
@@ -147,13 +149,22 @@ class OpenMetadataClient:
         items = list(items)
         if self.config.max_workers <= 1 or len(items) <= 1:
             return [work(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="openmetadata") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.config.max_workers, thread_name_prefix="openmetadata"
+        ) as pool:
             return list(pool.map(work, items))
 
     # -- transport -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
-                content_type: str = "application/json") -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
         """One call, retried on 429/5xx and connection errors; the decoded JSON answer (None if empty)."""
         url = f"{self.config.base_url}{API}{path}"
         data = None if body is None else json.dumps(body, default=str)
@@ -161,12 +172,21 @@ class OpenMetadataClient:
         while True:
             try:
                 response = self._session().request(
-                    method, url, params=params, data=data, timeout=self.config.timeout_seconds,
-                    headers={"Content-Type": content_type}, verify=self.config.verify_ssl)
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    timeout=self.config.timeout_seconds,
+                    headers={"Content-Type": content_type},
+                    verify=self.config.verify_ssl,
+                )
             except requests.RequestException as exc:
                 if attempt >= self.config.max_retries:
-                    raise OpenMetadataUnavailable(self._scrub(
-                        f"OpenMetadata at {self.config.base_url} did not answer {method} {path}: {exc}")) from None
+                    raise OpenMetadataUnavailable(
+                        self._scrub(
+                            f"OpenMetadata at {self.config.base_url} did not answer {method} {path}: {exc}"
+                        )
+                    ) from None
                 self._wait(attempt, None)
                 attempt += 1
                 continue
@@ -197,19 +217,35 @@ class OpenMetadataClient:
         said = _server_message(response)
         where = f"{method} {path}"
         if status == 401:
-            raise OpenMetadataError(self._scrub(
-                f"OpenMetadata rejected the token (401) on {where}: {said}. Put a valid bot JWT in the password "
-                f"field of connection {self.config.conn_id or '(none)'}"), status, path)
+            raise OpenMetadataError(
+                self._scrub(
+                    f"OpenMetadata rejected the token (401) on {where}: {said}. Put a valid bot JWT in "
+                    f"the password field of connection {self.config.conn_id or '(none)'}"
+                ),
+                status,
+                path,
+            )
         if status == 403:
-            raise OpenMetadataError(self._scrub(
-                f"OpenMetadata denied {where} (403): {said}. Give the token's bot a role allowing it"), status, path)
+            raise OpenMetadataError(
+                self._scrub(
+                    f"OpenMetadata denied {where} (403): {said}. Give the token's bot a role allowing it"
+                ),
+                status,
+                path,
+            )
         if status == 404:
             raise OpenMetadataNotFound(self._scrub(f"OpenMetadata has no {path} (404): {said}"), status, path)
         if status == 409:
-            raise OpenMetadataConflict(self._scrub(f"OpenMetadata: {where} conflicts (409): {said}"), status, path)
+            raise OpenMetadataConflict(
+                self._scrub(f"OpenMetadata: {where} conflicts (409): {said}"), status, path
+            )
         if status in _RETRIED:
-            raise OpenMetadataUnavailable(self._scrub(
-                f"OpenMetadata answered {status} to {where} after {self.config.max_retries} retries: {said}"))
+            raise OpenMetadataUnavailable(
+                self._scrub(
+                    f"OpenMetadata answered {status} to {where} after {self.config.max_retries} retries: "
+                    f"{said}"
+                )
+            )
         raise OpenMetadataError(self._scrub(f"OpenMetadata refused {where} ({status}): {said}"), status, path)
 
     def _scrub(self, message: str) -> str:

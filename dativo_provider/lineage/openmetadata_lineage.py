@@ -41,19 +41,26 @@ def add_lineage(client: OpenMetadataClient, edges: Iterable[LineageEdge]) -> int
         details: dict[str, Any] = {"source": "PipelineLineage" if edge.pipeline_fqn else "Manual"}
         if edge.columns:
             details["columnsLineage"] = [
-                {"fromColumns": [fqn(*split_fqn(edge.source), c) for c in sources],
-                 "toColumn": fqn(*split_fqn(edge.target), target)}
+                {
+                    "fromColumns": [fqn(*split_fqn(edge.source), c) for c in sources],
+                    "toColumn": fqn(*split_fqn(edge.target), target),
+                }
                 for target, sources in sorted(edge.columns.items())
             ]
         if edge.pipeline_fqn:
             details["pipeline"] = {"id": _id(client, ids, "pipeline", edge.pipeline_fqn), "type": "pipeline"}
         if edge.description:
             details["description"] = edge.description
-        client.put("/lineage", {"edge": {
-            "fromEntity": {"id": _id(client, ids, "table", edge.source), "type": "table"},
-            "toEntity": {"id": _id(client, ids, "table", edge.target), "type": "table"},
-            "lineageDetails": details,
-        }})
+        client.put(
+            "/lineage",
+            {
+                "edge": {
+                    "fromEntity": {"id": _id(client, ids, "table", edge.source), "type": "table"},
+                    "toEntity": {"id": _id(client, ids, "table", edge.target), "type": "table"},
+                    "lineageDetails": details,
+                }
+            },
+        )
         sent += 1
     return sent
 

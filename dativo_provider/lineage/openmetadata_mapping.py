@@ -54,10 +54,20 @@ PII_TAGS: dict[str, str | None] = {
 OUR_LABEL = "Automated"
 _LENGTH_TYPES = {"char": "CHAR", "character": "CHAR", "varchar": "VARCHAR", "character varying": "VARCHAR"}
 _PRIMITIVES: dict[type, str] = {
-    it.BooleanType: "BOOLEAN", it.IntegerType: "INT", it.LongType: "BIGINT", it.FloatType: "FLOAT",
-    it.DoubleType: "DOUBLE", it.DateType: "DATE", it.TimeType: "TIME", it.TimestampType: "TIMESTAMP",
-    it.TimestampNanoType: "TIMESTAMP", it.TimestamptzType: "TIMESTAMPZ", it.TimestamptzNanoType: "TIMESTAMPZ",
-    it.StringType: "STRING", it.UUIDType: "UUID", it.BinaryType: "BYTES",
+    it.BooleanType: "BOOLEAN",
+    it.IntegerType: "INT",
+    it.LongType: "BIGINT",
+    it.FloatType: "FLOAT",
+    it.DoubleType: "DOUBLE",
+    it.DateType: "DATE",
+    it.TimeType: "TIME",
+    it.TimestampType: "TIMESTAMP",
+    it.TimestampNanoType: "TIMESTAMP",
+    it.TimestamptzType: "TIMESTAMPZ",
+    it.TimestamptzNanoType: "TIMESTAMPZ",
+    it.StringType: "STRING",
+    it.UUIDType: "UUID",
+    it.BinaryType: "BYTES",
 }
 
 
@@ -110,9 +120,17 @@ def tag_label(tag_fqn: str, source: str = "Classification") -> dict[str, Any]:
     return {"tagFQN": tag_fqn, "source": source, "labelType": OUR_LABEL, "state": "Confirmed"}
 
 
-def table_spec(schema: Schema, *, schema_fqn: str, name: str, partition_spec: PartitionSpec | None = None,
-               location: str | None = None, contract: Contract | None = None, dataset: Dataset | None = None,
-               options: GovernanceOptions | None = None) -> TableSpec:
+def table_spec(
+    schema: Schema,
+    *,
+    schema_fqn: str,
+    name: str,
+    partition_spec: PartitionSpec | None = None,
+    location: str | None = None,
+    contract: Contract | None = None,
+    dataset: Dataset | None = None,
+    options: GovernanceOptions | None = None,
+) -> TableSpec:
     """Describe one Iceberg table for OpenMetadata.
 
     :param schema_fqn: the OpenMetadata database schema it goes in (``service.database.schema``).
@@ -124,8 +142,12 @@ def table_spec(schema: Schema, *, schema_fqn: str, name: str, partition_spec: Pa
     unmatched = tuple(sorted(set(described) - {f.name for f in schema.fields}))
     keys = dataset.primary_key if dataset else ()
     columns = [_column(f, described.get(f.name), options, single_key=len(keys) == 1) for f in schema.fields]
-    request: dict[str, Any] = {"name": name, "databaseSchema": schema_fqn, "tableType": "Iceberg",
-                               "columns": columns}
+    request: dict[str, Any] = {
+        "name": name,
+        "databaseSchema": schema_fqn,
+        "tableType": "Iceberg",
+        "columns": columns,
+    }
     if dataset and dataset.description:
         request["description"] = dataset.description
     if len(keys) > 1:
@@ -141,9 +163,13 @@ def table_spec(schema: Schema, *, schema_fqn: str, name: str, partition_spec: Pa
     if contract and contract.governance.retention_days:
         request["retentionPeriod"] = f"P{contract.governance.retention_days}D"
     governance = contract.governance if contract else None
-    return TableSpec(fqn(*split_fqn(schema_fqn), name), request,
-                     owner=(governance.owner or None) if governance else None,
-                     domain=governance.domain if governance else None, unmatched=unmatched)
+    return TableSpec(
+        fqn(*split_fqn(schema_fqn), name),
+        request,
+        owner=(governance.owner or None) if governance else None,
+        domain=governance.domain if governance else None,
+        unmatched=unmatched,
+    )
 
 
 def split_fqn(value: str) -> list[str]:
@@ -158,8 +184,9 @@ def _table_tags(contract: Contract | None, options: GovernanceOptions) -> list[d
     return tags
 
 
-def _column(nested: it.NestedField, described: ContractColumn | None, options: GovernanceOptions, *,
-            single_key: bool) -> dict[str, Any]:
+def _column(
+    nested: it.NestedField, described: ContractColumn | None, options: GovernanceOptions, *, single_key: bool
+) -> dict[str, Any]:
     column = {"name": nested.name, **_type(nested.field_type, described)}
     description = (described.description if described else None) or nested.doc
     if description:
@@ -186,8 +213,12 @@ def _constraint(nested: it.NestedField, described: ContractColumn | None, single
 def _type(kind: it.IcebergType, described: ContractColumn | None = None) -> dict[str, Any]:
     """``dataType`` and its details (length, precision, children) of one Iceberg type."""
     if isinstance(kind, it.DecimalType):
-        return {"dataType": "DECIMAL", "precision": kind.precision, "scale": kind.scale,
-                "dataTypeDisplay": f"decimal({kind.precision},{kind.scale})"}
+        return {
+            "dataType": "DECIMAL",
+            "precision": kind.precision,
+            "scale": kind.scale,
+            "dataTypeDisplay": f"decimal({kind.precision},{kind.scale})",
+        }
     if isinstance(kind, it.FixedType):
         return {"dataType": "BINARY", "dataLength": len(kind), "dataTypeDisplay": f"fixed[{len(kind)}]"}
     if isinstance(kind, it.StringType) and described and described.physical_type:
@@ -199,7 +230,11 @@ def _type(kind: it.IcebergType, described: ContractColumn | None = None) -> dict
         return {"dataType": "STRUCT", "dataTypeDisplay": _display(kind), "children": children}
     if isinstance(kind, it.ListType):
         element = _type(kind.element_type)
-        result = {"dataType": "ARRAY", "arrayDataType": element["dataType"], "dataTypeDisplay": _display(kind)}
+        result = {
+            "dataType": "ARRAY",
+            "arrayDataType": element["dataType"],
+            "dataTypeDisplay": _display(kind),
+        }
         if "children" in element:
             result["children"] = element["children"]
         return result
@@ -217,7 +252,9 @@ def _sized(described: ContractColumn) -> dict[str, Any] | None:
         return None
     length = int(match.group(2))
     if length < 1:
-        raise ConfigError(f"column {described.name}: physicalType {described.physical_type!r} needs a length >= 1")
+        raise ConfigError(
+            f"column {described.name}: physicalType {described.physical_type!r} needs a length >= 1"
+        )
     data_type = _LENGTH_TYPES[match.group(1)]
     return {"dataType": data_type, "dataLength": length, "dataTypeDisplay": f"{data_type.lower()}({length})"}
 

@@ -80,8 +80,12 @@ def rule_test_case(rule: QualityRule, table_fqn: str) -> TestCaseSpec | str:
         return mapped
     definition, parameters = mapped
     link = f"<#E::table::{table_fqn}" + (f"::columns::{rule.column}>" if rule.column else ">")
-    request: dict[str, Any] = {"name": rule.name, "testDefinition": definition, "entityLink": link,
-                               "parameterValues": [{"name": k, "value": v} for k, v in parameters.items()]}
+    request: dict[str, Any] = {
+        "name": rule.name,
+        "testDefinition": definition,
+        "entityLink": link,
+        "parameterValues": [{"name": k, "value": v} for k, v in parameters.items()],
+    }
     if rule.description:
         request["description"] = rule.description
     target = fqn(*split_fqn(table_fqn), rule.column) if rule.column else table_fqn
@@ -102,8 +106,9 @@ def _definition(rule: QualityRule) -> tuple[str, dict[str, str]] | str:
         if rule.arguments.get("pattern"):
             return "columnValuesToMatchRegex", {"regex": str(rule.arguments["pattern"])}
         if rule.arguments.get("validValues"):
-            return "columnValuesToBeInSet", {"allowedValues": json.dumps([str(v) for v in
-                                                                            rule.arguments["validValues"]])}
+            return "columnValuesToBeInSet", {
+                "allowedValues": json.dumps([str(v) for v in rule.arguments["validValues"]])
+            }
     if rule.metric == "rowCount" and not rule.column:
         bounds = _bounds(rule.threshold)
         if bounds:
@@ -120,9 +125,11 @@ def _gx_definition(rule: QualityRule) -> tuple[str, dict[str, str]] | str:
     if definition == "columnValuesToMatchRegex":
         return definition, {"regex": str(kwargs.get("regex"))}
     if definition in ("columnValuesToBeBetween", "tableRowCountToBeBetween"):
-        return definition, {name: str(kwargs[key]) for name, key in (("minValue", "min_value"),
-                                                                     ("maxValue", "max_value"))
-                            if kwargs.get(key) is not None}
+        return definition, {
+            name: str(kwargs[key])
+            for name, key in (("minValue", "min_value"), ("maxValue", "max_value"))
+            if kwargs.get(key) is not None
+        }
     return definition, {}
 
 
@@ -153,9 +160,14 @@ def _text(threshold: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in threshold.items()) or "none"
 
 
-def sync_test_cases(client: OpenMetadataClient, contract: Contract, dataset: str, table_fqn: str,
-                    result: QualitySync | None = None) -> QualitySync:
-    """Create the test cases of ``dataset``'s rules on ``table_fqn``; update changed parameters; idempotent."""
+def sync_test_cases(
+    client: OpenMetadataClient,
+    contract: Contract,
+    dataset: str,
+    table_fqn: str,
+    result: QualitySync | None = None,
+) -> QualitySync:
+    """Create the test cases of ``dataset``'s rules on ``table_fqn``, update changed parameters."""
     result = result or QualitySync()
     for rule in (r for r in contract.rules if r.dataset == dataset):
         spec = rule_test_case(rule, table_fqn)
@@ -180,13 +192,22 @@ def _ensure_test_case(client: OpenMetadataClient, spec: TestCaseSpec, result: Qu
     if sorted((p["name"], p["value"]) for p in want) == sorted((p.get("name"), p.get("value")) for p in have):
         result.unchanged += 1
         return
-    client.patch(f"/dataQuality/testCases/{current['id']}",
-                 [{"op": "replace" if have else "add", "path": "/parameterValues", "value": want}])
+    client.patch(
+        f"/dataQuality/testCases/{current['id']}",
+        [{"op": "replace" if have else "add", "path": "/parameterValues", "value": want}],
+    )
     result.updated.append(spec.fqn)
 
 
-def post_results(client: OpenMetadataClient, contract: Contract, report: Mapping[str, Any], table_fqn: str, *,
-                 timestamp_ms: int, result: QualitySync | None = None) -> QualitySync:
+def post_results(
+    client: OpenMetadataClient,
+    contract: Contract,
+    report: Mapping[str, Any],
+    table_fqn: str,
+    *,
+    timestamp_ms: int,
+    result: QualitySync | None = None,
+) -> QualitySync:
     """Post one contract run (``QualityReport.to_dict()``) as test case results at ``timestamp_ms``.
 
     The test cases are made sure of first (:func:`sync_test_cases`), so results never miss their case.
@@ -209,14 +230,18 @@ def _result_body(check: Mapping[str, Any], report: Mapping[str, Any], timestamp_
         "timestamp": timestamp_ms,
         "testCaseStatus": _STATUS[check["outcome"]],
         "result": _summary(check, report),
-        "testResultValue": [{"name": check.get("metric") or "observed",
-                             "value": None if observed is None else str(observed)}],
+        "testResultValue": [
+            {"name": check.get("metric") or "observed", "value": None if observed is None else str(observed)}
+        ],
     }
     failing, rows = check.get("failing_rows"), report.get("rows_checked")
     if failing is not None and rows:
-        body.update(failedRows=int(failing), passedRows=int(rows) - int(failing),
-                    failedRowsPercentage=round(100.0 * int(failing) / int(rows), 4),
-                    passedRowsPercentage=round(100.0 * (int(rows) - int(failing)) / int(rows), 4))
+        body.update(
+            failedRows=int(failing),
+            passedRows=int(rows) - int(failing),
+            failedRowsPercentage=round(100.0 * int(failing) / int(rows), 4),
+            passedRowsPercentage=round(100.0 * (int(rows) - int(failing)) / int(rows), 4),
+        )
     return body
 
 

@@ -28,15 +28,38 @@ from dativo_provider.lineage.openmetadata_client import (
     OpenMetadataNotFound,
     quote_path,
 )
-from dativo_provider.lineage.openmetadata_mapping import OUR_LABEL, GovernanceOptions, TableSpec, fqn, table_spec
+from dativo_provider.lineage.openmetadata_mapping import (
+    OUR_LABEL,
+    GovernanceOptions,
+    TableSpec,
+    fqn,
+    table_spec,
+)
 
 #: Fields asked for when reading tables back (the rest is not compared).
 TABLE_FIELDS = "columns,tags,owners,domains,tableConstraints,tablePartition,retentionPeriod"
 #: Table fields set from the Iceberg table and contract, compared and patched as a whole.
-_TABLE_KEYS = ("description", "tableType", "tableConstraints", "tablePartition", "retentionPeriod", "locationPath")
+_TABLE_KEYS = (
+    "description",
+    "tableType",
+    "tableConstraints",
+    "tablePartition",
+    "retentionPeriod",
+    "locationPath",
+)
 #: Column fields compared one by one (``tags`` are handled apart, keeping hand-made ones).
-_COLUMN_KEYS = ("name", "dataType", "dataLength", "precision", "scale", "arrayDataType", "dataTypeDisplay",
-                "description", "constraint", "children")
+_COLUMN_KEYS = (
+    "name",
+    "dataType",
+    "dataLength",
+    "precision",
+    "scale",
+    "arrayDataType",
+    "dataTypeDisplay",
+    "description",
+    "constraint",
+    "children",
+)
 #: Column fields whose absence from the contract/schema is a change (a description is never removed).
 _REMOVABLE = frozenset(_COLUMN_KEYS) - {"name", "dataType", "description"}
 
@@ -71,8 +94,13 @@ class SyncResult:
         return {**asdict(self), "tables": len(self.created) + len(self.patched) + self.unchanged}
 
 
-def iceberg_specs(catalog: Any, tables: Iterable[str], target: ServiceTarget, contracts: Iterable[Contract] = (),
-                  options: GovernanceOptions | None = None) -> list[TableSpec]:
+def iceberg_specs(
+    catalog: Any,
+    tables: Iterable[str],
+    target: ServiceTarget,
+    contracts: Iterable[Contract] = (),
+    options: GovernanceOptions | None = None,
+) -> list[TableSpec]:
     """Describe Iceberg tables (``namespace.table`` in a pyiceberg ``catalog``) with their contracts.
 
     A table's contract is the one with a dataset whose ``physicalName`` is the table's identifier.
@@ -83,9 +111,18 @@ def iceberg_specs(catalog: Any, tables: Iterable[str], target: ServiceTarget, co
         table = catalog.load_table(identifier)
         *namespace, name = table.name()
         contract, dataset = by_table.get(identifier, (None, None))
-        specs.append(table_spec(table.schema(), schema_fqn=target.schema_fqn(".".join(namespace)), name=name,
-                                partition_spec=table.spec(), location=table.location(), contract=contract,
-                                dataset=dataset, options=options))
+        specs.append(
+            table_spec(
+                table.schema(),
+                schema_fqn=target.schema_fqn(".".join(namespace)),
+                name=name,
+                partition_spec=table.spec(),
+                location=table.location(),
+                contract=contract,
+                dataset=dataset,
+                options=options,
+            )
+        )
     return specs
 
 
@@ -95,8 +132,11 @@ def sync_tables(client: OpenMetadataClient, specs: Iterable[TableSpec], target: 
     result = SyncResult()
     schemas = sorted({spec.request["databaseSchema"] for spec in specs})
     result.writes += ensure_hierarchy(client, target, schemas)
-    existing = {table["fullyQualifiedName"]: table for schema in schemas for table in client.paged(
-        "/tables", {"databaseSchema": schema, "fields": TABLE_FIELDS})}
+    existing = {
+        table["fullyQualifiedName"]: table
+        for schema in schemas
+        for table in client.paged("/tables", {"databaseSchema": schema, "fields": TABLE_FIELDS})
+    }
     refs = _References(client)
     for spec in specs:
         refs.owner(spec.owner), refs.domain(spec.domain)
@@ -116,13 +156,20 @@ def sync_tables(client: OpenMetadataClient, specs: Iterable[TableSpec], target: 
 
 def ensure_hierarchy(client: OpenMetadataClient, target: ServiceTarget, schema_fqns: Iterable[str]) -> int:
     """Create the service, database and schemas that do not exist; the number of POSTs sent."""
-    writes = _ensure(client, "/services/databaseServices", target.service,
-                     {"name": target.service, "serviceType": target.service_type,
-                      "description": "Apache Iceberg tables registered by dativo-airflow-provider."})
+    writes = _ensure(
+        client,
+        "/services/databaseServices",
+        target.service,
+        {
+            "name": target.service,
+            "serviceType": target.service_type,
+            "description": "Apache Iceberg tables registered by dativo-airflow-provider.",
+        },
+    )
     database = fqn(target.service, target.database)
     writes += _ensure(client, "/databases", database, {"name": target.database, "service": target.service})
     for schema in schema_fqns:
-        name = schema[len(database) + 1:].strip('"')
+        name = schema[len(database) + 1 :].strip('"')
         writes += _ensure(client, "/databaseSchemas", schema, {"name": name, "database": database})
     return writes
 
@@ -137,12 +184,16 @@ def _ensure(client: OpenMetadataClient, collection: str, name: str, create: dict
     return 1
 
 
-def _sync_one(client: OpenMetadataClient, spec: TableSpec, current: dict[str, Any] | None,
-              refs: _References) -> tuple[str, int]:
+def _sync_one(
+    client: OpenMetadataClient, spec: TableSpec, current: dict[str, Any] | None, refs: _References
+) -> tuple[str, int]:
     owner, domain = refs.owner(spec.owner), refs.domain(spec.domain)
     if current is None:
-        request = {**spec.request, **({"owners": [owner]} if owner else {}),
-                   **({"domains": [spec.domain]} if spec.domain else {})}
+        request = {
+            **spec.request,
+            **({"owners": [owner]} if owner else {}),
+            **({"domains": [spec.domain]} if spec.domain else {}),
+        }
         try:
             client.post("/tables", request)
             return "created", 0
@@ -155,12 +206,19 @@ def _sync_one(client: OpenMetadataClient, spec: TableSpec, current: dict[str, An
     return "patched", len(operations)
 
 
-def table_patch(current: dict[str, Any], spec: TableSpec, owner: dict[str, Any] | None = None,
-                domain: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def table_patch(
+    current: dict[str, Any],
+    spec: TableSpec,
+    owner: dict[str, Any] | None = None,
+    domain: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The JSON-patch operations that turn ``current`` (a Table as the server returned it) into ``spec``."""
     want = spec.request
-    operations = [_set(current, key, want[key]) for key in _TABLE_KEYS
-                  if want.get(key) is not None and current.get(key) != want[key]]
+    operations = [
+        _set(current, key, want[key])
+        for key in _TABLE_KEYS
+        if want.get(key) is not None and current.get(key) != want[key]
+    ]
     operations += _columns_patch(current.get("columns") or [], want["columns"])
     operations += _tags_patch("/tags", current.get("tags") or [], want.get("tags") or [])
     for key, ref in (("owners", owner), ("domains", domain)):
@@ -171,7 +229,11 @@ def table_patch(current: dict[str, Any], spec: TableSpec, owner: dict[str, Any] 
 
 def _set(current: dict[str, Any], key: str, value: Any, prefix: str = "") -> dict[str, Any]:
     # "add" on an existing member replaces it (RFC 6902 4.1); "replace" says so in the server's history.
-    return {"op": "replace" if current.get(key) is not None else "add", "path": f"{prefix}/{key}", "value": value}
+    return {
+        "op": "replace" if current.get(key) is not None else "add",
+        "path": f"{prefix}/{key}",
+        "value": value,
+    }
 
 
 def _columns_patch(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,8 +248,11 @@ def _columns_patch(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) 
             if need is None and (have is None or key not in _REMOVABLE):
                 continue
             if have != need:
-                operations.append({"op": "remove", "path": f"{prefix}/{key}"} if need is None
-                                  else _set(cur, key, want[key], prefix))
+                operations.append(
+                    {"op": "remove", "path": f"{prefix}/{key}"}
+                    if need is None
+                    else _set(cur, key, want[key], prefix)
+                )
         operations += _tags_patch(f"{prefix}/tags", cur.get("tags") or [], want.get("tags") or [])
     return operations
 
@@ -198,11 +263,15 @@ def _pair_by_name(wanted: list[dict[str, Any]], current: list[dict[str, Any]]) -
 
 
 def _kept_tags(current: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
-    tags = [t for t in current.get("tags") or [] if t.get("labelType") != OUR_LABEL] + (want.get("tags") or [])
+    tags = [t for t in current.get("tags") or [] if t.get("labelType") != OUR_LABEL] + (
+        want.get("tags") or []
+    )
     return {"tags": [_label(t) for t in tags]} if tags else {}
 
 
-def _tags_patch(path: str, current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _tags_patch(
+    path: str, current: list[dict[str, Any]], wanted: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     ours = [_label(t) for t in current if t.get("labelType") == OUR_LABEL]
     if sorted(map(_key, ours)) == sorted(map(_key, wanted)):
         return []
@@ -239,10 +308,13 @@ class _References:
             return None
         key = ("owner", name)
         if key not in self.cache:
-            found = (self.client.find(f"/teams/name/{quote_path(name)}")
-                     or self.client.find(f"/users/name/{quote_path(name)}"))
+            found = self.client.find(f"/teams/name/{quote_path(name)}") or self.client.find(
+                f"/users/name/{quote_path(name)}"
+            )
             if found is None:
-                raise ConfigError(f"owner {name!r} (the contract's team) is neither a team nor a user in OpenMetadata")
+                raise ConfigError(
+                    f"owner {name!r} (the contract's team) is neither a team nor a user in OpenMetadata"
+                )
             self.cache[key] = {"id": found["id"], "type": "team" if "teamType" in found else "user"}
         return self.cache[key]
 
@@ -254,6 +326,8 @@ class _References:
             try:
                 found = self.client.get(f"/domains/name/{quote_path(name)}")
             except OpenMetadataNotFound:
-                raise ConfigError(f"domain {name!r} (the contract's domain) does not exist in OpenMetadata") from None
+                raise ConfigError(
+                    f"domain {name!r} (the contract's domain) does not exist in OpenMetadata"
+                ) from None
             self.cache[key] = {"id": found["id"], "type": "domain"}
         return self.cache[key]

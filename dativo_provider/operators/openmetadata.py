@@ -35,9 +35,15 @@ class _OpenMetadataOperator(BaseOperator):
     :param database: the database under it; default: the Iceberg catalog's name.
     """
 
-    def __init__(self, *, openmetadata_conn_id: str = OpenMetadataHook.default_conn_name,
-                 iceberg_conn_id: str = IcebergHook.default_conn_name, service: str = "dativo_iceberg",
-                 database: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        openmetadata_conn_id: str = OpenMetadataHook.default_conn_name,
+        iceberg_conn_id: str = IcebergHook.default_conn_name,
+        service: str = "dativo_iceberg",
+        database: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.openmetadata_conn_id = openmetadata_conn_id
         self.iceberg_conn_id = iceberg_conn_id
@@ -95,9 +101,18 @@ class OpenMetadataSyncOperator(_OpenMetadataOperator):
     template_fields: Sequence[str] = ("tables", "contracts", "service", "database")
     ui_color = "#dbe9ff"
 
-    def __init__(self, *, tables: Sequence[str] | str, contracts: Sequence[str] | str = (),
-                 service_type: str = "CustomDatabase", tier: str | None = None, glossary: str | None = None,
-                 pii_tags: Mapping[str, str | None] | None = None, test_cases: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        tables: Sequence[str] | str,
+        contracts: Sequence[str] | str = (),
+        service_type: str = "CustomDatabase",
+        tier: str | None = None,
+        glossary: str | None = None,
+        pii_tags: Mapping[str, str | None] | None = None,
+        test_cases: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.tables = tables
         self.contracts = contracts
@@ -124,12 +139,24 @@ class OpenMetadataSyncOperator(_OpenMetadataOperator):
             if self.test_cases:
                 for contract in contracts:
                     for dataset in (d for d in contract.datasets if d.physical_name in tables):
-                        sync_test_cases(self.client, contract, dataset.name, self.table_fqn(dataset.physical_name),
-                                        quality)
-        self.log.info("OpenMetadata: %d tables created, %d patched, %d unchanged (%d writes)",
-                      len(result["created"]), len(result["patched"]), result["unchanged"], result["writes"])
+                        sync_test_cases(
+                            self.client,
+                            contract,
+                            dataset.name,
+                            self.table_fqn(dataset.physical_name),
+                            quality,
+                        )
+        self.log.info(
+            "OpenMetadata: %d tables created, %d patched, %d unchanged (%d writes)",
+            len(result["created"]),
+            len(result["patched"]),
+            result["unchanged"],
+            result["writes"],
+        )
         for table, columns in result["unmatched"].items():
-            self.log.warning("%s: contract columns not in the table (not sent): %s", table, ", ".join(columns))
+            self.log.warning(
+                "%s: contract columns not in the table (not sent): %s", table, ", ".join(columns)
+            )
         for rule, reason in quality.unmapped.items():
             self.log.info("rule %s has no OpenMetadata test case: %s", rule, reason)
         return {**result, "test_cases": {k: v for k, v in quality.to_dict().items() if k != "posted"}}
@@ -163,14 +190,19 @@ class OpenMetadataQualityResultsOperator(_OpenMetadataOperator):
         from dativo_provider.lineage.openmetadata_quality import post_results
 
         ti = context["ti"]
-        report = (ti.xcom_pull(task_ids=self.check_task_id)
-                  or ti.xcom_pull(task_ids=self.check_task_id, key="quality_report"))
+        report = ti.xcom_pull(task_ids=self.check_task_id) or ti.xcom_pull(
+            task_ids=self.check_task_id, key="quality_report"
+        )
         with airflow_errors():
             if not report:
-                raise ConfigError(f"task {self.check_task_id!r} left no contract report in XCom (did it run?)")
+                raise ConfigError(
+                    f"task {self.check_task_id!r} left no contract report in XCom (did it run?)"
+                )
             (contract,) = self.load_contracts([self.contract])
             now_ms = int(datetime.now(UTC).timestamp() * 1000)
-            result = post_results(self.client, contract, report, self.table_fqn(self.table), timestamp_ms=now_ms)
+            result = post_results(
+                self.client, contract, report, self.table_fqn(self.table), timestamp_ms=now_ms
+            )
         self.log.info("OpenMetadata: %d results posted on %s", len(result.posted), self.table_fqn(self.table))
         return result.to_dict()
 
@@ -192,9 +224,15 @@ class OpenMetadataLineageOperator(_OpenMetadataOperator):
         from dativo_provider.lineage.openmetadata_lineage import LineageEdge, add_lineage
 
         with airflow_errors():
-            edges = [LineageEdge(self.table_fqn(e["source"]), self.table_fqn(e["target"]),
-                                 {k: tuple(v) for k, v in (e.get("columns") or {}).items()}, e.get("description"))
-                     for e in self.edges]
+            edges = [
+                LineageEdge(
+                    self.table_fqn(e["source"]),
+                    self.table_fqn(e["target"]),
+                    {k: tuple(v) for k, v in (e.get("columns") or {}).items()},
+                    e.get("description"),
+                )
+                for e in self.edges
+            ]
             sent = add_lineage(self.client, edges)
         self.log.info("OpenMetadata: %d lineage edges sent", sent)
         return sent

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import dativo_provider
-
 from tests.airflow.conftest import connection_env
 from tests.airflow.helpers import return_values, run_dag
 from tests.doubles.openmetadata import OpenMetadataDouble
@@ -18,7 +17,9 @@ from tests.lineage.conftest import JWT
 pytestmark = pytest.mark.airflow
 
 CUSTOMERS = "dativo_iceberg.dativo.examples.customers"
-CUSTOMERS_CONTRACT = str(Path(dativo_provider.__file__).parent / "sample_data" / "contracts" / "customers.odcs.yaml")
+CUSTOMERS_CONTRACT = str(
+    Path(dativo_provider.__file__).parent / "sample_data" / "contracts" / "customers.odcs.yaml"
+)
 #: Personal data in the sample customers.csv: none may reach OpenMetadata.
 SAMPLE_PII = ("nora.ito1@example.org", "layla.andersen2@example.net")
 
@@ -29,8 +30,15 @@ def openmetadata(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenMetadataDouble
     with OpenMetadataDouble(token=JWT) as om:
         om.add_team("customer-data")
         om.add_domain("sales")
-        monkeypatch.setenv(*connection_env("openmetadata_default", conn_type="dativo_openmetadata", host=om.url,
-                                           password=JWT, extra={"max_workers": 4}))
+        monkeypatch.setenv(
+            *connection_env(
+                "openmetadata_default",
+                conn_type="dativo_openmetadata",
+                host=om.url,
+                password=JWT,
+                extra={"max_workers": 4},
+            )
+        )
         yield om
 
 
@@ -38,11 +46,18 @@ def test_the_hook_reads_the_connection_and_its_test_calls_the_server(openmetadat
     from dativo_provider.hooks.openmetadata import OpenMetadataHook
 
     config = OpenMetadataHook().get_conn()
-    assert (config.base_url, config.max_workers, config.conn_id) == (openmetadata.url, 4, "openmetadata_default")
+    assert (config.base_url, config.max_workers, config.conn_id) == (
+        openmetadata.url,
+        4,
+        "openmetadata_default",
+    )
     assert JWT not in repr(config)
-    assert OpenMetadataHook().test_connection() == (True, f"OpenMetadata 2.0.7 at {openmetadata.url} accepted "
-                                                           "the token")
-    assert [r.path for r in openmetadata.requests] == ["/api/v1/system/version", "/api/v1/services/databaseServices"]
+    expected = f"OpenMetadata 2.0.7 at {openmetadata.url} accepted the token"
+    assert OpenMetadataHook().test_connection() == (True, expected)
+    assert [r.path for r in openmetadata.requests] == [
+        "/api/v1/system/version",
+        "/api/v1/services/databaseServices",
+    ]
     connect("om_wrong", conn_type="dativo_openmetadata", host=openmetadata.url, password="eyJ.not.it")
     ok, message = OpenMetadataHook("om_wrong").test_connection()
     assert not ok and "rejected the token (401)" in message and "eyJ.not.it" not in message
@@ -55,14 +70,25 @@ def test_a_connection_without_token_or_url_says_which_field(connect) -> None:
     connect("om_bare", conn_type="dativo_openmetadata", host="om.example.org", port=8585)
     with pytest.raises(ConfigError, match="'om_bare': put an OpenMetadata bot's JWT in the password field"):
         OpenMetadataHook("om_bare").get_conn()
-    connect("om_host", conn_type="dativo_openmetadata", host="om.example.org", port=8585, password="t",
-            extra={"verify_ssl": "false", "max_retries": 0})
+    connect(
+        "om_host",
+        conn_type="dativo_openmetadata",
+        host="om.example.org",
+        port=8585,
+        password="t",
+        extra={"verify_ssl": "false", "max_retries": 0},
+    )
     config = OpenMetadataHook("om_host").get_conn()
-    assert (config.base_url, config.verify_ssl, config.max_retries) == ("https://om.example.org:8585", False, 0)
+    assert (config.base_url, config.verify_ssl, config.max_retries) == (
+        "https://om.example.org:8585",
+        False,
+        0,
+    )
 
 
 def test_example_dag_syncs_checks_and_posts_and_a_second_sync_writes_nothing(
-        airflow_db, iceberg_default, openmetadata) -> None:
+    airflow_db, iceberg_default, openmetadata
+) -> None:
     run = run_dag("example_openmetadata_sync", datetime(2024, 1, 2, 12, tzinfo=UTC))
     (synced,) = return_values(run, "sync_openmetadata")
     assert synced["created"] == [CUSTOMERS] and synced["writes"] == 4  # service, database, schema, table
@@ -85,8 +111,9 @@ def test_example_dag_syncs_checks_and_posts_and_a_second_sync_writes_nothing(
     from dativo_provider.operators.openmetadata import OpenMetadataSyncOperator
 
     writes = len(openmetadata.writes)
-    again = OpenMetadataSyncOperator(task_id="again", tables="examples.customers", contracts=CUSTOMERS_CONTRACT,
-                                     tier="Tier.Tier2").execute({})
+    again = OpenMetadataSyncOperator(
+        task_id="again", tables="examples.customers", contracts=CUSTOMERS_CONTRACT, tier="Tier.Tier2"
+    ).execute({})
     assert (again["writes"], again["unchanged"], again["test_cases"]["unchanged"]) == (0, 1, 5)
     assert len(openmetadata.writes) == writes
     assert len(openmetadata.results[f"{CUSTOMERS}.customers_not_empty"]) == 1

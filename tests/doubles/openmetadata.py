@@ -55,8 +55,21 @@ TEST_DEFINITIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "tableRowCountToBeBetween": ("TABLE", ("minValue", "maxValue", "threshold", "thresholdUnit"), ()),
 }
 SEEDED_TAGS = ("PII.Sensitive", "PII.NonSensitive", "PII.None", *(f"Tier.Tier{n}" for n in range(1, 6)))
-_TABLE_FIELDS = {"columns", "tags", "owners", "domains", "tableConstraints", "tablePartition", "followers",
-                 "retentionPeriod", "testSuite", "extension", "usageSummary", "dataProducts", "schemaDefinition"}
+_TABLE_FIELDS = {
+    "columns",
+    "tags",
+    "owners",
+    "domains",
+    "tableConstraints",
+    "tablePartition",
+    "followers",
+    "retentionPeriod",
+    "testSuite",
+    "extension",
+    "usageSummary",
+    "dataProducts",
+    "schemaDefinition",
+}
 
 
 class BadRequest(Exception):
@@ -83,12 +96,35 @@ class OpenMetadataDouble(ApiDouble):
         super().__init__()
         self.token = token
         self.latency = latency
-        self.validators = {name: _validator(name) for name in (
-            "createDatabaseService", "createDatabase", "createDatabaseSchema", "createTable", "table",
-            "createTestCase", "createTestCaseResult", "addLineage")}
-        self.entities: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in (
-            "databaseService", "database", "databaseSchema", "table", "team", "user", "domain", "tag",
-            "glossaryTerm", "testCase", "pipeline")}
+        self.validators = {
+            name: _validator(name)
+            for name in (
+                "createDatabaseService",
+                "createDatabase",
+                "createDatabaseSchema",
+                "createTable",
+                "table",
+                "createTestCase",
+                "createTestCaseResult",
+                "addLineage",
+            )
+        }
+        self.entities: dict[str, dict[str, dict[str, Any]]] = {
+            kind: {}
+            for kind in (
+                "databaseService",
+                "database",
+                "databaseSchema",
+                "table",
+                "team",
+                "user",
+                "domain",
+                "tag",
+                "glossaryTerm",
+                "testCase",
+                "pipeline",
+            )
+        }
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.edges: dict[tuple[str, str], dict[str, Any]] = {}
         self.openlineage_events: list[dict[str, Any]] = []
@@ -114,8 +150,14 @@ class OpenMetadataDouble(ApiDouble):
         return self._store("glossaryTerm", {"name": fqn.rsplit(".", 1)[1], "fullyQualifiedName": fqn})
 
     def _store(self, kind: str, entity: dict[str, Any]) -> dict[str, Any]:
-        entity = {"id": str(uuid.uuid4()), **entity, "version": 0.1, "updatedAt": int(time.time() * 1000),
-                  "updatedBy": "ingestion-bot", "deleted": False}
+        entity = {
+            "id": str(uuid.uuid4()),
+            **entity,
+            "version": 0.1,
+            "updatedAt": int(time.time() * 1000),
+            "updatedBy": "ingestion-bot",
+            "deleted": False,
+        }
         entity["href"] = f"{self.url if self._server else ''}/api/v1/{kind}s/{entity['id']}"
         self.entities[kind][entity["fullyQualifiedName"]] = entity
         return entity
@@ -134,8 +176,12 @@ class OpenMetadataDouble(ApiDouble):
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="OpenMetadataDouble", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="OpenMetadataDouble",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -165,7 +211,7 @@ class OpenMetadataDouble(ApiDouble):
         if not request.path.startswith("/api/v1/"):
             return _error(404, "HTTP 404 Not Found")
         try:
-            return self._route(request.method, request.path[len("/api/v1/"):].split("/"), request)
+            return self._route(request.method, request.path[len("/api/v1/") :].split("/"), request)
         except BadRequest as exc:
             return _error(400, str(exc))
         except NotFound as exc:
@@ -199,7 +245,9 @@ class OpenMetadataDouble(ApiDouble):
         if method == "POST" and not rest:
             schema = "create" + kind[0].upper() + kind[1:]
             create = getattr(self, f"_create_{kind}")
-            return Response(201, self._public(create(self._valid(request.body, schema)), _fields(request, kind)))
+            return Response(
+                201, self._public(create(self._valid(request.body, schema)), _fields(request, kind))
+            )
         if method == "GET" and not rest:
             return self._list(kind, request)
         if method == "GET" and rest[0] == "name":
@@ -241,21 +289,32 @@ class OpenMetadataDouble(ApiDouble):
 
     def _create_database(self, body: dict[str, Any]) -> dict[str, Any]:
         service = self._by_name("databaseService", body["service"])
-        return self._new("database", f"{service['fullyQualifiedName']}.{_quote(body['name'])}",
-                         {**body, "service": _ref("databaseService", service)})
+        return self._new(
+            "database",
+            f"{service['fullyQualifiedName']}.{_quote(body['name'])}",
+            {**body, "service": _ref("databaseService", service)},
+        )
 
     def _create_databaseSchema(self, body: dict[str, Any]) -> dict[str, Any]:
         database = self._by_name("database", body["database"])
-        return self._new("databaseSchema", f"{database['fullyQualifiedName']}.{_quote(body['name'])}",
-                         {**body, "database": _ref("database", database), "service": database["service"]})
+        return self._new(
+            "databaseSchema",
+            f"{database['fullyQualifiedName']}.{_quote(body['name'])}",
+            {**body, "database": _ref("database", database), "service": database["service"]},
+        )
 
     def _create_table(self, body: dict[str, Any]) -> dict[str, Any]:
         schema = self._by_name("databaseSchema", body["databaseSchema"])
         fqn = f"{schema['fullyQualifiedName']}.{_quote(body['name'])}"
-        table = {**copy.deepcopy(body), "databaseSchema": _ref("databaseSchema", schema),
-                 "database": schema["database"], "service": schema["service"], "serviceType": "CustomDatabase",
-                 "owners": [self._owner(o) for o in body.get("owners") or []],
-                 "domains": [_ref("domain", self._by_name("domain", d)) for d in body.get("domains") or []]}
+        table = {
+            **copy.deepcopy(body),
+            "databaseSchema": _ref("databaseSchema", schema),
+            "database": schema["database"],
+            "service": schema["service"],
+            "serviceType": "CustomDatabase",
+            "owners": [self._owner(o) for o in body.get("owners") or []],
+            "domains": [_ref("domain", self._by_name("domain", d)) for d in body.get("domains") or []],
+        }
         self._check_table(table, fqn)
         if fqn in self.entities["table"]:
             raise _Conflict()
@@ -275,7 +334,9 @@ class OpenMetadataDouble(ApiDouble):
         for column in columns:
             column["dataTypeDisplay"] = (column.get("dataTypeDisplay") or column["dataType"]).lower()
             if column["dataType"] in _LENGTH_TYPES and column.get("dataLength") is None:
-                raise BadRequest("For column data types char, varchar, binary, varbinary dataLength must not be null")
+                raise BadRequest(
+                    "For column data types char, varchar, binary, varbinary dataLength must not be null"
+                )
             if column["dataType"] == "ARRAY" and column.get("arrayDataType") is None:
                 raise BadRequest("For column data type array, arrayDataType must not be null")
             if column["dataType"] == "STRUCT":
@@ -292,8 +353,9 @@ class OpenMetadataDouble(ApiDouble):
             raise BadRequest("Multiple columns tagged with primary key constraints")
         for constraint in table.get("tableConstraints") or []:
             if constraint.get("constraintType") == "PRIMARY_KEY" and keys:
-                raise BadRequest("A column already tagged as a primary key and table constraint also includes "
-                                 "primary key")
+                raise BadRequest(
+                    "A column already tagged as a primary key and table constraint also includes primary key"
+                )
             if any(name not in names for name in constraint.get("columns") or []):
                 raise BadRequest("Invalid column name found in table constraint")
         for part in (table.get("tablePartition") or {}).get("columns") or []:
@@ -310,15 +372,22 @@ class OpenMetadataDouble(ApiDouble):
     def _tag(self, label: dict[str, Any]) -> dict[str, Any]:
         kind = "glossaryTerm" if label.get("source") == "Glossary" else "tag"
         found = self._by_name(kind, label["tagFQN"])
-        return {**label, "name": found["name"], "displayName": found["name"], "description": "",
-                "style": {}, "href": found["href"]}
+        return {
+            **label,
+            "name": found["name"],
+            "displayName": found["name"],
+            "description": "",
+            "style": {},
+            "href": found["href"],
+        }
 
     def _patch(self, kind: str, entity: dict[str, Any], request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").split(";")[0] != "application/json-patch+json":
             raise _Unsupported()
         operations = request.body
-        if not isinstance(operations, list) or not all(isinstance(o, dict) and "op" in o and "path" in o
-                                                       for o in operations):
+        if not isinstance(operations, list) or not all(
+            isinstance(o, dict) and "op" in o and "path" in o for o in operations
+        ):
             raise BadRequest("Unable to process JSON: a JSON patch is an array of operations")
         try:
             patched = jsonpatch.apply_patch(_stored_view(entity), operations)
@@ -329,7 +398,9 @@ class OpenMetadataDouble(ApiDouble):
                 raise BadRequest(f"{frozen} cannot be changed by a PATCH")
         if kind == "table":
             patched["owners"] = [self._owner(o) for o in patched.get("owners") or []]
-            patched["domains"] = [_ref("domain", self._by_id("domain", d["id"])) for d in patched.get("domains") or []]
+            patched["domains"] = [
+                _ref("domain", self._by_id("domain", d["id"])) for d in patched.get("domains") or []
+            ]
             self._check_table(patched, entity["fullyQualifiedName"])
             # "version" is a multipleOf 0.1 number: in floats 0.3 is not, so it is left out of the check.
             self._valid({k: v for k, v in patched.items() if k != "version"}, "table")
@@ -349,8 +420,11 @@ class OpenMetadataDouble(ApiDouble):
     def _list(self, kind: str, request: Request) -> Response:
         limit = int(request.param("limit", "10") or 10)
         if not 1 <= limit <= 1000:
-            raise BadRequest("[query param limit must be less than or equal to 1000]" if limit > 1000
-                             else "[query param limit must be greater than or equal to 1]")
+            raise BadRequest(
+                "[query param limit must be less than or equal to 1000]"
+                if limit > 1000
+                else "[query param limit must be greater than or equal to 1]"
+            )
         rows = list(self.entities[kind].values())
         parent = request.param("databaseSchema") or request.param("database") or request.param("service")
         if parent:
@@ -359,8 +433,10 @@ class OpenMetadataDouble(ApiDouble):
         after = request.param("after")
         start = 0
         if after:
-            start = next((i for i, r in enumerate(rows) if r["fullyQualifiedName"] > _decode(after)), len(rows))
-        page = rows[start:start + limit]
+            start = next(
+                (i for i, r in enumerate(rows) if r["fullyQualifiedName"] > _decode(after)), len(rows)
+            )
+        page = rows[start : start + limit]
         paging: dict[str, Any] = {"total": len(rows)}
         if start + limit < len(rows):
             paging["after"] = _encode(page[-1]["fullyQualifiedName"])
@@ -393,7 +469,7 @@ class OpenMetadataDouble(ApiDouble):
         return _error(405, "HTTP 405 Method Not Allowed")
 
     def _create_test_case(self, body: dict[str, Any]) -> dict[str, Any]:
-        link = body["entityLink"][len("<#E::"):-1].split("::")
+        link = body["entityLink"][len("<#E::") : -1].split("::")
         if link[0] != "table":
             raise BadRequest(f"Unsupported entity link {body['entityLink']}")
         table = self._by_name("table", link[1])
@@ -407,18 +483,31 @@ class OpenMetadataDouble(ApiDouble):
                 raise BadRequest(f"Invalid column name {link[3] if len(link) > 3 else ''}")
             target = f"{target}.{_quote(link[3])}"
         if (entity_type == "COLUMN") != (len(link) > 2):
-            raise BadRequest(f"Test definition {body['testDefinition']} is for a {entity_type}, not "
-                             f"{'a column' if len(link) > 2 else 'a table'}")
+            raise BadRequest(
+                f"Test definition {body['testDefinition']} is for a {entity_type}, not "
+                f"{'a column' if len(link) > 2 else 'a table'}"
+            )
         given = {p.get("name") for p in body.get("parameterValues") or []}
         unknown, missing = given - set(allowed), set(required) - given
         if unknown or missing:
-            raise BadRequest(f"Parameter Values {sorted(unknown)} are not defined in the test definition"
-                             if unknown else f"Required parameter {sorted(missing)[0]} is not passed in "
-                             "parameterValues")
-        return self._new("testCase", f"{target}.{_quote(body['name'])}",
-                         {**body, "testDefinition": {"id": str(uuid.uuid4()), "type": "testDefinition",
-                                                     "name": body["testDefinition"],
-                                                     "fullyQualifiedName": body["testDefinition"]}})
+            raise BadRequest(
+                f"Parameter Values {sorted(unknown)} are not defined in the test definition"
+                if unknown
+                else f"Required parameter {min(missing)} is not passed in parameterValues"
+            )
+        return self._new(
+            "testCase",
+            f"{target}.{_quote(body['name'])}",
+            {
+                **body,
+                "testDefinition": {
+                    "id": str(uuid.uuid4()),
+                    "type": "testDefinition",
+                    "name": body["testDefinition"],
+                    "fullyQualifiedName": body["testDefinition"],
+                },
+            },
+        )
 
     # -- lineage ---------------------------------------------------------------------------------
 
@@ -428,7 +517,8 @@ class OpenMetadataDouble(ApiDouble):
             ends = [self._by_id(e["type"], e["id"]) for e in (edge["fromEntity"], edge["toEntity"])]
             for column_lineage in (edge.get("lineageDetails") or {}).get("columnsLineage") or []:
                 for column, table in [(c, ends[0]) for c in column_lineage.get("fromColumns") or []] + [
-                        (column_lineage.get("toColumn"), ends[1])]:
+                    (column_lineage.get("toColumn"), ends[1])
+                ]:
                     if column not in {c.get("fullyQualifiedName") for c in table["columns"]}:
                         raise BadRequest(f"Invalid column name {column}")
             self.edges[(ends[0]["id"], ends[1]["id"])] = edge
@@ -444,8 +534,9 @@ class OpenMetadataDouble(ApiDouble):
         """Records OpenLineage RunEvents (one, or a list at ``/batch``); only the transport is checked here:
         OpenMetadata's own resolution of datasets to tables is not reproduced."""
         events = request.body if rest == ["batch"] else [request.body]
-        if not isinstance(events, list) or not all(isinstance(e, dict) and {"eventTime", "run", "job"} <= set(e)
-                                                   for e in events):
+        if not isinstance(events, list) or not all(
+            isinstance(e, dict) and {"eventTime", "run", "job"} <= set(e) for e in events
+        ):
             raise BadRequest("Unable to process JSON: not an OpenLineage RunEvent")
         self.openlineage_events.extend(events)
         return Response(200, {"status": "success", "message": f"{len(events)} event(s) received"})
@@ -462,7 +553,9 @@ class OpenMetadataDouble(ApiDouble):
     def payloads(self) -> str:
         """Every body, path and query string received (headers excluded: the token belongs there)."""
         with self.lock:
-            return "\n".join(json.dumps([r.method, r.path, r.params, r.body], default=str) for r in self.requests)
+            return "\n".join(
+                json.dumps([r.method, r.path, r.params, r.body], default=str) for r in self.requests
+            )
 
 
 class _Conflict(Exception):
@@ -498,13 +591,18 @@ def _fields(request: Request, kind: str) -> set[str] | None:
     asked = {f.strip() for f in (request.param("fields") or "").split(",") if f.strip()}
     unknown = asked - _TABLE_FIELDS
     if unknown:
-        raise BadRequest(f"Invalid field name {sorted(unknown)[0]}")
+        raise BadRequest(f"Invalid field name {min(unknown)}")
     return asked
 
 
 def _ref(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
-    return {"id": entity["id"], "type": kind, "name": entity["name"],
-            "fullyQualifiedName": entity["fullyQualifiedName"], "deleted": False}
+    return {
+        "id": entity["id"],
+        "type": kind,
+        "name": entity["name"],
+        "fullyQualifiedName": entity["fullyQualifiedName"],
+        "deleted": False,
+    }
 
 
 def _unique_names(columns: list[dict[str, Any]]) -> None:

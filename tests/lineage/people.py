@@ -87,16 +87,23 @@ schema:
 """
 
 #: Personal data in the rows: none of it may reach OpenMetadata.
-PII_VALUES = ("ada.lovelace@example.org", "grace.hopper(at)example.org", "Ada Lovelace", "Grace Hopper",
-              "linus@example.org", "Linus Torvalds")
+PII_VALUES = (
+    "ada.lovelace@example.org",
+    "grace.hopper(at)example.org",
+    "Ada Lovelace",
+    "Grace Hopper",
+    "linus@example.org",
+    "Linus Torvalds",
+)
 
 
 #: The data subjects' identifiers: distinctive enough that a scan cannot find them by chance in a UUID.
 SUBJECT_IDS = (734001710101, 734001710202, 734001710303)
 
 
-def people_contract(tmp_path: Path, *, team: str = "customer-data", email_class: str = "pii",
-                    name_column: str = "full_name") -> Contract:
+def people_contract(
+    tmp_path: Path, *, team: str = "customer-data", email_class: str = "pii", name_column: str = "full_name"
+) -> Contract:
     path = tmp_path / f"people-{team}-{email_class}-{name_column}.odcs.yaml"
     path.write_text(CONTRACT.format(team=team, email_class=email_class, name_column=name_column))
     return load_contract(path)
@@ -104,12 +111,14 @@ def people_contract(tmp_path: Path, *, team: str = "customer-data", email_class:
 
 def people_table(tmp_path: Path) -> tuple[Any, str]:
     """crm.people in an embedded catalog: one malformed e-mail, one unknown country."""
-    rows = pa.table({
-        "person_id": pa.array(SUBJECT_IDS, pa.int64()),
-        "email": [PII_VALUES[0], PII_VALUES[1], PII_VALUES[4]],
-        "full_name": [PII_VALUES[2], PII_VALUES[3], PII_VALUES[5]],
-        "country": ["DE", "FR", "US"],
-    })
+    rows = pa.table(
+        {
+            "person_id": pa.array(SUBJECT_IDS, pa.int64()),
+            "email": [PII_VALUES[0], PII_VALUES[1], PII_VALUES[4]],
+            "full_name": [PII_VALUES[2], PII_VALUES[3], PII_VALUES[5]],
+            "country": ["DE", "FR", "US"],
+        }
+    )
     catalog = embedded_catalog(tmp_path / "warehouse")
     run_ingest(TableSource(rows), catalog, "crm.people")
     return catalog, "crm.people"

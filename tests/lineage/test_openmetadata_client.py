@@ -16,10 +16,14 @@ from tests.doubles.openmetadata import OpenMetadataDouble
 from tests.lineage.conftest import JWT
 
 
-def _client(om: OpenMetadataDouble, token: str = JWT, waits: list[float] | None = None, **config) -> OpenMetadataClient:
+def _client(
+    om: OpenMetadataDouble, token: str = JWT, waits: list[float] | None = None, **config
+) -> OpenMetadataClient:
     settings = {"max_workers": 4, "backoff_seconds": 0.01, "conn_id": "om_test", **config}
-    return OpenMetadataClient(OpenMetadataConfig(om.url, token, **settings),
-                              sleep=(waits.append if waits is not None else lambda _: None))
+    return OpenMetadataClient(
+        OpenMetadataConfig(om.url, token, **settings),
+        sleep=(waits.append if waits is not None else lambda _: None),
+    )
 
 
 def test_the_version_endpoint_answers_with_the_token(om: OpenMetadataDouble, client) -> None:
@@ -28,7 +32,9 @@ def test_the_version_endpoint_answers_with_the_token(om: OpenMetadataDouble, cli
 
 
 @pytest.mark.parametrize("token", ["", "eyJ.wrong.token"])
-def test_a_missing_or_wrong_token_is_401_naming_the_connection_not_the_token(om: OpenMetadataDouble, token) -> None:
+def test_a_missing_or_wrong_token_is_401_naming_the_connection_not_the_token(
+    om: OpenMetadataDouble, token
+) -> None:
     with pytest.raises(OpenMetadataError) as refused:
         _client(om, token).version()
     assert refused.value.status == 401 and not refused.value.retryable
@@ -38,8 +44,13 @@ def test_a_missing_or_wrong_token_is_401_naming_the_connection_not_the_token(om:
 
 
 def test_403_404_and_409_say_what_happened(om: OpenMetadataDouble, client) -> None:
-    om.fail(403, {"code": 403, "message": "Principal: CatalogPrincipal{name='bot'} operations [Create] not allowed"})
-    with pytest.raises(OpenMetadataError, match=r"denied POST /databases \(403\).*not allowed. Give the token's bot"):
+    om.fail(
+        403,
+        {"code": 403, "message": "Principal: CatalogPrincipal{name='bot'} operations [Create] not allowed"},
+    )
+    with pytest.raises(
+        OpenMetadataError, match=r"denied POST /databases \(403\).*not allowed. Give the token's bot"
+    ):
         client.post("/databases", {"name": "x", "service": "y"})
     assert client.find("/tables/name/a.b.c.d") is None
     with pytest.raises(OpenMetadataError, match=r"table instance for a.b.c.d not found"):
@@ -60,7 +71,9 @@ def test_429_waits_at_least_retry_after_then_succeeds(om: OpenMetadataDouble) ->
 def test_5xx_is_retried_with_growing_backoff_then_transient(om: OpenMetadataDouble) -> None:
     waits: list[float] = []
     om.fail(503, {"code": 503, "message": "Service Unavailable"}, times=None)
-    with pytest.raises(OpenMetadataUnavailable, match=r"answered 503 to GET /system/version after 3 retries") as out:
+    with pytest.raises(
+        OpenMetadataUnavailable, match=r"answered 503 to GET /system/version after 3 retries"
+    ) as out:
         _client(om, waits=waits, max_retries=3, backoff_seconds=1.0).version()
     assert isinstance(out.value, TransientError) and out.value.retryable
     assert len(om.requests) == 4
@@ -70,7 +83,9 @@ def test_5xx_is_retried_with_growing_backoff_then_transient(om: OpenMetadataDoub
 def test_a_server_that_is_down_is_transient(om: OpenMetadataDouble) -> None:
     url = om.url
     om.stop()
-    client = OpenMetadataClient(OpenMetadataConfig(url, JWT, max_retries=1, timeout_seconds=2), sleep=lambda _: None)
+    client = OpenMetadataClient(
+        OpenMetadataConfig(url, JWT, max_retries=1, timeout_seconds=2), sleep=lambda _: None
+    )
     with pytest.raises(OpenMetadataUnavailable, match="did not answer GET /system/version"):
         client.version()
 

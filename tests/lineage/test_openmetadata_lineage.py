@@ -22,21 +22,33 @@ TARGET = ServiceTarget(service="lake", database="prod")
 
 def _two_tables(client) -> None:
     schema = Schema(it.NestedField(1, "id", it.LongType()), it.NestedField(2, "email", it.StringType()))
-    sync_tables(client, [table_spec(schema, schema_fqn=TARGET.schema_fqn("raw"), name="people"),
-                         table_spec(schema, schema_fqn=TARGET.schema_fqn("mart"), name="contacts")], TARGET)
+    sync_tables(
+        client,
+        [
+            table_spec(schema, schema_fqn=TARGET.schema_fqn("raw"), name="people"),
+            table_spec(schema, schema_fqn=TARGET.schema_fqn("mart"), name="contacts"),
+        ],
+        TARGET,
+    )
 
 
-def test_an_edge_with_column_lineage_is_stored_and_sending_it_again_changes_nothing(om: OpenMetadataDouble,
-                                                                                   client) -> None:
+def test_an_edge_with_column_lineage_is_stored_and_sending_it_again_changes_nothing(
+    om: OpenMetadataDouble, client
+) -> None:
     _two_tables(client)
-    edge = LineageEdge("lake.prod.raw.people", "lake.prod.mart.contacts",
-                       columns={"id": ("id",), "email": ("email",)}, description="dedup by id")
+    edge = LineageEdge(
+        "lake.prod.raw.people",
+        "lake.prod.mart.contacts",
+        columns={"id": ("id",), "email": ("email",)},
+        description="dedup by id",
+    )
     assert add_lineage(client, [edge, edge]) == 2
     source, target = om.table("lake.prod.raw.people"), om.table("lake.prod.mart.contacts")
     stored = client.get(f"/lineage/getLineageEdge/{source['id']}/{target['id']}")
     assert stored["lineageDetails"]["columnsLineage"] == [
         {"fromColumns": ["lake.prod.raw.people.email"], "toColumn": "lake.prod.mart.contacts.email"},
-        {"fromColumns": ["lake.prod.raw.people.id"], "toColumn": "lake.prod.mart.contacts.id"}]
+        {"fromColumns": ["lake.prod.raw.people.id"], "toColumn": "lake.prod.mart.contacts.id"},
+    ]
     assert len(om.edges) == 1
 
 
@@ -45,8 +57,10 @@ def test_an_edge_to_an_unknown_table_or_column_fails_clearly(om: OpenMetadataDou
     with pytest.raises(ConfigError, match="no table 'lake.prod.mart.missing'; sync it first"):
         add_lineage(client, [LineageEdge("lake.prod.raw.people", "lake.prod.mart.missing")])
     with pytest.raises(OpenMetadataError, match="Invalid column name lake.prod.mart.contacts.phone"):
-        add_lineage(client, [LineageEdge("lake.prod.raw.people", "lake.prod.mart.contacts",
-                                         columns={"phone": ("email",)})])
+        add_lineage(
+            client,
+            [LineageEdge("lake.prod.raw.people", "lake.prod.mart.contacts", columns={"phone": ("email",)})],
+        )
 
 
 def test_no_payload_holds_the_token_or_personal_data(om: OpenMetadataDouble, client, tmp_path) -> None:
@@ -59,8 +73,10 @@ def test_no_payload_holds_the_token_or_personal_data(om: OpenMetadataDouble, cli
     assert any(check.failing_keys for check in report.checks)  # the report itself holds failing rows' keys
     post_results(client, contract, report.to_dict(), "lake.prod.crm.people", timestamp_ms=1_704_067_200_000)
     _two_tables(client)
-    add_lineage(client, [LineageEdge("lake.prod.crm.people", "lake.prod.mart.contacts",
-                                     columns={"email": ("email",)})])
+    add_lineage(
+        client,
+        [LineageEdge("lake.prod.crm.people", "lake.prod.mart.contacts", columns={"email": ("email",)})],
+    )
     om.fail(500, {"code": 500, "message": "boom"}, times=1)
     client.version()
 

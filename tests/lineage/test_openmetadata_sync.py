@@ -1,4 +1,4 @@
-"""Iceberg tables into the OpenMetadata double: scale, idempotence, one patch per change, the server's rules."""
+"""Iceberg tables into the OpenMetadata double: scale, idempotence, one patch per change, server rules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.lineage.openmetadata_client import OpenMetadataClient, OpenMetadataConfig, OpenMetadataError
+from dativo_provider.lineage.openmetadata_client import (
+    OpenMetadataClient,
+    OpenMetadataConfig,
+    OpenMetadataError,
+)
 from dativo_provider.lineage.openmetadata_mapping import GovernanceOptions, table_spec
 from dativo_provider.lineage.openmetadata_sync import ServiceTarget, iceberg_specs, sync_tables
 from tests.doubles.openmetadata import OpenMetadataDouble
@@ -26,12 +30,15 @@ OPTIONS = GovernanceOptions(tier="Tier.Tier2", glossary="Business")
 
 
 def test_500_tables_of_30_columns_sync_concurrently_in_bounded_time_and_a_resync_writes_nothing(
-        om: OpenMetadataDouble) -> None:
+    om: OpenMetadataDouble,
+) -> None:
     om.latency = 0.002  # a server's think time, so that concurrency shows
     schema = wide_schema(30)
     spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=DayTransform(), name="c02_day"))
-    specs = [table_spec(schema, schema_fqn=TARGET.schema_fqn(f"ns{n % 2}"), name=f"t{n:03d}", partition_spec=spec)
-             for n in range(500)]
+    specs = [
+        table_spec(schema, schema_fqn=TARGET.schema_fqn(f"ns{n % 2}"), name=f"t{n:03d}", partition_spec=spec)
+        for n in range(500)
+    ]
     client = OpenMetadataClient(OpenMetadataConfig(om.url, JWT, max_workers=8))
 
     started = time.perf_counter()
@@ -43,7 +50,9 @@ def test_500_tables_of_30_columns_sync_concurrently_in_bounded_time_and_a_resync
     assert 2 <= om.max_in_flight <= 8
     assert elapsed < 60, f"500 tables took {elapsed:.1f}s"
     stored = om.table("lake.prod.ns0.t000")
-    assert len(stored["columns"]) == 30 and stored["tablePartition"]["columns"][0]["intervalType"] == "TIME-UNIT"
+    assert (
+        len(stored["columns"]) == 30 and stored["tablePartition"]["columns"][0]["intervalType"] == "TIME-UNIT"
+    )
 
     writes_before = len(om.writes)
     om.clear_log()
@@ -60,7 +69,9 @@ def _people_specs(tmp_path: Path, **contract_args: str) -> tuple[list, object]:
     return iceberg_specs(catalog.load(), [identifier], TARGET, [contract], OPTIONS), catalog
 
 
-def test_a_contract_table_carries_types_constraints_governance(om: OpenMetadataDouble, client, tmp_path) -> None:
+def test_a_contract_table_carries_types_constraints_governance(
+    om: OpenMetadataDouble, client, tmp_path
+) -> None:
     specs, _ = _people_specs(tmp_path)
     sync_tables(client, specs, TARGET)
     table = om.table(PEOPLE)
@@ -81,32 +92,45 @@ def test_a_contract_table_carries_types_constraints_governance(om: OpenMetadataD
 
 
 def test_nested_types_keep_their_children_lengths_and_precision(om: OpenMetadataDouble, client) -> None:
-    sync_tables(client, [table_spec(wide_schema(10), schema_fqn=TARGET.schema_fqn("ns"), name="wide")], TARGET)
+    sync_tables(
+        client, [table_spec(wide_schema(10), schema_fqn=TARGET.schema_fqn("ns"), name="wide")], TARGET
+    )
     columns = {c["name"]: c for c in om.table("lake.prod.ns.wide")["columns"]}
-    assert (columns["c10"]["dataType"], columns["c10"]["precision"], columns["c10"]["scale"]) == ("DECIMAL", 18, 4)
+    assert (columns["c10"]["dataType"], columns["c10"]["precision"], columns["c10"]["scale"]) == (
+        "DECIMAL",
+        18,
+        4,
+    )
     assert (columns["c04"]["dataType"], columns["c04"]["dataLength"]) == ("BINARY", 16)
     assert (columns["c06"]["dataType"], columns["c06"]["arrayDataType"]) == ("ARRAY", "STRING")
     struct = columns["c08"]
     assert struct["dataTypeDisplay"] == "struct<city:string,zip:int>"
     assert [(c["name"], c["fullyQualifiedName"]) for c in struct["children"]] == [
-        ("city", "lake.prod.ns.wide.c08.city"), ("Zip", "lake.prod.ns.wide.c08.Zip")]
+        ("city", "lake.prod.ns.wide.c08.city"),
+        ("Zip", "lake.prod.ns.wide.c08.Zip"),
+    ]
     assert columns["id"]["constraint"] == "NOT_NULL"
 
 
-def test_a_rename_a_tag_change_and_an_owner_change_each_become_one_patch(om: OpenMetadataDouble, client,
-                                                                           tmp_path) -> None:
+def test_a_rename_a_tag_change_and_an_owner_change_each_become_one_patch(
+    om: OpenMetadataDouble, client, tmp_path
+) -> None:
     specs, catalog = _people_specs(tmp_path)
     sync_tables(client, specs, TARGET)
     table_id = om.table(PEOPLE)["id"]
-    om.table(PEOPLE)["tags"].append({"tagFQN": "PII.None", "source": "Classification", "labelType": "Manual",
-                                     "state": "Confirmed"})  # added by hand in the UI: must survive
+    om.table(PEOPLE)["tags"].append(
+        {"tagFQN": "PII.None", "source": "Classification", "labelType": "Manual", "state": "Confirmed"}
+    )  # added by hand in the UI: must survive
 
     with catalog.load().load_table("crm.people").update_schema() as update:
         update.rename_column("full_name", "display_name")
     for change in ("rename", "tag", "owner"):
-        contract = people_contract(tmp_path, name_column="display_name",
-                                   email_class="pii" if change == "rename" else "public",
-                                   team="growth" if change == "owner" else "customer-data")
+        contract = people_contract(
+            tmp_path,
+            name_column="display_name",
+            email_class="pii" if change == "rename" else "public",
+            team="growth" if change == "owner" else "customer-data",
+        )
         om.clear_log()
         specs = iceberg_specs(catalog.load(), ["crm.people"], TARGET, [contract], OPTIONS)
         result = sync_tables(client, specs, TARGET)
@@ -130,20 +154,28 @@ def test_a_rename_a_tag_change_and_an_owner_change_each_become_one_patch(om: Ope
     assert table["version"] == pytest.approx(0.4)
 
 
-def test_the_double_rejects_a_varchar_without_length_as_the_server_does(om: OpenMetadataDouble, client) -> None:
+def test_the_double_rejects_a_varchar_without_length_as_the_server_does(
+    om: OpenMetadataDouble, client
+) -> None:
     TARGET_SCHEMA = TARGET.schema_fqn("ns")
     sync_tables(client, [], TARGET)
     from dativo_provider.lineage.openmetadata_sync import ensure_hierarchy
 
     ensure_hierarchy(client, TARGET, [TARGET_SCHEMA])
-    request = {"name": "t", "databaseSchema": TARGET_SCHEMA, "columns": [{"name": "code", "dataType": "VARCHAR"}]}
+    request = {
+        "name": "t",
+        "databaseSchema": TARGET_SCHEMA,
+        "columns": [{"name": "code", "dataType": "VARCHAR"}],
+    }
     with pytest.raises(OpenMetadataError) as refused:
         client.post("/tables", request)
     assert refused.value.status == 400
     assert "dataLength must not be null" in str(refused.value)
     answer = om.dispatch(om.requests[-1])
-    assert answer.body == {"code": 400, "message": "For column data types char, varchar, binary, varbinary "
-                                                   "dataLength must not be null"}
+    assert answer.body == {
+        "code": 400,
+        "message": "For column data types char, varchar, binary, varbinary dataLength must not be null",
+    }
     request["columns"][0]["dataType"] = "VARCHAR2"
     with pytest.raises(OpenMetadataError, match=r"columns\.0\.dataType 'VARCHAR2' is not one of"):
         client.post("/tables", request)
@@ -151,7 +183,9 @@ def test_the_double_rejects_a_varchar_without_length_as_the_server_does(om: Open
     assert client.post("/tables", request)["fullyQualifiedName"] == "lake.prod.ns.t"
 
 
-def test_contract_columns_the_table_lacks_are_reported_not_fatal(om: OpenMetadataDouble, client, tmp_path) -> None:
+def test_contract_columns_the_table_lacks_are_reported_not_fatal(
+    om: OpenMetadataDouble, client, tmp_path
+) -> None:
     catalog, identifier = people_table(tmp_path)
     contract = people_contract(tmp_path, name_column="nickname")
     (spec,) = iceberg_specs(catalog.load(), [identifier], TARGET, [contract], OPTIONS)
@@ -169,7 +203,11 @@ def test_an_unknown_owner_or_domain_fails_naming_it(om: OpenMetadataDouble, clie
 
 
 def test_an_unknown_tag_is_refused_by_the_double(om: OpenMetadataDouble, client) -> None:
-    spec = table_spec(Schema(it.NestedField(1, "id", it.LongType())), schema_fqn=TARGET.schema_fqn("ns"), name="t",
-                      options=GovernanceOptions(tier="Tier.Tier9"))
+    spec = table_spec(
+        Schema(it.NestedField(1, "id", it.LongType())),
+        schema_fqn=TARGET.schema_fqn("ns"),
+        name="t",
+        options=GovernanceOptions(tier="Tier.Tier9"),
+    )
     with pytest.raises(OpenMetadataError, match="tag instance for Tier.Tier9 not found"):
         sync_tables(client, [spec], TARGET)
