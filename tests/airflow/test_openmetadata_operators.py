@@ -119,3 +119,29 @@ def test_example_dag_syncs_checks_and_posts_and_a_second_sync_writes_nothing(
     assert len(openmetadata.results[f"{CUSTOMERS}.customers_not_empty"]) == 1
     received = openmetadata.payloads()
     assert [received.count(value) for value in (JWT, *SAMPLE_PII)] == [0, 0, 0]
+
+
+def test_the_lineage_operator_sends_edges_between_synced_tables(openmetadata, iceberg_default) -> None:
+    from pyiceberg import types as it
+    from pyiceberg.schema import Schema
+
+    from dativo_provider.compat import AirflowFailException
+    from dativo_provider.lineage.openmetadata_client import OpenMetadataClient, OpenMetadataConfig
+    from dativo_provider.lineage.openmetadata_mapping import table_spec
+    from dativo_provider.lineage.openmetadata_sync import ServiceTarget, sync_tables
+    from dativo_provider.operators.openmetadata import OpenMetadataLineageOperator
+
+    target = ServiceTarget()  # dativo_iceberg.dativo: the embedded catalog is called dativo
+    schema = Schema(it.NestedField(1, "customer_id", it.LongType()), it.NestedField(2, "email", it.StringType()))
+    specs = [table_spec(schema, schema_fqn=target.schema_fqn("examples"), name=n) for n in ("customers", "contacts")]
+    sync_tables(OpenMetadataClient(OpenMetadataConfig(openmetadata.url, JWT)), specs, target)
+
+    edge = {"source": "examples.customers", "target": "examples.contacts", "columns": {"email": ["email"]}}
+    assert OpenMetadataLineageOperator(task_id="lineage", edges=[edge]).execute({}) == 1
+    (stored,) = openmetadata.edges.values()
+    assert stored["lineageDetails"]["columnsLineage"] == [
+        {"fromColumns": [f"{CUSTOMERS}.email"], "toColumn": "dativo_iceberg.dativo.examples.contacts.email"}
+    ]
+    missing = {"source": "examples.customers", "target": "examples.nowhere"}
+    with pytest.raises(AirflowFailException, match="no table 'dativo_iceberg.dativo.examples.nowhere'; sync it"):
+        OpenMetadataLineageOperator(task_id="lineage2", edges=[missing]).execute({})
