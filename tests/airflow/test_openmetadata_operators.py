@@ -132,8 +132,13 @@ def test_the_lineage_operator_sends_edges_between_synced_tables(openmetadata, ic
     from dativo_provider.operators.openmetadata import OpenMetadataLineageOperator
 
     target = ServiceTarget()  # dativo_iceberg.dativo: the embedded catalog is called dativo
-    schema = Schema(it.NestedField(1, "customer_id", it.LongType()), it.NestedField(2, "email", it.StringType()))
-    specs = [table_spec(schema, schema_fqn=target.schema_fqn("examples"), name=n) for n in ("customers", "contacts")]
+    schema = Schema(
+        it.NestedField(1, "customer_id", it.LongType()), it.NestedField(2, "email", it.StringType())
+    )
+    specs = [
+        table_spec(schema, schema_fqn=target.schema_fqn("examples"), name=n)
+        for n in ("customers", "contacts")
+    ]
     sync_tables(OpenMetadataClient(OpenMetadataConfig(openmetadata.url, JWT)), specs, target)
 
     edge = {"source": "examples.customers", "target": "examples.contacts", "columns": {"email": ["email"]}}
@@ -143,5 +148,7 @@ def test_the_lineage_operator_sends_edges_between_synced_tables(openmetadata, ic
         {"fromColumns": [f"{CUSTOMERS}.email"], "toColumn": "dativo_iceberg.dativo.examples.contacts.email"}
     ]
     missing = {"source": "examples.customers", "target": "examples.nowhere"}
-    with pytest.raises(AirflowFailException, match="no table 'dativo_iceberg.dativo.examples.nowhere'; sync it"):
+    with pytest.raises(
+        AirflowFailException, match="no table 'dativo_iceberg.dativo.examples.nowhere'; sync it"
+    ):
         OpenMetadataLineageOperator(task_id="lineage2", edges=[missing]).execute({})
