@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.ml import drift_stats as stats
+from dativo_provider.ml.drift_report_html import PlotData
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -128,29 +129,8 @@ class DriftOptions:
         return self.column_settings.get(column, ColumnSettings())
 
 
-@dataclass(frozen=True)
-class CategoryCounts:
-    """Non-null value counts of a categorical column, and its null count."""
-
-    counts: Mapping[Any, int]
-    nulls: int = 0
-
-    @property
-    def size(self) -> int:
-        return sum(self.counts.values())
-
-
-ColumnData = stats.NumericSample | CategoryCounts
-
-
-@dataclass(frozen=True)
-class PlotData:
-    """What the HTML report draws: shares per bin (numeric: ``edges``) or per category (``labels``)."""
-
-    reference: list[float]
-    current: list[float]
-    edges: list[float] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
+CategoryCounts = stats.CategoryCounts
+ColumnData = stats.NumericSample | stats.CategoryCounts
 
 
 @dataclass(frozen=True)

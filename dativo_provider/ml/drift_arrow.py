@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.ml.drift_stats import NumericSample
+from dativo_provider.ml.drift_stats import CategoryCounts, NumericSample
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from dativo_provider.ml.drift import CategoryCounts, ColumnData
+    from dativo_provider.ml.drift import ColumnData
 
 
 def arrow_kind(data_type: pa.DataType) -> str | None:
@@ -79,8 +79,6 @@ def add_counts(counter: Counter[Any], chunk: pa.Array) -> int:
 
 
 def category_counts(chunks: Iterable[pa.Array]) -> CategoryCounts:
-    from dativo_provider.ml.drift import CategoryCounts
-
     counter: Counter[Any] = Counter()
     nulls = sum(add_counts(counter, chunk) for chunk in chunks)
     return CategoryCounts(dict(counter), nulls)

@@ -28,17 +28,17 @@ import numpy as np
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.ml import drift_stats as stats
 from dativo_provider.ml.drift import (
-    CategoryCounts,
+    TESTS,
     ColumnData,
     ColumnDrift,
     DriftOptions,
     DriftReport,
-    PlotData,
-    TESTS,
     default_stattest,
     evaluate_column,
     is_drift,
 )
+from dativo_provider.ml.drift_report_html import PlotData
+from dativo_provider.ml.drift_stats import CategoryCounts
 
 if TYPE_CHECKING:
     import pyarrow as pa

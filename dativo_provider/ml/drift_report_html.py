@@ -10,12 +10,13 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from dativo_provider.ml.drift import ColumnDrift, DriftReport, PlotData
+    from dativo_provider.ml.drift import ColumnDrift, DriftReport
     from dativo_provider.ml.drift_stats import NumericSample
 
 #: Bars of a numeric column's histogram.
@@ -26,11 +27,19 @@ _REF_COLOR, _CUR_COLOR = "#4c78a8", "#f58518"
 _WIDTH, _HEIGHT, _PAD = 560, 180, 36
 
 
+@dataclass(frozen=True)
+class PlotData:
+    """What the HTML report draws: shares per bin (numeric: ``edges``) or per category (``labels``)."""
+
+    reference: list[float]
+    current: list[float]
+    edges: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
 def numeric_plot(reference: NumericSample, current: NumericSample) -> PlotData:
     """Shares of both samples in 30 equal bins between the 0.5th and 99.5th percentiles of both
     (values beyond fall in the end bins, so one outlier does not flatten the picture)."""
-    from dativo_provider.ml.drift import PlotData
-
     low = min(_percentile(reference.values, 0.005), _percentile(current.values, 0.005))
     high = max(_percentile(reference.values, 0.995), _percentile(current.values, 0.995))
     if high <= low:
@@ -50,8 +59,6 @@ def _shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
 
 
 def category_plot(reference: Mapping[Any, int], current: Mapping[Any, int]) -> PlotData:
-    from dativo_provider.ml.drift import PlotData
-
     ref_total, cur_total = sum(reference.values()) or 1, sum(current.values()) or 1
     keys = list(dict.fromkeys([*reference, *current]))
     keys.sort(key=lambda k: -max(reference.get(k, 0) / ref_total, current.get(k, 0) / cur_total))

@@ -285,3 +285,15 @@ def z_test(reference: Mapping[Any, int], current: Mapping[Any, int]) -> PValueRe
     pooled = (p1 * ref_total + p2 * cur_total) / (ref_total + cur_total)
     statistic = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1.0 / ref_total + 1.0 / cur_total))
     return PValueResult(statistic, float(2 * (1 - norm.cdf(abs(statistic)))))
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """Non-null value counts of a categorical column, and its null count."""
+
+    counts: Mapping[Any, int]
+    nulls: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(self.counts.values())
