@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import urllib.parse
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import ConfigError
 
@@ -71,8 +72,13 @@ class CatalogConfig:
 
     @property
     def lineage_namespace(self) -> str:
-        """Where OpenLineage should say the tables live: the warehouse, else the catalog URI."""
-        return self.properties.get("warehouse") or self.properties.get("uri") or f"iceberg://{self.name}"
+        """Where OpenLineage should say the tables live: the warehouse, else the catalog URI (no password)."""
+        place = self.properties.get("warehouse") or self.properties.get("uri")
+        return without_password(place) if place else f"iceberg://{self.name}"
+
+    def public_properties(self) -> dict[str, str]:
+        """The properties fit for a shared record (a manifest, a run input): see :func:`public_properties`."""
+        return public_properties(self.properties)
 
 
 def _release_connections_when_collected(catalog: Catalog) -> None:
@@ -105,6 +111,27 @@ def sql_catalog_class() -> type[Catalog]:
         chosen, reason = DbApiCatalog, f"pyiceberg's SqlCatalog cannot be imported: {exc}"
     log.info("SQL Iceberg catalogs use %s.%s (%s)", chosen.__module__, chosen.__name__, reason)
     return chosen
+
+
+def public_properties(properties: Mapping[str, Any]) -> dict[str, str]:
+    """Catalog properties without secrets: secret-named ones dropped, the URI's password removed.
+
+    A record shared with other people (a training-set manifest, an MLflow input) keeps what finds the
+    catalog; its reader brings the credentials.
+    """
+    kept = {str(k): str(v) for k, v in properties.items() if v is not None and not _is_secret(str(k))}
+    if "uri" in kept:
+        kept["uri"] = without_password(kept["uri"])
+    return kept
+
+
+def without_password(uri: str) -> str:
+    """``uri`` with the password of its user info (``user:password@host``) removed."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user, _, host = parts.netloc.rpartition("@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}@{host}"))
 
 
 def _is_secret(key: str) -> bool:

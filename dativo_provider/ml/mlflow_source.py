@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source import DatasetSource
 
 from dativo_provider.exceptions import ConfigError, TerminalError
+from dativo_provider.iceberg.catalog import public_properties
 from dativo_provider.ml.training_manifest import ContentHash, TrainingSetManifest
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ SOURCE_TYPE = "dativo_iceberg"
 URI_SCHEME = "dativo-iceberg://"
 #: MLflow refuses longer dataset digests (mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE).
 DIGEST_LENGTH = 32
-#: Catalog property names whose values are secrets (as dativo_provider.iceberg.catalog decides).
-_SECRET_MARKERS = ("token", "credential", "secret", "password", "session")
 
 
 class ContentMismatchError(TerminalError):
@@ -330,24 +328,6 @@ def register_source() -> None:
     if not any(source._get_source_type() == SOURCE_TYPE for source in get_registered_sources()):
         # MLflow registers source classes; its annotation says instance.
         register_dataset_source(IcebergDatasetSource)  # type: ignore[arg-type]
-
-
-def public_properties(properties: Mapping[str, Any]) -> dict[str, str]:
-    """Catalog properties fit for a shared record: secrets dropped, the URI's password removed."""
-    kept = {str(k): str(v) for k, v in properties.items()
-            if v is not None and not any(marker in str(k).lower() for marker in _SECRET_MARKERS)}
-    if "uri" in kept:
-        kept["uri"] = without_password(kept["uri"])
-    return kept
-
-
-def without_password(uri: str) -> str:
-    """``uri`` with the password of its user info (``user:password@host``) removed."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    user, _, host = parts.netloc.rpartition("@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}@{host}"))
 
 
 def _log(dataset: IcebergDataset, context: str | None, run_id: str | None,

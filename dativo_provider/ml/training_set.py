@@ -176,7 +176,7 @@ def build_training_set(
         output_snapshot = _drain(rows)
     manifest = TrainingSetManifest(
         name=name, run_id=run_id, created_at=(now or dt.datetime.now(dt.timezone.utc)).isoformat(),
-        catalog={"name": catalog.name, "properties": _public(catalog)}, inputs=tuple(inputs),
+        catalog={"name": catalog.name, "properties": catalog.public_properties()}, inputs=tuple(inputs),
         output_table=output_table, output_snapshot_id=output_snapshot, columns=tuple(columns),
         row_count=digest.rows, content_hash=digest.hexdigest)
     path = manifest.write(manifest_path)
@@ -319,11 +319,6 @@ def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return tuple(str(v) for v in value)
-
-
-def _public(catalog: CatalogConfig) -> dict[str, str]:
-    """The catalog's properties without secrets: a manifest is shared, its reader brings credentials."""
-    return {k: v for k, v in catalog.properties.items() if v not in catalog.secrets}
 
 
 def _text(value: int | None) -> str | None:

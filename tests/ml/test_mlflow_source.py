@@ -17,15 +17,18 @@ import pytest
 mlflow = pytest.importorskip("mlflow")
 
 from dativo_provider.exceptions import ConfigError  # noqa: E402
-from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog  # noqa: E402
+from dativo_provider.iceberg.catalog import (  # noqa: E402
+    CatalogConfig,
+    embedded_catalog,
+    public_properties,
+    without_password,
+)
 from dativo_provider.ml.mlflow_source import (  # noqa: E402
     SOURCE_TYPE,
     IcebergDatasetSource,
     SnapshotLocation,
     log_iceberg_table,
     log_training_set,
-    public_properties,
-    without_password,
 )
 from dativo_provider.ml.training_manifest import ContentHash, TrainingSetManifest  # noqa: E402
 from dativo_provider.ml.training_set import build_training_set  # noqa: E402

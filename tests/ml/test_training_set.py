@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -387,3 +388,25 @@ def test_a_real_erasure_request_goes_through_the_pins_and_the_rebuild_lacks_only
     listed = outcome.certificate["tables"]["ml.ticket_training"]
     assert listed["rows_deleted"] == len(subject_tickets)
     assert "(table recording contract dataset examples.support_tickets)" in json.dumps(outcome.certificate)
+
+
+@pytest.mark.postgres
+def test_a_manifest_never_records_the_catalog_password(tmp_path, postgres_config):
+    """A manifest is shared with whoever reproduces the set: the catalog URI's password must not be in it
+    (the server trusts local connections, so the password below is accepted and ignored)."""
+    secret = f"S3CRET-{uuid.uuid4().hex[:8]}"
+    catalog = CatalogConfig(f"pg_{uuid.uuid4().hex[:8]}", {
+        "type": "sql",
+        "uri": f"postgresql+psycopg://{postgres_config.user}:{secret}@{postgres_config.host}:"
+               f"{postgres_config.port}/{postgres_config.database}",
+        "warehouse": f"file://{tmp_path}/warehouse",
+    })
+    load(catalog, sample())
+    result = build(catalog, tmp_path)
+    text = Path(result.manifest_path).read_text()
+    assert secret not in text
+    recorded = json.loads(text)["catalog"]["properties"]["uri"]
+    assert recorded == f"postgresql+psycopg://{postgres_config.user}@{postgres_config.host}:" \
+                       f"{postgres_config.port}/{postgres_config.database}"
+    no_warehouse = CatalogConfig("lake", {"type": "sql", "uri": f"postgresql://u:{secret}@db.example/lake"})
+    assert no_warehouse.lineage_namespace == "postgresql://u@db.example/lake"
