@@ -91,7 +91,7 @@ border-radius:6px;display:inline-block;margin:8px 0}} .drift{{background:#fde2e1
 .ok{{background:#dff3e3;color:#17642b}} table{{border-collapse:collapse;font-size:13px;margin:12px 0}}
 td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}} th{{background:#f4f4f4}}
 td.num{{text-align:right;font-variant-numeric:tabular-nums}} .yes{{color:#a61b1b;font-weight:600}}
-.cards{{display:flex;flex-wrap:wrap;gap:12px}} .card{{border:1px solid #ddd;border-radius:6px;padding:8px}}
+.cards{{display:flex;flex-wrap:wrap;gap:12px}} .card{{border:1px solid #ddd;border-radius:6px;padding:8px;width:560px}}
 .card h3{{font-size:14px;margin:0 0 4px}} .meta{{font-size:12px;color:#555}}
 .key{{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}}
 </style></head><body>
