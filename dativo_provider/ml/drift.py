@@ -22,6 +22,7 @@ Every choice can be set for all columns (``stattest=``, ``threshold=``) or per c
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class DriftOptions:
     :param drift_share: the dataset drifts when at least this share of columns drifts.
     :param max_rows_in_memory: Iceberg reads: above this many rows in one sample, a numeric column is
         summarised in fixed bins instead of held whole (see :mod:`dativo_provider.ml.drift_iceberg`).
+    :param workers: Arrow tables: columns tested at once (threads); Iceberg reads go one column at a
+        time to bound memory.
     """
 
     stattest: str | None = None
@@ -103,14 +106,15 @@ class DriftOptions:
     column_settings: Mapping[str, ColumnSettings] = field(default_factory=dict)
     drift_share: float = DATASET_DRIFT_SHARE
     max_rows_in_memory: int = 50_000_000
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> DriftOptions:
         unknown = set(options) - {"stattest", "threshold", "column_settings", "drift_share",
-                                  "max_rows_in_memory"}
+                                  "max_rows_in_memory", "workers"}
         if unknown:
             raise ConfigError(f"unknown drift option(s) {sorted(unknown)}; allowed: stattest, threshold, "
-                              "column_settings, drift_share, max_rows_in_memory")
+                              "column_settings, drift_share, max_rows_in_memory, workers")
         _check_test(options.get("stattest"), "stattest")
         share = options.get("drift_share", DATASET_DRIFT_SHARE)
         if not isinstance(share, (int, float)) or not 0 < share <= 1:
@@ -123,6 +127,7 @@ class DriftOptions:
                              for c, s in settings.items()},
             drift_share=float(share),
             max_rows_in_memory=int(options.get("max_rows_in_memory", 50_000_000)),
+            workers=int(options.get("workers", min(4, os.cpu_count() or 1))),
         )
 
     def settings(self, column: str) -> ColumnSettings:
@@ -261,12 +266,15 @@ def drift_report(reference: pa.Table, current: pa.Table, columns: Sequence[str] 
     :raises ConfigError: a named column missing from either table, a test that does not fit a column,
         an unknown option.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from dativo_provider.ml.drift_arrow import arrow_kind, column_data
 
     started = time.perf_counter()
     settings = DriftOptions.from_mapping(options)
     names = list(columns) if columns is not None else list(reference.column_names)
-    results, skipped = [], {}
+    kinds: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in names:
         for table, which in ((reference, "reference"), (current, "current")):
             if name not in table.column_names:
@@ -275,13 +283,22 @@ def drift_report(reference: pa.Table, current: pa.Table, columns: Sequence[str] 
         kind = settings.settings(name).kind or arrow_kind(reference.schema.field(name).type)
         if kind is None:
             skipped[name] = f"type {reference.schema.field(name).type} is neither numeric nor categorical"
-            continue
-        result = evaluate_column(name, kind, column_data(reference.column(name), kind),
-                                 column_data(current.column(name), kind), settings)
-        if isinstance(result, str):
-            skipped[name] = result
         else:
-            results.append(result)
+            kinds[name] = kind
+
+    def check(name: str) -> ColumnDrift | str:
+        return evaluate_column(name, kinds[name], column_data(reference.column(name), kinds[name]),
+                               column_data(current.column(name), kinds[name]), settings)
+
+    # numpy and Arrow release the GIL in sorts, searches and counts: columns run side by side.
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.workers, len(kinds)))) as pool:
+        outcomes = list(pool.map(check, kinds))
+    results = []
+    for name, outcome in zip(kinds, outcomes, strict=True):
+        if isinstance(outcome, str):
+            skipped[name] = outcome
+        else:
+            results.append(outcome)
     return DriftReport(tuple(results), settings.drift_share,
                        reference={"rows": reference.num_rows}, current={"rows": current.num_rows},
                        skipped=skipped, seconds=time.perf_counter() - started)
