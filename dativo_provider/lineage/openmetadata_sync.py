@@ -139,8 +139,9 @@ def sync_tables(client: OpenMetadataClient, specs: Iterable[TableSpec], target: 
         for table in client.paged("/tables", {"databaseSchema": schema, "fields": TABLE_FIELDS})
     }
     refs = _References(client)
-    for spec in specs:
-        refs.owner(spec.owner), refs.domain(spec.domain)
+    for spec in specs:  # resolved here, once each: the worker threads then only read the cache
+        refs.owner(spec.owner)
+        refs.domain(spec.domain)
     outcomes = client.map_bounded(lambda spec: _sync_one(client, spec, existing.get(spec.fqn), refs), specs)
     for spec, (kind, operations) in zip(specs, outcomes, strict=True):
         if spec.unmatched:
