@@ -59,8 +59,9 @@ def numeric_sample(chunks: Iterable[pa.Array]) -> NumericSample:
     for chunk in chunks:
         nulls += chunk.null_count
         parts.append(numeric_values(chunk))
-    values = np.concatenate(parts) if parts else np.empty(0)
-    return NumericSample.from_values(values, nulls)
+    values = np.concatenate(parts) if len(parts) != 1 else parts[0]
+    parts.clear()
+    return NumericSample.from_values(values, nulls, owned=True)
 
 
 def add_counts(counter: Counter[Any], chunk: pa.Array) -> int:

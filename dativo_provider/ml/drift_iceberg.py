@@ -288,9 +288,9 @@ def _read(pinned: _Pinned, name: str, kind: str) -> ColumnData:
         for chunk in _column_chunks(pinned, name):
             nulls += chunk.null_count
             parts.append(numeric_values(chunk))
-        values = np.concatenate(parts) if parts else np.empty(0)
+        values = np.concatenate(parts) if len(parts) != 1 else parts[0]
         parts.clear()
-        return stats.NumericSample.from_values(values, nulls)
+        return stats.NumericSample.from_values(values, nulls, owned=True)
     counter: Counter[Any] = Counter()
     nulls = sum(add_counts(counter, chunk) for chunk in _column_chunks(pinned, name))
     return CategoryCounts(dict(counter), nulls)

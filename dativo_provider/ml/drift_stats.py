@@ -47,14 +47,17 @@ class NumericSample:
     nulls: int = 0
 
     @classmethod
-    def from_values(cls, values: np.ndarray, nulls: int = 0) -> NumericSample:
+    def from_values(cls, values: np.ndarray, nulls: int = 0, owned: bool = False) -> NumericSample:
+        """Sort ``values``: a copy, unless ``owned`` and the array owns writable memory (then in place,
+        saving a copy of the column; never an Arrow buffer viewed without a copy)."""
         array = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(array)
         if not finite.all():
             nulls += int(array.size - np.count_nonzero(finite))
             array = array[finite]
-        else:
+        elif not (owned and array is values and array.flags.owndata and array.flags.writeable):
             array = array.copy()
+        del finite
         array.sort()
         return cls(array, nulls)
 
