@@ -1,15 +1,15 @@
 """``dativo contract check`` and ``ContractCheckOperator`` reach one verdict on the same contract and data.
 
-Both ask :func:`dativo_provider.quality.verdict.judge_in_place`; here each runs for real (the CLI as a
-subprocess, the operator's ``execute``) on one embedded catalog, and what each decided is compared: the
+Both ask :func:`dativo_provider.quality.verdict.judge_in_place`; here each runs for real (the CLI's
+``main``, the operator's ``execute``) on one embedded catalog, and what each decided is compared: the
 exit status with whether the task failed, and the ``verdict``/``blocking``/``warnings`` each reported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +86,17 @@ def _load(warehouse: Path, rows: list[tuple[int, str, str]]) -> None:
 
 
 def _cli(contract: Path, warehouse: Path, report: Path) -> tuple[int, dict[str, Any], str]:
-    """Exit status, the --report verdict, stdout of ``dativo contract check``."""
-    done = subprocess.run(
-        [sys.executable, "-m", "dativo_provider.cli", "contract", "check", str(contract),
-         "--warehouse", str(warehouse), "--table", "tests.people", "--report", str(report)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
+    """Exit status, the --report verdict, stdout of ``dativo contract check``: its ``main``, in this process
+    (the exit status is what ``main`` returns; tests/contracts/test_cli.py runs the command as a process)."""
+    from dativo_provider.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["contract", "check", str(contract), "--warehouse", str(warehouse), "--table", "tests.people",
+                       "--report", str(report)])
+    assert "internal error" not in err.getvalue(), err.getvalue()
     data = json.loads(report.read_text())
-    return done.returncode, {key: data[key] for key in ("verdict", "blocking", "warnings")}, done.stdout
+    return status, {key: data[key] for key in ("verdict", "blocking", "warnings")}, out.getvalue()
 
 
 def _operator(contract: Path) -> tuple[bool, dict[str, Any]]:
