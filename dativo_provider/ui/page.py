@@ -106,6 +106,11 @@ function size(bytes) {
 function num(value) { return value === null || value === undefined ? "" : Number(value).toLocaleString("en"); }
 function when(iso) { return iso ? iso.replace("T", " ").replace(/\\.\\d+/, "").replace("+00:00", " UTC") : ""; }
 function json(value) { return value === null || value === undefined ? "" : JSON.stringify(value); }
+function watermark(state) {
+  const value = ["watermark", "cursor", "upper", "last_value"].map(k => state[k]).find(v => v !== undefined && v !== null);
+  if (value === undefined) { const text = json(state); return text.length > 60 ? text.slice(0, 57) + "..." : text; }
+  return typeof value === "string" && /^\\d{4}-\\d\\d-\\d\\dT/.test(value) ? when(value) : json(value);
+}
 function link(text, hash) { return el("a", {href: hash}, text); }
 function tableHash(catalog, table) {
   return "#table/" + encodeURIComponent(catalog) + "/" + encodeURIComponent(table);
@@ -145,7 +150,8 @@ async function tablesView() {
        "Contract"],
       rows.map(t => [t.catalog, t.namespace, link(t.name, tableHash(t.catalog, t.table)), num(t.rows), num(t.files),
                      size(t.size_bytes), el("span", {class: "mono"}, t.snapshot_id || ""), el("span", {class: "nowrap"}, when(t.committed_at)),
-                     t.watermark ? el("span", {class: "mono", title: t.source || ""}, json(t.watermark)) : "",
+                     t.watermark ? el("span", {class: "nowrap", title: (t.source || "") + " " + json(t.watermark)},
+                                      watermark(t.watermark)) : "",
                      t.quarantine_of ? el("span", {class: "muted"}, "quarantine of " + t.quarantine_of)
                                      : (t.contract || "")]),
       [3, 4, 5]));

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: How many snapshots back the watermark is looked for (the newest commit of a source is usually near).
 WATERMARK_DEPTH = 500
 #: A state value longer than this (a file source's compressed manifest) is shown by its length only.
-MAX_STATE_VALUE = 80
+MAX_STATE_VALUE = 48
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
