@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS, AirflowFailException
-from tests.airflow.conftest import REPO, connection_env
+from tests.airflow.conftest import REPO, connection_env, migrated_db
 from tests.airflow.termination_scenario import (
     DECOY_CONNECTIONS,
     API_V1_PASSWORD,
@@ -123,7 +124,8 @@ if not AIRFLOW_V_3_0_PLUS:
         conn.close()
 
     def _scenario_on(url: str, tmp_path: Path, backend: str = "metadata-db") -> dict[str, Any]:
-        """Migrate ``url`` with ``airflow db migrate``, then run the scenario in a process bound to it."""
+        """Migrate ``url`` with ``airflow db migrate`` (SQLite: copy the session's migrated file), then run the
+        scenario in a process bound to it."""
         home = tmp_path / "airflow-home"
         home.mkdir()
         (tmp_path / "dags").mkdir()
@@ -133,10 +135,13 @@ if not AIRFLOW_V_3_0_PLUS:
                "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth",
                "AIRFLOW__WEBSERVER__SECRET_KEY": uuid.uuid4().hex,
                **dict([connection_env("dativo_dsr_hash_key", conn_type="generic", password=HASH_KEY)])}
-        airflow = str(Path(sys.executable).parent / "airflow")
-        for command in ([airflow, "db", "migrate"],
-                        [sys.executable, "-m", "tests.airflow.termination_scenario", str(tmp_path / "report.json"),
-                         str(tmp_path / "audit"), backend]):
+        commands = [[str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                    [sys.executable, "-m", "tests.airflow.termination_scenario", str(tmp_path / "report.json"),
+                     str(tmp_path / "audit"), backend]]
+        if url.startswith("sqlite:///"):  # the file `airflow db migrate` made once for the session
+            shutil.copyfile(migrated_db(), url.removeprefix("sqlite:///"))
+            commands = commands[1:]
+        for command in commands:
             done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, f"{command[1:3]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         return json.loads((tmp_path / "report.json").read_text())
