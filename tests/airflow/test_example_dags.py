@@ -27,6 +27,7 @@ MAX_ACTIVE_RUNS = {
     "example_drift": 1,  # incremental files feed the table the drift check reads
     "example_dsr": 1,  # erasures rewrite the same tables
     "example_feature_transform": 1,  # incremental files feed the feature table
+    "example_feast_materialize": 1,  # incremental files; the online store keeps one position
     "example_files_to_iceberg": 1,  # incremental files
     "example_google_drive_to_iceberg": 1,  # incremental Drive folder
     "example_google_sheets_to_iceberg": 1,  # a full refresh: two would race for one commit
@@ -122,7 +123,7 @@ def _assert_lineage(postgres_config) -> None:
         (f"postgres://{postgres_config.host}:{postgres_config.port}", "test.public.dativo_example_orders")
     ]
     (output,) = event["outputs"]
-    assert output["name"] == "examples.pg_orders"
+    assert output["facets"]["symlinks"]["identifiers"][0]["name"] == "examples.pg_orders"
     assert [f["name"] for f in output["facets"]["schema"]["fields"]] == [
         "id", "customer", "amount", "status", "updated_at"
     ]

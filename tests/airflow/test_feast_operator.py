@@ -155,3 +155,30 @@ def test_arguments_are_checked_at_parse_time() -> None:
         FeastMaterializeOperator(task_id="m", table="t.t", feature_view="v", project="p", registry="r")
     with pytest.raises(ValueError, match="feature_view or contract"):
         FeastMaterializeOperator(task_id="m", table="t.t", project="p", registry="r", online_store_path="x.db")
+
+
+def test_example_dag_serves_each_customers_newest_features(airflow_db, iceberg_default, dativo_home) -> None:
+    from datetime import datetime
+
+    from dativo_provider.ml.feast_registry import feature_store
+    from tests.airflow.helpers import read_table, return_values, run_dag
+
+    run = run_dag("example_feast_materialize", datetime(2024, 4, 2, 12, tzinfo=UTC))
+    (summary,) = return_values(run, "materialize_online")
+    features = read_table("examples.feast_customer_features").to_pylist()
+    newest: dict[int, dict[str, Any]] = {}
+    for row in features:
+        if row["customer_id"] not in newest or row["feature_ts"] > newest[row["customer_id"]]["feature_ts"]:
+            newest[row["customer_id"]] = row
+    assert (summary["mode"], summary["rows_read"], summary["entities_written"]) == ("full", len(features), len(newest))
+    store = feature_store(project="shop", registry=str(dativo_home / "feast/registry.db"),
+                          online_store=str(dativo_home / "feast/online.db"))
+    ids = sorted(newest)
+    got = store.get_online_features(features=["customer_features:orders_30d", "customer_features:spend_30d"],
+                                    entity_rows=[{"customer_id": i} for i in ids]).to_dict()
+    assert got["orders_30d"] == [newest[i]["orders_30d"] for i in ids]
+    assert got["spend_30d"] == [newest[i]["spend_30d"] for i in ids]
+
+    (rerun,) = return_values(run_dag("example_feast_materialize", datetime(2024, 4, 3, 12, tzinfo=UTC)),
+                             "materialize_online")
+    assert (rerun["mode"], rerun["entities_written"]) == ("unchanged", 0)
