@@ -349,6 +349,9 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["dativo_provider.sensors.contracts"]}
         ],
+        # The page in the Airflow UI (docs/ui.md); also the airflow.plugins entry point, which Airflow
+        # reads even when it discovers providers lazily (its default).
+        "plugins": [{"name": "dativo_catalog", "plugin-class": "dativo_provider.plugins.catalog_page.DativoCatalogPlugin"}],
         "connection-types": [
             {
                 "connection-type": "dativo_iceberg",

@@ -19,7 +19,7 @@ PACKAGE = "dativo_provider"
 #: The engine: plain Python over Arrow and pyiceberg, reusable without Airflow.
 ENGINE = [f"{PACKAGE}.{name}" for name in (
     "ingest", "sources", "iceberg", "contracts", "quality", "privacy", "markdown_kv",
-    "connections", "exceptions", "progress", "optional", "ml", "lineage",
+    "connections", "exceptions", "progress", "optional", "ml", "lineage", "ui",
 )]
 AIRFLOW_LAYER = [f"{PACKAGE}.{name}" for name in ("operators", "hooks", "sensors", "triggers")]
 
