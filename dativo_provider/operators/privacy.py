@@ -33,6 +33,7 @@ from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID, SIGNING_CONN_ID, DsrKeyHook
 from dativo_provider.operators.common import airflow_errors, renamed_parameter, resolve_contract_path
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 if TYPE_CHECKING:
     from dativo_provider.iceberg.catalog import CatalogConfig
@@ -126,7 +127,7 @@ def contract_locations(paths: Sequence[str] | str, dag_file: str | None) -> list
     return located
 
 
-class DsrBaseOperator(BaseOperator):
+class DsrBaseOperator(OpenLineageFacets, BaseOperator):
     """What every data-subject request operator shares: the request, catalog, contracts and trail.
 
     :param contracts: contract files or directories describing the tables to search.
@@ -246,7 +247,7 @@ class DsrDiscoverOperator(DsrBaseOperator):
             catalog = self.catalog()
             found = discover_request(catalog, self.contract_files(), request, trail=self.audit_trail(catalog),
                                      scan_values=self.scan_values, other_catalogs=self.other_catalogs())
-        report = found.to_dict()
+        report = self.run_summary = found.to_dict()
         _warn_unidentifiable(self, report)
         return report
 
@@ -287,7 +288,8 @@ class DsrExportOperator(DsrBaseOperator):
                                      trail=self.audit_trail(catalog), fmt=self.format,
                                      other_catalogs=self.other_catalogs(), object_store=self.object_store())
         _warn_unidentifiable(self, outcome.discovery.to_dict())
-        return outcome.manifest.to_dict()
+        self.run_summary = outcome.manifest.to_dict()
+        return self.run_summary
 
 
 class DsrEraseOperator(DsrBaseOperator):
@@ -323,7 +325,8 @@ class DsrEraseOperator(DsrBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with airflow_errors():
-            return erase_for(self, self.subject_request(context))
+            self.run_summary = erase_for(self, self.subject_request(context))
+        return self.run_summary
 
 
 def erase_for(task: DsrEraseOperator | TenantTerminateOperator, request: SubjectRequest) -> dict[str, Any]:
@@ -336,7 +339,8 @@ def erase_for(task: DsrEraseOperator | TenantTerminateOperator, request: Subject
         signing_key=DsrKeyHook(task.signing_conn_id).signing_key(), hash_key=task.hash_key(),
         trail=task.audit_trail(catalog), refs_policy=task.refs_policy,
         safety_window=timedelta(minutes=_minutes(task.safety_window_minutes)),
-        other_catalogs=task.other_catalogs(), object_store=task.object_store(), serving_resolver=serving_options,
+        other_catalogs=task.other_catalogs(), object_store=task.object_store(),
+        serving_resolver=serving_options,
     )
 
 
@@ -364,7 +368,8 @@ def serving_options(target: Mapping[str, Any]) -> dict[str, Any]:
             return {"password": password} if password else {}
     except AirflowNotFoundException:
         raise ConfigError(f"serving target {kind} {target.get('name')!r}: its connection {conn_id!r} is not "
-                          "defined in Airflow; define it (the erasure must reach every copy) and run again") from None
+                          "defined in Airflow; define it (the erasure must reach every copy) and run "
+                          "again") from None
     return {}
 
 
@@ -408,7 +413,8 @@ class DsrRestrictOperator(DsrBaseOperator):
             outcome = restrict_request(catalog, request, trail=self.audit_trail(catalog), hash_key=self.hash_key(),
                                        action=self.action, restrictions_table=self.restrictions_table,
                                        lift_request_id=self.lift_request_id)
-        return outcome.to_dict()
+        self.run_summary = outcome.to_dict()
+        return self.run_summary
 
 
 class TenantTerminateOperator(DsrBaseOperator):
@@ -474,6 +480,7 @@ class TenantTerminateOperator(DsrBaseOperator):
             )
         self.log.info("tenant %s%s: %s", account, " (dry run)" if self.dry_run else "",
                       json.dumps({k: result[k] for k in (*TERMINATION_STEPS, "left_outside_airflow")}))
+        self.run_summary = result
         return result
 
     def _request(self, context: Context) -> SubjectRequest | None:

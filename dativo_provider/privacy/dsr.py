@@ -6,9 +6,9 @@
 * Erasure (:func:`erase_request`, around :func:`erase_subject`): resolve the identity over history →
   delete per table on every branch → delete the subject's entities from every serving copy (Feast
   online stores, SageMaker feature groups) → purge every table whose history holds the subject →
-  verify by decoding every file and counting the serving copies → signed certificate, written to a file. It is resumable: progress is recorded
-  as it goes, and the same request id run again finishes the work; a failure records ``failed``,
-  anchors the trail after it, and re-raises.
+  verify by decoding every file and counting the serving copies → signed certificate, written to a
+  file. It is resumable: progress is recorded as it goes, and the same request id run again finishes
+  the work; a failure records ``failed``, anchors the trail after it, and re-raises.
 
 Every step is recorded in the audit trail (``received`` first); results hold no identifier.
 """
@@ -281,8 +281,8 @@ def erase_subject(catalog: CatalogConfig, contracts: Iterable[Contract | str | P
         if not verification.passed:
             raise TerminalError(f"request {request.request_id}: erasure could not be verified: "
                                 f"{len(verification.findings)} findings, rows still found "
-                                f"{verification.discovery_rows}, serving entities remaining {serving_remaining}; "
-                                "see the audit trail")
+                                f"{verification.discovery_rows}, serving entities remaining "
+                                f"{serving_remaining}; see the audit trail")
         payload = erasure.certificate_payload(hash_key, exports, verification, issuer, now, serving_remaining)
         completed = record("completed", {"rows_deleted": sum(t["rows_deleted"] for t in erasure.tables),
                                          "verified": True})

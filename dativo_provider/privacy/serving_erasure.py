@@ -112,8 +112,9 @@ def subject_keys(table: Table, entity_columns: Iterable[str], match: Mapping[str
     columns = list(entity_columns)
     missing = [c for c in columns if c not in table.schema().column_names]
     if missing:
-        raise ConfigError(f"{'.'.join(table.name())}: serving target entity columns {missing} are not columns "
-                          "of the table; fix the target's entity_columns (table property dativo.serving.*)")
+        raise ConfigError(f"{'.'.join(table.name())}: serving target entity columns {missing} are not "
+                          "columns of the table; fix the target's entity_columns (table property "
+                          "dativo.serving.*)")
     keys: set[tuple[Any, ...]] = set()
     if len(columns) == 1 and columns[0] in match:
         keys.update((value,) for value in match[columns[0]] if not is_blank(value))
@@ -123,7 +124,8 @@ def subject_keys(table: Table, entity_columns: Iterable[str], match: Mapping[str
     return sorted(keys, key=repr)
 
 
-def collect_keys(table_name: str, table: Table, match: Mapping[str, list[Any]], row_filter: Any) -> TableServingKeys:
+def collect_keys(table_name: str, table: Table, match: Mapping[str, list[Any]],
+                 row_filter: Any) -> TableServingKeys:
     """Every serving target of ``table`` and the subject's keys for each of their entity-column lists."""
     from dativo_provider.ml.serving import serving_targets
 
@@ -150,17 +152,17 @@ def erase_targets(found: TableServingKeys, resolver: ServingResolver | None,
         keys = found.keys[tuple(target.get("entity_columns") or ())]
         deleted = call(target, "delete_entities", keys, resolver, found.table) if keys else 0
         remaining = call(target, "count_entities", keys, resolver, found.table) if keys else 0
+        earlier_deleted = int(before.get((target["kind"], target["name"]), {}).get("entities_deleted", 0))
         result = ServingErasure(
             found.table, str(target["kind"]), str(target["name"]), store_location(target),
-            list(target.get("entity_columns") or ()), len(keys),
-            deleted + int(before.get((target["kind"], target["name"]), {}).get("entities_deleted", 0)), remaining)
+            list(target.get("entity_columns") or ()), len(keys), deleted + earlier_deleted, remaining)
         log.info("%s: serving target %s %s: %d of the subject's keys, %d deleted, %d remaining", found.table,
                  result.kind, result.name, result.entity_keys, deleted, remaining)
         if remaining:
             raise ServingCopyRemainsError(
-                f"{found.table}: serving target {result.kind} {result.name!r} ({_describe(result.store)}) still "
-                f"holds {remaining} of the subject's {len(keys)} entity keys after deleting them; a writer may "
-                "have copied them again. Stop the writers of that target and run the request again")
+                f"{found.table}: serving target {result.kind} {result.name!r} ({_describe(result.store)}) "
+                f"still holds {remaining} of the subject's {len(keys)} entity keys after deleting them; a "
+                "writer may have copied them again. Stop its writers and run the request again")
         results.append(result)
     return results
 
@@ -172,15 +174,15 @@ def recount(found: TableServingKeys, resolver: ServingResolver | None) -> int:
                if (keys := found.keys[tuple(target.get("entity_columns") or ())]))
 
 
-def call(target: Mapping[str, Any], function: str, keys: list[tuple[Any, ...]], resolver: ServingResolver | None,
-         table: str) -> int:
+def call(target: Mapping[str, Any], function: str, keys: list[tuple[Any, ...]],
+         resolver: ServingResolver | None, table: str) -> int:
     """``function`` of the target's kind module, with the resolver's options; errors name the target."""
     kind, name = target.get("kind"), target.get("name")
     where = f"{table}: serving target {kind} {name!r} ({_describe(store_location(target))})"
     module_name = SERVING_MODULES.get(str(kind))
     if module_name is None:
-        raise ConfigError(f"{where}: unknown kind {kind!r}; known: {sorted(SERVING_MODULES)}. Fix or remove the "
-                          f"table property dativo.serving.{kind}.{name}")
+        raise ConfigError(f"{where}: unknown kind {kind!r}; known: {sorted(SERVING_MODULES)}. Fix or remove "
+                          f"the table property dativo.serving.{kind}.{name}")
     options: Mapping[str, Any] = {}
     try:
         options = resolver(target) if resolver is not None else {}

@@ -38,7 +38,8 @@ HASH_KEY = "Serving-Hash-Key-9d2c7a41e0b3"
 @pytest.fixture
 def dsr_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(*connection_env("dativo_dsr_signing", conn_type="generic",
-                                       password="serving-signing-secret-0123456789", extra={"key_id": "serving", "algorithm": "hmac-sha256"}))
+                                       password="serving-signing-secret-0123456789",
+                                       extra={"key_id": "serving", "algorithm": "hmac-sha256"}))
     monkeypatch.setenv(*connection_env("dativo_dsr_hash_key", conn_type="generic", password=HASH_KEY))
 
 
