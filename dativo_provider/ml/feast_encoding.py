@@ -144,8 +144,8 @@ def encode_values(array: pa.Array, value_type: str, *, column: str = "") -> pa.A
         values = _numpy(array.cast(pa.int64()), 0).astype(np.int64).view(np.uint64)
         return _with_nulls(_pack([_constant(bytes([_tag(number, 0)]), rows), _varint_groups(values)]), missing)
     if value_type == _BOOL:
-        values = _numpy(array, False).astype(np.uint8)[:, None]
-        pieces = [_constant(bytes([_tag(number, 0)]), rows), (values, np.ones((rows, 1), dtype=bool))]
+        flags = _numpy(array, False).astype(np.uint8)[:, None]
+        pieces = [_constant(bytes([_tag(number, 0)]), rows), (flags, np.ones((rows, 1), dtype=bool))]
         return _with_nulls(_pack(pieces), missing)
     data = array.cast(pa.large_binary()) if value_type == _BYTES else array.cast(pa.large_string())
     data = data.fill_null(b"" if value_type == _BYTES else "").cast(pa.large_binary())

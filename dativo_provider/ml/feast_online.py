@@ -220,7 +220,7 @@ class _Run:
         """Snapshots after ``previous`` up to ``snapshot``, or None if ``previous`` is not an ancestor."""
         from pyiceberg.table.snapshots import ancestors_of
 
-        out = []
+        out: list[Any] = []
         for item in ancestors_of(self.iceberg.metadata.snapshot_by_id(snapshot), self.iceberg.metadata):
             if item.snapshot_id == previous:
                 return out
@@ -410,7 +410,7 @@ def _encoded_keys(target: Mapping[str, Any], keys: Sequence[tuple[Any, ...]]) ->
     if any(len(key) != len(columns) for key in keys):
         raise ConfigError(f"entity keys must be tuples of {len(columns)} value(s): {columns}")
     arrays = {name: pa.array([key[index] for key in keys]) for index, name in enumerate(columns)}
-    return encode_entity_keys(arrays, types).to_pylist()  # type: ignore[no-any-return]
+    return encode_entity_keys(arrays, types).to_pylist()
 
 
 def delete_entities(target: Mapping[str, Any], keys: Sequence[tuple[Any, ...]], *,

@@ -141,11 +141,11 @@ def value_texts(array: pa.Array, value_type: str) -> list[str | None]:
     import pyarrow.compute as pc
 
     if value_type == "STRING":
-        return array.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+        return array.cast(pa.string()).to_pylist()
     if value_type == "BOOL":
         return [None if value is None else str(value) for value in array.to_pylist()]
     if value_type in ("INT32", "INT64"):
-        return array.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+        return array.cast(pa.string()).to_pylist()
     if value_type not in ("DOUBLE", "FLOAT"):
         return [None] * len(array)
     doubles = array.cast(pa.float64())
@@ -160,14 +160,14 @@ def value_texts(array: pa.Array, value_type: str) -> list[str | None]:
     out = text.to_pylist()
     for index in np.flatnonzero(odd.fill_null(False).to_numpy(zero_copy_only=False)):
         out[index] = str(doubles[int(index)].as_py())
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def _epoch_seconds_like_feast_sqlite(event_ns: np.ndarray) -> list[int]:
     """Feast's sqlite adapter stores ``int(naive_utc.timestamp())``: the naive UTC time read as local."""
     seconds = np.floor_divide(event_ns, 1_000_000_000)
     if time.timezone == 0 and not time.daylight:
-        return seconds.tolist()  # type: ignore[no-any-return]
+        return seconds.tolist()
     import datetime as dt
 
     return [int(dt.datetime.utcfromtimestamp(value).timestamp()) for value in seconds.tolist()]
@@ -466,14 +466,14 @@ class RedisWriter(OnlineWriter):
         fields = [self.ts_field, *(feast_field_hash(self.view, name) for name in self.features)]
         with self.client.pipeline(transaction=False) as pipe:
             for key in self._redis_keys(keys):
-                pipe.hdel(key, *fields)
+                pipe.execute_command("HDEL", key, *fields)
             pipe.execute()
         return found
 
     def count(self, keys: Sequence[bytes]) -> int:
         with self.client.pipeline(transaction=False) as pipe:
             for key in self._redis_keys(keys):
-                pipe.hexists(key, self.ts_field)
+                pipe.execute_command("HEXISTS", key, self.ts_field)
             return sum(bool(found) for found in pipe.execute())
 
     @property
@@ -481,7 +481,7 @@ class RedisWriter(OnlineWriter):
         return f"dativo:feast:position:{self.project}:{self.view}"
 
     def read_position(self) -> dict[str, Any] | None:
-        value = self.client.get(self._position_key)
+        value: Any = self.client.get(self._position_key)
         return json.loads(value) if value else None
 
     def write_position(self, position: Mapping[str, Any]) -> None:
