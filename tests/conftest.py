@@ -112,6 +112,7 @@ def _not_repeated(config: pytest.Config) -> str | None:
     for item in config.stash.get(_DESELECTED, []):
         where.setdefault(item.path.relative_to(TESTS).parts[0], [0, 0])[1] += 1
     counts = ", ".join(
+        name if name.endswith(".py") and not tests else
         name + " " + " + ".join(f"{n} {unit}" for n, unit in ((modules, "modules"), (tests, "tests")) if n)
         for name, (modules, tests) in sorted(where.items()))
     return (f"{AIRFLOW_DEPENDENT_ONLY}=1: not repeated on this Airflow version, as their code path does not "
