@@ -21,7 +21,7 @@ ENGINE = [f"{PACKAGE}.{name}" for name in (
     "ingest", "sources", "iceberg", "contracts", "quality", "privacy", "markdown_kv",
     "connections", "exceptions", "progress", "optional", "ml", "lineage", "ui",
 )]
-AIRFLOW_LAYER = [f"{PACKAGE}.{name}" for name in ("operators", "hooks", "sensors", "triggers")]
+AIRFLOW_LAYER = [f"{PACKAGE}.{name}" for name in ("operators", "hooks", "sensors", "triggers", "plugins")]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dativo_provider"
 #: The Airflow layer, which imports Airflow; everything else in the package is engine.
-AIRFLOW_LAYER = {"hooks", "operators", "sensors", "triggers"}
+AIRFLOW_LAYER = {"hooks", "operators", "sensors", "triggers", "plugins"}
 #: Data files shipped with the package, not code.
 NOT_CODE = {"sample_data"}
 
