@@ -39,6 +39,7 @@ class FeastMaterializeOperator(BaseOperator):
     :param snapshot_id: the snapshot to materialize (templated); default main's head.
     :param full: ignore the position and write every entity.
     :param batch_rows: entities per write batch.
+    :param duckdb_settings: DuckDB settings for the latest-row query, e.g. ``{"memory_limit": "2GB"}``.
     :param iceberg_conn_id: the ``iceberg`` connection (default: the embedded catalog).
     """
 
@@ -61,6 +62,7 @@ class FeastMaterializeOperator(BaseOperator):
         snapshot_id: int | str | None = None,
         full: bool = False,
         batch_rows: int = 100_000,
+        duckdb_settings: Mapping[str, str] | None = None,
         iceberg_conn_id: str = IcebergHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -82,6 +84,7 @@ class FeastMaterializeOperator(BaseOperator):
         self.snapshot_id = snapshot_id
         self.full = full
         self.batch_rows = batch_rows
+        self.duckdb_settings = dict(duckdb_settings or {})
         self.iceberg_conn_id = iceberg_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -96,7 +99,7 @@ class FeastMaterializeOperator(BaseOperator):
                 snapshot = int(self.snapshot_id) if self.snapshot_id not in (None, "") else None
                 result = materialize_online(catalog, self.table, store, view, snapshot_id=snapshot,
                                             conn_id=self.online_store_conn_id, full=self.full,
-                                            batch_rows=self.batch_rows)
+                                            batch_rows=self.batch_rows, duckdb_settings=self.duckdb_settings)
             finally:
                 _release(store)
         summary = result.to_dict()

@@ -81,7 +81,7 @@ def test_sqlite_path_from_the_contract(contract_table, tmp_path: Path) -> None:
 
     table, view, entities, features, _ = contract_table
     kwargs = dict(table=table, contract=str(CONTRACT), project="shop", registry=str(tmp_path / "registry.db"),
-                  online_store_path=str(tmp_path / "online.db"))
+                  online_store_path=str(tmp_path / "online.db"), duckdb_settings={"memory_limit": "512MB"})
     summary = FeastMaterializeOperator(task_id="materialize", **kwargs).execute({})
     store = feature_store(project="shop", registry=str(tmp_path / "registry.db"),
                           online_store=str(tmp_path / "online.db"))
