@@ -1,8 +1,8 @@
 """Verdicts agree with Evidently's default preset (DataDriftPreset, Evidently 0.7) on ten fixtures: the
 same test per column, the same value (p-value or distance), the same drift flags, the same dataset verdict.
 
-Evidently is not a dependency (it adds 25 packages and fails to import with pandas 3): this module
-runs where it is importable, e.g. a throwaway virtualenv with ``evidently<0.8`` and ``pandas<3``.
+Evidently is a test dependency only (the `test` group; it needs pandas<3, as feast does): users who
+switch from it are the audience of this comparison, never its runtime.
 Column kinds are given to Evidently explicitly, as our schema gives them (Evidently would otherwise
 guess them from values: integers with at most 10 distinct values become categorical)."""
 
@@ -12,13 +12,16 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from dativo_provider.ml.drift import drift_report
 
-evidently = pytest.importorskip("evidently")
-pd = pytest.importorskip("pandas")
+with warnings.catch_warnings():  # Evidently touches numpy.core on import (a DeprecationWarning; ours are errors)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
 
 METHODS = {"K-S p_value": "ks", "chi-square p_value": "chisquare", "Z-test p_value": "z",
            "Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon",
@@ -68,9 +71,6 @@ FIXTURES = ["shifted mean, small", "shifted mean, large", "scaled variance, smal
 
 
 def evidently_verdicts(reference: pa.Table, current: pa.Table) -> tuple[dict[str, tuple[str, float]], float]:
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
     numeric = [f.name for f in reference.schema if pa.types.is_floating(f.type) or pa.types.is_integer(f.type)]
     categorical = [f.name for f in reference.schema if f.name not in numeric]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
