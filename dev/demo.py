@@ -7,6 +7,8 @@
 3. example_dsr, triggered with an erasure request for customer 87 (as Airflow's REST API would):
    every row of that customer is deleted, old snapshots and files purged, every file decoded to
    verify, and a signed certificate written; the demo verifies the certificate.
+4. example_drift: January's orders tagged ``training``, February and March appended, the new snapshot
+   checked against the tag; the demo prints the drift verdict per column and where the HTML report is.
 
 Called by ``dev/demo``, which sets AIRFLOW_HOME and the DAGs folder and migrates the metadata DB.
 Airflow's own task log goes to the file named by the first argument; stdout gets the report.
@@ -29,6 +31,7 @@ DAG_RUNS = (
     ("example_contract_quarantine", None),
     ("example_dsr", {"request_id": "demo-erasure-87", "kind": "erasure", "subject_kind": "customer",
                      "subject_ids": ["87"], "emails": []}),
+    ("example_drift", None),
 )
 SUBJECT = 87
 TABLES = ("examples.customers", "examples.orders", "examples.events", "examples.products")
@@ -133,10 +136,25 @@ def report_erasure(public_key: Any) -> None:
     print(f"  verify it yourself: dativo certificate verify {path} --public-key {public}")
 
 
+def report_drift() -> None:
+    """The verdict example_drift wrote (its JSON), one line per column, and the HTML report beside it."""
+    home = os.environ.get("DATIVO_HOME") or os.path.join(os.environ["AIRFLOW_HOME"], "dativo")
+    written = sorted(Path(home, "drift").glob("drift_orders_*.json"), key=lambda p: p.stat().st_mtime)
+    verdict = json.loads(written[-1].read_text())
+    print(f"drift of examples.drift_orders against its 'training' tag: "
+          f"{'DRIFT' if verdict['dataset_drift'] else 'no drift'} "
+          f"({len(verdict['drifted_columns'])}/{verdict['number_of_columns']} columns drifted)")
+    for column in verdict["columns"]:
+        print(f"  {column['column']:<10} {column['kind']:<12} {column['stattest']:<14} "
+              f"{column['value_kind']} {column['value']:.4g} (threshold {column['threshold']}): "
+              f"{'drift' if column['drifted'] else 'no drift'}")
+    print(f"  report: {written[-1].with_suffix('.html')}")
+
+
 def main() -> int:
     public_key = dsr_keys()
     reports = {"example_contract_quarantine": lambda: (report(), report_contract()),
-               "example_dsr": lambda: report_erasure(public_key)}
+               "example_dsr": lambda: report_erasure(public_key), "example_drift": report_drift}
     with open(sys.argv[1], "w") as log:
         for dag_id, conf in DAG_RUNS:
             started = time.monotonic()

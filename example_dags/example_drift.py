@@ -8,8 +8,8 @@
 - `drift` (`DriftCheckOperator`) tests `quantity`, `amount`, `currency` and `status` of the current
   snapshot against the `training` tag, with Evidently's default tests (700 reference rows, so
   p-value tests: KS for `amount`, chi-squared for the categories and the few-valued `quantity`;
-  above 1,000 rows they would be distances), writes the HTML
-  report under `$AIRFLOW_HOME/dativo/drift/` and returns the verdict (XCom).
+  above 1,000 rows they would be distances), writes the HTML report and the JSON verdict under
+  `$AIRFLOW_HOME/dativo/drift/` and returns the verdict (XCom).
 - `on_drift="branch"`: the run follows `retrain` when the dataset drifted, `keep_serving` when not.
 
 See [docs/drift.md](docs/drift.md) for the statistics, the defaults and the sensor.
@@ -100,6 +100,7 @@ with DAG(
         drift_branch="retrain",
         no_drift_branch="keep_serving",
         report_path=os.path.join(REPORTS, "drift_orders_{{ ts_nodash }}.html"),
+        json_path=os.path.join(REPORTS, "drift_orders_{{ ts_nodash }}.json"),
     )
     training_data >> tag_training_set() >> new_data >> drift
     drift >> [retrain(drift.output), keep_serving()]

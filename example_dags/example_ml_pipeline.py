@@ -1,4 +1,5 @@
-"""An ML feature pipeline end to end: contract, ingest with a transform, features, training set, MLflow.
+"""An ML feature pipeline end to end: contract, ingest with a transform, features, training set, Feast,
+MLflow.
 
 ### What it shows
 
@@ -13,16 +14,19 @@
   feature contract (`contracts/customer_features.odcs.yaml`, `dativoFeatures`) defines them: entities,
   timestamp, features, a 2-day TTL. Inputs are pinned, rows go to `examples.mlp_ticket_training`, the
   manifest to `training/ticket_topics_pipeline/`.
+- `materialize_online` (`FeastMaterializeOperator`) writes each customer's newest feature values into a
+  Feast SQLite online store (project `shop`, registry and store under `feast/`), applying the feature
+  view the contract defines first, so `FeatureStore.get_online_features` serves what the model was
+  trained on ([docs/feast.md](docs/feast.md)); later runs write only the customers that changed.
 - `log_to_mlflow` logs the training set as the input of a new MLflow run in the experiment
   `example_ml_pipeline`: `mlflow.data.get_source(run.inputs.dataset_inputs[0]).load()` reads exactly
   these rows later, whatever is committed meanwhile ([docs/mlflow.md](docs/mlflow.md)).
 
-Feast materialization of the feature table goes between the training set and MLflow (marked in the
-code); see [docs/ml.md](docs/ml.md) for transforms and training sets.
+See [docs/ml.md](docs/ml.md) for transforms and training sets.
 
 ### What it needs
 
-The provider with its `ml` extra (DuckDB, mlflow-skinny). The sample files and contracts ship in the
+The provider with its `ml` extra (DuckDB, Feast, mlflow-skinny). The sample files and contracts ship in the
 package, and without an `iceberg_default` connection the tables land in the embedded SQLite catalog
 under `$AIRFLOW_HOME/dativo` (or `$DATIVO_HOME`). MLflow: the tracking server in `MLFLOW_TRACKING_URI`,
 else a local file store under that folder (`mlruns/`), which MLflow 3.18 opens only with
@@ -48,6 +52,7 @@ except ImportError:  # Airflow 2
 
 import dativo_provider
 from dativo_provider.ml.windows import trailing_window_sql
+from dativo_provider.operators.feast import FeastMaterializeOperator
 from dativo_provider.operators.ingest import IcebergIngestOperator
 from dativo_provider.operators.ml import FeatureTransformOperator, TrainingSetOperator
 from dativo_provider.operators.mlflow import MlflowLogTrainingSetOperator
@@ -114,9 +119,14 @@ with DAG(
         output_table="examples.mlp_ticket_training",
         manifest_path=HOME + "/training/ticket_topics_pipeline/{{ ts_nodash }}.json",
     )
-    # Feast: FeastMaterializeOperator (dativo_provider/operators/feast.py) goes here, materializing
-    # examples.mlp_customer_features (the contract's dativoFeatures, online: true) into a SQLite online
-    # store: customer_features >> feast_materialize, in parallel with the training set.
+    materialize_online = FeastMaterializeOperator(
+        task_id="materialize_online",
+        table="examples.mlp_customer_features",
+        contract=FEATURES_CONTRACT,
+        project="shop",
+        registry=HOME + "/feast/pipeline_registry.db",
+        online_store_path=HOME + "/feast/pipeline_online.db",
+    )
     log_to_mlflow = MlflowLogTrainingSetOperator(
         task_id="log_to_mlflow",
         manifest_path=training_set.output["manifest_path"],
@@ -124,5 +134,5 @@ with DAG(
         tracking_uri=MLFLOW_TRACKING_URI,
     )
 
-    ingest_orders >> customer_features
+    ingest_orders >> customer_features >> materialize_online
     [ingest_tickets, customer_features] >> training_set >> log_to_mlflow

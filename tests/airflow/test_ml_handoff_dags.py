@@ -1,6 +1,7 @@
-"""example_ml_pipeline and example_vertex_feature_export end to end with ``dag.test()``: the pipeline's MLflow
-run input loads back as the training set's rows (content hash), and the Vertex export holds exactly the
-tagged snapshot's rows; without the Google provider the DAG ends at our export."""
+"""example_ml_pipeline and example_vertex_feature_export end to end with ``dag.test()``: the pipeline serves
+its features through Feast and its MLflow run input loads back as the training set's rows (content hash);
+the Vertex export holds exactly the tagged snapshot's rows; without the Google provider the DAG ends at our
+export."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from tests.airflow.helpers import dagbag, read_table, return_values, run_dag
 
 pytestmark = pytest.mark.airflow
-mlflow = pytest.importorskip("mlflow")
 
 
 def test_ml_pipeline_logs_a_training_set_that_loads_back_from_mlflow(airflow_db, iceberg_default, dativo_home,
@@ -32,6 +33,23 @@ def test_ml_pipeline_logs_a_training_set_that_loads_back_from_mlflow(airflow_db,
     assert expected <= set(features[0])
     training = read_table("examples.mlp_ticket_training").to_pylist()
     assert sum(row["orders_30d"] is not None for row in training) > 0  # some tickets had fresh features
+
+    # Feast serves each customer's newest feature row, as the feature table holds it.
+    from dativo_provider.ml.feast_registry import feature_store
+
+    newest: dict[int, dict] = {}
+    for row in features:
+        if row["customer_id"] not in newest or row["feature_ts"] > newest[row["customer_id"]]["feature_ts"]:
+            newest[row["customer_id"]] = row
+    (online,) = return_values(run, "materialize_online")
+    assert online["entities_written"] == len(newest)
+    store = feature_store(project="shop", registry=str(dativo_home / "feast/pipeline_registry.db"),
+                          online_store=str(dativo_home / "feast/pipeline_online.db"))
+    ids = sorted(newest)
+    served = store.get_online_features(features=["customer_features:orders_30d", "customer_features:spend_30d"],
+                                       entity_rows=[{"customer_id": i} for i in ids]).to_dict()
+    assert served["orders_30d"] == [newest[i]["orders_30d"] for i in ids]
+    assert served["spend_30d"] == [newest[i]["spend_30d"] for i in ids]
 
     (logged,) = return_values(run, "log_to_mlflow")
     client = mlflow.MlflowClient((dativo_home / "mlruns").absolute().as_uri())
