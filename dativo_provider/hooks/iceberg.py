@@ -63,6 +63,12 @@ OFFICIAL_CONN_TYPE = "iceberg"
 _OWN_EXTRAS = frozenset({"catalog_type", "catalog_name", "aws_conn_id", "s3_endpoint", "region"})
 
 
+#: The catalog each connection id last resolved to in this process. OpenLineage events are built in a
+#: process the listener forks from the task's, which must not ask Airflow for a connection (on Airflow 3
+#: that request goes to the task's supervisor and never returns): lineage reads the catalog from here.
+RESOLVED_CATALOGS: dict[str, CatalogConfig] = {}
+
+
 class IcebergHook(BaseHook):
     """Build the Iceberg catalog a ``dativo_iceberg`` or an official ``iceberg`` connection describes.
 
@@ -87,8 +93,11 @@ class IcebergHook(BaseHook):
         """The engine's catalog configuration for this connection (secrets stay out of its ``repr``)."""
         conn = self._connection_or_none()
         if conn is None:
-            return embedded_default()
-        return catalog_config(conn, self._aws_config(conn) if reads_own_fields(conn) else None)
+            config = embedded_default()
+        else:
+            config = catalog_config(conn, self._aws_config(conn) if reads_own_fields(conn) else None)
+        RESOLVED_CATALOGS[self.iceberg_conn_id] = config
+        return config
 
     def test_connection(self) -> tuple[bool, str]:
         """List the catalog's namespaces: proves the catalog answers and the credentials are accepted."""

@@ -25,11 +25,12 @@ from dativo_provider.operators.common import (
     push_report,
     renamed_parameter,
 )
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 FAIL_ON = ("error", "never")
 
 
-class ContractCheckOperator(BaseOperator):
+class ContractCheckOperator(OpenLineageFacets, BaseOperator):
     """Run a contract's checks on a table where it lives and push the report to XCom.
 
     The table is an Iceberg table (``table``, at the head of ``branch`` or at ``snapshot_id``; default
@@ -171,17 +172,6 @@ class ContractCheckOperator(BaseOperator):
         self.checked_dataset = _sql_lineage(dialect, config, self.sql_table or "")
         return SqlTableTarget(dialect, config, self.sql_table or "")
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The checked dataset as an input, with one data-quality assertion per check."""
-        from dativo_provider.operators.lineage import checked_dataset_lineage
-
-        return checked_dataset_lineage(self.checked_dataset, self.report, self.log)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
-        """A failed check still reports what it found."""
-        return self.get_openlineage_facets_on_complete(task_instance)
-
-
 def sql_table_config(conn_id: str) -> tuple[Literal["postgres", "mysql"], Any]:
     """The dialect and :class:`DatabaseConfig` of a ``postgres`` or ``mysql`` connection."""
     from dativo_provider.compat import BaseHook
@@ -204,7 +194,7 @@ def _sql_lineage(dialect: str, config: Any, table: str) -> dict[str, str] | None
     return {"namespace": lineage.namespace, "name": lineage.name}
 
 
-class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
+class QuarantineReleaseOperator(OpenLineageFacets, TableAliasOutlet, BaseOperator):
     """Re-check quarantined rows with the contract as it is now and publish the ones that pass.
 
     Rows that still fail stay quarantined (under the release's run id). Fix the contract (or the rows)
@@ -272,10 +262,11 @@ class QuarantineReleaseOperator(TableAliasOutlet, BaseOperator):
                 "table": result.table, "snapshot_id": str(result.snapshot_id), "mode": "release",
                 "rows_written": result.rows_published, "rows_published": result.rows_published,
             })
-        return result.to_dict()
+        self.run_summary = result.to_dict()
+        return self.run_summary
 
 
-class QuarantinePurgeOperator(BaseOperator):
+class QuarantinePurgeOperator(OpenLineageFacets, BaseOperator):
     """Delete quarantined rows for good: those of ``run_ids``, or quarantined before a time.
 
     The rows leave the quarantine table's current snapshot; older snapshots keep them until expired.
@@ -317,4 +308,5 @@ class QuarantinePurgeOperator(BaseOperator):
                 catalog, self.quarantine_table, run_ids=native_list(self.run_ids), quarantined_before=before
             )
         self.log.info("Purged %d quarantined rows from %s", count, self.quarantine_table)
+        self.run_summary = {"rows_purged": count}
         return count

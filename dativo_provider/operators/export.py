@@ -8,9 +8,10 @@ from typing import Any
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class SnapshotExportOperator(BaseOperator):
+class SnapshotExportOperator(OpenLineageFacets, BaseOperator):
     """Export ``table`` at ``ref`` as Parquet files under ``destination``, streamed batch by batch.
 
     One call of :func:`~dativo_provider.ml.export.export_snapshot_parquet`: the ref is resolved to one
@@ -73,7 +74,8 @@ class SnapshotExportOperator(BaseOperator):
                 max_rows_per_file=self.max_rows_per_file or MAX_ROWS_PER_FILE, object_store=self._s3())
         self.log.info("%s at %s (snapshot %s): %d rows in %d file(s) under %s", result.table, result.ref,
                       result.snapshot_id, result.rows, len(result.files), result.destination)
-        return result.to_dict()
+        self.run_summary = result.to_dict()
+        return self.run_summary
 
     def _s3(self) -> Any:
         """The S3 credentials of ``aws_conn_id`` (None: the AWS credential chain)."""

@@ -16,9 +16,10 @@ from dativo_provider.operators.common import (
     native_bound,
     renamed_parameter,
 )
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class IcebergIngestOperator(ContractGated, TableAliasOutlet, BaseOperator):
+class IcebergIngestOperator(OpenLineageFacets, ContractGated, TableAliasOutlet, BaseOperator):
     """Stream a source into an Iceberg table and push the run summary to XCom.
 
     Incremental sources store their cursor in the commit that writes the rows, so rerunning the
@@ -123,9 +124,3 @@ class IcebergIngestOperator(ContractGated, TableAliasOutlet, BaseOperator):
         extra = result.event_extra()
         uri = self.emit_table_event(context, catalog, self.table, extra)
         return {"uri": uri, "extra": extra} if uri else None
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs, the output table and its schema, from the summary of the run that just ended."""
-        from dativo_provider.operators.lineage import operator_lineage
-
-        return operator_lineage(self.ingest_result, self.log)

@@ -10,9 +10,10 @@ from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors, native_list
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class IcebergMaintenanceOperator(BaseOperator):
+class IcebergMaintenanceOperator(OpenLineageFacets, BaseOperator):
     """Keep Iceberg tables lean: compact small files, expire old snapshots, delete orphan files.
 
     Each table goes through :func:`~dativo_provider.iceberg.maintenance.maintain_table`; the task returns
@@ -86,7 +87,8 @@ class IcebergMaintenanceOperator(BaseOperator):
                 result["orphans_kept_younger_than_window"], result["files_compacted"], result["files_written"],
                 result["states_carried"] or "none",
             )
-        return _totals(results)
+        self.run_summary = _totals(results)
+        return self.run_summary
 
     def _options(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,10 @@
-"""ML feature pipeline operators: feature transforms over Iceberg snapshots (issue 13)."""
+"""ML feature pipeline operators: feature transforms over Iceberg snapshots and training sets.
+
+The hand-offs live in their own modules and are named here too, so one import finds every ML operator:
+:class:`FeastMaterializeOperator` (Feast online stores), :class:`FeatureStoreExportOperator` (SageMaker
+Feature Store), :class:`MlflowLogTrainingSetOperator` (MLflow run inputs). Each imports its client only
+when it runs.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,10 @@ from dativo_provider.operators.common import (
     TableAliasOutlet,
     airflow_errors,
 )
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class FeatureTransformOperator(ContractGated, TableAliasOutlet, BaseOperator):
+class FeatureTransformOperator(OpenLineageFacets, ContractGated, TableAliasOutlet, BaseOperator):
     """Run DuckDB SQL over Iceberg tables read at a snapshot, tag or branch, and commit the result.
 
     Each input is read at the snapshot it names (or its tag's, branch's, or the current one), pinned at
@@ -109,14 +116,8 @@ class FeatureTransformOperator(ContractGated, TableAliasOutlet, BaseOperator):
         self.transform_result = {**result.to_dict(), "asset_event": event}
         return self.transform_result
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The input tables, the feature table and its schema, from the run that just ended."""
-        from dativo_provider.operators.lineage import operator_lineage
 
-        return operator_lineage(self.transform_result, self.log)
-
-
-class TrainingSetOperator(BaseOperator):
+class TrainingSetOperator(OpenLineageFacets, BaseOperator):
     """Build a training set: labels joined as of event time with feature tables, its inputs pinned.
 
     One call of :func:`~dativo_provider.ml.training_set.build_training_set`: every input snapshot read
@@ -170,7 +171,7 @@ class TrainingSetOperator(BaseOperator):
             result = build_training_set(catalog, self.name, LabelTable.from_mapping(self.labels), features,
                                         manifest_path=self.manifest_path, output_table=self.output_table,
                                         run_id=str(context["run_id"]))
-        summary = result.to_dict()
+        summary = self.run_summary = result.to_dict()
         self.log.info("Training set %s: %d rows, %s; manifest %s", self.name, summary["row_count"],
                       summary["content_hash"], result.manifest_path)
         context["ti"].xcom_push(key="manifest_path", value=result.manifest_path)
@@ -183,3 +184,11 @@ class TrainingSetOperator(BaseOperator):
         if isinstance(spec, Mapping) and "contract" in spec:
             return {**spec, "contract": contract_path(self, str(spec["contract"]))}
         return spec
+
+
+from dativo_provider.operators.feast import FeastMaterializeOperator  # noqa: E402  (re-exported, see above)
+from dativo_provider.operators.mlflow import MlflowLogTrainingSetOperator  # noqa: E402
+from dativo_provider.operators.sagemaker import FeatureStoreExportOperator  # noqa: E402
+
+__all__ = ["FeastMaterializeOperator", "FeatureStoreExportOperator", "FeatureTransformOperator",
+           "MlflowLogTrainingSetOperator", "TrainingSetOperator"]

@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class MlflowLogTrainingSetOperator(BaseOperator):
+class MlflowLogTrainingSetOperator(OpenLineageFacets, BaseOperator):
     """Log the training set a ``TrainingSetOperator`` built as an input of an MLflow run.
 
     One call of :func:`~dativo_provider.ml.mlflow_source.log_training_set`: the run gets a dataset input
@@ -79,9 +80,10 @@ class MlflowLogTrainingSetOperator(BaseOperator):
         self.log.info("MLflow run %s: training set %s logged (%s, digest %s)", run_id, dataset.name,
                       dataset.source.uri, dataset.digest)
         context["ti"].xcom_push(key="mlflow_run_id", value=run_id)
-        return {"mlflow_run_id": run_id, "name": dataset.name, "digest": dataset.digest,
-                "source_type": dataset.source._get_source_type(), "source": dataset.source.to_dict(),
-                "row_count": dataset.profile["num_rows"]}
+        self.run_summary = {"mlflow_run_id": run_id, "name": dataset.name, "digest": dataset.digest,
+                            "source_type": dataset.source._get_source_type(), "source": dataset.source.to_dict(),
+                            "row_count": dataset.profile["num_rows"]}
+        return self.run_summary
 
     def _run(self, context: Context) -> tuple[str, bool]:
         """The run to log into, and whether this task created it."""

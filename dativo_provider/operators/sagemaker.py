@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 FEATURESTORE_RUNTIME = "sagemaker-featurestore-runtime"
 
@@ -35,7 +36,7 @@ def featurestore_client(aws_conn_id: str | None, region_name: str | None = None)
                           "connection's region_name extra") from None
 
 
-class FeatureStoreExportOperator(BaseOperator):
+class FeatureStoreExportOperator(OpenLineageFacets, BaseOperator):
     """Write a feature table's snapshot into a SageMaker Feature Store feature group.
 
     The newest row per entity (or, with ``history=True``, every row) becomes one record per row,
@@ -122,7 +123,8 @@ class FeatureStoreExportOperator(BaseOperator):
                 features=table.features, snapshot_id=int(self.snapshot_id) if self.snapshot_id else None,
                 ref=self.ref or None, history=self.history, retry=RetryPolicy(max_attempts=self.max_attempts),
                 concurrency=self.concurrency)
-        summary = result.to_dict()
+        summary = self.run_summary = result.to_dict()
+        self.resolved_region = target.region
         self.log.info("Exported %s@%s to feature group %s: %d records in %d requests (%d retried)",
                       table.table, summary["snapshot_id"], self.feature_group_name, result.records_written,
                       result.requests, result.retried_records)

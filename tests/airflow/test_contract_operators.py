@@ -199,7 +199,8 @@ def test_ingest_quarantines_bad_rows_and_reports_them(iceberg_default, tmp_path,
 def test_ingest_lineage_carries_one_assertion_per_check(iceberg_default, tmp_path):
     operator = _ingest(_people(tmp_path / "drop", GOOD_AND_BAD), _contract(tmp_path))
     summary = operator.execute({"run_id": "manual__1"})
-    (output,) = operator.get_openlineage_facets_on_complete(task_instance=None).outputs
+    output, quarantine = operator.get_openlineage_facets_on_complete(task_instance=None).outputs  # + held rows
+    assert quarantine.facets["symlinks"].identifiers[0].name == "tests.people_quarantine"
     assertions = output.facets["dataQualityAssertions"].assertions
     expected = [(c["name"], c["outcome"] == "passed", c["column"]) for c in summary["quality"]["checks"]]
     assert [(a.assertion, a.success, a.column) for a in assertions] == expected
@@ -260,7 +261,7 @@ def test_check_operator_reports_on_an_iceberg_table(iceberg_default, tmp_path):
     assert not operator.inlets  # the table's asset is named by its catalog, known only at run time
 
     (checked,) = operator.get_openlineage_facets_on_complete(task_instance=None).inputs
-    assert checked.name == "tests.people"
+    assert checked.facets["symlinks"].identifiers[0].name == "tests.people"  # named by location + symlink
     assertions = {a.assertion: a.success for a in checked.inputFacets["dataQualityAssertions"].assertions}
     assert assertions == {name: c["outcome"] == "passed" for name, c in checks.items()}
 
@@ -622,7 +623,7 @@ def test_example_contract_dag_quarantines_bad_rows_then_releases_them(airflow_db
     }
     assert assertions["currency_known"] is False and assertions["order_id__unique"] is True
     checked = openlineage_complete("example_contract_quarantine.check_orders")["inputs"][0]
-    assert checked["name"] == "examples.contract_orders"
+    assert checked["facets"]["symlinks"]["identifiers"][0]["name"] == "examples.contract_orders"
     assert checked["inputFacets"]["dataQualityAssertions"]["assertions"]
 
     # The data team accepts the two new codes, then releases: three rows publish, the one without a

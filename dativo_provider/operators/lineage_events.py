@@ -1,0 +1,325 @@
+"""The OpenLineage datasets and facets of each operator, from its arguments (start) or its result
+(complete, failure). Each function takes the task and the stage and returns an ``OperatorLineage``;
+the operators' ``get_openlineage_facets_on_*`` methods call them through :func:`lineage_for`, which
+never lets an error reach the task.
+
+Built from :mod:`dativo_provider.operators.lineage`; imported only when the OpenLineage provider asks.
+Results are read from the attribute each operator sets in ``execute`` (``ingest_result``,
+``transform_result``, ``report``, else ``run_summary``); a start event names what the arguments name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dativo_provider.operators.lineage import (
+    IcebergLineage,
+    column_lineage_facet,
+    load_contract_quietly,
+    operator_lineage,
+    path_dataset,
+    quality_facets,
+    run_facet,
+    safe_lineage,
+)
+
+START, COMPLETE, FAILURE = "start", "complete", "failure"
+
+
+def lineage_for(task: Any, stage: str) -> Any:
+    """The task's lineage at ``stage``: its builder from :data:`BUILDERS` (by class name, then base
+    classes), an empty lineage when something goes wrong (logged)."""
+    builder = next((BUILDERS[cls.__name__] for cls in type(task).__mro__ if cls.__name__ in BUILDERS), None)
+    if builder is None:
+        return None
+    catalog = _catalog(task)
+    if catalog is None and builder is not contract_check:  # a database table's check needs no catalog
+        task.log.debug("OpenLineage %s event without datasets: the catalog is not known yet", stage)
+        return operator_lineage()
+    return safe_lineage(lambda: builder(task, stage, catalog), task.log, f"{task.task_id} ({stage})")
+
+
+def _catalog(task: Any) -> Any:
+    """The catalog the task's connection resolved to in this process, None before it did.
+
+    Events are built in a process the listener forks, where asking Airflow for a connection hangs on
+    Airflow 3 (``RESOLVED_CATALOGS`` in :mod:`dativo_provider.hooks.iceberg`); a start event therefore
+    names tables only when the worker process already resolved the connection.
+    """
+    from dativo_provider.hooks.iceberg import RESOLVED_CATALOGS
+
+    return RESOLVED_CATALOGS.get(task.iceberg_conn_id)
+
+
+def _tables(catalog: Any, contract: Any = None, contract_dataset: str | None = None) -> IcebergLineage:
+    return IcebergLineage(catalog, contract, contract_dataset)
+
+
+def _summary(task: Any, stage: str, attribute: str = "run_summary") -> Any:
+    return None if stage == START else getattr(task, attribute, None)
+
+
+# --- ingest and transforms ---------------------------------------------------------------------------
+
+
+def ingest(task: Any, stage: str, catalog: Any) -> Any:
+    """Source datasets in; the table out at the committed snapshot, with schema, column lineage (source
+    column → same-named column, or through the run's SQL transform), statistics and the contract run."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+
+    from dativo_provider.lineage.column_lineage import identity_lineage, sql_column_lineage
+
+    result = _summary(task, stage, "ingest_result")
+    tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
+    if result is None:
+        return operator_lineage(outputs=[tables.output(task.table)] if stage == START else [])
+    inputs = [InputDataset(namespace=d["namespace"], name=d["name"]) for d in result.get("inputs", [])]
+    columns = [column["name"] for column in result.get("schema", [])]
+    if isinstance(task.transform, str) and task.transform.strip():
+        lineage = sql_column_lineage(task.transform, {"batch": []})
+    else:
+        lineage = identity_lineage(columns, "batch")
+    relations = {"batch": (inputs[0].namespace, inputs[0].name)} if len(inputs) == 1 else {}
+    outputs = [_written(tables, result["table"], result, column_lineage_facet(lineage, relations))]
+    quality = result.get("quality") or {}
+    if result.get("rows_quarantined") and quality.get("quarantine_table"):
+        outputs.append(tables.output(quality["quarantine_table"], statistics={"rowCount": result["rows_quarantined"]}))
+    return operator_lineage(inputs, outputs)
+
+
+def _written(tables: IcebergLineage, table: str, result: Mapping[str, Any], column_lineage: Mapping[str, Any]
+             ) -> Any:
+    """The output table of an ingest-like run: at its snapshot, with statistics and quality facets."""
+    snapshot_id = result.get("snapshot_id") or tables.current_snapshot(table)
+    statistics = {"rowCount": result.get("rows_written"), "size": result.get("bytes_written")}
+    return tables.output(table, snapshot_id, statistics=statistics,
+                         extra_facets={**column_lineage, **quality_facets(result.get("quality"))})
+
+
+def feature_transform(task: Any, stage: str, catalog: Any) -> Any:
+    """Input tables at the snapshots read; the feature table with column lineage from the SQL."""
+    from dativo_provider.lineage.column_lineage import sql_column_lineage
+
+    result = _summary(task, stage, "transform_result")
+    tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
+    if result is None:
+        if stage != START:
+            return operator_lineage()
+        planned = [spec if isinstance(spec, str) else spec.get("table") for spec in task.inputs.values()]
+        return operator_lineage([tables.input(t) for t in planned if t], [tables.output(task.table)])
+    read = (result.get("source_details") or {}).get("inputs") or {}
+    inputs = {key: tables.input(spec["table"], spec.get("snapshot_id")) for key, spec in read.items()}
+    relations = {key: [c.name for c in tables.columns(spec["table"], spec.get("snapshot_id"))]
+                 for key, spec in read.items()}
+    lineage = sql_column_lineage(task.sql, relations)
+    datasets = {key: (dataset.namespace, dataset.name) for key, dataset in inputs.items()}
+    output = _written(tables, task.table, result, column_lineage_facet(lineage, datasets))
+    return operator_lineage(inputs.values(), [output])
+
+
+def training_set(task: Any, stage: str, catalog: Any) -> Any:
+    """Labels and feature tables at their pinned snapshots in; the training-set table out, each of its
+    columns linked to the inputs that have a column of that name (the as-of join copies them)."""
+    from dativo_provider.lineage.column_lineage import ColumnLineage, SourceColumn
+
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    if summary is None:
+        planned = [task.labels.get("table"), *(f.get("table") for f in task.features if isinstance(f, Mapping))]
+        outputs = [tables.output(task.output_table)] if task.output_table and stage == START else []
+        return operator_lineage([tables.input(t) for t in planned if t and stage == START], outputs)
+    read = summary.get("inputs") or []
+    inputs = [tables.input(i["table"], i.get("snapshot_id")) for i in read]
+    if not summary.get("output_table"):
+        return operator_lineage(inputs, [], run_facet("training_set", {"rows": summary.get("row_count")}))
+    output_table, snapshot_id = summary["output_table"], summary.get("output_snapshot_id")
+    by_input = {str(n): {c.name for c in tables.columns(i["table"], i.get("snapshot_id"))} for n, i in enumerate(read)}
+    columns = [c.name for c in tables.columns(output_table, snapshot_id)]
+    lineage = ColumnLineage(fields={column: tuple(SourceColumn(n, column) for n, names in by_input.items()
+                                                  if column in names) for column in columns})
+    datasets = {str(n): (d.namespace, d.name) for n, d in enumerate(inputs)}
+    output = tables.output(output_table, snapshot_id, statistics={"rowCount": summary.get("row_count")},
+                           extra_facets=column_lineage_facet(lineage, datasets))
+    return operator_lineage(inputs, [output])
+
+
+# --- contracts ----------------------------------------------------------------------------------------
+
+
+def contract_check(task: Any, stage: str, catalog: Any) -> Any:
+    """The checked dataset as an input, with one assertion per check and the metrics of the run."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+
+    report = _summary(task, stage, "report")
+    if not task.table:  # a Postgres/MySQL table, named as the database sources name it
+        checked = task.checked_dataset
+        if not checked:
+            return operator_lineage()
+        return operator_lineage([InputDataset(namespace=checked["namespace"], name=checked["name"],
+                                              inputFacets=quality_facets(report))])
+    tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
+    snapshot_id = (report or {}).get("snapshot_id") or task.snapshot_id
+    return operator_lineage([tables.input(task.table, snapshot_id or None, quality_facets(report))])
+
+
+def quarantine_release(task: Any, stage: str, catalog: Any) -> Any:
+    """The quarantine table in; the table (at the release's snapshot) and the quarantine table out."""
+    summary = _summary(task, stage)
+    tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
+    quarantine = (summary or {}).get("quarantine_table") or task.quarantine_table or f"{task.table}_quarantine"
+    if summary is None:
+        return operator_lineage([tables.input(quarantine)], [tables.output(task.table)] if stage == START else [])
+    published = tables.output(summary["table"], summary.get("snapshot_id") or tables.current_snapshot(summary["table"]),
+                              statistics={"rowCount": summary.get("rows_published")},
+                              extra_facets=quality_facets(summary.get("quality")))
+    left = tables.output(quarantine, tables.current_snapshot(quarantine))
+    counts = {k: summary.get(k) for k in ("rows_considered", "rows_published", "rows_requarantined")}
+    return operator_lineage([tables.input(quarantine)], [published, left], run_facet("quarantine_release", counts))
+
+
+def quarantine_purge(task: Any, stage: str, catalog: Any) -> Any:
+    """The quarantine table out, at the snapshot the purge left; the rows purged in the run facet."""
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    if summary is None:
+        return operator_lineage(outputs=[tables.output(task.quarantine_table)] if stage == START else [])
+    output = tables.output(task.quarantine_table, tables.current_snapshot(task.quarantine_table))
+    return operator_lineage([], [output], run_facet("quarantine_purge", summary))
+
+
+# --- tables and hand-offs ---------------------------------------------------------------------------------
+
+
+def maintenance(task: Any, stage: str, catalog: Any) -> Any:
+    """Each maintained table in and out (at the snapshot maintenance left); totals in the run facet."""
+    from dativo_provider.operators.common import native_list
+
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    if summary is None:
+        names = native_list(task.tables) or [] if stage == START else []
+        return operator_lineage([tables.input(t) for t in names], [])
+    names = [result["table"] for result in summary.get("tables", [])]
+    outputs = [tables.output(t, tables.current_snapshot(t)) for t in names]
+    counts = {k: v for k, v in summary.items() if k != "tables"}
+    return operator_lineage([tables.input(t) for t in names], outputs, run_facet("maintenance", counts))
+
+
+def snapshot_export(task: Any, stage: str, catalog: Any) -> Any:
+    """The table at the exported snapshot in; the destination (its physical location) out, with the
+    exported columns' schema and identity column lineage."""
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    if summary is None:
+        return operator_lineage([tables.input(task.table)] if stage == START else [], [])
+    source = tables.input(summary["table"], summary["snapshot_id"])
+    exported = [c for c in tables.columns(summary["table"], summary["snapshot_id"])
+                if not task.columns or c.name in task.columns]
+    facets = {**_copied_columns(exported, source), "schema": source.facets["schema"].__class__(
+        fields=[f for f in source.facets["schema"].fields if f.name in {c.name for c in exported}])}
+    output = path_dataset(summary["destination"], facets)
+    return operator_lineage([source], [output], run_facet("snapshot_export", {"rows": summary.get("rows"),
+                                                                              "files": len(summary.get("files", []))}))
+
+
+def _copied_columns(columns: list[Any], source: Any) -> dict[str, Any]:
+    from dativo_provider.lineage.column_lineage import identity_lineage
+
+    lineage = identity_lineage([c.name for c in columns], "source")
+    return column_lineage_facet(lineage, {"source": (source.namespace, source.name)})
+
+
+def sagemaker_export(task: Any, stage: str, catalog: Any) -> Any:
+    """The feature table at the exported snapshot in; the feature group out (namespace
+    ``sagemaker-featurestore://<region>``, name the group), with identity column lineage."""
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    table = (summary or {}).get("table") or (task.features.get("table") if isinstance(task.features, Mapping)
+                                              else None)
+    if summary is None:
+        return operator_lineage([tables.input(table)] if table and stage == START else [], [])
+    from airflow.providers.common.compat.openlineage.facet import OutputDataset
+
+    source = tables.input(table, summary.get("snapshot_id"))
+    columns = tables.columns(table, summary.get("snapshot_id"))
+    region = task.region_name or getattr(task, "resolved_region", None) or "default"
+    output = OutputDataset(namespace=f"sagemaker-featurestore://{region}", name=summary["feature_group_name"],
+                           facets=_copied_columns(columns, source))
+    counts = {k: summary.get(k) for k in ("rows_read", "records_written", "requests", "retried_records")}
+    return operator_lineage([source], [output], run_facet("sagemaker_export", counts))
+
+
+def mlflow_log(task: Any, stage: str, catalog: Any) -> Any:
+    """The training-set table at the logged snapshot, as the MLflow run's input."""
+    summary = _summary(task, stage)
+    if summary is None:
+        return operator_lineage()
+    source = summary.get("source") or {}
+    tables = _tables(catalog)
+    return operator_lineage([tables.input(source["table"], source.get("snapshot_id"))], [],
+                            run_facet("mlflow_log_training_set", {"rows": summary.get("row_count")}))
+
+
+# --- data-subject requests: tables and counts, never an identifier -------------------------------------
+
+
+def dsr(task: Any, stage: str, catalog: Any) -> Any:
+    """Tables a request read or changed, and counts; no identifier (the results carry none)."""
+    summary = _summary(task, stage)
+    if summary is None:
+        return operator_lineage()
+    kind = type(task).__name__
+    tables = _tables(catalog)
+    if kind == "DsrDiscoverOperator":
+        found = [t for t in summary.get("tables", []) if ":" not in t["table"]]  # another catalog's: skipped
+        counts = {"tables_matched": len(summary.get("tables", [])), "rows": summary.get("total_rows"),
+                  "tables_unidentifiable": len(summary.get("unidentifiable", [])),
+                  "tables_missing": len(summary.get("missing", [])), "flagged": len(summary.get("flagged", []))}
+        return operator_lineage([tables.input(t["table"], t.get("snapshot_id")) for t in found], [],
+                                run_facet("dsr_discover", counts))
+    if kind == "DsrExportOperator":
+        read = [t for t in summary.get("tables", []) if ":" not in t["table"]]
+        counts = {"tables": len(summary.get("tables", [])), "rows": summary.get("total_rows")}
+        return operator_lineage([tables.input(t["table"], t.get("snapshot_id")) for t in read],
+                                [path_dataset(summary["location"])], run_facet("dsr_export", counts))
+    if kind == "DsrRestrictOperator":
+        registry = task.restrictions_table
+        return operator_lineage([], [tables.output(registry, tables.current_snapshot(registry))],
+                                run_facet(f"dsr_{summary.get('action', 'restrict')}", {"rows": summary.get("rows")}))
+    return _erasure(task, tables, summary)
+
+
+def _erasure(task: Any, tables: IcebergLineage, summary: Mapping[str, Any]) -> Any:
+    """An erasure (or a tenant termination that erased): each table in and out at the snapshot it left."""
+    erasure = summary.get("erasure") if isinstance(summary.get("erasure"), Mapping) else summary
+    changed = [t for t in erasure.get("tables", []) if ":" not in str(t.get("table"))]
+    counts: dict[str, Any] = {
+        key: sum(int(t.get(key) or 0) for t in erasure.get("tables", []))
+        for key in ("rows_deleted", "files_rewritten", "files_removed", "snapshots_expired")
+    }
+    counts.update(tables=len(erasure.get("tables", [])), serving_targets=len(erasure.get("serving", [])),
+                  verified=bool(erasure.get("verified")))
+    for step in ("connections", "variables", "dags"):  # a termination's steps: how many, never which
+        outcome = summary.get(step)
+        if isinstance(outcome, Mapping):
+            counts[step] = sum(len(names) for names in outcome.values() if isinstance(names, (list, tuple)))
+    outputs = [tables.output(t["table"], tables.current_snapshot(t["table"])) for t in changed]
+    inputs = [tables.input(t["table"]) for t in changed]
+    operation = "tenant_terminate" if type(task).__name__ == "TenantTerminateOperator" else "dsr_erase"
+    return operator_lineage(inputs, outputs, run_facet(operation, counts))
+
+
+BUILDERS: dict[str, Callable[[Any, str, Any], Any]] = {
+    "IcebergIngestOperator": ingest,
+    "FeatureTransformOperator": feature_transform,
+    "TrainingSetOperator": training_set,
+    "ContractCheckOperator": contract_check,
+    "QuarantineReleaseOperator": quarantine_release,
+    "QuarantinePurgeOperator": quarantine_purge,
+    "IcebergMaintenanceOperator": maintenance,
+    "SnapshotExportOperator": snapshot_export,
+    "FeatureStoreExportOperator": sagemaker_export,
+    "MlflowLogTrainingSetOperator": mlflow_log,
+    "DsrBaseOperator": dsr,
+}
