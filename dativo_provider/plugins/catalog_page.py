@@ -11,7 +11,7 @@ built on its first request, inside the API server.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -23,20 +23,25 @@ PAGE_NAME = "Dativo tables"
 
 
 class _AppOnFirstRequest:
-    """An ASGI app that builds :func:`~dativo_provider.plugins.fastapi_app.create_app` when first called."""
+    """An ASGI app that builds :func:`~dativo_provider.plugins.fastapi_app.create_app` when first called,
+    in a worker thread: its imports take a while, and the API server's event loop keeps serving."""
 
     def __init__(self) -> None:
         self._app: Any = None
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
-            with self._lock:
+            async with self._lock:
                 if self._app is None:
-                    from dativo_provider.plugins.fastapi_app import create_app
-
-                    self._app = create_app()
+                    self._app = await asyncio.to_thread(_create_app)
         await self._app(scope, receive, send)
+
+
+def _create_app() -> Any:
+    from dativo_provider.plugins.fastapi_app import create_app
+
+    return create_app()
 
 
 def _base_path(path: str) -> str:

@@ -32,6 +32,7 @@ from airflow.api_fastapi.core_api.security import (
     requires_access_view,
 )
 
+from dativo_provider.plugins.catalog_page import URL_PREFIX
 from dativo_provider.plugins.request_runs import request_facts_from_runs
 from dativo_provider.plugins.ui_config import service
 from dativo_provider.ui.page import PAGE_HEADERS, PLOTS_HEADERS, render_page
@@ -58,7 +59,9 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
     def page(request: Request) -> HTMLResponse:
-        config = {"api": "api/", "trigger_url": _airflow_api(request) + "/api/v2/dags/{dag_id}/dagRuns",
+        mounted_at = str(request.scope.get("root_path") or "")  # <base>/dativo
+        config = {"api": mounted_at + "/api/",
+                  "trigger_url": mounted_at.removesuffix(URL_PREFIX) + "/api/v2/dags/{dag_id}/dagRuns",
                   "trigger_body": {"logical_date": None}}
         return HTMLResponse(render_page(config), headers=PAGE_HEADERS)
 
@@ -94,12 +97,6 @@ def create_app() -> FastAPI:
         return service().subject_requests(request_facts_from_runs())
 
     return app
-
-
-def _airflow_api(request: Request) -> str:
-    """Airflow's base path as seen by the browser: this app is mounted under ``<base>/dativo``."""
-    root = str(request.scope.get("root_path") or "")
-    return root.removesuffix("/dativo")
 
 
 def _answer(work: Any) -> Any:

@@ -47,6 +47,10 @@ def server(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory) -> Ite
     prepare_home(home, env)
     process, started = start(home, env)
     try:
+        # The first request builds the app and loads the catalog (slow on a busy machine): once, here.
+        warm = httpx.get(f"{started.base}/dativo/api/tables", timeout=600,
+                         headers={"Authorization": f"Bearer {started.token('admin')}"})
+        assert warm.status_code == 200, f"{warm.status_code} {warm.text[:500]}\n{started.log.read_text()[-3000:]}"
         yield started
     finally:
         stop(process)
@@ -190,3 +194,11 @@ def test_requests_view_shows_the_erasure_and_its_verified_certificate(page: Any,
     assert "erasure" in text and "completed" in text and "signature valid" in text and "erasure verified" in text
     assert "Audit trail in demo_lake: verified" in text
     _screenshot(page, "requests")
+
+
+def test_the_page_opens_inside_the_airflow_ui(page: Any, server: ApiServer):
+    page.goto(f"{server.base}/plugin/dativo")
+    frame = page.frame_locator("iframe[src='/dativo/']")
+    frame.get_by_text("orders_quarantine").first.wait_for(timeout=120_000)
+    assert frame.get_by_role("link", name="Quarantines").count() == 1
+    _screenshot(page, "in_airflow")

@@ -137,3 +137,23 @@ def test_unreachable_catalog_errors_are_shown_with_secrets_masked(demo_lake: Dem
     for secret in ("hunter2", "s3cr3t-value", "tok-123456"):
         assert secret not in json.dumps(answer)
     assert redact_identity("postgresql://etl:pw@db:5432/shop?x=1") == "postgresql://db:5432/shop?x=1"
+
+
+def test_an_open_request_takes_its_deadline_from_the_facts_and_shows_overdue(tmp_path: Path):
+    from datetime import datetime, timezone
+
+    from dativo_provider.iceberg.catalog import embedded_catalog
+    from dativo_provider.privacy.audit import AuditTrail, IcebergAuditStore
+    from dativo_provider.privacy.request import SubjectRequest
+    from dativo_provider.ui.subject_requests import RequestFacts, subject_requests
+
+    catalog = embedded_catalog(tmp_path).load()
+    request = SubjectRequest("dsr-open-1", "access", "customer", emails=("ada@example.com",))
+    AuditTrail(IcebergAuditStore(catalog, "dativo.dsr_audit"), HASH_KEY).append_request(
+        request, "received", {"kind": "access"})
+    facts = {"dsr-open-1": RequestFacts(received="2026-01-01T00:00:00+00:00", deadline="2026-01-31T00:00:00+00:00")}
+    (row,) = subject_requests(LABEL, catalog, "dativo.dsr_audit", facts=facts,
+                              now=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    assert (row.status, row.kind, row.deadline, row.overdue) == ("open", "access", "2026-01-31T00:00:00+00:00", True)
+    assert row.certificate is None and "ada" not in json.dumps(row.to_dict())
+    assert row.subject_hashes == [subject_hash(HASH_KEY, "customer", "ada@example.com")[:16]]
