@@ -57,7 +57,9 @@ def create_app() -> FastAPI:
                   redoc_url=None, openapi_url=None)
     read_tables = [Depends(requires_access_asset("GET"))]
 
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
+    website = [Depends(requires_access_view(AccessView.WEBSITE))]
+
+    @app.get("/", response_class=HTMLResponse, dependencies=website)
     def page(request: Request) -> HTMLResponse:
         mounted_at = str(request.scope.get("root_path") or "")  # <base>/dativo
         config = {"api": mounted_at + "/api/",

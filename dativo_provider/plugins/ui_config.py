@@ -1,25 +1,10 @@
 """The page's settings from Airflow: ``[dativo_ui]`` options (or ``AIRFLOW__DATIVO_UI__*`` variables)
 and connections.
 
-================================  ==========================================================  ================================
-option                            meaning                                                     default
-================================  ==========================================================  ================================
-``catalog_conn_ids``              comma-separated ``dativo_iceberg``/``iceberg`` connections   ``iceberg_default`` (the embedded
-                                                                                              catalog when it does not exist)
-``contracts_folder``              ODCS contracts: classifications, rules, release             none
-``reports_folder``                ``<folder>/<namespace.table>/*.json`` contract and drift     ``$AIRFLOW_HOME/dativo/reports``
-                                  reports
-``certificates_folder``           data-subject request certificates ``<request_id>.json``     ``$AIRFLOW_HOME/dativo/dsr/certificates``
-``audit_table``                   the audit trail's table in each catalog                     ``dativo.dsr_audit``
-``actions_dag_id``                the DAG release and purge trigger                           ``dativo_quarantine_actions``
-``signing_conn_id``               ``dativo_dsr_key`` connection whose key verifies            ``dativo_dsr_signing``
-                                  certificates (skipped when absent)
-``hash_key_conn_id``              ``dativo_dsr_key`` connection of the audit trail key, to    ``dativo_dsr_hash_key``
-                                  check its chain (skipped when absent)
-``listing_ttl_seconds``           how long a REST/Glue catalog's listing is reused            ``60``
-``request_dag_ids``               DAGs triggered with data-subject requests as conf: their    none
-                                  runs give open requests' deadlines
-================================  ==========================================================  ================================
+Options (each described in docs/ui.md, with its default): ``catalog_conn_ids`` (default
+``iceberg_default``), ``contracts_folder``, ``reports_folder``, ``certificates_folder``, ``audit_table``,
+``actions_dag_id``, ``signing_conn_id``, ``hash_key_conn_id``, ``request_dag_ids``,
+``listing_ttl_seconds``.
 
 Keys read here are used in the API server process only, to verify; none is ever sent to the browser.
 """
@@ -48,7 +33,8 @@ def service() -> CatalogUi:
     global _service
     with _service_lock:
         if _service is None:
-            _service = CatalogUi(ui_settings(), TableListCache(listing_ttl=float(option("listing_ttl_seconds", "60"))))
+            cache = TableListCache(listing_ttl=float(option("listing_ttl_seconds", "60")))
+            _service = CatalogUi(ui_settings(), cache)
         return _service
 
 
@@ -65,12 +51,13 @@ def ui_settings() -> UiSettings:
     from dativo_provider.hooks.iceberg import IcebergHook
 
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
-    conn_ids = [c.strip() for c in option("catalog_conn_ids", IcebergHook.default_conn_name).split(",") if c.strip()]
+    listed = option("catalog_conn_ids", IcebergHook.default_conn_name)
+    conn_ids = [c.strip() for c in listed.split(",") if c.strip()]
     return UiSettings(
         catalogs={conn_id: IcebergHook(conn_id).get_catalog_config() for conn_id in conn_ids},
         contracts_dir=_folder(option("contracts_folder")),
         reports_dir=_folder(option("reports_folder", str(home / "dativo" / "reports"))),
-        certificates_dir=_folder(option("certificates_folder", str(home / "dativo" / "dsr" / "certificates"))),
+        certificates_dir=_folder(option("certificates_folder", str(home / "dativo/dsr/certificates"))),
         audit_table=option("audit_table", DEFAULT_AUDIT_TABLE),
         actions_dag_id=option("actions_dag_id", DEFAULT_ACTIONS_DAG_ID),
         certificate_keys=_verifying_keys(option("signing_conn_id", "dativo_dsr_signing")),

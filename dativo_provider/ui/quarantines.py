@@ -61,7 +61,8 @@ def quarantine(catalog_name: str, catalog: Catalog, quarantine_table: str, guard
     """Read the reason columns of ``quarantine_table`` and count rows per run and check."""
     table = catalog.load_table(quarantine_table)
     held = Quarantine(catalog_name, guarded_table, quarantine_table,
-                      contract=contract.id if contract else None, contract_file=contract.path if contract else None)
+                      contract=contract.id if contract else None,
+                      contract_file=contract.path if contract else None)
     if table.current_snapshot() is None:
         return held
     rows = table.scan(selected_fields=(RUN_ID, FAILED_CHECKS, REASON, QUARANTINED_AT)).to_arrow().to_pylist()
@@ -99,8 +100,8 @@ def action_conf(action: str, held: Quarantine, run_ids: Sequence[str]) -> dict[s
     if not run_ids or unknown:
         raise ValueError(f"run ids {unknown or '[]'} are not held in {held.quarantine_table}")
     if action == "release" and not held.contract_file:
-        raise ValueError(f"{held.table}: its contract is not in the contracts folder; a release re-checks rows "
-                         "with it, so set [dativo_ui] contracts_folder")
+        raise ValueError(f"{held.table}: its contract is not in the contracts folder; a release re-checks "
+                         "rows with it, so set [dativo_ui] contracts_folder")
     return {"action": action, "catalog": held.catalog, "table": held.table,
             "quarantine_table": held.quarantine_table, "contract": held.contract_file or "",
             "run_ids": sorted(set(run_ids))}

@@ -34,6 +34,8 @@ MAX_DRIFT_REPORTS = 5
 _SAFE_IDENTIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]*$")
 _CHECK_FIELDS = ("name", "engine", "category", "severity", "outcome", "column", "metric", "observed",
                  "threshold", "failing_rows", "message")
+_DRIFT_FIELDS = ("column", "kind", "stattest", "value_kind", "value", "threshold", "drifted",
+                 "reference_rows", "current_rows")
 _MAX_NEW_CATEGORIES = 20
 
 
@@ -82,7 +84,8 @@ def plot_file(reports_dir: Path | None, table: str, name: str) -> Path | None:
 
 def contract_report(document: dict[str, Any], path: Path) -> dict[str, Any]:
     """A contract report's summary and one entry per rule (failing rows' keys left out)."""
-    checks = [{k: check.get(k) for k in _CHECK_FIELDS} for check in document["checks"] if isinstance(check, dict)]
+    checks = [{k: check.get(k) for k in _CHECK_FIELDS}
+              for check in document["checks"] if isinstance(check, dict)]
     return {
         "file": path.name, "written_at": _mtime(path), "contract": document.get("contract"),
         "contract_version": document.get("contract_version"), "verdict": document.get("verdict"),
@@ -97,8 +100,7 @@ def drift_report(document: dict[str, Any], path: Path) -> dict[str, Any]:
     columns = []
     for column in document.get("columns") or []:
         if isinstance(column, dict):
-            entry = {k: column.get(k) for k in ("column", "kind", "stattest", "value_kind", "value", "threshold",
-                                                 "drifted", "reference_rows", "current_rows")}
+            entry = {k: column.get(k) for k in _DRIFT_FIELDS}
             entry["new_categories"] = list(column.get("new_categories") or [])[:_MAX_NEW_CATEGORIES]
             columns.append(entry)
     plots = path.with_suffix(".html")

@@ -154,7 +154,7 @@ def certificate_status(certificates_dir: Path | None, request_id: str,
         "reason": check.reason if check else f"no verifying key for key id {key_id!r} is configured",
         "key_id": key_id,
         "request": _request_section(document.get("request")),
-        "tables": sorted((document.get("tables") or {}).keys()) if isinstance(document.get("tables"), dict) else [],
+        "tables": sorted(document["tables"]) if isinstance(document.get("tables"), dict) else [],
         "totals": document.get("totals"),
         "verification": _verification(document.get("verification")),
         "issued": (document.get("timestamps") or {}).get("issued"),
@@ -175,8 +175,9 @@ def _request_section(section: Any) -> dict[str, Any]:
     raw = section.get("subject")
     subject: dict[str, Any] = raw if isinstance(raw, dict) else {}
     hashes = [str(h)[:HASH_SHOWN] for h in subject.get("identifier_hashes") or []]
-    return {"kind": section.get("kind"), "received": section.get("received"), "deadline": section.get("deadline"),
-            "subject_kind": subject.get("kind"), "identifier_hashes": hashes}
+    return {"kind": section.get("kind"), "received": section.get("received"),
+            "deadline": section.get("deadline"), "subject_kind": subject.get("kind"),
+            "identifier_hashes": hashes}
 
 
 def _verification(section: Any) -> dict[str, Any] | None:

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 #: Snapshots listed, newest first.
 MAX_SNAPSHOTS = 100
 #: Snapshot summary keys worth a column of their own (the rest of the summary is not shown).
-_SUMMARY_KEYS = ("added-records", "deleted-records", "added-data-files", "deleted-data-files", "total-records",
-                 "dativo.quarantine-run", "dativo.rows-quarantined", "dativo.dsr-request", "dativo.dsr-purge",
-                 "dativo.maintenance", "dativo.operation")
+_SUMMARY_KEYS = ("added-records", "deleted-records", "added-data-files", "deleted-data-files",
+                 "total-records", "dativo.quarantine-run", "dativo.rows-quarantined", "dativo.dsr-request",
+                 "dativo.dsr-purge", "dativo.maintenance", "dativo.operation")
 _METRICS_PREFIX = "write.metadata.metrics.column."
 #: Property name fragments that mark a secret value (pyiceberg's credential property names).
 _SECRET_MARKERS = ("token", "credential", "secret", "password", "session", "private", "signing")
@@ -70,7 +70,7 @@ def snapshots(metadata: TableMetadata) -> list[dict[str, Any]]:
         summary: Any = snapshot.summary if snapshot.summary is not None else {}
         out.append({
             "snapshot_id": str(snapshot.snapshot_id),
-            "parent_id": str(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id is not None else None,
+            "parent_id": None if snapshot.parent_snapshot_id is None else str(snapshot.parent_snapshot_id),
             "committed_at": iso_ms(snapshot.timestamp_ms),
             "operation": str(summary.operation.value) if getattr(summary, "operation", None) else None,
             "run_id": summary.get(RUN_ID_KEY),
@@ -98,8 +98,8 @@ def schema(metadata: TableMetadata, dataset: Dataset | None) -> list[dict[str, A
     for field in metadata.schema().fields:
         column = columns.get(field.name)
         out.append({
-            "id": field.field_id, "name": field.name, "type": str(field.field_type), "required": field.required,
-            "doc": field.doc,
+            "id": field.field_id, "name": field.name, "type": str(field.field_type),
+            "required": field.required, "doc": field.doc,
             "classification": column.classification if column else None,
             "data_subject": column.data_subject if column else None,
             "primary_key": column.primary_key if column else False,

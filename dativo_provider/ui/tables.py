@@ -209,7 +209,8 @@ def all_tables(catalog: Catalog) -> Iterable[tuple[str, ...]]:
     while pending:
         namespace = pending.pop()
         yield from (tuple(ident) for ident in catalog.list_tables(namespace))
-        pending.extend(child for child in catalog.list_namespaces(namespace) if tuple(child) != tuple(namespace))
+        children = catalog.list_namespaces(namespace)
+        pending.extend(child for child in children if tuple(child) != tuple(namespace))
 
 
 def sql_metadata_locations(catalog: Catalog) -> dict[tuple[str, ...], str] | None:
