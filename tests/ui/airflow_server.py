@@ -51,7 +51,8 @@ def plugin_entry_point_installed() -> bool:
     return any(ep.value.startswith("dativo_provider.") for ep in metadata.entry_points(group="airflow.plugins"))
 
 
-def server_env(home: Path, lake: DemoLake) -> dict[str, str]:
+def server_env(home: Path, lake: DemoLake, more_catalogs: dict[str, Path] | None = None) -> dict[str, str]:
+    """The server's environment; ``more_catalogs``: connection id -> embedded catalog root, shown too."""
     lake_root = lake.home / "lake"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DATIVO"))}
     env.update({
@@ -69,11 +70,15 @@ def server_env(home: Path, lake: DemoLake) -> dict[str, str]:
             "conn_type": "dativo_dsr_key", "password": SIGNING_SECRET.decode(),
             "extra": {"algorithm": "hmac-sha256", "key_id": SIGNING_KEY_ID}}),
         "AIRFLOW_CONN_DATIVO_DSR_HASH_KEY": json.dumps({"conn_type": "dativo_dsr_key", "password": HASH_KEY.decode()}),
-        "AIRFLOW__DATIVO_UI__CATALOG_CONN_IDS": CATALOG_CONN_ID,
+        "AIRFLOW__DATIVO_UI__CATALOG_CONN_IDS": ",".join([CATALOG_CONN_ID, *(more_catalogs or {})]),
         "AIRFLOW__DATIVO_UI__CONTRACTS_FOLDER": str(lake.contracts),
         "AIRFLOW__DATIVO_UI__REPORTS_FOLDER": str(lake.reports),
         "AIRFLOW__DATIVO_UI__CERTIFICATES_FOLDER": str(lake.certificates),
     })
+    for conn_id, root in (more_catalogs or {}).items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
+            "conn_type": "dativo_iceberg", "host": f"sqlite:///{root / 'catalog.db'}",
+            "extra": {"catalog_type": "sql", "warehouse": f"file://{root / 'warehouse'}"}})
     if not plugin_entry_point_installed():
         # An install from before the entry point existed: Airflow finds the plugin through the provider
         # metadata, which it reads only when it discovers providers eagerly.

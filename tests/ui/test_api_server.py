@@ -29,10 +29,12 @@ from tests.ui.airflow_server import (
     stop,
 )
 from tests.ui.demo_lake import HASH_KEY, QUARANTINE_RUN, REQUEST_ID, SCRIPT_TABLE, SIGNING_SECRET, DemoLake
+from tests.ui.thousand_tables import TABLES, thousand_tables
 
 pytestmark = [pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the FastAPI plugin needs Airflow 3"),
               pytest.mark.timeout(900)]
 
+BENCH_CONN_ID = "bench_lake"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 READ_ROUTES = ("/dativo/", "/dativo/api/tables", f"/dativo/api/tables/{CATALOG_CONN_ID}/examples.orders",
                "/dativo/api/quarantines", "/dativo/api/requests")
@@ -43,7 +45,8 @@ ACTION = {"catalog": CATALOG_CONN_ID, "quarantine_table": "examples.orders_quara
 @pytest.fixture(scope="module")
 def server(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     home = tmp_path_factory.mktemp("airflow-home")
-    env = server_env(home, demo_lake)
+    thousand_tables(home / "bench-lake")
+    env = server_env(home, demo_lake, {BENCH_CONN_ID: home / "bench-lake"})
     prepare_home(home, env)
     process, started = start(home, env)
     try:
@@ -98,6 +101,17 @@ def test_the_json_api_shows_the_demo_and_no_secret(server: ApiServer, admin: dic
         assert secret not in served
 
 
+def test_a_thousand_tables_list_over_http_in_under_a_second(server: ApiServer, admin: dict[str, str]):
+    seconds = []
+    for _ in range(3):
+        answer = httpx.get(f"{server.base}/dativo/api/tables", headers=admin, timeout=120)
+        seconds.append(answer.elapsed.total_seconds())
+    rows = [row for row in answer.json()["tables"] if row["catalog"] == BENCH_CONN_ID]
+    assert len(rows) == TABLES and answer.json()["errors"] == {}
+    print(f"\nGET /dativo/api/tables ({len(answer.json()['tables'])} tables): {min(seconds) * 1000:.0f} ms")
+    assert max(seconds) < 1.0
+
+
 def test_the_action_api_answers_the_conf_for_the_actions_dag(server: ApiServer, admin: dict[str, str]):
     planned = httpx.post(f"{server.base}/dativo/api/quarantines/action", json=ACTION, headers=admin, timeout=60)
     assert planned.status_code == 200, planned.text
@@ -150,6 +164,8 @@ def test_the_page_lists_the_demo_tables_and_renders_a_script_name_as_text(page: 
     names = {row.split("\t")[2] for row in rows}
     assert {"customers", "orders", "orders_quarantine", "<script>"} <= names
     assert page.evaluate("document.querySelectorAll('script').length") == 2  # ours only
+    page.get_by_label("Filter tables").fill(f"{CATALOG_CONN_ID}.")
+    assert page.locator("main tbody tr").count() == 6
     _screenshot(page, "tables")
     page.get_by_role("link", name="<script>").click()
     page.get_by_text(f"{CATALOG_CONN_ID} / {SCRIPT_TABLE}").wait_for(timeout=60_000)
