@@ -27,9 +27,12 @@ AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-        {"type": "file", "log_file_path": str(AIRFLOW_HOME / "openlineage.jsonl"), "append": True}
-    ),
+    # The file transport, wrapped as docs/lineage.md asks of a deployment that serves data-subject requests:
+    # the request's identifiers (run conf) never reach an event.
+    "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({
+        "type": "dativo_provider.lineage.openlineage_transport.RunConfRedactingTransport",
+        "transport": {"type": "file", "log_file_path": str(AIRFLOW_HOME / "openlineage.jsonl"), "append": True},
+    }),
 }
 os.environ.update(AIRFLOW_ENV)
 os.environ.pop("DATIVO_HOME", None)
