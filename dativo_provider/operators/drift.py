@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 from dativo_provider.compat import BaseOperator, Context
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.drift_common import DRIFT_TEMPLATE_FIELDS, DriftCheckMixin
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class DriftCheckOperator(BaseOperator, DriftCheckMixin):
+class DriftCheckOperator(OpenLineageFacets, BaseOperator, DriftCheckMixin):
     """Test every feature column of ``current`` against ``reference`` and act on the verdict.
 
     One call of :func:`~dativo_provider.ml.drift_iceberg.iceberg_drift_report`: both samples are pinned

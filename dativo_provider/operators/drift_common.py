@@ -79,6 +79,7 @@ class DriftCheckMixin(BranchMixIn):
         result = report.to_dict()
         if self.report_path:
             result["report_path"] = self.report_path
+        self.run_summary = result  # OpenLineage builds the event from it (operators.lineage_events)
         self._log_mlflow(report)
         if report.dataset_drift:
             self._notify(context, result)

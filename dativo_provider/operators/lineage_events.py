@@ -261,6 +261,35 @@ def mlflow_log(task: Any, stage: str, catalog: Any) -> Any:
                             run_facet("mlflow_log_training_set", {"rows": summary.get("row_count")}))
 
 
+def drift_check(task: Any, stage: str, catalog: Any) -> Any:
+    """Both samples in, at their pinned snapshots; the current one with the test per column as
+    assertions (passing when the column did not drift) and its row and null counts as metrics."""
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+    from openlineage.client.facet_v2 import data_quality_metrics_input_dataset as dqm
+
+    summary = _summary(task, stage)
+    if summary is None:
+        return operator_lineage()
+    tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
+    columns = summary.get("columns") or []
+    checked = {
+        "dataQualityAssertions": dq.DataQualityAssertionsDatasetFacet(assertions=[dq.Assertion(
+            assertion=f"drift:{c['stattest']} {'>=' if c['value_kind'] == 'p_value' else '<'} {c['threshold']:g}",
+            success=not c["drifted"], column=c["column"],
+            actual=None if c.get("value") is None else str(c["value"])) for c in columns]),
+        "dataQualityMetrics": dqm.DataQualityMetricsInputDatasetFacet(
+            rowCount=max((c["current_rows"] + c["current_nulls"] for c in columns), default=0),
+            columnMetrics={c["column"]: dqm.ColumnMetrics(nullCount=c["current_nulls"], count=float(c["current_rows"]))
+                           for c in columns}),
+    }
+    reference, current = summary.get("reference") or {}, summary.get("current") or {}
+    inputs = [tables.input(reference["table"], reference.get("snapshot_id")),
+              tables.input(current["table"], current.get("snapshot_id"), checked)]
+    counts = {"columns": len(columns), "drifted_columns": len(summary.get("drifted_columns") or []),
+              "dataset_drift": bool(summary.get("dataset_drift"))}
+    return operator_lineage(inputs, [], run_facet("drift_check", counts))
+
+
 # --- data-subject requests: tables and counts, never an identifier -------------------------------------
 
 
@@ -322,4 +351,5 @@ BUILDERS: dict[str, Callable[[Any, str, Any], Any]] = {
     "FeatureStoreExportOperator": sagemaker_export,
     "MlflowLogTrainingSetOperator": mlflow_log,
     "DsrBaseOperator": dsr,
+    "DriftCheckMixin": drift_check,
 }

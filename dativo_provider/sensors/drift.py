@@ -10,9 +10,10 @@ from dativo_provider.compat import AirflowFailException, BaseSensorOperator, Con
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors
 from dativo_provider.operators.drift_common import DRIFT_TEMPLATE_FIELDS, DriftCheckMixin
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class DriftSensor(BaseSensorOperator, DriftCheckMixin):
+class DriftSensor(OpenLineageFacets, BaseSensorOperator, DriftCheckMixin):
     """Wait until ``table``'s ``branch`` has a new snapshot, then check it against ``reference``.
 
     A snapshot is new when it is not ``after_snapshot_id`` (default: the reference's own snapshot, so

@@ -127,6 +127,9 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         home("vertex")
         run_dag("example_vertex_feature_export", datetime(2024, 4, 2, 12, tzinfo=UTC))
 
+        home("drift")
+        _trigger("example_drift", {}, datetime(2024, 1, 5, 12, tzinfo=UTC))
+
         home("maintenance")
         _seed(["examples.orders", "examples.events"])
         run_dag("example_iceberg_maintenance", datetime(2024, 1, 2, tzinfo=UTC))
@@ -182,6 +185,7 @@ JOBS = {
     "MlflowLogTrainingSetOperator": "example_ml_pipeline.log_to_mlflow",
     "SnapshotExportOperator": "example_vertex_feature_export.export_features",
     "IcebergMaintenanceOperator": "example_iceberg_maintenance.maintain",
+    "DriftCheckOperator": "example_drift.drift",
     "FeatureStoreExportOperator": "example_sagemaker_export.export_features",
     "DsrDiscoverOperator": "example_dsr.discover",
     "DsrExportOperator": "example_dsr.export",
@@ -248,6 +252,15 @@ def test_contract_checks_report_assertions_and_metrics(captured):
     released = captured.complete("example_contract_quarantine.release_orders")
     assert released["run"]["facets"]["dativo"]["counts"] == {"rows_considered": 4, "rows_published": 3,
                                                              "rows_requarantined": 1}
+
+
+def test_drift_checks_report_a_verdict_per_column_on_the_current_snapshot(captured):
+    event = captured.complete("example_drift.drift")
+    reference, current = event["inputs"]
+    assert reference["facets"]["version"]["datasetVersion"] != current["facets"]["version"]["datasetVersion"]
+    assertions = current["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert len(assertions) == event["run"]["facets"]["dativo"]["counts"]["columns"] == 4
+    assert current["inputFacets"]["dataQualityMetrics"]["rowCount"] == 2100
 
 
 def test_dsr_events_carry_counts_and_never_the_subject_or_a_secret(captured):
