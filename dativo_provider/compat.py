@@ -37,7 +37,10 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
             AirflowSensorTimeout,
         )
         from airflow.sdk.log import mask_secret
-        from airflow.providers.standard.operators.branch import BranchMixIn
+        try:  # Airflow 3.1+: the Task SDK's own (the standard provider's imports common-compat's sdk)
+            from airflow.sdk.bases.branch import BranchMixIn
+        except ImportError:  # Airflow 3.0
+            from airflow.providers.standard.operators.branch import BranchMixIn
     else:
         from airflow.datasets import Dataset as Asset
         from airflow.datasets import DatasetAlias as AssetAlias
