@@ -17,8 +17,9 @@ from typing import Any
 
 #: Security headers of the page and of drift plots (the plots are our own HTML, without script).
 PAGE_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                "connect-src 'self'; img-src 'self' data:; frame-ancestors 'self'"),
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self' 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -32,7 +33,9 @@ PLOTS_HEADERS = {
 
 def render_page(config: dict[str, Any]) -> str:
     """The page with ``config`` (API base, Airflow's DAG-run URL pattern and body shape) embedded."""
-    data = json.dumps(config, sort_keys=True).replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    data = json.dumps(config, sort_keys=True)
+    for character, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        data = data.replace(character, escaped)
     return _PAGE.replace("__CONFIG__", data)
 
 
@@ -53,7 +56,8 @@ _PAGE = """<!doctype html>
   table { border-collapse: collapse; width: 100%; margin-bottom: 8px; }
   th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
   th { font-weight: 600; white-space: nowrap; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } .nowrap { white-space: nowrap; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+  .nowrap { white-space: nowrap; }
   code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
   .muted { color: var(--muted); } .bad { color: var(--bad); font-weight: 600; }
   .good { color: var(--good); font-weight: 600; } .warn { color: var(--warn); font-weight: 600; }
