@@ -6,3 +6,6 @@
 - :mod:`.ui_config`: what the page shows, from ``[dativo_ui]`` options and Airflow connections;
 - :mod:`.quarantine_actions`: the DAG the page triggers to release or purge quarantined rows.
 """
+
+#: Where the API server (Airflow 3) mounts the page's app, and where Airflow 2.11's view lives.
+URL_PREFIX = "/dativo"

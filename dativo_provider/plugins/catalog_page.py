@@ -17,8 +17,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
-
-URL_PREFIX = "/dativo"
+from dativo_provider.plugins import URL_PREFIX
 PAGE_NAME = "Dativo tables"
 
 

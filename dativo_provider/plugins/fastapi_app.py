@@ -32,7 +32,7 @@ from airflow.api_fastapi.core_api.security import (
     requires_access_view,
 )
 
-from dativo_provider.plugins.catalog_page import URL_PREFIX
+from dativo_provider.plugins import URL_PREFIX
 from dativo_provider.plugins.request_runs import request_facts_from_runs
 from dativo_provider.plugins.ui_config import service
 from dativo_provider.ui.page import PAGE_HEADERS, PLOTS_HEADERS, render_page

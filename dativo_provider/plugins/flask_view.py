@@ -17,6 +17,7 @@ from flask_appbuilder import BaseView, expose
 from airflow.auth.managers.models.resource_details import AccessView, DagAccessEntity, DagDetails
 from airflow.www.auth import has_access_view
 
+from dativo_provider.plugins import URL_PREFIX
 from dativo_provider.plugins.request_runs import request_facts_from_runs
 from dativo_provider.plugins.ui_config import service
 from dativo_provider.ui.page import PAGE_HEADERS, PLOTS_HEADERS, render_page
@@ -58,7 +59,7 @@ def _read_audit_logs(manager: Any) -> bool:
 class DativoView(BaseView):
     """Tables, quarantines and data-subject requests."""
 
-    route_base = "/dativo"
+    route_base = URL_PREFIX
     default_view = "page"
 
     @expose("/")
@@ -67,7 +68,7 @@ class DativoView(BaseView):
         from flask_wtf.csrf import generate_csrf
 
         root = request.script_root
-        config = {"api": f"{root}/dativo/api/", "trigger_url": f"{root}/api/v1/dags/{{dag_id}}/dagRuns",
+        config = {"api": f"{root}{URL_PREFIX}/api/", "trigger_url": f"{root}/api/v1/dags/{{dag_id}}/dagRuns",
                   "trigger_body": {}, "csrf_token": generate_csrf()}
         return Response(render_page(config), mimetype="text/html", headers=PAGE_HEADERS)
 
