@@ -10,9 +10,10 @@ from dativo_provider.compat import BaseHook, BaseOperator, Context
 from dativo_provider.exceptions import ConfigError
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import airflow_errors, contract_path
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 
-class FeastMaterializeOperator(BaseOperator):
+class FeastMaterializeOperator(OpenLineageFacets, BaseOperator):
     """Write each entity's latest feature values from an Iceberg snapshot into Feast's online store.
 
     One call of :func:`~dativo_provider.ml.feast_online.materialize_online`: the rows are read at
@@ -102,7 +103,7 @@ class FeastMaterializeOperator(BaseOperator):
                                             batch_rows=self.batch_rows, duckdb_settings=self.duckdb_settings)
             finally:
                 _release(store)
-        summary = result.to_dict()
+        summary = self.run_summary = result.to_dict()
         self.log.info("Feast %s/%s: %s run on snapshot %s, %d rows read, %d entities written, %d deleted",
                       summary["project"], summary["feature_view"], summary["mode"], summary["snapshot_id"],
                       summary["rows_read"], summary["entities_written"], summary["entities_deleted"])

@@ -250,6 +250,22 @@ def sagemaker_export(task: Any, stage: str, catalog: Any) -> Any:
     return operator_lineage([source], [output], run_facet("sagemaker_export", counts))
 
 
+def feast_materialize(task: Any, stage: str, catalog: Any) -> Any:
+    """The feature table at the materialized snapshot in; the feature view out (namespace
+    ``feast://<project>``, name the view); rows read and entities written or deleted in the run facet.
+    The online store's connection is never named (it may carry a password)."""
+    from airflow.providers.common.compat.openlineage.facet import OutputDataset
+
+    summary = _summary(task, stage)
+    tables = _tables(catalog)
+    if summary is None:
+        return operator_lineage([tables.input(task.table)] if stage == START else [], [])
+    source = tables.input(summary["table"], summary.get("snapshot_id"))
+    output = OutputDataset(namespace=f"feast://{summary['project']}", name=str(summary["feature_view"]))
+    counts = {k: summary.get(k) for k in ("rows_read", "entities_written", "entities_deleted")}
+    return operator_lineage([source], [output], run_facet("feast_materialize", counts))
+
+
 def mlflow_log(task: Any, stage: str, catalog: Any) -> Any:
     """The training-set table at the logged snapshot, as the MLflow run's input."""
     summary = _summary(task, stage)
@@ -352,4 +368,5 @@ BUILDERS: dict[str, Callable[[Any, str, Any], Any]] = {
     "MlflowLogTrainingSetOperator": mlflow_log,
     "DsrBaseOperator": dsr,
     "DriftCheckMixin": drift_check,
+    "FeastMaterializeOperator": feast_materialize,
 }

@@ -183,6 +183,7 @@ JOBS = {
     "FeatureTransformOperator": "example_ml_pipeline.customer_features",
     "TrainingSetOperator": "example_ml_pipeline.training_set",
     "MlflowLogTrainingSetOperator": "example_ml_pipeline.log_to_mlflow",
+    "FeastMaterializeOperator": "example_ml_pipeline.materialize_online",
     "SnapshotExportOperator": "example_vertex_feature_export.export_features",
     "IcebergMaintenanceOperator": "example_iceberg_maintenance.maintain",
     "DriftCheckOperator": "example_drift.drift",
