@@ -69,20 +69,22 @@ class ColumnLineage:
         return {link.relation for link in links}
 
 
-def identity_lineage(columns: Iterable[str], relation: str, source_columns: Iterable[str] | None = None
-                     ) -> ColumnLineage:
+def identity_lineage(
+    columns: Iterable[str], relation: str, source_columns: Iterable[str] | None = None
+) -> ColumnLineage:
     """Each output column from the input column of the same name (an ingest without a transform).
 
     :param source_columns: the input's columns when known: output columns not among them get no link.
     """
     known = None if source_columns is None else set(source_columns)
-    return ColumnLineage(fields={
-        name: (SourceColumn(relation, name),) for name in columns if known is None or name in known
-    })
+    return ColumnLineage(
+        fields={name: (SourceColumn(relation, name),) for name in columns if known is None or name in known}
+    )
 
 
-def sql_column_lineage(sql: str, relations: Mapping[str, Sequence[str]], dialect: str = "duckdb"
-                       ) -> ColumnLineage:
+def sql_column_lineage(
+    sql: str, relations: Mapping[str, Sequence[str]], dialect: str = "duckdb"
+) -> ColumnLineage:
     """The column lineage of one SELECT (module doc); empty if the SQL cannot be read.
 
     :param relations: the relations the SQL reads and their columns, ``{"orders": ["id", ...]}``; a
@@ -90,7 +92,8 @@ def sql_column_lineage(sql: str, relations: Mapping[str, Sequence[str]], dialect
     """
     try:
         return _Resolver(sql, relations, dialect).lineage()
-    except Exception as exc:  # lineage never fails the caller: report nothing rather than a guess
+    except Exception as exc:  # noqa: BLE001 - lineage never fails the caller
+        # Report nothing rather than a guess.
         log.warning("column lineage: could not read the SQL (%s: %s)", type(exc).__name__, exc)
         return ColumnLineage()
 
@@ -103,12 +106,20 @@ class _Resolver:
         from sqlglot.optimizer.qualify import qualify
         from sqlglot.optimizer.scope import build_scope
 
-        schema = {name: {column: "VARCHAR" for column in columns} for name, columns in relations.items()}
-        tree = qualify(parse_one(sql, dialect=dialect), schema=schema, dialect=dialect,
-                       validate_qualify_columns=False, identify=False)
-        self.root = build_scope(tree)
-        if self.root is None:
+        schema: dict[str, object] = {
+            name: dict.fromkeys(columns, "VARCHAR") for name, columns in relations.items()
+        }
+        tree = qualify(
+            parse_one(sql, dialect=dialect),
+            schema=schema,
+            dialect=dialect,
+            validate_qualify_columns=False,
+            identify=False,
+        )
+        root = build_scope(tree)
+        if root is None:
             raise ValueError("not a query")
+        self.root = root
 
     def lineage(self) -> ColumnLineage:
         fields: dict[str, set[SourceColumn]] = {}
@@ -178,9 +189,13 @@ class _Resolver:
             select = scope.expression
             if not isinstance(select, exp.Select):
                 continue
-            clauses = [(select.args.get("where"), "FILTER"), (select.args.get("having"), "FILTER"),
-                       (select.args.get("group"), "GROUP_BY"), (select.args.get("order"), "SORT"),
-                       *((join.args.get("on"), "JOIN") for join in select.args.get("joins") or [])]
+            clauses = [
+                (select.args.get("where"), "FILTER"),
+                (select.args.get("having"), "FILTER"),
+                (select.args.get("group"), "GROUP_BY"),
+                (select.args.get("order"), "SORT"),
+                *((join.args.get("on"), "JOIN") for join in select.args.get("joins") or []),
+            ]
             for clause, subtype in clauses:
                 for column in clause.find_all(exp.Column) if clause is not None else ():
                     found |= self._column(scope, column, (INDIRECT, subtype))

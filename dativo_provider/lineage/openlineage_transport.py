@@ -38,14 +38,16 @@ class RunConfRedactingConfig(Config):
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> RunConfRedactingConfig:
         if not isinstance(params.get("transport"), Mapping) or not params["transport"].get("type"):
-            raise ValueError("RunConfRedactingTransport needs 'transport': the configuration of the transport "
-                             'it wraps, e.g. {"type": "http", "url": ...}')
+            raise ValueError(
+                "RunConfRedactingTransport needs 'transport': the configuration of the transport "
+                'it wraps, e.g. {"type": "http", "url": ...}'
+            )
         keys = params.get("keys") or REQUEST_IDENTIFIER_KEYS
         return cls(transport=dict(params["transport"]), keys=[str(key) for key in keys])
 
 
 class RunConfRedactingTransport(Transport):
-    """Hides request identifiers in the run conf copied into events, then hands them to the wrapped transport."""
+    """Hides request identifiers in the run conf copied into events, then hands them on."""
 
     kind = "dativo_run_conf_redacting"
     config_class = RunConfRedactingConfig
@@ -67,7 +69,8 @@ class RunConfRedactingTransport(Transport):
 
 
 def redact_run_conf(facet: Any, keys: Sequence[str]) -> None:
-    """Replace the values of ``keys`` in a run facet's ``dagRun["conf"]`` (the provider's shape) by ``***``."""
+    """Replace the values of ``keys`` in a run facet's ``dagRun["conf"]`` (the provider's shape) by
+    ``***``."""
     dag_run = facet.get("dagRun") if isinstance(facet, dict) else getattr(facet, "dagRun", None)
     if not isinstance(dag_run, dict) or not isinstance(dag_run.get("conf"), dict):
         return

@@ -3,7 +3,7 @@
 the operators' ``get_openlineage_facets_on_*`` methods call them through :func:`lineage_for`, which
 never lets an error reach the task.
 
-Built from :mod:`dativo_provider.operators.lineage`; imported only when the OpenLineage provider asks.
+Built from :mod:`dativo_provider.operators.lineage_facets`; imported only when the OpenLineage provider asks.
 Results are read from the attribute each operator sets in ``execute`` (``ingest_result``,
 ``transform_result``, ``report``, else ``run_summary``); a start event names what the arguments name.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dativo_provider.operators.lineage import (
+from dativo_provider.operators.lineage_facets import (
     IcebergLineage,
     column_lineage_facet,
     load_contract_quietly,
@@ -84,17 +84,24 @@ def ingest(task: Any, stage: str, catalog: Any) -> Any:
     outputs = [_written(tables, result["table"], result, column_lineage_facet(lineage, relations))]
     quality = result.get("quality") or {}
     if result.get("rows_quarantined") and quality.get("quarantine_table"):
-        outputs.append(tables.output(quality["quarantine_table"], statistics={"rowCount": result["rows_quarantined"]}))
+        outputs.append(
+            tables.output(quality["quarantine_table"], statistics={"rowCount": result["rows_quarantined"]})
+        )
     return operator_lineage(inputs, outputs)
 
 
-def _written(tables: IcebergLineage, table: str, result: Mapping[str, Any], column_lineage: Mapping[str, Any]
-             ) -> Any:
+def _written(
+    tables: IcebergLineage, table: str, result: Mapping[str, Any], column_lineage: Mapping[str, Any]
+) -> Any:
     """The output table of an ingest-like run: at its snapshot, with statistics and quality facets."""
     snapshot_id = result.get("snapshot_id") or tables.current_snapshot(table)
     statistics = {"rowCount": result.get("rows_written"), "size": result.get("bytes_written")}
-    return tables.output(table, snapshot_id, statistics=statistics,
-                         extra_facets={**column_lineage, **quality_facets(result.get("quality"))})
+    return tables.output(
+        table,
+        snapshot_id,
+        statistics=statistics,
+        extra_facets={**column_lineage, **quality_facets(result.get("quality"))},
+    )
 
 
 def feature_transform(task: Any, stage: str, catalog: Any) -> Any:
@@ -110,8 +117,10 @@ def feature_transform(task: Any, stage: str, catalog: Any) -> Any:
         return operator_lineage([tables.input(t) for t in planned if t], [tables.output(task.table)])
     read = (result.get("source_details") or {}).get("inputs") or {}
     inputs = {key: tables.input(spec["table"], spec.get("snapshot_id")) for key, spec in read.items()}
-    relations = {key: [c.name for c in tables.columns(spec["table"], spec.get("snapshot_id"))]
-                 for key, spec in read.items()}
+    relations = {
+        key: [c.name for c in tables.columns(spec["table"], spec.get("snapshot_id"))]
+        for key, spec in read.items()
+    }
     lineage = sql_column_lineage(task.sql, relations)
     datasets = {key: (dataset.namespace, dataset.name) for key, dataset in inputs.items()}
     output = _written(tables, task.table, result, column_lineage_facet(lineage, datasets))
@@ -126,7 +135,10 @@ def training_set(task: Any, stage: str, catalog: Any) -> Any:
     summary = _summary(task, stage)
     tables = _tables(catalog)
     if summary is None:
-        planned = [task.labels.get("table"), *(f.get("table") for f in task.features if isinstance(f, Mapping))]
+        planned = [
+            task.labels.get("table"),
+            *(f.get("table") for f in task.features if isinstance(f, Mapping)),
+        ]
         outputs = [tables.output(task.output_table)] if task.output_table and stage == START else []
         return operator_lineage([tables.input(t) for t in planned if t and stage == START], outputs)
     read = summary.get("inputs") or []
@@ -134,13 +146,23 @@ def training_set(task: Any, stage: str, catalog: Any) -> Any:
     if not summary.get("output_table"):
         return operator_lineage(inputs, [], run_facet("training_set", {"rows": summary.get("row_count")}))
     output_table, snapshot_id = summary["output_table"], summary.get("output_snapshot_id")
-    by_input = {str(n): {c.name for c in tables.columns(i["table"], i.get("snapshot_id"))} for n, i in enumerate(read)}
+    by_input = {
+        str(n): {c.name for c in tables.columns(i["table"], i.get("snapshot_id"))} for n, i in enumerate(read)
+    }
     columns = [c.name for c in tables.columns(output_table, snapshot_id)]
-    lineage = ColumnLineage(fields={column: tuple(SourceColumn(n, column) for n, names in by_input.items()
-                                                  if column in names) for column in columns})
+    lineage = ColumnLineage(
+        fields={
+            column: tuple(SourceColumn(n, column) for n, names in by_input.items() if column in names)
+            for column in columns
+        }
+    )
     datasets = {str(n): (d.namespace, d.name) for n, d in enumerate(inputs)}
-    output = tables.output(output_table, snapshot_id, statistics={"rowCount": summary.get("row_count")},
-                           extra_facets=column_lineage_facet(lineage, datasets))
+    output = tables.output(
+        output_table,
+        snapshot_id,
+        statistics={"rowCount": summary.get("row_count")},
+        extra_facets=column_lineage_facet(lineage, datasets),
+    )
     return operator_lineage(inputs, [output])
 
 
@@ -156,8 +178,13 @@ def contract_check(task: Any, stage: str, catalog: Any) -> Any:
         checked = task.checked_dataset
         if not checked:
             return operator_lineage()
-        return operator_lineage([InputDataset(namespace=checked["namespace"], name=checked["name"],
-                                              inputFacets=quality_facets(report))])
+        return operator_lineage(
+            [
+                InputDataset(
+                    namespace=checked["namespace"], name=checked["name"], inputFacets=quality_facets(report)
+                )
+            ]
+        )
     tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
     snapshot_id = (report or {}).get("snapshot_id") or task.snapshot_id
     return operator_lineage([tables.input(task.table, snapshot_id or None, quality_facets(report))])
@@ -167,15 +194,24 @@ def quarantine_release(task: Any, stage: str, catalog: Any) -> Any:
     """The quarantine table in; the table (at the release's snapshot) and the quarantine table out."""
     summary = _summary(task, stage)
     tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
-    quarantine = (summary or {}).get("quarantine_table") or task.quarantine_table or f"{task.table}_quarantine"
+    quarantine = (
+        (summary or {}).get("quarantine_table") or task.quarantine_table or f"{task.table}_quarantine"
+    )
     if summary is None:
-        return operator_lineage([tables.input(quarantine)], [tables.output(task.table)] if stage == START else [])
-    published = tables.output(summary["table"], summary.get("snapshot_id") or tables.current_snapshot(summary["table"]),
-                              statistics={"rowCount": summary.get("rows_published")},
-                              extra_facets=quality_facets(summary.get("quality")))
+        return operator_lineage(
+            [tables.input(quarantine)], [tables.output(task.table)] if stage == START else []
+        )
+    published = tables.output(
+        summary["table"],
+        summary.get("snapshot_id") or tables.current_snapshot(summary["table"]),
+        statistics={"rowCount": summary.get("rows_published")},
+        extra_facets=quality_facets(summary.get("quality")),
+    )
     left = tables.output(quarantine, tables.current_snapshot(quarantine))
     counts = {k: summary.get(k) for k in ("rows_considered", "rows_published", "rows_requarantined")}
-    return operator_lineage([tables.input(quarantine)], [published, left], run_facet("quarantine_release", counts))
+    return operator_lineage(
+        [tables.input(quarantine)], [published, left], run_facet("quarantine_release", counts)
+    )
 
 
 def quarantine_purge(task: Any, stage: str, catalog: Any) -> Any:
@@ -214,13 +250,23 @@ def snapshot_export(task: Any, stage: str, catalog: Any) -> Any:
     if summary is None:
         return operator_lineage([tables.input(task.table)] if stage == START else [], [])
     source = tables.input(summary["table"], summary["snapshot_id"])
-    exported = [c for c in tables.columns(summary["table"], summary["snapshot_id"])
-                if not task.columns or c.name in task.columns]
-    facets = {**_copied_columns(exported, source), "schema": source.facets["schema"].__class__(
-        fields=[f for f in source.facets["schema"].fields if f.name in {c.name for c in exported}])}
+    exported = [
+        c
+        for c in tables.columns(summary["table"], summary["snapshot_id"])
+        if not task.columns or c.name in task.columns
+    ]
+    facets = {
+        **_copied_columns(exported, source),
+        "schema": source.facets["schema"].__class__(
+            fields=[f for f in source.facets["schema"].fields if f.name in {c.name for c in exported}]
+        ),
+    }
     output = path_dataset(summary["destination"], facets)
-    return operator_lineage([source], [output], run_facet("snapshot_export", {"rows": summary.get("rows"),
-                                                                              "files": len(summary.get("files", []))}))
+    return operator_lineage(
+        [source],
+        [output],
+        run_facet("snapshot_export", {"rows": summary.get("rows"), "files": len(summary.get("files", []))}),
+    )
 
 
 def _copied_columns(columns: list[Any], source: Any) -> dict[str, Any]:
@@ -235,8 +281,9 @@ def sagemaker_export(task: Any, stage: str, catalog: Any) -> Any:
     ``sagemaker-featurestore://<region>``, name the group), with identity column lineage."""
     summary = _summary(task, stage)
     tables = _tables(catalog)
-    table = (summary or {}).get("table") or (task.features.get("table") if isinstance(task.features, Mapping)
-                                              else None)
+    table = (summary or {}).get("table") or (
+        task.features.get("table") if isinstance(task.features, Mapping) else None
+    )
     if summary is None:
         return operator_lineage([tables.input(table)] if table and stage == START else [], [])
     from airflow.providers.common.compat.openlineage.facet import OutputDataset
@@ -244,10 +291,19 @@ def sagemaker_export(task: Any, stage: str, catalog: Any) -> Any:
     source = tables.input(table, summary.get("snapshot_id"))
     columns = tables.columns(table, summary.get("snapshot_id"))
     region = task.region_name or getattr(task, "resolved_region", None) or "default"
-    output = OutputDataset(namespace=f"sagemaker-featurestore://{region}", name=summary["feature_group_name"],
-                           facets=_copied_columns(columns, source))
+    output = OutputDataset(
+        namespace=f"sagemaker-featurestore://{region}",
+        name=summary["feature_group_name"],
+        facets=_copied_columns(columns, source),
+    )
     counts = {k: summary.get(k) for k in ("rows_read", "records_written", "requests", "retried_records")}
     return operator_lineage([source], [output], run_facet("sagemaker_export", counts))
+
+
+def _drift_assertion(column: Mapping[str, Any]) -> str:
+    """``drift:<test> < <threshold>`` (p-value tests: ``>=``), as the drift report names a column's test."""
+    passing = ">=" if column["value_kind"] == "p_value" else "<"
+    return f"drift:{column['stattest']} {passing} {column['threshold']:g}"
 
 
 def feast_materialize(task: Any, stage: str, catalog: Any) -> Any:
@@ -273,8 +329,11 @@ def mlflow_log(task: Any, stage: str, catalog: Any) -> Any:
         return operator_lineage()
     source = summary.get("source") or {}
     tables = _tables(catalog)
-    return operator_lineage([tables.input(source["table"], source.get("snapshot_id"))], [],
-                            run_facet("mlflow_log_training_set", {"rows": summary.get("row_count")}))
+    return operator_lineage(
+        [tables.input(source["table"], source.get("snapshot_id"))],
+        [],
+        run_facet("mlflow_log_training_set", {"rows": summary.get("row_count")}),
+    )
 
 
 def drift_check(task: Any, stage: str, catalog: Any) -> Any:
@@ -289,20 +348,35 @@ def drift_check(task: Any, stage: str, catalog: Any) -> Any:
     tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
     columns = summary.get("columns") or []
     checked = {
-        "dataQualityAssertions": dq.DataQualityAssertionsDatasetFacet(assertions=[dq.Assertion(
-            assertion=f"drift:{c['stattest']} {'>=' if c['value_kind'] == 'p_value' else '<'} {c['threshold']:g}",
-            success=not c["drifted"], column=c["column"],
-            actual=None if c.get("value") is None else str(c["value"])) for c in columns]),
+        "dataQualityAssertions": dq.DataQualityAssertionsDatasetFacet(
+            assertions=[
+                dq.Assertion(
+                    assertion=_drift_assertion(c),
+                    success=not c["drifted"],
+                    column=c["column"],
+                    actual=None if c.get("value") is None else str(c["value"]),
+                )
+                for c in columns
+            ]
+        ),
         "dataQualityMetrics": dqm.DataQualityMetricsInputDatasetFacet(
             rowCount=max((c["current_rows"] + c["current_nulls"] for c in columns), default=0),
-            columnMetrics={c["column"]: dqm.ColumnMetrics(nullCount=c["current_nulls"], count=float(c["current_rows"]))
-                           for c in columns}),
+            columnMetrics={
+                c["column"]: dqm.ColumnMetrics(nullCount=c["current_nulls"], count=float(c["current_rows"]))
+                for c in columns
+            },
+        ),
     }
     reference, current = summary.get("reference") or {}, summary.get("current") or {}
-    inputs = [tables.input(reference["table"], reference.get("snapshot_id")),
-              tables.input(current["table"], current.get("snapshot_id"), checked)]
-    counts = {"columns": len(columns), "drifted_columns": len(summary.get("drifted_columns") or []),
-              "dataset_drift": bool(summary.get("dataset_drift"))}
+    inputs = [
+        tables.input(reference["table"], reference.get("snapshot_id")),
+        tables.input(current["table"], current.get("snapshot_id"), checked),
+    ]
+    counts = {
+        "columns": len(columns),
+        "drifted_columns": len(summary.get("drifted_columns") or []),
+        "dataset_drift": bool(summary.get("dataset_drift")),
+    }
     return operator_lineage(inputs, [], run_facet("drift_check", counts))
 
 
@@ -318,20 +392,33 @@ def dsr(task: Any, stage: str, catalog: Any) -> Any:
     tables = _tables(catalog)
     if kind == "DsrDiscoverOperator":
         found = [t for t in summary.get("tables", []) if ":" not in t["table"]]  # another catalog's: skipped
-        counts = {"tables_matched": len(summary.get("tables", [])), "rows": summary.get("total_rows"),
-                  "tables_unidentifiable": len(summary.get("unidentifiable", [])),
-                  "tables_missing": len(summary.get("missing", [])), "flagged": len(summary.get("flagged", []))}
-        return operator_lineage([tables.input(t["table"], t.get("snapshot_id")) for t in found], [],
-                                run_facet("dsr_discover", counts))
+        counts = {
+            "tables_matched": len(summary.get("tables", [])),
+            "rows": summary.get("total_rows"),
+            "tables_unidentifiable": len(summary.get("unidentifiable", [])),
+            "tables_missing": len(summary.get("missing", [])),
+            "flagged": len(summary.get("flagged", [])),
+        }
+        return operator_lineage(
+            [tables.input(t["table"], t.get("snapshot_id")) for t in found],
+            [],
+            run_facet("dsr_discover", counts),
+        )
     if kind == "DsrExportOperator":
         read = [t for t in summary.get("tables", []) if ":" not in t["table"]]
         counts = {"tables": len(summary.get("tables", [])), "rows": summary.get("total_rows")}
-        return operator_lineage([tables.input(t["table"], t.get("snapshot_id")) for t in read],
-                                [path_dataset(summary["location"])], run_facet("dsr_export", counts))
+        return operator_lineage(
+            [tables.input(t["table"], t.get("snapshot_id")) for t in read],
+            [path_dataset(summary["location"])],
+            run_facet("dsr_export", counts),
+        )
     if kind == "DsrRestrictOperator":
         registry = task.restrictions_table
-        return operator_lineage([], [tables.output(registry, tables.current_snapshot(registry))],
-                                run_facet(f"dsr_{summary.get('action', 'restrict')}", {"rows": summary.get("rows")}))
+        return operator_lineage(
+            [],
+            [tables.output(registry, tables.current_snapshot(registry))],
+            run_facet(f"dsr_{summary.get('action', 'restrict')}", {"rows": summary.get("rows")}),
+        )
     return _erasure(task, tables, summary)
 
 
@@ -343,8 +430,11 @@ def _erasure(task: Any, tables: IcebergLineage, summary: Mapping[str, Any]) -> A
         key: sum(int(t.get(key) or 0) for t in erasure.get("tables", []))
         for key in ("rows_deleted", "files_rewritten", "files_removed", "snapshots_expired")
     }
-    counts.update(tables=len(erasure.get("tables", [])), serving_targets=len(erasure.get("serving", [])),
-                  verified=bool(erasure.get("verified")))
+    counts.update(
+        tables=len(erasure.get("tables", [])),
+        serving_targets=len(erasure.get("serving", [])),
+        verified=bool(erasure.get("verified")),
+    )
     for step in ("connections", "variables", "dags"):  # a termination's steps: how many, never which
         outcome = summary.get(step)
         if isinstance(outcome, Mapping):

@@ -29,8 +29,13 @@ pytest.importorskip("mlflow")
 HASH_KEY = "Dsr-Hash-Key-ol-7c1d93e05b2a"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/dativoLineageTestKey"
 SUBJECT_ID = 87
-FEATURE_TYPES = {"customer_id": "Integral", "feature_ts": "String", "orders_30d": "Integral",
-                 "spend_30d": "Fractional", "days_since_last_order": "Integral"}
+FEATURE_TYPES = {
+    "customer_id": "Integral",
+    "feature_ts": "String",
+    "orders_30d": "Integral",
+    "spend_30d": "Fractional",
+    "days_since_last_order": "Integral",
+}
 
 
 class Captured:
@@ -46,7 +51,9 @@ class Captured:
     def complete(self, job: str, which: int = -1) -> dict[str, Any]:
         """The job's last COMPLETE event (``which=0``: its first)."""
         found = [e for e in self.events if e["eventType"] == "COMPLETE" and e["job"]["name"] == job]
-        assert found, f"no COMPLETE event for {job}; jobs seen: {sorted({e['job']['name'] for e in self.events})}"
+        assert found, (
+            f"no COMPLETE event for {job}; jobs seen: {sorted({e['job']['name'] for e in self.events})}"
+        )
         return found[which]
 
 
@@ -87,8 +94,11 @@ def _seed(tables: list[str]) -> None:
     for table in tables:
         for run in range(3):
             rows = pa.table({"id": pa.array(range(5 * (run + 1)), pa.int64())})
-            run_ingest(TableSource(rows, identity=f"memory://{table}", cursor="id"),
-                       IcebergHook().get_catalog_config(), table)
+            run_ingest(
+                TableSource(rows, identity=f"memory://{table}", cursor="id"),
+                IcebergHook().get_catalog_config(),
+                table,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +111,13 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     offset = log.stat().st_size if log.exists() else 0
     root = tmp_path_factory.mktemp("openlineage")
     result = Captured()
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption()).decode()
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     result.secrets.append(pem.splitlines()[1])
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -117,8 +132,11 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _trigger("example_contract_quarantine", {}, day)
         fixed = root / "orders_fixed.odcs.yaml"
         text = (Path(__file__).parents[2] / "contracts" / "orders.odcs.yaml").read_text()
-        fixed.write_text(text.replace("SEK, USD]", "SEK, USD, XYZ, ABC]")
-                         .replace("cancelled]", "cancelled, lost, unknown]"))
+        fixed.write_text(
+            text.replace("SEK, USD]", "SEK, USD, XYZ, ABC]").replace(
+                "cancelled]", "cancelled, lost, unknown]"
+            )
+        )
         _trigger("example_contract_quarantine", {"release": True, "release_contract": str(fixed)}, day)
 
         home("ml")
@@ -139,10 +157,20 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
         with FeatureStoreDouble() as api:
             api.create_feature_group("customer-features", "customer_id", "feature_ts", FEATURE_TYPES)
-            extra = {"region_name": "eu-west-1", "endpoint_url": api.url,
-                     "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}
-            env.setenv(*connection_env("aws_default", conn_type="aws", login="AKIDDATIVOLINEAGE",
-                                       password=AWS_SECRET, extra=extra))
+            extra = {
+                "region_name": "eu-west-1",
+                "endpoint_url": api.url,
+                "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}},
+            }
+            env.setenv(
+                *connection_env(
+                    "aws_default",
+                    conn_type="aws",
+                    login="AKIDDATIVOLINEAGE",
+                    password=AWS_SECRET,
+                    extra=extra,
+                )
+            )
             run_dag("example_sagemaker_export", datetime(2024, 4, 2, 12, tzinfo=UTC))
 
         home("dsr")
@@ -152,14 +180,22 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         warehouse = build_warehouse(IcebergHook().get_catalog_config(), customers=120, seed=3)
         assert warehouse.subject_id == SUBJECT_ID
         result.subject_email = warehouse.subject_email
-        env.setenv(*connection_env("dativo_dsr_signing", conn_type="generic", password=pem,
-                                   extra={"key_id": "dsr-lineage"}))
+        env.setenv(
+            *connection_env(
+                "dativo_dsr_signing", conn_type="generic", password=pem, extra={"key_id": "dsr-lineage"}
+            )
+        )
         env.setenv(*connection_env("dativo_dsr_hash_key", conn_type="generic", password=HASH_KEY))
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_OUTPUT_DIR", str(root / "dsr-out"))
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_REFS_POLICY", "repoint")
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_SAFETY_WINDOW_MINUTES", "0")
-        request = {"subject_kind": "customer", "subject_ids": [str(SUBJECT_ID)], "emails": [warehouse.subject_email],
-                   "received_at": None, "deadline": None}
+        request = {
+            "subject_kind": "customer",
+            "subject_ids": [str(SUBJECT_ID)],
+            "emails": [warehouse.subject_email],
+            "received_at": None,
+            "deadline": None,
+        }
         for kind in ("access", "restriction", "erasure"):
             run = _trigger("example_dsr", {**request, "request_id": f"dsr-{kind}-ol", "kind": kind})
             assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -205,7 +241,9 @@ def test_every_operator_sends_events_that_the_openlineage_schemas_accept(capture
 
 
 def _table(event: dict[str, Any], side: str, table: str) -> dict[str, Any]:
-    named = {d["facets"]["symlinks"]["identifiers"][0]["name"]: d for d in event[side] if "symlinks" in d["facets"]}
+    named = {
+        d["facets"]["symlinks"]["identifiers"][0]["name"]: d for d in event[side] if "symlinks" in d["facets"]
+    }
     assert table in named, f"{table} not among {sorted(named)}"
     return named[table]
 
@@ -213,13 +251,17 @@ def _table(event: dict[str, Any], side: str, table: str) -> dict[str, Any]:
 def test_iceberg_tables_are_named_by_location_symlink_catalog_and_snapshot(captured):
     event = captured.complete("example_ml_pipeline.customer_features")
     output = _table(event, "outputs", "examples.mlp_customer_features")
-    assert output["namespace"] == "file" and output["name"].endswith("/warehouse/examples/mlp_customer_features")
+    assert output["namespace"] == "file" and output["name"].endswith(
+        "/warehouse/examples/mlp_customer_features"
+    )
     (symlink,) = output["facets"]["symlinks"]["identifiers"]
     assert symlink["type"] == "TABLE" and symlink["namespace"].startswith("sqlite:///")
     catalog = output["facets"]["catalog"]
     assert (catalog["framework"], catalog["type"], catalog["name"]) == ("iceberg", "jdbc", "dativo")
     assert catalog["warehouseUri"].startswith("file://") and catalog["metadataUri"] == symlink["namespace"]
-    assert output["facets"]["version"]["datasetVersion"] == str(captured.returns["ml.transform"]["snapshot_id"])
+    assert output["facets"]["version"]["datasetVersion"] == str(
+        captured.returns["ml.transform"]["snapshot_id"]
+    )
     assert [f["name"] for f in output["facets"]["schema"]["fields"]][:2] == ["customer_id", "feature_ts"]
 
 
@@ -227,7 +269,10 @@ def test_transform_column_lineage_comes_from_its_sql(captured):
     event = captured.complete("example_ml_pipeline.customer_features")
     orders = _table(event, "inputs", "examples.mlp_orders")
     fields = _table(event, "outputs", "examples.mlp_customer_features")["facets"]["columnLineage"]["fields"]
-    spend = {(f["name"], f["field"], f["transformations"][0]["subtype"]) for f in fields["spend_30d"]["inputFields"]}
+    spend = {
+        (f["name"], f["field"], f["transformations"][0]["subtype"])
+        for f in fields["spend_30d"]["inputFields"]
+    }
     assert (orders["name"], "amount", "AGGREGATION") in spend
     assert {f["name"] for f in fields["customer_id"]["inputFields"]} == {orders["name"]}
 
@@ -237,22 +282,31 @@ def test_ingest_links_each_source_column_to_its_target_column(captured):
     (source,) = event["inputs"]
     output = _table(event, "outputs", "examples.contract_orders")
     lineage = output["facets"]["columnLineage"]["fields"]
-    assert lineage["order_id"]["inputFields"] == [{"namespace": source["namespace"], "name": source["name"],
-                                                   "field": "order_id",
-                                                   "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]
+    assert lineage["order_id"]["inputFields"] == [
+        {
+            "namespace": source["namespace"],
+            "name": source["name"],
+            "field": "order_id",
+            "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}],
+        }
+    ]
     assert output["facets"]["ownership"]["owners"] and output["facets"]["documentation"]["description"]
     _table(event, "outputs", "examples.contract_orders_quarantine")
 
 
 def test_contract_checks_report_assertions_and_metrics(captured):
-    checked = _table(captured.complete("example_contract_quarantine.check_orders"), "inputs",
-                     "examples.contract_orders")
+    checked = _table(
+        captured.complete("example_contract_quarantine.check_orders"), "inputs", "examples.contract_orders"
+    )
     assertions = checked["inputFacets"]["dataQualityAssertions"]["assertions"]
     assert assertions and all(a["success"] for a in assertions)
     assert checked["inputFacets"]["dataQualityMetrics"]["rowCount"] == 2106
     released = captured.complete("example_contract_quarantine.release_orders")
-    assert released["run"]["facets"]["dativo"]["counts"] == {"rows_considered": 4, "rows_published": 3,
-                                                             "rows_requarantined": 1}
+    assert released["run"]["facets"]["dativo"]["counts"] == {
+        "rows_considered": 4,
+        "rows_published": 3,
+        "rows_requarantined": 1,
+    }
 
 
 def test_drift_checks_report_a_verdict_per_column_on_the_current_snapshot(captured):
@@ -268,7 +322,9 @@ def test_dsr_events_carry_counts_and_never_the_subject_or_a_secret(captured):
     erase = captured.complete("example_dsr.erase")
     counts = erase["run"]["facets"]["dativo"]["counts"]
     assert counts["rows_deleted"] > 0 and counts["verified"] == 1
-    assert {d["facets"]["symlinks"]["identifiers"][0]["name"] for d in erase["outputs"]} >= {"examples.customers"}
+    assert {d["facets"]["symlinks"]["identifiers"][0]["name"] for d in erase["outputs"]} >= {
+        "examples.customers"
+    }
 
     text = "\n".join(captured.lines)
     assert captured.subject_email and captured.subject_email.lower() not in text.lower()

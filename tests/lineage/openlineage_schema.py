@@ -15,7 +15,9 @@ SPEC = Path(__file__).parent / "openlineage_spec"
 def _registry() -> tuple[Any, dict[str, Any]]:
     from referencing import Registry, Resource
 
-    documents = [json.loads(p.read_text()) for p in [SPEC / "OpenLineage.json", *sorted(SPEC.glob("facets/*.json"))]]
+    documents = [
+        json.loads(p.read_text()) for p in [SPEC / "OpenLineage.json", *sorted(SPEC.glob("facets/*.json"))]
+    ]
     by_id = {document["$id"]: document for document in documents}
     registry = Registry().with_resources((key, Resource.from_contents(doc)) for key, doc in by_id.items())
     return registry, by_id
@@ -47,9 +49,12 @@ def problems(event: dict[str, Any]) -> list[str]:
     problem too: it would not be checked.
     """
     _, by_id = _registry()
-    found = [f"event: {error.message} at {list(error.absolute_path)}"
-             for error in _validator("https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent")
-             .iter_errors(event)]
+    found = [
+        f"event: {error.message} at {list(error.absolute_path)}"
+        for error in _validator(
+            "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+        ).iter_errors(event)
+    ]
     for where, facet in facets_of(event):
         url = str(facet.get("_schemaURL", ""))
         document = url.split("#")[0]
@@ -58,6 +63,8 @@ def problems(event: dict[str, Any]) -> list[str]:
         if document not in by_id:
             found.append(f"{where}: schema {document} is not vendored")
             continue
-        found += [f"{where}: {error.message} at {list(error.absolute_path)}"
-                  for error in _validator(url).iter_errors(facet)]
+        found += [
+            f"{where}: {error.message} at {list(error.absolute_path)}"
+            for error in _validator(url).iter_errors(facet)
+        ]
     return found

@@ -7,7 +7,7 @@ from ``DATIVO_TEST_QUARANTINE``.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
 from dativo_provider.operators.contracts import QuarantinePurgeOperator
@@ -17,6 +17,9 @@ if AIRFLOW_V_3_0_PLUS:
 else:
     from airflow import DAG
 
-with DAG("lineage_purge", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)):
-    QuarantinePurgeOperator(task_id="purge", quarantine_table=os.environ.get("DATIVO_TEST_QUARANTINE", "x.y"),
-                            quarantined_before="2099-01-01T00:00:00+00:00")
+with DAG("lineage_purge", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC)):
+    QuarantinePurgeOperator(
+        task_id="purge",
+        quarantine_table=os.environ.get("DATIVO_TEST_QUARANTINE", "x.y"),
+        quarantined_before="2099-01-01T00:00:00+00:00",
+    )
