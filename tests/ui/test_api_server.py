@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
 from tests.ui.airflow_server import (
     CATALOG_CONN_ID,
     CATALOG_SECRET,
@@ -31,8 +30,7 @@ from tests.ui.airflow_server import (
 from tests.ui.demo_lake import HASH_KEY, QUARANTINE_RUN, REQUEST_ID, SCRIPT_TABLE, SIGNING_SECRET, DemoLake
 from tests.ui.thousand_tables import TABLES, thousand_tables
 
-pytestmark = [pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the FastAPI plugin needs Airflow 3"),
-              pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)  # Airflow 3 only: see conftest.py
 
 BENCH_CONN_ID = "bench_lake"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

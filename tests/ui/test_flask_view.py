@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from dativo_provider.compat import AIRFLOW_V_3_0_PLUS
 from tests.ui.airflow_server import AIRFLOW, CATALOG_SECRET, server_env
 from tests.ui.demo_lake import HASH_KEY, QUARANTINE_RUN, REQUEST_ID, ROOT, SCRIPT_TABLE, SIGNING_SECRET, DemoLake
 
-pytestmark = [pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask AppBuilder view is Airflow 2's"),
-              pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)  # Airflow 2 only: see conftest.py
 
 
 @pytest.fixture(scope="module")
