@@ -68,7 +68,7 @@ def ingest(task: Any, stage: str, catalog: Any) -> Any:
     column → same-named column, or through the run's SQL transform), statistics and the contract run."""
     from airflow.providers.common.compat.openlineage.facet import InputDataset
 
-    from dativo_provider.lineage.column_lineage import identity_lineage, sql_column_lineage
+    from dativo_provider.lineage.column_lineage import ColumnLineage, identity_lineage, sql_column_lineage
 
     result = _summary(task, stage, "ingest_result")
     tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
@@ -78,6 +78,8 @@ def ingest(task: Any, stage: str, catalog: Any) -> Any:
     columns = [column["name"] for column in result.get("schema", [])]
     if isinstance(task.transform, str) and task.transform.strip():
         lineage = sql_column_lineage(task.transform, {"batch": []})
+    elif task.transform:  # Python steps: what they do to columns is not ours to guess
+        lineage = ColumnLineage()
     else:
         lineage = identity_lineage(columns, "batch")
     relations = {"batch": (inputs[0].namespace, inputs[0].name)} if len(inputs) == 1 else {}
