@@ -29,12 +29,19 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlflow.data.dataset import Dataset
-from mlflow.data.dataset_source import DatasetSource
+with warnings.catch_warnings():
+    # Importing MLflow loads the `mlflow.dataset_source` entry points, ours among them. When this module is
+    # what imports MLflow first, that load finds it half-initialised and MLflow warns; the class is
+    # registered explicitly at the end of this module instead (register_source).
+    warnings.filterwarnings("ignore", message=r"Failure attempting to register dataset constructor "
+                                              r"\"EntryPoint\(name='dativo_iceberg'", category=UserWarning)
+    from mlflow.data.dataset import Dataset
+    from mlflow.data.dataset_source import DatasetSource
 
 from dativo_provider.exceptions import ConfigError, TerminalError
 from dativo_provider.iceberg.catalog import public_properties
@@ -404,3 +411,6 @@ def _pinned(catalog: Catalog, location: SnapshotLocation) -> SnapshotLocation:
                     "pinned", location.table, location.ref, existing.snapshot_id, location.snapshot_id)
         return replace(location, ref=None)
     return location
+
+
+register_source()
