@@ -135,7 +135,7 @@ class DriftOptions:
 
 
 CategoryCounts = stats.CategoryCounts
-ColumnData = stats.NumericSample | stats.CategoryCounts
+ColumnData = stats.ColumnData
 
 
 @dataclass(frozen=True)

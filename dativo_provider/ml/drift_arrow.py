@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dativo_provider.exceptions import ConfigError
-from dativo_provider.ml.drift_stats import CategoryCounts, NumericSample
+from dativo_provider.ml.drift_stats import CategoryCounts, ColumnData, NumericSample
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from dativo_provider.ml.drift import ColumnData
 
 
 def arrow_kind(data_type: pa.DataType) -> str | None:

@@ -300,3 +300,7 @@ class CategoryCounts:
     @property
     def size(self) -> int:
         return sum(self.counts.values())
+
+
+#: One column of one sample, as the statistics take it.
+ColumnData = NumericSample | CategoryCounts
