@@ -230,3 +230,20 @@ def my_db(my: Any, mysql_config: DatabaseConfig) -> Iterator[DatabaseConfig]:
     yield dataclasses.replace(mysql_config, database=name)
     with my.cursor() as cur:
         cur.execute(f"DROP DATABASE `{name}`")
+
+
+@pytest.fixture(scope="session")
+def rest_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Iceberg REST catalog on S3 storage (SeaweedFS ``weed mini``, see tests/rest_catalog.py),
+    started once per test session and stopped after it. Tests share it: use unique namespaces."""
+    from tests.rest_catalog import local_rest_lake
+
+    try:
+        running = local_rest_lake(tmp_path_factory.mktemp("rest-lake"))
+        lake = running.__enter__()
+    except RuntimeError as exc:
+        _unavailable("the Iceberg REST catalog (weed mini)", exc)
+    try:
+        yield lake
+    finally:
+        running.__exit__(None, None, None)
