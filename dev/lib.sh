@@ -44,7 +44,8 @@ wait_for_port() {
   return 1
 }
 
-# start_services: PostgreSQL (:5432) and MariaDB (:3306), started if installed and not running.
+# start_services: PostgreSQL (:5432), MariaDB (:3306) and Redis (:6379, the Celery tests' broker), started if
+# installed and not running.
 start_services() {
   if ! port_open 5432 && [ -d /etc/postgresql ]; then
     echo "== starting PostgreSQL"
@@ -55,5 +56,10 @@ start_services() {
     echo "== starting MariaDB"
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
     wait_for_port MariaDB 3306
+  fi
+  if ! port_open 6379 && command -v redis-server >/dev/null 2>&1; then
+    echo "== starting Redis"
+    redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --daemonize yes >/dev/null
+    wait_for_port Redis 6379
   fi
 }
