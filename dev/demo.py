@@ -10,6 +10,12 @@
 4. example_drift: January's orders tagged ``training``, February and March appended, the new snapshot
    checked against the tag; the demo prints the drift verdict per column and where the HTML report is.
 
+With ``--rest`` every DAG runs against a real Iceberg REST catalog with S3 storage (SeaweedFS ``weed
+mini``, tests/rest_catalog.py) instead of the embedded catalog. The DAGs are unchanged: only the
+``iceberg_default`` connection differs, and it is the connection a production REST catalog needs (the
+official ``iceberg`` type), printed with its secrets masked. The demo then lists the tables' objects in
+the S3 bucket itself, and stops ``weed`` at the end.
+
 Called by ``dev/demo``, which sets AIRFLOW_HOME and the DAGs folder and migrates the metadata DB.
 Airflow's own task log goes to the file named by the first argument; stdout gets the report.
 """
@@ -34,6 +40,9 @@ DAG_RUNS = (
     ("example_drift", None),
 )
 SUBJECT = 87
+REPO = Path(__file__).resolve().parents[1]
+#: Connection fields and extras that hold a secret: never printed.
+SECRET_WORDS = ("password", "secret", "token", "credential")
 TABLES = ("examples.customers", "examples.orders", "examples.events", "examples.products")
 CONTRACT_TABLE = "examples.contract_orders"
 
@@ -151,9 +160,79 @@ def report_drift() -> None:
     print(f"  report: {written[-1].with_suffix('.html')}")
 
 
-def main() -> int:
+def rest_connection(lake: Any) -> dict[str, Any]:
+    """``iceberg_default`` for a REST catalog with S3 storage, as production sets it: the official
+    ``iceberg`` type, the catalog URI as host, the OAuth2 client id and secret as login and password (sent
+    as pyiceberg's ``credential``), pyiceberg properties as extras (the warehouse and the S3 file IO)."""
+    from tests.rest_catalog import REGION
+
+    return {
+        "conn_type": "iceberg",
+        "host": lake.catalog_uri,
+        "login": lake.access_key_id,
+        "password": lake.secret_access_key,
+        "extra": {
+            "warehouse": lake.warehouse,
+            "s3.endpoint": lake.s3_endpoint,
+            "s3.region": REGION,
+            "s3.access-key-id": lake.access_key_id,
+            "s3.secret-access-key": lake.secret_access_key,
+        },
+    }
+
+
+def masked(connection: dict[str, Any]) -> dict[str, Any]:
+    """The connection with every secret field and extra replaced by ``***``."""
+    def hide(key: str, value: Any) -> Any:
+        return "***" if any(word in key.lower() for word in SECRET_WORDS) else value
+
+    shown = {key: hide(key, value) for key, value in connection.items() if key != "extra"}
+    shown["extra"] = {key: hide(key, value) for key, value in connection.get("extra", {}).items()}
+    return shown
+
+
+def use_rest_lake(lake: Any) -> None:
+    """Make ``iceberg_default`` the REST catalog; show it (masked) and keep it, secrets included, in a
+    file only this user can read (the lake's keys are new at every start and die with it)."""
+    connection = rest_connection(lake)
+    os.environ["AIRFLOW_CONN_ICEBERG_DEFAULT"] = json.dumps(connection)
+    kept = lake.log_path.parent / "connection.json"
+    kept.touch(mode=0o600)
+    kept.write_text(json.dumps({"iceberg_default": connection}, indent=2))
+    print(f"REST catalog {lake.catalog_uri} and S3 {lake.s3_endpoint} (SeaweedFS weed mini, log "
+          f"{lake.log_path}); the connection every DAG uses, secrets masked:")
+    print(f"  AIRFLOW_CONN_ICEBERG_DEFAULT='{json.dumps(masked(connection))}'")
+    print(f"  with its secrets in {kept} (mode 600; `airflow connections import` reads it)", flush=True)
+
+
+def report_storage() -> None:
+    """Where each table lives, and its objects as the S3 bucket lists them (not as the catalog says)."""
+    import urllib.parse
+
+    from pyarrow import fs
+
+    from dativo_provider.hooks.iceberg import IcebergHook
+
+    config = IcebergHook().get_catalog_config()
+    properties = config.properties
+    endpoint = urllib.parse.urlsplit(properties["s3.endpoint"])
+    bucket = fs.S3FileSystem(access_key=properties["s3.access-key-id"],
+                             secret_key=properties["s3.secret-access-key"], region=properties["s3.region"],
+                             endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    catalog = config.load()
+    print(f"where the tables live (objects listed in the bucket at {properties['s3.endpoint']}):")
+    for name in (*TABLES, CONTRACT_TABLE, f"{CONTRACT_TABLE}_quarantine"):
+        location = catalog.load_table(name).location()
+        objects = bucket.get_file_info(fs.FileSelector(location.removeprefix("s3://"), recursive=True))
+        files = [info for info in objects if info.type == fs.FileType.File]
+        data = [info for info in files if "/data/" in info.path]
+        print(f"  {name:<35} {location}  {len(data)} data files ({sum(f.size for f in data):,} bytes), "
+              f"{len(files) - len(data)} metadata files")
+
+
+def run_demo(rest: bool) -> int:
     public_key = dsr_keys()
-    reports = {"example_contract_quarantine": lambda: (report(), report_contract()),
+    reports = {"example_contract_quarantine": lambda: (report(), report_contract(), rest and report_storage()),
                "example_dsr": lambda: report_erasure(public_key), "example_drift": report_drift}
     with open(sys.argv[1], "w") as log:
         for dag_id, conf in DAG_RUNS:
@@ -166,6 +245,23 @@ def main() -> int:
             if dag_id in reports:
                 reports[dag_id]()
     return 0
+
+
+def main() -> int:
+    if "--rest" not in sys.argv[2:]:
+        return run_demo(rest=False)
+    import shutil
+
+    sys.path.insert(0, str(REPO))  # tests/rest_catalog.py starts and stops weed mini
+    from tests.rest_catalog import local_rest_lake
+
+    home = Path(os.environ["AIRFLOW_HOME"]) / "rest-lake"
+    shutil.rmtree(home, ignore_errors=True)  # a new lake every run: its keys are new at every start
+    with local_rest_lake(home) as lake:
+        use_rest_lake(lake)
+        outcome = run_demo(rest=True)
+    print("weed mini stopped")
+    return outcome
 
 
 if __name__ == "__main__":
