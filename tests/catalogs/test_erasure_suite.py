@@ -1,0 +1,164 @@
+"""A data-subject erasure on every catalog kind: delete on every branch, purge of old snapshots and
+files, the product's own decoded verification, a signed certificate — and an independent decoded scan
+(tests/privacy/decoded.py) of every file the test's namespace holds in storage (for the REST catalog,
+every S3 object under ``s3://lake/<namespace>/``, downloaded with boto3).
+
+The warehouse: customers, orders and support tickets of the bundled sample (customers 1..100, the
+subject is customer 87), loaded in several commits; a tag and a branch pin the subject's rows, and
+the commit that loaded the subject's customer row carries an operator's note naming their e-mail in
+its snapshot summary (so old ``metadata.json`` files hold it until the purge removes them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import EqualTo
+
+from dativo_provider.ingest.engine import run_ingest
+from dativo_provider.ingest.options import WriteOptions
+from dativo_provider.privacy import audit
+from dativo_provider.privacy.certificate import SigningKey, verify_certificate
+from dativo_provider.privacy.dsr import erase_subject
+from dativo_provider.privacy.matching import Identifiers
+from dativo_provider.privacy.request import SubjectRequest
+from dativo_provider.privacy.verify import verify_erased
+from tests.catalogs.storage import namespace_copy, referenced_files, stored_files
+from tests.memory_source import TableSource
+from tests.privacy.decoded import occurrences
+from tests.privacy.warehouse import CONTRACTS, CUSTOMER_COLUMNS, ORDER_COLUMNS, SUBJECT_ID, TICKET_COLUMNS, read_sample
+
+CUSTOMERS = 100
+HASH_KEY = b"catalog-suite-erasure-hash-key-32"
+SIGNING = SigningKey.hmac(b"catalog-suite-erasure-signing-secret", "catalog-suite")
+TABLE_CONTRACTS = {"customers": "customers", "orders": "orders", "support_tickets": "support_tickets"}
+
+
+def contracts_for(lake, into: Path) -> list[Path]:
+    """The sample's contracts, naming this test's namespace (and ids of their own: discovery also finds
+    tables that record a contract id, and the REST catalog is shared by the session)."""
+    into.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in TABLE_CONTRACTS.values():
+        text = (CONTRACTS / f"{name}.odcs.yaml").read_text()
+        text = text.replace("examples.", f"{lake.namespace}.").replace("urn:dativo:examples:",
+                                                                      f"urn:dativo:{lake.namespace}:")
+        path = into / f"{name}.odcs.yaml"
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def sample() -> dict[str, pa.Table]:
+    keep = lambda t: t.filter(pc.or_kleene(pc.is_null(t["customer_id"]),  # noqa: E731
+                                           pc.less_equal(t["customer_id"], CUSTOMERS)))
+    return {"customers": keep(read_sample("customers.csv", CUSTOMER_COLUMNS)),
+            "orders": keep(read_sample("orders_2024-0[123].csv", ORDER_COLUMNS)),
+            "support_tickets": keep(read_sample("support_tickets.csv", TICKET_COLUMNS))}
+
+
+def load(lake, data: dict[str, pa.Table], email: str) -> None:
+    """customers in two commits (the second, holding the subject, with the note; tag ``onboarding``); orders in three, branch ``experiment`` from the second with one more commit; tickets in one."""
+    people = data["customers"]
+    first, second = people.filter(pc.less(people["customer_id"], 60)), people.filter(
+        pc.greater_equal(people["customer_id"], 60))
+    run_ingest(TableSource(first, identity="memory://customers/1"), lake.config, lake.table("customers"))
+    # Another writer (plain pyiceberg) adds the rest, leaving a note that names the subject.
+    customers = lake.load().load_table(lake.table("customers"))
+    customers.append(second.cast(customers.schema().as_arrow()),
+                     snapshot_properties={"operator-note": f"backfill requested by {email}"})
+    _ref(lake, "customers", "onboarding", tag=True)
+    orders = data["orders"]
+    thirds = [orders.slice(i * (orders.num_rows // 3), orders.num_rows // 3 + (i == 2) * (orders.num_rows % 3))
+              for i in range(3)]
+    for i, part in enumerate(thirds):
+        run_ingest(TableSource(part, identity=f"memory://orders/{i}"), lake.config, lake.table("orders"))
+        if i == 1:
+            _ref(lake, "orders", "experiment", tag=False)
+    subject_orders = orders.filter(pc.equal(orders["customer_id"], SUBJECT_ID))
+    run_ingest(TableSource(subject_orders, identity="memory://orders/experiment"), lake.config,
+               lake.table("orders"), WriteOptions(branch="experiment"))
+    run_ingest(TableSource(data["support_tickets"], identity="memory://tickets"), lake.config,
+               lake.table("support_tickets"))
+
+
+def _ref(lake, table: str, name: str, *, tag: bool) -> None:
+    loaded = lake.load().load_table(lake.table(table))
+    head = loaded.current_snapshot().snapshot_id
+    refs = loaded.manage_snapshots()
+    (refs.create_tag(head, name) if tag else refs.create_branch(head, name)).commit()
+
+
+def others(rows: pa.Table, email: str) -> tuple[int, str]:
+    """Row count and digest of every row not the subject's (by id or normalised e-mail), order-free."""
+    mask = pc.fill_null(pc.equal(rows["customer_id"], SUBJECT_ID), False)
+    if "email" in rows.column_names:
+        mask = pc.or_(mask, pc.fill_null(pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(rows["email"])), email),
+                                         False))
+    kept = rows.filter(pc.invert(mask))
+    kept = kept.select(sorted(c for c in kept.column_names if not c.startswith("_dativo")))
+    digest = hashlib.sha256()
+    for line in sorted(json.dumps(r, sort_keys=True, default=str) for r in kept.to_pylist()):
+        digest.update(line.encode())
+    return kept.num_rows, digest.hexdigest()
+
+
+def test_erasure_purges_and_verifies_with_an_independent_decoded_scan(lake):
+    data = sample()
+    people = data["customers"]
+    email = people.filter(pc.equal(people["customer_id"], SUBJECT_ID))["email"][0].as_py().strip().lower()
+    load(lake, data, email)
+    tables = [lake.table(t) for t in TABLE_CONTRACTS]
+    before = {t: lake.load().load_table(t).scan().to_arrow() for t in tables}
+    subject_rows = {t: before[t].num_rows - others(before[t], email)[0] for t in tables}
+    assert all(subject_rows.values()), subject_rows  # the subject is in every table (tickets by e-mail too)
+    orders = lake.load().load_table(lake.table("orders"))
+    experiment = orders.scan(snapshot_id=orders.metadata.refs["experiment"].snapshot_id).to_arrow()
+    on_branch = experiment.num_rows - others(experiment, email)[0]
+    assert occurrences(namespace_copy(lake, lake.workdir / "before"), emails=[email], ids=[SUBJECT_ID])
+    trail = audit.AuditTrail(audit.IcebergAuditStore(lake.load(), lake.table("dsr_audit")), HASH_KEY)
+    request = SubjectRequest(f"dsr-{lake.namespace}", "erasure", "customer", subject_ids=[str(SUBJECT_ID)])
+
+    outcome = erase_subject(lake.config, contracts_for(lake, lake.workdir / "contracts"), request,
+                            signing_key=SIGNING, hash_key=HASH_KEY, trail=trail, refs_policy="repoint",
+                            safety_window=timedelta(0), progress_table=lake.table("dsr_progress"))
+
+    # The certificate passes and says what was deleted: the subject's rows on main, and on the branch.
+    assert outcome.verified
+    assert verify_certificate(outcome.certificate, SIGNING.verifying_key()).valid
+    deleted = {t: entry["rows_deleted"] for t, entry in outcome.certificate["tables"].items()}
+    assert on_branch > subject_rows[lake.table("orders")]
+    assert deleted == {**subject_rows, lake.table("orders"): subject_rows[lake.table("orders")] + on_branch}
+    catalog = lake.load()
+    for name in tables:  # every other subject's rows intact, no snapshot returns the subject
+        table = catalog.load_table(name)
+        assert others(table.scan().to_arrow(), email) == others(before[name], email)
+        for snapshot in table.snapshots():
+            old = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+            assert others(old, email)[0] == old.num_rows, f"{name} snapshot {snapshot.snapshot_id}"
+    customers = catalog.load_table(lake.table("customers"))
+    assert customers.metadata.refs["onboarding"].snapshot_id == customers.current_snapshot().snapshot_id
+    orders = catalog.load_table(lake.table("orders"))
+    assert others(orders.scan(snapshot_id=orders.metadata.refs["experiment"].snapshot_id).to_arrow(), email)[0] > 0
+
+    # The product's verification again, and the independent scan of every stored file.
+    identifiers = Identifiers((str(SUBJECT_ID), email), columns=("customer_id",))
+    again = verify_erased(lake.config, tables, identifiers)
+    assert again.passed, again.findings
+    assert again.files_scanned["parquet"] > 0 and again.files_scanned["metadata"] > 0
+    stored = namespace_copy(lake, lake.workdir / "after")
+    assert occurrences(stored, emails=[email], ids=[SUBJECT_ID]) == []
+    # No file of the table is left that its metadata does not reach (old metadata files included).
+    for name in TABLE_CONTRACTS:
+        table = catalog.load_table(lake.table(name))
+        listed = stored_files(lake, name)
+        live, named = referenced_files(table)
+        assert live <= listed <= named, (live - listed, listed - named)
+        metadata = {f for f in listed if f.endswith(".metadata.json")}
+        assert metadata == {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
+        assert len(metadata) <= 3  # the current one and the purge's last two commits (post-expiry)
