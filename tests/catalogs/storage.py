@@ -24,7 +24,7 @@ def stored_files(lake: Lake, name: str) -> set[str]:
     location = table_location(lake, name).rstrip("/")
     if location.startswith("s3://"):
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
-        return {f"s3://{bucket}/{key}" for key in _keys(_s3(lake), bucket, prefix + "/")}
+        return {f"s3://{bucket}/{key}" for key in _keys(s3_client(lake), bucket, prefix + "/")}
     root = Path(location.removeprefix("file://"))
     return {f"file://{p}" for p in root.rglob("*") if p.is_file()}
 
@@ -37,7 +37,7 @@ def namespace_copy(lake: Lake, into: Path) -> Path:
                    for identifier in catalog.list_tables(lake.namespace)}
         assert len(folders) == 1, f"the tables of {lake.namespace} are not in one folder: {folders}"
         return folders.pop()
-    client = _s3(lake)
+    client = s3_client(lake)
     bucket = lake.config.properties["warehouse"]
     into.mkdir(parents=True, exist_ok=True)
     keys = _keys(client, bucket, f"{lake.namespace}/")
@@ -57,7 +57,7 @@ def _keys(client: Any, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
-def _s3(lake: Lake) -> Any:
+def s3_client(lake: Lake) -> Any:
     """A boto3 client for the REST catalog's S3 gateway (the key pair the catalog's properties carry)."""
     import boto3
 
