@@ -237,7 +237,7 @@ def console_steps(text: str) -> list[tuple[str, list[str]]]:
             continue
         command = line[2:]
         while command.endswith("\\") and index < len(lines):
-            command = command[:-1] + "\n" + lines[index]
+            command += "\n" + lines[index]  # the backslash stays: bash joins the lines, as in a terminal
             index += 1
         steps.append((command, []))
     return steps
