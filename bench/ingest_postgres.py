@@ -15,6 +15,9 @@ Contenders:
   destination with ``table_format="iceberg"`` on a local bucket, with a SQLite SQL catalog
   configured through ``[iceberg_catalog]`` (env ``ICEBERG_CATALOG__*``). Both run at 1M; the faster
   runs at 5M.
+* ``ours-rest``: the same run into a real Iceberg REST catalog with S3 storage (SeaweedFS ``weed mini``,
+  started by this script on loopback for the whole benchmark, see ``tests/rest_catalog.py``): the
+  overhead of a production-shaped catalog and object store against the local SQLite catalog and disk.
 * ``ceiling``: ADBC (``adbc_driver_postgresql``) record-batch stream → one zstd Parquet file, no
   catalog, no type conversion (numerics stay the strings ADBC returns).
 * ``ref-pyiceberg`` (reference, not a goal): the same ADBC stream, numerics cast to
@@ -36,6 +39,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -85,28 +89,44 @@ def ingest_ours(contender: str, table: str, workdir: Path) -> dict[str, Any]:
     _preimport("pyarrow", "pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow",
                "adbc_driver_postgresql.dbapi", "dativo_provider.sources.postgres")
     from dativo_provider.connections import DatabaseConfig
-    from dativo_provider.iceberg.catalog import embedded_catalog
     from dativo_provider.ingest.engine import run_ingest
     from dativo_provider.ingest.options import WriteOptions
     from dativo_provider.sources import build_source
 
-    catalog = embedded_catalog(workdir)
+    catalog, target = _target_catalog(contender, workdir)
     started = time.perf_counter()
     source = build_source(
         {"type": "postgres", "table": table},
         DatabaseConfig(host=c.PG_HOST, port=c.PG_PORT, user=c.PG_USER, database=c.PG_DB),
     )
-    result = run_ingest(source, catalog, TARGET, WriteOptions(mode="append"))
+    result = run_ingest(source, catalog, target, WriteOptions(mode="append"))
     seconds = time.perf_counter() - started
     summary = result.to_dict()
     return {
         "seconds": seconds,
         "rows": result.rows_written,
-        "rows_in_table": iceberg_total_records(catalog.load(), TARGET),
+        "rows_in_table": iceberg_total_records(catalog.load(), target),
         "engine": {k: summary.get(k) for k in (
             "rows_read", "rows_written", "files_written", "bytes_written", "duration_seconds",
             "commit_attempts", "snapshot_id", "source_details", "warnings")},
     }
+
+
+#: The parent hands the running REST catalog's properties to ``ours-rest`` children through this variable.
+REST_CATALOG_ENV = "DATIVO_BENCH_REST_CATALOG"
+
+
+def _target_catalog(contender: str, workdir: Path) -> tuple[Any, str]:
+    """The catalog and table a contender of ours writes: the embedded one, or the REST catalog (each run
+    in a namespace of its own, as the catalog outlives the runs)."""
+    import uuid
+
+    from dativo_provider.iceberg.catalog import CatalogConfig, embedded_catalog
+
+    if contender.endswith("-rest"):
+        properties = json.loads(os.environ[REST_CATALOG_ENV])
+        return CatalogConfig("bench_rest", properties), f"bench_{uuid.uuid4().hex[:8]}.wide"
+    return embedded_catalog(workdir), TARGET
 
 
 def dlt_setup(workdir: str | Path) -> None:
@@ -249,6 +269,7 @@ def ingest_ref_pyiceberg(contender: str, table: str, workdir: Path) -> dict[str,
 
 INGESTERS = {
     "ours": ingest_ours,
+    "ours-rest": ingest_ours,
     "dlt-pyarrow": ingest_dlt,
     "dlt-connectorx": ingest_dlt,
     "ceiling": ingest_ceiling,
@@ -340,8 +361,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1m,5m", help="comma list of 1m,5m")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender and size (median)")
-    p.add_argument("--contenders", default="ceiling,ours,dlt,ref-pyiceberg",
-                   help="comma list of ceiling, ours, dlt (both backends at 1M, faster at 5M), "
+    p.add_argument("--contenders", default="ceiling,ours,ours-rest,dlt,ref-pyiceberg",
+                   help="comma list of ceiling, ours, ours-rest (REST catalog + S3), dlt (both backends at "
+                        "1M, faster at 5M), "
                         "dlt-pyarrow, dlt-connectorx, ref-pyiceberg")
     p.add_argument("--dlt-backend", choices=("auto", *DLT_BACKENDS), default="auto",
                    help="dlt backend for 5M (auto: faster median at 1M)")
@@ -406,6 +428,10 @@ def report(runner: Runner, sizes: list[str], warm: dict[str, Any], info: dict[st
             entry["ours_vs_ceiling"] = ours["rows_per_s"] / ceiling["rows_per_s"]
         if dlt and ceiling:
             entry["dlt_vs_ceiling"] = dlt["rows_per_s"] / ceiling["rows_per_s"]
+        ours_rest = by.get(("ours-rest", size))
+        if ours and ours_rest:
+            # Below 1: what the REST catalog and S3 cost against the SQLite catalog on local disk.
+            entry["ours_rest_vs_ours"] = ours_rest["rows_per_s"] / ours["rows_per_s"]
         ratios[size] = entry
         parts = [f"{k} = {v:.2f}" for k, v in entry.items() if isinstance(v, float)]
         lines.append(f"{size}: " + (", ".join(parts) if parts else "no ratio (a contender missing)")
@@ -471,6 +497,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm-up import child: {warm['process_seconds']:.1f}s"
           + (f" (not importable: {', '.join(sorted(warm['failed']))})" if warm["failed"] else ""))
 
+    with ExitStack() as services:
+        if any(w.endswith("-rest") for w in wanted):
+            os.environ[REST_CATALOG_ENV] = json.dumps(_start_rest_catalog(services))
+        return _run_all(args, sizes, wanted, info, warm)
+
+
+def _start_rest_catalog(services: ExitStack) -> dict[str, str]:
+    sys.path.insert(0, str(c.REPO_DIR))
+    from tests.rest_catalog import local_rest_lake
+
+    lake = services.enter_context(local_rest_lake(c.new_workdir("rest-lake")))
+    print(f"REST catalog (weed mini) at {lake.catalog_uri}, S3 at {lake.s3_endpoint}", flush=True)
+    return lake.catalog_properties()
+
+
+def _run_all(args: argparse.Namespace, sizes: list[str], wanted: list[str], info: dict[str, Any],
+             warm: dict[str, Any]) -> int:
     runner = Runner(args)
     runner.expected = {size: c.pg_count(SIZES[size]) for size in sizes}
     dlt_best = None if args.dlt_backend == "auto" else args.dlt_backend
