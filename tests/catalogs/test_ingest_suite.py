@@ -261,31 +261,35 @@ WRITERS = 4
 ROWS_PER_WRITER = 5_000
 
 
-def _append_in_process(config: CatalogConfig, table: str, number: int, start_at: float, results) -> None:
-    from tests.memory_source import TableSource
-
+def _append_in_process(config: CatalogConfig, table: str, number: int, ready, results) -> None:
     ids = range(number * ROWS_PER_WRITER, (number + 1) * ROWS_PER_WRITER)
     source = TableSource(people(ids, version=number), identity=f"memory://writer-{number}", batch_rows=1_000)
-    time.sleep(max(0.0, start_at - time.time()))
+    # Import and connect everything first, so the writers start together when all are ready.
+    config.load().load_table(table).scan().to_arrow()
+    ready.wait(timeout=120)
+    started = time.monotonic()
     result = run_ingest(source, config, table, WriteOptions(max_commit_attempts=30))
-    results.put((number, result.rows_written, result.commit_attempts))
+    results.put((number, result.rows_written, result.commit_attempts, time.monotonic() - started))
 
 
 def test_processes_appending_at_once_each_land_every_row_once(lake):
     name = lake.table("shared")
     run_ingest(TableSource(people([])), lake.config, name)  # the race under test is on commits
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    start_at = time.time() + 4.0  # after every spawned interpreter has imported pyiceberg
-    workers = [context.Process(target=_append_in_process, args=(lake.config, name, n, start_at, results))
+    # Writers fork from a server that imported the engine once: spawning four fresh interpreters
+    # costs far more than the appends (and plain fork is unsafe once pyarrow's threads run).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.catalogs.test_ingest_suite", "pyiceberg.io.pyarrow",
+                                    "pyiceberg.catalog.sql", "pyiceberg.catalog.rest"])
+    results, ready = context.Queue(), context.Barrier(WRITERS)
+    workers = [context.Process(target=_append_in_process, args=(lake.config, name, n, ready, results))
                for n in range(WRITERS)]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=120)
+        worker.join(timeout=180)
     assert [w.exitcode for w in workers] == [0] * WRITERS
     outcomes = sorted(results.get(timeout=5) for _ in range(WRITERS))
-    assert [rows for _, rows, _ in outcomes] == [ROWS_PER_WRITER] * WRITERS
+    assert [rows for _, rows, _, _ in outcomes] == [ROWS_PER_WRITER] * WRITERS
 
     back = read_back(lake, "shared")
     assert back["id"].to_pylist() == list(range(WRITERS * ROWS_PER_WRITER))

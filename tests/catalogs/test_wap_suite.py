@@ -1,0 +1,135 @@
+"""Write-audit-publish with a data contract on every catalog kind: publish, block, quarantine.
+
+The run commits to an audit branch, the contract's checks read the new rows there, and main moves
+only when they pass (the branch is removed either way). Runs on SQLite, Postgres and the REST catalog
+with S3 (``lake`` fixture, tests/catalogs/conftest.py).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dativo_provider.ingest.engine import AuditRejectedError, run_ingest
+from dativo_provider.quality.wap import ContractGate
+from tests.memory_source import TableSource
+
+CONTRACT = """\
+apiVersion: v3.1.0
+kind: DataContract
+id: urn:test:orders
+version: 1.0.0
+status: active
+team: {{name: data}}
+customProperties:
+  - property: dativoViolationHandling
+    value: {{schema: block, quality: {quality}, sla: warn}}
+schema:
+  - name: orders
+    physicalName: {table}
+    properties:
+      - name: order_id
+        logicalType: integer
+        physicalType: bigint
+        required: true
+        unique: true
+        primaryKey: true
+      - name: email
+        logicalType: string
+        quality:
+          - name: email_well_formed
+            metric: invalidValues
+            arguments: {{pattern: '[a-z0-9.]+@[a-z]+\\.[a-z]+'}}
+            mustBe: 0
+      - name: amount
+        logicalType: number
+        physicalType: double
+        quality:
+          - name: amount_positive
+            type: custom
+            engine: custom
+            implementation: tests.quality.custom_checks:positive_amount
+"""
+
+BAD_EMAILS, BAD_AMOUNTS = range(0, 3_000, 100), range(50, 2_000, 100)  # 30 and 20 rows, no overlap
+
+
+def orders(ids, *, bad: bool = False) -> pa.Table:
+    ids = list(ids)
+    email = [("not-an-email" if bad and i in BAD_EMAILS else f"user{i}@shop.com") for i in ids]
+    amount = [(-5.0 if bad and i in BAD_AMOUNTS else float(i % 97 + 1)) for i in ids]
+    return pa.table({"order_id": pa.array(ids, pa.int64()), "email": pa.array(email, pa.string()),
+                     "amount": pa.array(amount, pa.float64())})
+
+
+def gate(lake, quality: str) -> ContractGate:
+    path = lake.workdir / f"orders-{quality}.yaml"
+    path.write_text(CONTRACT.format(quality=quality, table=lake.table("orders")))
+    return ContractGate(path, lake.config)
+
+
+def scan(lake, name: str) -> pa.Table:
+    return lake.load().load_table(lake.table(name)).scan().to_arrow().sort_by("order_id")
+
+
+def refs(lake, name: str) -> set[str]:
+    return set(lake.load().load_table(lake.table(name)).metadata.refs)
+
+
+def test_a_passing_run_publishes_and_leaves_no_audit_branch(lake):
+    first, second = orders(range(0, 2_000)), orders(range(2_000, 3_000))
+    for rows in (first, second):
+        result = run_ingest(TableSource(rows), lake.config, lake.table("orders"), audit=gate(lake, "block"))
+        assert (result.rows_published, result.rows_quarantined, result.committed) == (rows.num_rows, 0, True)
+        assert result.quality["decision"] == "publish"
+    back = scan(lake, "orders")
+    assert back.equals(pa.concat_tables([first, second]).cast(back.schema))
+    assert refs(lake, "orders") == {"main"}
+    head = lake.load().load_table(lake.table("orders")).current_snapshot()
+    assert head.snapshot_id == result.snapshot_id and head.summary["added-records"] == "1000"
+
+
+def test_a_failing_run_leaves_main_unchanged_and_removes_its_branch(lake):
+    good = orders(range(0, 1_000))
+    run_ingest(TableSource(good), lake.config, lake.table("orders"), audit=gate(lake, "block"))
+    head = lake.load().load_table(lake.table("orders")).current_snapshot().snapshot_id
+
+    with pytest.raises(AuditRejectedError, match="email_well_formed") as refused:
+        run_ingest(TableSource(orders(range(1_000, 3_000), bad=True)), lake.config, lake.table("orders"),
+                   audit=gate(lake, "block"))
+    assert refused.value.result.quality["decision"] == "block"
+    table = lake.load().load_table(lake.table("orders"))
+    assert table.current_snapshot().snapshot_id == head
+    assert set(table.metadata.refs) == {"main"}
+    back = scan(lake, "orders")
+    assert back.equals(good.cast(back.schema))
+
+
+def test_a_refused_first_run_leaves_no_table(lake):
+    with pytest.raises(AuditRejectedError, match="email_well_formed"):
+        run_ingest(TableSource(orders(range(3_000), bad=True)), lake.config, lake.table("orders"),
+                   audit=gate(lake, "block"))
+    assert not lake.load().table_exists(lake.table("orders"))
+
+
+def test_quarantine_holds_failing_rows_and_publishes_the_rest(lake):
+    rows = orders(range(3_000), bad=True)
+    result = run_ingest(TableSource(rows, batch_rows=700), lake.config, lake.table("orders"),
+                        audit=gate(lake, "quarantine"), run_id="run-1")
+
+    failing = pc.or_(pc.is_in(rows["order_id"], value_set=pa.array(BAD_EMAILS, pa.int64())),
+                     pc.is_in(rows["order_id"], value_set=pa.array(BAD_AMOUNTS, pa.int64())))
+    expected_main, expected_held = rows.filter(pc.invert(failing)), rows.filter(failing)
+    assert (result.rows_read, result.rows_published, result.rows_quarantined) == (3_000, 2_950, 50)
+    assert result.rows_read == result.rows_published + result.rows_quarantined
+
+    main = scan(lake, "orders")
+    assert main.equals(expected_main.cast(main.schema))
+    held = scan(lake, "orders_quarantine")
+    assert held.select(rows.column_names).equals(expected_held.cast(held.select(rows.column_names).schema))
+    reasons = pc.value_counts(pc.list_flatten(held["_dativo_failed_checks"])).to_pylist()
+    assert {r["values"]: r["counts"] for r in reasons} == {"email_well_formed": 30, "amount_positive": 20}
+    assert set(held["_dativo_run_id"].to_pylist()) == {"run-1"}
+    assert refs(lake, "orders") == {"main"}
+    assert lake.load().load_table(lake.table("orders")).current_snapshot().snapshot_id == result.snapshot_id
