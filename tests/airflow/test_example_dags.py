@@ -25,6 +25,7 @@ REPO = EXAMPLE_DAGS.parent
 MAX_ACTIVE_RUNS = {
     "example_contract_quarantine": 1,  # incremental files; a release reads the quarantine as left
     "example_drift": 1,  # incremental files feed the table the drift check reads
+    "example_erasure_handoff": 1,  # erasures rewrite the same table
     "example_dsr": 1,  # erasures rewrite the same tables
     "example_feature_transform": 1,  # incremental files feed the feature table
     "example_feast_materialize": 1,  # incremental files; the online store keeps one position
