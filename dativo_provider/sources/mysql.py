@@ -61,11 +61,14 @@ from dativo_provider.optional import require
 from dativo_provider.sources.base import ReadBounds, committed_watermark
 from dativo_provider.sources.sql_common import (
     BatchReader,
+    ColumnExtent,
     CursorWindow,
     SqlSource,
     SqlStream,
     WatermarkTracker,
+    column_value,
     cursor_window,
+    key_range_bounds,
     parse_spec,
     quote_identifier,
     resolve_columns,
@@ -144,33 +147,99 @@ class MySQLSource(SqlSource):
             raise
 
     def _open(self, session: _Session, state: Mapping[str, Any] | None, bounds: ReadBounds) -> SqlStream:
-        columns = self._describe(session)
-        tracker, window = None, None
-        if self.spec.cursor is not None:
-            cursor = _find(columns, self.spec.cursor)
-            where = f"{self.spec.kind} source"
-            window = cursor_window(cursor.name, cursor.arrow_type, state, bounds, self.spec.lookback, where)
-            previous = committed_watermark(state, cursor.name, where)
-            tracker = WatermarkTracker(cursor.name, cursor.arrow_type, previous)
-        sql, parameters = self._select(columns, window)
+        columns, fields = self._describe(session)
+        window, tracker = self._window(columns, state, bounds)
+        sql, parameters = self._select(columns, window, self._key_range(fields))
         reader = _MySQLReader(session, columns, sql, parameters, self.spec.batch_rows)
         return SqlStream(reader, self.spec.batch_rows, tracker, {"identity": self.identity, "sql": sql})
 
-    def _describe(self, session: _Session) -> list[_Column]:
-        """The columns to read with their Arrow types; fails on missing names and unsupported types."""
-        what = "the query" if self.spec.query is not None else f"table {self.schema_name}.{self.spec.table}"
+    def extent(self, column: str, state: Mapping[str, Any] | None, bounds: ReadBounds) -> ColumnExtent:
+        session = _Session.connect(self.config)
+        try:
+            columns, fields = self._describe(session)
+            target = _column(self._field(fields, column, "split"))
+            window, _ = self._window(columns, state, bounds)
+            quoted = _q(target.name).replace("%", "%%")
+            where, parameters = self._where(columns, window, self._key_range(fields))
+            sql = f"SELECT MIN({quoted}), MAX({quoted}) FROM {self.from_clause.replace('%', '%%')}{where}"
+            low, high = session.row(sql, parameters, f"finding the range of column {column!r}")
+        finally:
+            session.close(exhausted=True)
+        return ColumnExtent(target.name, target.arrow_type, column_value(low, target.arrow_type),
+                            column_value(high, target.arrow_type))
+
+    def primary_key(self) -> list[str]:
+        if self.spec.query is not None:
+            return []
+        session = _Session.connect(self.config)
+        try:
+            rows = session.rows(
+                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                (self.schema_name, self.spec.table), f"looking up the primary key of {self._what()}",
+            )
+        finally:
+            session.close(exhausted=True)
+        return [row[0].decode() if isinstance(row[0], bytes) else row[0] for row in rows]
+
+    def _window(self, columns: list[_Column], state: Mapping[str, Any] | None,
+                bounds: ReadBounds) -> tuple[CursorWindow | None, WatermarkTracker | None]:
+        if self.spec.cursor is None:
+            return None, None
+        cursor = _find(columns, self.spec.cursor)
+        where = f"{self.spec.kind} source"
+        window = cursor_window(cursor.name, cursor.arrow_type, state, bounds, self.spec.lookback, where)
+        previous = committed_watermark(state, cursor.name, where)
+        return window, WatermarkTracker(cursor.name, cursor.arrow_type, previous)
+
+    def _key_range(self, fields: dict[str, Any]) -> tuple[_Column, str | None, str | None] | None:
+        key_range = self.spec.key_range
+        if key_range is None:
+            return None
+        column = _column(self._field(fields, key_range.column, "'key_range'"))
+        lower, upper = key_range_bounds(key_range, column.arrow_type, f"{self.spec.kind} source")
+        return column, lower, upper
+
+    def _field(self, fields: dict[str, Any], name: str, purpose: str) -> Any:
+        """The descriptor of a column of the table or query that need not be among those read."""
+        found = next((f for key, f in fields.items() if key.lower() == name.lower()), None)
+        if found is None:
+            raise SourceError(f"{purpose} column {name!r} not found in {self._what()}; it has {list(fields)}")
+        return found
+
+    def _what(self) -> str:
+        return "the query" if self.spec.query is not None else f"table {self.schema_name}.{self.spec.table}"
+
+    def _describe(self, session: _Session) -> tuple[list[_Column], dict[str, Any]]:
+        """The columns to read with their Arrow types, and the descriptors of every column of the table
+        or query; fails on missing names and unsupported types."""
+        what = self._what()
         fields = {f.name: f for f in session.describe(f"SELECT * FROM {self.from_clause} LIMIT 0", what)}
         names = resolve_columns(self.spec, list(fields), f"{what} on {session.where}", fold_case=True)
         # A derived table's NOT NULL flags are the server's inference, not a declaration: only tables'.
-        return _plan([fields[name] for name in names], declared_nullability=self.spec.query is None)
+        return _plan([fields[name] for name in names], declared_nullability=self.spec.query is None), fields
 
-    def _select(self, columns: list[_Column], window: CursorWindow | None) -> tuple[str, tuple[Any, ...]]:
+    def _select(self, columns: list[_Column], window: CursorWindow | None,
+                key: tuple[_Column, str | None, str | None] | None) -> tuple[str, tuple[Any, ...]]:
         """The SELECT and its parameters. Literal ``%`` is doubled: pymysql formats with ``%``."""
         sql = f"SELECT {', '.join(c.select_expr for c in columns)} FROM {self.from_clause}".replace("%", "%%")
-        if window is None or window.is_open:
-            return sql, ()
-        predicate, parameters = _window_predicate(_find(columns, self.spec.cursor or ""), window)
-        return f"{sql} WHERE {predicate}", parameters
+        where, parameters = self._where(columns, window, key)
+        return sql + where, parameters
+
+    def _where(self, columns: list[_Column], window: CursorWindow | None,
+               key: tuple[_Column, str | None, str | None] | None) -> tuple[str, tuple[Any, ...]]:
+        clauses: list[str] = []
+        parameters: list[Any] = []
+        if window is not None and not window.is_open:
+            predicate, bound = _window_predicate(_find(columns, self.spec.cursor or ""), window)
+            clauses.append(predicate)
+            parameters.extend(bound)
+        if key is not None:
+            predicate, bound = _key_predicate(*key)
+            if predicate:
+                clauses.append(predicate)
+                parameters.extend(bound)
+        return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), tuple(parameters)
 
 
 # --- columns and types --------------------------------------------------------------------------
@@ -407,6 +476,21 @@ def _window_predicate(cursor: _Column, window: CursorWindow) -> tuple[str, tuple
     return " AND ".join(clauses), tuple(parameters)
 
 
+def _key_predicate(key: _Column, lower: str | None, upper: str | None) -> tuple[str, tuple[Any, ...]]:
+    """``key >= CAST(%s) AND key < CAST(%s)``; the range without a lower bound also takes null keys."""
+    column = _q(key.name).replace("%", "%%")
+    cast = f"CAST(%s AS {key.sql_type})"
+    clauses: list[str] = []
+    parameters: list[Any] = []
+    if lower is not None:
+        clauses.append(f"{column} >= {cast}")
+        parameters.append(lower)
+    if upper is not None:
+        clauses.append(f"{column} < {cast}" if lower is not None else f"({column} < {cast} OR {column} IS NULL)")
+        parameters.append(upper)
+    return " AND ".join(clauses), tuple(parameters)
+
+
 # --- the connection -----------------------------------------------------------------------------
 
 
@@ -446,6 +530,21 @@ class _Session:
             return list(cursor._result.fields or ())
         except Exception as exc:  # every driver failure becomes a project error, redacted
             raise self.translate(exc, f"describing {where}") from None
+        finally:
+            cursor.close()
+
+    def row(self, sql: str, parameters: tuple[Any, ...], doing: str) -> tuple[Any, ...]:
+        """The first row of ``sql``, values as the server's text."""
+        return self.rows(sql, parameters, doing)[0]
+
+    def rows(self, sql: str, parameters: tuple[Any, ...], doing: str) -> list[tuple[Any, ...]]:
+        """Every row of ``sql``, values as the server's text."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            return list(cursor.fetchall())
+        except Exception as exc:  # every driver failure becomes a project error, redacted
+            raise self.translate(exc, doing) from None
         finally:
             cursor.close()
 

@@ -65,11 +65,14 @@ from dativo_provider.optional import require
 from dativo_provider.sources.base import ReadBounds, committed_watermark
 from dativo_provider.sources.sql_common import (
     BatchReader,
+    ColumnExtent,
     CursorWindow,
     SqlSource,
     SqlStream,
     WatermarkTracker,
+    column_value,
     cursor_window,
+    key_range_bounds,
     parse_spec,
     quote_identifier,
     quote_literal,
@@ -149,32 +152,82 @@ class PostgresSource(SqlSource):
             raise
 
     def _open(self, session: _Session, state: Mapping[str, Any] | None, bounds: ReadBounds) -> SqlStream:
-        columns = self._describe(session)
-        tracker, window = None, None
-        if self.spec.cursor is not None:
-            cursor_type = next(c.arrow_type for c in columns if c.name == self.spec.cursor)
-            where = f"{self.spec.kind} source"
-            window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback, where)
-            previous = committed_watermark(state, self.spec.cursor, where)
-            tracker = WatermarkTracker(self.spec.cursor, cursor_type, previous)
-        sql = self._select(columns, window)
-        session.start(window, _hint_bytes(columns, self.spec.batch_rows))
+        columns, available = self._describe(session)
+        window, tracker = self._window(columns, state, bounds)
+        key = self._key_range(session, available)
+        sql = self._select(columns, window, key)
+        session.start(window, _hint_bytes(columns, self.spec.batch_rows), key)
         reader = _PostgresReader(session, columns, sql)
         details = {"identity": self.identity, "sql": sql}
         return SqlStream(reader, self.spec.batch_rows, tracker, details)
+
+    def extent(self, column: str, state: Mapping[str, Any] | None, bounds: ReadBounds) -> ColumnExtent:
+        session = _Session.connect(self.config)
+        try:
+            columns, available = self._describe(session)
+            target = self._named_column(session, column, available, "split")
+            window, _ = self._window(columns, state, bounds)
+            key = self._key_range(session, available)
+            sql = f"SELECT min({_q(column)}), max({_q(column)}) FROM {self.from_clause}"
+            sql += self._where(columns, window, key)
+            session.start(window, MIN_HINT_BYTES, key)
+            low, high = session.query(sql, (), f"finding the range of column {column!r}")[0]
+        finally:
+            session.close(exhausted=True)
+        return ColumnExtent(column, target.arrow_type, column_value(low, target.arrow_type),
+                            column_value(high, target.arrow_type))
+
+    def primary_key(self) -> list[str]:
+        if self.spec.query is not None:
+            return []
+        session = _Session.connect(self.config)
+        try:
+            rows = session.query(_PRIMARY_KEY_SQL, (self.relation,), f"looking up the primary key of {self._what()}")
+        finally:
+            session.close(exhausted=True)
+        return [row[0] for row in rows]
+
+    def _window(self, columns: list[_Column], state: Mapping[str, Any] | None,
+                bounds: ReadBounds) -> tuple[CursorWindow | None, WatermarkTracker | None]:
+        if self.spec.cursor is None:
+            return None, None
+        cursor_type = next(c.arrow_type for c in columns if c.name == self.spec.cursor)
+        where = f"{self.spec.kind} source"
+        window = cursor_window(self.spec.cursor, cursor_type, state, bounds, self.spec.lookback, where)
+        previous = committed_watermark(state, self.spec.cursor, where)
+        return window, WatermarkTracker(self.spec.cursor, cursor_type, previous)
+
+    def _key_range(self, session: _Session, available: list[str]) -> _KeyBounds | None:
+        key_range = self.spec.key_range
+        if key_range is None:
+            return None
+        column = self._named_column(session, key_range.column, available, "'key_range'")
+        lower, upper = key_range_bounds(key_range, column.arrow_type, f"{self.spec.kind} source")
+        return _KeyBounds(column, lower, upper)
+
+    def _named_column(self, session: _Session, name: str, available: list[str], purpose: str) -> _Column:
+        """A column of the table or query that need not be among those read (a split key)."""
+        if name not in available:
+            raise SourceError(f"{purpose} column {name!r} not found in {self._what()} on {session.where}; "
+                              f"it has {available}")
+        (described,) = session.describe(f"SELECT {_q(name)} FROM {self.from_clause}", self._what())
+        return _column(described, _q(name), -1)
 
     @property
     def from_clause(self) -> str:
         """What the SELECT reads: the quoted relation, or the query as a subquery."""
         return self.relation if self.spec.query is None else f"({self.spec.query}) AS q"
 
-    def _describe(self, session: _Session) -> list[_Column]:
-        """The columns to read with their Arrow types; fails on missing names and unsupported types."""
+    def _what(self) -> str:
+        return "the query" if self.spec.query is not None else f"table {self._table_name()}"
+
+    def _describe(self, session: _Session) -> tuple[list[_Column], list[str]]:
+        """The columns to read with their Arrow types, and every column the table or query has; fails
+        on missing names and unsupported types."""
+        what = self._what()
         if self.spec.query is not None:
-            what = "the query"
             catalog = _Catalog([f.name for f in session.describe(f"SELECT * FROM {self.from_clause}", what)])
         else:
-            what = f"table {self._table_name()}"
             catalog = session.table_columns(self.relation, self._table_name())
         available, casts = catalog.names, catalog.casts
         where = f"{what} on {session.where}"
@@ -182,17 +235,50 @@ class PostgresSource(SqlSource):
         values = {name: _cast(name, casts.get(name)) for name in resolve_columns(self.spec, available, where)}
         projection = ", ".join(_aliased(value, name) for name, value in values.items())
         fields = session.describe(f"SELECT {projection} FROM {self.from_clause}", what)
-        return _plan(fields, list(values.values()), catalog)
+        return _plan(fields, list(values.values()), catalog), available
 
-    def _select(self, columns: list[_Column], window: CursorWindow | None) -> str:
+    def _select(self, columns: list[_Column], window: CursorWindow | None, key: _KeyBounds | None) -> str:
         sql = f"SELECT {', '.join(c.select_expr for c in columns)} FROM {self.from_clause}"
-        if window is None or window.is_open:
-            return sql
-        cursor = next(c for c in columns if c.name == self.spec.cursor)
-        return f"{sql} WHERE {_window_predicate(cursor, window)}"
+        return sql + self._where(columns, window, key)
+
+    def _where(self, columns: list[_Column], window: CursorWindow | None, key: _KeyBounds | None) -> str:
+        clauses = []
+        if window is not None and not window.is_open:
+            cursor = next(c for c in columns if c.name == self.spec.cursor)
+            clauses.append(_window_predicate(cursor, window))
+        if key is not None and key.predicate:
+            clauses.append(key.predicate)
+        return f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
     def _table_name(self) -> str:
         return f"{self.config.database}.{self.schema_name}.{self.spec.table}"
+
+
+@dataclass(frozen=True)
+class _KeyBounds:
+    """A key range resolved against its column: the bounds as text the server casts to its type."""
+
+    column: _Column
+    lower: str | None
+    upper: str | None
+
+    @property
+    def predicate(self) -> str:
+        """``key >= lower AND key < upper``, reading the bound settings (see :func:`_window_predicate`);
+        the range without a lower bound also takes the rows whose key is null."""
+        column = _q(self.column.name)
+        cast_type = "pg_catalog." + _q(self.column.pg_type)
+        clauses = []
+        if self.lower is not None:
+            clauses.append(f"{column} >= (SELECT CAST(pg_catalog.current_setting('dativo.key_lower') AS {cast_type}))")
+        if self.upper is not None:
+            below = f"{column} < (SELECT CAST(pg_catalog.current_setting('dativo.key_upper') AS {cast_type}))"
+            clauses.append(below if self.lower is not None else f"({below} OR {column} IS NULL)")
+        return " AND ".join(clauses)
+
+    def settings(self) -> dict[str, str]:
+        bounds = {"dativo.key_lower": self.lower, "dativo.key_upper": self.upper}
+        return {name: value for name, value in bounds.items() if value is not None}
 
 
 def _q(name: str) -> str:
@@ -520,9 +606,10 @@ class _Session:
         except Exception as exc:  # every driver failure becomes a project error, redacted
             raise self.translate(exc, doing) from None
 
-    def start(self, window: CursorWindow | None, hint_bytes: int) -> None:
-        """Pin the session to UTC and bind the window bounds into transaction-local settings."""
-        settings = {"TimeZone": "UTC", "standard_conforming_strings": "on", **_window_settings(window)}
+    def start(self, window: CursorWindow | None, hint_bytes: int, key: _KeyBounds | None = None) -> None:
+        """Pin the session to UTC and bind the window and key range bounds into transaction-local settings."""
+        settings = {"TimeZone": "UTC", "standard_conforming_strings": "on", **_window_settings(window),
+                    **(key.settings() if key else {})}
         names = list(settings)
         calls = ", ".join(
             f"pg_catalog.set_config({quote_literal(name)}, ${i + 1}, true)" for i, name in enumerate(names)
@@ -574,6 +661,15 @@ def _window_settings(window: CursorWindow | None) -> dict[str, str]:
         settings["dativo.upper"] = window.upper
     return settings
 
+
+_PRIMARY_KEY_SQL = """
+SELECT a.attname
+FROM pg_catalog.pg_index AS i
+CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisprimary
+ORDER BY k.position
+"""
 
 _CATALOG_SQL = """
 SELECT a.attname, a.atttypmod,

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 SPEC_KEYS = frozenset(
-    {"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows"}
+    {"type", "conn_id", "table", "schema", "query", "columns", "cursor", "lookback", "batch_rows", "key_range"}
 )
+KEY_RANGE_KEYS = frozenset({"column", "lower", "upper"})
 
 _LOOKBACK_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _LOOKBACK_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -60,6 +61,8 @@ class SqlSpec:
     :param cursor: the incremental cursor column, or None for a full read.
     :param lookback: re-read this far behind the watermark: a timedelta or a number.
     :param batch_rows: at most this many rows per batch.
+    :param key_range: read only the rows whose key column lies in this range (one part of a split
+        ingest, see :mod:`dativo_provider.ingest.split`); None reads every row.
     """
 
     kind: str
@@ -70,6 +73,7 @@ class SqlSpec:
     cursor: str | None
     lookback: timedelta | Decimal | None
     batch_rows: int
+    key_range: KeyRange | None = None
 
     @property
     def query_digest(self) -> str:
@@ -110,7 +114,103 @@ def parse_spec(spec: Mapping[str, Any], kind: str, default_batch_rows: int) -> S
         cursor=cursor,
         lookback=lookback,
         batch_rows=_parse_batch_rows(spec.get("batch_rows", default_batch_rows), kind),
+        key_range=parse_key_range(spec.get("key_range"), kind),
     )
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Rows with ``lower <= column < upper``, compared on the server in the column's own type.
+
+    ``None`` leaves a side unbounded, so ranges ``(None, b1), (b1, b2), ..., (bn, None)`` cover every row
+    exactly once. Rows whose key is null belong to the range with no lower bound. The range is not part of the source's identity: every part of a split
+    ingest keeps its state under the identity of the whole source.
+    """
+
+    column: str
+    lower: Any = None
+    upper: Any = None
+
+
+def parse_key_range(value: Any, kind: str) -> KeyRange | None:
+    """Validate ``key_range``: ``{"column": name, "lower": value | None, "upper": value | None}``.
+
+    :param value: the spec's ``key_range``, or None.
+    :param kind: the connector, for error messages.
+    """
+    if value is None:
+        return None
+    where = f"{kind} source 'key_range'"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping with 'column', 'lower' and 'upper', got {value!r}")
+    unknown = sorted(set(value) - KEY_RANGE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(KEY_RANGE_KEYS)}")
+    column = value.get("column")
+    if not isinstance(column, str) or not column.strip() or "\x00" in column:
+        raise ConfigError(f"{where}: 'column' must be a column name, got {column!r}")
+    lower, upper = value.get("lower"), value.get("upper")
+    for side, bound in (("lower", lower), ("upper", upper)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, _KEY_BOUND_TYPES)):
+            raise ConfigError(
+                f"{where}: {side!r} must be a number, a date, a timestamp or its ISO text, or null "
+                f"(unbounded), got {bound!r}"
+            )
+    if lower is not None and upper is not None and _not_below(lower, upper):
+        raise ConfigError(f"{where}: 'lower' ({lower!r}) must be below 'upper' ({upper!r}): lower is inclusive, "
+                          "upper exclusive")
+    return KeyRange(column, lower, upper)
+
+
+_KEY_BOUND_TYPES = (int, float, Decimal, str, date, datetime)
+
+
+def _not_below(lower: Any, upper: Any) -> bool:
+    """Whether ``lower >= upper``, for bounds of comparable kinds (others are left to the server)."""
+    try:
+        return bool(lower >= upper)
+    except TypeError:
+        return False
+
+
+def key_range_bounds(key_range: KeyRange, key_type: pa.DataType, where: str) -> tuple[str | None, str | None]:
+    """The range's bounds as canonical text the server casts to the key column's type.
+
+    :param key_type: the key column's Arrow type: an integer, decimal, date or timestamp.
+    :param where: names the source in errors.
+    """
+    pa = require("pyarrow", "postgres")
+    t = pa.types
+    if not (t.is_integer(key_type) or t.is_decimal(key_type) or t.is_timestamp(key_type) or t.is_date(key_type)):
+        raise ConfigError(
+            f"{where}: 'key_range' column {key_range.column!r} has type {key_type}; a key range needs an "
+            "integer, decimal, date or timestamp column"
+        )
+    return (None if key_range.lower is None else bound_text(key_range.lower, key_type, key_range.column),
+            None if key_range.upper is None else bound_text(key_range.upper, key_type, key_range.column))
+
+
+def column_value(value: Any, column_type: pa.DataType) -> Any:
+    """A value a server returned as text or as a Python value, as the Python value of ``column_type``
+    (int, Decimal, float, date or datetime; aware datetimes in UTC); other types as they came."""
+    pa = require("pyarrow", "postgres")
+    t = pa.types
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    if t.is_timestamp(column_type):
+        moment = to_datetime(value)
+        if column_type.tz:
+            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        return utc_naive(moment)
+    if t.is_date(column_type):
+        return value if isinstance(value, date) and not isinstance(value, datetime) else to_datetime(value).date()
+    if t.is_integer(column_type):
+        return int(value)
+    if t.is_decimal(column_type):
+        return Decimal(str(value))
+    return float(value) if t.is_floating(column_type) else value
 
 
 def _optional_text(spec: Mapping[str, Any], key: str, kind: str) -> str | None:
@@ -530,6 +630,28 @@ class SqlSource(Source):
     @abstractmethod
     def lineage_parts(self) -> tuple[str | None, ...]:
         """The dotted parts of the OpenLineage dataset name of the table."""
+
+    @abstractmethod
+    def primary_key(self) -> list[str]:
+        """The table's primary-key columns in key order; empty for a query or a table without one."""
+
+    @abstractmethod
+    def extent(self, column: str, state: Mapping[str, Any] | None, bounds: ReadBounds) -> ColumnExtent:
+        """The smallest and largest value of ``column`` among the rows :meth:`open` would read with
+        the same ``state`` and ``bounds`` (its window and key range), computed on the server.
+
+        :raises SourceError: the column does not exist in the table or query.
+        """
+
+
+@dataclass(frozen=True)
+class ColumnExtent:
+    """The range of one column's values: ``low``/``high`` are None when no row has a value."""
+
+    column: str
+    arrow_type: pa.DataType
+    low: Any
+    high: Any
 
 
 def resolve_columns(
