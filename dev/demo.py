@@ -232,7 +232,14 @@ def report_storage() -> None:
 
 def run_demo(rest: bool) -> int:
     public_key = dsr_keys()
-    reports = {"example_contract_quarantine": lambda: (report(), report_contract(), rest and report_storage()),
+
+    def report_loads() -> None:
+        report()
+        report_contract()
+        if rest:
+            report_storage()
+
+    reports = {"example_contract_quarantine": report_loads,
                "example_dsr": lambda: report_erasure(public_key), "example_drift": report_drift}
     with open(sys.argv[1], "w") as log:
         for dag_id, conf in DAG_RUNS:
