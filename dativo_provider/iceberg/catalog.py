@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Property name fragments whose values are secrets (pyiceberg's own property names).
-_SECRET_MARKERS = ("token", "credential", "secret", "password", "session")
+#: Property name fragments whose values are secrets (pyiceberg's own property names; ``adls.account-key``).
+_SECRET_MARKERS = ("token", "credential", "secret", "password", "session", "account-key")
 
 #: pyiceberg's catalog types, except ``in-memory``: a catalog that lives inside one process cannot be
 #: shared by the tasks of a DAG. sql, rest and glue are tested here; the others are pyiceberg's own.

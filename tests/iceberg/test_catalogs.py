@@ -112,7 +112,8 @@ def test_a_dropped_postgres_catalog_closes_its_connections(tmp_path, postgres_co
 
 def test_catalog_repr_hides_secrets():
     config = CatalogConfig("rest", {"type": "rest", "uri": "https://cat", "token": "tok-123",
-                                    "credential": "id:sec-456", "s3.secret-access-key": "sk-789"})
+                                    "credential": "id:sec-456", "s3.secret-access-key": "sk-789",
+                                    "adls.account-key": "ak-000"})
     shown = repr(config)
-    assert "tok-123" not in shown and "sec-456" not in shown and "sk-789" not in shown
-    assert set(config.secrets) == {"tok-123", "id:sec-456", "sk-789"}
+    assert "tok-123" not in shown and "sec-456" not in shown and "sk-789" not in shown and "ak-000" not in shown
+    assert set(config.secrets) == {"tok-123", "id:sec-456", "sk-789", "ak-000"}
