@@ -87,6 +87,10 @@ class HandoffPlan:
     tables: list[PlannedTable] = field(default_factory=list)
     #: Tables the subject has rows in only in history (no DELETE needed; step 3 purges them).
     history_only: list[str] = field(default_factory=list)
+    #: Spark only: every table's DELETEs in one file, for one ``spark-sql -f`` (a Trino call takes one
+    #: statement, so Trino runs the tables' files one by one). None for Trino.
+    statements_path: str | None = None
+    statements_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +128,8 @@ def plan_handoff(catalog: CatalogConfig, contracts: Iterable[Contract | str | Pa
             plan.history_only.append(match.table)
             continue
         plan.tables.append(_plan_table(match, branches, checked, engine_catalog, folder))
+    if checked == "spark":
+        plan = _with_combined_file(plan, folder)
     if trail is not None:
         trail.append_request(request, "discovered", {**found.to_dict(), "handoff": plan.to_dict()})
     log.info("request %s: %d tables handed to %s, %d purged only", request.request_id, len(plan.tables),
@@ -154,6 +160,17 @@ def _plan_table(match: TableMatch, branches: list[str], engine: Engine, engine_c
         match_columns={column: len(values) for column, values in match.match.items()},
         statement_path=str(path), statement_sha256=hashlib.sha256(text.encode()).hexdigest(),
         compaction=compaction_statement(match.table, engine, engine_catalog))
+
+
+def _with_combined_file(plan: HandoffPlan, folder: Path) -> HandoffPlan:
+    import dataclasses
+
+    texts = [Path(t.statement_path).read_text(encoding="utf-8") for t in plan.tables]
+    text = "".join(texts) or "-- nothing to delete: no branch head holds the subject's rows\n"
+    path = folder / "all-tables.sql"
+    _write_private(path, text)
+    return dataclasses.replace(plan, statements_path=str(path),
+                               statements_sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -240,6 +240,9 @@ def test_spark_plan_and_unknown_engine(catalog, trail, tmp_path):
     text = Path(plan.tables[0].statement_path).read_text()
     assert text.startswith("DELETE FROM `lake`.`examples`.`handoff_accounts` WHERE ") and text.endswith(";\n")
     assert _parsed_values(text.rstrip(";\n"), "spark")["account_id"] == [87]
+    assert Path(plan.statements_path).read_text() == text  # one table: the combined file is its file
+    assert stat.S_IMODE(Path(plan.statements_path).stat().st_mode) == 0o600
+    assert _plan(catalog, None, tmp_path, engine="trino").statements_path is None
     with pytest.raises(ConfigError, match="renders SQL for"):
         _plan(catalog, None, tmp_path, engine="presto")
     with pytest.raises(ConfigError, match="Trino-dialect"):
