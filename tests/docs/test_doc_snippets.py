@@ -28,6 +28,8 @@ NOT_RUN = {
     ("docs/install.md", "downloads the wheels of every dependency for MWAA's platform from PyPI and GitHub"),
     ("docs/install.md", "needs a Google Cloud project and a Composer environment"),
     ("docs/privacy.md", "needs a running Airflow API server and an intake user"),
+    ("docs/handoff.md",
+     "needs the official Spark or Trino provider and a cluster with Iceberg; neither installs or runs on this machine"),
 }
 
 # What the docs' DAGs and commands connect to: the servers on this machine.
