@@ -12,7 +12,6 @@ Findings never carry identifier values: any occurrence in a path is replaced wit
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -89,7 +88,9 @@ def verify_erased(
 
     :param tables: ``namespace.name`` of each table to check.
     :param rediscover: reruns discovery and returns the subject's row count; must return 0 to pass.
-    :param object_store: S3 credentials and endpoint; default: the catalog's ``s3.*`` properties.
+    :param object_store: S3 credentials and endpoint; default: each table's FileIO properties, i.e. the
+        catalog's ``s3.*`` properties and what a REST catalog vends with the table (endpoint,
+        short-lived credentials), which the catalog's own properties then lack.
     :returns: passed only if there is no finding and (with ``rediscover``) discovery finds no row.
         Reading errors of a file become findings; catalog and credential errors are raised.
     """
@@ -97,7 +98,7 @@ def verify_erased(
     # No final line: the verdict below is the summary.
     decoded = progress_log.ProgressLog(log, f"verification of {len(tables)} table(s)", unit="files",
                                        interval=progress_log.DEFAULT_INTERVAL_S)
-    scan = _Scan(identifiers, object_store or _store_from_catalog(catalog), decoded)
+    scan = _Scan(identifiers, object_store, decoded)
     iceberg = catalog.load()
     for name in tables:
         scan.table(iceberg, name)
@@ -119,16 +120,10 @@ def verify_erased(
     return result
 
 
-def _store_from_catalog(catalog: CatalogConfig) -> ObjectStoreConfig:
-    from dativo_provider.objectstore import config_from_catalog
-
-    return config_from_catalog(catalog.properties)
-
-
 class _Scan:
     """Lists, decodes and searches the files of each table, collecting findings."""
 
-    def __init__(self, identifiers: Identifiers, store: ObjectStoreConfig,
+    def __init__(self, identifiers: Identifiers, store: ObjectStoreConfig | None,
                  decoded: progress_log.ProgressLog | None = None) -> None:
         self.ids = identifiers
         self.store = store
@@ -137,6 +132,9 @@ class _Scan:
         self.counts: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.bytes = 0
         self.seen: set[str] = set()
+        #: The FileIO properties of the table being scanned, and S3 file systems built from them by bucket.
+        self._table_io: dict[str, Any] = {}
+        self._s3_by_bucket: dict[str, pafs.FileSystem] = {}
 
     def table(self, iceberg: Any, name: str) -> None:
         try:
@@ -145,6 +143,7 @@ class _Scan:
             self.findings.append(Finding(name, "other", f"table cannot be loaded ({type(exc).__name__}); "
                                                         "its files were not scanned"))
             return
+        self._table_io, self._s3_by_bucket = dict(table.io.properties), {}
         roots = {table.location()} | {table.properties[k] for k in ("write.data.path", "write.metadata.path")
                                       if table.properties.get(k)}
         files = [uri for root in sorted(roots) for uri in self._list(root)]
@@ -214,13 +213,23 @@ class _Scan:
     def _fs(self, uri: str) -> tuple[pafs.FileSystem, str]:
         from dativo_provider.objectstore import uri_filesystem
 
-        return uri_filesystem(uri, lambda: self._s3_fs)
+        return uri_filesystem(uri, lambda: self._s3(uri))
 
-    @functools.cached_property
-    def _s3_fs(self) -> pafs.FileSystem:
-        from dativo_provider.objectstore import s3_filesystem
+    def _s3(self, uri: str) -> pafs.FileSystem:
+        """S3 as the caller's ``object_store`` says, else configured like the table's FileIO: a REST
+        catalog may vend the endpoint and credentials with each table, and the catalog's properties
+        then hold neither."""
+        bucket = "" if self.store is not None else uri.split("://", 1)[1].split("/", 1)[0]
+        if bucket not in self._s3_by_bucket:  # a race builds it twice, harmlessly
+            if self.store is not None:
+                from dativo_provider.objectstore import s3_filesystem
 
-        return s3_filesystem(self.store)
+                self._s3_by_bucket[bucket] = s3_filesystem(self.store)
+            else:
+                from pyiceberg.io.pyarrow import PyArrowFileIO
+
+                self._s3_by_bucket[bucket] = PyArrowFileIO(self._table_io).fs_by_scheme("s3", bucket)
+        return self._s3_by_bucket[bucket]
 
 
 def _normalise_uri(reference: str, referrer: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,15 +21,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import EqualTo
 
+from dativo_provider.iceberg.catalog import CatalogConfig
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.privacy import audit
 from dativo_provider.privacy.certificate import SigningKey, verify_certificate
 from dativo_provider.privacy.dsr import erase_subject
+from dativo_provider.privacy.erase import delete_rows
 from dativo_provider.privacy.matching import Identifiers
+from dativo_provider.privacy.purge import purge_table
 from dativo_provider.privacy.request import SubjectRequest
 from dativo_provider.privacy.verify import verify_erased
+from tests.catalogs.conftest import Lake
 from tests.catalogs.storage import namespace_copy, referenced_files, stored_files
+from tests.catalogs.vending import vending_catalog
 from tests.memory_source import TableSource
 from tests.privacy.decoded import occurrences
 from tests.privacy.warehouse import CONTRACTS, CUSTOMER_COLUMNS, ORDER_COLUMNS, SUBJECT_ID, TICKET_COLUMNS, read_sample
@@ -162,3 +168,33 @@ def test_erasure_purges_and_verifies_with_an_independent_decoded_scan(lake):
         metadata = {f for f in listed if f.endswith(".metadata.json")}
         assert metadata == {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
         assert len(metadata) <= 3  # the current one and the purge's last two commits (post-expiry)
+
+
+def test_a_rest_catalog_that_vends_storage_credentials_is_erased_purged_and_verified(rest_lake, tmp_path):
+    """The client knows only the catalog's URI and credential; S3 access comes with each table (the
+    ``config`` of a LoadTableResult, tests/catalogs/vending.py). Writing, the purge's sweep and the
+    verification's decoding all go through the table's FileIO: the catalog's properties hold no S3 key."""
+    namespace = f"v_{uuid.uuid4().hex[:10]}"
+    name = f"{namespace}.people"
+    emails = [f"person{i}@example.org" for i in range(1, 301)]
+    people = pa.table({"id": pa.array(range(1, 301), pa.int64()), "email": emails})
+    with vending_catalog(rest_lake) as properties:
+        vending = CatalogConfig(f"vending_{namespace}", properties)
+        assert not any(key.startswith("s3.") for key in vending.properties)
+        vending.load().create_namespace(namespace)
+        for part in range(3):
+            run_ingest(TableSource(people.slice(part * 100, 100), identity=f"memory://people/{part}"), vending, name)
+        subject = EqualTo("id", SUBJECT_ID)
+        assert delete_rows(vending, name, subject, request_id="dsr-vended").rows_deleted == 1
+
+        purged = purge_table(vending, name, subject=subject, request_id="dsr-vended", safety_window=timedelta(0))
+        result = verify_erased(vending, [name], Identifiers((str(SUBJECT_ID), emails[SUBJECT_ID - 1]),
+                                                            columns=("id",)))
+
+        assert purged.files_removed > 0 and purged.metadata_files_removed > 0
+        assert result.passed, result.findings
+        assert result.files_scanned["parquet"] == 3 and result.files_scanned["metadata"] > 0
+        assert vending.load().load_table(name).scan().to_arrow().num_rows == 299
+    direct = Lake("rest", CatalogConfig("direct", rest_lake.catalog_properties()), namespace, tmp_path)
+    stored = namespace_copy(direct, tmp_path / "stored")
+    assert occurrences(stored, emails=[emails[SUBJECT_ID - 1]], ids=[SUBJECT_ID], id_columns=("id",)) == []
