@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dativo_provider.exceptions import ConfigError
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.manifest import DataFile
@@ -135,7 +137,7 @@ class DataFileWriter:
         path = self._locations.new_data_location(
             data_file_name=f"{self._counter:05d}-0-{self._write_uuid}.parquet", partition_key=partition_key
         )
-        stream = self._table.io.new_output(path).create(overwrite=True)
+        stream = _create(self._table, path)
         self._paths.append(path)
         writer = pq.ParquetWriter(
             stream,
@@ -206,6 +208,26 @@ def _small_field(field: pa.Field) -> pa.Field:
     elif t.is_map(kind):
         kind = pa.map_(_small_field(kind.key_field), _small_field(kind.item_field))
     return field.with_type(kind)
+
+
+def _create(table: Table, path: str) -> Any:
+    """Open ``path`` for writing; storage refusing access becomes an error naming the settings to check."""
+    try:
+        return table.io.new_output(path).create(overwrite=True)
+    except OSError as exc:
+        if "ACCESS_DENIED" not in str(exc) and "Access Denied" not in str(exc):
+            raise
+        # A REST catalog may vend storage credentials with the table (pyiceberg asks for them); one that
+        # does not, or a catalog of another type, leaves them to the catalog properties.
+        given = "s3.access-key-id" in table.io.properties
+        raise ConfigError(
+            f"{'.'.join(table.name())}: the storage refused to let this run write {path} (access denied). "
+            + ("The catalog properties' s3.access-key-id may not write there. " if given else
+               "Neither the catalog vended storage credentials with the table nor do the catalog properties "
+               "give s3.access-key-id and s3.secret-access-key. ")
+            + "Set s3.access-key-id and s3.secret-access-key (and s3.endpoint for S3-compatible storage) "
+            "in the catalog connection, or use a catalog that vends credentials."
+        ) from exc
 
 
 def _close_quietly(open_file: _OpenFile) -> None:

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dativo_provider.exceptions import ConcurrentRunError
+from dativo_provider.exceptions import ConcurrentRunError, ConfigError
 from dativo_provider.iceberg.catalog import CatalogConfig
 from dativo_provider.iceberg.state import SOURCE_KEY, STATE_KEY
 from dativo_provider.ingest.engine import run_ingest
@@ -374,3 +375,27 @@ def test_a_lost_commit_race_is_recognised_and_retried(lake):
     outcome = commit(_StaleOnce(catalog, stale), plan, max_attempts=3)
     assert outcome.attempts == 2
     assert read_back(lake, "t")["id"].to_pylist() == [1, 2, 3, 4, 5]
+
+
+# --- storage credentials --------------------------------------------------------------------------
+
+
+def test_a_rest_catalog_that_vends_no_credentials_needs_storage_keys_in_the_connection(rest_lake, monkeypatch):
+    """SeaweedFS's catalog authenticates the client (``credential``) but vends no storage credentials:
+    neither ``/v1/config`` nor ``loadTable`` carries ``s3.*`` keys, so the connection must give them."""
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    keys = ("s3.access-key-id", "s3.secret-access-key")
+    full = CatalogConfig("with_keys", rest_lake.catalog_properties())
+    without = CatalogConfig("without_keys", {k: v for k, v in full.properties.items() if k not in keys})
+    namespace = f"t_{uuid.uuid4().hex[:10]}"
+    run_ingest(TableSource(people(range(10))), full, f"{namespace}.people")
+
+    loaded = without.load().load_table(f"{namespace}.people")
+    assert not set(keys) & set(loaded.io.properties), "the catalog vended storage credentials after all"
+    with pytest.raises(ConfigError, match="access denied.*give s3.access-key-id and s3.secret-access-key"):
+        run_ingest(TableSource(people(range(10, 20))), without, f"{namespace}.people")
+    with pytest.raises(ConfigError, match="access denied"):
+        run_ingest(TableSource(people(range(10))), without, f"{namespace}.other")
+    assert not full.load().table_exists(f"{namespace}.other")
+    assert full.load().load_table(f"{namespace}.people").scan().to_arrow().num_rows == 10
