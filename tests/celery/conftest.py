@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ LAKE_CONN_ID = "celery_lake"
 LAKE_CATALOG_NAME = "celery_lake"
 SOURCE_ROWS = 5_000_000
 #: The DAGs of tests/celery/dags the deployment waits for before the tests start.
-DAG_IDS = ("celery_probe",)
+DAG_IDS = ("celery_split_ingest", "celery_split_ingest_worker_killed")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,48 @@ def source_schema(celery_services: Any) -> Iterator[str]:
     yield name
     with celery_services.connect() as conn:
         conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """The module's source table and what its columns add up to, computed by Postgres."""
+
+    name: str
+    rows: int
+    reference: dict[str, Any]
+
+
+#: The columns' aggregates, computed by Postgres on the source and by Arrow on the Iceberg table.
+REFERENCE_SQL = """
+SELECT count(*) AS rows, count(DISTINCT id) AS distinct_ids, min(id) AS min_id, max(id) AS max_id,
+       sum(id) AS sum_id, sum(customer_id) AS sum_customer_id, sum(amount) AS sum_amount,
+       min(amount) AS min_amount, max(amount) AS max_amount, sum(quantity) AS sum_quantity,
+       count(*) FILTER (WHERE status = 'shipped') AS shipped, count(note) AS notes,
+       min(created_at) AS min_created_at, max(created_at) AS max_created_at
+FROM {table}
+"""
+
+
+@pytest.fixture(scope="module")
+def source_table(celery_services: Any, source_schema: str) -> SourceTable:
+    """``<schema>.orders``: 5M rows, bigint primary key and a few typed columns (one INSERT ... SELECT)."""
+    name = f"{source_schema}.orders"
+    with celery_services.connect() as conn:
+        conn.execute(f"""
+            CREATE TABLE {name} (
+                id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(12, 2) NOT NULL,
+                quantity integer, status text NOT NULL, note text, created_at timestamptz NOT NULL)""")
+        conn.execute(f"""
+            INSERT INTO {name}
+            SELECT g, g % 100003, round(((g * 7919) % 1000000) / 100.0, 2), (g % 17)::int,
+                   (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4],
+                   CASE WHEN g % 10 = 0 THEN 'note ' || g END,
+                   timestamptz '2024-01-01 00:00+00' + g * interval '1 second'
+            FROM generate_series(1::bigint, {SOURCE_ROWS}) AS g""")
+        conn.execute(f"ANALYZE {name}")
+        cursor = conn.execute(REFERENCE_SQL.format(table=name))
+        reference = dict(zip([c.name for c in cursor.description], cursor.fetchone(), strict=True))
+    return SourceTable(name, SOURCE_ROWS, reference)
 
 
 @pytest.fixture(scope="module")
