@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -251,9 +251,10 @@ def adopt_external_delete(catalog: CatalogConfig, planned: Mapping[str, Any], ma
                                          f"({len(since)} other commits); run the external step, then this again")
     row_filter = match.row_filter()
     rows_at_base = table.scan(row_filter=row_filter, snapshot_id=base).count()
-    for branch in planned.get("branches") or ["main"]:
-        left = table.scan(row_filter=row_filter, snapshot_id=table.metadata.snapshot_by_name(branch).snapshot_id
-                          ).count() if table.metadata.snapshot_by_name(branch) else 0
+    heads = {name: ref.snapshot_id for name, ref in table.metadata.refs.items()
+             if ref.snapshot_ref_type.value == "branch"}
+    for branch, snapshot_id in sorted(heads.items(), key=lambda item: item[0] != "main"):
+        left = table.scan(row_filter=row_filter, snapshot_id=snapshot_id).count()
         if left:
             raise ExternalDeleteMissingError(f"{name}: after {engine}'s commits, branch {branch!r} still holds "
                                              f"{left} of the subject's rows ({rows_at_base} at the base on main); "
@@ -357,7 +358,7 @@ class _Adoption:
         from dativo_provider.privacy.discovery import discover
 
         self.found = found = discover(self.catalog, self.contracts, self.request)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         deletions = {planned["table"]: self.adopt(planned, found.table(planned["table"]))
                      for planned in self.plan["tables"]}
         for match in found.tables:
@@ -451,7 +452,7 @@ class _Adoption:
             "verification": verification,
             "handoff": {"engine": self.plan["engine"], "engine_catalog": self.plan["engine_catalog"]},
             "timestamps": {"received": self.request.received_at.isoformat(), "started": started.isoformat(),
-                           "completed": datetime.now(timezone.utc).isoformat()},
+                           "completed": datetime.now(UTC).isoformat()},
             "issuer": {"name": issuer},
         }
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: The ``engine-name`` the stand-in writes into its snapshot summaries.
 STANDIN_ENGINE = "dativo-standin-duckdb"
 _ROW = "__dativo_standin_row"
-_TARGET = re.compile(r'^\s*DELETE\s+FROM\s+"((?:[^"]|"")+)"\."((?:[^"]|"")+)"\."((?:[^"]|"")+)"\s+WHERE\s', re.I)
+_TARGET = re.compile(r'^\s*DELETE\s+FROM\s+"((?:[^"]|"")+)"\."((?:[^"]|"")+)"\."((?:[^"]|"")+)"\s+WHERE\s', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def run_standin_delete(catalog: CatalogConfig, table: str, statement: str) -> St
     return StandinResult(table, len(rows), deleted, str(snapshot.snapshot_id) if snapshot else None)
 
 
-def _positions(count: int):  # noqa: ANN202 - a pyarrow array, typed lazily
+def _positions(count: int):
     import pyarrow as pa
 
     return pa.array(range(count), pa.int64())

@@ -20,7 +20,12 @@ from dativo_provider.exceptions import ConfigError, TerminalError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.privacy.audit import AuditTrail, ObjectAuditStore, verify
 from dativo_provider.privacy.certificate import SigningKey, audit_anchor, verify_certificate
-from dativo_provider.privacy.handoff import ExternalDeleteMissingError, finish_handoff, plan_handoff, read_statement
+from dativo_provider.privacy.handoff import (
+    ExternalDeleteMissingError,
+    finish_handoff,
+    plan_handoff,
+    read_statement,
+)
 from dativo_provider.privacy.handoff_sql import (
     compaction_statement,
     count_statement,
@@ -247,3 +252,20 @@ def test_spark_plan_and_unknown_engine(catalog, trail, tmp_path):
         _plan(catalog, None, tmp_path, engine="presto")
     with pytest.raises(ConfigError, match="Trino-dialect"):
         run_standin_delete(catalog, TABLE, text)
+
+
+def test_rows_left_on_another_branch_fail_and_trino_refuses_branches(catalog, trail, tmp_path):
+    table = catalog.load().load_table(TABLE)
+    table.manage_snapshots().create_branch(table.metadata.current_snapshot_id, "audit").commit()
+    with pytest.raises(ConfigError, match="branch 'audit' holds the subject's rows, and Trino cannot"):
+        _plan(catalog, None, tmp_path)
+    plan = _plan(catalog, trail, tmp_path, engine="spark")
+    assert plan.tables[0].branches == ("main", "audit")
+    statements = Path(plan.tables[0].statement_path).read_text().split(";\n")
+    assert sqlglot.parse_one(statements[1], read="spark").find(exp.Table).parts[-1].name == "branch_audit"
+    # the engine deleted on main only
+    main_only = delete_statement(TABLE, {"account_id": [87], "email": [" O'Brien.Zoë@Exämple.org", SUBJECT_EMAIL]},
+                                 "trino", "lake")
+    assert run_standin_delete(catalog, TABLE, main_only).rows_deleted == 3
+    with pytest.raises(ExternalDeleteMissingError, match="branch 'audit' still holds 3 of the subject's rows"):
+        _finish(catalog, trail, tmp_path, plan)
