@@ -25,11 +25,12 @@ try:
         BaseSensorOperator,
         BranchMixIn,
         Context,
+        TaskGroup,
         mask_secret,
     )
 except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat.py in a subprocess
     if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator, BaseSensorOperator, Context
+        from airflow.sdk import Asset, AssetAlias, BaseHook, BaseOperator, BaseSensorOperator, Context, TaskGroup
         from airflow.sdk.exceptions import (
             AirflowException,
             AirflowFailException,
@@ -56,6 +57,7 @@ except ImportError:  # pragma: no cover - exercised by tests/airflow/test_compat
         from airflow.sensors.base import BaseSensorOperator
         from airflow.utils.context import Context
         from airflow.utils.log.secrets_masker import mask_secret
+        from airflow.utils.task_group import TaskGroup
 
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
@@ -70,5 +72,6 @@ __all__ = [
     "BaseSensorOperator",
     "BranchMixIn",
     "Context",
+    "TaskGroup",
     "mask_secret",
 ]

@@ -332,6 +332,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     "dativo_provider.operators.ingest",
+                    "dativo_provider.operators.split_ingest",
                     "dativo_provider.operators.contracts",
                     "dativo_provider.operators.maintenance",
                     "dativo_provider.operators.ml",

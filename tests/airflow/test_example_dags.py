@@ -39,6 +39,7 @@ MAX_ACTIVE_RUNS = {
     "example_mysql_to_iceberg": 1,  # incremental cursor
     "example_openmetadata_sync": 1,  # two syncs of one table would race to create it
     "example_postgres_to_iceberg": 1,  # incremental cursor
+    "example_split_ingest": 1,  # incremental cursor; parts of one run share one frozen window
     "example_sagemaker_export": 1,  # incremental files feed the exported feature table
     "example_stripe_to_iceberg": 1,  # incremental by events
     "example_training_set": 1,  # incremental files feed the training set
