@@ -341,7 +341,8 @@ def get_provider_info() -> dict[str, Any]:
                     "dativo_provider.operators.export",
                 ],
             },
-            {"integration-name": PRIVACY_INTEGRATION, "python-modules": ["dativo_provider.operators.privacy"]},
+            {"integration-name": PRIVACY_INTEGRATION,
+             "python-modules": ["dativo_provider.operators.privacy", "dativo_provider.operators.handoff"]},
             {
                 "integration-name": OPENMETADATA_INTEGRATION,
                 "python-modules": ["dativo_provider.operators.openmetadata"],
