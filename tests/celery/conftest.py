@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ if not AIRFLOW_V_3_0_PLUS:
     print("tests/celery: not collected on Airflow 2 (the CeleryExecutor tests run Airflow 3's execution API)")
     collect_ignore_glob = ["test_*.py"]
 
+Report = pytest.TestReport
 #: Connection ids the DAGs in tests/celery/dags use.
 SOURCE_CONN_ID = "celery_source"
 LAKE_CONN_ID = "celery_lake"
@@ -83,11 +85,10 @@ FROM {table}
 """
 
 
-@pytest.fixture(scope="module")
-def source_table(celery_services: Any, source_schema: str) -> SourceTable:
+def seed_source_table(services: Any, schema: str) -> SourceTable:
     """``<schema>.orders``: 5M rows, bigint primary key and a few typed columns (one INSERT ... SELECT)."""
-    name = f"{source_schema}.orders"
-    with celery_services.connect() as conn:
+    name = f"{schema}.orders"
+    with services.connect() as conn:
         conn.execute(f"""
             CREATE TABLE {name} (
                 id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(12, 2) NOT NULL,
@@ -106,7 +107,21 @@ def source_table(celery_services: Any, source_schema: str) -> SourceTable:
 
 
 @pytest.fixture(scope="module")
-def celery_airflow(celery_services: Any, source_schema: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def source_seeding(celery_services: Any, source_schema: str) -> Iterator[Future[SourceTable]]:
+    """Seeding, started before the deployment so that Postgres fills the table (≈ 20 s, one core) while
+    Airflow's processes start on the other."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed-source") as pool:
+        yield pool.submit(seed_source_table, celery_services, source_schema)
+
+
+@pytest.fixture(scope="module")
+def source_table(source_seeding: Future[SourceTable]) -> SourceTable:
+    return source_seeding.result(timeout=600)
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(celery_services: Any, source_schema: str, source_seeding: Future[SourceTable],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The running deployment; its DAGs read the source schema from ``DATIVO_CELERY_SOURCE_SCHEMA``."""
     from tests.celery.deployment import celery_deployment
 
@@ -137,7 +152,8 @@ def lake(celery_airflow: Any) -> Any:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Report, Report]:
     """A failed test's report carries the tail of every deployment process's log."""
     report = yield
     deployment = getattr(item, "funcargs", {}).get("celery_airflow")

@@ -68,6 +68,10 @@ class Services:
                                dbname=database or self.pg_database, autocommit=True)
 
 
+#: The columns of a :class:`TaskTry`, in task_instance and task_instance_history.
+TRY_COLUMNS = "task_id, map_index, try_number, state, coalesce(hostname, ''), start_date, end_date, duration"
+
+
 @dataclass(frozen=True)
 class TaskTry:
     """One try of one task instance, as the metadata database records it."""
@@ -105,35 +109,32 @@ class CeleryDeployment:
                 start_new_session=True)
 
     def start_worker(self, name: str) -> None:
-        """A Celery worker on the deployment's queue that runs one task at a time and calls itself ``name``."""
+        """A Celery worker on the deployment's queue running one task at a time, named ``name``."""
         self.start(name, "celery", "worker", "--queues", self.queue, "--concurrency", "1",
                    "--celery-hostname", f"{name}@%h", "--pid", str(self.home / f"{name}.pid"),
                    # Both workers would otherwise serve logs on the same port.
                    "--skip-serve-logs", "--without-gossip", "--without-mingle",
                    env={WORKER_NAME_VARIABLE: name})
 
-    def kill(self, name: str) -> list[int]:
+    def kill(self, name: str) -> None:
         """SIGKILL the process and every process under it (the task runner has its own process group)."""
-        process = self.processes[name]
         self.killed.add(name)
-        killed = kill_tree(process.pid)
-        process.wait(timeout=30)
-        return killed
+        for process in process_tree(self.processes[name].pid):
+            signal_quietly(process, signal.SIGKILL)
+        self.processes[name].wait(timeout=30)
 
     def stop_all(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is None:
-                kill_tree(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        """SIGTERM every process tree, then SIGKILL whatever is left after 5 s (children a dead parent
+        left behind included: the trees are read before anything is signalled)."""
+        trees = [p for process in self.processes.values() for p in process_tree(process.pid)]
+        for process in trees:
+            signal_quietly(process, signal.SIGTERM)
+        _, alive = psutil.wait_procs(trees, timeout=5)
+        for process in alive:
+            signal_quietly(process, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=15)
         for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for process in self.processes.values():
-            kill_tree(process.pid)
-            if process.poll() is None:
-                process.wait(timeout=30)
+            process.poll()  # reaped, so no zombie is left to the test process
 
     def check_alive(self) -> None:
         """Raise at once when a process died on its own, rather than waiting out a timeout."""
@@ -144,7 +145,8 @@ class CeleryDeployment:
     def log_tails(self, lines: int = 40) -> str:
         parts = []
         for name, process in self.processes.items():
-            text = self.log(name).read_text(errors="replace").splitlines()[-lines:] if self.log(name).exists() else []
+            log = self.log(name)
+            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
             parts.append(f"----- {name} (pid {process.pid}, exit {process.poll()}) -----\n" + "\n".join(text))
         return "\n".join(parts)
 
@@ -179,29 +181,27 @@ class CeleryDeployment:
 
     def task_tries(self, dag_id: str, run_id: str) -> list[TaskTry]:
         """Every try of every task instance of the run: earlier tries are in task_instance_history."""
-        columns = "task_id, map_index, try_number, state, coalesce(hostname, ''), start_date, end_date, duration"
         rows = self.query(
-            f"SELECT {columns} FROM task_instance WHERE dag_id = %s AND run_id = %s UNION ALL "
-            f"SELECT {columns} FROM task_instance_history WHERE dag_id = %s AND run_id = %s "
+            f"SELECT {TRY_COLUMNS} FROM task_instance WHERE dag_id = %s AND run_id = %s UNION ALL "
+            f"SELECT {TRY_COLUMNS} FROM task_instance_history WHERE dag_id = %s AND run_id = %s "
             "ORDER BY 1, 2, 3", dag_id, run_id, dag_id, run_id)
         return [TaskTry(*row) for row in rows]
 
 
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
-    """Send ``sig`` to ``pid`` and all its descendants; return the pids signalled."""
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (empty when it is gone)."""
     try:
         root = psutil.Process(pid)
-        tree = [*root.children(recursive=True), root]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-    signalled = []
-    for process in tree:
-        try:
-            process.send_signal(sig)
-            signalled.append(process.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return signalled
+
+
+def signal_quietly(process: psutil.Process, sig: int) -> None:
+    try:
+        process.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def poll(check: Callable[[], bool], timeout: float, what: str, deployment: CeleryDeployment | None = None,
@@ -229,10 +229,11 @@ def free_port() -> int:
 def deployment_env(services: Services, home: Path, database: str, queue: str, port: int,
                    connections: Mapping[str, Mapping[str, Any]], extra: Mapping[str, str]) -> dict[str, str]:
     """Every process's environment: the configuration above, connections as ``AIRFLOW_CONN_*``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DATIVO", "PYTHONDONTWRITEBYTECODE"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "DATIVO", "PYTHONDONTWRITEBYTECODE"))}
     env.update({
         "AIRFLOW_HOME": str(home),
-        # Compiled once by `db migrate`, then read by every later process (saves seconds per start on 2 cores).
+        # Compiled once by `db migrate`, then read by every later process (seconds per start on 2 cores).
         "PYTHONPYCACHEPREFIX": str(home / "pycache"),
         # The hostname callable lives in the tests package.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -282,7 +283,8 @@ def celery_deployment(services: Services, home: Path, connections: Mapping[str, 
     suffix = uuid.uuid4().hex[:10]
     database, queue, port = f"dativo_celery_{suffix}", f"dativo_celery_{suffix}", free_port()
     home.mkdir(parents=True, exist_ok=True)
-    filled = {cid: {**c, "host": str(c.get("host", "")).format(database=database)} for cid, c in connections.items()}
+    filled = {conn_id: {**conn, "host": str(conn.get("host", "")).format(database=database)}
+              for conn_id, conn in connections.items()}
     env = deployment_env(services, home, database, queue, port, filled, extra_env)
     deployment = CeleryDeployment(services, home, database, queue, env, f"http://127.0.0.1:{port}")
     with ExitStack() as cleanup:
@@ -290,8 +292,12 @@ def celery_deployment(services: Services, home: Path, connections: Mapping[str, 
         cleanup.callback(_drop_database, services, database)
         cleanup.callback(_delete_broker_keys, services, queue)
         cleanup.callback(deployment.stop_all)
+        started = time.monotonic()
         _migrate(deployment)
+        migrated = time.monotonic()
         _start_all(deployment, port, dag_ids)
+        print(f"Celery deployment {database}: metadata DB migrated in {migrated - started:.0f} s, "
+              f"processes up and DAGs parsed {time.monotonic() - migrated:.0f} s later")
         yield deployment
 
 

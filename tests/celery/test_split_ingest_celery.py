@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.celery.conftest import SourceTable
-from tests.celery.deployment import HEARTBEAT_TIMEOUT, WORKERS, CeleryDeployment, TaskTry, kill_tree, poll
+from tests.celery.deployment import HEARTBEAT_TIMEOUT, TRY_COLUMNS, WORKERS, CeleryDeployment, TaskTry, poll
 
 pytestmark = pytest.mark.airflow
 
@@ -58,7 +58,8 @@ def test_worker_killed_mid_part_retries_on_the_other_worker_and_lands_once(
     tries = celery_airflow.task_tries(dag_id, run_id)
     print_figures(celery_airflow, dag_id, run_id, tries, source_table.rows)
     print(f"killed {killed.worker} {killed.seconds_into_part:.1f} s into part {killed.map_index} (its file "
-          f"{killed.open_file} open); Airflow noticed after {noticed:.1f} s (heartbeat timeout {HEARTBEAT_TIMEOUT} s)")
+          f"{killed.open_file} open); Airflow noticed after {noticed:.1f} s (heartbeat timeout "
+          f"{HEARTBEAT_TIMEOUT} s)")
     killed_part = [t for t in tries if t.task_id == PART_TASK and t.map_index == killed.map_index]
     assert [(t.try_number, t.hostname) for t in killed_part][0] == (1, killed.worker)
     assert killed_part[0].state != "success"
@@ -108,9 +109,11 @@ def kill_worker_mid_part(deployment: CeleryDeployment, dag_id: str, load_table: 
                 continue
             deployment.kill(ti.hostname)
             return KilledPart(ti.hostname, ti.map_index, data_file_name(open_file)[1], open_file,
-                              killed_at=time.monotonic(), seconds_into_part=time.time() - ti.start_date.timestamp())
+                              killed_at=time.monotonic(),
+                              seconds_into_part=time.time() - ti.start_date.timestamp())
         time.sleep(0.1)
-    raise TimeoutError(f"no part of {dag_id} got to its second data file in {timeout} s\n{deployment.log_tails()}")
+    raise TimeoutError(f"no part of {dag_id} got to its second data file in {timeout} s\n"
+                       f"{deployment.log_tails()}")
 
 
 def data_file_name(path: str) -> tuple[int, str]:
@@ -122,9 +125,8 @@ def data_file_name(path: str) -> tuple[int, str]:
 
 def running_parts(deployment: CeleryDeployment, dag_id: str) -> list[TaskTry]:
     rows = deployment.query(
-        "SELECT task_id, map_index, try_number, state, coalesce(hostname, ''), start_date, end_date, duration "
-        "FROM task_instance WHERE dag_id = %s AND task_id = %s AND state = 'running' AND try_number = 1",
-        dag_id, PART_TASK)
+        f"SELECT {TRY_COLUMNS} FROM task_instance WHERE dag_id = %s AND task_id = %s AND state = 'running' "
+        "AND try_number = 1", dag_id, PART_TASK)
     return [TaskTry(*row) for row in rows if row[4] in WORKERS and row[5] is not None]
 
 
@@ -148,11 +150,13 @@ def wait_until_noticed(deployment: CeleryDeployment, dag_id: str, run_id: str, k
     """Seconds from the kill until Airflow took the killed try out of ``running``."""
 
     def first_try_over() -> bool:
-        rows = deployment.query("SELECT state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s "
-                                "AND task_id = %s AND map_index = %s", dag_id, run_id, PART_TASK, killed.map_index)
+        rows = deployment.query(
+            "SELECT state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s "
+            "AND map_index = %s", dag_id, run_id, PART_TASK, killed.map_index)
         return bool(rows) and (rows[0][0] != "running" or rows[0][1] > 1)
 
-    poll(first_try_over, HEARTBEAT_TIMEOUT * 6, "Airflow to notice the killed worker", deployment, interval=0.2)
+    poll(first_try_over, HEARTBEAT_TIMEOUT * 6, "Airflow to notice the killed worker", deployment,
+         interval=0.2)
     return time.monotonic() - killed.killed_at
 
 
@@ -203,9 +207,10 @@ def data_dir(table: Any) -> Path:
 # -- figures ---------------------------------------------------------------------------------------------
 
 
-def print_figures(deployment: CeleryDeployment, dag_id: str, run_id: str, tries: list[TaskTry], rows: int) -> None:
-    started, ended = deployment.query("SELECT start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s",
-                                      dag_id, run_id)[0]
+def print_figures(deployment: CeleryDeployment, dag_id: str, run_id: str, tries: list[TaskTry],
+                  rows: int) -> None:
+    started, ended = deployment.query(
+        "SELECT start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s", dag_id, run_id)[0]
     wall = (ended - started).total_seconds()
     print(f"\n{dag_id}: {rows:,} rows in {wall:.1f} s wall ({rows / wall:,.0f} rows/s), run {run_id}")
     for t in tries:
