@@ -18,6 +18,9 @@ Contenders:
 * ``ours-rest``: the same run into a real Iceberg REST catalog with S3 storage (SeaweedFS ``weed mini``,
   started by this script on loopback for the whole benchmark, see ``tests/rest_catalog.py``): the
   overhead of a production-shaped catalog and object store against the local SQLite catalog and disk.
+* ``ours-split2``: the same table as a split ingest (``dativo_provider.ingest.split``) of 2 key-range
+  parts written by 2 worker processes at once (started and warmed before the timer, as Airflow workers
+  are), then one commit: what the second core buys. ``ours-split2-rest`` does it on the REST catalog.
 * ``ceiling``: ADBC (``adbc_driver_postgresql``) record-batch stream → one zstd Parquet file, no
   catalog, no type conversion (numerics stay the strings ADBC returns).
 * ``ref-pyiceberg`` (reference, not a goal): the same ADBC stream, numerics cast to
@@ -127,6 +130,60 @@ def _target_catalog(contender: str, workdir: Path) -> tuple[Any, str]:
         properties = json.loads(os.environ[REST_CATALOG_ENV])
         return CatalogConfig("bench_rest", properties), f"bench_{uuid.uuid4().hex[:8]}.wide"
     return embedded_catalog(workdir), TARGET
+
+
+SPLIT_PARTS = 2
+
+
+def _split_worker_ready() -> bool:
+    _preimport("pyarrow", "pyiceberg.table", "pyiceberg.io.pyarrow", "pyiceberg.catalog.sql",
+               "pyiceberg.catalog.rest", "adbc_driver_postgresql.dbapi", "dativo_provider.sources.postgres",
+               "dativo_provider.ingest.split")
+    return True
+
+
+def _write_part(plan: dict[str, Any], index: int, catalog: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    from dativo_provider.iceberg.catalog import CatalogConfig
+    from dativo_provider.ingest.split import SplitPlan, write_split_part
+
+    catalog = CatalogConfig(*catalog)
+    return write_split_part(SplitPlan.from_dict(plan), index, _pg_config(), catalog).to_dict()
+
+
+def _pg_config() -> Any:
+    from dativo_provider.connections import DatabaseConfig
+
+    return DatabaseConfig(host=c.PG_HOST, port=c.PG_PORT, user=c.PG_USER, database=c.PG_DB)
+
+
+def ingest_ours_split(contender: str, table: str, workdir: Path) -> dict[str, Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _split_worker_ready()
+    from dativo_provider.ingest.split import commit_split_ingest, plan_split_ingest
+
+    catalog, target = _target_catalog(contender, workdir)
+    with ProcessPoolExecutor(SPLIT_PARTS, mp_context=multiprocessing.get_context("spawn")) as workers:
+        # The workers exist and have imported everything before the timer, like Airflow's workers.
+        list(workers.map(_split_worker_ready_call, range(SPLIT_PARTS)))
+        started = time.perf_counter()
+        plan = plan_split_ingest({"type": "postgres", "table": table}, _pg_config(), catalog, target, SPLIT_PARTS,
+                                 split_by="id", write_options={"mode": "append"})
+        outputs = list(workers.map(_write_part, [plan.to_dict()] * len(plan.parts), range(len(plan.parts)),
+                                   [(catalog.name, dict(catalog.properties))] * len(plan.parts)))
+        result = commit_split_ingest(plan, outputs, catalog)
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": result.rows_written,
+        "rows_in_table": iceberg_total_records(catalog.load(), target),
+        "parts": len(plan.parts),
+    }
+
+
+def _split_worker_ready_call(_: int) -> bool:
+    return _split_worker_ready()
 
 
 def dlt_setup(workdir: str | Path) -> None:
@@ -270,6 +327,8 @@ def ingest_ref_pyiceberg(contender: str, table: str, workdir: Path) -> dict[str,
 INGESTERS = {
     "ours": ingest_ours,
     "ours-rest": ingest_ours,
+    "ours-split2": ingest_ours_split,
+    "ours-split2-rest": ingest_ours_split,
     "dlt-pyarrow": ingest_dlt,
     "dlt-connectorx": ingest_dlt,
     "ceiling": ingest_ceiling,
@@ -361,8 +420,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1m,5m", help="comma list of 1m,5m")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender and size (median)")
-    p.add_argument("--contenders", default="ceiling,ours,ours-rest,dlt,ref-pyiceberg",
-                   help="comma list of ceiling, ours, ours-rest (REST catalog + S3), dlt (both backends at "
+    p.add_argument("--contenders", default="ceiling,ours,ours-split2,ours-rest,dlt,ref-pyiceberg",
+                   help="comma list of ceiling, ours, ours-split2 (2 parts on 2 processes), ours-rest and "
+                        "ours-split2-rest (REST catalog + S3), dlt (both backends at "
                         "1M, faster at 5M), "
                         "dlt-pyarrow, dlt-connectorx, ref-pyiceberg")
     p.add_argument("--dlt-backend", choices=("auto", *DLT_BACKENDS), default="auto",
@@ -432,6 +492,11 @@ def report(runner: Runner, sizes: list[str], warm: dict[str, Any], info: dict[st
         if ours and ours_rest:
             # Below 1: what the REST catalog and S3 cost against the SQLite catalog on local disk.
             entry["ours_rest_vs_ours"] = ours_rest["rows_per_s"] / ours["rows_per_s"]
+        split = by.get(("ours-split2", size))
+        if ours and split:
+            entry["split2_vs_ours"] = split["rows_per_s"] / ours["rows_per_s"]
+        if split and dlt:
+            entry["split2_vs_dlt"] = split["rows_per_s"] / dlt["rows_per_s"]
         ratios[size] = entry
         parts = [f"{k} = {v:.2f}" for k, v in entry.items() if isinstance(v, float)]
         lines.append(f"{size}: " + (", ".join(parts) if parts else "no ratio (a contender missing)")
