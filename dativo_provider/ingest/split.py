@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError, ConfigError
+from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError, ConfigError, SourceError
 from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.data_file_json import data_file_from_dict, data_file_to_dict
@@ -64,7 +64,6 @@ SPLIT_RUN_KEY = "dativo.split-run"
 SPLITTABLE_SOURCES = ("postgres", "mysql")
 #: Bump when the plan or part layout changes; another version is refused, not misread.
 FORMAT_VERSION = 1
-_MODES = ("append", "replace", "overwrite")
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,8 @@ def plan_split_ingest(
     :param parts: how many parts at most (fewer when the split column has fewer distinct values).
     :param split_by: an integer, decimal, date or timestamp column to cut on; default the primary key
         when it is one integer column, else the cursor.
-    :param write_options: :class:`WriteOptions` as a dict; modes ``append``, ``replace`` and ``overwrite``.
+    :param write_options: :class:`WriteOptions` as a dict, every mode; a ``merge`` reads the key columns of
+        every part's files back at the commit.
     :param bounds: ``upper`` caps the cursor window (it is frozen at the lower of it and the cursor's
         current maximum on the server).
     :param run_id: recorded in the commit (e.g. the Airflow run id).
@@ -201,10 +201,11 @@ def plan_split_ingest(
     if bounds.lookback is not None:
         raise ConfigError("split ingest: give a lookback in the source spec ('lookback'), not in the bounds")
     source: SqlSource = build_source(source_spec, connection)  # type: ignore[assignment]
-    if source.may_repeat_rows and options.mode != "replace":
+    if source.may_repeat_rows and options.mode not in ("merge", "replace"):
         raise ConfigError(
-            f"split ingest into {table}: the source re-reads rows behind its watermark (a lookback), which "
-            f"only mode 'replace' deduplicates in a split ingest, not {options.mode!r}"
+            f"split ingest into {table}: the source re-reads rows behind its watermark (a lookback) but write "
+            f"mode is {options.mode!r}: use mode 'merge' with merge_keys (or 'replace') so repeated rows replace "
+            "themselves instead of repeating"
         )
     iceberg = catalog.load()
     branch = options.branch or "main"
@@ -262,13 +263,7 @@ def _check_request(source_spec: Mapping[str, Any], table: str, parts: int,
         raise ConfigError(f"table {table!r} must be 'namespace.table'")
     if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
         raise ConfigError(f"split ingest 'parts' must be a positive integer, got {parts!r}")
-    options = WriteOptions.from_mapping(write_options)
-    if options.mode not in _MODES:
-        raise ConfigError(
-            f"split ingest: write mode {options.mode!r} is not supported; use one of {', '.join(_MODES)} "
-            "(a merge needs every part's keys at once: use IcebergIngestOperator for merges)"
-        )
-    return options
+    return WriteOptions.from_mapping(write_options)
 
 
 def _prior_state(iceberg: Catalog, table: str, identity: str, branch: str) -> Any:
@@ -296,6 +291,9 @@ def _prepare_table(iceberg: Catalog, name: str, source_schema: pa.Schema, option
     if schema_plan.evolve:
         table = apply_evolution(table, incoming)
         changes.extend(c.describe() for c in schema_plan.evolved)
+    missing_keys = [k for k in options.merge_keys if k not in table.schema().column_names]
+    if missing_keys:
+        raise ConfigError(f"merge_keys {missing_keys} are not columns of {name}")
     return table
 
 
@@ -501,11 +499,20 @@ def commit_split_ingest(plan: SplitPlan, part_outputs: Sequence[PartOutput | Map
     if options.mode != "replace" and not files and new_state == plan.prior_state:
         result.snapshot_id = _head(table, branch)
         return _finish(result, table, started)
+    merging = options.mode == "merge" and bool(files)
+    try:
+        keys = _merge_keys(table, files, options.merge_keys) if merging else None
+    except SourceError:
+        _delete_files(table, files)  # terminal: a rerun writes the parts again
+        raise
     commit_plan = CommitPlan(
         identifier=plan.table,
-        mode=options.mode,
+        # A merge of no rows only moves the state: nothing to remove.
+        mode=options.mode if merging or options.mode != "merge" else "append",
         branch=branch,
         new_files=files,
+        merge_keys=options.merge_keys,
+        keys=keys,
         properties={**snapshot_properties(plan.source_identity, new_state, plan.run_id),
                     SPLIT_RUN_KEY: plan.run_key},
         source_identity=plan.source_identity,
@@ -524,9 +531,37 @@ def commit_split_ingest(plan: SplitPlan, part_outputs: Sequence[PartOutput | Map
     result.previous_snapshot_id = outcome.previous_snapshot_id
     result.files_removed = outcome.files_removed
     result.rows_deleted = outcome.rows_deleted
+    result.files_rewritten = outcome.files_rewritten
+    result.bytes_rewritten = outcome.bytes_rewritten
     result.snapshot_id = outcome.snapshot_id
     result.committed = True
     return _finish(result, iceberg.load_table(plan.table), started)
+
+
+def _merge_keys(table: Table, files: list[Any], key_columns: tuple[str, ...]) -> pa.Table:
+    """The distinct merge keys of every part's rows, read back from the parts' files (key columns only);
+    refuses null keys and a key repeated in this run, as a merge needs one row per key."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyiceberg.table import FileScanTask
+
+    from dativo_provider.iceberg.reader import stream_file
+
+    key_schema = table.schema().select(*key_columns)
+    batches = [batch for data_file in files for batch in stream_file(table, FileScanTask(data_file), key_schema)]
+    keys = pa.Table.from_batches(batches).select(list(key_columns))
+    for column in key_columns:
+        if keys.column(column).null_count:
+            raise SourceError(f"merge key column {column!r} is null in {keys.column(column).null_count} rows")
+    counts = keys.group_by(list(key_columns)).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))
+    if repeated.num_rows:
+        example = {c: repeated.column(c)[0].as_py() for c in key_columns}
+        raise SourceError(
+            f"merge key {example} appears {repeated['count_all'][0].as_py()} times in this run's rows "
+            f"({repeated.num_rows} keys repeat, across all parts); a merge needs one row per key"
+        )
+    return counts.select(list(key_columns))
 
 
 def _check_outputs(plan: SplitPlan, part_outputs: Sequence[PartOutput | Mapping[str, Any]]) -> list[PartOutput]:

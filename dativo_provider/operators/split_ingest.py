@@ -33,8 +33,8 @@ class SplitIngestPlanOperator(BaseOperator):
     :param parts: how many parts at most (fewer when the split column has fewer values).
     :param split_by: an integer, decimal, date or timestamp column to cut on; default the primary key
         when it is one integer column, else the cursor.
-    :param write_options: ``mode`` ``append`` (default), ``replace`` or ``overwrite``, and the other
-        :class:`~dativo_provider.ingest.options.WriteOptions`.
+    :param write_options: :class:`~dativo_provider.ingest.options.WriteOptions` as a dict, every mode
+        (``merge`` reads the key columns of every part's files back at the commit).
     :param iceberg_conn_id: the ``iceberg`` connection.
     :param upper_bound: inclusive upper bound for the cursor, e.g. ``"{{ data_interval_end }}"``; the
         window is frozen at the lower of it and the cursor's maximum when the plan runs.

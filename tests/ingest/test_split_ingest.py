@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dativo_provider.connections import DatabaseConfig
 from dativo_provider.exceptions import ConcurrentRunError, ConfigError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.iceberg.state import STATE_KEY
@@ -244,6 +245,19 @@ def test_replace_mode_and_a_frozen_upper_bound(tmp_path, pg, orders, postgres_co
     assert result.rows_written == 1000 and plan.parts[0].key_range == {"column": "id", "lower": None, "upper": 501}
 
 
+def test_merge_replaces_changed_rows_by_key_across_parts(tmp_path, pg, pg_schema, orders, postgres_config):
+    catalog = embedded_catalog(tmp_path / "lake")
+    merge = {"mode": "merge", "merge_keys": ["id"]}
+    _, first = _split_ingest(catalog, postgres_config, _spec(orders), write_options=merge)
+    assert first.rows_written == ROWS and first.rows_deleted == 0
+    pg.execute(f'update "{pg_schema}".orders set note = \'changed\', updated_at = updated_at + interval \'30 days\' '
+               "where id % 200 = 0")
+    plan, second = _split_ingest(catalog, postgres_config, _spec(orders), parts=3, write_options=merge)
+    assert plan.split_by == "id" and len(plan.parts) == 3
+    assert (second.rows_written, second.rows_deleted) == (1000, 1000)
+    assert _lake_rows(catalog) == _source_rows(pg, orders)
+
+
 def test_an_empty_source_plans_one_part_that_reads_nothing(tmp_path, pg, pg_schema, postgres_config):
     pg.execute(f'create table "{pg_schema}".orders (id bigint primary key, updated_at timestamptz not null)')
     catalog = embedded_catalog(tmp_path / "lake")
@@ -255,12 +269,13 @@ def test_an_empty_source_plans_one_part_that_reads_nothing(tmp_path, pg, pg_sche
 
 @pytest.mark.parametrize(("spec", "options", "message"), [
     ({"type": "files", "path": "/tmp/x", "format": "csv"}, None, "cannot cut a 'files' source into parts"),
-    (_spec("s.orders"), {"mode": "merge", "merge_keys": ["id"]}, "write mode 'merge' is not supported"),
+    (_spec("s.orders", lookback="1h"), None, "re-reads rows behind its watermark .* use mode 'merge'"),
     (_spec("s.orders", key_range={"column": "id"}), None, "must not have a 'key_range'"),
 ])
 def test_unsupported_requests_are_refused_naming_what(tmp_path, spec, options, message):
+    nowhere = DatabaseConfig(host="db.invalid", user="u", database="d")  # refused before connecting
     with pytest.raises(ConfigError, match=message):
-        plan_split_ingest(spec, None, embedded_catalog(tmp_path), TABLE, 2, write_options=options)
+        plan_split_ingest(spec, nowhere, embedded_catalog(tmp_path), TABLE, 2, write_options=options)
 
 
 def test_split_by_must_be_an_orderable_column(tmp_path, orders, postgres_config):
@@ -276,3 +291,34 @@ def test_part_outputs_round_trip_exactly(tmp_path, orders, postgres_config):
     files = [split.data_file_from_dict(d) for d in output.files]
     assert [split.data_file_to_dict(f) for f in files] == output.files
     assert {f.partition[0] for f in files} == {19723, 19724}  # days since 1970 of 2024-01-01 and -02
+
+
+@pytest.mark.mysql
+def test_a_mysql_source_splits_on_its_key_and_continues_from_its_watermark(tmp_path, my, my_db):
+    def fill(first, last):
+        with my.cursor() as cur:
+            cur.execute("insert into orders with recursive g(n) as (select %s union all select n + 1 from g "
+                        "where n < %s) select n, n * 1.25, timestamp('2024-01-01') + interval n second from g",
+                        (first, last))
+
+    def source_rows():
+        with my.cursor() as cur:
+            cur.execute("select id, amount from orders order by id")
+            return [tuple(row) for row in cur.fetchall()]
+
+    def lake_rows():
+        data = catalog.load().load_table(TABLE).scan(selected_fields=("id", "amount")).to_arrow()
+        return sorted(zip(data["id"].to_pylist(), data["amount"].to_pylist()))
+
+    with my.cursor() as cur:
+        cur.execute("create table orders (id int unsigned primary key, amount decimal(12,2), at datetime(6) not null)")
+    fill(1, 900)
+    catalog = embedded_catalog(tmp_path / "lake")
+    spec = {"type": "mysql", "table": "orders", "cursor": "at", "batch_rows": 100}
+    plan, first = _split_ingest(catalog, my_db, spec, parts=3)
+    assert plan.split_by == "id" and [p.key_range["upper"] for p in plan.parts] == [301, 601, None]
+    assert first.rows_written == 900 and first.watermark_after == "2024-01-01T00:15:00.000000"
+    fill(901, 950)
+    _, second = _split_ingest(catalog, my_db, spec, parts=3)
+    assert (second.rows_read, second.rows_written) == (50, 50)
+    assert lake_rows() == source_rows()
