@@ -142,12 +142,15 @@ class CeleryDeployment:
             if name not in self.killed and process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}\n{self.log_tails()}")
 
-    def log_tails(self, lines: int = 40) -> str:
+    def log_tails(self, lines: int = 40, task_logs: int = 3) -> str:
+        """The end of every process's log, then of the task logs written last (where a task's error is)."""
         parts = []
         for name, process in self.processes.items():
-            log = self.log(name)
-            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-            parts.append(f"----- {name} (pid {process.pid}, exit {process.poll()}) -----\n" + "\n".join(text))
+            parts.append(f"----- {name} (pid {process.pid}, exit {process.poll()}) -----\n"
+                         + _tail(self.log(name), lines))
+        recent = sorted((self.home / "logs").glob("dag_id=*/**/*.log"), key=lambda p: p.stat().st_mtime)
+        for log in recent[-task_logs:]:
+            parts.append(f"----- task log {log.relative_to(self.home / 'logs')} -----\n" + _tail(log, lines // 2))
         return "\n".join(parts)
 
     def wait_for_worker_ready(self, name: str, timeout: float = 180) -> None:
@@ -186,6 +189,12 @@ class CeleryDeployment:
             f"SELECT {TRY_COLUMNS} FROM task_instance_history WHERE dag_id = %s AND run_id = %s "
             "ORDER BY 1, 2, 3", dag_id, run_id, dag_id, run_id)
         return [TaskTry(*row) for row in rows]
+
+
+def _tail(log: Path, lines: int, width: int = 600) -> str:
+    """The last lines of a log, each cut to ``width`` characters (task logs are long JSON lines)."""
+    text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    return "\n".join(line[:width] for line in text)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

@@ -21,7 +21,7 @@ import pytest
 from tests.celery.conftest import SourceTable
 from tests.celery.deployment import HEARTBEAT_TIMEOUT, TRY_COLUMNS, WORKERS, CeleryDeployment, TaskTry, poll
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 PART_TASK = "orders.write_part"
 #: A data file's name as DataFileWriter writes it: counter, then the writer's (one attempt's) uuid.
