@@ -150,7 +150,8 @@ class CeleryDeployment:
                          + _tail(self.log(name), lines))
         recent = sorted((self.home / "logs").glob("dag_id=*/**/*.log"), key=lambda p: p.stat().st_mtime)
         for log in recent[-task_logs:]:
-            parts.append(f"----- task log {log.relative_to(self.home / 'logs')} -----\n" + _tail(log, lines // 2))
+            name = log.relative_to(self.home / "logs")
+            parts.append(f"----- task log {name} -----\n" + _tail(log, lines // 2))
         return "\n".join(parts)
 
     def wait_for_worker_ready(self, name: str, timeout: float = 180) -> None:
