@@ -153,6 +153,23 @@ class _Scan:
             self.seen.update(files)
             references = self._scan_files(files, context)
             files = [uri for uri in sorted(references) if uri not in self.seen and self._exists(uri)]
+        self._served_metadata(name, table)
+
+    def _served_metadata(self, name: str, table: Any) -> None:
+        """The metadata the catalog answers with, searched like a metadata file; what the current
+        metadata file already showed is not repeated. A SQL catalog serves that file; a REST catalog may
+        serve metadata from its own store (SeaweedFS does), which then need not equal any file in storage
+        (the file may even be gone)."""
+        import io
+
+        scanned = FileScan("metadata", self.ids, TableContext())
+        try:
+            decode(io.BytesIO(table.metadata.model_dump_json().encode()), "served.metadata.json", scanned)
+        except Exception as exc:  # absence cannot be proven
+            scanned.wheres.append(f"cannot be decoded ({type(exc).__name__}: {str(exc)[:200]})")
+        in_file = {f.where for f in self.findings if f.file == table.metadata_location}
+        self.findings.extend(Finding(f"{name} (metadata served by the catalog)", "metadata", where)
+                             for where in scanned.wheres if where not in in_file)
 
     def _scan_files(self, uris: list[str], context: TableContext) -> set[str]:
         """Metadata JSON first (it names the partition specs manifest lists need), the rest in parallel."""

@@ -7,6 +7,9 @@ The warehouse: customers, orders and support tickets of the bundled sample (cust
 subject is customer 87), loaded in several commits; a tag and a branch pin the subject's rows, and
 the commit that loaded the subject's customer row carries an operator's note naming their e-mail in
 its snapshot summary (so old ``metadata.json`` files hold it until the purge removes them).
+
+Also on every kind: an ingest committing while the purge runs. On the REST catalog only: a catalog
+that vends S3 credentials with each table, and the metadata the catalog serves from its own store.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.compute as pc
 from pyiceberg.expressions import EqualTo
 
 from dativo_provider.iceberg.catalog import CatalogConfig
+from dativo_provider.iceberg.maintenance import maintain_table
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.privacy import audit
@@ -34,7 +38,7 @@ from dativo_provider.privacy.purge import purge_table
 from dativo_provider.privacy.request import SubjectRequest
 from dativo_provider.privacy.verify import verify_erased
 from tests.catalogs.conftest import Lake
-from tests.catalogs.storage import namespace_copy, referenced_files, stored_files
+from tests.catalogs.storage import namespace_copy, referenced_files, s3_client, stored_files
 from tests.catalogs.vending import vending_catalog
 from tests.memory_source import TableSource
 from tests.privacy.decoded import occurrences
@@ -44,7 +48,8 @@ from tests.privacy.warehouse import CONTRACTS, CUSTOMER_COLUMNS, ORDER_COLUMNS, 
 CUSTOMERS = 100
 HASH_KEY = b"catalog-suite-erasure-hash-key-32"
 SIGNING = SigningKey.hmac(b"catalog-suite-erasure-signing-secret", "catalog-suite")
-TABLE_CONTRACTS = {"customers": "customers", "orders": "orders", "support_tickets": "support_tickets"}
+#: The tables, each under the sample contract of the same name.
+TABLES = ("customers", "orders", "support_tickets")
 
 
 def contracts_for(lake, into: Path) -> list[Path]:
@@ -52,7 +57,7 @@ def contracts_for(lake, into: Path) -> list[Path]:
     tables that record a contract id, and the REST catalog is shared by the session)."""
     into.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in TABLE_CONTRACTS.values():
+    for name in TABLES:
         text = (CONTRACTS / f"{name}.odcs.yaml").read_text()
         text = text.replace("examples.", f"{lake.namespace}.").replace("urn:dativo:examples:",
                                                                       f"urn:dativo:{lake.namespace}:")
@@ -121,7 +126,7 @@ def test_erasure_purges_and_verifies_with_an_independent_decoded_scan(lake):
     people = data["customers"]
     email = people.filter(pc.equal(people["customer_id"], SUBJECT_ID))["email"][0].as_py().strip().lower()
     load(lake, data, email)
-    tables = [lake.table(t) for t in TABLE_CONTRACTS]
+    tables = [lake.table(t) for t in TABLES]
     before = {t: lake.load().load_table(t).scan().to_arrow() for t in tables}
     subject_rows = {t: before[t].num_rows - others(before[t], email)[0] for t in tables}
     assert all(subject_rows.values()), subject_rows  # the subject is in every table (tickets by e-mail too)
@@ -162,7 +167,7 @@ def test_erasure_purges_and_verifies_with_an_independent_decoded_scan(lake):
     stored = namespace_copy(lake, lake.workdir / "after")
     assert occurrences(stored, emails=[email], ids=[SUBJECT_ID]) == []
     # No file of the table is left that its metadata does not reach (old metadata files included).
-    for name in TABLE_CONTRACTS:
+    for name in TABLES:
         table = catalog.load_table(lake.table(name))
         listed = stored_files(lake, name)
         live, named = referenced_files(table)
@@ -196,6 +201,10 @@ def test_a_rest_catalog_that_vends_storage_credentials_is_erased_purged_and_veri
         assert purged.files_removed > 0 and purged.metadata_files_removed > 0
         assert result.passed, result.findings
         assert result.files_scanned["parquet"] == 3 and result.files_scanned["metadata"] > 0
+        assert vending.load().load_table(name).scan().to_arrow().num_rows == 299
+        maintained = maintain_table(vending, name, compact=True, min_files_to_compact=2, expire_older_than=None,
+                                    orphan_safety_window=timedelta(0))  # maintenance too, through the table's FileIO
+        assert maintained.files_compacted == 3 and maintained.files_removed["data"] == 3
         assert vending.load().load_table(name).scan().to_arrow().num_rows == 299
     direct = Lake("rest", CatalogConfig("direct", rest_lake.catalog_properties()), namespace, tmp_path)
     stored = namespace_copy(direct, tmp_path / "stored")
@@ -236,3 +245,33 @@ def test_an_ingest_committing_during_the_purge_loses_no_rows(lake):
     assert live_files <= stored
     # Left besides: at most metadata files of the writer's commits since the purge's sweep.
     assert all(f.endswith(".metadata.json") for f in stored - named), stored - named
+
+
+def test_verification_searches_the_metadata_the_rest_catalog_serves(rest_lake, tmp_path):
+    """SeaweedFS's catalog serves table metadata from its own store, not by reading the current
+    ``metadata.json`` object: with every metadata object gone from S3 the table still loads. The
+    verification searches what the catalog serves too, so such a copy cannot hide the subject."""
+    namespace = f"s_{uuid.uuid4().hex[:10]}"
+    direct = Lake("rest", CatalogConfig(f"served_{namespace}", rest_lake.catalog_properties()), namespace, tmp_path)
+    catalog = direct.load()
+    catalog.create_namespace(namespace)
+    rows = pa.table({"id": pa.array([1, 2], pa.int64()), "email": ["a@example.org", "b@example.org"]})
+    table = catalog.create_table(direct.table("notes"), rows.schema)
+    table.append(rows, snapshot_properties={"operator-note": "backfill requested by subject@example.org"})
+    identifiers = Identifiers(("subject@example.org",))
+
+    in_files = verify_erased(direct.config, [direct.table("notes")], identifiers)
+    assert {(f.file.rsplit("/", 1)[-1], f.where) for f in in_files.findings} == {
+        (catalog.load_table(direct.table("notes")).metadata_location.rsplit("/", 1)[-1],
+         "$.snapshots[0].summary.operator-note")}  # the served copy equals the file: not repeated
+    client, bucket = s3_client(direct), rest_lake.warehouse
+    for location in stored_files(direct, "notes"):
+        if location.endswith(".metadata.json"):
+            client.delete_object(Bucket=bucket, Key=location.removeprefix(f"s3://{bucket}/"))
+
+    served = verify_erased(direct.config, [direct.table("notes")], identifiers)
+
+    assert catalog.load_table(direct.table("notes")).scan().to_arrow().num_rows == 2  # still served
+    assert [(f.file, f.where) for f in served.findings] == [
+        (f"{direct.table('notes')} (metadata served by the catalog)", "$.snapshots[0].summary.operator-note")]
+    assert not served.passed
