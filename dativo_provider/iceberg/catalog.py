@@ -64,7 +64,7 @@ class CatalogConfig:
         if warehouse.startswith("file://"):
             Path(warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         if self.properties["type"] == "sql":
-            catalog = sql_catalog_class()(self.name, **dict(self.properties))
+            catalog = _open_sql_catalog(self.name, self.properties)
         else:
             catalog = load_catalog(self.name, **dict(self.properties))
         _release_connections_when_collected(catalog)
@@ -79,6 +79,21 @@ class CatalogConfig:
     def public_properties(self) -> dict[str, str]:
         """The properties fit for a shared record (a manifest, a run input): see :func:`public_properties`."""
         return public_properties(self.properties)
+
+
+def _open_sql_catalog(name: str, properties: Mapping[str, str]) -> Catalog:
+    """The SQL catalog, once more if another process created its tables at the same moment.
+
+    A new catalog database gets its tables from the first catalog opened on it; two tasks opening it
+    together both find them missing and the slower CREATE TABLE fails ("already exists"). The
+    second try finds them.
+    """
+    try:
+        return sql_catalog_class()(name, **dict(properties))
+    except Exception as exc:
+        if "already exists" not in str(exc):
+            raise
+        return sql_catalog_class()(name, **dict(properties))
 
 
 def _release_connections_when_collected(catalog: Catalog) -> None:

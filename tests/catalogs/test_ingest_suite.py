@@ -344,6 +344,52 @@ def test_two_runs_of_the_same_source_racing_commit_once(lake):
     assert stored_data_files(lake, table.location()) == referenced
 
 
+class _MeetingFirstRun(TableSource):
+    """A first run that stages the table's creation, then waits until the other first run has too."""
+
+    def __init__(self, rows: pa.Table, identity: str, meeting: threading.Barrier) -> None:
+        super().__init__(rows, identity=identity)
+        self.meeting = meeting
+
+    def open(self, state, bounds):
+        stream = super().open(state, bounds)
+        return _MeetingStream(self, stream.rows, stream.previous)
+
+
+class _MeetingStream(_Stream):
+    def __iter__(self):
+        # The first batch arrives after the engine staged the creation; meet before writing it.
+        for number, batch in enumerate(super().__iter__()):
+            if number == 0:
+                self.source.meeting.wait(timeout=60)
+            yield batch
+
+
+def test_two_first_runs_racing_to_create_the_table_both_land(lake):
+    """The loser of the creation race (REST: HTTP 409 "table already exists") commits its files to the
+    winner's table."""
+    meeting = threading.Barrier(2)
+    parts = [people(range(0, 1_000)), people(range(1_000, 1_800), version=2)]
+    outcomes: list[object] = [None, None]
+
+    def race(slot: int) -> None:
+        try:
+            source = _MeetingFirstRun(parts[slot], f"memory://first-{slot}", meeting)
+            outcomes[slot] = run_ingest(source, lake.config, lake.table("people"))
+        except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
+            outcomes[slot] = exc
+
+    racers = [threading.Thread(target=race, args=(slot,)) for slot in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=120)
+    assert [o.rows_written for o in outcomes] == [1_000, 800], outcomes
+    assert_rows(lake, "people", pa.concat_tables(parts))
+    table = lake.load().load_table(lake.table("people"))
+    assert sorted(s.summary[SOURCE_KEY] for s in table.snapshots()) == ["memory://first-0", "memory://first-1"]
+
+
 class _StaleOnce:
     """A catalog whose first load returns an outdated table: exactly what a lost race looks like."""
 
