@@ -109,13 +109,15 @@ def local_rest_lake(directory: str | os.PathLike[str]) -> Iterator[RestLake]:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Distinct free ports whose gRPC twins (port + 10000, SeaweedFS's default) are free too."""
+    """Distinct free ports whose gRPC twins (port + 10000, SeaweedFS's default) are free too, none of
+    them another one's twin (weed mini refuses to start then)."""
     ports: list[int] = []
     while len(ports) < count:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port < 55000 and port not in ports and _is_free(port + 10000):
+        twins = {port - 10000, port + 10000}
+        if port < 55000 and port not in ports and not twins & set(ports) and _is_free(port + 10000):
             ports.append(port)
     return ports
 

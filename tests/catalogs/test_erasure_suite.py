@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from pyiceberg.expressions import EqualTo
 
 from dativo_provider.iceberg.catalog import CatalogConfig
@@ -37,7 +37,6 @@ from dativo_provider.privacy.matching import Identifiers
 from dativo_provider.privacy.purge import purge_table
 from dativo_provider.privacy.request import SubjectRequest
 from dativo_provider.privacy.verify import verify_erased
-from tests.catalogs.conftest import Lake
 from tests.catalogs.storage import namespace_copy, referenced_files, s3_client, stored_files
 from tests.catalogs.vending import vending_catalog
 from tests.memory_source import TableSource
@@ -48,6 +47,8 @@ from tests.privacy.warehouse import CONTRACTS, CUSTOMER_COLUMNS, ORDER_COLUMNS, 
 CUSTOMERS = 100
 HASH_KEY = b"catalog-suite-erasure-hash-key-32"
 SIGNING = SigningKey.hmac(b"catalog-suite-erasure-signing-secret", "catalog-suite")
+#: A test of what only a REST catalog does: the ``lake`` fixture of the REST kind alone.
+REST_ONLY = pytest.mark.parametrize("lake", ["rest"], indirect=True)
 #: The tables, each under the sample contract of the same name.
 TABLES = ("customers", "orders", "support_tickets")
 
@@ -177,12 +178,12 @@ def test_erasure_purges_and_verifies_with_an_independent_decoded_scan(lake):
         assert len(metadata) <= 3  # the current one and the purge's last two commits (post-expiry)
 
 
-def test_a_rest_catalog_that_vends_storage_credentials_is_erased_purged_and_verified(rest_lake, tmp_path):
+@REST_ONLY
+def test_a_rest_catalog_that_vends_storage_credentials_is_erased_purged_and_verified(lake, rest_lake):
     """The client knows only the catalog's URI and credential; S3 access comes with each table (the
     ``config`` of a LoadTableResult, tests/catalogs/vending.py). Writing, the purge's sweep and the
     verification's decoding all go through the table's FileIO: the catalog's properties hold no S3 key."""
-    namespace = f"v_{uuid.uuid4().hex[:10]}"
-    name = f"{namespace}.people"
+    namespace, name = lake.namespace, lake.table("people")
     emails = [f"person{i}@example.org" for i in range(1, 301)]
     people = pa.table({"id": pa.array(range(1, 301), pa.int64()), "email": emails})
     with vending_catalog(rest_lake) as properties:
@@ -206,8 +207,7 @@ def test_a_rest_catalog_that_vends_storage_credentials_is_erased_purged_and_veri
                                     orphan_safety_window=timedelta(0))  # maintenance too, through the table's FileIO
         assert maintained.files_compacted == 3 and maintained.files_removed["data"] == 3
         assert vending.load().load_table(name).scan().to_arrow().num_rows == 299
-    direct = Lake("rest", CatalogConfig("direct", rest_lake.catalog_properties()), namespace, tmp_path)
-    stored = namespace_copy(direct, tmp_path / "stored")
+    stored = namespace_copy(lake, lake.workdir / "stored")  # read with the key pair the proxy vends
     assert occurrences(stored, emails=[emails[SUBJECT_ID - 1]], ids=[SUBJECT_ID], id_columns=("id",)) == []
 
 
@@ -247,31 +247,30 @@ def test_an_ingest_committing_during_the_purge_loses_no_rows(lake):
     assert all(f.endswith(".metadata.json") for f in stored - named), stored - named
 
 
-def test_verification_searches_the_metadata_the_rest_catalog_serves(rest_lake, tmp_path):
+@REST_ONLY
+def test_verification_searches_the_metadata_the_rest_catalog_serves(lake, rest_lake):
     """SeaweedFS's catalog serves table metadata from its own store, not by reading the current
     ``metadata.json`` object: with every metadata object gone from S3 the table still loads. The
     verification searches what the catalog serves too, so such a copy cannot hide the subject."""
-    namespace = f"s_{uuid.uuid4().hex[:10]}"
-    direct = Lake("rest", CatalogConfig(f"served_{namespace}", rest_lake.catalog_properties()), namespace, tmp_path)
-    catalog = direct.load()
-    catalog.create_namespace(namespace)
+    catalog = lake.load()
+    catalog.create_namespace(lake.namespace)
     rows = pa.table({"id": pa.array([1, 2], pa.int64()), "email": ["a@example.org", "b@example.org"]})
-    table = catalog.create_table(direct.table("notes"), rows.schema)
+    table = catalog.create_table(lake.table("notes"), rows.schema)
     table.append(rows, snapshot_properties={"operator-note": "backfill requested by subject@example.org"})
     identifiers = Identifiers(("subject@example.org",))
 
-    in_files = verify_erased(direct.config, [direct.table("notes")], identifiers)
+    in_files = verify_erased(lake.config, [lake.table("notes")], identifiers)
     assert {(f.file.rsplit("/", 1)[-1], f.where) for f in in_files.findings} == {
-        (catalog.load_table(direct.table("notes")).metadata_location.rsplit("/", 1)[-1],
+        (catalog.load_table(lake.table("notes")).metadata_location.rsplit("/", 1)[-1],
          "$.snapshots[0].summary.operator-note")}  # the served copy equals the file: not repeated
-    client, bucket = s3_client(direct), rest_lake.warehouse
-    for location in stored_files(direct, "notes"):
+    client, bucket = s3_client(lake), rest_lake.warehouse
+    for location in stored_files(lake, "notes"):
         if location.endswith(".metadata.json"):
             client.delete_object(Bucket=bucket, Key=location.removeprefix(f"s3://{bucket}/"))
 
-    served = verify_erased(direct.config, [direct.table("notes")], identifiers)
+    served = verify_erased(lake.config, [lake.table("notes")], identifiers)
 
-    assert catalog.load_table(direct.table("notes")).scan().to_arrow().num_rows == 2  # still served
+    assert catalog.load_table(lake.table("notes")).scan().to_arrow().num_rows == 2  # still served
     assert [(f.file, f.where) for f in served.findings] == [
-        (f"{direct.table('notes')} (metadata served by the catalog)", "$.snapshots[0].summary.operator-note")]
+        (f"{lake.table('notes')} (metadata served by the catalog)", "$.snapshots[0].summary.operator-note")]
     assert not served.passed
