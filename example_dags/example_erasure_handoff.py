@@ -103,12 +103,13 @@ with DAG(
     def external_delete_standin(ti=None) -> list[dict]:
         """A STAND-IN for Trino: DuckDB runs each planned statement verbatim, pyiceberg commits."""
         from dativo_provider.hooks.iceberg import IcebergHook
+        from dativo_provider.hooks.privacy import HASH_KEY_CONN_ID, DsrKeyHook
         from dativo_provider.privacy.handoff import read_statement
         from dativo_provider.privacy.handoff_standin import run_standin_delete
 
         handed = ti.xcom_pull(task_ids="plan")
-        catalog = IcebergHook().get_catalog_config()
-        done = [run_standin_delete(catalog, t["table"], read_statement(t)) for t in handed["tables"]]
+        catalog, hash_key = IcebergHook().get_catalog_config(), DsrKeyHook(HASH_KEY_CONN_ID).hash_key()
+        done = [run_standin_delete(catalog, t["table"], read_statement(t, hash_key)) for t in handed["tables"]]
         return [{"table": d.table, "rows_deleted": d.rows_deleted, "snapshot_id": d.snapshot_id} for d in done]
 
     verify = ErasureHandoffVerifyOperator(

@@ -6,7 +6,8 @@ A DAG erasing from tables too large for a worker runs three tasks (see ``docs/ha
    returns the identifier-free plan (XCom);
 2. the official provider's operator runs it: ``SparkSqlOperator(sql=<statement_path>)`` (``spark-sql
    -f``) or a Trino connection (``TrinoHook.run`` of the file's text), then the plan's inline
-   ``compaction`` statement on a merge-on-read table. This module never imports either provider;
+   ``compaction`` statement on a merge-on-read table. A task that reads the file checks it with
+   :func:`~dativo_provider.privacy.handoff.read_statement` and the ``dativo_dsr_hash_key`` key. This module never imports either provider;
 3. :class:`ErasureHandoffVerifyOperator` finds the engine's commit, purges, verifies by decoding every
    file and writes the same signed certificate as :class:`~dativo_provider.operators.privacy.DsrEraseOperator`.
 
@@ -37,7 +38,7 @@ class ErasureHandoffPlanOperator(DsrBaseOperator):
         the engine must read them (spark-sql runs them with ``-f``).
 
     Returns :meth:`~dativo_provider.privacy.handoff.HandoffPlan.to_dict`: per table the statement's path
-    and SHA-256, the base snapshot, the branches, the inline compaction statement. No identifier.
+    and HMAC under the hash key, the base snapshot, the branches, the inline compaction statement. No identifier.
     """
 
     template_fields: Sequence[str] = (*DsrBaseOperator.template_fields, "engine", "engine_catalog", "statement_dir")
@@ -56,7 +57,7 @@ class ErasureHandoffPlanOperator(DsrBaseOperator):
             catalog = self.catalog()
             plan = plan_handoff(catalog, self.contract_files(), request, engine=self.engine,
                                 engine_catalog=self.engine_catalog, statement_dir=self.statement_dir,
-                                trail=self.audit_trail(catalog))
+                                trail=self.audit_trail(catalog), hash_key=self.hash_key())
         self.run_summary = plan.to_dict()
         for table in plan.tables:
             self.log.info("%s: %d rows on %s, handed to %s in %s", table.table, table.rows, ", ".join(table.branches),

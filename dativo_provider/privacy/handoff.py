@@ -7,7 +7,7 @@ A delete over a very large table may outgrow an Airflow worker. The hand-off spl
    rows on a branch head, the exact DELETE is rendered for the engine
    (:mod:`~dativo_provider.privacy.handoff_sql`) and written to a file readable by its owner only
    (it holds the identifiers in clear text). The plan (tables, the snapshot each DELETE is based on,
-   the file and its SHA-256, value counts per column) is recorded in the audit trail (``discovered``)
+   the file and its HMAC under the trail key, value counts per column) is recorded in the audit trail (``discovered``)
    and returned: it holds no identifier;
 2. **the external engine** runs the file (Spark's ``spark-sql -f``, a Trino connection), and, on a
    merge-on-read table, the compaction statement the plan gives inline;
@@ -23,6 +23,7 @@ The request's ``failed`` event is recorded (and anchored) when step 3 fails, as 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -64,6 +65,8 @@ class PlannedTable:
     :param base_snapshot_id: main's head the DELETE was planned on (text: ids exceed 2^53).
     :param branches: the branch heads holding the subject's rows, each with its own DELETE.
     :param statement_path: the file holding the DELETE statement(s) (mode 0600; identifiers in clear).
+    :param statement_mac: HMAC-SHA256 of the file's text under the hash key: a plain digest of a
+        statement holding a small id would let anyone who reads XCom confirm a guessed id.
     :param compaction: the statement that makes a merge-on-read delete physical (no identifiers).
     """
 
@@ -73,7 +76,7 @@ class PlannedTable:
     branches: tuple[str, ...]
     match_columns: dict[str, int]
     statement_path: str
-    statement_sha256: str
+    statement_mac: str
     compaction: str
 
 
@@ -90,7 +93,7 @@ class HandoffPlan:
     #: Spark only: every table's DELETEs in one file, for one ``spark-sql -f`` (a Trino call takes one
     #: statement, so Trino runs the tables' files one by one). None for Trino.
     statements_path: str | None = None
-    statements_sha256: str | None = None
+    statements_mac: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +101,7 @@ class HandoffPlan:
 
 def plan_handoff(catalog: CatalogConfig, contracts: Iterable[Contract | str | Path], request: SubjectRequest, *,
                  engine: str, engine_catalog: str, statement_dir: str | os.PathLike[str],
-                 trail: AuditTrail | None) -> HandoffPlan:
+                 trail: AuditTrail | None, hash_key: bytes | str) -> HandoffPlan:
     """Step 1: find the subject's rows and write the engine's DELETE per table (see the module doc).
 
     :param engine: ``spark`` or ``trino``.
@@ -106,6 +109,7 @@ def plan_handoff(catalog: CatalogConfig, contracts: Iterable[Contract | str | Pa
         Trino's catalog).
     :param statement_dir: where ``<request_id>/<table>.sql`` files go (folders 0700, files 0600); the
         engine must be able to read them (a shared path when spark-sql runs elsewhere).
+    :param hash_key: the audit trail's key; the plan holds each file's HMAC under it (:func:`read_statement`).
     :raises ConfigError: not an erasure, an unknown engine, or a branch holding rows for Trino.
     """
     from dativo_provider.privacy.discovery import discover
@@ -127,9 +131,9 @@ def plan_handoff(catalog: CatalogConfig, contracts: Iterable[Contract | str | Pa
         if not branches:
             plan.history_only.append(match.table)
             continue
-        plan.tables.append(_plan_table(match, branches, checked, engine_catalog, folder))
+        plan.tables.append(_plan_table(match, branches, checked, engine_catalog, folder, hash_key))
     if checked == "spark":
-        plan = _with_combined_file(plan, folder)
+        plan = _with_combined_file(plan, folder, hash_key)
     if trail is not None:
         trail.append_request(request, "discovered", {**found.to_dict(), "handoff": plan.to_dict()})
     log.info("request %s: %d tables handed to %s, %d purged only", request.request_id, len(plan.tables),
@@ -147,7 +151,7 @@ def _branches_holding(table: Table, match: TableMatch) -> list[str]:
 
 
 def _plan_table(match: TableMatch, branches: list[str], engine: Engine, engine_catalog: str,
-                folder: Path) -> PlannedTable:
+                folder: Path, hash_key: bytes | str) -> PlannedTable:
     statements = [delete_statement(match.table, match.match, engine, engine_catalog, branch) for branch in branches]
     if engine == "trino" and len(statements) > 1:  # handoff_sql refuses branches for Trino already
         raise ConfigError(f"{match.table}: Trino takes one statement per call")
@@ -158,11 +162,11 @@ def _plan_table(match: TableMatch, branches: list[str], engine: Engine, engine_c
         table=match.table, base_snapshot_id=str(match.snapshot_id) if match.snapshot_id is not None else None,
         rows=match.rows, branches=tuple(branches),
         match_columns={column: len(values) for column, values in match.match.items()},
-        statement_path=str(path), statement_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        statement_path=str(path), statement_mac=statement_mac(hash_key, text),
         compaction=compaction_statement(match.table, engine, engine_catalog))
 
 
-def _with_combined_file(plan: HandoffPlan, folder: Path) -> HandoffPlan:
+def _with_combined_file(plan: HandoffPlan, folder: Path, hash_key: bytes | str) -> HandoffPlan:
     import dataclasses
 
     texts = [Path(t.statement_path).read_text(encoding="utf-8") for t in plan.tables]
@@ -170,7 +174,7 @@ def _with_combined_file(plan: HandoffPlan, folder: Path) -> HandoffPlan:
     path = folder / "all-tables.sql"
     _write_private(path, text)
     return dataclasses.replace(plan, statements_path=str(path),
-                               statements_sha256=hashlib.sha256(text.encode()).hexdigest())
+                               statements_mac=statement_mac(hash_key, text))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -180,15 +184,23 @@ def _write_private(path: Path, text: str) -> None:
         file.write(text)
 
 
-def read_statement(planned: Mapping[str, Any]) -> str:
-    """The planned statement file's text, checked against the SHA-256 the plan recorded.
+def statement_mac(hash_key: bytes | str, text: str) -> str:
+    """HMAC-SHA256 of a statement's text under the audit trail's key, as hex."""
+    from dativo_provider.privacy.hashing import audit_key
 
+    return hmac.new(audit_key(hash_key), text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def read_statement(planned: Mapping[str, Any], hash_key: bytes | str) -> str:
+    """The planned statement file's text, checked against the HMAC the plan recorded.
+
+    :param hash_key: the audit trail's key (the ``dativo_dsr_hash_key`` connection).
     :raises TerminalError: the file changed since it was planned.
     """
     text = Path(planned["statement_path"]).read_text(encoding="utf-8")
-    if hashlib.sha256(text.encode()).hexdigest() != planned["statement_sha256"]:
+    if not hmac.compare_digest(statement_mac(hash_key, text), str(planned["statement_mac"])):
         raise TerminalError(f"{planned['table']}: the statement file {planned['statement_path']} changed since "
-                            "it was planned; plan the request again")
+                            "it was planned (or the hash key is not the plan's); plan the request again")
     return text
 
 
@@ -386,7 +398,7 @@ class _Adoption:
                                            "erasure_snapshot": deletion.erasure_snapshot,
                                            "base_snapshot": deletion.base_snapshot,
                                            "snapshots": deletion.snapshots,
-                                           "statement_sha256": planned["statement_sha256"]}})
+                                           "statement_mac": planned["statement_mac"]}})
         return deletion
 
     def purge(self, match: TableMatch, deletion: ExternalDeletion | None, policy: str, window: timedelta,

@@ -6,6 +6,7 @@ pyiceberg commit); the certificate must pass only when the subject's rows are re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from datetime import timedelta
@@ -81,7 +82,7 @@ def _request(**extra) -> SubjectRequest:
 
 def _plan(catalog, trail, tmp_path, engine="trino"):
     return plan_handoff(catalog, [CONTRACT], _request(), engine=engine, engine_catalog="lake",
-                        statement_dir=tmp_path / "statements", trail=trail)
+                        statement_dir=tmp_path / "statements", trail=trail, hash_key=HASH_KEY)
 
 
 def _finish(catalog, trail, tmp_path, plan):
@@ -182,7 +183,7 @@ def test_plan_writes_private_statements_and_records_no_identifier(catalog, trail
 def test_the_certificate_is_signed_only_after_the_external_delete_removed_every_row(catalog, trail, tmp_path):
     plan = _plan(catalog, trail, tmp_path)
     (planned,) = plan.to_dict()["tables"]
-    done = run_standin_delete(catalog, TABLE, read_statement(planned))
+    done = run_standin_delete(catalog, TABLE, read_statement(planned, HASH_KEY))
     assert (done.rows_before, done.rows_deleted) == (7, 3)
 
     summary = _finish(catalog, trail, tmp_path, plan)
@@ -235,9 +236,15 @@ def test_a_partial_external_delete_fails_with_the_rows_left(catalog, trail, tmp_
 
 def test_a_changed_statement_file_is_refused(catalog, trail, tmp_path):
     (planned,) = _plan(catalog, trail, tmp_path).to_dict()["tables"]
+    original = Path(planned["statement_path"]).read_text()
+    assert read_statement(planned, HASH_KEY) == original
+    # keyed: the plan's digest confirms no guessed statement without the trail key
+    assert planned["statement_mac"] != hashlib.sha256(original.encode()).hexdigest()
+    with pytest.raises(TerminalError, match="changed since it was planned"):
+        read_statement(planned, b"another-key-of-32-bytes-0123456789")
     Path(planned["statement_path"]).write_text("DELETE FROM \"lake\".\"examples\".\"handoff_accounts\" WHERE 1=1\n")
     with pytest.raises(TerminalError, match="changed since it was planned"):
-        read_statement(planned)
+        read_statement(planned, HASH_KEY)
 
 
 def test_spark_plan_and_unknown_engine(catalog, trail, tmp_path):
