@@ -51,7 +51,8 @@ def celery_services(postgres_config: DatabaseConfig) -> Any:
         _unavailable(f"Redis at {redis_host}:{redis_port}", exc)
     c = postgres_config
     return Services(pg_host=c.host, pg_port=c.port or 5432, pg_user=c.user or "postgres",
-                    pg_database=c.database or "test", redis_host=redis_host, redis_port=redis_port)
+                    pg_database=c.database or "test", pg_password=c.password, redis_host=redis_host,
+                    redis_port=redis_port)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def celery_airflow(celery_services: Any, source_schema: str, source_seeding: Fut
     s = celery_services
     connections = {
         SOURCE_CONN_ID: {"conn_type": "postgres", "host": s.pg_host, "port": s.pg_port, "login": s.pg_user,
-                         "schema": s.pg_database},
+                         "password": s.pg_password, "schema": s.pg_database},
         # The catalog's tables live in the deployment's own database: created and dropped with it.
         LAKE_CONN_ID: {"conn_type": "dativo_iceberg", "host": s.pg_url("{database}"),
                        "extra": {"catalog_type": "sql", "catalog_name": LAKE_CATALOG_NAME,

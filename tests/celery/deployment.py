@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -46,7 +47,6 @@ BROKER_DB = 11
 WORKERS = ("worker-a", "worker-b")
 #: Seconds without a heartbeat before the scheduler fails a running task instance (default 300).
 HEARTBEAT_TIMEOUT = 20
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,21 @@ class Services:
     pg_port: int
     pg_user: str
     pg_database: str
+    pg_password: str | None = field(default=None, repr=False)
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
 
-    def pg_url(self, database: str, driver: str = "psycopg") -> str:
-        return f"postgresql+{driver}://{self.pg_user}@{self.pg_host}:{self.pg_port}/{database}"
+    def pg_url(self, database: str, driver: str | None = "psycopg") -> str:
+        """A SQLAlchemy URL (``driver`` None: the plain ``postgresql://`` scheme Celery's backend takes)."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        password = f":{quote(self.pg_password, safe='')}" if self.pg_password else ""
+        login = quote(self.pg_user, safe="") + password
+        return f"{scheme}://{login}@{self.pg_host}:{self.pg_port}/{database}"
 
     def connect(self, database: str | None = None) -> psycopg.Connection[Any]:
         return psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_user,
-                               dbname=database or self.pg_database, autocommit=True)
+                               password=self.pg_password, dbname=database or self.pg_database,
+                               autocommit=True)
 
 
 #: The columns of a :class:`TaskTry`, in task_instance and task_instance_history.
@@ -150,8 +156,8 @@ class CeleryDeployment:
                          + _tail(self.log(name), lines))
         recent = sorted((self.home / "logs").glob("dag_id=*/**/*.log"), key=lambda p: p.stat().st_mtime)
         for log in recent[-task_logs:]:
-            name = log.relative_to(self.home / "logs")
-            parts.append(f"----- task log {name} -----\n" + _tail(log, lines // 2))
+            where = log.relative_to(self.home / "logs")
+            parts.append(f"----- task log {where} -----\n" + _tail(log, lines // 2))
         return "\n".join(parts)
 
     def wait_for_worker_ready(self, name: str, timeout: float = 180) -> None:
@@ -261,8 +267,7 @@ def deployment_env(services: Services, home: Path, database: str, queue: str, po
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": services.pg_url(database, "psycopg2"),
         "AIRFLOW__CELERY__BROKER_URL": f"redis://{services.redis_host}:{services.redis_port}/{BROKER_DB}",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{services.pg_user}@{services.pg_host}:"
-                                           f"{services.pg_port}/{database}",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{services.pg_url(database, None)}",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
