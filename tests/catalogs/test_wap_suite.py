@@ -104,13 +104,37 @@ def test_a_failing_run_leaves_main_unchanged_and_removes_its_branch(lake):
     assert set(table.metadata.refs) == {"main"}
     back = scan(lake, "orders")
     assert back.equals(good.cast(back.schema))
+    # The refused snapshot stays in the metadata, on no branch, until maintenance expires it with its
+    # files: the stored data files are exactly the ones it holds.
+    refused_id = refused.value.result.snapshot_id
+    assert refused_id not in {ref.snapshot_id for ref in table.metadata.refs.values()}
+    held = {task.file.file_path.split("://", 1)[1] for task in table.scan(snapshot_id=refused_id).plan_files()}
+    assert {f for f in files_of_namespace(lake) if f.endswith(".parquet")} == held
 
 
-def test_a_refused_first_run_leaves_no_table(lake):
+def test_a_refused_first_run_leaves_no_table_and_no_files(lake):
+    """The table the run created for its audit is dropped with purge: a SQL catalog deletes the files
+    itself, the REST catalog (purgeRequested) has its server delete them."""
     with pytest.raises(AuditRejectedError, match="email_well_formed"):
         run_ingest(TableSource(orders(range(3_000), bad=True)), lake.config, lake.table("orders"),
                    audit=gate(lake, "block"))
     assert not lake.load().table_exists(lake.table("orders"))
+    assert files_of_namespace(lake) == []
+
+
+def files_of_namespace(lake) -> list[str]:
+    """Every file stored under the test's namespace: data, manifests and metadata."""
+    from pyarrow import fs
+
+    props = lake.config.properties
+    if lake.kind == "rest":
+        storage = fs.S3FileSystem(endpoint_override=props["s3.endpoint"], access_key=props["s3.access-key-id"],
+                                  secret_key=props["s3.secret-access-key"], region=props["s3.region"])
+        root = f"{props['warehouse']}/{lake.namespace}"
+    else:
+        storage, root = fs.LocalFileSystem(), props["warehouse"].removeprefix("file://")
+    found = storage.get_file_info(fs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(f.path for f in found if f.type == fs.FileType.File and lake.namespace in f.path)
 
 
 def test_quarantine_holds_failing_rows_and_publishes_the_rest(lake):
