@@ -123,8 +123,8 @@ class KeyRange:
     """Rows with ``lower <= column < upper``, compared on the server in the column's own type.
 
     ``None`` leaves a side unbounded, so ranges ``(None, b1), (b1, b2), ..., (bn, None)`` cover every row
-    exactly once. Rows whose key is null belong to the range with no lower bound. The range is not part of the source's identity: every part of a split
-    ingest keeps its state under the identity of the whole source.
+    exactly once; rows whose key is null belong to the range with no lower bound. The range is not part
+    of the source's identity: every part of a split ingest keeps its state under the whole source's.
     """
 
     column: str
