@@ -488,7 +488,7 @@ class _Erasure:
 
     def remove_exports(self, trail: Any, hash_key: bytes, object_store: Any) -> int:
         earlier = self.progress.details("exports_removed")
-        removed = _remove_earlier_exports(trail, hash_key, self.request, self.identifiers().values, object_store)
+        removed = remove_earlier_exports(trail, hash_key, self.request, self.identifiers().values, object_store)
         if removed:
             self.record("deleted", {"exports_removed": len(removed)})
         total = len(removed) + (earlier or {}).get("count", 0)
@@ -550,7 +550,7 @@ def _verify(catalogs: Mapping[str | None, Any], tables: list[str], identifiers: 
     return combined
 
 
-def _remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest, identifiers: Iterable[str],
+def remove_earlier_exports(trail: Any, hash_key: bytes, request: SubjectRequest, identifiers: Iterable[str],
                             object_store: Any) -> list[str]:
     """Delete every earlier export of this subject the audit trail records (GDPR Art. 17 covers the
     copies we handed out too); returns the locations removed."""

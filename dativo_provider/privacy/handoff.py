@@ -423,9 +423,9 @@ class _Adoption:
 
     def remove_exports(self, hash_key: bytes, object_store: Any) -> int:
         # The same rule as our own erasure: Art. 17 covers the copies we handed out too.
-        from dativo_provider.privacy.dsr import _remove_earlier_exports
+        from dativo_provider.privacy.dsr import remove_earlier_exports
 
-        removed = _remove_earlier_exports(self.trail, hash_key, self.request, self.identifiers().values, object_store)
+        removed = remove_earlier_exports(self.trail, hash_key, self.request, self.identifiers().values, object_store)
         if removed:
             self.record("deleted", {"exports_removed": len(removed)})
         return len(removed)
