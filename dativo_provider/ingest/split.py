@@ -5,7 +5,8 @@ between tasks that run on any executor):
 
 1. :func:`plan_split_ingest` reads the committed state (and the snapshot that holds it), creates or
    evolves the table, freezes the cursor's upper bound so every part reads the same window, and cuts
-   the source into key ranges on the server's min/max of the split column.
+   a database source into key ranges on the server's min/max of the split column, or a files source
+   into groups of the files due (the state after them is known then, and is what the commit stores).
 2. :func:`write_split_part` reads one key range and writes its data files against the table's schema
    and partition spec, without committing; it returns their exact description.
 3. :func:`commit_split_ingest` commits the files of every part in ONE snapshot that also holds the
@@ -60,8 +61,9 @@ log = logging.getLogger(__name__)
 
 #: The snapshot summary key that marks the commit of one split run (its :attr:`SplitPlan.run_key`).
 SPLIT_RUN_KEY = "dativo.split-run"
-#: Source types a split ingest can cut into key ranges on the server.
-SPLITTABLE_SOURCES = ("postgres", "mysql")
+#: Source types a split ingest can cut: databases into key ranges on the server, files into groups.
+SPLITTABLE_SOURCES = ("postgres", "mysql", "files")
+_DATABASES = ("postgres", "mysql")
 #: Bump when the plan or part layout changes; another version is refused, not misread.
 FORMAT_VERSION = 1
 
@@ -70,14 +72,23 @@ FORMAT_VERSION = 1
 class SplitPart:
     """One part of a split ingest.
 
-    :param key_range: the source's ``key_range`` for this part (``{"column", "lower", "upper"}``, lower
-        inclusive, upper exclusive, None unbounded); None reads every row.
+    :param key_range: a database source's ``key_range`` for this part (``{"column", "lower", "upper"}``,
+        lower inclusive, upper exclusive, None unbounded); None reads every row.
     :param reads: False when the plan found nothing to read (an empty source): the part writes nothing.
+    :param file_group: a files source's files for this part (paths relative to its ``path``).
     """
 
     index: int
     key_range: dict[str, Any] | None
     reads: bool = True
+    file_group: list[str] | None = None
+
+    @property
+    def spec_patch(self) -> dict[str, Any]:
+        """What the part adds to the source spec to read its share."""
+        if self.file_group is not None:
+            return {"file_group": self.file_group}
+        return {} if self.key_range is None else {"key_range": self.key_range}
 
 
 @dataclass
@@ -94,6 +105,8 @@ class SplitPlan:
     :param split_by: the column the key ranges are on; None when the source is read as one part.
     :param schema_id: the table schema the parts write against.
     :param spec_id: the partition spec the parts write against.
+    :param state_from_plan: the commit stores :attr:`planned_state` (a files source: the plan knows every
+        file the parts read) instead of combining the parts' states (the newest watermark).
     """
 
     table: str
@@ -113,6 +126,8 @@ class SplitPlan:
     spec_id: int
     schema_changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    state_from_plan: bool = False
+    planned_state: dict[str, Any] | None = None
 
     @property
     def options(self) -> WriteOptions:
@@ -180,11 +195,14 @@ def plan_split_ingest(
     bounds: ReadBounds | None = None,
     run_id: str | None = None,
 ) -> SplitPlan:
-    """Prepare the table and cut the source into ``parts`` key ranges.
+    """Prepare the table and cut the source into ``parts`` key ranges (databases) or file groups (files).
 
-    :param source_spec: a ``postgres`` or ``mysql`` source spec (without ``key_range``).
-    :param connection: the source's connection config (a ``DatabaseConfig``).
-    :param parts: how many parts at most (fewer when the split column has fewer distinct values).
+    :param source_spec: a ``postgres``, ``mysql`` or ``files`` source spec (without ``key_range`` or
+        ``file_group``).
+    :param connection: the source's connection config (a ``DatabaseConfig``, or an ``ObjectStoreConfig``
+        or None for files).
+    :param parts: how many parts at most (fewer when the split column has fewer distinct values, or
+        there are fewer files to read).
     :param split_by: an integer, decimal, date or timestamp column to cut on; default the primary key
         when it is one integer column, else the cursor.
     :param write_options: :class:`WriteOptions` as a dict, every mode; a ``merge`` reads the key columns of
@@ -200,7 +218,7 @@ def plan_split_ingest(
     bounds = bounds or ReadBounds()
     if bounds.lookback is not None:
         raise ConfigError("split ingest: give a lookback in the source spec ('lookback'), not in the bounds")
-    source: SqlSource = build_source(source_spec, connection)  # type: ignore[assignment]
+    source: Any = build_source(source_spec, connection)
     if source.may_repeat_rows and options.mode not in ("merge", "replace"):
         raise ConfigError(
             f"split ingest into {table}: the source re-reads rows behind its watermark (a lookback) but write "
@@ -211,18 +229,29 @@ def plan_split_ingest(
     branch = options.branch or "main"
     prior = _prior_state(iceberg, table, source.identity, branch)
     prior_state = prior.state if prior else None
+    is_files = source_spec.get("type") == "files"
+    if is_files and split_by is not None:
+        raise ConfigError("split ingest: 'split_by' applies to database sources; a files source is split "
+                          "into groups of files")
     with source.open(prior_state, bounds) as stream:
         source_schema = stream.schema if options.required_columns else as_optional(stream.schema)
+        groups = stream.file_groups(parts) if is_files else []
+        planned_state = stream.state_after_all() if is_files else None
     changes: list[str] = []
     warnings: list[str] = []
     target = _prepare_table(iceberg, table, source_schema, options, changes, warnings)
-    upper = _frozen_upper(source, prior_state, bounds)
-    read_bounds = ReadBounds(upper=upper)
-    column = split_by or _default_split_column(source)
-    cut = _cut(source, column, prior_state, read_bounds, parts) if column else [SplitPart(0, None)]
-    if source.spec.cursor and upper is None:
-        # Nothing to read yet: no cursor value on the server and no watermark to hold the window shut.
-        cut = [SplitPart(0, None, reads=False)]
+    column: str | None = None
+    if is_files:
+        upper = bounds.upper
+        cut = [SplitPart(i, None, file_group=group) for i, group in enumerate(groups)]
+        cut = cut or [SplitPart(0, None, reads=False)]
+    else:
+        upper = _frozen_upper(source, prior_state, bounds)
+        column = split_by or _default_split_column(source)
+        cut = _cut(source, column, prior_state, ReadBounds(upper=upper), parts) if column else [SplitPart(0, None)]
+        if source.spec.cursor and upper is None:
+            # Nothing to read yet: no cursor value on the server and no watermark to hold the window shut.
+            cut = [SplitPart(0, None, reads=False)]
     plan = SplitPlan(
         table=table,
         source=dict(source_spec),
@@ -241,6 +270,8 @@ def plan_split_ingest(
         spec_id=target.metadata.default_spec_id,
         schema_changes=changes,
         warnings=warnings,
+        state_from_plan=is_files,
+        planned_state=planned_state,
     )
     log.info("%s: split ingest planned in %d part(s)%s; cursor window up to %r", table, len(cut),
              f" on {column!r}" if plan.split_by else "", plan.upper)
@@ -257,8 +288,9 @@ def _check_request(source_spec: Mapping[str, Any], table: str, parts: int,
             f"split ingest cannot cut a {kind!r} source into parts; it splits {', '.join(SPLITTABLE_SOURCES)} "
             "sources by key ranges (use IcebergIngestOperator for other sources, or one task per file group)"
         )
-    if "key_range" in source_spec:
-        raise ConfigError("split ingest: the source spec must not have a 'key_range'; the plan sets one per part")
+    for key in ("key_range", "file_group"):
+        if key in source_spec:
+            raise ConfigError(f"split ingest: the source spec must not have a {key!r}; the plan sets one per part")
     if "." not in table:
         raise ConfigError(f"table {table!r} must be 'namespace.table'")
     if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
@@ -381,6 +413,8 @@ def _json_value(value: Any) -> Any:
 def _describe_part(part: SplitPart) -> str:
     if not part.reads:
         return "nothing (the source has no rows in the window)"
+    if part.file_group is not None:
+        return f"{len(part.file_group)} file(s)"
     if part.key_range is None:
         return "every row"
     lower, upper = part.key_range["lower"], part.key_range["upper"]
@@ -414,8 +448,7 @@ def write_split_part(plan: SplitPlan, part_index: int, connection: Any, catalog:
         log.info("%s: part %d has nothing to read", plan.table, part_index)
         return output
     table = _table_as_planned(catalog.load(), plan)
-    spec = plan.source if part.key_range is None else {**plan.source, "key_range": part.key_range}
-    source = build_source(spec, connection)
+    source = build_source({**plan.source, **part.spec_patch}, connection)
     options = plan.options
     log.info("%s: part %d/%d reads %s", plan.table, part_index + 1, len(plan.parts), _describe_part(part))
     with source.open(plan.prior_state, ReadBounds(upper=plan.upper)) as stream:
@@ -494,7 +527,7 @@ def commit_split_ingest(plan: SplitPlan, part_outputs: Sequence[PartOutput | Map
         result.snapshot_id, result.committed = own, True
         return _finish(result, table, started)
     files = [data_file_from_dict(described) for output in outputs for described in output.files]
-    new_state = _combined_state(plan, outputs)
+    new_state = plan.planned_state if plan.state_from_plan else _combined_state(plan, outputs)
     result.watermark_after = (new_state or plan.prior_state or {}).get(WATERMARK_KEY)
     if options.mode != "replace" and not files and new_state == plan.prior_state:
         result.snapshot_id = _head(table, branch)

@@ -23,12 +23,12 @@ PLAN_KEY = "plan"
 
 class SplitIngestPlanOperator(BaseOperator):
     """Plan a split ingest: read the committed state, create or evolve the table, freeze the cursor
-    window and cut the source into key ranges. Pushes the plan (JSON) under the XCom key ``plan`` for
+    window and cut the source into key ranges (or file groups). Pushes the plan (JSON) under the XCom key ``plan`` for
     :class:`SplitIngestCommitOperator`, and returns one ``{"plan": ..., "part_index": i}`` per part, which
     :class:`SplitIngestPartOperator` is mapped over with ``.partial(...).expand_kwargs(plan_task.output)``.
 
-    :param source: a ``postgres`` or ``mysql`` source spec (connection ids only), as for
-        :class:`~dativo_provider.operators.ingest.IcebergIngestOperator`.
+    :param source: a ``postgres``, ``mysql`` or ``files`` source spec (connection ids only), as for
+        :class:`~dativo_provider.operators.ingest.IcebergIngestOperator`; files are split into groups.
     :param table: the target table, ``"namespace.table"``.
     :param parts: how many parts at most (fewer when the split column has fewer values).
     :param split_by: an integer, decimal, date or timestamp column to cut on; default the primary key

@@ -63,6 +63,7 @@ from dativo_provider.sources.file_stream import (
     infer_file_schema,
     io_error,
     iso_utc,
+    next_state,
     parse_tracking,
     plan_manifest,
     unread_files,
@@ -70,7 +71,7 @@ from dativo_provider.sources.file_stream import (
 
 SPEC_KEYS = frozenset({
     "type", "conn_id", "path", "glob", "format", "columns", "csv", "incremental", "manifest_horizon",
-    "changed_files", "bad_rows", "batch_rows",
+    "changed_files", "bad_rows", "batch_rows", "file_group",
 })
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 #: Suffixes pyarrow decompresses by itself (``compression="detect"``), ignored when finding the format.
@@ -108,6 +109,7 @@ class FilesSource(Source):
         skip_bad_rows: bool = False,
         batch_rows: int | None = None,
         connection: ObjectStoreConfig | None = None,
+        file_group: frozenset[str] | None = None,
     ) -> None:
         self.location = location
         self.glob = glob
@@ -119,6 +121,8 @@ class FilesSource(Source):
         self.skip_bad_rows = skip_bad_rows
         self.batch_rows = batch_rows
         self.connection = connection
+        #: Read only these files (paths relative to ``path``) of those due: one part of a split ingest.
+        self.file_group = file_group
         self._pattern = glob_regex(glob)
 
     @property
@@ -148,6 +152,8 @@ class FilesSource(Source):
             todo = manifest.todo
         elif self.incremental:
             todo = unread_files(todo, previous)
+        if self.file_group is not None:
+            todo = [f for f in todo if f.relative in self.file_group]
         return FilesStream(self, fs, todo, schema, previous, origin, manifest)
 
     def _schema(self, fs: pafs.FileSystem, files: list[FileVersion]) -> tuple[pa.Schema, str]:
@@ -192,6 +198,26 @@ class FilesStream(FileStream):
     def schema(self) -> pa.Schema:
         return self._schema
 
+    def file_groups(self, count: int) -> list[list[str]]:
+        """The files this stream would read, as at most ``count`` non-empty groups of about equal bytes
+        (paths relative to the source's ``path``): the parts of a split ingest."""
+        count = min(count, len(self._files))
+        sizes, groups = [0] * count, [[] for _ in range(count)]  # type: list[int], list[list[str]]
+        for file in sorted(self._files, key=lambda f: (-f.size, f.relative)):  # largest first, to the lightest
+            lightest = sizes.index(min(sizes))
+            sizes[lightest] += file.size
+            groups[lightest].append(file.relative)
+        return groups
+
+    def state_after_all(self) -> dict[str, Any] | None:
+        """The state once every file this stream would read is in the table (what a split ingest
+        commits after all its parts)."""
+        if not self._incremental:
+            return None
+        if self._manifest is not None:
+            return self._manifest.state_after(self._files)
+        return next_state(self._previous, self._files)
+
     def _all_batches(self) -> Generator[pa.RecordBatch, None, None]:
         for file in self._files:
             yield from self._one_file(file)
@@ -234,6 +260,10 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
         raise ConfigError("files source: 'batch_rows' must be at least 1")
     columns = spec.get("columns")
     incremental, tracking = parse_tracking(spec, "files source")
+    file_group = spec.get("file_group")
+    if file_group is not None and (isinstance(file_group, str) or not isinstance(file_group, (list, tuple))
+                                   or not all(isinstance(name, str) and name for name in file_group)):
+        raise ConfigError("files source: 'file_group' must be a list of file paths relative to 'path'")
     return FilesSource(
         objectstore.parse(spec.get("path"), "files source: 'path'"),
         glob,
@@ -245,6 +275,7 @@ def from_spec(spec: Mapping[str, Any], connection: ObjectStoreConfig | None) -> 
         skip_bad_rows=bad_rows == "skip",
         batch_rows=batch_rows,
         connection=connection,
+        file_group=None if file_group is None else frozenset(file_group),
     )
 
 

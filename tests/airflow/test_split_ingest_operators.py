@@ -121,7 +121,7 @@ def test_split_ingest_builds_plan_mapped_parts_and_commit_in_a_task_group(airflo
 def test_a_source_that_cannot_be_split_fails_the_plan_without_retries(iceberg_default):
     from dativo_provider.compat import AirflowFailException
 
-    plan = SplitIngestPlanOperator(task_id="plan", source={"type": "files", "path": "/tmp", "format": "csv"},
-                                   table="lake.files", parts=2)
-    with pytest.raises(AirflowFailException, match="ConfigError: split ingest cannot cut a 'files' source"):
+    plan = SplitIngestPlanOperator(task_id="plan", source={"type": "markdown_kv", "path": "/tmp"},
+                                   table="lake.docs", parts=2)
+    with pytest.raises(AirflowFailException, match="ConfigError: split ingest cannot cut a 'markdown_kv' source"):
         plan.execute({"run_id": "manual"})

@@ -268,7 +268,7 @@ def test_an_empty_source_plans_one_part_that_reads_nothing(tmp_path, pg, pg_sche
 
 
 @pytest.mark.parametrize(("spec", "options", "message"), [
-    ({"type": "files", "path": "/tmp/x", "format": "csv"}, None, "cannot cut a 'files' source into parts"),
+    ({"type": "stripe", "conn_id": "stripe", "object": "charges"}, None, "cannot cut a 'stripe' source into parts"),
     (_spec("s.orders", lookback="1h"), None, "re-reads rows behind its watermark .* use mode 'merge'"),
     (_spec("s.orders", key_range={"column": "id"}), None, "must not have a 'key_range'"),
 ])
@@ -322,3 +322,38 @@ def test_a_mysql_source_splits_on_its_key_and_continues_from_its_watermark(tmp_p
     _, second = _split_ingest(catalog, my_db, spec, parts=3)
     assert (second.rows_read, second.rows_written) == (50, 50)
     assert lake_rows() == source_rows()
+
+
+def test_a_files_source_splits_into_file_groups_and_stores_the_state_a_single_run_would(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+
+    def write(name, first, count):
+        (drop / name).write_text("id,name\n" + "".join(f"{i},row {i}\n" for i in range(first, first + count)))
+
+    for n, count in enumerate([500, 40, 300, 10, 120, 80, 1]):
+        write(f"batch_{n}.csv", n * 1000, count)
+    spec = {"type": "files", "path": str(drop), "glob": "*.csv", "columns": {"id": "int64", "name": "string"}}
+    catalog = embedded_catalog(tmp_path / "lake")
+    plan, result = _split_ingest(catalog, None, spec, parts=3)
+    groups = [set(part.file_group) for part in plan.parts]
+    assert len(groups) == 3 and set().union(*groups) == {f"batch_{n}.csv" for n in range(7)}
+    assert sum(len(g) for g in groups) == 7, "every file in exactly one part"
+    assert result.rows_written == 1051
+    lake_ids = sorted(catalog.load().load_table(TABLE).scan().to_arrow()["id"].to_pylist())
+    assert lake_ids == sorted(n * 1000 + i for n, count in enumerate([500, 40, 300, 10, 120, 80, 1])
+                              for i in range(count))
+
+    single = embedded_catalog(tmp_path / "single")
+    run_ingest(build_source(spec), single, TABLE)
+    state = catalog.load().load_table(TABLE).current_snapshot().summary[STATE_KEY]
+    assert state == single.load().load_table(TABLE).current_snapshot().summary[STATE_KEY]
+
+    write("batch_7.csv", 7000, 25)
+    write("batch_8.csv", 8000, 5)
+    plan, second = _split_ingest(catalog, None, spec, parts=3)
+    assert [sorted(p.file_group) for p in plan.parts] == [["batch_7.csv"], ["batch_8.csv"]]
+    assert (second.rows_read, second.rows_written) == (30, 30)
+    plan, third = _split_ingest(catalog, None, spec, parts=3)
+    assert [p.reads for p in plan.parts] == [False] and not third.committed
+    assert len(catalog.load().load_table(TABLE).scan().to_arrow()) == 1081
