@@ -406,6 +406,7 @@ def test_a_lost_commit_race_is_recognised_and_retried(lake):
     """Each catalog reports a lost race its own way (REST: HTTP 409, CommitFailedException); the commit
     retries on the new head with the files it already wrote."""
     from dativo_provider.iceberg.commit import CommitPlan, commit
+    from dativo_provider.iceberg.races import disable_builtin_retries, is_lost_race
     from dativo_provider.iceberg.writer import DataFileWriter
 
     name = lake.table("t")
@@ -421,6 +422,16 @@ def test_a_lost_commit_race_is_recognised_and_retried(lake):
     outcome = commit(_StaleOnce(catalog, stale), plan, max_attempts=3)
     assert outcome.attempts == 2
     assert read_back(lake, "t")["id"].to_pylist() == [1, 2, 3, 4, 5]
+
+    # What the catalog itself says when a stale commit reaches it, without our retries.
+    with pytest.raises(Exception) as lost:  # noqa: PT011 - each catalog raises its own type; asserted below
+        disable_builtin_retries(stale).append(people([6]).cast(stale.schema().as_arrow()))
+    assert is_lost_race(lost.value), repr(lost.value)
+    if lake.kind == "rest":
+        from pyiceberg.exceptions import CommitFailedException
+
+        assert isinstance(lost.value, CommitFailedException)
+        assert 'branch "main" has changed' in str(lost.value)
 
 
 # --- storage credentials --------------------------------------------------------------------------
