@@ -105,7 +105,8 @@ def test_replace_swaps_the_whole_table_in_one_snapshot(lake):
     assert_rows(lake, "people", fresh)
     summary = head_summary(lake, "people")
     assert summary["operation"] == "overwrite"
-    assert (summary["deleted-records"], summary["added-records"], summary["total-records"]) == ("2000", "700", "700")
+    counts = (summary["deleted-records"], summary["added-records"], summary["total-records"])
+    assert counts == ("2000", "700", "700")
     assert (result.rows_written, result.rows_deleted) == (700, 2_000)
 
 
@@ -162,7 +163,8 @@ def test_a_source_failing_mid_stream_leaves_no_rows_no_state_and_no_files(lake):
     table = lake.load().load_table(lake.table("orders"))
     head, files_before = table.current_snapshot().snapshot_id, stored_data_files(lake, table.location())
 
-    failing = TableSource(rows, identity="memory://orders", cursor="id", batch_rows=1_000, fail_after_batches=3)
+    failing = TableSource(rows, identity="memory://orders", cursor="id", batch_rows=1_000,
+                          fail_after_batches=3)
     with pytest.raises(ConnectionError, match="lost mid-stream"):
         run_ingest(failing, lake.config, lake.table("orders"), WriteOptions(target_file_size_mb=1))
     table = lake.load().load_table(lake.table("orders"))
@@ -244,7 +246,8 @@ def stored_data_files(lake, location: str) -> set[str]:
 
     if location.startswith("s3://"):
         props = lake.config.properties
-        storage = fs.S3FileSystem(endpoint_override=props["s3.endpoint"], access_key=props["s3.access-key-id"],
+        storage = fs.S3FileSystem(endpoint_override=props["s3.endpoint"],
+                                  access_key=props["s3.access-key-id"],
                                   secret_key=props["s3.secret-access-key"], region=props["s3.region"])
         root = location.removeprefix("s3://")
     else:
@@ -387,7 +390,8 @@ def test_two_first_runs_racing_to_create_the_table_both_land(lake):
     assert [o.rows_written for o in outcomes] == [1_000, 800], outcomes
     assert_rows(lake, "people", pa.concat_tables(parts))
     table = lake.load().load_table(lake.table("people"))
-    assert sorted(s.summary[SOURCE_KEY] for s in table.snapshots()) == ["memory://first-0", "memory://first-1"]
+    sources = sorted(s.summary[SOURCE_KEY] for s in table.snapshots())
+    assert sources == ["memory://first-0", "memory://first-1"]
 
 
 class _StaleOnce:
@@ -437,7 +441,8 @@ def test_a_lost_commit_race_is_recognised_and_retried(lake):
 # --- storage credentials --------------------------------------------------------------------------
 
 
-def test_a_rest_catalog_that_vends_no_credentials_needs_storage_keys_in_the_connection(rest_lake, monkeypatch):
+def test_a_rest_catalog_that_vends_no_credentials_needs_storage_keys_in_the_connection(rest_lake,
+                                                                                     monkeypatch):
     """SeaweedFS's catalog authenticates the client (``credential``) but vends no storage credentials:
     neither ``/v1/config`` nor ``loadTable`` carries ``s3.*`` keys, so the connection must give them."""
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):

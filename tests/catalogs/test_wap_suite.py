@@ -108,7 +108,8 @@ def test_a_failing_run_leaves_main_unchanged_and_removes_its_branch(lake):
     # files: the stored data files are exactly the ones it holds.
     refused_id = refused.value.result.snapshot_id
     assert refused_id not in {ref.snapshot_id for ref in table.metadata.refs.values()}
-    held = {task.file.file_path.split("://", 1)[1] for task in table.scan(snapshot_id=refused_id).plan_files()}
+    refused_tasks = table.scan(snapshot_id=refused_id).plan_files()
+    held = {task.file.file_path.split("://", 1)[1] for task in refused_tasks}
     assert {f for f in files_of_namespace(lake) if f.endswith(".parquet")} == held
 
 
@@ -128,7 +129,8 @@ def files_of_namespace(lake) -> list[str]:
 
     props = lake.config.properties
     if lake.kind == "rest":
-        storage = fs.S3FileSystem(endpoint_override=props["s3.endpoint"], access_key=props["s3.access-key-id"],
+        storage = fs.S3FileSystem(endpoint_override=props["s3.endpoint"],
+                                  access_key=props["s3.access-key-id"],
                                   secret_key=props["s3.secret-access-key"], region=props["s3.region"])
         root = f"{props['warehouse']}/{lake.namespace}"
     else:
