@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError, ConfigError, SourceError
+from dativo_provider.exceptions import ConcurrentRunError, ConfigError, SchemaDriftError, SourceError
 from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.data_file_json import data_file_from_dict, data_file_to_dict
@@ -433,8 +433,8 @@ def write_split_part(plan: SplitPlan, part_index: int, connection: Any, catalog:
     Memory stays flat (Arrow batches stream into rolling files). If anything fails in Python the files
     are deleted; a killed worker leaves them as orphans, which no snapshot references.
 
-    :raises CommitConflictError: the table's schema or partition spec changed since the plan (rerun
-        the whole split ingest).
+    :raises SchemaDriftError: the table's schema or partition spec changed since the plan (rerun the
+        whole split ingest: retrying the part cannot help).
     """
     from dativo_provider.sources import build_source
 
@@ -471,7 +471,7 @@ def _table_as_planned(iceberg: Catalog, plan: SplitPlan) -> Table:
     table = iceberg.load_table(plan.table)
     metadata = table.metadata
     if metadata.current_schema_id != plan.schema_id or metadata.default_spec_id != plan.spec_id:
-        raise CommitConflictError(
+        raise SchemaDriftError(
             f"{plan.table}: its schema or partitioning changed since the split ingest was planned "
             f"(schema {plan.schema_id} -> {metadata.current_schema_id}, spec {plan.spec_id} -> "
             f"{metadata.default_spec_id}); rerun the whole split ingest"

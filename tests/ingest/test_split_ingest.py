@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from dativo_provider.connections import DatabaseConfig
-from dativo_provider.exceptions import ConcurrentRunError, ConfigError
+from dativo_provider.exceptions import ConcurrentRunError, ConfigError, SchemaDriftError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.iceberg.state import STATE_KEY
 from dativo_provider.ingest import split
@@ -198,6 +198,17 @@ def test_a_run_with_a_missing_part_commits_nothing(tmp_path, orders, postgres_co
     other = _plan(catalog, postgres_config, _spec(orders))
     with pytest.raises(ConfigError, match="belong to another plan"):
         commit_split_ingest(other, outputs, catalog)
+
+
+def test_a_part_refuses_a_table_whose_schema_changed_since_the_plan(tmp_path, orders, postgres_config):
+    catalog = embedded_catalog(tmp_path / "lake")
+    plan = _plan(catalog, postgres_config, _spec(orders), parts=2)
+    from pyiceberg.types import StringType
+
+    with catalog.load().load_table(TABLE).update_schema() as update:
+        update.add_column("added_meanwhile", StringType())
+    with pytest.raises(SchemaDriftError, match="schema or partitioning changed since the split ingest was planned"):
+        write_split_part(plan, 0, postgres_config, catalog)
 
 
 def test_a_retried_commit_commits_once(tmp_path, pg, orders, postgres_config):
