@@ -38,7 +38,7 @@ from dativo_provider.iceberg.commit import CommitPlan, commit
 from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.data_file_json import data_file_from_dict, data_file_to_dict
 from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_schema, storage_schema
-from dativo_provider.iceberg.state import read_state, snapshot_properties
+from dativo_provider.iceberg.state import CommittedState, read_state, snapshot_properties
 from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
 from dativo_provider.ingest.options import WriteOptions
@@ -227,7 +227,7 @@ def plan_split_ingest(
         )
     iceberg = catalog.load()
     branch = options.branch or "main"
-    prior = _prior_state(iceberg, table, source.identity, branch)
+    prior = _prior_state(iceberg, table, source, branch)
     prior_state = prior.state if prior else None
     is_files = source_spec.get("type") == "files"
     if is_files and split_by is not None:
@@ -285,8 +285,8 @@ def _check_request(source_spec: Mapping[str, Any], table: str, parts: int,
     kind = source_spec.get("type")
     if kind not in SPLITTABLE_SOURCES:
         raise ConfigError(
-            f"split ingest cannot cut a {kind!r} source into parts; it splits {', '.join(SPLITTABLE_SOURCES)} "
-            "sources by key ranges (use IcebergIngestOperator for other sources, or one task per file group)"
+            f"split ingest cannot cut a {kind!r} source into parts; it splits postgres and mysql sources into "
+            "key ranges and files sources into groups of files (use IcebergIngestOperator for other sources)"
         )
     for key in ("key_range", "file_group"):
         if key in source_spec:
@@ -298,13 +298,21 @@ def _check_request(source_spec: Mapping[str, Any], table: str, parts: int,
     return WriteOptions.from_mapping(write_options)
 
 
-def _prior_state(iceberg: Catalog, table: str, identity: str, branch: str) -> Any:
+def _prior_state(iceberg: Catalog, table: str, source: Any, branch: str) -> CommittedState | None:
+    """The state the source committed; under an identity it had before if none under its own yet (then
+    nothing is committed under the new identity, so the commit expects no snapshot of it)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     try:
-        return read_state(iceberg.load_table(table), identity, branch)
+        loaded = iceberg.load_table(table)
     except NoSuchTableError:
         return None
+    found = read_state(loaded, source.identity, branch)
+    for former in () if found else source.former_identities:
+        earlier = read_state(loaded, former, branch)
+        if earlier is not None:
+            return CommittedState(snapshot_id=None, state=earlier.state)  # type: ignore[arg-type]
+    return found
 
 
 def _prepare_table(iceberg: Catalog, name: str, source_schema: pa.Schema, options: WriteOptions,
