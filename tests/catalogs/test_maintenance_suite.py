@@ -119,7 +119,8 @@ def test_metadata_files_the_log_no_longer_names_are_removed_at_once(lake):
     run_ingest(TableSource(rows(0, 10), identity=ORDERS, cursor="seq"), lake.config, lake.table("orders"),
                WriteOptions(table_properties={"write.metadata.previous-versions-max": "2"}))
     for run in range(2, 7):
-        run_ingest(TableSource(rows(0, 10 * run), identity=ORDERS, cursor="seq"), lake.config, lake.table("orders"))
+        source = TableSource(rows(0, 10 * run), identity=ORDERS, cursor="seq")
+        run_ingest(source, lake.config, lake.table("orders"))
     table = lake.load().load_table(lake.table("orders"))
     old = {f for f in stored_files(lake, "orders") if f.endswith(".metadata.json")}
     assert len(old) == 6 and len(table.metadata.metadata_log) == 2

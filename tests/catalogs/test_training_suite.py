@@ -31,23 +31,27 @@ DATA_KEYS = {"labels": "labels", "customer_features": "orders", "segments": "seg
 
 def load(lake, data: dict[str, list[dict]], round_: int = 0) -> None:
     for table, key in DATA_KEYS.items():
-        run_ingest(TableSource(pa.Table.from_pylist(data[key], SCHEMAS[table]), identity=f"memory://{table}/{round_}"),
-                   lake.config, lake.table(table), WriteOptions(mode="append"))
+        rows = pa.Table.from_pylist(data[key], SCHEMAS[table])
+        run_ingest(TableSource(rows, identity=f"memory://{table}/{round_}"), lake.config, lake.table(table),
+                   WriteOptions(mode="append"))
 
 
 def later_commits(lake) -> None:
     for round_ in range(1, 3):
-        load(lake, {"labels": [{"customer_id": 5, "event_ts": at(40 + round_), "churned": True}],
-                    "orders": [{"customer_id": 5, "feature_ts": at(2 + round_ / 10), "orders_30d": 100 + round_,
-                                "spend_30d": 1.0, "days_since_last_order": 0}],
-                    "segments": [{"customer_id": 5, "segment_ts": at(round_ / 10), "segment": "late"}]}, round_)
+        load(lake, {
+            "labels": [{"customer_id": 5, "event_ts": at(40 + round_), "churned": True}],
+            "orders": [{"customer_id": 5, "feature_ts": at(2 + round_ / 10), "orders_30d": 100 + round_,
+                        "spend_30d": 1.0, "days_since_last_order": 0}],
+            "segments": [{"customer_id": 5, "segment_ts": at(round_ / 10), "segment": "late"}],
+        }, round_)
 
 
 def build(lake):
     features = [FeatureTable.from_contract(str(CONTRACT), table=lake.table("customer_features")),
                 FeatureTable(lake.table("segments"), ("customer_id",), "segment_ts", ("segment",))]
-    return build_training_set(lake.config, "churn", LabelTable(lake.table("labels"), ("customer_id",), "event_ts"),
-                              features, output_table=lake.table("churn_training"),
+    labels = LabelTable(lake.table("labels"), ("customer_id",), "event_ts")
+    return build_training_set(lake.config, "churn", labels, features,
+                              output_table=lake.table("churn_training"),
                               manifest_path=str(lake.workdir / "churn.json"), run_id="run-1")
 
 
@@ -73,14 +77,15 @@ def test_a_pinned_training_set_is_reproduced_and_an_erasure_rewrites_its_pins(la
 
     for table in (*INPUTS, "churn_training"):
         delete_rows(lake.config, lake.table(table), EqualTo("customer_id", SUBJECT), request_id="req-7")
-        purge_table(lake.config, lake.table(table), subject=EqualTo("customer_id", SUBJECT), request_id="req-7",
-                    safety_window=timedelta(0))
+        purge_table(lake.config, lake.table(table), subject=EqualTo("customer_id", SUBJECT),
+                    request_id="req-7", safety_window=timedelta(0))
 
     erased = reproduce_training_set(result.manifest_path, lake.config)
     kept = [r for r in original if r["customer_id"] != SUBJECT]
     expected = ContentHash(result.manifest.columns)
     expected.add(pa.Table.from_pylist(kept))
-    assert (erased.status, erased.rows_removed) == ("erased", len(original) - len(kept)) and erased.rows_removed == 3
+    assert (erased.status, erased.rows_removed) == ("erased", len(original) - len(kept))
+    assert erased.rows_removed == 3
     assert erased.content_hash == expected.hexdigest
     assert erased.erasures == {lake.table(t): ["req-7"] for t in INPUTS}
     catalog = lake.load()

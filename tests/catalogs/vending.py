@@ -64,8 +64,8 @@ def vending_catalog(rest: Any) -> Iterator[dict[str, str]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"type": "rest", "uri": f"http://127.0.0.1:{server.server_address[1]}", "warehouse": rest.warehouse,
-               "credential": f"{rest.access_key_id}:{rest.secret_access_key}"}
+        yield {"type": "rest", "uri": f"http://127.0.0.1:{server.server_address[1]}",
+               "warehouse": rest.warehouse, "credential": f"{rest.access_key_id}:{rest.secret_access_key}"}
     finally:
         server.shutdown()
         server.server_close()
