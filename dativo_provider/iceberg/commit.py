@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dativo_provider.exceptions import CommitConflictError, ConcurrentRunError
 from dativo_provider.iceberg.barrier import wait_at_barrier
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pyiceberg.table.metadata import TableMetadata
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Up to this many distinct merge keys are pushed down as ``IN`` (pyiceberg stops pruning above 200).
 _IN_PUSHDOWN_LIMIT = 200
@@ -339,6 +341,25 @@ def commit_with_retries(
             return table
         try:
             return transaction.commit_transaction()
+        except Exception as exc:
+            if not is_lost_race(exc):
+                raise
+            log.warning("commit to %s lost a race (attempt %d/%d): %s", identifier, attempt, attempts, exc)
+            backoff(attempt)
+    raise CommitConflictError(f"{identifier}: other writers won the commit race {attempts} times; rerun")
+
+
+def retry_lost_races(identifier: str, attempt_once: Callable[[], _T], *, attempts: int = 10) -> _T:
+    """Call ``attempt_once`` (it loads the table afresh and commits) again each time it loses a race.
+
+    For commits with nothing to rebuild, such as creating, moving or removing a branch: on a SQL catalog
+    any concurrent commit to the table makes them lose, even one on another branch.
+
+    :raises CommitConflictError: other writers won the race ``attempts`` times; rerunning is safe.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return attempt_once()
         except Exception as exc:
             if not is_lost_race(exc):
                 raise

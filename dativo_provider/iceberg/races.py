@@ -26,13 +26,15 @@ def disable_builtin_retries(table: Table) -> Table:
 
 def is_lost_race(exc: Exception) -> bool:
     """Did another writer win the commit race (so re-reading and retrying is right)?"""
-    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.exceptions import BadRequestError, CommitFailedException
 
     if isinstance(exc, CommitFailedException):
         return True
-    # A snapshot staged on metadata another commit has since advanced (its sequence number is taken):
-    # SQL catalogs check this when they apply the updates, after the ref requirements passed.
-    if isinstance(exc, ValueError) and "older than last sequence number" in str(exc):
+    # A snapshot staged on metadata another commit has since advanced (its sequence number is taken),
+    # on a branch nobody else moved, so the ref requirements passed: SQL catalogs raise a ValueError
+    # when they apply the updates, a REST catalog answers 400 (SeaweedFS: "can't add snapshot with
+    # sequence number 3, must be > than last sequence number 3"), not 409.
+    if isinstance(exc, (ValueError, BadRequestError)) and "last sequence number" in str(exc):
         return True
     # SQLite-backed SQL catalogs report a concurrent writer as a locked database.
     return type(exc).__name__ == "OperationalError" and "locked" in str(exc)

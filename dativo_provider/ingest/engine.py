@@ -22,7 +22,7 @@ from dativo_provider.exceptions import (
     SourceError,
     TerminalError,
 )
-from dativo_provider.iceberg.commit import CommitPlan, commit
+from dativo_provider.iceberg.commit import CommitPlan, commit, retry_lost_races
 from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_schema, storage_schema
 from dativo_provider.iceberg.state import read_state, snapshot_properties
@@ -329,8 +329,12 @@ class _Run:
         return table
 
     def _open_audit_branch(self) -> str:
-        table = self.catalog.load_table(self.table_name)
         name = f"dativo-audit-{uuid.uuid4().hex[:12]}"
+        retry_lost_races(self.table_name, lambda: self._branch_from_head(name))
+        return name
+
+    def _branch_from_head(self, name: str) -> None:
+        table = self.catalog.load_table(self.table_name)
         head = _head(table, self.branch)
         if head is None:
             # Iceberg lets a table without snapshots be written only on main: give it an empty one.
@@ -343,7 +347,6 @@ class _Run:
             head = _head(table, self.branch)
         assert head is not None  # the empty snapshot above
         table.manage_snapshots().create_branch(head, name).commit()
-        return name
 
     def _publish_if_approved(self, plan: CommitPlan, snapshot_id: int, gate: AuditGate,
                              run_id: str | None) -> None:
@@ -363,9 +366,17 @@ class _Run:
             self.result.rows_quarantined = decision.rows_quarantined
             self.result.snapshot_id = decision.snapshot_id or snapshot_id
         finally:
-            self.catalog.load_table(self.table_name).manage_snapshots().remove_branch(plan.branch).commit()
+            retry_lost_races(self.table_name, lambda: self._remove_branch(plan.branch))
+
+    def _remove_branch(self, name: str) -> None:
+        self.catalog.load_table(self.table_name).manage_snapshots().remove_branch(name).commit()
 
     def _fast_forward(self, staged_id: int, publish_id: int) -> None:
+        # A commit elsewhere on the table (another run's audit branch) makes this one lose on a SQL
+        # catalog; retried, the check below still refuses a main that moved.
+        retry_lost_races(self.table_name, lambda: self._fast_forward_once(staged_id, publish_id))
+
+    def _fast_forward_once(self, staged_id: int, publish_id: int) -> None:
         table = self.catalog.load_table(self.table_name)
         staged = table.metadata.snapshot_by_id(staged_id)
         assert staged is not None  # snapshots are only expired by maintenance, never this young

@@ -7,10 +7,13 @@ with S3 (``lake`` fixture, tests/catalogs/conftest.py).
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from dativo_provider.exceptions import CommitConflictError
 from dativo_provider.ingest.engine import AuditRejectedError, run_ingest
 from dativo_provider.quality.wap import ContractGate
 from tests.memory_source import TableSource
@@ -159,3 +162,47 @@ def test_quarantine_holds_failing_rows_and_publishes_the_rest(lake):
     assert set(held["_dativo_run_id"].to_pylist()) == {"run-1"}
     assert refs(lake, "orders") == {"main"}
     assert lake.load().load_table(lake.table("orders")).current_snapshot().snapshot_id == result.snapshot_id
+
+
+class _GateMeetingTheOtherRun(ContractGate):
+    """A contract gate that audits only once the other run has committed to its own audit branch too."""
+
+    def __init__(self, *args, meeting: threading.Barrier, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.meeting = meeting
+
+    def audit(self, staged):
+        self.meeting.wait(timeout=60)
+        return super().audit(staged)
+
+
+def test_two_audited_runs_racing_publish_one_and_refuse_the_other_whole(lake):
+    """Both runs stage on branches of the same main head; the first to publish moves main, so the other's
+    guarded fast-forward must not publish rows audited against a main that is gone."""
+    base = orders(range(0, 500))
+    run_ingest(TableSource(base), lake.config, lake.table("orders"), audit=gate(lake, "block"))
+    contract = gate(lake, "block").contract
+    meeting = threading.Barrier(2)
+    parts = [orders(range(1_000, 1_600)), orders(range(2_000, 2_400))]
+    outcomes: list[object] = [None, None]
+
+    def race(slot: int) -> None:
+        audit = _GateMeetingTheOtherRun(contract, lake.config, meeting=meeting)
+        try:
+            outcomes[slot] = run_ingest(TableSource(parts[slot], identity=f"memory://part-{slot}"), lake.config,
+                                        lake.table("orders"), audit=audit)
+        except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
+            outcomes[slot] = exc
+
+    racers = [threading.Thread(target=race, args=(slot,)) for slot in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=120)
+    published = [slot for slot, o in enumerate(outcomes) if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(published) == 1 and len(refused) == 1, outcomes
+    assert isinstance(refused[0], CommitConflictError) and "moved while the run was audited" in str(refused[0])
+    main = scan(lake, "orders")
+    assert main.equals(pa.concat_tables([base, parts[published[0]]]).sort_by("order_id").cast(main.schema))
+    assert refs(lake, "orders") == {"main"}
