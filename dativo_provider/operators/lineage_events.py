@@ -66,15 +66,13 @@ def _summary(task: Any, stage: str, attribute: str = "run_summary") -> Any:
 def ingest(task: Any, stage: str, catalog: Any) -> Any:
     """Source datasets in; the table out at the committed snapshot, with schema, column lineage (source
     column → same-named column, or through the run's SQL transform), statistics and the contract run."""
-    from airflow.providers.common.compat.openlineage.facet import InputDataset
-
     from dativo_provider.lineage.column_lineage import ColumnLineage, identity_lineage, sql_column_lineage
 
     result = _summary(task, stage, "ingest_result")
     tables = _tables(catalog, load_contract_quietly(task, task.contract, task.log), task.contract_dataset)
     if result is None:
         return operator_lineage(outputs=[tables.output(task.table)] if stage == START else [])
-    inputs = [InputDataset(namespace=d["namespace"], name=d["name"]) for d in result.get("inputs", [])]
+    inputs = _result_inputs(result)
     columns = [column["name"] for column in result.get("schema", [])]
     if isinstance(task.transform, str) and task.transform.strip():
         lineage = sql_column_lineage(task.transform, {"batch": []})
@@ -166,6 +164,108 @@ def training_set(task: Any, stage: str, catalog: Any) -> Any:
         extra_facets=column_lineage_facet(lineage, datasets),
     )
     return operator_lineage(inputs, [output])
+
+
+# --- split ingest: one plan, mapped parts, one commit ------------------------------------------------------
+#
+# Only the commit has the table as an output. Marquez records a dataset version for every output of a
+# run and makes it the table's current version when the run completes (and ignores the version facet
+# of the inputs that read it), OpenMetadata adds a lineage edge from each input to each output of an
+# event: a part writing the table as an (unversioned) output would leave one table version per part
+# that no snapshot holds, current until the commit, and downstream runs in between would be linked to
+# it. So the parts read the source and report their share in the run facet; the plan names the table
+# on start, as an ingest does (what the run will write), and nothing more once it completes.
+
+
+def _plan_of(task: Any) -> Mapping[str, Any]:
+    """The split plan a part or the commit was given (rendered from XCom), {} before it is known."""
+    plan = getattr(task, "plan", None)
+    return plan if isinstance(plan, Mapping) else {}
+
+
+def _planned_source(plan: Mapping[str, Any]) -> list[Any]:
+    """The source dataset as the plan named it (the engine's own naming, as an ingest's inputs)."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+
+    named = plan.get("source_lineage") or {}
+    return [InputDataset(namespace=named["namespace"], name=named["name"])] if named.get("name") else []
+
+
+def _spec_source(spec: Any) -> list[Any]:
+    """The source of a files spec, named from its path. A database source is named by its connection's
+    host, which an event must not ask Airflow for (see :func:`_catalog`): its plan names it."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+
+    from dativo_provider import objectstore
+
+    if not isinstance(spec, Mapping) or spec.get("type") != "files" or not spec.get("path"):
+        return []
+    namespace, name = objectstore.parse(spec["path"]).openlineage_name()
+    return [InputDataset(namespace=namespace, name=name)]
+
+
+def split_plan(task: Any, stage: str, catalog: Any) -> Any:
+    """The source in (a files source from its spec on start, any source from the plan); the table out
+    on start only: the plan creates or evolves the table but commits no rows."""
+    plan = _summary(task, stage)
+    if plan is None:
+        outputs = [_tables(catalog).output(task.table)] if stage == START else []
+        return operator_lineage(_spec_source(task.source), outputs)
+    counts = {"parts": len(plan.get("parts") or []), "schema_changes": len(plan.get("schema_changes") or [])}
+    return operator_lineage(_planned_source(plan), [], run_facet("split_ingest_plan", counts))
+
+
+def split_part(task: Any, stage: str, catalog: Any) -> Any:
+    """The source in; the part's key range (numeric bounds: a date or decimal bound is text, and the
+    counts-only facet leaves it out) or file count, and what it wrote, in the run facet. No output: see
+    the comment above."""
+    plan = _plan_of(task)
+    output = _summary(task, stage) or {}
+    given = output.get("index", task.part_index)
+    index = int(given) if str(given).isdigit() else None
+    parts = plan.get("parts") or []
+    part = parts[index] if index is not None and index < len(parts) else {}
+    key_range = part.get("key_range") or {}
+    counts = {
+        "part_index": index,
+        "parts": len(parts),
+        "key_lower": key_range.get("lower"),
+        "key_upper": key_range.get("upper"),
+        "files_planned": None if part.get("file_group") is None else len(part["file_group"]),
+        **{k: output.get(k) for k in ("rows_read", "rows_written", "rows_rejected", "bytes_written")},
+        "files_written": len(output["files"]) if "files" in output else None,
+    }
+    return operator_lineage(_planned_source(plan), [], run_facet("split_ingest_part", counts))
+
+
+def split_commit(task: Any, stage: str, catalog: Any) -> Any:
+    """As an ingest: the source in; the table out at the committed snapshot, with schema, identity column
+    lineage and statistics; the parts and commit attempts in the run facet."""
+    from dativo_provider.lineage.column_lineage import identity_lineage
+
+    result = _summary(task, stage)
+    tables = _tables(catalog)
+    if result is None:
+        table = _plan_of(task).get("table")
+        outputs = [tables.output(table)] if stage == START and table else []
+        return operator_lineage(_planned_source(_plan_of(task)), outputs)
+    inputs = _result_inputs(result)
+    columns = [column["name"] for column in result.get("schema", [])]
+    relations = {"batch": (inputs[0].namespace, inputs[0].name)} if len(inputs) == 1 else {}
+    lineage = column_lineage_facet(identity_lineage(columns, "batch"), relations)
+    counts = {
+        "parts": len((result.get("source_details") or {}).get("parts") or []),
+        **{k: result.get(k) for k in ("rows_read", "rows_rejected", "files_written", "commit_attempts")},
+        "committed": bool(result.get("committed")),
+    }
+    output = _written(tables, result["table"], result, lineage)
+    return operator_lineage(inputs, [output], run_facet("split_ingest_commit", counts))
+
+
+def _result_inputs(result: Mapping[str, Any]) -> list[Any]:
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+
+    return [InputDataset(namespace=d["namespace"], name=d["name"]) for d in result.get("inputs", [])]
 
 
 # --- contracts ----------------------------------------------------------------------------------------
@@ -424,8 +524,16 @@ def dsr(task: Any, stage: str, catalog: Any) -> Any:
     return _erasure(task, tables, summary)
 
 
+#: The ``dativo`` facet's operation of the operators that erase, by class; other erasures: ``dsr_erase``.
+_ERASING = {
+    "TenantTerminateOperator": "tenant_terminate",
+    "ErasureHandoffVerifyOperator": "erasure_handoff_verify",
+}
+
+
 def _erasure(task: Any, tables: IcebergLineage, summary: Mapping[str, Any]) -> Any:
-    """An erasure (or a tenant termination that erased): each table in and out at the snapshot it left."""
+    """An erasure (a tenant termination that erased, a hand-off's verification of the engine's delete):
+    each table in and out at the snapshot it left."""
     erasure = summary.get("erasure") if isinstance(summary.get("erasure"), Mapping) else summary
     changed = [t for t in erasure.get("tables", []) if ":" not in str(t.get("table"))]
     counts: dict[str, Any] = {
@@ -443,8 +551,37 @@ def _erasure(task: Any, tables: IcebergLineage, summary: Mapping[str, Any]) -> A
             counts[step] = sum(len(names) for names in outcome.values() if isinstance(names, (list, tuple)))
     outputs = [tables.output(t["table"], tables.current_snapshot(t["table"])) for t in changed]
     inputs = [tables.input(t["table"]) for t in changed]
-    operation = "tenant_terminate" if type(task).__name__ == "TenantTerminateOperator" else "dsr_erase"
+    if type(task).__name__ == "ErasureHandoffVerifyOperator":  # the engine's name is text: count its tables
+        counts["tables_handed_off"] = sum(1 for t in erasure.get("tables", []) if t.get("engine"))
+    operation = _ERASING.get(type(task).__name__, "dsr_erase")
     return operator_lineage(inputs, outputs, run_facet(operation, counts))
+
+
+def handoff_plan(task: Any, stage: str, catalog: Any) -> Any:
+    """The tables handed to the engine, each at the snapshot its DELETE was planned on, and those holding
+    the subject in history only; no output (the engine deletes, the verification reports it). Counts
+    only: the plan's statement paths and HMACs stay out too."""
+    plan = _summary(task, stage)
+    if plan is None:
+        return operator_lineage()
+    tables = _tables(catalog)
+    planned = [t for t in plan.get("tables", []) if ":" not in str(t.get("table"))]
+    history = [t for t in plan.get("history_only", []) if ":" not in str(t)]
+    counts = {
+        "tables": len(planned),
+        "rows": sum(int(t.get("rows") or 0) for t in planned),
+        "branches": sum(len(t.get("branches") or ()) for t in planned),
+        "tables_history_only": len(history),
+    }
+    inputs = [tables.input(t["table"], t.get("base_snapshot_id")) for t in planned]
+    inputs += [tables.input(t) for t in history]
+    return operator_lineage(inputs, [], run_facet("erasure_handoff_plan", counts))
+
+
+def handoff_verify(task: Any, stage: str, catalog: Any) -> Any:
+    """As an erasure (:func:`_erasure`): the tables the engine deleted from and the purge changed."""
+    summary = _summary(task, stage)
+    return operator_lineage() if summary is None else _erasure(task, _tables(catalog), summary)
 
 
 BUILDERS: dict[str, Callable[[Any, str, Any], Any]] = {
@@ -461,4 +598,9 @@ BUILDERS: dict[str, Callable[[Any, str, Any], Any]] = {
     "DsrBaseOperator": dsr,
     "DriftCheckMixin": drift_check,
     "FeastMaterializeOperator": feast_materialize,
+    "SplitIngestPlanOperator": split_plan,
+    "SplitIngestPartOperator": split_part,
+    "SplitIngestCommitOperator": split_commit,
+    "ErasureHandoffPlanOperator": handoff_plan,
+    "ErasureHandoffVerifyOperator": handoff_verify,
 }

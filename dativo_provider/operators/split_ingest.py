@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from dativo_provider.compat import BaseOperator, Context, TaskGroup
 from dativo_provider.hooks.iceberg import IcebergHook
 from dativo_provider.operators.common import TableAliasOutlet, airflow_errors, native_bound
+from dativo_provider.operators.lineage import OpenLineageFacets
 
 #: Retries of a part task unless the DAG says otherwise: a retried part writes new files and only its
 #: final attempt's output reaches the commit, so retrying never repeats rows.
@@ -21,7 +22,7 @@ DEFAULT_PART_RETRIES = 2
 PLAN_KEY = "plan"
 
 
-class SplitIngestPlanOperator(BaseOperator):
+class SplitIngestPlanOperator(OpenLineageFacets, BaseOperator):
     """Plan a split ingest: read the committed state, create or evolve the table, freeze the cursor
     window and cut the source into key ranges (or file groups). Pushes the plan (JSON) under the XCom key ``plan`` for
     :class:`SplitIngestCommitOperator`, and returns one ``{"plan": ..., "part_index": i}`` per part, which
@@ -69,12 +70,12 @@ class SplitIngestPlanOperator(BaseOperator):
                 split_by=self.split_by or None, write_options=self.write_options,
                 bounds=ReadBounds(upper=native_bound(self.upper_bound)), run_id=context.get("run_id"),
             )
-        described = plan.to_dict()
+        described = self.run_summary = plan.to_dict()  # OpenLineage names the source from it
         context["ti"].xcom_push(key=PLAN_KEY, value=described)
         return [{"plan": described, "part_index": index} for index in range(len(plan.parts))]
 
 
-class SplitIngestPartOperator(BaseOperator):
+class SplitIngestPartOperator(OpenLineageFacets, BaseOperator):
     """Write one part of a split ingest (``.partial(...).expand_kwargs(plan_task.output)``): its data
     files, not committed. Returns their exact description (JSON) for :class:`SplitIngestCommitOperator`.
 
@@ -105,10 +106,11 @@ class SplitIngestPartOperator(BaseOperator):
             plan = SplitPlan.from_dict(self.plan)
             output = write_split_part(plan, int(self.part_index), source_connection_config(plan.source),
                                       IcebergHook(self.iceberg_conn_id).get_catalog_config())
-        return output.to_dict()
+        self.run_summary = output.to_dict()
+        return self.run_summary
 
 
-class SplitIngestCommitOperator(TableAliasOutlet, BaseOperator):
+class SplitIngestCommitOperator(OpenLineageFacets, TableAliasOutlet, BaseOperator):
     """Commit every part of a split ingest as one snapshot holding the combined source state; push the
     run summary (rows read = written + rejected, summed over the parts) to XCom and emit the table's
     asset event through the alias ``dativo:<dag id>.<task id>``.
@@ -145,7 +147,8 @@ class SplitIngestCommitOperator(TableAliasOutlet, BaseOperator):
             extra = result.event_extra()
             uri = self.emit_table_event(context, catalog, plan.table, extra)
             event = {"uri": uri, "extra": extra} if uri else None
-        return {**result.to_dict(), "asset_event": event}
+        self.run_summary = {**result.to_dict(), "asset_event": event}
+        return self.run_summary
 
 
 def split_ingest(

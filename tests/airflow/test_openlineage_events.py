@@ -8,8 +8,11 @@ for the secrets and the data subject the runs used. Each DAG gets its own embedd
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ pytest.importorskip("mlflow")
 HASH_KEY = "Dsr-Hash-Key-ol-7c1d93e05b2a"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/dativoLineageTestKey"
 SUBJECT_ID = 87
+#: example_erasure_handoff's subject (account 87): its address and name, as the table holds them.
+HANDOFF_SUBJECT = ("o'brien.zoe@example.org", "o'brien")
+SPLIT_ROWS = 20_000  # example_split_ingest's seed
 FEATURE_TYPES = {
     "customer_id": "Integral",
     "feature_ts": "String",
@@ -39,14 +45,17 @@ FEATURE_TYPES = {
 
 
 class Captured:
-    """The events the module's runs appended, the secrets they used and the subject they erased."""
+    """The events the module's runs appended, the secrets they used and the subjects they erased."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.secrets: list[str] = [HASH_KEY, AWS_SECRET]
-        self.subject_email = ""
+        #: What identifies the erased subjects (e-mail addresses, names), lower case; their id is SUBJECT_ID.
+        self.subject_texts: list[str] = []
         self.returns: dict[str, Any] = {}
+        #: DAGs not run, with the reason (a server the module may do without was not reachable).
+        self.not_run: dict[str, str] = {}
 
     def complete(self, job: str, which: int = -1) -> dict[str, Any]:
         """The job's last COMPLETE event (``which=0``: its first)."""
@@ -55,6 +64,15 @@ class Captured:
             f"no COMPLETE event for {job}; jobs seen: {sorted({e['job']['name'] for e in self.events})}"
         )
         return found[which]
+
+    def completed(self, job: str) -> list[dict[str, Any]]:
+        """Every COMPLETE event of the job (a mapped task's: one per map index)."""
+        return [e for e in self.events if e["eventType"] == "COMPLETE" and e["job"]["name"] == job]
+
+    def ran(self, dag_id: str) -> None:
+        """Skip the test when ``dag_id`` did not run."""
+        if dag_id in self.not_run:
+            pytest.skip(f"{dag_id} did not run: {self.not_run[dag_id]}")
 
 
 def _trigger(dag_id: str, conf: dict[str, Any], logical_date: datetime | None = None) -> Any:
@@ -84,6 +102,29 @@ def _purge(quarantine_table: str) -> None:
         assert run.state == "success"
 
 
+@contextmanager
+def _split_source(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Postgres database of its own for example_split_ingest's source table, dropped afterwards: the
+    table's name is the example's, and other modules (and this module on the other Airflow) fill it too.
+    None when the server is not reachable."""
+    try:
+        config = request.getfixturevalue("postgres_config")
+    except pytest.skip.Exception:
+        yield None
+        return
+    import psycopg
+
+    database = f"dativo_openlineage_{os.getpid()}"
+    server = {"host": config.host, "port": config.port, "user": config.user, "password": config.password}
+    with psycopg.connect(dbname=config.database, autocommit=True, **server) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+        try:
+            yield dataclasses.replace(config, database=database)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
 def _seed(tables: list[str]) -> None:
     import pyarrow as pa
 
@@ -102,12 +143,15 @@ def _seed(tables: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Captured]:
+def captured(
+    airflow_db: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Captured]:
     """Run every operator once through the example DAGs; the events they produced.
 
-    Every run but the contract DAG's is at a logical date in 2030, which no other module uses: on Airflow 3, replacing another
-    module's run of a DAG that has two serialized versions (their paths follow DATIVO_HOME) trips a
-    SQLAlchemy uselist warning inside Airflow (an error here, and it poisons the next module's session).
+    Every run but the contract DAG's is at a logical date in 2030 or 2031, which no other module uses: on
+    Airflow 3, replacing another module's run of a DAG that has two serialized versions (their paths
+    follow DATIVO_HOME) trips a SQLAlchemy uselist warning inside Airflow (an error here, and it poisons
+    the next module's session).
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -184,7 +228,7 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
         warehouse = build_warehouse(IcebergHook().get_catalog_config(), customers=120, seed=3)
         assert warehouse.subject_id == SUBJECT_ID
-        result.subject_email = warehouse.subject_email
+        result.subject_texts.append(warehouse.subject_email.lower())
         env.setenv(
             *connection_env(
                 "dativo_dsr_signing", conn_type="generic", password=pem, extra={"key_id": "dsr-lineage"}
@@ -194,7 +238,7 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_OUTPUT_DIR", str(root / "dsr-out"))
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_REFS_POLICY", "repoint")
         env.setenv("AIRFLOW_VAR_DATIVO_DSR_SAFETY_WINDOW_MINUTES", "0")
-        request = {
+        subject = {
             "subject_kind": "customer",
             "subject_ids": [str(SUBJECT_ID)],
             "emails": [warehouse.subject_email],
@@ -202,8 +246,36 @@ def captured(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "deadline": None,
         }
         for kind in ("access", "restriction", "erasure"):
-            run = _trigger("example_dsr", {**request, "request_id": f"dsr-{kind}-ol", "kind": kind})
+            run = _trigger("example_dsr", {**subject, "request_id": f"dsr-{kind}-ol", "kind": kind})
             assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+        home("handoff")  # the keys and output folder of the DSR runs above
+        result.subject_texts += HANDOFF_SUBJECT
+        handoff = {**subject, "request_id": "dsr-handoff-ol", "kind": "erasure", "emails": []}
+        run = _trigger("example_erasure_handoff", handoff, datetime(2031, 2, 3, 12, tzinfo=UTC))
+        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        result.returns["handoff.plan"] = return_values(run, "plan")[0]
+
+        home("split")
+        with _split_source(request) as database:
+            if database is None:
+                result.not_run["example_split_ingest"] = "PostgreSQL is not reachable"
+            else:
+                env.setenv(
+                    *connection_env(
+                        "postgres_default",
+                        conn_type="postgres",
+                        host=database.host,
+                        port=database.port,
+                        login=database.user,
+                        password=database.password,
+                        schema=database.database,
+                    )
+                )
+                run = run_dag("example_split_ingest", datetime(2031, 1, 6, 12, tzinfo=UTC))
+                result.returns["split.commit"] = return_values(run, "split_events.commit")[0]
+                result.returns["split.parts"] = return_values(run, "split_events.write_part")
+                result.returns["split.plan"] = return_values(run, "split_events.plan")[0][0]["plan"]
 
         home("contracts")
         _purge("examples.contract_orders_quarantine")
@@ -233,11 +305,18 @@ JOBS = {
     "DsrExportOperator": "example_dsr.export",
     "DsrEraseOperator": "example_dsr.erase",
     "DsrRestrictOperator": "example_dsr.restrict",
+    "ErasureHandoffPlanOperator": "example_erasure_handoff.plan",
+    "ErasureHandoffVerifyOperator": "example_erasure_handoff.verify",
+    "SplitIngestPlanOperator": "example_split_ingest.split_events.plan",
+    "SplitIngestPartOperator": "example_split_ingest.split_events.write_part",
+    "SplitIngestCommitOperator": "example_split_ingest.split_events.commit",
 }
 
 
 def test_every_operator_sends_events_that_the_openlineage_schemas_accept(captured):
     for operator, job in JOBS.items():
+        if job.split(".")[0] in captured.not_run:
+            continue
         event = captured.complete(job)
         assert event["inputs"] or event["outputs"] or event["run"]["facets"].get("dativo"), operator
     invalid = {f"{e['job']['name']} {e['eventType']}": problems(e) for e in captured.events}
@@ -332,11 +411,98 @@ def test_dsr_events_carry_counts_and_never_the_subject_or_a_secret(captured):
     }
 
     text = "\n".join(captured.lines)
-    assert captured.subject_email and captured.subject_email.lower() not in text.lower()
+    assert len(captured.subject_texts) == 3  # the DSR subject's address, the hand-off subject's and name
+    assert [found for found in captured.subject_texts if found in text.lower()] == []
     for secret in captured.secrets:
         assert secret not in text
     identifiers = [path for event in captured.events for path in _values_equal(event, SUBJECT_ID)]
     assert identifiers == []
+
+
+def test_handoff_events_name_tables_and_counts_never_the_statement_or_the_subject(captured):
+    planned = captured.returns["handoff.plan"]
+    (table,) = planned["tables"]
+    plan = captured.complete("example_erasure_handoff.plan")
+    handed = _table(plan, "inputs", "examples.handoff_accounts")
+    assert handed["facets"]["version"]["datasetVersion"] == table["base_snapshot_id"]
+    assert plan["outputs"] == []  # the engine deletes; the verification reports what changed
+    assert plan["run"]["facets"]["dativo"]["operation"] == "erasure_handoff_plan"
+    assert plan["run"]["facets"]["dativo"]["counts"] == {
+        "tables": 1,
+        "rows": 2,  # account 87 and the anonymous row holding its address
+        "branches": 1,
+        "tables_history_only": 0,
+    }
+
+    verify = captured.complete("example_erasure_handoff.verify")
+    dativo = verify["run"]["facets"]["dativo"]
+    assert dativo["operation"] == "erasure_handoff_verify"
+    counted = ("rows_deleted", "tables", "tables_handed_off", "verified")
+    assert {k: dativo["counts"][k] for k in counted} == {
+        "rows_deleted": 2,
+        "tables": 1,
+        "tables_handed_off": 1,
+        "verified": 1,
+    }
+    erased = _table(verify, "outputs", "examples.handoff_accounts")
+    assert erased["facets"]["version"]["datasetVersion"] != table["base_snapshot_id"]
+
+    text = "\n".join(
+        line
+        for line in captured.lines
+        if json.loads(line)["job"]["name"].startswith("example_erasure_handoff")
+    )
+    assert text.count('"eventType"') >= 8  # start and complete of seed, plan, stand-in and verify
+    hidden = [table["statement_path"], table["statement_mac"], *HANDOFF_SUBJECT]
+    assert [found for found in hidden if found.lower() in text.lower()] == []
+
+
+def test_split_ingest_commit_writes_the_table_at_its_snapshot_and_the_parts_write_nothing(captured):
+    captured.ran("example_split_ingest")
+    committed = captured.returns["split.commit"]
+    assert committed["committed"] and committed["rows_written"] == SPLIT_ROWS
+    event = captured.complete("example_split_ingest.split_events.commit")
+    (source,) = event["inputs"]
+    assert source["namespace"].startswith("postgres://")
+    assert source["name"] == f"dativo_openlineage_{os.getpid()}.public.dativo_example_events"
+    output = _table(event, "outputs", "examples.pg_events_split")
+    assert output["facets"]["version"]["datasetVersion"] == str(committed["snapshot_id"])
+    assert output["outputFacets"]["outputStatistics"] == {
+        **output["outputFacets"]["outputStatistics"],
+        "rowCount": SPLIT_ROWS,
+        "size": committed["bytes_written"],
+    }
+    columns = ["id", "customer", "amount", "shipped_on", "created_at"]
+    assert [f["name"] for f in output["facets"]["schema"]["fields"]] == columns
+    lineage = output["facets"]["columnLineage"]["fields"]
+    assert {c: [(i["name"], i["field"]) for i in lineage[c]["inputFields"]] for c in columns} == {
+        c: [(source["name"], c)] for c in columns
+    }
+    counts = event["run"]["facets"]["dativo"]["counts"]
+    assert (counts["parts"], counts["rows_read"], counts["committed"]) == (4, SPLIT_ROWS, 1)
+
+    parts = captured.completed("example_split_ingest.split_events.write_part")
+    assert len(parts) == 4
+    named = (source["namespace"], source["name"])
+    read = [([(i["namespace"], i["name"]) for i in p["inputs"]], p["outputs"]) for p in parts]
+    assert read == [([named], [])] * 4
+    shares = sorted((p["run"]["facets"]["dativo"]["counts"] for p in parts), key=lambda c: c["part_index"])
+    assert [c["part_index"] for c in shares] == [0, 1, 2, 3] and {c["parts"] for c in shares} == {4}
+    assert sum(c["rows_written"] for c in shares) == SPLIT_ROWS
+    planned = [part["key_range"] for part in captured.returns["split.plan"]["parts"]]
+    assert [(c.get("key_lower"), c.get("key_upper")) for c in shares] == [
+        (r["lower"], r["upper"]) for r in planned
+    ]
+    assert "key_lower" not in shares[0] and "key_upper" not in shares[-1]  # unbounded: null keys included
+
+    plan = captured.complete("example_split_ingest.split_events.plan")
+    assert ([(i["namespace"], i["name"]) for i in plan["inputs"]], plan["outputs"]) == ([named], [])
+    (started,) = [
+        e
+        for e in captured.events
+        if e["eventType"] == "START" and e["job"]["name"] == "example_split_ingest.split_events.plan"
+    ]
+    assert "version" not in _table(started, "outputs", "examples.pg_events_split")["facets"]
 
 
 def _values_equal(value: Any, subject: int, path: str = "") -> Iterator[str]:
