@@ -165,15 +165,21 @@ def test_quarantine_holds_failing_rows_and_publishes_the_rest(lake):
 
 
 class _GateMeetingTheOtherRun(ContractGate):
-    """A contract gate that audits only once the other run has committed to its own audit branch too."""
+    """A contract gate that audits only once the other run has committed to its own audit branch too.
 
-    def __init__(self, *args, meeting: threading.Barrier, **kwargs) -> None:
+    The audits themselves take turns: Soda's contract parser is not thread-safe (two threads of one
+    process verifying at once fail with YAML errors); Airflow runs tasks in separate processes.
+    """
+
+    def __init__(self, *args, meeting: threading.Barrier, turns: threading.Lock, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.meeting = meeting
+        self.turns = turns
 
     def audit(self, staged):
         self.meeting.wait(timeout=60)
-        return super().audit(staged)
+        with self.turns:
+            return super().audit(staged)
 
 
 def test_two_audited_runs_racing_publish_one_and_refuse_the_other_whole(lake):
@@ -182,12 +188,12 @@ def test_two_audited_runs_racing_publish_one_and_refuse_the_other_whole(lake):
     base = orders(range(0, 500))
     run_ingest(TableSource(base), lake.config, lake.table("orders"), audit=gate(lake, "block"))
     contract = gate(lake, "block").contract
-    meeting = threading.Barrier(2)
+    meeting, turns = threading.Barrier(2), threading.Lock()
     parts = [orders(range(1_000, 1_600)), orders(range(2_000, 2_400))]
     outcomes: list[object] = [None, None]
 
     def race(slot: int) -> None:
-        audit = _GateMeetingTheOtherRun(contract, lake.config, meeting=meeting)
+        audit = _GateMeetingTheOtherRun(contract, lake.config, meeting=meeting, turns=turns)
         try:
             outcomes[slot] = run_ingest(TableSource(parts[slot], identity=f"memory://part-{slot}"), lake.config,
                                         lake.table("orders"), audit=audit)
