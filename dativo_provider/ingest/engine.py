@@ -29,6 +29,7 @@ from dativo_provider.iceberg.state import read_state, snapshot_properties
 from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
 from dativo_provider.ml.transform import transformed
+from dativo_provider.ingest.merge_keys import distinct_merge_keys
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
 from dativo_provider.progress import ProgressLog
@@ -404,25 +405,10 @@ class _KeyCollector:
 
     def distinct(self) -> pa.Table | None:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        if not self.key_columns:
+        if not self.key_columns or not self.parts:
             return None
-        keys = pa.concat_tables(self.parts) if self.parts else None
-        if keys is None:
-            return None
-        for column in self.key_columns:
-            if keys.column(column).null_count:
-                raise SourceError(f"merge key column {column!r} is null in {keys.column(column).null_count} rows")
-        counts = keys.group_by(list(self.key_columns)).aggregate([([], "count_all")])
-        repeated = counts.filter(pc.greater(counts["count_all"], 1))
-        if repeated.num_rows:
-            example = {c: repeated.column(c)[0].as_py() for c in self.key_columns}
-            raise SourceError(
-                f"merge key {example} appears {repeated['count_all'][0].as_py()} times in this run's rows "
-                f"({repeated.num_rows} keys repeat); a merge needs one row per key"
-            )
-        return counts.select(list(self.key_columns))
+        return distinct_merge_keys(pa.concat_tables(self.parts), self.key_columns)
 
 
 def _head(table: Table, branch: str) -> int | None:

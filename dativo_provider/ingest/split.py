@@ -41,6 +41,7 @@ from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_sc
 from dativo_provider.iceberg.state import CommittedState, read_state, snapshot_properties
 from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
 from dativo_provider.iceberg.writer import DataFileWriter
+from dativo_provider.ingest.merge_keys import distinct_merge_keys
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
 from dativo_provider.progress import ProgressLog
@@ -583,7 +584,6 @@ def _merge_keys(table: Table, files: list[Any], key_columns: tuple[str, ...]) ->
     """The distinct merge keys of every part's rows, read back from the parts' files (key columns only);
     refuses null keys and a key repeated in this run, as a merge needs one row per key."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     from pyiceberg.table import FileScanTask
 
     from dativo_provider.iceberg.reader import stream_file
@@ -591,18 +591,7 @@ def _merge_keys(table: Table, files: list[Any], key_columns: tuple[str, ...]) ->
     key_schema = table.schema().select(*key_columns)
     batches = [batch for data_file in files for batch in stream_file(table, FileScanTask(data_file), key_schema)]
     keys = pa.Table.from_batches(batches).select(list(key_columns))
-    for column in key_columns:
-        if keys.column(column).null_count:
-            raise SourceError(f"merge key column {column!r} is null in {keys.column(column).null_count} rows")
-    counts = keys.group_by(list(key_columns)).aggregate([([], "count_all")])
-    repeated = counts.filter(pc.greater(counts["count_all"], 1))
-    if repeated.num_rows:
-        example = {c: repeated.column(c)[0].as_py() for c in key_columns}
-        raise SourceError(
-            f"merge key {example} appears {repeated['count_all'][0].as_py()} times in this run's rows "
-            f"({repeated.num_rows} keys repeat, across all parts); a merge needs one row per key"
-        )
-    return counts.select(list(key_columns))
+    return distinct_merge_keys(keys, key_columns, ", across all parts")
 
 
 def _check_outputs(plan: SplitPlan, part_outputs: Sequence[PartOutput | Mapping[str, Any]]) -> list[PartOutput]:
