@@ -102,6 +102,8 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     :raises ConcurrentRunError: another run of the same source committed first (its rows would repeat).
     :raises CommitConflictError: other writers won the race ``max_attempts`` times.
     """
+    if plan.creation is not None and _creates_apart(catalog):
+        _create_empty(catalog, plan)
     if plan.creation is not None:
         _add_files_to_creation(plan)
     for attempt in range(1, max_attempts + 1):
@@ -137,6 +139,29 @@ def commit(catalog: Catalog, plan: CommitPlan, max_attempts: int) -> CommitOutco
     raise CommitConflictError(
         f"could not commit to {plan.identifier}: other writers won the commit race {max_attempts} times"
     )
+
+
+def _creates_apart(catalog: Catalog) -> bool:
+    """Must a new table be created in a commit of its own, before the rows are added?
+
+    A REST catalog: SeaweedFS's accepts two creations of one table racing (both answer success, the
+    later replaces the earlier, and the rows the earlier added with it vanish). Created empty, the
+    table can be replaced only before anyone adds rows; the add commits then assert the table's uuid
+    and the loser of a replacement retries on the table that stayed.
+    """
+    return type(catalog).__name__ == "RestCatalog"
+
+
+def _create_empty(catalog: Catalog, plan: CommitPlan) -> None:
+    """Commit the staged creation alone (or find the table another run created); the files follow."""
+    from dativo_provider.iceberg.tables import commit_creation
+
+    assert plan.creation is not None
+    staged = plan.creation.table_metadata
+    table, created = commit_creation(catalog, plan.identifier, plan.creation)
+    if not created:
+        _check_same_layout(table, staged, plan.identifier)
+    plan.creation = None
 
 
 def _add_files_to_creation(plan: CommitPlan) -> None:

@@ -195,8 +195,8 @@ def test_two_audited_runs_racing_publish_one_and_refuse_the_other_whole(lake):
     def race(slot: int) -> None:
         audit = _GateMeetingTheOtherRun(contract, lake.config, meeting=meeting, turns=turns)
         try:
-            outcomes[slot] = run_ingest(TableSource(parts[slot], identity=f"memory://part-{slot}"), lake.config,
-                                        lake.table("orders"), audit=audit)
+            source = TableSource(parts[slot], identity=f"memory://part-{slot}")
+            outcomes[slot] = run_ingest(source, lake.config, lake.table("orders"), audit=audit)
         except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
             outcomes[slot] = exc
 
@@ -208,7 +208,8 @@ def test_two_audited_runs_racing_publish_one_and_refuse_the_other_whole(lake):
     published = [slot for slot, o in enumerate(outcomes) if not isinstance(o, Exception)]
     refused = [o for o in outcomes if isinstance(o, Exception)]
     assert len(published) == 1 and len(refused) == 1, outcomes
-    assert isinstance(refused[0], CommitConflictError) and "moved while the run was audited" in str(refused[0])
+    assert isinstance(refused[0], CommitConflictError)
+    assert "moved while the run was audited" in str(refused[0])
     main = scan(lake, "orders")
     assert main.equals(pa.concat_tables([base, parts[published[0]]]).sort_by("order_id").cast(main.schema))
     assert refs(lake, "orders") == {"main"}
