@@ -123,7 +123,8 @@ def test_metadata_files_the_log_no_longer_names_are_removed_at_once(lake):
         run_ingest(source, lake.config, lake.table("orders"))
     table = lake.load().load_table(lake.table("orders"))
     old = {f for f in stored_files(lake, "orders") if f.endswith(".metadata.json")}
-    assert len(old) == 6 and len(table.metadata.metadata_log) == 2
+    # Six commits; on a REST catalog the first run creates the table in a commit of its own (docs/catalogs.md).
+    assert len(old) == (7 if lake.kind == "rest" else 6) and len(table.metadata.metadata_log) == 2
 
     result = maintain_table(lake.config, lake.table("orders"), expire_snapshots=False)
 
