@@ -248,32 +248,18 @@ class _Run:
         return table
 
     def _write(self, table: Table, stream: Any) -> tuple[list[Any], pa.Table | None]:
-        writer = DataFileWriter(table, self._sort(table), self.options.target_file_size_mb * 1024 * 1024)
-        required = {f.name for f in table.schema().fields if f.required}
-        conform = BatchConformer(stream.schema, writer.arrow_schema, required, self.table_name)
-        keys = _KeyCollector(self.options.merge_keys)
+        def counted(rows: int) -> None:
+            self.result.rows_written += rows
+
         # The run's summary line ends the log, so this progress never logs a final line of its own.
-        progress = ProgressLog(log, f"{self.table_name}: streaming", unit="rows")
-        try:
-            for batch in stream:
-                if batch.num_rows == 0:
-                    continue
-                batch = conform(batch)
-                keys.add(batch)
-                writer.write(batch)
-                self.result.rows_written += batch.num_rows
-                progress.advance(batch.num_rows, nbytes=batch.nbytes)
-            files = writer.close()
-            distinct_keys = keys.distinct()
-        except BaseException:
-            writer.abort()
-            raise
+        files, distinct_keys = stream_into_files(table, self.table_name, stream, self.options,
+                                                 f"{self.table_name}: streaming", counted, self.options.merge_keys)
         self.result.files_written = len(files)
         self.result.bytes_written = sum(f.file_size_in_bytes for f in files)
         return files, distinct_keys
 
     def _sort(self, table: Table) -> list[tuple[str, str]]:
-        return parse_sort(self.options.sort_by) if self.options.sort_by else sort_columns(table)
+        return write_order(table, self.options)
 
     def _needs_commit(self, files: list[Any], new_state: Any, previous_state: Any) -> bool:
         if self.options.mode == "replace":
@@ -388,6 +374,42 @@ class _Run:
         # Re-pointing an existing branch asserts it still points where we loaded it: a guarded
         # fast-forward.
         table.manage_snapshots().create_branch(publish_id, self.branch).commit()
+
+
+def write_order(table: Table, options: WriteOptions) -> list[tuple[str, str]]:
+    """The order rows are sorted in within each data file: the run's ``sort_by``, else the table's sort order."""
+    return parse_sort(options.sort_by) if options.sort_by else sort_columns(table)
+
+
+def stream_into_files(table: Table, table_name: str, stream: Any, options: WriteOptions, progress_label: str,
+                      counted: Any, merge_keys: tuple[str, ...] = ()) -> tuple[list[Any], pa.Table | None]:
+    """Conform each batch of ``stream`` to the table and write it into rolling data files, not committed.
+
+    :param counted: called with the row count of each written batch.
+    :param merge_keys: key columns whose distinct values are collected (and checked) for a merge.
+    :returns: the data files and the distinct merge keys (None without keys). On any error the files
+        written so far are deleted.
+    """
+    writer = DataFileWriter(table, write_order(table, options), options.target_file_size_mb * 1024 * 1024)
+    required = {f.name for f in table.schema().fields if f.required}
+    conform = BatchConformer(stream.schema, writer.arrow_schema, required, table_name)
+    keys = _KeyCollector(merge_keys)
+    progress = ProgressLog(log, progress_label, unit="rows")
+    try:
+        for batch in stream:
+            if batch.num_rows == 0:
+                continue
+            batch = conform(batch)
+            keys.add(batch)
+            writer.write(batch)
+            counted(batch.num_rows)
+            progress.advance(batch.num_rows, nbytes=batch.nbytes)
+        files = writer.close()
+        distinct_keys = keys.distinct()
+    except BaseException:
+        writer.abort()
+        raise
+    return files, distinct_keys
 
 
 class _KeyCollector:

@@ -35,16 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 from dativo_provider.exceptions import ConcurrentRunError, ConfigError, SchemaDriftError, SourceError
 from dativo_provider.iceberg.commit import CommitPlan, commit
-from dativo_provider.iceberg.conform import BatchConformer
 from dativo_provider.iceberg.data_file_json import data_file_from_dict, data_file_to_dict
 from dativo_provider.iceberg.schema import apply_evolution, as_optional, plan_schema, storage_schema
 from dativo_provider.iceberg.state import CommittedState, read_state, snapshot_properties
-from dativo_provider.iceberg.tables import commit_creation, load_or_stage, parse_sort, sort_columns
-from dativo_provider.iceberg.writer import DataFileWriter
+from dativo_provider.iceberg.tables import commit_creation, load_or_stage
+from dativo_provider.ingest.engine import stream_into_files, write_order
 from dativo_provider.ingest.merge_keys import distinct_merge_keys
 from dativo_provider.ingest.options import WriteOptions
 from dativo_provider.ingest.result import IngestResult, SchemaField
-from dativo_provider.progress import ProgressLog
 from dativo_provider.sources.base import WATERMARK_KEY, LineageDataset, ReadBounds, RejectedRow
 from dativo_provider.sources.sql_common import column_value, to_datetime, utc_naive
 
@@ -490,23 +488,11 @@ def _table_as_planned(iceberg: Catalog, plan: SplitPlan) -> Table:
 
 def _write(table: Table, name: str, stream: Any, options: WriteOptions, output: PartOutput,
            part_index: int) -> list[Any]:
-    sort = parse_sort(options.sort_by) if options.sort_by else sort_columns(table)
-    writer = DataFileWriter(table, sort, options.target_file_size_mb * 1024 * 1024)
-    required = {f.name for f in table.schema().fields if f.required}
-    conform = BatchConformer(stream.schema, writer.arrow_schema, required, name)
-    progress = ProgressLog(log, f"{name} part {part_index}: streaming", unit="rows")
-    try:
-        for batch in stream:
-            if batch.num_rows == 0:
-                continue
-            batch = conform(batch)
-            writer.write(batch)
-            output.rows_written += batch.num_rows
-            progress.advance(batch.num_rows, nbytes=batch.nbytes)
-        files = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    def counted(rows: int) -> None:
+        output.rows_written += rows
+
+    # No merge keys here: a merge reads every part's keys back at the commit (a key may repeat across parts).
+    files, _ = stream_into_files(table, name, stream, options, f"{name} part {part_index}: streaming", counted)
     return files
 
 
@@ -559,7 +545,7 @@ def commit_split_ingest(plan: SplitPlan, part_outputs: Sequence[PartOutput | Map
                     SPLIT_RUN_KEY: plan.run_key},
         source_identity=plan.source_identity,
         expected_state_snapshot=plan.expected_state_snapshot,
-        sort_by=parse_sort(options.sort_by) if options.sort_by else sort_columns(table),
+        sort_by=write_order(table, options),
         target_file_bytes=options.target_file_size_mb * 1024 * 1024,
     )
     try:

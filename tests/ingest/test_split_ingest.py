@@ -20,6 +20,7 @@ from dativo_provider.connections import DatabaseConfig
 from dativo_provider.exceptions import ConcurrentRunError, ConfigError, SchemaDriftError
 from dativo_provider.iceberg.catalog import embedded_catalog
 from dativo_provider.iceberg.state import STATE_KEY
+from dativo_provider.iceberg.writer import DataFileWriter
 from dativo_provider.ingest import split
 from dativo_provider.ingest.engine import run_ingest
 from dativo_provider.ingest.split import (
@@ -155,14 +156,14 @@ def test_a_retried_part_and_a_killed_part_never_duplicate_rows_and_the_killed_fi
     before = _data_files_on_disk(lake)
     writes = []
 
-    def failing_write(self, batch, original=split.DataFileWriter.write):
+    def failing_write(self, batch, original=DataFileWriter.write):
         writes.append(batch.num_rows)
         if len(writes) == 3:
             raise OSError("disk full (injected)")
         original(self, batch)
 
     with monkeypatch.context() as patched:
-        patched.setattr(split.DataFileWriter, "write", failing_write)
+        patched.setattr(DataFileWriter, "write", failing_write)
         with pytest.raises(OSError, match="injected"):
             write_split_part(plan, 1, postgres_config, catalog)
     assert _data_files_on_disk(lake) == before, "a part that failed in Python leaves no files"
